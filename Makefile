@@ -1,0 +1,43 @@
+# forecourt-collector — two entry points: `make demo` and `make test`.
+# Both install what is missing on a fresh Debian machine (as root): python3 and
+# venv, the package and its dependencies in .venv, and mosquitto from apt.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
+PACKAGES := collector protocols buffer uplink config hil
+
+.PHONY: demo test lint deps system-deps clean
+
+system-deps:
+	@if ! command -v $(PYTHON) >/dev/null 2>&1 || ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+		echo "installing python3 and python3-venv"; apt-get update -qq && $(APT) python3 python3-venv; fi
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+		echo "installing mosquitto"; apt-get update -qq && $(APT) mosquitto; fi
+
+$(BIN)/python: | system-deps
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+deps: system-deps $(STAMP)
+
+lint: deps
+	$(BIN)/ruff check $(PACKAGES) tests
+	$(BIN)/ruff format --check $(PACKAGES) tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+# DEMO_BROKER_PORT (default 1883) and DEMO_SECONDS (run until Ctrl-C when unset).
+demo: deps
+	$(BIN)/python -m hil.demo
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
