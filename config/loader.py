@@ -1,0 +1,281 @@
+"""Read a TOML config, apply ``--set`` overrides, validate, explain errors.
+
+Every error becomes one line ``key.path: reason`` (list indices as numbers,
+``ports.0.baudrate: …``) so a technician on a serial console can find the
+key to fix; file-level problems are ``<file>: reason`` and malformed
+overrides ``--set <text>: reason``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+
+from config.models import Config
+
+#: What ``dump_redacted`` shows instead of a secret.
+REDACTED = "***"
+#: Longer string inputs are cut in error lines: one line per error, always.
+MAX_SHOWN_CHARS = 40
+
+_Path = tuple[str | int, ...]
+
+
+class ConfigError(Exception):
+    """The config is not usable; ``errors`` holds one ``key.path: reason`` line each."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def load_config(path: Path, overrides: Sequence[str] = ()) -> Config:
+    """Read ``path``, apply ``key.path=value`` overrides, then validate once."""
+    data = _read_toml(path)
+    raw_texts = _apply_overrides(data, overrides)
+    return _validate(data, raw_texts)
+
+
+def validate_config(data: Mapping[str, Any]) -> Config:
+    """Validate an already-parsed config (e.g. a patched one), errors as ConfigError."""
+    return _validate(dict(data), {})
+
+
+def dump_redacted(config: Config) -> dict[str, Any]:
+    """The running config as a JSON-able dict, every secret replaced by ``***``."""
+    return _redact(config)
+
+
+# --- reading ---------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (byte offset {exc.start})"]) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message already says "(at line L, column C)".
+        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+
+
+# --- overrides -------------------------------------------------------------
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[_Path, str]:
+    """Set each override in ``data``; return path → raw text of unquoted non-strings.
+
+    The raw text lets validation retry ``--set device.station=140100`` as the
+    string the technician meant when the field wants a string.
+    """
+    errors: list[str] = []
+    raw_texts: dict[_Path, str] = {}
+    for item in overrides:
+        try:
+            path, value, typed = _parse_override(item)
+            resolved = _set(data, path, value)
+        except ValueError as exc:
+            errors.append(f"--set {item}: {exc}")
+            continue
+        if typed and not isinstance(value, str):
+            raw_texts[resolved] = item.partition("=")[2].strip()
+    if errors:
+        raise ConfigError(errors)
+    return raw_texts
+
+
+def _parse_override(item: str) -> tuple[list[str], Any, bool]:
+    """``key.path=value`` → (segments, value, whether the value was typed TOML)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep:
+        raise ValueError("expected key.path=value")
+    if not key:
+        raise ValueError("empty key path")
+    segments = key.split(".")
+    if any(not segment.strip() for segment in segments):
+        raise ValueError("empty segment in key path")
+    segments = [segment.strip() for segment in segments]
+    try:
+        parsed = tomllib.loads("v = " + text)
+    except tomllib.TOMLDecodeError:
+        return segments, text.strip(), False
+    # A value with a newline could smuggle in more keys; dates and times are
+    # no config type: both mean the technician typed plain text.
+    value = parsed.get("v")
+    if len(parsed) != 1 or isinstance(value, datetime.date | datetime.time):
+        return segments, text.strip(), False
+    return segments, value, True
+
+
+def _set(data: dict[str, Any], segments: list[str], value: Any) -> _Path:
+    """Set ``value`` at ``segments``, creating missing tables; return the resolved path."""
+    node: Any = data
+    resolved: list[str | int] = []
+    for depth, segment in enumerate(segments):
+        last = depth == len(segments) - 1
+        where = ".".join(str(part) for part in resolved) or "the top level"
+        key: str | int
+        if isinstance(node, list):
+            if not segment.isdigit():
+                raise ValueError(f"{where} is an array: expected an index, got {segment!r}")
+            key = int(segment)
+            if key >= len(node):
+                raise ValueError(f"index {key} out of range ({where} has {_items(len(node))})")
+        elif isinstance(node, dict):
+            key = segment
+            if not last and key not in node:
+                node[key] = {}  # e.g. `log.level=debug` on a file without [log]
+        else:
+            raise ValueError(f"{where} is not a table or an array")
+        resolved.append(key)
+        if last:
+            node[key] = value
+        else:
+            node = node[key]
+    return tuple(resolved)
+
+
+# --- validation ------------------------------------------------------------
+
+
+def _validate(data: dict[str, Any], raw_texts: Mapping[_Path, str]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+    retry = [
+        tuple(err["loc"])
+        for err in errors
+        if err["type"] == "string_type" and tuple(err["loc"]) in raw_texts
+    ]
+    if retry:
+        # An override typed as a number or bool where a string is wanted: take
+        # the text as typed, as for any other value that is not TOML.
+        for loc in retry:
+            _set(data, [str(part) for part in loc], raw_texts[loc])
+        try:
+            return Config.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+    raise ConfigError([format_error(err) for err in errors]) from None
+
+
+def format_error(err: ErrorDetails) -> str:
+    """One pydantic error → ``key.path: reason``."""
+    where = ".".join(str(part) for part in err["loc"]) or "config"
+    return f"{where}: {_reason(err)}"
+
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "path_type": "a path string",
+    "list_type": "an array",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "dict_type": "a table",
+}
+
+_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+
+
+def _reason(err: ErrorDetails) -> str:
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    shown = _show(err["input"])
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, got {shown}"
+    if kind in _BOUNDS:
+        op, name = _BOUNDS[kind]
+        return f"must be {op} {_show(ctx[name])}, got {shown}"
+    if kind == "literal_error":
+        return f"expected {ctx['expected']}, got {shown}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {shown}"
+    if kind == "string_too_short":
+        if ctx["min_length"] == 1:
+            return "must not be empty"
+        return f"must be at least {ctx['min_length']} characters, got {shown}"
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters, got {len(err['input'])}"
+    if kind == "too_short":
+        return f"must have at least {_items(ctx['min_length'])}, got {ctx['actual_length']}"
+    if kind == "too_long":
+        return f"must have at most {_items(ctx['max_length'])}, got {ctx['actual_length']}"
+    if kind == "invalid":  # config.models' own checks: the message is the reason
+        return err["msg"]
+    message = err["msg"].removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def _items(count: int) -> str:
+    return f"{count} item" if count == 1 else f"{count} items"
+
+
+def _show(value: Any) -> str:
+    """A short TOML-flavoured rendering of a bad input."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        if len(value) > MAX_SHOWN_CHARS:
+            value = value[:MAX_SHOWN_CHARS] + "…"
+        return repr(value)
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+# --- redaction -------------------------------------------------------------
+
+
+def _redact(model: BaseModel) -> dict[str, Any]:
+    data = model.model_dump(mode="json")
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            data[name] = REDACTED
+        elif isinstance(value, BaseModel):
+            data[name] = _redact(value)
+        elif isinstance(value, list):
+            dumped = data[name]
+            data[name] = [
+                _redact(item) if isinstance(item, BaseModel) else plain
+                for item, plain in zip(value, dumped, strict=True)
+            ]
+    return data

@@ -1,0 +1,332 @@
+"""The configuration schema: one pydantic model per TOML table.
+
+Every model forbids unknown keys (a typo must be an error, not a silently
+ignored setting) and validates strictly: TOML is typed, so ``port = "1883"``
+or ``tls = 1`` is a mistake to report, not to guess at. Cross-field checks
+raise errors located at the offending key (``ports.1.number``) so a
+technician can find the line to fix.
+
+pydantic costs ~100 ms at import; only ``config.models`` and
+``config.loader`` import it, never the poll loop.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+import protocols
+
+#: Shared by every model: unknown keys are errors, no type coercion, and no
+#: inf/nan (TOML allows them; no duration or count here may be either).
+_MODEL_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+#: The device id is the MQTT client id and a topic segment
+#: (``forecourt/v1/{id}/…``): MQTT wildcards ``+ #`` and the level separator
+#: ``/`` would break the topic tree, and 64 characters stay well inside the
+#: 23..65535 client-id range every broker accepts once configured.
+DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Station codes are assigned by the regulator; 64 bounds the field in records.
+STATION_MAX_CHARS = 64
+#: A wall-clock UTC offset, ``±HH:MM``.
+TIMEZONE_PATTERN = re.compile(r"^([+-])(\d{2}):(\d{2})$")
+#: Real-world offsets run from −12:00 to +14:00; anything beyond is a typo.
+TIMEZONE_MAX_OFFSET = dt.timedelta(hours=14)
+
+#: TCP port range.
+TCP_PORT_MIN, TCP_PORT_MAX = 1, 65535
+#: MQTT keepalive: below 10 s the 4G link pays for pings; above an hour a dead
+#: link goes unnoticed for too long (SPEC D7 online state).
+KEEPALIVE_MIN_S, KEEPALIVE_MAX_S = 10, 3600
+#: Records per uplink message: bounded so one message stays well under
+#: typical broker message limits and a lost batch costs little to resend.
+BATCH_MAX_RECORDS_LIMIT = 1000
+#: aiomqtt warns past 10 pending publishes, and every in-flight batch is
+#: re-sent after a reconnect, so more in flight only costs duplicates.
+MAX_INFLIGHT_LIMIT = 20
+#: Heartbeat period (SPEC D7): at least 1 s, at most an hour.
+HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 1, 3600
+
+#: Sinopec link protocol: the PC/POS side uses addresses 0xE0..0xF9
+#: (docs: /work/shared/protocols.md §2).
+SINOPEC_MASTER_MIN, SINOPEC_MASTER_MAX = 0xE0, 0xF9
+#: Consecutive timeouts before a pump is declared offline (SPEC D2, D14).
+OFFLINE_AFTER_MIN, OFFLINE_AFTER_MAX = 1, 100
+
+#: SPEC D15: 32 dispenser interfaces per gateway.
+MAX_PORTS = 32
+#: Pump logical numbers as dispensers accept them on the bus (two BCD digits).
+PUMP_ADDRESS_MIN, PUMP_ADDRESS_MAX = 1, 99
+#: Standard serial rates plus 5760 and 5787, used by Chinese current-loop and
+#: Gilbarco lines (protocols.md §2 line settings).
+BAUDRATES = (1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400, 57600, 115200)
+#: Poll period and response timeout: below 20 ms a 9600-baud frame cannot even
+#: be sent; above 10 s an order's end is no longer "real time" (SPEC D2).
+TIMING_MIN_MS, TIMING_MAX_MS = 20, 10_000
+
+
+def _invalid(reason: str) -> PydanticCustomError:
+    """An error whose message is ``reason`` verbatim (it may contain braces)."""
+    return PydanticCustomError("invalid", "{reason}", {"reason": reason})
+
+
+#: (location below the validated model, reason, bad input)
+_LocatedError = tuple[tuple[str | int, ...], str, Any]
+
+
+def _fail(errors: Sequence[_LocatedError], other: ValidationError | None = None) -> ValidationError:
+    """Errors at locations below the validated value, e.g. ``("ports", 1, "number")``.
+
+    pydantic prefixes the location of the value being validated, so the
+    reported key is the one to fix, not the list that holds it. ``other``:
+    errors found by the ordinary validation, reported first.
+    """
+    details: list[InitErrorDetails] = []
+    for err in other.errors(include_url=False) if other else []:
+        if err["type"] == "invalid":
+            details.append(
+                InitErrorDetails(type=_invalid(err["msg"]), loc=err["loc"], input=err["input"])
+            )
+        else:
+            details.append(
+                InitErrorDetails(
+                    type=err["type"], loc=err["loc"], input=err["input"], ctx=err.get("ctx", {})
+                )
+            )
+    details += [
+        InitErrorDetails(type=_invalid(msg), loc=loc, input=value) for loc, msg, value in errors
+    ]
+    return ValidationError.from_exception_data("Config", details)
+
+
+def _reject_non_int(value: Any) -> Any:
+    # Literal[1, 2] accepts True and 1.0 even in strict mode (they compare equal).
+    if isinstance(value, bool):
+        raise _invalid(f"expected an integer, got {str(value).lower()}")
+    if not isinstance(value, int):
+        raise _invalid(f"expected an integer, got {value!r}")
+    return value
+
+
+class DeviceConfig(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    id: str
+    station: Annotated[str, Field(min_length=1, max_length=STATION_MAX_CHARS)]
+    timezone: str = "+08:00"
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not DEVICE_ID_PATTERN.match(value):
+            raise _invalid(
+                "must be 1..64 of A-Z a-z 0-9 _ - (it is the MQTT client id and a topic"
+                f" segment), got {value!r}"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        _parse_offset(value)
+        return value
+
+    @property
+    def tzinfo(self) -> dt.timezone:
+        """The dispensers' wall-clock offset; their BCD times carry none."""
+        return dt.timezone(_parse_offset(self.timezone))
+
+
+def _parse_offset(text: str) -> dt.timedelta:
+    match = TIMEZONE_PATTERN.match(text)
+    reason = f"must be a UTC offset +HH:MM or -HH:MM within ±14:00, got {text!r}"
+    if not match:
+        raise _invalid(reason)
+    sign, hours, minutes = match.groups()
+    if int(minutes) >= 60:
+        raise _invalid(reason)
+    offset = dt.timedelta(hours=int(hours), minutes=int(minutes))
+    if offset > TIMEZONE_MAX_OFFSET:
+        raise _invalid(reason)
+    return -offset if sign == "-" else offset
+
+
+class StoreConfig(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    #: The SQLite file (SPEC D4, D6). TOML gives a string: allow str → Path.
+    path: Annotated[Path, Field(strict=False)]
+
+
+class UplinkConfig(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 1883
+    keepalive_s: Annotated[int, Field(ge=KEEPALIVE_MIN_S, le=KEEPALIVE_MAX_S)] = 60
+    tls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    keys_file: Annotated[Path, Field(strict=False)]
+    kid: Annotated[str, Field(min_length=1)]
+    zip: Literal["deflate", "none"] = "deflate"
+    batch_max_records: Annotated[int, Field(ge=1, le=BATCH_MAX_RECORDS_LIMIT)] = 100
+    max_inflight: Annotated[int, Field(ge=1, le=MAX_INFLIGHT_LIMIT)] = 4
+    heartbeat_s: Annotated[float, Field(ge=HEARTBEAT_MIN_S, le=HEARTBEAT_MAX_S)] = 30
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> UplinkConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise _fail(
+                [
+                    (
+                        ("reconnect_max_s",),
+                        f"must be >= reconnect_min_s ({self.reconnect_min_s:g}),"
+                        f" got {self.reconnect_max_s:g}",
+                        self.reconnect_max_s,
+                    )
+                ]
+            )
+        return self
+
+
+class SinopecOptions(BaseModel):
+    """Keyword arguments of the Sinopec driver (protocols.md §2)."""
+
+    model_config = _MODEL_CONFIG
+
+    master_address: Annotated[int, Field(ge=SINOPEC_MASTER_MIN, le=SINOPEC_MASTER_MAX)] = 0xE0
+    #: Polarity of ctrl bit 6 (the calling side): public sources disagree.
+    caller_bit_set: bool = True
+    offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
+
+
+class PortConfig(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    #: The nozzle key is ``p{number:02d}.a{address}.n{nozzle}``.
+    number: Annotated[int, Field(ge=1, le=MAX_PORTS)]
+    device: Annotated[str, Field(min_length=1)]
+    protocol: str
+    #: Only ``poll`` for now; ``relay`` and ``listen`` come later (SPEC D20).
+    mode: Literal["poll"] = "poll"
+    baudrate: int = 9600
+    bytesize: Literal[7, 8] = 8
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    addresses: Annotated[
+        list[Annotated[int, Field(ge=PUMP_ADDRESS_MIN, le=PUMP_ADDRESS_MAX)]],
+        Field(min_length=1),
+    ]
+    poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 200
+    response_timeout_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 300
+    sinopec: SinopecOptions = Field(default_factory=SinopecOptions)
+
+    @field_validator("protocol")
+    @classmethod
+    def _check_protocol(cls, value: str) -> str:
+        known = protocols.available()
+        if value not in known:
+            raise _invalid(f"unknown protocol {value!r}; known: {', '.join(known)}")
+        return value
+
+    @field_validator("baudrate")
+    @classmethod
+    def _check_baudrate(cls, value: int) -> int:
+        if value not in BAUDRATES:
+            rates = ", ".join(str(rate) for rate in BAUDRATES)
+            raise _invalid(f"must be one of {rates}; got {value}")
+        return value
+
+    @field_validator("bytesize", "stopbits", mode="before")
+    @classmethod
+    def _check_int_literal(cls, value: Any) -> Any:
+        return _reject_non_int(value)
+
+    @field_validator("addresses")
+    @classmethod
+    def _check_addresses(cls, value: list[int]) -> list[int]:
+        seen: set[int] = set()
+        duplicates: list[_LocatedError] = []
+        for index, address in enumerate(value):
+            if address in seen:
+                duplicates.append(((index,), f"duplicate address {address}", address))
+            seen.add(address)
+        if duplicates:
+            raise _fail(duplicates)
+        return value
+
+
+class LogConfig(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto``: key=value on a terminal, JSON lines otherwise (journald).
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Config(BaseModel):
+    model_config = _MODEL_CONFIG
+
+    device: DeviceConfig
+    store: StoreConfig
+    uplink: UplinkConfig
+    ports: Annotated[list[PortConfig], Field(min_length=1, max_length=MAX_PORTS)]
+    log: LogConfig = Field(default_factory=LogConfig)
+
+    @field_validator("ports", mode="wrap")
+    @classmethod
+    def _check_ports_unique(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Two entries for one port number would make two nozzles share a key;
+        # two for one device would have two pollers fight over one line.
+        # Checked on the raw tables so a duplicate is reported together with
+        # the ports' other errors, not only once those are fixed.
+        duplicates = _duplicate_ports(value)
+        try:
+            ports = handler(value)
+        except ValidationError as exc:
+            if not duplicates:
+                raise
+            raise _fail(duplicates, exc) from None
+        if duplicates:
+            raise _fail(duplicates)
+        return ports
+
+
+def _duplicate_ports(value: Any) -> list[_LocatedError]:
+    """``number`` and ``device`` seen before in an earlier ``[[ports]]`` table."""
+    if not isinstance(value, list):
+        return []
+    errors: list[_LocatedError] = []
+    numbers: set[int] = set()
+    devices: set[str] = set()
+    for index, port in enumerate(value):
+        if not isinstance(port, dict):
+            continue
+        number, device = port.get("number"), port.get("device")
+        if isinstance(number, int) and not isinstance(number, bool):
+            if number in numbers:
+                errors.append(((index, "number"), f"duplicate port number {number}", number))
+            numbers.add(number)
+        if isinstance(device, str):
+            if device in devices:
+                errors.append(((index, "device"), f"duplicate device {device!r}", device))
+            devices.add(device)
+    return errors

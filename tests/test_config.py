@@ -1,0 +1,505 @@
+"""Config schema, loader, ``--set`` overrides and the ``forecourt`` CLI.
+
+Bad configs go through the real CLI in a subprocess: what a technician sees
+(exit status and ``key.path: reason`` lines) is the contract.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import importlib.metadata
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector import cli
+from config.loader import REDACTED, ConfigError, dump_redacted, load_config
+from config.models import Config, PortConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "config" / "example.toml"
+DEMO = ROOT / "config" / "demo.toml"
+
+GOOD = """\
+[device]
+id = "gw-1"
+station = "S0001"
+
+[store]
+path = "store.sqlite"
+
+[uplink]
+keys_file = "keys.toml"
+kid = "k1"
+
+[[ports]]
+number = 1
+device = "/dev/ttyS1"
+protocol = "sinopec"
+addresses = [1, 2]
+
+[[ports]]
+number = 2
+device = "/dev/ttyS2"
+protocol = "sinopec"
+addresses = [3]
+"""
+
+#: One mistake of each kind a field check catches.
+BAD_FIELDS = """\
+[device]
+id = "gw/1"
+station = ""
+timezone = "+8"
+
+[store]
+
+[uplink]
+hots = "10.0.0.5"
+port = "1883"
+keepalive_s = 5
+tls = 1
+keys_file = "keys.toml"
+kid = ""
+zip = "gzip"
+max_inflight = 21
+heartbeat_s = nan
+
+[[ports]]
+number = 33
+device = "/dev/ttyS1"
+protocol = "tokheim"
+baudrate = 9601
+bytesize = true
+parity = "X"
+addresses = [1, 0, 100]
+
+[ports.sinopec]
+master_address = 0x10
+colour = "red"
+
+[[ports]]
+number = 2
+device = "/dev/ttyS2"
+protocol = "sinopec"
+addresses = []
+stopbits = 1.0
+"""
+
+BAD_FIELDS_ERRORS = [
+    "device.id: must be 1..64 of A-Z a-z 0-9 _ - (it is the MQTT client id and a topic"
+    " segment), got 'gw/1'",
+    "device.station: must not be empty",
+    "device.timezone: must be a UTC offset +HH:MM or -HH:MM within ±14:00, got '+8'",
+    "store.path: required",
+    "uplink.port: expected an integer, got '1883'",
+    "uplink.keepalive_s: must be >= 10, got 5",
+    "uplink.tls: expected true or false, got 1",
+    "uplink.kid: must not be empty",
+    "uplink.zip: expected 'deflate' or 'none', got 'gzip'",
+    "uplink.max_inflight: must be <= 20, got 21",
+    "uplink.heartbeat_s: must be a finite number, got nan",
+    "uplink.hots: unknown key",
+    "ports.0.number: must be <= 32, got 33",
+    "ports.0.protocol: unknown protocol 'tokheim'; known: sinopec",
+    "ports.0.baudrate: must be one of 1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400,"
+    " 57600, 115200; got 9601",
+    "ports.0.bytesize: expected an integer, got true",
+    "ports.0.parity: expected 'N', 'E' or 'O', got 'X'",
+    "ports.0.addresses.1: must be >= 1, got 0",
+    "ports.0.addresses.2: must be <= 99, got 100",
+    "ports.0.sinopec.master_address: must be >= 224, got 16",
+    "ports.0.sinopec.colour: unknown key",
+    "ports.1.stopbits: expected an integer, got 1.0",
+    "ports.1.addresses: must have at least 1 item, got 0",
+]
+
+#: Cross-field mistakes, reported together with a port's own error.
+BAD_CROSS = """\
+[device]
+id = "gw-1"
+station = "S0001"
+
+[store]
+path = "store.sqlite"
+
+[uplink]
+keys_file = "keys.toml"
+kid = "k1"
+reconnect_min_s = 2
+reconnect_max_s = 1.5
+
+[[ports]]
+number = 3
+device = "/dev/ttyS1"
+protocol = "sinopec"
+addresses = [1, 2, 1]
+
+[[ports]]
+number = 3
+device = "/dev/ttyS1"
+protocol = "sinopec"
+addresses = [4]
+"""
+
+BAD_CROSS_ERRORS = [
+    "uplink.reconnect_max_s: must be >= reconnect_min_s (2), got 1.5",
+    "ports.0.addresses.2: duplicate address 1",
+    "ports.1.number: duplicate port number 3",
+    "ports.1.device: duplicate device '/dev/ttyS1'",
+]
+
+
+@functools.cache
+def demo_data() -> dict[str, Any]:
+    return load_config(DEMO).model_dump()
+
+
+def forecourt(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, in this interpreter's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "collector", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write(tmp_path: Path, text: str, name: str = "forecourt.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def check_lines(path: Path, *overrides: str) -> tuple[int, list[str]]:
+    args = ["config", "check", str(path)]
+    for item in overrides:
+        args += ["--set", item]
+    result = forecourt(*args)
+    assert result.stderr == ""
+    return result.returncode, result.stdout.splitlines()
+
+
+# --- shipped files ---------------------------------------------------------
+
+
+def test_example_validates() -> None:
+    config = load_config(EXAMPLE)
+    assert [(p.number, p.device, p.baudrate, p.parity) for p in config.ports] == [
+        (1, "/dev/ttyS1", 9600, "O"),
+        (2, "/dev/ttyS2", 5760, "E"),
+    ]
+    assert config.store.path == Path("/var/lib/forecourt/store.sqlite")
+    assert config.uplink.keys_file == Path("/etc/forecourt/keys.toml")
+    assert config.uplink.kid == "k1"
+
+
+def test_demo_validates() -> None:
+    dumped = load_config(DEMO).model_dump(mode="json")
+    assert dumped["device"] == {"id": "demo-gw-01", "station": "DEMO-0001", "timezone": "+08:00"}
+    assert dumped["store"] == {"path": ".demo/store.sqlite"}
+    uplink = {k: dumped["uplink"][k] for k in ("host", "port", "keys_file", "kid")}
+    assert uplink == {
+        "host": "127.0.0.1",
+        "port": 1883,
+        "keys_file": "config/demo-keys.toml",
+        "kid": "demo-k1",
+    }
+    timing = ("batch_max_records", "heartbeat_s", "reconnect_min_s", "reconnect_max_s")
+    assert [dumped["uplink"][k] for k in timing] == [50, 10, 0.5, 5]
+    [port] = dumped["ports"]
+    keys = ("number", "device", "protocol", "addresses", "poll_interval_ms", "response_timeout_ms")
+    assert [port[k] for k in keys] == [1, ".demo/pump1", "sinopec", [1], 100, 300]
+
+
+@pytest.mark.parametrize("path", [EXAMPLE, DEMO], ids=["example", "demo"])
+def test_cli_check_ok(path: Path) -> None:
+    result = forecourt("config", "check", str(path))
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: ok\n", "")
+
+
+def test_defaults() -> None:
+    config = load_config(DEMO)
+    assert config.device.tzinfo == dt.timezone(dt.timedelta(hours=8))
+    uplink = config.uplink
+    assert (uplink.zip, uplink.max_inflight, uplink.password, uplink.tls) == (
+        "deflate",
+        4,
+        None,
+        False,
+    )
+    port = config.ports[0].model_dump(exclude={"number", "device", "protocol", "addresses"})
+    assert port == {
+        "mode": "poll",
+        "baudrate": 9600,
+        "bytesize": 8,
+        "parity": "N",  # demo.toml: a pty refuses even parity on some kernels
+        "stopbits": 1,
+        "poll_interval_ms": 100,
+        "response_timeout_ms": 300,
+        "sinopec": {"master_address": 0xE0, "caller_bit_set": True, "offline_after": 3},
+    }
+    assert config.log.model_dump() == {"level": "info", "format": "auto"}
+    assert PortConfig.model_fields["parity"].default == "E"
+
+
+# --- bad files through the CLI ---------------------------------------------
+
+
+def test_cli_reports_every_field_error(tmp_path: Path) -> None:
+    assert check_lines(write(tmp_path, BAD_FIELDS)) == (2, BAD_FIELDS_ERRORS)
+
+
+def test_cli_reports_cross_field_errors_at_the_offending_key(tmp_path: Path) -> None:
+    assert check_lines(write(tmp_path, BAD_CROSS)) == (2, BAD_CROSS_ERRORS)
+
+
+def test_missing_sections_are_required(tmp_path: Path) -> None:
+    path = write(tmp_path, '[device]\nid = "gw-1"\n')
+    assert check_lines(path) == (
+        2,
+        ["device.station: required", "store: required", "uplink: required", "ports: required"],
+    )
+
+
+def test_too_many_ports(tmp_path: Path) -> None:
+    ports = "".join(
+        f'[[ports]]\nnumber = {n % 32 + 1}\ndevice = "/dev/ttyX{n}"\nprotocol = "sinopec"\n'
+        "addresses = [1]\n"
+        for n in range(33)
+    )
+    path = write(tmp_path, GOOD.split("[[ports]]")[0] + ports)
+    assert check_lines(path) == (
+        2,
+        ["ports: must have at most 32 items, got 33", "ports.32.number: duplicate port number 1"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("nope.toml", None, "no such file"),
+        (".", None, "is a directory"),
+        (
+            "syntax.toml",
+            b"[device]\nstation = \n",
+            "TOML syntax error: Invalid value (at line 2, column 11)",
+        ),
+        ("latin1.toml", b'[device]\nstation = "caf\xe9"\n', "not UTF-8 text (byte offset 23)"),
+    ],
+)
+def test_file_problems_are_one_line(
+    tmp_path: Path, name: str, content: bytes | None, reason: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    assert check_lines(path) == (2, [f"{path}: {reason}"])
+
+
+# --- overrides ---------------------------------------------------------------
+
+
+def test_overrides_typed_values(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, GOOD),
+        [
+            "ports.0.baudrate=4800",  # int
+            "uplink.tls=true",  # bool
+            "uplink.heartbeat_s=2.5",  # float
+            "uplink.host=10.0.0.5",  # not TOML: plain text
+            'uplink.username="collector"',  # quoted string
+            "ports.1.addresses=[7, 8]",  # array
+            "ports.1.sinopec={caller_bit_set = false}",  # inline table
+            "log.level=debug",  # a table the file does not have
+            " device.station = 140100001 ",  # digits where a string is wanted
+            "uplink.password=",  # empty text
+        ],
+    )
+    assert config.ports[0].baudrate == 4800
+    assert config.uplink.tls is True
+    assert config.uplink.heartbeat_s == 2.5
+    assert config.uplink.host == "10.0.0.5"
+    assert config.uplink.username == "collector"
+    assert config.ports[1].addresses == [7, 8]
+    assert config.ports[1].sinopec.caller_bit_set is False
+    assert config.log.level == "debug"
+    assert config.device.station == "140100001"
+    assert config.uplink.password is not None
+    assert config.uplink.password.get_secret_value() == ""
+
+
+def test_override_later_wins(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), ["uplink.port=1", "uplink.port=2"])
+    assert config.uplink.port == 2
+
+
+def test_override_errors_look_like_file_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert check_lines(
+        path,
+        "uplink.hots=10.0.0.5",
+        "ports.1.baudrate=4801",
+        "uplink.port=0",
+        "uplink.tls=yes",
+        "ports.0.parity=e",
+    ) == (
+        2,
+        [
+            "uplink.port: must be >= 1, got 0",
+            "uplink.tls: expected true or false, got 'yes'",
+            "uplink.hots: unknown key",
+            "ports.0.parity: expected 'N', 'E' or 'O', got 'e'",
+            "ports.1.baudrate: must be one of 1200, 2400, 4800, 5760, 5787, 9600, 19200,"
+            " 38400, 57600, 115200; got 4801",
+        ],
+    )
+
+
+def test_override_can_make_duplicates(tmp_path: Path) -> None:
+    assert check_lines(write(tmp_path, GOOD), "ports.1.number=1") == (
+        2,
+        ["ports.1.number: duplicate port number 1"],
+    )
+
+
+def test_malformed_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert check_lines(
+        path,
+        "uplink.port",
+        "=5",
+        "uplink..port=5",
+        "ports.2.number=3",
+        "ports.first.number=3",
+        "uplink.kid.name=x",
+        "uplink.port=1",  # fine: only the malformed ones are reported
+    ) == (
+        2,
+        [
+            "--set uplink.port: expected key.path=value",
+            "--set =5: empty key path",
+            "--set uplink..port=5: empty segment in key path",
+            "--set ports.2.number=3: index 2 out of range (ports has 2 items)",
+            "--set ports.first.number=3: ports is an array: expected an index, got 'first'",
+            "--set uplink.kid.name=x: uplink.kid is not a table or an array",
+        ],
+    )
+
+
+def test_override_ok_through_cli(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    assert check_lines(path, "uplink.host=broker.local", "ports.0.baudrate=5760") == (
+        0,
+        [f"{path}: ok"],
+    )
+
+
+def test_config_error_lines_in_process(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD), ["ports.0.protocol=tokheim"])
+    assert caught.value.errors == ["ports.0.protocol: unknown protocol 'tokheim'; known: sinopec"]
+    assert str(caught.value) == caught.value.errors[0]
+
+
+# --- models ------------------------------------------------------------------
+
+
+@given(st.integers(min_value=-14 * 60, max_value=14 * 60))
+def test_timezone_round_trip(minutes: int) -> None:
+    sign = "-" if minutes < 0 else "+"
+    text = f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    device = {"id": "g", "station": "s", "timezone": text}
+    config = Config.model_validate({**demo_data(), "device": device})
+    assert config.device.tzinfo.utcoffset(None) == dt.timedelta(minutes=minutes)
+
+
+@pytest.mark.parametrize("text", ["+14:01", "-15:00", "+08:60", "08:00", "+8:00", "Z"])
+def test_bad_timezones(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD), [f'device.timezone="{text}"'])
+    assert caught.value.errors == [
+        f"device.timezone: must be a UTC offset +HH:MM or -HH:MM within ±14:00, got {text!r}"
+    ]
+
+
+@pytest.mark.parametrize("device_id", ["a/b", "a+b", "a#b", "a b", "", "x" * 65])
+def test_bad_device_ids(tmp_path: Path, device_id: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, GOOD), [f"device.id={json.dumps(device_id)}"])
+    assert caught.value.errors == [
+        "device.id: must be 1..64 of A-Z a-z 0-9 _ - (it is the MQTT client id and a topic"
+        f" segment), got {device_id!r}"
+    ]
+
+
+# --- redaction ---------------------------------------------------------------
+
+
+def test_dump_redacted_hides_the_password(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), ["uplink.password=s3cret-pw"])
+    dumped = dump_redacted(config)
+    assert dumped["uplink"]["password"] == REDACTED == "***"
+    text = json.dumps(dumped)
+    assert "s3cret-pw" not in text
+    assert dumped["store"]["path"] == "store.sqlite"
+    assert dumped["ports"][1]["sinopec"]["master_address"] == 0xE0
+    # The dump is a valid config again, except for the redacted secret.
+    dumped["uplink"]["password"] = "other"
+    assert Config.model_validate(dumped).uplink.kid == "k1"
+
+
+def test_dump_redacted_without_password() -> None:
+    assert dump_redacted(load_config(DEMO))["uplink"]["password"] is None
+
+
+# --- cli ---------------------------------------------------------------------
+
+
+def test_version() -> None:
+    result = forecourt("--version")
+    expected = f"forecourt {importlib.metadata.version('forecourt-collector')}\n"
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected, "")
+
+
+def test_usage_errors_return_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([]) == 2
+    assert cli.main(["config"]) == 2
+    assert cli.main(["run"]) == 2  # --config is required
+    capsys.readouterr()
+
+
+def test_run_bad_config_exits_2_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["run", "--config", str(tmp_path / "nope.toml")]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"{tmp_path / 'nope.toml'}: no such file\n")
+
+
+def test_run_hands_the_config_to_the_daemon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Config] = []
+
+    def run_daemon(config: Config) -> int:
+        seen.append(config)
+        return 7
+
+    fake = types.ModuleType("collector.daemon")
+    fake.run_daemon = run_daemon  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "collector.daemon", fake)
+    path = write(tmp_path, GOOD)
+    assert cli.main(["run", "--config", str(path), "--set", "log.format=json"]) == 7
+    [config] = seen
+    assert config.log.format == "json"
+    assert config.device.id == "gw-1"
