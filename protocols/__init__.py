@@ -1,0 +1,42 @@
+"""Field protocols, sans-IO: bytes in → events out; requests → bytes.
+
+Nothing in this package imports asyncio or serial. The registry below maps a
+config's ``protocol`` name to its driver and imports the driver's module only
+when a config uses it (the python-can pattern). Third parties add drivers
+through the ``forecourt.protocols`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+#: protocol name → (module, class). Imported on first use only.
+BUILTIN_DRIVERS: dict[str, tuple[str, str]] = {
+    "sinopec": ("protocols.sinopec.driver", "SinopecPoller"),
+}
+
+ENTRY_POINT_GROUP = "forecourt.protocols"
+
+
+class UnknownProtocol(LookupError):
+    pass
+
+
+def available() -> list[str]:
+    """Every protocol name a config may use: built-ins and entry points."""
+    names = set(BUILTIN_DRIVERS)
+    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
+def load_driver(name: str) -> Any:
+    """Return the driver class registered under ``name``, importing it now."""
+    if name in BUILTIN_DRIVERS:
+        module_name, class_name = BUILTIN_DRIVERS[name]
+        return getattr(importlib.import_module(module_name), class_name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    raise UnknownProtocol(f"unknown protocol {name!r}; known: {', '.join(available())}")
