@@ -1,0 +1,272 @@
+"""The SQLite store-and-forward: the only copy of every record once committed.
+
+Store first (SPEC D5, D6, D17): a record exists once its transaction is
+committed here. The uplink reads what to publish from this store and marks
+records sent only after the broker acknowledged the message that carried
+them, so a crash, a reboot or a broker that vanished never loses anything —
+at worst a record is published twice, and receivers deduplicate on ``rid``.
+
+Durability settings (argued in docs/decisions.md):
+
+* ``journal_mode=WAL`` — readers never block the writer, and a commit is one
+  sequential append to the WAL instead of rewriting pages in place (fewer
+  flash erase blocks touched per order);
+* ``synchronous=FULL`` — in WAL mode ``NORMAL`` may lose the last
+  transactions on power loss; ``FULL`` fsyncs the WAL on every commit, which
+  is what "committed" must mean for a regulator's record;
+* ``PRAGMA quick_check`` at open — a store damaged by a power cut is found
+  before anything is appended to it.
+
+Per nozzle, orders carry ``nseq`` (1, 2, 3 … no gaps) and the SM3 chain
+(``prev``, ``h``; platform-interface.md, SPEC F2), both assigned inside the
+same transaction as the insert, so they cannot disagree with what is stored.
+Insertion order (``id``) is publish order, hence per-nozzle nseq order.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from uplink.chain import GENESIS, seal_record
+
+#: Schema version in ``PRAGMA user_version``; migrations key on it.
+SCHEMA_VERSION = 1
+
+#: Envelope ``seq`` numbers are reserved in blocks so that a restart never
+#: reuses one (platform-interface.md: strictly increasing across restarts)
+#: while costing one commit per block rather than one per message. A crash
+#: skips at most this many numbers, which receivers do not mind.
+SEQ_BLOCK = 256
+
+#: Page size for a new store: 4 KiB matches the NAND page / UBIFS block the
+#: gateway's flash writes in, so one page write is one flash program.
+PAGE_SIZE = 4096
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id          INTEGER PRIMARY KEY,   -- insertion order = publish order
+    kind        TEXT    NOT NULL,      -- order, tank, delivery, leak, alarm, nozzle
+    rid         TEXT    NOT NULL,      -- idempotency key, stable forever
+    nozzle      TEXT,                  -- nozzle key for per-nozzle records
+    nseq        INTEGER,               -- per-nozzle counter (orders)
+    source_key  TEXT,                  -- the dispenser's identity of the record
+    h           TEXT,                  -- chain hash (orders)
+    created_ms  INTEGER NOT NULL,
+    body        TEXT    NOT NULL,      -- canonical JSON of the record as published
+    sent_ms     INTEGER,               -- NULL until the broker acknowledged it
+    UNIQUE (kind, rid)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_nozzle
+    ON records (kind, nozzle, nseq) WHERE nozzle IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_source
+    ON records (kind, nozzle, source_key) WHERE source_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_unsent ON records (id) WHERE sent_ms IS NULL;
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written; the message is one clear line."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    id: int
+    kind: str
+    rid: str
+    body: dict[str, Any]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class OrderStore:
+    """Durable records plus the per-nozzle counters and chains.
+
+    One instance per process, used from the event loop thread only.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = self._open(path)
+        self._seq_next, self._seq_limit = 0, 0
+        self._init_seq()
+
+    # -- opening ---------------------------------------------------------------
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open store: {exc}") from exc
+        try:
+            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{path}: cannot switch the store to WAL (got {mode})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise StoreError(f"{path}: store failed its integrity check: {check}")
+            db.executescript(_SCHEMA)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            elif version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: store schema {version} is not the {SCHEMA_VERSION} this version reads"
+                )
+        except sqlite3.Error as exc:
+            db.close()
+            raise StoreError(f"{path}: cannot use store: {exc}") from exc
+        except StoreError:
+            db.close()
+            raise
+        return db
+
+    def close(self) -> None:
+        # A checkpoint on close keeps the WAL from growing across restarts.
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.close()
+
+    # -- envelope seq ----------------------------------------------------------
+
+    def _init_seq(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='seq_reserved'").fetchone()
+        reserved = row[0] if row else 0
+        # Everything up to `reserved` may have been used before a crash: skip it.
+        self._seq_next = self._seq_limit = reserved
+
+    def next_seq(self) -> int:
+        """The next envelope ``seq``: strictly increasing, also across restarts."""
+        if self._seq_next >= self._seq_limit:
+            limit = self._seq_limit + SEQ_BLOCK
+            with self._transaction():
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES('seq_reserved', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (limit,),
+                )
+            self._seq_limit = limit
+        self._seq_next += 1
+        return self._seq_next
+
+    # -- writing ---------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def append_order(
+        self, nozzle: str, fields: Mapping[str, Any], *, source_key: str
+    ) -> StoredRecord | None:
+        """Commit one order; assign ``nseq``, ``rid``, ``prev`` and ``h``.
+
+        Returns None, storing nothing, when this nozzle already has an order
+        with the same ``source_key`` — the dispenser offered the same record
+        again because our confirmation did not reach it.
+        """
+        try:
+            with self._transaction():
+                dup = self._db.execute(
+                    "SELECT 1 FROM records WHERE kind='order' AND nozzle=? AND source_key=?",
+                    (nozzle, source_key),
+                ).fetchone()
+                if dup:
+                    return None
+                last = self._db.execute(
+                    "SELECT nseq, h FROM records WHERE kind='order' AND nozzle=? "
+                    "ORDER BY nseq DESC LIMIT 1",
+                    (nozzle,),
+                ).fetchone()
+                nseq = (last[0] + 1) if last else 1
+                prev = last[1] if last else GENESIS
+                record = dict(fields)
+                record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq)
+                record = seal_record(record, prev)
+                body = json.dumps(record, sort_keys=True, separators=(",", ":"))
+                cur = self._db.execute(
+                    "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, created_ms, body)"
+                    " VALUES('order', ?, ?, ?, ?, ?, ?, ?)",
+                    (record["rid"], nozzle, nseq, source_key, record["h"], _now_ms(), body),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot commit order: {exc}") from exc
+        assert cur.lastrowid is not None
+        return StoredRecord(cur.lastrowid, "order", record["rid"], record)
+
+    def mark_sent(self, ids: Sequence[int]) -> None:
+        """Record the broker's acknowledgement of these records (one transaction)."""
+        if not ids:
+            return
+        now = _now_ms()
+        with self._transaction():
+            self._db.executemany(
+                "UPDATE records SET sent_ms=? WHERE id=? AND sent_ms IS NULL",
+                [(now, i) for i in ids],
+            )
+
+    # -- reading ---------------------------------------------------------------
+
+    def unsent(self, after_id: int, limit: int) -> list[StoredRecord]:
+        """Unsent records with ``id > after_id`` in publish order."""
+        rows = self._db.execute(
+            "SELECT id, kind, rid, body FROM records WHERE sent_ms IS NULL AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+        return [StoredRecord(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+
+    def unsent_counts(self) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT kind, count(*) FROM records WHERE sent_ms IS NULL GROUP BY kind"
+        ).fetchall()
+        return {kind: n for kind, n in rows}
+
+    def orders(self, nozzle: str | None = None) -> Iterator[dict[str, Any]]:
+        """Stored orders (one nozzle, or all) in nozzle then nseq order."""
+        if nozzle is None:
+            cur = self._db.execute(
+                "SELECT body FROM records WHERE kind='order' ORDER BY nozzle, nseq"
+            )
+        else:
+            cur = self._db.execute(
+                "SELECT body FROM records WHERE kind='order' AND nozzle=? ORDER BY nseq",
+                (nozzle,),
+            )
+        for (body,) in cur:
+            yield json.loads(body)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on any exception).
+
+    IMMEDIATE takes the write lock up front, so a commit never fails half way
+    for a lock another connection (the CLI, a technician's sqlite3 shell) holds.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._db.execute("COMMIT")
+        else:
+            self._db.execute("ROLLBACK")

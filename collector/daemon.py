@@ -1,0 +1,230 @@
+"""The supervisor: one process, one event loop, every task in one TaskGroup.
+
+Start-up order is the data path's order: keys, store, ports, then
+``READY=1`` to systemd, then the uplink. Anything that cannot start stops
+the start with one clear line on stderr and exit status 1 — a collector that
+silently runs without its store or its port collects nothing.
+
+SIGTERM / SIGINT cancel the tasks; every order was committed before the
+dispenser was told it could forget it, so stopping loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from collector import logs, sdnotify
+
+if TYPE_CHECKING:
+    from buffer.store import OrderStore
+    from collector.nozzles import NozzleTable
+    from collector.port import PollPort
+    from config.models import Config, PortConfig
+    from uplink.mqtt import Uplink
+
+log = structlog.get_logger("collector")
+
+#: Backoff bounds (seconds) for reopening a serial port that failed.
+PORT_RETRY_MIN_S, PORT_RETRY_MAX_S = 0.5, 30.0
+
+
+class StartError(Exception):
+    """Start-up cannot continue; ``str()`` is the one line a technician reads."""
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("forecourt-collector")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def run_daemon(config: Config) -> int:
+    logs.configure(config.log.level, config.log.format)
+    try:
+        return asyncio.run(Collector(config).main())
+    except StartError as exc:
+        print(f"forecourt: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+def make_driver(port: PortConfig) -> Any:
+    from protocols import load_driver
+
+    cls = load_driver(port.protocol)
+    options = getattr(port, port.protocol, None)
+    kwargs = options.model_dump() if options is not None else {}
+    return cls(port.addresses, **kwargs)
+
+
+class Collector:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.ports: list[PollPort] = []
+
+    async def main(self) -> int:
+        from buffer.store import OrderStore, StoreError
+        from collector.nozzles import NozzleTable
+        from uplink.keys import KeyFileError, load_keys
+
+        cfg = self.config
+        try:
+            keys = load_keys(cfg.uplink.keys_file)
+        except KeyFileError as exc:
+            raise StartError(str(exc)) from None
+        if cfg.uplink.kid not in keys:
+            raise StartError(f"{cfg.uplink.keys_file}: no key with kid {cfg.uplink.kid!r}")
+        try:
+            store = OrderStore(cfg.store.path)
+        except StoreError as exc:
+            raise StartError(str(exc)) from None
+        nozzles = NozzleTable()
+        uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
+        try:
+            await self._open_ports(store, nozzles, uplink)
+        except BaseException:
+            self._close(store)
+            raise
+        sdnotify.notify("READY=1")
+        log.info("started", version=version(), ports=len(self.ports), store=str(store.path))
+        try:
+            await self._run(uplink)
+        finally:
+            self._close(store)
+            log.info("stopped")
+        return 0
+
+    def _close(self, store: OrderStore) -> None:
+        for port in self.ports:
+            port.close()
+        store.close()
+
+    def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
+        from uplink.mqtt import Uplink, UplinkSettings
+
+        u = self.config.uplink
+        settings = UplinkSettings(
+            device_id=self.config.device.id,
+            host=u.host,
+            port=u.port,
+            kid=u.kid,
+            key=key,
+            keepalive_s=u.keepalive_s,
+            tls=u.tls,
+            username=u.username,
+            password=u.password.get_secret_value() if u.password else None,
+            zip=u.zip,
+            batch_max_records=u.batch_max_records,
+            max_inflight=u.max_inflight,
+            heartbeat_s=u.heartbeat_s,
+            reconnect_min_s=u.reconnect_min_s,
+            reconnect_max_s=u.reconnect_max_s,
+            version=version(),
+        )
+        return Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
+
+    async def _open_ports(self, store: OrderStore, nozzles: NozzleTable, uplink: Uplink) -> None:
+        from collector.port import LineSettings, PollPort
+
+        cfg = self.config
+        for pc in cfg.ports:
+            if not os.path.exists(pc.device):
+                raise StartError(f"port {pc.number}: {pc.device}: no such device")
+            port = PollPort(
+                number=pc.number,
+                line=LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits),
+                driver=make_driver(pc),
+                store=store,
+                nozzles=nozzles,
+                station=cfg.device.station,
+                tz=cfg.device.tzinfo,
+                poll_interval_s=pc.poll_interval_ms / 1000,
+                response_timeout_s=pc.response_timeout_ms / 1000,
+                on_commit=uplink.wake,
+            )
+            try:
+                await port.open()
+            except (OSError, ValueError) as exc:
+                raise StartError(f"port {pc.number}: {pc.device}: {exc}") from None
+            self.ports.append(port)
+
+    async def _run(self, uplink: Uplink) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
+                tasks.append(tg.create_task(uplink.run()))
+                await stop.wait()
+                log.info("stopping")
+                sdnotify.notify("STOPPING=1")
+                for task in tasks:
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _supervise(self, port: PollPort) -> None:
+        """Keep one port running; a failed line is reopened with backoff."""
+        delay = PORT_RETRY_MIN_S
+        while True:
+            began = time.monotonic()
+            try:
+                await port.run()  # opens the line first when it is closed
+            except (OSError, ConnectionError) as exc:
+                port.stats.online = False
+                log.error("port_failed", port=port.number, error=str(exc))
+            port.close()
+            if time.monotonic() - began > PORT_RETRY_MAX_S:
+                delay = PORT_RETRY_MIN_S  # it ran well for a while: start over
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, PORT_RETRY_MAX_S)
+
+    def heartbeat(self, store: OrderStore, nozzles: NozzleTable) -> dict[str, Any]:
+        """The heartbeat body (SPEC D7; platform-interface.md ``heartbeat``)."""
+        u = self.config.uplink
+        try:
+            st = os.statvfs(store.path.parent)
+            disk_free_kb = st.f_bavail * st.f_frsize // 1024
+        except OSError:
+            disk_free_kb = None
+        return {
+            "uptime_s": int(time.monotonic() - self.started),
+            "version": version(),
+            "slot": "a",
+            "ports_online": sum(1 for p in self.ports if p.stats.online),
+            "ports_total": len(self.config.ports),
+            "nozzles": nozzles.states(),
+            "unsent": store.unsent_counts(),
+            "clock_offset_ms": 0,
+            "link": {"endpoint": f"{u.host}:{u.port}", "interface": None},
+            "mem_kb": _rss_kb(),
+            "disk_free_kb": disk_free_kb,
+        }
+
+
+def _rss_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None

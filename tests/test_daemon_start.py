@@ -1,0 +1,80 @@
+"""``forecourt run``: what cannot start stops the start with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil.stack import ROOT
+
+DEMO = ROOT / "config" / "demo.toml"
+
+
+def start(*overrides: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "collector", "run", "--config", str(DEMO)]
+    for item in overrides:
+        argv += ["--set", item]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def pty_path() -> Iterator[str]:
+    master, slave = os.openpty()
+    yield os.ttyname(slave)
+    os.close(master)
+    os.close(slave)
+
+
+def test_missing_port(tmp_path: Path) -> None:
+    done = start(f"store.path={tmp_path}/s.sqlite", "ports.0.device=/dev/ttyNOPE")
+    assert done.returncode == 1
+    assert done.stderr.strip() == "forecourt: cannot start: port 1: /dev/ttyNOPE: no such device"
+
+
+def test_missing_key_file(tmp_path: Path) -> None:
+    done = start(f"store.path={tmp_path}/s.sqlite", f"uplink.keys_file={tmp_path}/none.toml")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"forecourt: cannot start: {tmp_path}/none.toml: key file not found"
+    )
+
+
+def test_unknown_kid(tmp_path: Path) -> None:
+    done = start(f"store.path={tmp_path}/s.sqlite", "uplink.kid=k9")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "forecourt: cannot start: config/demo-keys.toml: no key with kid 'k9'"
+    )
+
+
+def test_unwritable_store(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = start(f"store.path={blocker}/s.sqlite")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"forecourt: cannot start: {blocker}/s.sqlite: cannot open store")
+    assert done.stderr.count("\n") == 1
+
+
+def test_line_settings_the_device_refuses(tmp_path: Path, pty_path: str) -> None:
+    # A pty refuses even parity: a real refusal from a real driver.
+    done = start(
+        f"store.path={tmp_path}/s.sqlite", f"ports.0.device={pty_path}", "ports.0.parity=E"
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"forecourt: cannot start: port 1: {pty_path}: "
+        "the device refuses line settings 9600 8E1: Invalid argument"
+    )
+
+
+def test_bad_config_is_exit_2_with_key_paths(tmp_path: Path) -> None:
+    done = start("uplink.port=0", "ports.0.bogus=1")
+    assert done.returncode == 2
+    assert "uplink.port: must be >= 1, got 0" in done.stderr
+    assert "ports.0.bogus: unknown key" in done.stderr

@@ -1,0 +1,101 @@
+"""buffer.store: committed before anything else sees it; nseq, chain, seq (D4–D6, F2)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from buffer.store import SEQ_BLOCK, OrderStore, StoreError
+from uplink.chain import GENESIS, record_hash, verify_chain
+
+
+def fields(order_no: str, volume: str = "10.00") -> dict[str, object]:
+    return {"order_no": order_no, "volume": volume, "station": "S1", "flags": []}
+
+
+def test_orders_get_nseq_rid_and_a_chain_per_nozzle(tmp_path: Path) -> None:
+    store = OrderStore(tmp_path / "s.sqlite")
+    a1 = store.append_order("p01.a1.n1", fields("100"), source_key="100:1")
+    b1 = store.append_order("p01.a1.n2", fields("200"), source_key="200:1")
+    a2 = store.append_order("p01.a1.n1", fields("101"), source_key="101:1")
+    assert a1 and b1 and a2
+    assert (a1.rid, b1.rid, a2.rid) == ("p01.a1.n1:1", "p01.a1.n2:1", "p01.a1.n1:2")
+    assert a1.body["prev"] == GENESIS and b1.body["prev"] == GENESIS
+    assert a2.body["prev"] == a1.body["h"]
+    assert a2.body["h"] == record_hash(a2.body)
+    assert verify_chain(store.orders("p01.a1.n1")) is None
+    store.close()
+
+
+def test_the_same_dispenser_record_is_stored_once(tmp_path: Path) -> None:
+    store = OrderStore(tmp_path / "s.sqlite")
+    assert store.append_order("p01.a1.n1", fields("100"), source_key="100:1") is not None
+    assert store.append_order("p01.a1.n1", fields("100"), source_key="100:1") is None
+    # The same key on another nozzle is another record.
+    assert store.append_order("p01.a1.n2", fields("100"), source_key="100:1") is not None
+    assert len(list(store.orders())) == 2
+
+
+def test_unsent_in_publish_order_until_marked_sent(tmp_path: Path) -> None:
+    store = OrderStore(tmp_path / "s.sqlite")
+    for i in range(5):
+        store.append_order(f"p01.a1.n{i % 2 + 1}", fields(str(i)), source_key=str(i))
+    unsent = store.unsent(0, 100)
+    assert [r.body["order_no"] for r in unsent] == ["0", "1", "2", "3", "4"]
+    assert [r.body["order_no"] for r in store.unsent(unsent[1].id, 2)] == ["2", "3"]
+    store.mark_sent([unsent[0].id, unsent[2].id])
+    assert [r.body["order_no"] for r in store.unsent(0, 100)] == ["1", "3", "4"]
+    assert store.unsent_counts() == {"order": 3}
+
+
+def test_everything_survives_reopen_and_the_chain_continues(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = OrderStore(path)
+    first = store.append_order("p01.a1.n1", fields("1"), source_key="1")
+    assert first is not None
+    store.close()
+    store = OrderStore(path)
+    second = store.append_order("p01.a1.n1", fields("2"), source_key="2")
+    assert second is not None
+    assert second.body["nseq"] == 2 and second.body["prev"] == first.body["h"]
+    assert [r.rid for r in store.unsent(0, 10)] == ["p01.a1.n1:1", "p01.a1.n1:2"]
+
+
+def test_envelope_seq_strictly_increases_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = OrderStore(path)
+    seqs = [store.next_seq() for _ in range(SEQ_BLOCK + 3)]
+    assert seqs == list(range(1, SEQ_BLOCK + 4))
+    # No close(): as after a crash, the reserved block is skipped, never reused.
+    again = OrderStore(path)
+    assert again.next_seq() == 2 * SEQ_BLOCK + 1
+
+
+def test_a_row_edited_behind_our_back_breaks_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = OrderStore(path)
+    for i in range(3):
+        store.append_order("p01.a1.n1", fields(str(i)), source_key=str(i))
+    with sqlite3.connect(path) as db:
+        db.execute(
+            'UPDATE records SET body = replace(body, \'"volume":"10.00"\', \'"volume":"1.00"\') '
+            "WHERE rid = 'p01.a1.n1:2'"
+        )
+    broken = verify_chain(store.orders("p01.a1.n1"))
+    assert broken is not None and broken.rid == "p01.a1.n1:2"
+
+
+def test_an_unwritable_store_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match=r"cannot open store"):
+        OrderStore(blocker / "s.sqlite")
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=str(path)):
+        OrderStore(path)

@@ -1,0 +1,238 @@
+"""The MQTT uplink: publish what the store holds, mark it sent on PUBACK.
+
+platform-interface.md v1: client id = device id, persistent session, a
+retained last will ``{"online": false}`` on ``…/state`` and a retained
+``{"online": true, …}`` on every connect; data records in sealed envelopes
+on ``…/up/{kind}``; heartbeats (QoS 0) on ``…/up/heartbeat``.
+
+Nothing here holds the only copy of anything. The sender reads unsent
+records from the store in publish order, seals a batch per message, and
+marks the batch sent in one store transaction after the broker's PUBACK.
+A lost connection drops every in-flight batch on the floor — they are still
+unsent in the store and go out again, in the same order, after reconnect.
+
+aiomqtt 2.x does not reconnect by itself, so :meth:`Uplink.run` wraps each
+connection in a loop with exponential backoff and full jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+import structlog
+
+from buffer.store import OrderStore, StoredRecord
+from uplink.envelope import seal
+
+log = structlog.get_logger("uplink")
+
+#: Seconds to wait for a PUBACK before treating the link as dead. Keepalive
+#: (60 s) would notice too, but a wedged link should not hold a batch that long.
+PUBLISH_TIMEOUT_S = 20.0
+
+#: Seconds allowed for the TCP + MQTT handshake over a slow 4G link.
+CONNECT_TIMEOUT_S = 15.0
+
+#: A connection that lived this long was healthy: the backoff starts over.
+HEALTHY_AFTER_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkSettings:
+    device_id: str
+    host: str
+    port: int
+    kid: str
+    key: bytes = field(repr=False)
+    keepalive_s: int = 60
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    zip: str = "deflate"
+    batch_max_records: int = 100
+    max_inflight: int = 4
+    heartbeat_s: float = 30.0
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    version: str = "0"
+
+    def topic(self, leaf: str) -> str:
+        return f"forecourt/v1/{self.device_id}/{leaf}"
+
+
+@dataclass(slots=True)
+class UplinkStats:
+    connected: bool = False
+    connects: int = 0
+    messages: int = 0
+    records: int = 0
+    bytes: int = 0
+    last_error: str | None = None
+
+
+class Backoff:
+    """Exponential backoff with full jitter (a delay uniform in [0, cap])."""
+
+    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
+        self.minimum, self.maximum = minimum, maximum
+        self._attempt = 0
+        self._rng = rng or random.Random()
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+    def next_delay(self) -> float:
+        cap = min(self.maximum, self.minimum * (2**self._attempt))
+        self._attempt = min(self._attempt + 1, 32)
+        return self.minimum / 2 + self._rng.uniform(0, cap)
+
+
+def batches(records: list[StoredRecord]) -> list[list[StoredRecord]]:
+    """Split publish-ordered records into runs of one kind (one topic each)."""
+    runs: list[list[StoredRecord]] = []
+    for record in records:
+        if runs and runs[-1][0].kind == record.kind:
+            runs[-1].append(record)
+        else:
+            runs.append([record])
+    return runs
+
+
+class Uplink:
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        store: OrderStore,
+        heartbeat: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.heartbeat = heartbeat
+        self.stats = UplinkStats()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something new is committed: look at the store again."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+        while True:
+            started = time.monotonic()
+            try:
+                await self._session()
+            except (aiomqtt.MqttError, OSError) as exc:
+                self._down(exc)
+            except ExceptionGroup as group:
+                link_errors, rest = group.split((aiomqtt.MqttError, OSError))
+                if rest is not None:
+                    raise rest from None
+                assert link_errors is not None
+                self._down(link_errors.exceptions[0])
+            if time.monotonic() - started > HEALTHY_AFTER_S:
+                backoff.reset()
+            delay = backoff.next_delay()
+            log.info("uplink_retry", in_s=round(delay, 2))
+            await asyncio.sleep(delay)
+
+    def _down(self, exc: BaseException) -> None:
+        self.stats.connected = False
+        self.stats.last_error = str(exc)
+        log.warning("uplink_down", error=str(exc))
+
+    async def _session(self) -> None:
+        s = self.settings
+        will = aiomqtt.Will(s.topic("state"), json.dumps({"online": False}), qos=1, retain=True)
+        client = aiomqtt.Client(
+            s.host,
+            s.port,
+            identifier=s.device_id,
+            clean_session=False,
+            keepalive=s.keepalive_s,
+            will=will,
+            username=s.username,
+            password=s.password,
+            tls_params=aiomqtt.TLSParameters() if s.tls else None,
+            timeout=CONNECT_TIMEOUT_S,
+        )
+        async with client:
+            self.stats.connected = True
+            self.stats.connects += 1
+            log.info("uplink_connected", host=s.host, port=s.port)
+            online = {"online": True, "version": s.version, "ts": time.time_ns() // 1_000_000}
+            await client.publish(
+                s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
+            )
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(client))
+                tg.create_task(self._heartbeats(client))
+                tg.create_task(self._sender(client, tg))
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        # The message iterator is the one public place aiomqtt reports a lost
+        # connection; raising here tears the session down and starts over.
+        async for _message in client.messages:
+            pass  # commands (down/cmd) arrive here once they are implemented
+        raise aiomqtt.MqttError("message stream ended")
+
+    async def _heartbeats(self, client: aiomqtt.Client) -> None:
+        while True:
+            body = self.heartbeat()
+            payload = self._seal(body, "heartbeat")
+            await client.publish(
+                self.settings.topic("up/heartbeat"), payload, qos=0, timeout=PUBLISH_TIMEOUT_S
+            )
+            await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def _sender(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        inflight = asyncio.Semaphore(self.settings.max_inflight)
+        cursor = 0  # last record id handed to a publish in this session
+        while True:
+            self._wake.clear()
+            records = self.store.unsent(cursor, self.settings.batch_max_records)
+            if not records:
+                await self._wake.wait()
+                continue
+            cursor = records[-1].id
+            for run in batches(records):
+                await inflight.acquire()
+                tg.create_task(self._publish_batch(client, run, inflight))
+
+    async def _publish_batch(
+        self, client: aiomqtt.Client, run: list[StoredRecord], inflight: asyncio.Semaphore
+    ) -> None:
+        try:
+            kind = run[0].kind
+            items = [{**r.body, "resent": False} for r in run]
+            payload = self._seal({"items": items}, kind)
+            await client.publish(
+                self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=PUBLISH_TIMEOUT_S
+            )
+            # PUBACK received: only now are these records sent.
+            self.store.mark_sent([r.id for r in run])
+            self.stats.messages += 1
+            self.stats.records += len(run)
+            self.stats.bytes += len(payload)
+            log.debug("published", kind=kind, records=len(run), bytes=len(payload))
+        finally:
+            inflight.release()
+
+    def _seal(self, body: dict[str, Any], kind: str) -> bytes:
+        s = self.settings
+        return seal(
+            body,
+            dev=s.device_id,
+            kid=s.kid,
+            key=s.key,
+            seq=self.store.next_seq(),
+            ts_ms=time.time_ns() // 1_000_000,
+            type=kind,
+            zip=s.zip if kind != "heartbeat" else "none",
+        )
