@@ -1,0 +1,1 @@
+"""A reference platform receiver (and, later, command sender) for tests and the demo."""

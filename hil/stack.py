@@ -1,0 +1,206 @@
+"""The hardware-in-the-loop harness: real processes on real pty, TCP and files.
+
+Used by the end-to-end tests and by ``make demo``. Each part runs as its own
+process, exactly as on a gateway: a mosquitto broker on loopback, the
+dispenser simulator on a pty pair, the collector (``forecourt run``) and the
+platform receiver. Fault injection is done to the real thing: the broker is
+stopped and started, the collector is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Where Debian installs the broker; the Makefile installs it with apt.
+MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+class Proc:
+    """A child process whose stdout JSON lines are collected as they come."""
+
+    def __init__(self, name: str, argv: Sequence[str], log_dir: Path, cwd: Path = ROOT) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_dir / f"{name}.log"
+        self.lines: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._log: IO[str] = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for raw in self.popen.stdout:
+            raw = raw.strip()
+            if not raw:
+                continue
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                line = {"text": raw}
+            with self._lock:
+                self.lines.append(line)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.lines)
+
+    def wait_lines(
+        self, predicate: Callable[[dict[str, Any]], bool], count: int, timeout: float
+    ) -> list[dict[str, Any]]:
+        def enough() -> bool:
+            if self.popen.poll() is not None and not self._reader.is_alive():
+                raise RuntimeError(
+                    f"{self.name} exited with {self.popen.returncode}; see {self.log_path}"
+                )
+            return sum(1 for line in self.snapshot() if predicate(line)) >= count
+
+        wait_until(enough, timeout, f"{count} lines from {self.name} (log: {self.log_path})")
+        return [line for line in self.snapshot() if predicate(line)]
+
+    def signal(self, sig: int) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        self.signal(signal.SIGTERM)
+        try:
+            rc = self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            rc = self.popen.wait()
+        self._reader.join(timeout=2)
+        self._log.close()
+        return rc
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.popen.wait()
+        self._reader.join(timeout=2)
+
+
+class Mosquitto:
+    """A real mosquitto on a loopback port, with persistence so a stopped and
+    restarted broker keeps the receiver's persistent session."""
+
+    def __init__(self, work: Path, port: int | None = None) -> None:
+        self.binary = next((p for p in MOSQUITTO_CANDIDATES if os.access(p, os.X_OK)), None)
+        if self.binary is None:
+            found = shutil.which("mosquitto")
+            if found is None:
+                raise RuntimeError("mosquitto is not installed: run `make test` (it installs it)")
+            self.binary = found
+        self.port = port or free_port()
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.conf = work / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {work}/\n"
+            "max_queued_messages 100000\n"
+            "log_dest stderr\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._log = open(self.work / "mosquitto.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [str(self.binary), "-c", str(self.conf)], stdout=self._log, stderr=self._log
+        )
+
+        def listening() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited; see {self.work / 'mosquitto.log'}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_until(listening, 10, f"mosquitto on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
+            self.proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+        self.proc = None
+
+
+def dispenser(
+    work: Path,
+    link: Path,
+    *,
+    orders: int,
+    nozzles: int = 4,
+    rate: float = 10.0,
+    seed: int = 1,
+    fill_seconds: float = 0.3,
+    port_number: int = 1,
+) -> Proc:
+    argv = [
+        sys.executable, "-m", "hil.dispenser", "--protocol", "sinopec", "--link", str(link),
+        "--nozzles", str(nozzles), "--orders", str(orders), "--rate", str(rate),
+        "--seed", str(seed), "--fill-seconds", str(fill_seconds),
+        "--port-number", str(port_number),
+    ]  # fmt: skip
+    proc = Proc("dispenser", argv, work)
+    wait_until(lambda: link.exists(), 10, f"the simulator's link {link}")
+    return proc
+
+
+def collector(work: Path, config: Path, overrides: Sequence[str], name: str = "collector") -> Proc:
+    argv = [sys.executable, "-m", "collector", "run", "--config", str(config)]
+    for item in overrides:
+        argv += ["--set", item]
+    return Proc(name, argv, work)
+
+
+def receiver(work: Path, broker_port: int, keys: Path, client_id: str = "hil-platform") -> Proc:
+    argv = [
+        sys.executable, "-m", "hil.platform", "--broker", f"127.0.0.1:{broker_port}",
+        "--keys", str(keys), "--client-id", client_id,
+    ]  # fmt: skip
+    proc = Proc("receiver", argv, work)
+    # Subscribed before anything is published: its persistent session exists.
+    proc.wait_lines(lambda line: line.get("receiver") == "connected", 1, 20)
+    return proc
