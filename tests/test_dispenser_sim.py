@@ -1,0 +1,243 @@
+"""The dispenser simulator as a process on a real pty, read by SinopecPoller.
+
+The simulator's stdout is the ground truth; what a master reads over the
+line must match it field by field. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import serial
+
+from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
+from protocols.sinopec.driver import SinopecPoller
+
+ROOT = Path(__file__).resolve().parent.parent
+TZ = timezone(timedelta(hours=8))
+RESPONSE_TIMEOUT_S = 0.5  # the simulator answers in well under a millisecond
+TRUTH_FIELDS = (
+    "nozzle", "order_no", "grade", "price", "volume", "amount",
+    "totalizer_volume_start", "totalizer_volume_end", "ended_at",
+)  # fmt: skip
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Sim:
+    """``python -m hil.dispenser`` as a child process; stdout lines collected."""
+
+    def __init__(self, tmp: Path, name: str, *args: str) -> None:
+        self.link = tmp / name
+        self.stderr_path = tmp / f"{name}.stderr"
+        self.lines: list[dict[str, Any]] = []
+        argv = [sys.executable, "-m", "hil.dispenser", "--protocol", "sinopec"]
+        argv += ["--link", str(self.link), *args]
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=err)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        wait_until(lambda: self.link.is_symlink() and self.link.exists(), 10, f"{self.link}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.append(json.loads(raw))
+
+    def truth(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        wait_until(lambda: len(self.lines) >= count, timeout, f"{count} orders on stdout")
+        return self.lines[:count]
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self._reader.join(2)
+
+
+@pytest.fixture
+def sims(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
+    started: list[Sim] = []
+
+    def start(name: str, *args: str) -> Sim:
+        sim = Sim(tmp_path, name, *args)
+        started.append(sim)
+        return sim
+
+    yield start
+    for sim in started:
+        if sim.proc.poll() is None:
+            sim.proc.kill()
+            sim.proc.wait()
+
+
+def open_line(link: Path) -> serial.Serial:
+    return serial.Serial(str(link), timeout=0.02)
+
+
+def transact(line: serial.Serial, driver: SinopecPoller) -> list[Event]:
+    """One turn of a port task: request, then feed until answered or the deadline."""
+    request = driver.next_request()
+    assert request is not None
+    line.write(request)
+    deadline = time.monotonic() + RESPONSE_TIMEOUT_S
+    events: list[Event] = []
+    while driver.awaiting_response:
+        if time.monotonic() > deadline:
+            return events + driver.response_timeout()
+        chunk = line.read(max(1, line.in_waiting))
+        if chunk:
+            events += driver.receive_data(chunk)
+    return events
+
+
+def as_truth(sale: Sale, port: int) -> dict[str, Any]:
+    """What a Sale says, in the simulator's ground-truth shape."""
+    return {
+        "nozzle": f"p{port:02d}.a{sale.address}.n{sale.nozzle}",
+        "order_no": sale.order_no,
+        "grade": sale.grade,
+        "price": str(sale.price),
+        "volume": str(sale.volume),
+        "amount": str(sale.amount),
+        "totalizer_volume_start": str(sale.totalizer_volume_end - sale.volume),
+        "totalizer_volume_end": str(sale.totalizer_volume_end),
+        "ended_at": sale.ended_at.replace(tzinfo=TZ).isoformat(timespec="milliseconds"),
+    }
+
+
+def test_sales_read_over_the_pty_equal_the_ground_truth(
+    tmp_path: Path, sims: Callable[..., Sim]
+) -> None:
+    (tmp_path / "pump").symlink_to("/nonexistent")  # a stale link is replaced
+    sim = sims("pump", "--nozzles", "3", "--orders", "5", "--rate", "20", "--fill-seconds", "0.1")
+    assert os.readlink(sim.link).startswith("/dev/")
+    driver = SinopecPoller([1])
+    sales: list[Sale] = []
+    statuses: list[NozzleStatus] = []
+    deadline = time.monotonic() + 15
+    with open_line(sim.link) as line:
+        while len(sales) < 5:
+            assert time.monotonic() < deadline, f"only {len(sales)} sales; {sim.stderr()}"
+            for event in transact(line, driver):
+                if isinstance(event, Sale):
+                    sales.append(event)
+                    driver.sale_committed(event)  # committed at once: confirm next turn
+                elif isinstance(event, NozzleStatus):
+                    statuses.append(event)
+        # Everything is confirmed: the pump now only reports idle nozzles.
+        for _ in range(5):
+            events = transact(line, driver)
+            assert not [e for e in events if isinstance(e, Sale | ProtocolError)], events
+        assert {e.state for e in events if isinstance(e, NozzleStatus)} == {NozzleState.IDLE}
+    truth = sim.truth(5)
+    assert [as_truth(s, port=1) for s in sales] == truth
+    assert all(list(line) == list(TRUTH_FIELDS) for line in truth)
+    assert len({s.key for s in sales}) == 5
+    fuelling = [s for s in statuses if s.state == NozzleState.FUELLING]
+    assert fuelling and all(s.volume and s.volume > 0 for s in fuelling)
+    assert driver.counters["timeouts"] == 0 and driver.counters["bad_crc"] == 0
+    assert sim.stop() == 0, sim.stderr()
+    assert not sim.link.is_symlink(), "the link is removed on exit"
+    assert '"done": 5' in sim.stderr()
+
+
+def test_unconfirmed_record_is_offered_again_across_reopen(sims: Callable[..., Sim]) -> None:
+    sim = sims(
+        "pump", "--nozzles", "2", "--orders", "2", "--rate", "50", "--fill-seconds", "0.05",
+        "--address", "3", "--port-number", "2", "--seed", "5",
+    )  # fmt: skip
+    truth = sim.truth(2)
+
+    def next_sale(line: serial.Serial, driver: SinopecPoller) -> Sale:
+        for _ in range(50):
+            sales = [e for e in transact(line, driver) if isinstance(e, Sale)]
+            if sales:
+                return sales[0]
+        raise AssertionError("no sale offered")
+
+    with open_line(sim.link) as line:
+        first = next_sale(line, SinopecPoller([3]))  # never committed
+    # The collector restarts: new line, new driver; the pump offers it again.
+    driver = SinopecPoller([3])
+    with open_line(sim.link) as line:
+        again = next_sale(line, driver)
+        assert again == first
+        driver.sale_committed(again)
+        second = next_sale(line, driver)  # the confirm's answer, then the next record
+        driver.sale_committed(second)
+        for _ in range(3):
+            assert not [e for e in transact(line, driver) if isinstance(e, Sale)]
+        # Frames for another address are not answered.
+        other = SinopecPoller([4])
+        events = transact(line, other)
+        assert [e.kind for e in events if isinstance(e, ProtocolError)] == ["timeout"]
+    assert [as_truth(first, port=2), as_truth(second, port=2)] == truth
+    assert truth[0]["nozzle"] == "p02.a3.n1"
+    assert sim.stop() == 0
+
+
+def test_same_seed_same_orders(sims: Callable[..., Sim]) -> None:
+    args = ("--nozzles", "2", "--orders", "6", "--rate", "100", "--fill-seconds", "0.05")
+    a = sims("a", *args, "--seed", "9")
+    b = sims("b", *args, "--seed", "9")
+    ta, tb = a.truth(6), b.truth(6)
+
+    def strip(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in x.items() if k != "ended_at"} for x in lines]
+
+    assert strip(ta) == strip(tb)
+    last_end: dict[str, str] = {}
+    for line in ta:
+        price, volume = Decimal(line["price"]), Decimal(line["volume"])
+        amount = (price * volume).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        assert Decimal(line["amount"]) == amount
+        assert Decimal("2.00") <= volume <= Decimal("80.00")
+        start, end = Decimal(line["totalizer_volume_start"]), line["totalizer_volume_end"]
+        assert start + volume == Decimal(end)
+        if line["nozzle"] in last_end:  # totalizer continuity per nozzle (A1)
+            assert line["totalizer_volume_start"] == last_end[line["nozzle"]]
+        last_end[line["nozzle"]] = end
+        assert line["ended_at"].endswith("+08:00") and ".000" in line["ended_at"]
+    assert [int(x["order_no"]) for x in ta] == list(
+        range(int(ta[0]["order_no"]), 6 + int(ta[0]["order_no"]))
+    )
+    assert a.stop() == 0 and b.stop() == 0
+
+
+@pytest.mark.parametrize(
+    "bad", [["--nozzles", "0"], ["--rate", "0"], ["--tz", "CET"], ["--address", "250"]]
+)
+def test_bad_arguments_are_refused(tmp_path: Path, bad: list[str]) -> None:
+    argv = [sys.executable, "-m", "hil.dispenser", "--protocol", "sinopec"]
+    argv += ["--link", str(tmp_path / "x"), "--nozzles", "2", "--orders", "1", "--rate", "1"]
+    result = subprocess.run(argv + bad, cwd=ROOT, capture_output=True, timeout=10)
+    assert result.returncode == 2 and result.stdout == b""
+    assert not (tmp_path / "x").exists()
