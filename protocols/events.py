@@ -71,6 +71,60 @@ class PumpLink:
 
 
 @dataclass(frozen=True, slots=True)
+class Totals:
+    """A nozzle's totalizers read on their own (not with a sale), SPEC D2."""
+
+    address: int
+    nozzle: int
+    volume: Decimal  # volume totalizer ("pump code"), litres
+    amount: Decimal | None  # amount totalizer, yuan; None when the protocol has none
+
+
+#: GB/T 9081-2023 component names, as in the platform's ``nozzle`` body (D13).
+COMPONENT_NAMES = ("nozzle_uid", "mainboard_id", "mcu_id", "encoder_id", "safety_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Identities a pump reported (SPEC D13, A6).
+
+    ``nozzle`` is None for pump-wide parts. ``components`` maps names from
+    :data:`COMPONENT_NAMES` (plus ``pump_id`` for a pump's own serial number,
+    e.g. Wayne DC9) to the identity as the pump sent it, as text.
+    """
+
+    address: int
+    nozzle: int | None
+    components: dict[str, str]
+
+
+#: JJG 443 / GB/T 9081 display codes → normalised alarm codes (protocols.md §5).
+METERING_ALARMS: dict[int, str] = {
+    61: "SECURITY_AUTH_ERROR",  # core parts failed to authenticate each other
+    62: "SECURITY_COMM_ERROR",  # core parts cannot talk to each other
+    63: "BOARD_NOT_INITIALISED",  # a part was changed and not initialised
+    64: "METERING_OUT_OF_TOLERANCE",  # pulse equivalent beyond ±0.6 %
+    65: "ENCODER_FAULT",  # encoder hardware fault
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceAlarm:
+    """An alarm the pump itself reports, raised or cleared (SPEC D14).
+
+    ``code`` is normalised (e.g. ``METERING_OUT_OF_TOLERANCE``, see
+    :data:`METERING_ALARMS`); ``raw_code`` is the pump's own number.
+    """
+
+    address: int
+    nozzle: int | None
+    code: str
+    raw_code: int | None
+    active: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolError:
     """Something on the wire was not what the protocol allows.
 
@@ -84,4 +138,4 @@ class ProtocolError:
     address: int | None = None
 
 
-Event = NozzleStatus | Sale | PumpLink | ProtocolError
+Event = NozzleStatus | Sale | PumpLink | Totals | Identity | DeviceAlarm | ProtocolError
