@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from collector import version
+
 if TYPE_CHECKING:
     from config.models import Config
 
@@ -35,17 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         return _config_check(args.file, args.set)
     if args.command == "run":
         return _run(args.config, args.set)
+    if args.command == "decode":
+        from collector.decode import main as decode_main
+
+        return decode_main(args.protocol, args.bytes)
     (config_parser if args.command == "config" else parser).print_help(sys.stderr)
     return EXIT_USAGE
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("forecourt-collector")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -53,7 +50,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Fuel-station data collector (dispensers → regulator platform)."
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     set_help = "override one key, e.g. uplink.host=10.0.0.5 or ports.0.baudrate=4800 (repeatable)"
@@ -66,6 +63,15 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     check = config_commands.add_parser("check", help="validate a config file")
     check.add_argument("file", type=Path, metavar="FILE")
     check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+
+    decode = commands.add_parser(
+        "decode",
+        help="decode captured bytes frame by frame (JSON lines; exit 1 if any is rejected)",
+    )
+    decode.add_argument("--protocol", required=True, help="sinopec, dart, gilbarco or tls")
+    decode.add_argument(
+        "bytes", nargs="+", metavar="BYTES", help="hex (FA 00 01 …), a TLS text frame, or -"
+    )
     return parser, config
 
 

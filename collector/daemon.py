@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from collector import logs, sdnotify
+from collector import logs, sdnotify, version
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
@@ -38,16 +38,6 @@ PORT_RETRY_MIN_S, PORT_RETRY_MAX_S = 0.5, 30.0
 
 class StartError(Exception):
     """Start-up cannot continue; ``str()`` is the one line a technician reads."""
-
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("forecourt-collector")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def run_daemon(config: Config) -> int:

@@ -17,6 +17,12 @@ BUILTIN_DRIVERS: dict[str, tuple[str, str]] = {
     "sinopec": ("protocols.sinopec.driver", "SinopecPoller"),
 }
 
+#: protocol name → module with ``describe(data: bytes) -> list[dict]`` for
+#: ``forecourt decode``: every frame found in a capture, or why it was rejected.
+BUILTIN_DESCRIBERS: dict[str, str] = {
+    "sinopec": "protocols.sinopec.describe",
+}
+
 ENTRY_POINT_GROUP = "forecourt.protocols"
 
 
@@ -40,3 +46,14 @@ def load_driver(name: str) -> Any:
         if ep.name == name:
             return ep.load()
     raise UnknownProtocol(f"unknown protocol {name!r}; known: {', '.join(available())}")
+
+
+def describable() -> list[str]:
+    return sorted(BUILTIN_DESCRIBERS)
+
+
+def load_describer(name: str) -> Any:
+    """The ``describe`` function of protocol ``name``, importing it now."""
+    if name not in BUILTIN_DESCRIBERS:
+        raise UnknownProtocol(f"unknown protocol {name!r}; known: {', '.join(describable())}")
+    return importlib.import_module(BUILTIN_DESCRIBERS[name]).describe
