@@ -65,6 +65,7 @@ class Collector:
         self.config = config
         self.started = time.monotonic()
         self.ports: list[PollPort] = []
+        self._stop = asyncio.Event()
 
     async def main(self) -> int:
         from buffer.store import OrderStore, StoreError
@@ -72,6 +73,11 @@ class Collector:
         from uplink.keys import KeyFileError, load_keys
 
         cfg = self.config
+        # Handlers first: a SIGTERM during start-up (or right after READY=1)
+        # must stop cleanly too, not kill the process by default action.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
         try:
             keys = load_keys(cfg.uplink.keys_file)
         except KeyFileError as exc:
@@ -153,22 +159,14 @@ class Collector:
             self.ports.append(port)
 
     async def _run(self, uplink: Uplink) -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
-                tasks.append(tg.create_task(uplink.run()))
-                await stop.wait()
-                log.info("stopping")
-                sdnotify.notify("STOPPING=1")
-                for task in tasks:
-                    task.cancel()
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        async with asyncio.TaskGroup() as tg:
+            tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
+            tasks.append(tg.create_task(uplink.run()))
+            await self._stop.wait()
+            log.info("stopping")
+            sdnotify.notify("STOPPING=1")
+            for task in tasks:
+                task.cancel()
 
     async def _supervise(self, port: PollPort) -> None:
         """Keep one port running; a failed line is reopened with backoff."""

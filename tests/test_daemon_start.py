@@ -78,3 +78,42 @@ def test_bad_config_is_exit_2_with_key_paths(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "uplink.port: must be >= 1, got 0" in done.stderr
     assert "ports.0.bogus: unknown key" in done.stderr
+
+
+def test_ready_after_store_and_ports_then_clean_stop(tmp_path: Path) -> None:
+    """Under systemd: READY=1 once the store is open and the port bound; SIGTERM → 0."""
+    import signal
+    import socket
+
+    from hil import stack
+
+    link = tmp_path / "pump1"
+    sim = stack.dispenser(tmp_path, link, orders=0, nozzles=1)
+    notify_path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(30)
+    argv = [sys.executable, "-m", "collector", "run", "--config", str(DEMO)]
+    for item in (
+        f"store.path={tmp_path}/s.sqlite",
+        f"ports.0.device={link}",
+        f"uplink.port={stack.free_port()}",
+    ):
+        argv += ["--set", item]
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sock.recv(64) == b"READY=1"
+        assert (tmp_path / "s.sqlite").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert sock.recv(64) == b"STOPPING=1"
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
+        sim.stop()
+        sock.close()
