@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import time
+from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -51,12 +52,23 @@ def run_daemon(config: Config) -> int:
         return 0
 
 
-def make_driver(port: PortConfig) -> Any:
+def make_driver(port: PortConfig, tz: tzinfo) -> Any:
+    """The port's driver with its protocol's options from the config.
+
+    A protocol whose sales carry no time (DART, Gilbarco) stamps them with
+    the driver's ``clock``: give it the station's wall clock, naive like a
+    dispenser's own TIME field, so every order's ``ended_at`` means the same.
+    """
+    import inspect
+    from datetime import datetime
+
     from protocols import load_driver
 
     cls = load_driver(port.protocol)
     options = getattr(port, port.protocol, None)
-    kwargs = options.model_dump() if options is not None else {}
+    kwargs: dict[str, Any] = options.model_dump() if options is not None else {}
+    if "clock" in inspect.signature(cls).parameters:
+        kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
     return cls(port.addresses, **kwargs)
 
 
@@ -143,7 +155,7 @@ class Collector:
             port = PollPort(
                 number=pc.number,
                 line=LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits),
-                driver=make_driver(pc),
+                driver=make_driver(pc, cfg.device.tzinfo),
                 store=store,
                 nozzles=nozzles,
                 station=cfg.device.station,

@@ -218,6 +218,35 @@ class SinopecOptions(BaseModel):
     offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
 
 
+#: Decimal places a BCD / digit field carries (volume, amount, price). Pumps
+#: are configured for 2 or 3; 0..4 covers every model we know of.
+DECIMALS_MIN, DECIMALS_MAX = 0, 4
+
+Decimals = Annotated[int, Field(ge=DECIMALS_MIN, le=DECIMALS_MAX)]
+
+
+class DartOptions(BaseModel):
+    """Keyword arguments of the Wayne DART driver (protocols.md §3)."""
+
+    model_config = _MODEL_CONFIG
+
+    offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
+    volume_decimals: Decimals = 2
+    amount_decimals: Decimals = 2
+    price_decimals: Decimals = 2
+
+
+class GilbarcoOptions(BaseModel):
+    """Keyword arguments of the Gilbarco two-wire driver (protocols.md §4)."""
+
+    model_config = _MODEL_CONFIG
+
+    offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
+    volume_decimals: Decimals = 2
+    money_decimals: Decimals = 2
+    price_decimals: Decimals = 2
+
+
 class PortConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -238,6 +267,8 @@ class PortConfig(BaseModel):
     poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 200
     response_timeout_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 300
     sinopec: SinopecOptions = Field(default_factory=SinopecOptions)
+    dart: DartOptions = Field(default_factory=DartOptions)
+    gilbarco: GilbarcoOptions = Field(default_factory=GilbarcoOptions)
 
     @field_validator("protocol")
     @classmethod

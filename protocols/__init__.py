@@ -15,12 +15,17 @@ from typing import Any
 #: protocol name → (module, class). Imported on first use only.
 BUILTIN_DRIVERS: dict[str, tuple[str, str]] = {
     "sinopec": ("protocols.sinopec.driver", "SinopecPoller"),
+    "dart": ("protocols.dart.driver", "DartPoller"),
+    "gilbarco": ("protocols.gilbarco.driver", "GilbarcoPoller"),
 }
 
 #: protocol name → module with ``describe(data: bytes) -> list[dict]`` for
 #: ``forecourt decode``: every frame found in a capture, or why it was rejected.
 BUILTIN_DESCRIBERS: dict[str, str] = {
     "sinopec": "protocols.sinopec.describe",
+    "dart": "protocols.dart.describe",
+    "gilbarco": "protocols.gilbarco.describe",
+    "tls": "protocols.tls.describe",
 }
 
 ENTRY_POINT_GROUP = "forecourt.protocols"

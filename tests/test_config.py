@@ -109,7 +109,7 @@ BAD_FIELDS_ERRORS = [
     "uplink.heartbeat_s: must be a finite number, got nan",
     "uplink.hots: unknown key",
     "ports.0.number: must be <= 32, got 33",
-    "ports.0.protocol: unknown protocol 'tokheim'; known: sinopec",
+    "ports.0.protocol: unknown protocol 'tokheim'; known: dart, gilbarco, sinopec",
     "ports.0.baudrate: must be one of 1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400,"
     " 57600, 115200; got 9601",
     "ports.0.bytesize: expected an integer, got true",
@@ -197,7 +197,10 @@ def test_example_validates() -> None:
     assert [(p.number, p.device, p.baudrate, p.parity) for p in config.ports] == [
         (1, "/dev/ttyS1", 9600, "O"),
         (2, "/dev/ttyS2", 5760, "E"),
+        (3, "/dev/ttyS3", 9600, "O"),
+        (4, "/dev/ttyS4", 5787, "E"),
     ]
+    assert [p.protocol for p in config.ports] == ["sinopec", "sinopec", "dart", "gilbarco"]
     assert config.store.path == Path("/var/lib/forecourt/store.sqlite")
     assert config.uplink.keys_file == Path("/etc/forecourt/keys.toml")
     assert config.uplink.kid == "k1"
@@ -247,6 +250,18 @@ def test_defaults() -> None:
         "poll_interval_ms": 100,
         "response_timeout_ms": 300,
         "sinopec": {"master_address": 0xE0, "caller_bit_set": True, "offline_after": 3},
+        "dart": {
+            "offline_after": 3,
+            "volume_decimals": 2,
+            "amount_decimals": 2,
+            "price_decimals": 2,
+        },
+        "gilbarco": {
+            "offline_after": 3,
+            "volume_decimals": 2,
+            "money_decimals": 2,
+            "price_decimals": 2,
+        },
     }
     assert config.log.model_dump() == {"level": "info", "format": "auto"}
     assert PortConfig.model_fields["parity"].default == "E"
@@ -407,7 +422,7 @@ def test_override_ok_through_cli(tmp_path: Path) -> None:
 def test_config_error_lines_in_process(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, GOOD), ["ports.0.protocol=tokheim"])
-    assert caught.value.errors == ["ports.0.protocol: unknown protocol 'tokheim'; known: sinopec"]
+    assert caught.value.errors == ["ports.0.protocol: unknown protocol 'tokheim'; known: dart, gilbarco, sinopec"]
     assert str(caught.value) == caught.value.errors[0]
 
 
