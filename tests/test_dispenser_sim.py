@@ -22,7 +22,18 @@ from typing import Any
 import pytest
 import serial
 
-from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
+from hil.dispenser.faults import Fault, parse_fault
+from protocols.events import (
+    DeviceAlarm,
+    Event,
+    Identity,
+    NozzleState,
+    NozzleStatus,
+    ProtocolError,
+    PumpLink,
+    Sale,
+    Totals,
+)
 from protocols.sinopec.driver import SinopecPoller
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -233,11 +244,129 @@ def test_same_seed_same_orders(sims: Callable[..., Sim]) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [["--nozzles", "0"], ["--rate", "0"], ["--tz", "CET"], ["--address", "250"]]
-)
+    "bad",
+    [
+        ["--nozzles", "0"], ["--rate", "0"], ["--tz", "CET"], ["--address", "250"],
+        ["--pumps", "2", "--address", "1"], ["--addresses", "1,1"], ["--addresses", "1,x"],
+        ["--fault", "at=1"], ["--fault", "at=1:line-cut=1:pump=1"],
+        ["--fault", "at=1:alarm=64:pump=3"], ["--fault", "at=1:component=colour"],
+        ["--fault", "at=1:alarm=100"], ["--fault", "at=1:power-cycle=0"],
+        ["--bit-error-rate", "1.5"],
+    ],
+)  # fmt: skip
 def test_bad_arguments_are_refused(tmp_path: Path, bad: list[str]) -> None:
     argv = [sys.executable, "-m", "hil.dispenser", "--protocol", "sinopec"]
     argv += ["--link", str(tmp_path / "x"), "--nozzles", "2", "--orders", "1", "--rate", "1"]
     result = subprocess.run(argv + bad, cwd=ROOT, capture_output=True, timeout=10)
     assert result.returncode == 2 and result.stdout == b""
     assert not (tmp_path / "x").exists()
+
+
+def test_parse_fault() -> None:
+    assert parse_fault("at=5:line-cut=3") == Fault(5.0, "line-cut", 3.0)
+    assert parse_fault("at=8:power-cycle=2:pump=1") == Fault(8.0, "power-cycle", 2.0, 1)
+    assert parse_fault("at=10:totalizer-jump=-500:pump=1:nozzle=2") == Fault(
+        10.0, "totalizer-jump", -500, 1, 2
+    )
+    assert parse_fault("at=12:component=encoder_id:pump=1") == Fault(
+        12.0, "component", "encoder_id", 1
+    )
+    assert parse_fault("at=15:alarm-clear=64") == Fault(15.0, "alarm-clear", 64)
+    for bad in ("line-cut=3", "at=1:at=2:alarm=1", "at=1:alarm=1:line-cut=2", "at=x:alarm=1"):
+        with pytest.raises(ValueError):
+            parse_fault(bad)
+
+
+def faults_logged(sim: Sim) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in sim.stderr().splitlines()]
+    return [line for line in lines if "fault" in line]
+
+
+def drive(
+    line: serial.Serial, driver: SinopecPoller, until: Callable[[list[Event]], bool]
+) -> list[Event]:
+    """Turns of a port task (sales committed at once) until ``until(events)``; ≤ 20 s."""
+    events: list[Event] = []
+    deadline = time.monotonic() + 20
+    while not until(events):
+        assert time.monotonic() < deadline, events[-20:]
+        got = transact(line, driver)
+        for event in got:
+            if isinstance(event, Sale):
+                driver.sale_committed(event)
+        events += got
+    return events
+
+
+def sales_in(events: list[Event]) -> dict[str, Sale]:
+    return {e.key: e for e in events if isinstance(e, Sale)}
+
+
+def test_fault_flags_line_cut_and_component_change(sims: Callable[..., Sim]) -> None:
+    sim = sims(
+        "pump", "--pumps", "2", "--nozzles", "2", "--orders", "4", "--rate", "20",
+        "--fill-seconds", "0.1", "--fault", "at=1.2:line-cut=0.6",
+        "--fault", "at=0.3:component=encoder_id:pump=2",
+    )  # fmt: skip
+    started = time.monotonic()  # a little after the simulator's own start
+    driver = SinopecPoller([1, 2], info_every=4)
+    with open_line(sim.link) as line:
+        events = drive(
+            line,
+            driver,
+            lambda events: time.monotonic() - started > 2.2 and len(sales_in(events)) == 4,
+        )
+    truth = sim.truth(4)
+    component, cut = faults_logged(sim)
+    assert component == {
+        "fault": "component", "at": 0.3, "pump": 2, "component": "encoder_id",
+        "value": component["value"],
+    }  # fmt: skip
+    assert cut == {"fault": "line-cut", "at": 1.2, "seconds": 0.6}
+    assert driver.counters["timeouts"] >= 1, "nothing passed while the line was cut"
+    assert sorted(as_truth(s, port=1)["order_no"] for s in sales_in(events).values()) == sorted(
+        t["order_no"] for t in truth
+    )
+    encoders = [
+        e.components["encoder_id"]
+        for e in events
+        if isinstance(e, Identity) and e.address == 2 and e.nozzle is None
+    ]
+    assert encoders[-1] == component["value"]
+    assert sim.stop() == 0
+    assert len(sim.lines) == 4 and all("order_no" in x for x in sim.lines), "stdout: sales only"
+
+
+def test_fault_flags_power_cycle_alarm_and_totalizer_jump(sims: Callable[..., Sim]) -> None:
+    sim = sims(
+        "pump", "--addresses", "3", "--nozzles", "1", "--orders", "1", "--rate", "100",
+        "--fill-seconds", "0.8", "--seed", "4",
+        "--fault", "at=0.5:power-cycle=1.5:pump=3",
+        "--fault", "at=0.2:alarm=64", "--fault", "at=2.5:alarm-clear=64",
+        "--fault", "at=2.7:totalizer-jump=-250:pump=3:nozzle=1",
+    )  # fmt: skip
+    started = time.monotonic()
+    driver = SinopecPoller([3], errors_every=2, totals_every=2, offline_after=1)
+    with open_line(sim.link) as line:
+        events = drive(line, driver, lambda _: time.monotonic() - started > 3.5)
+    alarm, power, clear, jump = faults_logged(sim)
+    assert alarm == {"fault": "alarm", "at": 0.2, "pump": 3, "code": 64}
+    # The fill in progress became a sale, cut short (fuel flowed ~0.4 of 0.8 s).
+    assert power == {"fault": "power-cycle", "at": 0.5, "pump": 3, "sales_ended": 1, "seconds": 1.5}
+    assert clear == {"fault": "alarm-clear", "at": 2.5, "pump": 3, "code": 64}
+    (sale,) = sim.truth(1)
+    end = Decimal(sale["totalizer_volume_end"])
+    assert Decimal(sale["totalizer_volume_start"]) + Decimal(sale["volume"]) == end
+    assert jump == {
+        "fault": "totalizer-jump", "at": 2.7, "pump": 3, "nozzle": 1, "delta": -250,
+        "totalizer": int(end * 100) - 250,
+    }  # fmt: skip
+    assert [as_truth(s, port=1) for s in sales_in(events).values()] == [sale]
+    assert [e.online for e in events if isinstance(e, PumpLink)] == [True, False, True]
+    alarms = [(e.code, e.active) for e in events if isinstance(e, DeviceAlarm)]
+    assert alarms == [("METERING_OUT_OF_TOLERANCE", True), ("METERING_OUT_OF_TOLERANCE", False)]
+    totals = [e for e in events if isinstance(e, Totals)]
+    assert totals[-1].volume == end - Decimal("2.50")
+    assert sim.stop() == 0
+    (done,) = [x for x in map(json.loads, sim.stderr().splitlines()) if "done" in x]
+    assert (done["done"], done["sales"]) == (1, 1)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from protocols.crc import crc16_arc
 from protocols.events import ProtocolError
+from protocols.sinopec import framer
 from protocols.sinopec.framer import (
     MAX_BUFFER,
     MAX_DATA_LEN,
@@ -235,3 +236,15 @@ def test_one_large_read_beyond_buffer_bound() -> None:
     assert len(stream) > MAX_BUFFER
     got, errors, _ = feed([stream])
     assert got == [A, B] * 200 and errors == []
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.one_of(st.binary(max_size=12), small_frames.map(encode_frame)), max_size=5),
+    st.integers(0, 10),
+)
+def test_unescaped_fast_path_agrees_with_the_byte_loop(parts: list[bytes], start: int) -> None:
+    buf = b"\xfa" + b"".join(parts)
+    for i in range(min(start, len(buf) - 1), len(buf)):
+        if buf[i] == 0xFA:
+            assert framer._parse_at(buf, i) == framer._parse_escaped(buf, i)

@@ -1,4 +1,4 @@
-"""Sinopec messages (protocols.md §2): 30 poll, 31 real-time, 32 record and confirmation."""
+"""Sinopec messages (protocols.md §2): 30 poll, 31 real-time, 32 record, 3C confirmation."""
 
 from __future__ import annotations
 
@@ -89,10 +89,19 @@ RECORD_WIRE = b"".join(
 
 def test_poll_and_confirm() -> None:
     assert build_poll() == b"\x30"
-    assert build_confirm(123456) == b"\x32\x00\x01\xe2\x40"
-    assert parse_confirm(b"\x32\x00\x01\xe2\x40") == 123456
+    assert build_confirm(123456) == b"\x3c\x00\x01\xe2\x40"
+    assert parse_confirm(b"\x3c\x00\x01\xe2\x40") == 123456
     assert isinstance(parse_confirm(RECORD_WIRE), ProtocolError)
-    assert isinstance(parse_confirm(b"\x30\x00\x01\xe2\x40"), ProtocolError)
+    # The old 32-shaped confirmation is no confirmation any more (3C, our layout).
+    assert isinstance(parse_confirm(b"\x32\x00\x01\xe2\x40"), ProtocolError)
+    assert isinstance(parse_confirm(b"\x3c\x00\x01\xe2"), ProtocolError)
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_confirm_round_trip(pos_ttc: int) -> None:
+    wire = build_confirm(pos_ttc)
+    assert len(wire) == 5 and wire[0] == 0x3C
+    assert parse_confirm(wire) == pos_ttc
 
 
 def test_record_layout_is_the_95_bytes_of_protocols_md() -> None:

@@ -135,6 +135,9 @@ class PumpModel:
     alarms: set[int] = field(default_factory=set)
     pending: deque[SimSale] = field(default_factory=deque)
     taken: int = 0
+    #: Clock until which the pump is powered off and answers nothing (a
+    #: ``power-cycle`` fault); responders check it via ``responder.answering``.
+    silent_until: float = 0.0
 
     @classmethod
     def create(cls, address: int, nozzles: int, rng: random.Random) -> PumpModel:
@@ -215,10 +218,13 @@ class PumpModel:
         """An unannounced totalizer jump (fuel sold unrecorded, or a step back)."""
         nozzle.totalizer_volume += delta
 
-    def change_component(self, name: str, rng: random.Random) -> str:
-        """Replace a core part (SPEC A6): a new identity for ``name``."""
+    def change_component(self, name: str, rng: random.Random, nzn: int = 1) -> str:
+        """Replace a core part (SPEC A6): a new identity for ``name``.
+
+        ``nzn``: the nozzle whose ``nozzle_uid`` changes (other parts are pump-wide).
+        """
         if name == "nozzle_uid":
-            nozzle = self.nozzles[0]
+            nozzle = self.nozzle(nzn)
             nozzle.uid = f"{rng.getrandbits(64):016X}"
             return nozzle.uid
         self.components[name] = f"{rng.getrandbits(64):016X}"

@@ -1,25 +1,42 @@
-"""The simulated dispenser process: a :class:`SimPump` on a pty, driven by asyncio.
+"""The simulated dispenser process: pumps on a pty, any protocol, driven by asyncio.
 
-``python -m hil.dispenser --protocol sinopec --link PATH --nozzles N --orders K
---rate R [--address 1] [--port-number 1] [--seed S] [--tz +08:00]
-[--fill-seconds F]``
+``python -m hil.dispenser --protocol sinopec|dart|gilbarco --link PATH
+--nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
+[--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
+[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
   and reopens the line; ``PATH`` is a symlink to the slave's device,
   replaced atomically, removed on exit (SIGTERM / SIGINT exit 0).
-- Answers frames addressed to ``--address`` (see :mod:`hil.dispenser.pump`).
+- The pumps (:class:`~hil.dispenser.model.PumpModel`, one per address:
+  default one pump at address 1, ``--pumps P`` addresses 1..P) sit behind
+  the protocol's responder (:mod:`hil.dispenser.responder`), which answers
+  the master and renders the model in its wire format.
 - Runs K fuelling sessions, started at R per second on average (exponential
-  gaps), nozzles round robin, one session per nozzle at a time, nozzles in
-  parallel: lifted ~0.1·F s, fuelling F s, hung up → a pending record.
-- Prints one JSON line per order on stdout (the ground truth, see
-  :meth:`SimPump.hang_up`), nothing else; diagnostics go to stderr, where
-  ``{"done": K}`` says all K sessions are finished. It then keeps answering
-  polls so the master can drain the pending records, until killed.
+  gaps), spread round robin over every nozzle of every pump (nozzle 1 of
+  each pump, then nozzle 2 …), one session per nozzle at a time, nozzles in
+  parallel: lifted ~0.1·F s, fuelling F s, hung up → a pending sale.
+- Prints one JSON line per sale on stdout (the ground truth,
+  ``SimSale.truth``; with the amount totalizer when the protocol carries
+  it), nothing else; diagnostics go to stderr, where ``{"done": K, ...}``
+  says all K sessions are finished. It then keeps answering so the master
+  can drain the pending sales, until killed.
+- Faults: ``--bit-error-rate`` / ``--drop-rate`` hit every byte written;
+  ``--fault`` schedules one event (:func:`hil.dispenser.faults.parse_fault`)
+  at a time after start: ``at=5:line-cut=3`` (nothing passes either way for
+  3 s), ``at=8:power-cycle=2:pump=1`` (a fill in progress ends as a sale,
+  then the pump is silent for 2 s; totalizers and pending sales kept),
+  ``at=10:totalizer-jump=500:pump=1:nozzle=2`` (0.01 L, negative steps
+  back), ``at=12:component=encoder_id:pump=1`` (``nozzle_uid`` takes
+  ``nozzle=``), ``at=15:alarm=64:pump=1`` / ``alarm-clear=64``. Each fault
+  applied prints one JSON line ``{"fault": kind, "at": s, ...}`` on stderr.
 
-Deterministic given ``--seed`` except for wall-clock times: volumes, nozzle
-order, transaction numbers and totalizers come from the seeded generator
-in session order, and records are created in session order.
+Deterministic given ``--seed`` except for wall-clock times (and for which
+fills a power cycle cuts short): volumes, nozzle order, transaction
+numbers and totalizers come from the seeded generator in session order,
+and sales are created in session order. Faults draw from their own
+generators, so adding one does not change the sales.
 """
 
 from __future__ import annotations
@@ -27,17 +44,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import sys
-import tty
+from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
 
-from hil.dispenser.pump import MAX_NOZZLES, MAX_VOLUME, MIN_VOLUME, SimNozzle, SimPump
-from protocols.events import ProtocolError
-from protocols.sinopec.framer import FrameDecoder, encode_frame
+from hil.dispenser.faults import Fault, LineFaults, parse_fault
+from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, NozzleModel, PumpModel
+from hil.dispenser.ptylink import PtyLink
+from hil.dispenser.responder import RESPONDERS, Responder, answering, load_responder
 
 #: Bytes read from the pty per wake-up: more than a few requests' worth.
 READ_CHUNK = 4096
@@ -48,46 +65,50 @@ LIFT_FRACTION = 0.1
 #: Back-off before reading again after an unexpected read error on the pty.
 READ_RETRY_S = 0.1
 
+#: Nozzles per pump the core allows; a protocol may allow fewer (its
+#: responder refuses more). 16 is the most any of our wire formats carries.
+MAX_NOZZLES = 16
+
+#: Pump addresses: the POS side of a Sinopec bus is 0xE0–0xF9 (protocols.md
+#: §2); responders of other protocols map these logical numbers themselves.
+MAX_ADDRESS = 0xDF
+
 
 def log(**fields: object) -> None:
     print(json.dumps(fields, default=str), file=sys.stderr, flush=True)
 
 
-class PtyLink:
-    """A pty pair whose slave is reachable as ``path`` (a symlink)."""
+@dataclass
+class Session:
+    """One fill in progress; ``ended`` once it produced its sale (or was cut)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.device = os.ttyname(self.slave)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        os.symlink(self.device, tmp)
-        os.replace(tmp, path)  # atomic: a reader sees the old link or the new one
-
-    def close(self) -> None:
-        try:
-            if os.readlink(self.path) == self.device:
-                self.path.unlink()
-        except OSError:
-            pass
-        os.close(self.master)
-        os.close(self.slave)
+    pump: PumpModel
+    nozzle: NozzleModel
+    ended: bool = False
 
 
 class Simulator:
-    def __init__(self, args: argparse.Namespace, tz: tzinfo) -> None:
+    def __init__(self, args: argparse.Namespace, tz: tzinfo, responder: type[Responder]) -> None:
         self.args = args
         self.tz = tz
         self.rng = random.Random(args.seed)
-        self.pump = SimPump(args.address, args.nozzles, self.rng, args.port_number)
-        self.decoder = FrameDecoder()
-        self.changed = asyncio.Event()  # a nozzle freed or a record confirmed
+        self.pumps = [PumpModel.create(a, args.nozzles, self.rng) for a in args.addresses]
+        self.by_address = {p.address: p for p in self.pumps}
+        self.responder = responder(self.pumps)
+        self.amount_totalizer = responder.AMOUNT_TOTALIZER
+        self.line = LineFaults(
+            random.Random(f"{args.seed}:line"),
+            bit_error_rate=args.bit_error_rate,
+            drop_rate=args.drop_rate,
+        )
+        self.fault_rng = random.Random(f"{args.seed}:faults")
+        self.changed = asyncio.Event()  # a nozzle freed, a sale taken, power back
         self.link: PtyLink | None = None
+        self.fills: dict[tuple[int, int], Session] = {}
+        self.sales = 0
         self._out = bytearray()
         self._loop = asyncio.get_running_loop()
+        self._start = self._loop.time()
 
     # ------------------------------------------------------------ the line
 
@@ -98,7 +119,7 @@ class Simulator:
     def _readable(self) -> None:
         assert self.link is not None
         try:
-            chunk = os.read(self.link.master, READ_CHUNK)
+            chunk = self.link.read(READ_CHUNK)
         except BlockingIOError:
             return
         except OSError as exc:  # not expected while we hold the slave open
@@ -106,17 +127,14 @@ class Simulator:
             self._loop.remove_reader(self.link.master)
             self._loop.call_later(READ_RETRY_S, self.attach, self.link)
             return
-        confirmed = self.pump.confirmed
-        for item in self.decoder.receive_data(chunk):
-            if isinstance(item, ProtocolError):
-                log(protocol_error=item.kind, detail=item.detail)
-                continue
-            reply, note = self.pump.handle(item, self._loop.time())
-            if note:
-                log(note=note)
-            if reply is not None:
-                self._send(encode_frame(reply))
-        if self.pump.confirmed != confirmed:
+        if self.line.cut:
+            self.line.dropped_bytes += len(chunk)
+            return
+        taken = sum(p.taken for p in self.pumps)
+        reply = self.responder.receive_data(chunk, self._loop.time())
+        if reply:
+            self._send(self.line.apply(reply))
+        if sum(p.taken for p in self.pumps) != taken:
             self.changed.set()
 
     def _send(self, data: bytes) -> None:
@@ -128,10 +146,7 @@ class Simulator:
 
     def _flush(self) -> None:
         assert self.link is not None
-        try:
-            written = os.write(self.link.master, self._out)
-        except BlockingIOError:
-            written = 0
+        written = self.link.write(self._out)
         del self._out[:written]
         if self._out:
             self._loop.add_writer(self.link.master, self._writer_ready)
@@ -145,61 +160,163 @@ class Simulator:
 
     async def run_sessions(self) -> None:
         args, rng = self.args, self.rng
+        slots = [(p, p.nozzle(n)) for n in range(1, args.nozzles + 1) for p in self.pumps]
         planned = self._loop.time()
         previous: asyncio.Future[None] | None = None
         tasks = []
         for i in range(args.orders):
             planned += rng.expovariate(args.rate)
-            nozzle = self.pump.nozzles[i % len(self.pump.nozzles)]
+            pump, nozzle = slots[i % len(slots)]
             volume = rng.randint(MIN_VOLUME, MAX_VOLUME)
             await asyncio.sleep(max(0.0, planned - self._loop.time()))
-            while not self.pump.can_start(nozzle):
+            while not (pump.can_start(nozzle) and answering(pump, self._loop.time())):
                 self.changed.clear()
                 await self.changed.wait()
-            self.pump.lift(nozzle, volume)
+            pump.lift(nozzle, volume)
+            session = Session(pump, nozzle)
+            self.fills[pump.address, nozzle.nzn] = session
             done: asyncio.Future[None] = self._loop.create_future()
-            tasks.append(asyncio.create_task(self._session(nozzle, previous, done)))
+            tasks.append(asyncio.create_task(self._session(session, previous, done)))
             previous = done
         await asyncio.gather(*tasks)
-        log(done=args.orders, pending=len(self.pump.pending))
+        log(done=args.orders, sales=self.sales, pending=sum(len(p.pending) for p in self.pumps))
 
     async def _session(
-        self, nozzle: SimNozzle, previous: asyncio.Future[None] | None, done: asyncio.Future[None]
+        self, session: Session, previous: asyncio.Future[None] | None, done: asyncio.Future[None]
     ) -> None:
         fill = self.args.fill_seconds
         await asyncio.sleep(LIFT_FRACTION * fill)
-        self.pump.start_fuel(nozzle, self._loop.time(), fill)
-        await asyncio.sleep(fill)
+        if not session.ended:
+            session.pump.start_fuel(session.nozzle, self._loop.time(), fill)
+            await asyncio.sleep(fill)
         if previous is not None:
-            await previous  # records are numbered in session order
-        ended_at = datetime.now(self.tz).replace(microsecond=0)
-        order = self.pump.hang_up(nozzle, ended_at)
-        print(json.dumps(order.truth), flush=True)
+            await previous  # sales are numbered in session order
+        if not session.ended:
+            self._finish(session)
         done.set_result(None)
         self.changed.set()
+
+    def _finish(self, session: Session) -> None:
+        """Hang up: the sale is pending in the pump; its truth goes to stdout."""
+        session.ended = True
+        if self.fills.get((session.pump.address, session.nozzle.nzn)) is session:
+            del self.fills[session.pump.address, session.nozzle.nzn]
+        ended_at = datetime.now(self.tz).replace(microsecond=0)
+        sale = session.pump.hang_up(session.nozzle, ended_at)
+        self.sales += 1
+        truth = sale.truth(self.args.port_number, amount_totalizer=self.amount_totalizer)
+        print(json.dumps(truth), flush=True)
+
+    # ------------------------------------------------------------ faults
+
+    def schedule(self, faults: list[Fault]) -> None:
+        for fault in faults:
+            self._loop.call_at(self._start + fault.at, self.apply, fault)
+
+    def apply(self, fault: Fault) -> None:
+        """Apply ``fault`` now and say so on stderr (one line per fault)."""
+        now = self._loop.time()
+        note: dict[str, object] = {"fault": fault.kind, "at": fault.at}
+        if fault.kind == "line-cut":
+            self.line.cut = True
+            self._loop.call_later(float(fault.value), self._uncut)
+            log(**note, seconds=fault.value)
+            return
+        pump = self.by_address[self.pumps[0].address if fault.pump is None else fault.pump]
+        note["pump"] = pump.address
+        if fault.kind == "power-cycle":
+            note["sales_ended"] = self._power_cycle(pump, now, float(fault.value))
+            note["seconds"] = fault.value
+        elif fault.kind == "totalizer-jump":
+            nozzle = pump.nozzle(fault.nozzle)
+            delta = max(int(fault.value), -nozzle.totalizer_volume)  # never below zero
+            pump.jump_totalizer(nozzle, delta)
+            note.update(nozzle=fault.nozzle, delta=delta, totalizer=nozzle.totalizer_volume)
+        elif fault.kind == "component":
+            value = pump.change_component(str(fault.value), self.fault_rng, fault.nozzle)
+            note.update(component=fault.value, value=value)
+            if fault.value == "nozzle_uid":
+                note["nozzle"] = fault.nozzle
+        elif fault.kind == "alarm":
+            pump.raise_alarm(int(fault.value))
+            note["code"] = fault.value
+        else:  # alarm-clear
+            pump.clear_alarm(int(fault.value))
+            note["code"] = fault.value
+        log(**note)
+
+    def _uncut(self) -> None:
+        self.line.cut = False
+
+    def _power_cycle(self, pump: PumpModel, now: float, seconds: float) -> int:
+        """End the pump's fills (a fill with fuel drawn becomes a sale), then power off."""
+        ended = 0
+        for session in [s for s in self.fills.values() if s.pump is pump]:
+            nozzle = session.nozzle
+            drawn = nozzle.live_volume(now) if nozzle.state == "fuelling" else 0
+            if drawn > 0:
+                nozzle.target = drawn
+                self._finish(session)
+                ended += 1
+            session.ended = True
+            self.fills.pop((pump.address, nozzle.nzn), None)
+        pump.power_cycle()
+        pump.silent_until = now + seconds
+        self._loop.call_at(pump.silent_until, self.changed.set)
+        self.changed.set()
+        return ended
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p = argparse.ArgumentParser(prog="python -m hil.dispenser", description=__doc__.split("\n")[0])
-    p.add_argument("--protocol", choices=["sinopec"], required=True)
+    p.add_argument("--protocol", choices=sorted(RESPONDERS), required=True)
     p.add_argument("--link", type=Path, required=True, help="symlink to create to the pty")
-    p.add_argument("--nozzles", type=int, required=True)
+    p.add_argument("--nozzles", type=int, required=True, help="nozzles per pump")
     p.add_argument("--orders", type=int, required=True, help="fuelling sessions in total")
     p.add_argument("--rate", type=float, required=True, help="sessions started per second")
-    p.add_argument("--address", type=int, default=1, help="the pump's bus address")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--address", type=int, help="one pump at this bus address (default 1)")
+    where.add_argument("--pumps", type=int, help="P pumps at addresses 1..P")
+    where.add_argument("--addresses", help="pumps at these addresses, e.g. 1,2")
     p.add_argument("--port-number", type=int, default=1, help="collector port, for nozzle keys")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--tz", default="+08:00", help="offset of the pump's wall clock")
+    p.add_argument("--tz", default="+08:00", help="offset of the pumps' wall clock")
     p.add_argument("--fill-seconds", type=float, default=0.5)
+    p.add_argument("--bit-error-rate", type=float, default=0.0, help="per bit written")
+    p.add_argument("--drop-rate", type=float, default=0.0, help="per byte written")
+    p.add_argument("--fault", action="append", default=[], help="e.g. at=5:line-cut=3")
     args = p.parse_args(argv)
     if not 1 <= args.nozzles <= MAX_NOZZLES:
         p.error(f"--nozzles must be 1..{MAX_NOZZLES}")
     if args.orders < 0 or args.rate <= 0 or args.fill_seconds <= 0:
         p.error("--orders must be >= 0, --rate and --fill-seconds > 0")
-    if not 0 <= args.address <= 0xDF:  # 0xE0-0xF9 is the POS side (protocols.md §2)
-        p.error("--address must be 0..223")
+    if not (0 <= args.bit_error_rate < 1 and 0 <= args.drop_rate < 1):
+        p.error("--bit-error-rate and --drop-rate must be in [0, 1)")
+    try:
+        if args.pumps is not None:
+            addresses = list(range(1, args.pumps + 1))
+        elif args.addresses is not None:
+            addresses = [int(a) for a in args.addresses.split(",")]
+        else:
+            addresses = [1 if args.address is None else args.address]
+    except ValueError:
+        p.error("--addresses must look like 1,2")
+    if not addresses or len(set(addresses)) != len(addresses):
+        p.error("at least one pump, each address once")
+    if not all(0 <= a <= MAX_ADDRESS for a in addresses):
+        p.error(f"pump addresses must be 0..{MAX_ADDRESS}")
+    args.addresses = addresses
     if not 1 <= args.port_number <= 99:
         p.error("--port-number must be 1..99")
+    try:
+        args.faults = [parse_fault(spec) for spec in args.fault]
+    except ValueError as exc:
+        p.error(str(exc))
+    for fault in args.faults:
+        if fault.pump is not None and fault.pump not in addresses:
+            p.error(f"--fault pump={fault.pump}: no such pump")
+        if not 1 <= fault.nozzle <= args.nozzles:
+            p.error(f"--fault nozzle={fault.nozzle}: no such nozzle")
     try:
         tz = datetime.strptime(args.tz, "%z").tzinfo
     except ValueError:
@@ -208,12 +325,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     return args, tz
 
 
-async def amain(args: argparse.Namespace, tz: tzinfo) -> int:
+async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    sim = Simulator(args, tz)
+    try:
+        sim = Simulator(args, tz, responder)
+    except ValueError as exc:  # the protocol refuses these pumps (addresses, nozzles)
+        log(error="bad pumps for this protocol", detail=str(exc))
+        return 2
     link = PtyLink(args.link)
     failed: list[BaseException] = []
 
@@ -225,7 +346,8 @@ async def amain(args: argparse.Namespace, tz: tzinfo) -> int:
 
     try:
         sim.attach(link)
-        log(link=str(args.link), device=link.device, address=args.address)
+        log(link=str(args.link), device=link.device, addresses=args.addresses)
+        sim.schedule(args.faults)
         sessions = asyncio.create_task(sim.run_sessions())
         sessions.add_done_callback(finished)
         await stop.wait()
@@ -242,4 +364,9 @@ async def amain(args: argparse.Namespace, tz: tzinfo) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args, tz = parse_args(argv)
-    return asyncio.run(amain(args, tz))
+    try:
+        responder = load_responder(args.protocol)
+    except ImportError as exc:
+        log(error=f"no simulated {args.protocol} dispenser yet", detail=str(exc))
+        return 2
+    return asyncio.run(amain(args, tz, responder))

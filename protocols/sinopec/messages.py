@@ -3,7 +3,7 @@
 Declared with ``construct`` (compiled) and converted to the normalised
 events of :mod:`protocols.events`. Only the messages a read-only master
 needs are here (SPEC D20): the poll (30), the real-time report (31), the
-transaction record (32) and our confirmation of a record (32). Multi-byte
+transaction record (32) and our confirmation of a record (3C). Multi-byte
 integers are big-endian; money is in 0.01 yuan, volume in 0.01 L, price in
 0.01 yuan/L (protocols.md §2).
 
@@ -26,13 +26,18 @@ integers are big-endian; money is in 0.01 yuan, volume in 0.01 L, price in
     wall clock; G_CODE is 2 BCD bytes, the grade code as 4 digits; V_TOT is
     the nozzle's volume totalizer in 0.01 L.
 
-32 transaction confirmation (master → pump)
-    ``32 | POS_TTC (4 B)``. UNCERTAIN: the public sources give the pump's
-    record but not the POS's answer to it (docs/decisions.md, "Sinopec
-    transaction confirmation"). Our choice echoes the record's own
-    transaction number; its length (5 bytes against 96) tells it from a
-    record. A pump that does not understand it offers the record again,
-    which the store deduplicates on ``Sale.key``.
+3C transaction confirmation (master → pump)
+    ``3C | POS_TTC (4 B)``. OUR DOCUMENTED LAYOUT, NOT FROM A PUBLIC SOURCE:
+    protocols.md §2 lists 3C "confirm" without its layout, and the public
+    sources give the pump's record but not the POS's answer to it
+    (docs/decisions.md, "Sinopec transaction confirmation"). We confirm a
+    record with 3C carrying the record's own transaction number; 32 is
+    therefore only ever sent by the pump (a master never sends a 32, which
+    keeps the read-only allow-list free of record-shaped frames, SPEC D20).
+    A pump that does not understand it offers the record again, which the
+    store deduplicates on ``Sale.key``.
+
+38 totals, 3A read info, 3B error info: see :mod:`protocols.sinopec.extensions`.
 """
 
 from __future__ import annotations
@@ -64,7 +69,8 @@ from protocols.events import NozzleState, NozzleStatus, ProtocolError, Sale
 #: Command codes (protocols.md §2, "Commands").
 CMD_POLL = 0x30
 CMD_REALTIME = 0x31
-CMD_RECORD = 0x32  # the pump's record and our confirmation of it
+CMD_RECORD = 0x32  # the pump's transaction record (pump → master only)
+CMD_CONFIRM = 0x3C  # our confirmation of a record (our documented layout)
 
 #: Real-time nozzle states, the ST byte of a 31 entry (protocols.md §2).
 ST_IDLE = 0
@@ -128,7 +134,7 @@ RECORD = Struct(
     Terminated,
 ).compile()
 
-#: 32 confirmation (our documented choice, see module doc).
+#: 3C confirmation (our documented layout, see module doc).
 CONFIRM = Struct("command" / Int8ub, "pos_ttc" / Int32ub, Terminated).compile()
 
 
@@ -195,8 +201,9 @@ def parse_realtime(data: bytes) -> list[RealtimeEntry] | ProtocolError:
         msg = REALTIME.parse(data)
     except ExplicitError:
         return _bad("31 report with an unknown nozzle state ST")
-    except (ConstructError, struct.error, ValueError) as exc:  # compiled: struct.error too
-        return _bad(f"31 report malformed: {type(exc).__name__}")
+    except (ConstructError, struct.error, ValueError):  # compiled: struct.error too
+        num = data[1] if len(data) > 1 else "no"
+        return _bad(f"31 report malformed: {len(data)} bytes do not hold NUM {num} entries")
     if msg.command != CMD_REALTIME:
         return _bad(f"command {msg.command:02X} is not a 31 report")
     out = []
@@ -339,16 +346,16 @@ def sale_event(data: bytes, address: int) -> Sale | ProtocolError:
     return record_sale(record, address)
 
 
-# ---------------------------------------------------------------- 32 confirmation
+# ---------------------------------------------------------------- 3C confirmation
 
 
 def build_confirm(pos_ttc: int) -> bytes:
-    """Our confirmation of the record ``pos_ttc`` (documented choice, module doc)."""
-    return bytes(CONFIRM.build({"command": CMD_RECORD, "pos_ttc": pos_ttc}))
+    """Our 3C confirmation of the record ``pos_ttc`` (documented layout, module doc)."""
+    return bytes(CONFIRM.build({"command": CMD_CONFIRM, "pos_ttc": pos_ttc}))
 
 
 def parse_confirm(data: bytes) -> int | ProtocolError:
-    """Confirmation data → the POS_TTC it confirms (the simulator's side)."""
-    if len(data) != CONFIRM_LEN or data[0] != CMD_RECORD:
-        return _bad(f"32 confirmation must be {CONFIRM_LEN} bytes, got {len(data)}")
+    """3C confirmation data → the POS_TTC it confirms (the simulator's side)."""
+    if len(data) != CONFIRM_LEN or data[0] != CMD_CONFIRM:
+        return _bad(f"3C confirmation must be {CONFIRM_LEN} bytes, got {len(data)}")
     return int(CONFIRM.parse(data).pos_ttc)
