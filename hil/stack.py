@@ -176,14 +176,18 @@ def dispenser(
     seed: int = 1,
     fill_seconds: float = 0.3,
     port_number: int = 1,
+    protocol: str = "sinopec",
+    extra: Sequence[str] = (),
+    name: str = "dispenser",
 ) -> Proc:
+    """Start ``python -m hil.dispenser``; ``extra`` adds flags (``--pumps 2``, faults)."""
     argv = [
-        sys.executable, "-m", "hil.dispenser", "--protocol", "sinopec", "--link", str(link),
+        sys.executable, "-m", "hil.dispenser", "--protocol", protocol, "--link", str(link),
         "--nozzles", str(nozzles), "--orders", str(orders), "--rate", str(rate),
         "--seed", str(seed), "--fill-seconds", str(fill_seconds),
-        "--port-number", str(port_number),
+        "--port-number", str(port_number), *extra,
     ]  # fmt: skip
-    proc = Proc("dispenser", argv, work)
+    proc = Proc(name, argv, work)
     wait_until(lambda: link.exists(), 10, f"the simulator's link {link}")
     return proc
 

@@ -206,9 +206,30 @@ def test_sale_confirmed_only_after_commit() -> None:
     assert only(driver.response_timeout(), ProtocolError)[0].kind == "timeout"
     wire = next_turn(driver)
     assert request_frame(wire).data == b"\x3c\x00\x00\x10\x92"
-    assert only(driver.receive_data(answer(wire, REALTIME)), NozzleStatus)
+    # Any valid answer acknowledges it (here the same 31 as before: no events).
+    assert driver.receive_data(answer(wire, REALTIME)) == []
     wire = next_turn(driver)
     assert request_frame(wire).data == b"\x30"
+
+
+def test_an_unchanged_report_is_not_parsed_again_until_the_pump_returns() -> None:
+    driver = SinopecPoller([1], offline_after=1)
+    wire = next_turn(driver)
+    assert only(driver.receive_data(answer(wire, REALTIME)), NozzleStatus)
+    wire = next_turn(driver)
+    assert driver.receive_data(answer(wire, REALTIME)) == []
+    assert driver.counters["unchanged_reports"] >= 1
+    moved = build_realtime([RealtimeEntry(ST_NOZZLE, 1, amn=785, vol=100, prc=785)])
+    wire = next_turn(driver)
+    states = only(driver.receive_data(answer(wire, moved)), NozzleStatus)
+    assert [(s.nozzle, s.state) for s in states] == [(1, NozzleState.FUELLING)]
+    # Offline and back: the same report is news again (the nozzles were offline).
+    next_turn(driver)
+    assert only(driver.response_timeout(), PumpLink) == [PumpLink(1, online=False)]
+    wire = next_turn(driver)
+    events = driver.receive_data(answer(wire, moved))
+    assert only(events, PumpLink) == [PumpLink(1, online=True)]
+    assert [s.state for s in only(events, NozzleStatus)] == [NozzleState.FUELLING]
 
 
 def test_round_robin_and_confirmations_per_address() -> None:
