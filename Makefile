@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 deps: system-deps $(STAMP)
 
 lint: deps
-	$(BIN)/ruff check $(PACKAGES) tests
-	$(BIN)/ruff format --check $(PACKAGES) tests
+	$(BIN)/ruff check $(PACKAGES) tests bench
+	$(BIN)/ruff format --check $(PACKAGES) tests bench
 	$(BIN)/mypy
 
 test: lint

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hil.dispenser.model import PumpModel  # noqa: E402
-from hil.dispenser.responder import load_responder  # noqa: E402
-from protocols import load_driver  # noqa: E402
-from protocols.events import Sale  # noqa: E402
+from hil.dispenser.model import PumpModel
+from hil.dispenser.responder import load_responder
+from protocols import load_driver
+from protocols.events import Sale
 
 TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
 TZ = timezone(timedelta(hours=8))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hil import stack  # noqa: E402
+from hil import stack
 
 
 def rss(pid: int) -> dict[str, int]:
