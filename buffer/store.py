@@ -28,8 +28,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,31 @@ class OrderStore:
         assert cur.lastrowid is not None
         return StoredRecord(cur.lastrowid, "order", record["rid"], record)
 
+    def append_record(self, kind: str, rid: str, body: Mapping[str, Any]) -> StoredRecord | None:
+        """Commit one record of any kind (tank, delivery, leak, alarm …) under ``rid``.
+
+        Idempotent: returns None, storing nothing, when ``(kind, rid)`` is
+        already stored — the gauge's same report read twice, or the same
+        alarm transition found again. ``rid`` must be stable for one fact
+        (docs/uplink-protocol.md lists the rules per kind). Committed in its
+        own transaction, like an order: once this returns the record exists.
+        """
+        record = {**body, "rid": rid}
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        try:
+            with self._transaction():
+                cur = self._db.execute(
+                    "INSERT INTO records(kind, rid, created_ms, body) VALUES(?, ?, ?, ?) "
+                    "ON CONFLICT(kind, rid) DO NOTHING",
+                    (kind, rid, _now_ms(), text),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot commit {kind}: {exc}") from exc
+        if cur.rowcount == 0:
+            return None
+        assert cur.lastrowid is not None
+        return StoredRecord(cur.lastrowid, kind, rid, record)
+
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Record the broker's acknowledgement of these records (one transaction)."""
         if not ids:
@@ -248,6 +274,29 @@ class OrderStore:
                 "SELECT body FROM records WHERE kind='order' AND nozzle=? ORDER BY nseq",
                 (nozzle,),
             )
+        for (body,) in cur:
+            yield json.loads(body)
+
+    def order_volume_since(self, nozzles: Iterable[str], since_ms: int) -> Decimal:
+        """Litres sold by ``nozzles`` in the orders committed at or after ``since_ms``.
+
+        Summed as :class:`~decimal.Decimal` from the orders' decimal strings,
+        so the wet-stock balance (SPEC A8) is exact to the dispensers' digits.
+        """
+        keys = sorted(set(nozzles))
+        if not keys:
+            return Decimal(0)
+        marks = ",".join("?" * len(keys))
+        rows = self._db.execute(
+            "SELECT json_extract(body, '$.volume') FROM records WHERE kind='order' "
+            f"AND nozzle IN ({marks}) AND created_ms >= ?",
+            (*keys, since_ms),
+        ).fetchall()
+        return sum((Decimal(str(v)) for (v,) in rows if v is not None), Decimal(0))
+
+    def records(self, kind: str) -> Iterator[dict[str, Any]]:
+        """Stored records of one kind, in store order."""
+        cur = self._db.execute("SELECT body FROM records WHERE kind=? ORDER BY id", (kind,))
         for (body,) in cur:
             yield json.loads(body)
 

@@ -17,6 +17,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from collector import logs, sdnotify, version
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
+    from collector.gauge import GaugeTask
     from collector.nozzles import NozzleTable
     from collector.port import PollPort
     from config.models import Config, PortConfig
@@ -72,11 +74,62 @@ def make_driver(port: PortConfig, tz: tzinfo) -> Any:
     return cls(port.addresses, **kwargs)
 
 
+def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) -> GaugeTask:
+    """The gauge task with its wet-stock analytics, from ``[gauge]``, ``[[tanks]]``
+    and ``[wetstock]``."""
+    from decimal import Decimal
+
+    from collector.gauge import GaugeSettings, GaugeTask
+    from collector.gauge_records import GaugeState
+    from collector.wetstock import Wetstock, WetstockSettings
+
+    g, w = cfg.gauge, cfg.wetstock
+
+    def dec(value: float | None) -> Decimal | None:
+        return None if value is None else Decimal(str(value))
+
+    settings = GaugeSettings(
+        link=g.link,
+        device=g.device,
+        baudrate=g.baudrate,
+        bytesize=g.bytesize,
+        parity=g.parity,
+        stopbits=g.stopbits,
+        host=g.host,
+        port=g.port,
+        security_code=g.security_code.get_secret_value() if g.security_code else None,
+        periods={
+            "i201": g.inventory_s,
+            "i202": g.deliveries_s,
+            "i205": g.alarms_s,
+            "i101": g.alarms_s,
+            "i208": g.leak_s,
+        },
+        response_timeout_s=g.response_timeout_ms / 1000,
+        offline_after=g.offline_after,
+    )
+    analytics = WetstockSettings(
+        min_rise_l=Decimal(str(w.delivery_min_rise_l)),
+        noise_l=Decimal(str(w.delivery_noise_l)),
+        settle_s=w.delivery_settle_s,
+        period_s=w.reconcile_period_s,
+        variance_l=dec(w.variance_alarm_l),
+        variance_pct=dec(w.variance_alarm_pct),
+        capacity_tolerance_pct=Decimal(str(w.capacity_tolerance_pct)),
+    )
+    wetstock = Wetstock(analytics, {t.number: dec(t.declared_capacity_l) for t in cfg.tanks})
+    tz = cfg.device.tzinfo
+    state = GaugeState(wetstock, {t.number: t.grade for t in cfg.tanks}, tz)
+    nozzles = {t.number: t.nozzles for t in cfg.tanks}
+    return GaugeTask(settings, state, store, nozzles, tz, on_commit)
+
+
 class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started = time.monotonic()
         self.ports: list[PollPort] = []
+        self.gauge: GaugeTask | None = None
         self._stop = asyncio.Event()
 
     async def main(self) -> int:
@@ -107,6 +160,9 @@ class Collector:
         except BaseException:
             self._close(store)
             raise
+        if cfg.gauge.enabled:
+            # Never a start error: the console may be off; the task retries.
+            self.gauge = make_gauge(cfg, store, uplink.wake)
         sdnotify.notify("READY=1")
         log.info("started", version=version(), ports=len(self.ports), store=str(store.path))
         try:
@@ -174,6 +230,8 @@ class Collector:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
+            if self.gauge is not None:
+                tasks.append(tg.create_task(self.gauge.run()))
             await self._stop.wait()
             log.info("stopping")
             sdnotify.notify("STOPPING=1")

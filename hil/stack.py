@@ -208,3 +208,50 @@ def receiver(work: Path, broker_port: int, keys: Path, client_id: str = "hil-pla
     # Subscribed before anything is published: its persistent session exists.
     proc.wait_lines(lambda line: line.get("receiver") == "connected", 1, 20)
     return proc
+
+
+def atg(
+    work: Path,
+    *,
+    tanks: int,
+    link: Path | None = None,
+    tcp: int | None = None,
+    seed: int = 1,
+    speed: float = 1.0,
+    scenario: Path | None = None,
+    start: str | None = None,
+    security_code: str | None = None,
+    name: str = "atg",
+) -> Proc:
+    """Start ``python -m hil.atg`` on a pty (``link``) and/or ``127.0.0.1:tcp``;
+    returns once the link exists and the port accepts connections. Its stdout
+    (``Proc.lines``) is the ground truth: tanks at start, deliveries as they end."""
+    argv = [sys.executable, "-m", "hil.atg", "--tanks", str(tanks), "--seed", str(seed)]
+    argv += ["--speed", str(speed)]
+    if link is not None:
+        argv += ["--link", str(link)]
+    if tcp is not None:
+        argv += ["--tcp", str(tcp)]
+    if scenario is not None:
+        argv += ["--scenario", str(scenario)]
+    if start is not None:
+        argv += ["--start", start]
+    if security_code is not None:
+        argv += ["--security-code", security_code]
+    proc = Proc(name, argv, work)
+    if link is not None:
+        wait_until(lambda: link.exists(), 10, f"the gauge simulator's link {link}")
+    if tcp is not None:
+        port = tcp
+
+        def listening() -> bool:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{name} exited; see {proc.log_path}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            except OSError:
+                return False
+            return True
+
+        wait_until(listening, 10, f"the gauge simulator on port {tcp}")
+    return proc

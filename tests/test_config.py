@@ -422,7 +422,9 @@ def test_override_ok_through_cli(tmp_path: Path) -> None:
 def test_config_error_lines_in_process(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, GOOD), ["ports.0.protocol=tokheim"])
-    assert caught.value.errors == ["ports.0.protocol: unknown protocol 'tokheim'; known: dart, gilbarco, sinopec"]
+    assert caught.value.errors == [
+        "ports.0.protocol: unknown protocol 'tokheim'; known: dart, gilbarco, sinopec"
+    ]
     assert str(caught.value) == caught.value.errors[0]
 
 

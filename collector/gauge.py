@@ -1,0 +1,260 @@
+"""The tank gauge task: thin I/O around :mod:`protocols.tls` and the pure logic.
+
+One connection to the console, over RS-232 (pyserial-asyncio) or TCP
+(``asyncio.open_connection``, consoles serve port 10001). TLS is command /
+response, so one request is on the line at a time; each report has its own
+period (inventory, deliveries, alarms, leak tests), and whichever is due
+first goes next. Every response goes to :class:`~collector.gauge_records.GaugeState`
+(what it means, what to store, what the wet-stock checks find); this task
+stores the records — each in its own commit — and wakes the uplink.
+
+Only read-only inquiries leave: :func:`protocols.tls.build_command` refuses
+anything else (SPEC D20).
+
+The console being off or unplugged is a state, not a failure of the
+collector: the link is retried with backoff, and ``offline_after`` missed
+answers in a row (a timeout, a refused connection, a serial device that is
+not there) raise ATG_OFFLINE; the first answer clears it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import structlog
+
+from buffer.store import OrderStore
+from collector.gauge_records import GaugeState, Stored
+from protocols.tls import (
+    Deliveries,
+    Inventory,
+    LeakTestResults,
+    Report,
+    SystemStatus,
+    TankAlarms,
+    TlsDecoder,
+    TlsError,
+    build_command,
+)
+
+log = structlog.get_logger("collector.gauge")
+
+#: Bytes asked of the reader per read: a 16-tank i201 is ~1.1 kB; larger
+#: reports simply take more reads (the decoder buffers them).
+READ_CHUNK = 4096
+#: Backoff bounds (seconds) for reconnecting to the console: fast enough to
+#: notice a console switched back on, slow enough not to flood a serial
+#: server that refuses us.
+RETRY_MIN_S, RETRY_MAX_S = 0.5, 30.0
+#: A link that lived this long was healthy: the next failure starts the
+#: backoff from the minimum again.
+HEALTHY_AFTER_S = 60.0
+
+#: The inquiries and what each one reads (protocols.md §1, read-only).
+INVENTORY, DELIVERIES, TANK_STATUS, SYSTEM_STATUS, LEAK_RESULTS = (
+    "i201",
+    "i202",
+    "i205",
+    "i101",
+    "i208",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeSettings:
+    link: str  # "serial" | "tcp"
+    device: str | None
+    baudrate: int
+    bytesize: int
+    parity: str
+    stopbits: int
+    host: str
+    port: int
+    security_code: str | None
+    periods: Mapping[str, float]  # inquiry → seconds between reads
+    response_timeout_s: float
+    offline_after: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}" if self.link == "tcp" else str(self.device)
+
+
+class GaugeTask:
+    def __init__(
+        self,
+        settings: GaugeSettings,
+        state: GaugeState,
+        store: OrderStore,
+        nozzles: Mapping[int, Sequence[str]],
+        tz: timezone,
+        on_commit: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.store = store
+        self.nozzles = {tank: list(keys) for tank, keys in nozzles.items() if keys}
+        self.tz = tz
+        self.on_commit = on_commit
+        self.clock = clock
+        self.online = False
+        self.misses = 0
+        self.counters: dict[str, int] = {}
+        # Sales are counted from here on: the wet-stock samples carry the
+        # litres sold since this moment (collector/wetstock.py).
+        self.started_ms = time.time_ns() // 1_000_000
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._decoder = TlsDecoder()
+
+    # ------------------------------------------------------------ the link
+
+    async def open(self) -> None:
+        s = self.settings
+        if s.link == "tcp":
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(s.host, s.port), s.response_timeout_s
+            )
+        else:
+            import termios
+
+            import serial_asyncio
+
+            try:
+                self._reader, self._writer = await serial_asyncio.open_serial_connection(
+                    url=s.device,
+                    baudrate=s.baudrate,
+                    bytesize=s.bytesize,
+                    parity=s.parity,
+                    stopbits=s.stopbits,
+                )
+            except termios.error as exc:
+                raise OSError(f"the device refuses its line settings: {exc.args[-1]}") from exc
+        self._decoder = TlsDecoder()
+        log.info("gauge_open", link=s.link, target=s.name)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def run(self) -> None:
+        """Forever: connect, read on schedule; on failure reconnect with backoff."""
+        delay = RETRY_MIN_S
+        while True:
+            began = self.clock()
+            try:
+                await self.open()
+                await self._serve()
+            except (OSError, ConnectionError, TimeoutError, ValueError) as exc:
+                log.warning("gauge_link_failed", target=self.settings.name, error=str(exc))
+                self._miss()
+            finally:
+                self.close()
+            self.online = False
+            if self.clock() - began > HEALTHY_AFTER_S:
+                delay = RETRY_MIN_S
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _serve(self) -> None:
+        periods = self.settings.periods
+        due = dict.fromkeys(periods, self.clock())  # everything once at the start
+        while True:
+            code = min(due, key=lambda c: due[c])
+            wait = due[code] - self.clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            # Keep the cadence; after a long stall start over from now.
+            due[code] = max(due[code] + periods[code], self.clock())
+            item = await self.request(code)
+            self._handle(code, item)
+
+    async def request(self, code: str) -> Report | TlsError | None:
+        """Send one inquiry; its report, a rejected response, or None (no answer)."""
+        assert self._reader is not None and self._writer is not None
+        command = build_command(code, 0, security_code=self.settings.security_code)
+        self._writer.write(command)
+        await self._writer.drain()
+        deadline = self.clock() + self.settings.response_timeout_s
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                for dropped in self._decoder.flush():
+                    self._count(dropped.kind if isinstance(dropped, TlsError) else "late")
+                return None
+            try:
+                chunk = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise ConnectionError(f"{self.settings.name}: the console closed the link")
+            for item in self._decoder.receive_data(chunk):
+                if isinstance(item, TlsError):
+                    self._count(item.kind)
+                    if item.kind == "garbage" or (item.function or code)[:4] != code:
+                        continue  # noise, or the late answer to an earlier request
+                    return item
+                if getattr(item, "function", code)[:4] == code:
+                    return item
+
+    # ------------------------------------------------------------ results
+
+    def _handle(self, code: str, item: Report | TlsError | None) -> None:
+        if item is None:
+            self._miss()
+            return
+        self.misses = 0
+        self.online = True
+        records = self.state.answered(self._wall())
+        if isinstance(item, TlsError):
+            log.warning("gauge_rejected", function=code, kind=item.kind, detail=item.detail)
+        elif isinstance(item, Inventory):
+            records += self.state.inventory(item, self.clock(), self._sold())
+        elif isinstance(item, Deliveries):
+            records += self.state.deliveries(item)
+        elif isinstance(item, TankAlarms):
+            records += self.state.alarms(item)
+        elif isinstance(item, SystemStatus):
+            records += self.state.system(item)
+        elif isinstance(item, LeakTestResults):
+            records += self.state.leak_results(item)
+        self._store(records)
+
+    def _miss(self) -> None:
+        self.misses += 1
+        self.online = False
+        self._count("no_answer")
+        offline_after = self.settings.offline_after
+        self._store(self.state.missed(self._wall(), self.misses, offline_after))
+
+    def _sold(self) -> dict[int, Decimal]:
+        return {
+            tank: self.store.order_volume_since(keys, self.started_ms)
+            for tank, keys in self.nozzles.items()
+        }
+
+    def _store(self, records: list[Stored]) -> None:
+        committed = 0
+        for kind, rid, body in records:
+            if self.store.append_record(kind, rid, body) is None:
+                continue  # the same report read again: already stored
+            committed += 1
+            if kind != "tank":
+                log.info("gauge_record", kind=kind, rid=rid)
+        if committed:
+            self.on_commit()
+
+    def _wall(self) -> datetime:
+        """Now on the station's wall clock, naive like the console's times."""
+        return datetime.now(self.tz).replace(tzinfo=None)
+
+    def _count(self, kind: str) -> None:
+        self.counters[kind] = self.counters.get(kind, 0) + 1
