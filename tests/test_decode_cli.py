@@ -45,3 +45,26 @@ def test_stdin_and_bad_input() -> None:
     assert decode("sinopec", ["FA 0"])[0] == 2
     status, lines = decode("nosuch", ["00"])
     assert status == 2 and "unknown protocol 'nosuch'" in str(lines[0]["detail"])
+
+
+TLS_EXAMPLE = (
+    r"\x01i201009601221506011000007459A680045A928004592D8004243E148"
+    r"0000000042158F5C00000000&&EF1F\x03"
+)
+
+
+def test_tls_example_frame_through_the_cli() -> None:
+    status, lines = cli("--protocol", "tls", TLS_EXAMPLE)
+    assert status == 0
+    [line] = lines
+    assert (line["ok"], line["message"]) == (True, "i201")
+    [tank] = line["report"]["tanks"]  # type: ignore[index]
+    assert (tank["tank"], tank["volume"], tank["height"], tank["temperature"]) == (
+        1, "4941", "48.97", "37.39",
+    )  # fmt: skip
+
+
+def test_tls_bad_checksum_exit_1() -> None:
+    status, lines = cli("--protocol", "tls", TLS_EXAMPLE.replace("EF1F", "EF1E"))
+    assert status == 1
+    assert lines[0]["error"] == "bad_checksum"
