@@ -39,6 +39,10 @@ class Responder(Protocol):
 
     def __init__(self, pumps: Sequence[PumpModel]) -> None: ...
 
+    # Optional: ``truth(sale, port_number) -> dict`` when the wire cannot carry
+    # every field of SimSale.truth (e.g. no transaction number): the ground
+    # truth is then what the collector can really read off this protocol.
+
     def receive_data(self, data: bytes, now: float) -> bytes:
         """Bytes from the master → bytes to write back (``b""`` = silent)."""
         ...

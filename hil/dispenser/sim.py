@@ -204,7 +204,13 @@ class Simulator:
         ended_at = datetime.now(self.tz).replace(microsecond=0)
         sale = session.pump.hang_up(session.nozzle, ended_at)
         self.sales += 1
-        truth = sale.truth(self.args.port_number, amount_totalizer=self.amount_totalizer)
+        # A protocol that cannot carry every field (no transaction number, no
+        # grade code) says what the collector can truly report instead.
+        truth_of = getattr(self.responder, "truth", None)
+        if truth_of is not None:
+            truth = truth_of(sale, self.args.port_number)
+        else:
+            truth = sale.truth(self.args.port_number, amount_totalizer=self.amount_totalizer)
         print(json.dumps(truth), flush=True)
 
     # ------------------------------------------------------------ faults
