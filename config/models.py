@@ -25,6 +25,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -234,6 +235,16 @@ class DartOptions(BaseModel):
     volume_decimals: Decimals = 2
     amount_decimals: Decimals = 2
     price_decimals: Decimals = 2
+    #: DART carries no grade code: nozzle number ("1".."15") → grade code as
+    #: the platform knows it (e.g. "1092"). A nozzle not listed reports "".
+    grades: dict[Annotated[str, Field(pattern=r"^([1-9]|1[0-5])$")], str] = Field(
+        default_factory=dict
+    )
+
+    @field_serializer("grades")
+    def _grades_by_number(self, grades: dict[str, str]) -> dict[int, str]:
+        # The driver takes nozzle numbers; TOML keys are always text.
+        return {int(nozzle): grade for nozzle, grade in grades.items()}
 
 
 class GilbarcoOptions(BaseModel):

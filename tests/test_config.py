@@ -255,6 +255,7 @@ def test_defaults() -> None:
             "volume_decimals": 2,
             "amount_decimals": 2,
             "price_decimals": 2,
+            "grades": {},
         },
         "gilbarco": {
             "offline_after": 3,

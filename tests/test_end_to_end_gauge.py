@@ -59,9 +59,7 @@ def alarms(lines: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_tank_records_deliveries_and_the_wetstock_alarms(
-    tmp_path: Path, broker: Mosquitto
-) -> None:
+def test_tank_records_deliveries_and_the_wetstock_alarms(tmp_path: Path, broker: Mosquitto) -> None:
     scenario = tmp_path / "scenario.json"
     scenario.write_text(json.dumps(SCENARIO))
     link = tmp_path / "pump1"

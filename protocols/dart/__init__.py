@@ -1,0 +1,1 @@
+"""Wayne DART (protocols.md §3): a read-only poll master, sans-IO."""
