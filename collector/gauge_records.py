@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from collector.records import iso
+from collector.records import Record, alarm_record, stamp
 from collector.wetstock import (
     UNREPORTED_DELIVERY,
     AlarmChange,
@@ -50,8 +50,6 @@ from protocols.tls.reports import (
     TankAlarmCode,
 )
 
-Record = tuple[str, dict[str, Any]]
-
 #: i201 status bits → the names a tank record's ``status`` lists.
 STATUS_NAMES = (
     (STATUS_DELIVERY_IN_PROGRESS, "DELIVERY_IN_PROGRESS"),
@@ -65,14 +63,6 @@ GAUGE_SOURCE = "gauge"
 
 def minute(at: datetime) -> str:
     return at.strftime("%Y%m%d%H%M")
-
-
-def stamp(at: datetime, tz: timezone) -> str:
-    return iso(at.replace(tzinfo=tz))
-
-
-def millis(at: datetime, tz: timezone) -> int:
-    return int(at.replace(tzinfo=tz).timestamp() * 1000)
 
 
 def tank_source(tank: int) -> str:
@@ -145,20 +135,6 @@ def leak_record(tank: int, r: LeakTestResult, tz: timezone) -> Record:
         "test_type": LEAK_TEST_TYPES.get(r.test_type, f"TYPE_{r.test_type:02d}"),
     }
     return f"{tank}:{minute(r.start)}", body
-
-
-def alarm_record(
-    source: str, code: str, raised: bool, at: datetime, tz: timezone, detail: dict[str, Any]
-) -> Record:
-    state = "raised" if raised else "cleared"
-    body = {
-        "code": code,
-        "state": state,
-        "source": source,
-        "at": stamp(at, tz),
-        "detail": detail,
-    }
-    return f"{source}:{code}:{state}:{millis(at, tz)}", body
 
 
 def tank_alarm_name(code: TankAlarmCode | int) -> str:

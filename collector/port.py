@@ -17,16 +17,24 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
 
 from buffer.store import OrderStore
 from collector.nozzles import NozzleTable
-from collector.records import nozzle_key, order_fields
+from collector.records import alarm_record, iso, nozzle_key, order_fields
 from protocols.base import PollDriver
-from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.events import (
+    DeviceAlarm,
+    Event,
+    Identity,
+    NozzleStatus,
+    ProtocolError,
+    PumpLink,
+    Sale,
+)
 
 log = structlog.get_logger("collector.port")
 
@@ -81,6 +89,9 @@ class PollPort:
         self.response_timeout_s = response_timeout_s
         self.on_commit = on_commit
         self.stats = PortStats()
+        #: Last identities seen per (address, nozzle or None): in memory only,
+        #: so after a restart the first report is a snapshot, not a change.
+        self._identities: dict[tuple[int, int | None], dict[str, str]] = {}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -151,6 +162,10 @@ class PollPort:
                 self.stats.online = event.online
                 self.nozzles.link(f"p{self.number:02d}.a{event.address}.", event)
                 log.info("pump_link", port=self.number, address=event.address, online=event.online)
+            elif isinstance(event, DeviceAlarm):
+                self._on_alarm(event)
+            elif isinstance(event, Identity):
+                self._on_identity(event)
             elif isinstance(event, ProtocolError):
                 self.stats.errors[event.kind] = self.stats.errors.get(event.kind, 0) + 1
                 if event.kind != "timeout":
@@ -176,3 +191,54 @@ class PollPort:
         self.stats.sales += 1
         log.info("order_stored", rid=stored.rid, order_no=sale.order_no, volume=fields["volume"])
         self.on_commit()
+
+    def _source(self, address: int, nozzle: int | None) -> str:
+        if nozzle is None:
+            return f"p{self.number:02d}.a{address}"
+        return nozzle_key(self.number, address, nozzle)
+
+    def _on_alarm(self, alarm: DeviceAlarm) -> None:
+        """A dispenser's own alarm (SPEC D14: metering, security), raised or cleared."""
+        now = datetime.now(self.tz).replace(tzinfo=None)
+        detail = {"raw_code": alarm.raw_code, "text": alarm.detail}
+        source = self._source(alarm.address, alarm.nozzle)
+        rid, body = alarm_record(source, alarm.code, alarm.active, now, self.tz, detail)
+        self._store("alarm", rid, body)
+        log.warning("dispenser_alarm", source=source, code=alarm.code, active=alarm.active)
+
+    def _on_identity(self, identity: Identity) -> None:
+        """GB/T 9081 identities (SPEC D13): a ``nozzle`` record when first seen or
+        changed, and COMPONENT_CHANGED (SPEC A6) when a part was swapped."""
+        where = (identity.address, identity.nozzle)
+        before = self._identities.get(where)
+        if before == identity.components:
+            return
+        self._identities[where] = dict(identity.components)
+        now = datetime.now(self.tz)
+        source = self._source(identity.address, identity.nozzle)
+        body = {
+            "nozzle": source,
+            "at": iso(now),
+            "state": None,
+            "totalizer_volume": None,
+            "totalizer_amount": None,
+            "components": dict(sorted(identity.components.items())),
+        }
+        stamp_ms = int(now.timestamp() * 1000)
+        self._store("nozzle", f"{source}:components:{stamp_ms}", body)
+        if before is not None:
+            after = identity.components
+            changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
+            detail = {
+                "changed": changed,
+                "before": {k: before.get(k) for k in changed},
+                "after": {k: after.get(k) for k in changed},
+            }
+            naive = now.replace(tzinfo=None)
+            rid, alarm = alarm_record(source, "COMPONENT_CHANGED", True, naive, self.tz, detail)
+            self._store("alarm", rid, alarm)
+            log.warning("component_changed", source=source, changed=changed)
+
+    def _store(self, kind: str, rid: str, body: dict[str, Any]) -> None:
+        if self.store.append_record(kind, rid, body) is not None:
+            self.on_commit()

@@ -67,3 +67,30 @@ def order_fields(
         "ended_at": iso(sale.ended_at.replace(tzinfo=tz)),
         "flags": list(flags or []),
     }
+
+
+Record = tuple[str, dict[str, Any]]  # (rid, body)
+
+
+def stamp(at: datetime, tz: timezone) -> str:
+    """A naive wall-clock time at ``tz`` as the platform's ISO string."""
+    return iso(at.replace(tzinfo=tz))
+
+
+def millis(at: datetime, tz: timezone) -> int:
+    return int(at.replace(tzinfo=tz).timestamp() * 1000)
+
+
+def alarm_record(
+    source: str, code: str, raised: bool, at: datetime, tz: timezone, detail: dict[str, Any]
+) -> Record:
+    """An ``alarm`` body (raised or cleared) and its rid, stable for one transition."""
+    state = "raised" if raised else "cleared"
+    body = {
+        "code": code,
+        "state": state,
+        "source": source,
+        "at": stamp(at, tz),
+        "detail": detail,
+    }
+    return f"{source}:{code}:{state}:{millis(at, tz)}", body

@@ -208,6 +208,11 @@ class UplinkConfig(BaseModel):
         return self
 
 
+#: Upper bound of a "read every N polls" option: 100 000 polls is hours even
+#: at a fast poll, so anything larger is a typo.
+READ_EVERY_MAX = 100_000
+
+
 class SinopecOptions(BaseModel):
     """Keyword arguments of the Sinopec driver (protocols.md §2)."""
 
@@ -217,6 +222,11 @@ class SinopecOptions(BaseModel):
     #: Polarity of ctrl bit 6 (the calling side): public sources disagree.
     caller_bit_set: bool = True
     offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
+    #: Polls of a pump between two reads of its error list (3B), totals (38)
+    #: and identities (3A): the driver's defaults, ≈ 2 s, 10 s, 2 min at 100 ms.
+    errors_every: Annotated[int, Field(ge=1, le=READ_EVERY_MAX)] = 20
+    totals_every: Annotated[int, Field(ge=1, le=READ_EVERY_MAX)] = 100
+    info_every: Annotated[int, Field(ge=1, le=READ_EVERY_MAX)] = 1200
 
 
 #: Decimal places a BCD / digit field carries (volume, amount, price). Pumps

@@ -249,7 +249,14 @@ def test_defaults() -> None:
         "stopbits": 1,
         "poll_interval_ms": 100,
         "response_timeout_ms": 300,
-        "sinopec": {"master_address": 0xE0, "caller_bit_set": True, "offline_after": 3},
+        "sinopec": {
+            "master_address": 0xE0,
+            "caller_bit_set": True,
+            "offline_after": 3,
+            "errors_every": 20,
+            "totals_every": 100,
+            "info_every": 1200,
+        },
         "dart": {
             "offline_after": 3,
             "volume_decimals": 2,

@@ -10,7 +10,7 @@ latency instead of for equality.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -83,3 +83,46 @@ def test_orders_of_each_protocol_reach_the_platform_exactly(
         ).total_seconds()
         assert -1.0 <= lag <= MAX_SEEN_LAG_S, (got["ended_at"], expected["ended_at"])
     assert {r["nozzle"] for r in records} == {f"p01.a{a}.n{n}" for a in (1, 2) for n in (1, 2)}
+
+
+def test_identities_and_metering_alarms_reach_the_platform(
+    tmp_path: Path, broker: Mosquitto, procs: list[Proc]
+) -> None:
+    """GB/T 9081 identities (D13), a part swap (A6) and a metering alarm raised
+    and cleared (D14) travel from the Sinopec vendor extension to the platform."""
+    link = tmp_path / "pump"
+    receiver = stack.receiver(tmp_path, broker.port, DEMO_KEYS, client_id="rx-gbt9081")
+    procs.append(receiver)
+    faults = [
+        "--fault", "at=2:component=encoder_id:pump=1",
+        "--fault", "at=2:alarm=64:pump=1",
+        "--fault", "at=4:alarm-clear=64:pump=1",
+    ]  # fmt: skip
+    procs.append(stack.dispenser(tmp_path, link, orders=2, nozzles=2, rate=1, extra=faults))
+    overrides = [
+        f"store.path={tmp_path}/store.sqlite",
+        f"ports.0.device={link}",
+        "ports.0.poll_interval_ms=20",
+        "ports.0.sinopec.errors_every=5",
+        "ports.0.sinopec.info_every=10",
+        f"uplink.port={broker.port}",
+    ]
+    procs.append(stack.collector(tmp_path, DEMO_CONFIG, overrides))
+
+    def alarm(code: str, state: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda line: (
+            line.get("type") == "alarm"
+            and (line["record"]["code"], line["record"]["state"]) == (code, state)
+        )
+
+    [raised] = receiver.wait_lines(alarm("METERING_OUT_OF_TOLERANCE", "raised"), 1, 60)
+    assert raised["record"]["source"] == "p01.a1"
+    assert raised["record"]["detail"]["raw_code"] == 64
+    receiver.wait_lines(alarm("METERING_OUT_OF_TOLERANCE", "cleared"), 1, 60)
+    [swap] = receiver.wait_lines(alarm("COMPONENT_CHANGED", "raised"), 1, 60)
+    assert swap["record"]["detail"]["changed"] == ["encoder_id"]
+    before, after = swap["record"]["detail"]["before"], swap["record"]["detail"]["after"]
+    assert before["encoder_id"] != after["encoder_id"]
+    snapshots = receiver.wait_lines(lambda line: line.get("type") == "nozzle", 2, 30)
+    pump_wide = [s["record"] for s in snapshots if s["record"]["nozzle"] == "p01.a1"]
+    assert set(pump_wide[0]["components"]) == {"mainboard_id", "mcu_id", "encoder_id", "safety_id"}
