@@ -9,6 +9,7 @@ stopped and started, the collector is SIGKILLed.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -134,6 +135,10 @@ class Mosquitto:
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {work}/\n"
+            # Started as root, mosquitto drops to user "mosquitto", which cannot
+            # write the persistence file in our directory: the receiver's session
+            # would be lost at a restart. Stay the user who started it.
+            f"user {getpass.getuser()}\n"
             "max_queued_messages 100000\n"
             "log_dest stderr\n"
         )
