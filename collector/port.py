@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from buffer.store import OrderStore
+from buffer.store import OrderStore, StoreError
 from collector.nozzles import NozzleTable
 from collector.records import alarm_record, iso, nozzle_key, order_fields
 from protocols.base import PollDriver
@@ -181,7 +181,14 @@ class PollPort:
             tz=self.tz,
             started_at=self.nozzles.take_started_at(key),
         )
-        stored = self.store.append_order(key, fields, source_key=sale.key)
+        try:
+            stored = self.store.append_order(key, fields, source_key=sale.key)
+        except StoreError as exc:
+            # Not committed (disk full, I/O error): do not confirm. The pump keeps
+            # the record and offers it again on a later poll; nothing is lost.
+            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+            log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=str(exc))
+            return
         # Only now, with the order committed, may the dispenser forget it.
         self.driver.sale_committed(sale)
         if stored is None:
@@ -240,5 +247,11 @@ class PollPort:
             log.warning("component_changed", source=source, changed=changed)
 
     def _store(self, kind: str, rid: str, body: dict[str, Any]) -> None:
-        if self.store.append_record(kind, rid, body) is not None:
+        try:
+            stored = self.store.append_record(kind, rid, body)
+        except StoreError as exc:
+            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+            log.error("record_not_stored", kind=kind, rid=rid, error=str(exc))
+            return
+        if stored is not None:
             self.on_commit()
