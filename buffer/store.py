@@ -29,12 +29,14 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from uplink.chain import GENESIS, seal_record
+from uplink.envelope import canonical_json
 
 #: Schema version in ``PRAGMA user_version``; migrations key on it.
 SCHEMA_VERSION = 1
@@ -44,6 +46,11 @@ SCHEMA_VERSION = 1
 #: while costing one commit per block rather than one per message. A crash
 #: skips at most this many numbers, which receivers do not mind.
 SEQ_BLOCK = 256
+
+#: How long a commit waits for a lock another connection holds (a technician's
+#: sqlite3 shell, the CLI). Calls run on the event loop: a longer wait would
+#: freeze every port; a failed commit is retried (the pump re-offers the sale).
+BUSY_TIMEOUT_MS = 200
 
 #: Page size for a new store: 4 KiB matches the NAND page / UBIFS block the
 #: gateway's flash writes in, so one page write is one flash program.
@@ -118,7 +125,7 @@ class OrderStore:
             if mode != "wal":
                 raise StoreError(f"{path}: cannot switch the store to WAL (got {mode})")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise StoreError(f"{path}: store failed its integrity check: {check}")
@@ -157,7 +164,7 @@ class OrderStore:
         """The next envelope ``seq``: strictly increasing, also across restarts."""
         if self._seq_next >= self._seq_limit:
             limit = self._seq_limit + SEQ_BLOCK
-            with self._transaction():
+            with self._failing("reserve envelope seq numbers"), self._transaction():
                 self._db.execute(
                     "INSERT INTO meta(key, value) VALUES('seq_reserved', ?) "
                     "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
@@ -171,6 +178,15 @@ class OrderStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+    @contextmanager
+    def _failing(self, what: str) -> Iterator[None]:
+        """Any SQLite error becomes one StoreError line naming the store and the step,
+        so callers (port, uplink, gauge) handle one exception type."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot {what}: {exc}") from exc
 
     def append_order(
         self, nozzle: str, fields: Mapping[str, Any], *, source_key: str
@@ -199,7 +215,7 @@ class OrderStore:
                 record = dict(fields)
                 record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq)
                 record = seal_record(record, prev)
-                body = json.dumps(record, sort_keys=True, separators=(",", ":"))
+                body = canonical_json(record).decode()
                 cur = self._db.execute(
                     "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, created_ms, body)"
                     " VALUES('order', ?, ?, ?, ?, ?, ?, ?)",
@@ -207,6 +223,8 @@ class OrderStore:
                 )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot commit order: {exc}") from exc
+        except (TypeError, ValueError) as exc:  # a float or NaN: never published
+            raise StoreError(f"{self.path}: refusing order for {nozzle}: {exc}") from exc
         assert cur.lastrowid is not None
         return StoredRecord(cur.lastrowid, "order", record["rid"], record)
 
@@ -220,7 +238,12 @@ class OrderStore:
         own transaction, like an order: once this returns the record exists.
         """
         record = {**body, "rid": rid}
-        text = json.dumps(record, sort_keys=True, separators=(",", ":"))
+        try:
+            # The envelope seals canonical JSON (no floats): refuse here what could
+            # never be published, rather than poison the uplink with it.
+            text = canonical_json(record).decode()
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: refusing {kind} {rid}: {exc}") from exc
         try:
             with self._transaction():
                 cur = self._db.execute(
@@ -240,7 +263,7 @@ class OrderStore:
         if not ids:
             return
         now = _now_ms()
-        with self._transaction():
+        with self._failing("mark records sent"), self._transaction():
             self._db.executemany(
                 "UPDATE records SET sent_ms=? WHERE id=? AND sent_ms IS NULL",
                 [(now, i) for i in ids],
@@ -250,17 +273,19 @@ class OrderStore:
 
     def unsent(self, after_id: int, limit: int) -> list[StoredRecord]:
         """Unsent records with ``id > after_id`` in publish order."""
-        rows = self._db.execute(
-            "SELECT id, kind, rid, body FROM records WHERE sent_ms IS NULL AND id > ? "
-            "ORDER BY id LIMIT ?",
-            (after_id, limit),
-        ).fetchall()
+        with self._failing("read unsent records"):
+            rows = self._db.execute(
+                "SELECT id, kind, rid, body FROM records WHERE sent_ms IS NULL AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
         return [StoredRecord(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
 
     def unsent_counts(self) -> dict[str, int]:
-        rows = self._db.execute(
-            "SELECT kind, count(*) FROM records WHERE sent_ms IS NULL GROUP BY kind"
-        ).fetchall()
+        with self._failing("count unsent records"):
+            rows = self._db.execute(
+                "SELECT kind, count(*) FROM records WHERE sent_ms IS NULL GROUP BY kind"
+            ).fetchall()
         return {kind: n for kind, n in rows}
 
     def orders(self, nozzle: str | None = None) -> Iterator[dict[str, Any]]:
@@ -316,6 +341,16 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                # A failed COMMIT (full, I/O error) may leave the transaction open:
+                # end it, or every later BEGIN fails and this connection would
+                # see rows that were never made durable.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        elif self._db.in_transaction:
+            # SQLite may have rolled back by itself (SQLITE_FULL): a second
+            # ROLLBACK would raise and hide the real error.
             self._db.execute("ROLLBACK")

@@ -248,6 +248,11 @@ class Collector:
             except (OSError, ConnectionError) as exc:
                 port.stats.online = False
                 log.error("port_failed", port=port.number, error=str(exc))
+            except Exception:
+                # A driver bug (or a ForbiddenCommand, D20) stops this port only:
+                # the other ports and the uplink keep going (loudly logged).
+                port.stats.online = False
+                log.exception("port_crashed", port=port.number)
             port.close()
             if time.monotonic() - began > PORT_RETRY_MAX_S:
                 delay = PORT_RETRY_MIN_S  # it ran well for a while: start over

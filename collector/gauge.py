@@ -29,7 +29,7 @@ from decimal import Decimal
 
 import structlog
 
-from buffer.store import OrderStore
+from buffer.store import OrderStore, StoreError
 from collector.gauge_records import GaugeState, Stored
 from protocols.tls import (
     Deliveries,
@@ -119,9 +119,8 @@ class GaugeTask:
     async def open(self) -> None:
         s = self.settings
         if s.link == "tcp":
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(s.host, s.port), s.response_timeout_s
-            )
+            async with asyncio.timeout(s.response_timeout_s):  # not wait_for: see port.py
+                self._reader, self._writer = await asyncio.open_connection(s.host, s.port)
         else:
             import termios
 
@@ -191,7 +190,8 @@ class GaugeTask:
                     self._count(dropped.kind if isinstance(dropped, TlsError) else "late")
                 return None
             try:
-                chunk = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
+                async with asyncio.timeout(remaining):  # not wait_for: see collector/port.py
+                    chunk = await self._reader.read(READ_CHUNK)
             except TimeoutError:
                 continue
             if not chunk:
@@ -244,7 +244,14 @@ class GaugeTask:
     def _store(self, records: list[Stored]) -> None:
         committed = 0
         for kind, rid, body in records:
-            if self.store.append_record(kind, rid, body) is None:
+            try:
+                stored = self.store.append_record(kind, rid, body)
+            except StoreError as exc:
+                # Disk full or locked: this reading is lost (the next one comes
+                # in seconds); the gauge task and the daemon keep running.
+                log.error("gauge_record_not_stored", kind=kind, rid=rid, error=str(exc))
+                continue
+            if stored is None:
                 continue  # the same report read again: already stored
             committed += 1
             if kind != "tank":

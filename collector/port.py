@@ -135,7 +135,14 @@ class PollPort:
         if request is None:
             return
         self._writer.write(request)
-        await self._writer.drain()
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+        # cancellation that races with completion, and the port would never stop.
+        try:
+            # A hung adapter (or XOFF) would block this port forever: reopen it.
+            async with asyncio.timeout(self.response_timeout_s):
+                await self._writer.drain()
+        except TimeoutError:
+            raise ConnectionError(f"{self.line.device}: write did not drain") from None
         deadline = time.monotonic() + self.response_timeout_s
         while self.driver.awaiting_response:
             remaining = deadline - time.monotonic()
@@ -143,7 +150,8 @@ class PollPort:
                 self._handle(self.driver.response_timeout())
                 return
             try:
-                chunk = await asyncio.wait_for(self._reader.read(READ_CHUNK), remaining)
+                async with asyncio.timeout(remaining):
+                    chunk = await self._reader.read(READ_CHUNK)
             except TimeoutError:
                 continue
             if not chunk:

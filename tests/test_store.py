@@ -99,3 +99,27 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match=str(path)):
         OrderStore(path)
+
+
+def test_what_could_never_be_published_is_refused_at_the_door(tmp_path: Path) -> None:
+    """Floats (and NaN) cannot be sealed (decimal strings only): refusing them here
+    keeps one bad record from blocking the uplink forever."""
+    store = OrderStore(tmp_path / "s.sqlite")
+    with pytest.raises(StoreError, match="refusing tank t1"):
+        store.append_record("tank", "t1", {"level": 1.5})
+    with pytest.raises(StoreError, match="refusing order"):
+        store.append_order("p01.a1.n1", {"volume": float("nan")}, source_key="k")
+    assert store.unsent(0, 10) == []
+    assert store.append_record("tank", "t1", {"level": "1.5"}) is not None
+
+
+def test_a_full_store_says_full_and_recovers(tmp_path: Path) -> None:
+    store = OrderStore(tmp_path / "s.sqlite")
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StoreError, match="full"):
+        for i in range(10_000):
+            store.append_order("p01.a1.n1", {"pad": "x" * 500}, source_key=str(i))
+    assert not store._db.in_transaction, "no transaction left open after the failure"
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    assert store.append_order("p01.a1.n1", {"pad": "y"}, source_key="after") is not None

@@ -28,7 +28,7 @@ from typing import Any
 import aiomqtt
 import structlog
 
-from buffer.store import OrderStore, StoredRecord
+from buffer.store import OrderStore, StoredRecord, StoreError
 from uplink.envelope import seal
 
 log = structlog.get_logger("uplink")
@@ -128,10 +128,13 @@ class Uplink:
             started = time.monotonic()
             try:
                 await self._session()
-            except (aiomqtt.MqttError, OSError) as exc:
+            except (aiomqtt.MqttError, OSError, StoreError) as exc:
                 self._down(exc)
             except ExceptionGroup as group:
-                link_errors, rest = group.split((aiomqtt.MqttError, OSError))
+                # A store that cannot be read or marked (disk full, locked) is
+                # handled like a lost link: back off and try again; it never
+                # takes the ports down with it.
+                link_errors, rest = group.split((aiomqtt.MqttError, OSError, StoreError))
                 if rest is not None:
                     raise rest from None
                 assert link_errors is not None
@@ -184,11 +187,17 @@ class Uplink:
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while True:
-            body = self.heartbeat()
-            payload = self._seal(body, "heartbeat")
-            await client.publish(
-                self.settings.topic("up/heartbeat"), payload, qos=0, timeout=PUBLISH_TIMEOUT_S
-            )
+            try:
+                body = self.heartbeat()
+                payload = self._seal(body, "heartbeat")
+                await client.publish(
+                    self.settings.topic("up/heartbeat"), payload, qos=0, timeout=PUBLISH_TIMEOUT_S
+                )
+            except Exception as exc:
+                # A heartbeat is a snapshot: a missed one (slow 4G link, a busy
+                # store) must not tear down the session and its in-flight batches.
+                # A lost link is noticed by _watch and keepalive.
+                log.warning("heartbeat_skipped", error=str(exc))
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _sender(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
