@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,15 +44,26 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 class Proc:
-    """A child process whose stdout JSON lines are collected as they come."""
+    """A child process whose stdout JSON lines are collected as they come.
 
-    def __init__(self, name: str, argv: Sequence[str], log_dir: Path, cwd: Path = ROOT) -> None:
+    ``tee``: a file every raw stdout line is also appended to (and flushed)
+    as it is read, for another process to follow (``hil.atg --sales``)."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_dir: Path,
+        cwd: Path = ROOT,
+        tee: Path | None = None,
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
         self.lines: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._log: IO[str] = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self._tee: IO[str] | None = None if tee is None else open(tee, "a")  # noqa: SIM115
         self.popen = subprocess.Popen(
             self.argv,
             cwd=cwd,
@@ -67,6 +78,9 @@ class Proc:
     def _read(self) -> None:
         assert self.popen.stdout is not None
         for raw in self.popen.stdout:
+            if self._tee is not None:
+                self._tee.write(raw)
+                self._tee.flush()
             raw = raw.strip()
             if not raw:
                 continue
@@ -107,6 +121,8 @@ class Proc:
             rc = self.popen.wait()
         self._reader.join(timeout=2)
         self._log.close()
+        if self._tee is not None and not self._reader.is_alive():
+            self._tee.close()
         return rc
 
     def kill(self) -> None:
@@ -226,11 +242,15 @@ def atg(
     scenario: Path | None = None,
     start: str | None = None,
     security_code: str | None = None,
+    sales: Path | None = None,
+    tank_of: Mapping[str, int] | None = None,
     name: str = "atg",
 ) -> Proc:
     """Start ``python -m hil.atg`` on a pty (``link``) and/or ``127.0.0.1:tcp``;
     returns once the link exists and the port accepts connections. Its stdout
-    (``Proc.lines``) is the ground truth: tanks at start, deliveries as they end."""
+    (``Proc.lines``) is the ground truth: tanks at start, deliveries as they end,
+    the sales it drained. ``sales``: a dispenser's stdout to follow (a
+    ``Proc(tee=...)`` file), each sale drained from ``tank_of[nozzle]``."""
     argv = [sys.executable, "-m", "hil.atg", "--tanks", str(tanks), "--seed", str(seed)]
     argv += ["--speed", str(speed)]
     if link is not None:
@@ -243,6 +263,10 @@ def atg(
         argv += ["--start", start]
     if security_code is not None:
         argv += ["--security-code", security_code]
+    if sales is not None:
+        argv += ["--sales", str(sales)]
+    for nozzle, tank in (tank_of or {}).items():
+        argv += ["--tank-of", f"{nozzle}={tank}"]
     proc = Proc(name, argv, work)
     if link is not None:
         wait_until(lambda: link.exists(), 10, f"the gauge simulator's link {link}")

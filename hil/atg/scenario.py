@@ -20,8 +20,10 @@ A scenario is a JSON object; every key is optional::
     }
 
 ``hidden`` deliveries (A3) pour without the console recording them. Sales
-drain a tank; a shared scenario can instead call :meth:`Console.drain`
-with the dispenser simulator's sales. ``declared_capacity_l`` (A4) is what
+drain a tank; in a shared scenario the dispenser simulator's sales drain
+it too: :func:`apply_sale` takes one of its ground-truth JSON lines
+(``{"nozzle": "p01.a1.n2", "volume": "30.12", ...}``) and drains the volume
+from the tank the nozzle is mapped to (:func:`parse_tank_map`). ``declared_capacity_l`` (A4) is what
 the console is programmed with; the geometry gives the real capacity.
 """
 
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -153,3 +156,52 @@ def apply(console: Console, event: Event) -> None:
         console.tanks[tank].leak_lph = float(a["lph"])
     elif event.type == "alarm":
         console.set_alarm(tank, int(a["code"]), bool(a.get("active", True)))
+
+
+def parse_tank_map(items: Iterable[str]) -> dict[str, int]:
+    """``["p01.a1.n1=1", "p01.a1.n2=1,p01.a1.n3=2"]`` → nozzle key → tank number."""
+    out: dict[str, int] = {}
+    for item in items:
+        for pair in item.split(","):
+            pair = pair.strip()
+            if not pair:
+                continue
+            nozzle, sep, tank = pair.partition("=")
+            nozzle, tank = nozzle.strip(), tank.strip()
+            if not sep or not nozzle or not tank.isdigit() or int(tank) < 1:
+                raise ValueError(f"expected NOZZLE=TANK, got {pair!r}")
+            if out.get(nozzle, int(tank)) != int(tank):
+                raise ValueError(f"nozzle {nozzle} mapped to two tanks")
+            out[nozzle] = int(tank)
+    return out
+
+
+def apply_sale(console: Console, line: str, tank_of: Mapping[str, int]) -> dict[str, Any] | None:
+    """Drain one sale (a dispenser ground-truth JSON line) from its nozzle's tank.
+
+    Returns the ground-truth line of the drain (``"event": "sale"``, the
+    litres sold and those actually taken), or ``None`` when the nozzle is not
+    mapped to a tank. Raises ``ValueError`` for a line that is not a sale, or
+    a tank the console does not have.
+    """
+    try:
+        sale = json.loads(line)
+        nozzle, volume = str(sale["nozzle"]), float(sale["volume"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a sale line: {line.strip()[:80]!r}") from exc
+    if not volume >= 0:  # also refuses NaN
+        raise ValueError(f"sale volume {volume} of {nozzle}")
+    tank = tank_of.get(nozzle)
+    if tank is None:
+        return None
+    if tank not in console.tanks:
+        raise ValueError(f"nozzle {nozzle} is mapped to tank {tank}, which the console lacks")
+    taken = console.drain(tank, volume)
+    return {
+        "event": "sale",
+        "nozzle": nozzle,
+        "order_no": sale.get("order_no"),
+        "tank": tank,
+        "litres": volume,
+        "taken_l": round(taken, 3),
+    }

@@ -1,7 +1,8 @@
 """The simulated tank gauge process: a :class:`Console` on a pty and/or TCP, on asyncio.
 
 ``python -m hil.atg [--link PATH] [--tcp PORT] --tanks N [--seed S]
-[--scenario FILE] [--speed K] [--start ISO] [--security-code CODE]``
+[--scenario FILE] [--speed K] [--start ISO] [--security-code CODE]
+[--sales FILE --tank-of NOZZLE=TANK ... | --tank-map N1=T1,N2=T2]``
 
 - ``--link PATH``: a pty pair whose slave is set raw and kept open for the
   process's life (so the master never sees EIO when the collector closes
@@ -15,12 +16,19 @@
   (a constant state, for tests that compare two readers).
 - Scenario events (:mod:`hil.atg.scenario`) fire at their simulated time;
   those at ``at_s`` ≤ 0 before the console answers anything.
+- ``--sales FILE``: the dispenser simulator's stdout (one ground-truth JSON
+  line per sale), followed like ``tail -f`` from its first line (the file
+  may appear later; a partial last line waits for its end). Each sale is
+  drained from its nozzle's tank (``--tank-of`` / ``--tank-map``, e.g. the
+  config's ``[[tanks]]`` nozzles) when read; a nozzle mapped to no tank is
+  ignored, said once on stderr.
 
 Output: stdout carries the ground truth only, one JSON line each: a
 ``"tank"`` line per tank at start (real and declared capacity), a
 ``"delivery"`` line per delivery when it ends, hidden ones marked
-``"hidden": true``. Diagnostics go to stderr as JSON, among them
-``{"tcp": PORT}`` once listening and ``{"link": PATH}`` once the pty is up.
+``"hidden": true``, a ``"sale"`` line per sale drained from ``--sales``.
+Diagnostics go to stderr as JSON, among them ``{"tcp": PORT}`` once
+listening and ``{"link": PATH}`` once the pty is up.
 SIGTERM / SIGINT exit 0.
 """
 
@@ -40,7 +48,7 @@ from typing import Any
 
 from hil.atg.commands import ABORT, CommandReader
 from hil.atg.console import MAX_DEVICE, SECURITY_CODE_LEN, Console
-from hil.atg.scenario import Scenario, apply, make_tanks
+from hil.atg.scenario import Scenario, apply, apply_sale, make_tanks, parse_tank_map
 
 #: Bytes read per wake-up: many commands' worth.
 READ_CHUNK = 4096
@@ -54,6 +62,27 @@ def log(**fields: object) -> None:
 
 def emit(line: dict[str, Any]) -> None:
     print(json.dumps(line), flush=True)
+
+
+class SalesTail:
+    """Follow a growing file of JSON lines from its start; whole lines only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def lines(self) -> list[str]:
+        """The complete lines appended since the last call (none while the file is absent)."""
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        *whole, self._partial = (self._partial + data).split(b"\n")
+        return [w.decode("utf-8", errors="replace") for w in whole if w.strip()]
 
 
 class SimClock:
@@ -95,8 +124,17 @@ class PtyLink:
 
 
 class Gauge:
-    def __init__(self, console: Console, clock: SimClock, scenario: Scenario) -> None:
+    def __init__(
+        self,
+        console: Console,
+        clock: SimClock,
+        scenario: Scenario,
+        sales: SalesTail | None = None,
+        tank_of: dict[str, int] | None = None,
+    ) -> None:
         self.console, self.clock, self.scenario = console, clock, scenario
+        self.sales, self.tank_of = sales, tank_of or {}
+        self._unmapped: set[str] = set()
         self._loop = asyncio.get_running_loop()
         self._pty_out = bytearray()
         self._pty: PtyLink | None = None
@@ -121,9 +159,28 @@ class Gauge:
                     apply(self.console, event)
                 except (ValueError, KeyError) as exc:
                     log(error="scenario event", event=event.type, detail=str(exc))
+            self.drain_sales()
             self.console.advance(self.clock())
             self.publish()
             await asyncio.sleep(TICK_S)
+
+    def drain_sales(self) -> None:
+        """Drain the sales appended to the ``--sales`` file since the last tick."""
+        if self.sales is None:
+            return
+        for line in self.sales.lines():
+            try:
+                drained = apply_sale(self.console, line, self.tank_of)
+            except ValueError as exc:
+                log(error="sale line", detail=str(exc))
+                continue
+            if drained is not None:
+                emit(drained)
+                continue
+            nozzle = str(json.loads(line)["nozzle"])
+            if nozzle not in self._unmapped:
+                self._unmapped.add(nozzle)
+                log(warning="sales of a nozzle mapped to no tank are ignored", nozzle=nozzle)
 
     # ------------------------------------------------------------ pty
 
@@ -189,7 +246,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--speed", type=float, default=1.0, help="simulated s per real s; 0 freezes")
     p.add_argument("--start", help="console clock at start, naive ISO (default: now)")
     p.add_argument("--security-code", help="6 characters every command must carry (§5)")
+    p.add_argument("--sales", type=Path, help="the dispenser simulator's stdout, followed")
+    p.add_argument(
+        "--tank-of", action="append", default=[], metavar="NOZZLE=TANK", help="repeatable"
+    )
+    p.add_argument("--tank-map", action="append", default=[], metavar="N1=T1,N2=T2,...")
     args = p.parse_args(argv)
+    try:
+        args.tank_of = parse_tank_map([*args.tank_of, *args.tank_map])
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.tank_of and args.sales is None:
+        p.error("--tank-of / --tank-map need --sales FILE")
+    if args.sales is not None and not args.tank_of:
+        p.error("--sales needs --tank-of NOZZLE=TANK or --tank-map")
+    if any(not 1 <= t <= args.tanks for t in args.tank_of.values()):
+        p.error(f"tank numbers in the tank map must be 1..{args.tanks}")
     if args.link is None and args.tcp is None:
         p.error("give --link PATH and/or --tcp PORT")
     if not 1 <= args.tanks <= MAX_DEVICE:
@@ -226,7 +298,8 @@ async def amain(args: argparse.Namespace) -> int:
         )
     for event in scenario.due(0):  # events at the start happen before the first answer
         apply(console, event)
-    gauge = Gauge(console, clock, scenario)
+    sales = SalesTail(args.sales) if args.sales is not None else None
+    gauge = Gauge(console, clock, scenario, sales, args.tank_of)
     link = PtyLink(args.link) if args.link is not None else None
     server = None
     try:
