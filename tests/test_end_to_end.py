@@ -138,6 +138,10 @@ def test_fifty_orders_arrive_exactly(station: Station) -> None:
     assert_exactly_the_truth(truth, lines)
     wait_all_sent(station.store)
     assert collector.stop() == 0, "SIGTERM stops the collector cleanly"
+    # A clean stop says so on the retained state topic (D7): the will is not sent.
+    station.receiver.wait_lines(
+        lambda line: line.get("type") == "state" and line["body"] == {"online": False}, 1, 10
+    )
     assert len(stored_orders(station.store)) == ORDERS
 
 

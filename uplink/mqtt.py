@@ -18,6 +18,7 @@ connection in a loop with exponential backoff and full jitter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -39,6 +40,9 @@ PUBLISH_TIMEOUT_S = 20.0
 
 #: Seconds allowed for the TCP + MQTT handshake over a slow 4G link.
 CONNECT_TIMEOUT_S = 15.0
+
+#: Seconds a clean stop waits to tell the platform it goes offline.
+OFFLINE_NOTICE_S = 2.0
 
 #: A connection that lived this long was healthy: the backoff starts over.
 HEALTHY_AFTER_S = 30.0
@@ -173,10 +177,20 @@ class Uplink:
             await client.publish(
                 s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
             )
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._watch(client))
-                tg.create_task(self._heartbeats(client))
-                tg.create_task(self._sender(client, tg))
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._watch(client))
+                    tg.create_task(self._heartbeats(client))
+                    tg.create_task(self._sender(client, tg))
+            except asyncio.CancelledError:
+                # A clean stop sends DISCONNECT, which discards the last will:
+                # say "offline" ourselves, or the platform keeps seeing "online".
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(OFFLINE_NOTICE_S):
+                        await client.publish(
+                            s.topic("state"), json.dumps({"online": False}), qos=1, retain=True
+                        )
+                raise
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         # The message iterator is the one public place aiomqtt reports a lost
