@@ -76,6 +76,7 @@ from protocols.gilbarco.messages import (
     is_digit_word,
     lrc,
 )
+from protocols.stream import BufferedDecoder
 
 _STX_BYTES = bytes([STX])
 
@@ -195,35 +196,15 @@ def decode(buffer: Buffer) -> tuple[Result | None, int]:
     return decode_at(buffer, 0)
 
 
-class FrameDecoder:
+class FrameDecoder(BufferedDecoder[Result]):
     """Buffers a partial frame across reads; see the module doc for recovery."""
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self.counters: dict[str, int] = {
-            "frames": 0,
-            "bad_lrc": 0,
-            "garbage_bytes": 0,
-            "bad_message": 0,
-            "truncated": 0,
-        }
+    MAX_BUFFER = MAX_BUFFER
+    ERROR_KINDS = ("bad_lrc", "bad_message", "truncated")
+    ERROR_TYPE = ProtocolError
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held back waiting for the rest of a frame."""
-        return len(self._buffer)
-
-    def receive_data(self, data: bytes) -> list[Result]:
-        """Feed bytes from the line; return every frame and error they complete."""
-        out: list[Result] = []
-        pos = 0
-        while True:
-            room = MAX_BUFFER - len(self._buffer)  # > 0: see MAX_BUFFER
-            self._buffer += data[pos : pos + room]
-            pos += room
-            self._drain(out)
-            if pos >= len(data):
-                return out
+    def _decode_at(self, buf: bytearray, pos: int) -> tuple[Result | None, int]:
+        return decode_at(buf, pos)
 
     def flush(self) -> list[Result]:
         """No more bytes are coming for now: report the incomplete frame ``truncated``.
@@ -243,19 +224,3 @@ class FrameDecoder:
         dropped = len(self._buffer)
         self._buffer.clear()
         return dropped
-
-    def _drain(self, out: list[Result]) -> None:
-        buf, pos = self._buffer, 0
-        while True:
-            result, consumed = decode_at(buf, pos)
-            if result is None:
-                break
-            pos += consumed
-            out.append(result)
-            if isinstance(result, Frame):
-                self.counters["frames"] += 1
-            elif result.kind == "garbage":
-                self.counters["garbage_bytes"] += consumed
-            else:
-                self.counters[result.kind] += 1
-        del buf[:pos]

@@ -74,6 +74,7 @@ from construct import Bytes, Int8ub, Int16ub, Struct
 
 from protocols.crc import crc16_arc
 from protocols.events import ProtocolError
+from protocols.stream import BufferedDecoder
 
 #: Frame sync byte and escape byte (protocols.md §2).
 SYNC = 0xFA
@@ -311,35 +312,15 @@ def decode(buffer: Buffer) -> tuple[Result | None, int]:
     return decode_at(buffer, 0)
 
 
-class FrameDecoder:
+class FrameDecoder(BufferedDecoder[Frame | ProtocolError]):
     """Buffers partial frames across reads; see the module doc for recovery."""
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self.counters: dict[str, int] = {
-            "frames": 0,
-            "bad_crc": 0,
-            "garbage_bytes": 0,
-            "bad_length": 0,
-            "truncated": 0,
-        }
+    MAX_BUFFER = MAX_BUFFER
+    ERROR_KINDS = ("bad_crc", "bad_length", "truncated")
+    ERROR_TYPE = ProtocolError
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held back waiting for the rest of a frame."""
-        return len(self._buffer)
-
-    def receive_data(self, data: bytes) -> list[Frame | ProtocolError]:
-        """Feed bytes from the line; return every frame and error they complete."""
-        out: list[Frame | ProtocolError] = []
-        pos = 0
-        while True:
-            room = MAX_BUFFER - len(self._buffer)  # > 0: see MAX_BUFFER
-            self._buffer += data[pos : pos + room]
-            pos += room
-            self._drain(out)
-            if pos >= len(data):
-                return out
+    def _decode_at(self, buf: bytearray, pos: int) -> tuple[Frame | ProtocolError | None, int]:
+        return decode_at(buf, pos)
 
     def flush(self) -> list[Frame | ProtocolError]:
         """No more bytes are coming for now (a response deadline passed).
@@ -359,19 +340,3 @@ class FrameDecoder:
             del buf[:cut]
             self._drain(out)
         return out
-
-    def _drain(self, out: list[Frame | ProtocolError]) -> None:
-        buf, pos = self._buffer, 0
-        while True:
-            result, consumed = decode_at(buf, pos)
-            if result is None:
-                break
-            pos += consumed
-            out.append(result)
-            if isinstance(result, Frame):
-                self.counters["frames"] += 1
-            elif result.kind == "garbage":
-                self.counters["garbage_bytes"] += consumed
-            else:
-                self.counters[result.kind] += 1
-        del buf[:pos]

@@ -59,6 +59,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from protocols.stream import BufferedDecoder
 from protocols.tls.parse import LayoutError, parse_data
 from protocols.tls.reports import Report
 from protocols.tls.wire import (
@@ -171,37 +172,16 @@ def decode(buffer: Buffer) -> tuple[Item | None, int]:
     return decode_at(buffer, 0)
 
 
-class TlsDecoder:
+class TlsDecoder(BufferedDecoder[Item]):
     """Buffers partial responses across reads; see the module doc for recovery."""
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self.counters: dict[str, int] = {
-            "responses": 0,
-            "garbage_bytes": 0,
-            "truncated": 0,
-            "aborted": 0,
-            "bad_checksum": 0,
-            "unknown_command": 0,
-            "layout": 0,
-        }
+    MAX_BUFFER = MAX_BUFFER
+    ERROR_KINDS = ("truncated", "aborted", "bad_checksum", "unknown_command", "layout")
+    ERROR_TYPE = TlsError
+    OK_COUNTER = "responses"
 
-    @property
-    def buffered(self) -> int:
-        """Bytes held back waiting for the rest of a response."""
-        return len(self._buffer)
-
-    def receive_data(self, data: bytes) -> list[Item]:
-        """Feed bytes from the line; return every report and error they complete."""
-        out: list[Item] = []
-        pos = 0
-        while True:
-            room = MAX_BUFFER - len(self._buffer)  # > 0: see MAX_BUFFER
-            self._buffer += data[pos : pos + room]
-            pos += room
-            self._drain(out)
-            if pos >= len(data):
-                return out
+    def _decode_at(self, buf: bytearray, pos: int) -> tuple[Item | None, int]:
+        return decode_at(buf, pos)
 
     def flush(self) -> list[Item]:
         """The response deadline passed: the partial response is ``truncated``."""
@@ -218,21 +198,3 @@ class TlsDecoder:
         self._buffer.clear()
         self.counters[kind] += 1
         return [TlsError(kind, f"{why} of {len(raw)} bytes dropped", raw=raw)]
-
-    def _drain(self, out: list[Item]) -> None:
-        buf, pos = self._buffer, 0
-        while True:
-            item, consumed = decode_at(buf, pos)
-            if consumed == 0:
-                break
-            pos += consumed
-            if item is None:
-                continue
-            out.append(item)
-            if not isinstance(item, TlsError):
-                self.counters["responses"] += 1
-            elif item.kind == "garbage":
-                self.counters["garbage_bytes"] += consumed
-            else:
-                self.counters[item.kind] += 1
-        del buf[:pos]

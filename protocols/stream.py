@@ -1,0 +1,82 @@
+"""The buffering loop every framer shares: bytes in, complete items out.
+
+Each protocol's framer supplies a pure ``decode_at(buf, pos) -> (item, n)``
+(pymodbus style: what it found at ``pos`` and how many bytes that took;
+``n == 0`` means "need more bytes"; an item of None with ``n > 0`` means
+"bytes to drop silently", e.g. a CR LF between responses). This class keeps
+the partial frame between reads, bounds the buffer, runs ``decode_at`` until
+it needs more, and counts what it found. Recovery rules stay in each
+framer's docstring: they belong to the protocol, the loop does not.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Generic, Protocol, TypeVar
+
+
+class _Error(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+
+Item = TypeVar("Item")
+
+
+class BufferedDecoder(Generic[Item]):
+    """Subclasses set the class attributes and implement :meth:`_decode_at`."""
+
+    #: Bytes held at most: larger than the longest valid frame on the wire, so
+    #: a frame is always complete before the buffer is full.
+    MAX_BUFFER: ClassVar[int]
+    #: Error kinds counted one per occurrence (``garbage`` counts bytes).
+    ERROR_KINDS: ClassVar[tuple[str, ...]]
+    #: The error type of this protocol (ProtocolError, TlsError).
+    ERROR_TYPE: ClassVar[type]
+    #: Counter of complete, valid items.
+    OK_COUNTER: ClassVar[str] = "frames"
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.counters: dict[str, int] = dict.fromkeys(
+            (self.OK_COUNTER, "garbage_bytes", *self.ERROR_KINDS), 0
+        )
+
+    def _decode_at(self, buf: bytearray, pos: int) -> tuple[Item | None, int]:
+        raise NotImplementedError
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back waiting for the rest of a frame."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes) -> list[Item]:
+        """Feed bytes from the line; return every item and error they complete."""
+        out: list[Item] = []
+        pos = 0
+        while True:
+            room = self.MAX_BUFFER - len(self._buffer)  # > 0: see MAX_BUFFER
+            self._buffer += data[pos : pos + room]
+            pos += room
+            self._drain(out)
+            if pos >= len(data):
+                return out
+
+    def _drain(self, out: list[Item]) -> None:
+        buf, pos = self._buffer, 0
+        while True:
+            item, consumed = self._decode_at(buf, pos)
+            if consumed == 0:
+                break
+            pos += consumed
+            if item is None:
+                continue
+            out.append(item)
+            if not isinstance(item, self.ERROR_TYPE):
+                self.counters[self.OK_COUNTER] += 1
+            else:
+                kind = item.kind  # type: ignore[attr-defined]
+                if kind == "garbage":
+                    self.counters["garbage_bytes"] += consumed
+                else:
+                    self.counters[kind] += 1
+        del buf[:pos]
