@@ -41,7 +41,6 @@ import os
 import signal
 import sys
 import time
-import tty
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from typing import Any
 from hil.atg.commands import ABORT, CommandReader
 from hil.atg.console import MAX_DEVICE, SECURITY_CODE_LEN, Console
 from hil.atg.scenario import Scenario, apply, apply_sale, make_tanks, parse_tank_map
+from hil.dispenser.ptylink import PtyLink
 
 #: Bytes read per wake-up: many commands' worth.
 READ_CHUNK = 4096
@@ -97,30 +97,6 @@ class SimClock:
 
     def __call__(self) -> datetime:
         return self.start + timedelta(seconds=self.elapsed())
-
-
-class PtyLink:
-    """A pty pair whose slave is reachable as ``path`` (a symlink)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.device = os.ttyname(self.slave)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        os.symlink(self.device, tmp)
-        os.replace(tmp, path)
-
-    def close(self) -> None:
-        try:
-            if os.readlink(self.path) == self.device:
-                self.path.unlink()
-        except OSError:
-            pass
-        os.close(self.master)
-        os.close(self.slave)
 
 
 class Gauge:
