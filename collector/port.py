@@ -6,9 +6,9 @@ it, feed what arrives until the driver has its response or the deadline
 passes, hand the events on, wait the inter-poll gap.
 
 Store first: a sale is committed to the store *before* the driver is told
-it may confirm it to the dispenser (SPEC D6). If the process dies between
-the two, the dispenser offers the record again and the store recognises
-it by the dispenser's own key.
+it may confirm it to the dispenser (SPEC D6; :mod:`collector.sink`). If the
+process dies between the two, the dispenser offers the record again and the
+store recognises it by the dispenser's own key.
 """
 
 from __future__ import annotations
@@ -16,25 +16,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any
+from dataclasses import dataclass
+from datetime import timezone
 
 import structlog
 
-from buffer.store import OrderStore, StoreError
+from buffer.store import OrderStore
 from collector.nozzles import NozzleTable
-from collector.records import alarm_record, iso, nozzle_key, order_fields
+from collector.sink import PortSink, PortStats
 from protocols.base import PollDriver
-from protocols.events import (
-    DeviceAlarm,
-    Event,
-    Identity,
-    NozzleStatus,
-    ProtocolError,
-    PumpLink,
-    Sale,
-)
+from protocols.events import Event
 
 log = structlog.get_logger("collector.port")
 
@@ -51,14 +42,6 @@ class LineSettings:
     bytesize: int
     parity: str
     stopbits: int
-
-
-@dataclass(slots=True)
-class PortStats:
-    online: bool = False
-    sales: int = 0
-    duplicates: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
 
 
 class PollPort:
@@ -89,9 +72,15 @@ class PollPort:
         self.response_timeout_s = response_timeout_s
         self.on_commit = on_commit
         self.stats = PortStats()
-        #: Last identities seen per (address, nozzle or None): in memory only,
-        #: so after a restart the first report is a snapshot, not a change.
-        self._identities: dict[tuple[int, int | None], dict[str, str]] = {}
+        self.sink = PortSink(
+            number=number,
+            store=store,
+            nozzles=nozzles,
+            station=station,
+            tz=tz,
+            on_commit=on_commit,
+            stats=self.stats,
+        )
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -159,107 +148,4 @@ class PollPort:
             self._handle(self.driver.receive_data(chunk))
 
     def _handle(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, Sale):
-                self._on_sale(event)
-            elif isinstance(event, NozzleStatus):
-                key = nozzle_key(self.number, event.address, event.nozzle)
-                if self.nozzles.update(key, event):
-                    log.debug("nozzle_state", nozzle=key, state=str(event.state))
-            elif isinstance(event, PumpLink):
-                self.stats.online = event.online
-                self.nozzles.link(f"p{self.number:02d}.a{event.address}.", event)
-                log.info("pump_link", port=self.number, address=event.address, online=event.online)
-            elif isinstance(event, DeviceAlarm):
-                self._on_alarm(event)
-            elif isinstance(event, Identity):
-                self._on_identity(event)
-            elif isinstance(event, ProtocolError):
-                self.stats.errors[event.kind] = self.stats.errors.get(event.kind, 0) + 1
-                if event.kind != "timeout":
-                    log.warning(
-                        "protocol_error", port=self.number, kind=event.kind, detail=event.detail
-                    )
-
-    def _on_sale(self, sale: Sale) -> None:
-        key = nozzle_key(self.number, sale.address, sale.nozzle)
-        fields: dict[str, Any] = order_fields(
-            sale,
-            station=self.station,
-            tz=self.tz,
-            started_at=self.nozzles.take_started_at(key),
-        )
-        try:
-            stored = self.store.append_order(key, fields, source_key=sale.key)
-        except StoreError as exc:
-            # Not committed (disk full, I/O error): do not confirm. The pump keeps
-            # the record and offers it again on a later poll; nothing is lost.
-            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
-            log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=str(exc))
-            return
-        # Only now, with the order committed, may the dispenser forget it.
-        self.driver.sale_committed(sale)
-        if stored is None:
-            self.stats.duplicates += 1
-            log.info("order_duplicate", nozzle=key, order_no=sale.order_no)
-            return
-        self.stats.sales += 1
-        log.info("order_stored", rid=stored.rid, order_no=sale.order_no, volume=fields["volume"])
-        self.on_commit()
-
-    def _source(self, address: int, nozzle: int | None) -> str:
-        if nozzle is None:
-            return f"p{self.number:02d}.a{address}"
-        return nozzle_key(self.number, address, nozzle)
-
-    def _on_alarm(self, alarm: DeviceAlarm) -> None:
-        """A dispenser's own alarm (SPEC D14: metering, security), raised or cleared."""
-        now = datetime.now(self.tz).replace(tzinfo=None)
-        detail = {"raw_code": alarm.raw_code, "text": alarm.detail}
-        source = self._source(alarm.address, alarm.nozzle)
-        rid, body = alarm_record(source, alarm.code, alarm.active, now, self.tz, detail)
-        self._store("alarm", rid, body)
-        log.warning("dispenser_alarm", source=source, code=alarm.code, active=alarm.active)
-
-    def _on_identity(self, identity: Identity) -> None:
-        """GB/T 9081 identities (SPEC D13): a ``nozzle`` record when first seen or
-        changed, and COMPONENT_CHANGED (SPEC A6) when a part was swapped."""
-        where = (identity.address, identity.nozzle)
-        before = self._identities.get(where)
-        if before == identity.components:
-            return
-        self._identities[where] = dict(identity.components)
-        now = datetime.now(self.tz)
-        source = self._source(identity.address, identity.nozzle)
-        body = {
-            "nozzle": source,
-            "at": iso(now),
-            "state": None,
-            "totalizer_volume": None,
-            "totalizer_amount": None,
-            "components": dict(sorted(identity.components.items())),
-        }
-        stamp_ms = int(now.timestamp() * 1000)
-        self._store("nozzle", f"{source}:components:{stamp_ms}", body)
-        if before is not None:
-            after = identity.components
-            changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
-            detail = {
-                "changed": changed,
-                "before": {k: before.get(k) for k in changed},
-                "after": {k: after.get(k) for k in changed},
-            }
-            naive = now.replace(tzinfo=None)
-            rid, alarm = alarm_record(source, "COMPONENT_CHANGED", True, naive, self.tz, detail)
-            self._store("alarm", rid, alarm)
-            log.warning("component_changed", source=source, changed=changed)
-
-    def _store(self, kind: str, rid: str, body: dict[str, Any]) -> None:
-        try:
-            stored = self.store.append_record(kind, rid, body)
-        except StoreError as exc:
-            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
-            log.error("record_not_stored", kind=kind, rid=rid, error=str(exc))
-            return
-        if stored is not None:
-            self.on_commit()
+        self.sink.handle(events, self.driver.sale_committed)
