@@ -319,6 +319,30 @@ class OrderStore:
         ).fetchall()
         return sum((Decimal(str(v)) for (v,) in rows if v is not None), Decimal(0))
 
+    def last_order(self, nozzle: str) -> dict[str, Any] | None:
+        """The newest order of ``nozzle`` (highest nseq), or None: the edge checks'
+        reference after a restart (SPEC A1)."""
+        with self._failing("read the last order"):
+            row = self._db.execute(
+                "SELECT body FROM records WHERE kind='order' AND nozzle=? "
+                "ORDER BY nseq DESC LIMIT 1",
+                (nozzle,),
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def last_order_under(self, prefix: str) -> dict[str, Any] | None:
+        """The newest order of any nozzle whose key starts with ``prefix`` (a pump:
+        ``"p01.a1."``), by commit order: the pump counter check's reference (A7)."""
+        # A range on the indexed key instead of LIKE: '/' sorts right after '.'.
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        with self._failing("read the last order"):
+            row = self._db.execute(
+                "SELECT body FROM records WHERE kind='order' AND nozzle >= ? AND nozzle < ? "
+                "ORDER BY id DESC LIMIT 1",
+                (prefix, upper),
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
     def records(self, kind: str) -> Iterator[dict[str, Any]]:
         """Stored records of one kind, in store order."""
         cur = self._db.execute("SELECT body FROM records WHERE kind=? ORDER BY id", (kind,))

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import tzinfo
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -35,8 +36,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("collector")
 
-#: Backoff bounds (seconds) for reopening a serial port that failed.
-PORT_RETRY_MIN_S, PORT_RETRY_MAX_S = 0.5, 30.0
+#: Backoff bounds (seconds) for reopening a serial port that failed. Opening
+#: a missing device costs one failed open(), so trying every 10 s at worst is
+#: cheap, and a re-plugged adapter is collecting again within seconds.
+PORT_RETRY_MIN_S, PORT_RETRY_MAX_S = 0.5, 10.0
 
 
 class StartError(Exception):
@@ -202,12 +205,23 @@ class Collector:
         return Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
 
     async def _open_ports(self, store: OrderStore, nozzles: NozzleTable, uplink: Uplink) -> None:
+        """Build every port and open its line.
+
+        A device that is missing at start (an adapter unplugged, a USB hub
+        that did not come up) does not stop the other 31 ports: the port
+        starts offline with PORT_OFFLINE raised and is retried like a port
+        that failed later. Line settings a present device refuses are a
+        configuration error and do stop the start.
+        """
+        from collector.edge import EdgeSettings
         from collector.port import LineSettings, PollPort
 
         cfg = self.config
+        edge = EdgeSettings(
+            price_floors={g: Decimal(str(p)) for g, p in cfg.edge.price_floors.items()},
+            amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
+        )
         for pc in cfg.ports:
-            if not os.path.exists(pc.device):
-                raise StartError(f"port {pc.number}: {pc.device}: no such device")
             port = PollPort(
                 number=pc.number,
                 line=LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits),
@@ -219,12 +233,18 @@ class Collector:
                 poll_interval_s=pc.poll_interval_ms / 1000,
                 response_timeout_s=pc.response_timeout_ms / 1000,
                 on_commit=uplink.wake,
+                edge=edge,
             )
+            self.ports.append(port)
+            if not os.path.exists(pc.device):
+                log.error("port_missing", port=pc.number, device=pc.device)
+                port.sink.port_link(False, f"{pc.device}: no such device")
+                continue
             try:
                 await port.open()
             except (OSError, ValueError) as exc:
                 raise StartError(f"port {pc.number}: {pc.device}: {exc}") from None
-            self.ports.append(port)
+            port.stats.online = True
 
     async def _run(self, uplink: Uplink) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -239,19 +259,30 @@ class Collector:
                 task.cancel()
 
     async def _supervise(self, port: PollPort) -> None:
-        """Keep one port running; a failed line is reopened with backoff."""
+        """Keep one port running; a failed line is reopened with backoff.
+
+        PORT_OFFLINE is raised the moment the line fails (read error, EOF,
+        a write that does not drain, an open that fails) — not after the
+        backoff — and cleared once the line is open again.
+        """
         delay = PORT_RETRY_MIN_S
         while True:
             began = time.monotonic()
             try:
-                await port.run()  # opens the line first when it is closed
+                if not port.is_open:
+                    await port.open()
+                port.stats.online = True
+                port.sink.port_link(True)
+                await port.run()
             except (OSError, ConnectionError) as exc:
                 port.stats.online = False
+                port.sink.port_link(False, str(exc))
                 log.error("port_failed", port=port.number, error=str(exc))
-            except Exception:
+            except Exception as exc:
                 # A driver bug (or a ForbiddenCommand, D20) stops this port only:
                 # the other ports and the uplink keep going (loudly logged).
                 port.stats.online = False
+                port.sink.port_link(False, f"{type(exc).__name__}: {exc}")
                 log.exception("port_crashed", port=port.number)
             port.close()
             if time.monotonic() - began > PORT_RETRY_MAX_S:

@@ -22,6 +22,7 @@ from datetime import timezone
 import structlog
 
 from buffer.store import OrderStore
+from collector.edge import EdgeSettings
 from collector.nozzles import NozzleTable
 from collector.sink import PortSink, PortStats
 from protocols.base import PollDriver
@@ -60,6 +61,7 @@ class PollPort:
         poll_interval_s: float,
         response_timeout_s: float,
         on_commit: Callable[[], None],
+        edge: EdgeSettings | None = None,
     ) -> None:
         self.number = number
         self.line = line
@@ -80,6 +82,7 @@ class PollPort:
             tz=tz,
             on_commit=on_commit,
             stats=self.stats,
+            edge=edge,
         )
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -105,6 +108,10 @@ class PollPort:
             settings = f"{line.baudrate} {line.bytesize}{line.parity}{line.stopbits}"
             raise OSError(f"the device refuses line settings {settings}: {exc.args[-1]}") from exc
         log.info("port_open", port=self.number, device=self.line.device)
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
 
     def close(self) -> None:
         if self._writer is not None:

@@ -10,6 +10,7 @@ speaks to the dispenser (SPEC D19, D20).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,8 +19,9 @@ from typing import Any
 import structlog
 
 from buffer.store import OrderStore, StoreError
+from collector.edge import EdgeSettings, Finding, check_counter, check_order
 from collector.nozzles import NozzleTable
-from collector.records import alarm_record, iso, nozzle_key, order_fields
+from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
 from protocols.events import (
     DeviceAlarm,
     Event,
@@ -28,9 +30,18 @@ from protocols.events import (
     ProtocolError,
     PumpLink,
     Sale,
+    Totals,
 )
 
 log = structlog.get_logger("collector.port")
+
+#: State-change ``nozzle`` records per nozzle: a burst of this many, then
+#: one per :data:`STATE_RECORD_EVERY_S`. A sale is three changes (lifted,
+#: fuelling, idle) and takes a minute or more, so honest traffic never
+#: reaches the bound; a nozzle flapping on a bad contact (or a driver bug)
+#: cannot fill the store. Suppressed changes are counted (stats.errors).
+STATE_RECORD_BURST = 30
+STATE_RECORD_EVERY_S = 1.0
 
 
 @dataclass(slots=True)
@@ -39,6 +50,7 @@ class PortStats:
     sales: int = 0
     duplicates: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)  # edge findings by code
 
 
 class PortSink:
@@ -54,6 +66,7 @@ class PortSink:
         tz: timezone,
         on_commit: Callable[[], None],
         stats: PortStats | None = None,
+        edge: EdgeSettings | None = None,
     ) -> None:
         self.number = number
         self.store = store
@@ -62,6 +75,16 @@ class PortSink:
         self.tz = tz
         self.on_commit = on_commit
         self.stats = stats if stats is not None else PortStats()
+        self.edge = edge if edge is not None else EdgeSettings()
+        #: Last order per nozzle and last counter per pump prefix, read from
+        #: the store on first use (so the checks hold across restarts).
+        self._last_orders: dict[str, dict[str, Any] | None] = {}
+        self._last_counters: dict[str, int | None] = {}
+        #: Pumps (prefix) and nozzles with NOZZLE_OFFLINE raised (D14).
+        self._offline: set[str] = set()
+        self._port_offline = False
+        self._record_ms: dict[str, int] = {}  # last rid stamp per source
+        self._tokens: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
         #: Last identities seen per (address, nozzle or None): in memory only,
         #: so after a restart the first report is a snapshot, not a change.
         self._identities: dict[tuple[int, int | None], dict[str, str]] = {}
@@ -75,10 +98,11 @@ class PortSink:
                 key = nozzle_key(self.number, event.address, event.nozzle)
                 if self.nozzles.update(key, event):
                     log.debug("nozzle_state", nozzle=key, state=str(event.state))
+                    self._state_record(key)
             elif isinstance(event, PumpLink):
-                self.stats.online = event.online
-                self.nozzles.link(f"p{self.number:02d}.a{event.address}.", event)
-                log.info("pump_link", port=self.number, address=event.address, online=event.online)
+                self._on_link(event)
+            elif isinstance(event, Totals):
+                self._on_totals(event)
             elif isinstance(event, DeviceAlarm):
                 self._on_alarm(event)
             elif isinstance(event, Identity):
@@ -92,6 +116,7 @@ class PortSink:
 
     def _on_sale(self, sale: Sale, confirm: Callable[[Sale], None] | None) -> None:
         key = nozzle_key(self.number, sale.address, sale.nozzle)
+        pump = f"p{self.number:02d}.a{sale.address}."
         fields: dict[str, Any] = order_fields(
             sale,
             station=self.station,
@@ -99,6 +124,10 @@ class PortSink:
             started_at=self.nozzles.take_started_at(key),
         )
         try:
+            findings = check_order(fields, self._last_order(key), self.edge)
+            if sale.counter is not None:
+                findings += check_counter(sale.counter, self._last_counter(pump))
+            fields["flags"] = [f.code for f in findings]
             stored = self.store.append_order(key, fields, source_key=sale.key)
         except StoreError as exc:
             # Not committed (disk full, I/O error): do not confirm. The pump keeps
@@ -114,8 +143,130 @@ class PortSink:
             log.info("order_duplicate", nozzle=key, order_no=sale.order_no)
             return
         self.stats.sales += 1
+        self._last_orders[key] = stored.body
+        if sale.counter is not None:
+            self._last_counters[pump] = sale.counter
+        nozzle = self.nozzles.get(key)
+        nozzle.totalizer_volume = sale.totalizer_volume_end
+        if sale.totalizer_amount_end is not None:
+            nozzle.totalizer_amount = sale.totalizer_amount_end
+        nozzle.grade, nozzle.price = sale.grade, sale.price
         log.info("order_stored", rid=stored.rid, order_no=sale.order_no, volume=fields["volume"])
         self.on_commit()
+        for finding in findings:
+            self._finding_alarm(key, stored.rid, finding)
+
+    def _last_order(self, key: str) -> dict[str, Any] | None:
+        if key not in self._last_orders:
+            self._last_orders[key] = self.store.last_order(key)
+        return self._last_orders[key]
+
+    def _last_counter(self, pump: str) -> int | None:
+        if pump not in self._last_counters:
+            last = self.store.last_order_under(pump)
+            order_no = None if last is None else str(last.get("order_no"))
+            digits = order_no is not None and order_no.isascii() and order_no.isdigit()
+            self._last_counters[pump] = int(order_no) if digits and order_no else None
+        return self._last_counters[pump]
+
+    def _finding_alarm(self, key: str, order_rid: str, finding: Finding) -> None:
+        """An edge finding as an alarm (raised; a finding is an event, never
+        cleared), its rid tied to the order so it is stored once."""
+        self.stats.flags[finding.code] = self.stats.flags.get(finding.code, 0) + 1
+        body = {
+            "code": finding.code,
+            "state": "raised",
+            "source": key,
+            "at": iso(datetime.now(self.tz)),
+            "detail": {**finding.detail, "order": order_rid},
+        }
+        self._store("alarm", f"{order_rid}:{finding.code}", body)
+        log.warning("order_flagged", rid=order_rid, code=finding.code, **finding.detail)
+
+    # -- live nozzle state (SPEC D2, D14) -----------------------------------------
+
+    def _rid(self, source: str, what: str) -> tuple[str, datetime]:
+        """A unique rid for a snapshot of ``source`` now (ms, bumped on a tie)."""
+        now = datetime.now(self.tz)
+        ms = max(int(now.timestamp() * 1000), self._record_ms.get(source, 0) + 1)
+        self._record_ms[source] = ms
+        return f"{source}:{what}:{ms}", now
+
+    def _allow(self, key: str) -> bool:
+        """Token bucket per nozzle for state records (STATE_RECORD_BURST)."""
+        now = time.monotonic()
+        tokens, at = self._tokens.get(key, (float(STATE_RECORD_BURST), now))
+        tokens = min(float(STATE_RECORD_BURST), tokens + (now - at) / STATE_RECORD_EVERY_S)
+        if tokens < 1:
+            self._tokens[key] = (tokens, now)
+            self.stats.errors["state_suppressed"] = self.stats.errors.get("state_suppressed", 0) + 1
+            return False
+        self._tokens[key] = (tokens - 1, now)
+        return True
+
+    def _state_record(self, key: str, *, force: bool = False) -> None:
+        """A ``nozzle`` record: the nozzle's state and totalizers now."""
+        if not force and not self._allow(key):
+            return
+        nozzle = self.nozzles.get(key)
+        rid, now = self._rid(key, "state")
+        body = {
+            "nozzle": key,
+            "at": iso(now),
+            "state": str(nozzle.state),
+            "totalizer_volume": decimal_str(nozzle.totalizer_volume),
+            "totalizer_amount": decimal_str(nozzle.totalizer_amount),
+            "components": None,
+        }
+        self._store("nozzle", rid, body)
+
+    def _on_totals(self, totals: Totals) -> None:
+        """Totalizers read on their own: a snapshot record when they moved."""
+        key = nozzle_key(self.number, totals.address, totals.nozzle)
+        nozzle = self.nozzles.get(key)
+        if (nozzle.totalizer_volume, nozzle.totalizer_amount) == (totals.volume, totals.amount):
+            return
+        nozzle.totalizer_volume, nozzle.totalizer_amount = totals.volume, totals.amount
+        self._state_record(key, force=True)
+
+    def _on_link(self, link: PumpLink) -> None:
+        """A pump stopped or started answering: its nozzles go offline or come
+        back, with NOZZLE_OFFLINE raised and cleared once per episode (D14)."""
+        prefix = f"p{self.number:02d}.a{link.address}."
+        log.info("pump_link", port=self.number, address=link.address, online=link.online)
+        changed = self.nozzles.link(prefix, link)
+        for key in changed:
+            self._state_record(key, force=True)
+        # Per nozzle where the nozzles are known, else for the pump itself.
+        sources = self.nozzles.keys_under(prefix) or [prefix[:-1]]
+        for source in sources:
+            if link.online == (source not in self._offline):
+                continue
+            if link.online:
+                self._offline.discard(source)
+            else:
+                self._offline.add(source)
+            self._raise("NOZZLE_OFFLINE", source, not link.online, {"address": link.address})
+        if link.online:  # a pump-level alarm raised before its nozzles were known
+            pump = prefix[:-1]
+            if pump in self._offline:
+                self._offline.discard(pump)
+                self._raise("NOZZLE_OFFLINE", pump, False, {"address": link.address})
+
+    def port_link(self, online: bool, reason: str = "") -> None:
+        """The serial line itself failed or is back (PORT_OFFLINE, raised and
+        cleared once per episode). Distinct from a silent pump (NOZZLE_OFFLINE)."""
+        if online != self._port_offline:
+            return
+        self._port_offline = not online
+        detail: dict[str, Any] = {"reason": reason} if reason else {}
+        self._raise("PORT_OFFLINE", f"p{self.number:02d}", not online, detail)
+
+    def _raise(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> None:
+        now = datetime.now(self.tz).replace(tzinfo=None)
+        rid, body = alarm_record(source, code, raised, now, self.tz, detail)
+        self._store("alarm", rid, body)
+        log.warning("alarm", code=code, source=source, raised=raised, **detail)
 
     def _source(self, address: int, nozzle: int | None) -> str:
         if nozzle is None:

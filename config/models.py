@@ -439,6 +439,19 @@ class WetstockConfig(BaseModel):
         return self
 
 
+class EdgeConfig(BaseModel):
+    """Edge checks on every order (SPEC A1, A2, A7, A10; collector/edge.py)."""
+
+    model_config = _MODEL_CONFIG
+
+    #: grade code → lowest plausible unit price, yuan/L (A10: dumping).
+    price_floors: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(gt=0)]] = (
+        Field(default_factory=dict)
+    )
+    #: |price × volume − amount| above this many yuan is AMOUNT_MISMATCH (A2).
+    amount_tolerance: Annotated[float, Field(ge=0, le=100)] = 0.01
+
+
 class LogConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -460,6 +473,7 @@ class Config(BaseModel):
         default_factory=list
     )
     wetstock: WetstockConfig = Field(default_factory=WetstockConfig)
+    edge: EdgeConfig = Field(default_factory=EdgeConfig)
 
     @field_validator("ports", mode="wrap")
     @classmethod

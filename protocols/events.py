@@ -60,6 +60,10 @@ class Sale:
     totalizer_amount_end: Decimal | None  # None when the record carries none
     key: str  # stable identity of the dispenser's record (see class doc)
     raw: bytes = field(default=b"", repr=False)  # the record as received, for evidence
+    #: The pump's sequential transaction counter when the protocol has one
+    #: (Sinopec POS_TTC: +1 per sale, all nozzles of the pump); None when the
+    #: order number is not a counter. The edge checks use it (SPEC A7).
+    counter: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

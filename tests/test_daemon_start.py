@@ -30,10 +30,43 @@ def pty_path() -> Iterator[str]:
     os.close(slave)
 
 
-def test_missing_port(tmp_path: Path) -> None:
-    done = start(f"store.path={tmp_path}/s.sqlite", "ports.0.device=/dev/ttyNOPE")
-    assert done.returncode == 1
-    assert done.stderr.strip() == "forecourt: cannot start: port 1: /dev/ttyNOPE: no such device"
+def test_missing_port_starts_offline_with_port_offline(tmp_path: Path) -> None:
+    """One adapter missing at start must not stop the other ports (SPEC D15):
+    the collector starts, raises PORT_OFFLINE for that port and keeps trying."""
+    import json
+    import signal
+    import sqlite3
+    import time
+
+    from hil import stack
+
+    argv = [sys.executable, "-m", "collector", "run", "--config", str(DEMO)]
+    for item in (
+        f"store.path={tmp_path}/s.sqlite",
+        "ports.0.device=/dev/ttyNOPE",
+        f"uplink.port={stack.free_port()}",
+    ):
+        argv += ["--set", item]
+    proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def alarms() -> list[dict[str, object]]:
+            if not (tmp_path / "s.sqlite").exists():
+                return []
+            with sqlite3.connect(tmp_path / "s.sqlite") as db:
+                rows = db.execute("SELECT body FROM records WHERE kind='alarm'").fetchall()
+            return [json.loads(r[0]) for r in rows]
+
+        stack.wait_until(lambda: bool(alarms()), 30, "PORT_OFFLINE stored")
+        time.sleep(1.5)  # retries of the missing device raise nothing more
+        assert proc.poll() is None, "still running"
+        (alarm,) = alarms()
+        assert (alarm["code"], alarm["state"], alarm["source"]) == ("PORT_OFFLINE", "raised", "p01")
+        assert "no such device" in alarm["detail"]["reason"]  # type: ignore[index]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
 
 
 def test_missing_key_file(tmp_path: Path) -> None:

@@ -335,6 +335,7 @@ def record_sale(record: TransactionRecord, address: int) -> Sale:
         totalizer_amount_end=None,  # the 32 record carries no amount totalizer
         key=f"{record.pos_ttc}:{record.v_tot}",
         raw=record.raw,
+        counter=record.pos_ttc,
     )
 
 
