@@ -62,10 +62,15 @@ FAULT_KINDS: dict[str, type] = {
     "component": str,  # a part name of COMPONENT_NAMES gets a new identity
     "alarm": int,  # display code raised (protocols.md §5)
     "alarm-clear": int,  # display code cleared
+    "unplug": float,  # seconds the pty is gone (closed, link removed), then back
+    "skip-order": int,  # the pump's transaction counter skips N (sales never offered)
+    "amount-off": int,  # 0.01 yuan added to the next sale's amount (wrong rounding)
+    "price": int,  # a nozzle's unit price from now on, 0.01 yuan/L
 }
 
-#: Faults that concern one pump (and take ``pump=``); the others hit the line.
-PUMP_FAULTS = frozenset(FAULT_KINDS) - {"line-cut"}
+#: Faults that hit the whole line; the others concern one pump (``pump=``).
+LINE_FAULTS = frozenset({"line-cut", "unplug"})
+PUMP_FAULTS = frozenset(FAULT_KINDS) - LINE_FAULTS
 
 #: Display codes are two digits on the pump (61–65 in protocols.md §5).
 MAX_ALARM_CODE = 99
@@ -103,8 +108,10 @@ def parse_fault(spec: str) -> Fault:
     kind = kinds[0]
     at = float(fields["at"])
     value = FAULT_KINDS[kind](fields[kind])
-    if at < 0 or (kind in ("line-cut", "power-cycle") and not 0 < float(value) < 1e6):
+    if at < 0 or (kind in ("line-cut", "power-cycle", "unplug") and not 0 < float(value) < 1e6):
         raise ValueError(f"fault {spec!r}: times must be positive")
+    if kind in ("skip-order", "price") and int(value) < 1:
+        raise ValueError(f"fault {spec!r}: {kind} must be at least 1")
     if kind == "component" and value not in PART_NAMES:
         raise ValueError(f"fault {spec!r}: component must be one of {', '.join(PART_NAMES)}")
     if kind.startswith("alarm") and not 0 <= int(value) <= MAX_ALARM_CODE:

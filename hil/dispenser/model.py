@@ -135,6 +135,8 @@ class PumpModel:
     alarms: set[int] = field(default_factory=set)
     pending: deque[SimSale] = field(default_factory=deque)
     taken: int = 0
+    #: 0.01 yuan added to the next sale's amount (an ``amount-off`` fault).
+    amount_bias: int = 0
     #: Clock until which the pump is powered off and answers nothing (a
     #: ``power-cycle`` fault); responders check it via ``responder.answering``.
     silent_until: float = 0.0
@@ -181,7 +183,8 @@ class PumpModel:
     def hang_up(self, nozzle: NozzleModel, ended_at: datetime) -> SimSale:
         """Finish the fill: the sale is pending until the master takes it."""
         volume, price = nozzle.target, nozzle.price
-        amount = amount_of(price, volume)
+        amount = amount_of(price, volume) + self.amount_bias
+        self.amount_bias = 0
         sale = SimSale(
             address=self.address,
             nozzle=nozzle.nzn,
@@ -229,6 +232,13 @@ class PumpModel:
             return nozzle.uid
         self.components[name] = f"{rng.getrandbits(64):016X}"
         return self.components[name]
+
+    def skip_orders(self, count: int) -> list[int]:
+        """Transactions the pump numbers but never offers (lost journal entries):
+        the master sees the counter jump (SPEC A7). Returns the numbers skipped."""
+        skipped = list(range(self.next_txn, self.next_txn + count))
+        self.next_txn += count
+        return skipped
 
     def raise_alarm(self, code: int) -> None:
         self.alarms.add(code)

@@ -29,8 +29,14 @@
   then the pump is silent for 2 s; totalizers and pending sales kept),
   ``at=10:totalizer-jump=500:pump=1:nozzle=2`` (0.01 L, negative steps
   back), ``at=12:component=encoder_id:pump=1`` (``nozzle_uid`` takes
-  ``nozzle=``), ``at=15:alarm=64:pump=1`` / ``alarm-clear=64``. Each fault
-  applied prints one JSON line ``{"fault": kind, "at": s, ...}`` on stderr.
+  ``nozzle=``), ``at=15:alarm=64:pump=1`` / ``alarm-clear=64``,
+  ``at=5:unplug=4`` (the pty and its link vanish for 4 s, like a pulled USB
+  adapter), ``at=5:skip-order=2:pump=1`` (the transaction counter skips two
+  numbers: sales the master never sees), ``at=5:amount-off=3:pump=1`` (the
+  next sale's amount is 0.03 yuan off price × volume),
+  ``at=5:price=450:pump=1:nozzle=1`` (that nozzle sells at 4.50 yuan/L from
+  now). Each fault applied prints one JSON line ``{"fault": kind, "at": s,
+  ...}`` on stderr.
 
 Deterministic given ``--seed`` except for wall-clock times (and for which
 fills a power cycle cuts short): volumes, nozzle order, transaction
@@ -47,6 +53,7 @@ import json
 import random
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
@@ -228,6 +235,10 @@ class Simulator:
             self._loop.call_later(float(fault.value), self._uncut)
             log(**note, seconds=fault.value)
             return
+        if fault.kind == "unplug":
+            self._unplug(float(fault.value))
+            log(**note, seconds=fault.value, wall_ms=int(time.time() * 1000))
+            return
         pump = self.by_address[self.pumps[0].address if fault.pump is None else fault.pump]
         note["pump"] = pump.address
         if fault.kind == "power-cycle":
@@ -243,6 +254,14 @@ class Simulator:
             note.update(component=fault.value, value=value)
             if fault.value == "nozzle_uid":
                 note["nozzle"] = fault.nozzle
+        elif fault.kind == "skip-order":
+            note["skipped"] = pump.skip_orders(int(fault.value))
+        elif fault.kind == "amount-off":
+            pump.amount_bias = int(fault.value)
+            note["cents"] = fault.value
+        elif fault.kind == "price":
+            pump.nozzle(fault.nozzle).price = int(fault.value)
+            note.update(nozzle=fault.nozzle, price=fault.value)
         elif fault.kind == "alarm":
             pump.raise_alarm(int(fault.value))
             note["code"] = fault.value
@@ -250,6 +269,21 @@ class Simulator:
             pump.clear_alarm(int(fault.value))
             note["code"] = fault.value
         log(**note)
+
+    def _unplug(self, seconds: float) -> None:
+        """The adapter is pulled out: the pty and its link vanish, then come back."""
+        link = self.link
+        assert link is not None
+        self._loop.remove_reader(link.master)
+        self._loop.remove_writer(link.master)
+        self._out.clear()
+        link.close()
+        self.link = None
+        self._loop.call_later(seconds, self._replug)
+
+    def _replug(self) -> None:
+        self.attach(PtyLink(self.args.link))
+        log(replugged=str(self.args.link), wall_ms=int(time.time() * 1000))
 
     def _uncut(self) -> None:
         self.line.cut = False
@@ -359,9 +393,10 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
         await stop.wait()
         sessions.cancel()
     finally:
-        loop.remove_reader(link.master)
-        loop.remove_writer(link.master)
-        link.close()
+        if sim.link is not None:  # None while unplugged
+            loop.remove_reader(sim.link.master)
+            loop.remove_writer(sim.link.master)
+            sim.link.close()
     if failed:
         log(error="sessions failed", detail=repr(failed[0]))
         return 1
