@@ -28,11 +28,16 @@ from collector import logs, sdnotify, version
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
+    from collector.edge import EdgeSettings
     from collector.gauge import GaugeTask
+    from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
     from collector.port import PollPort
+    from collector.relay import RelayPort
     from config.models import Config, PortConfig
     from uplink.mqtt import Uplink
+
+    Port = PollPort | RelayPort | ListenPort
 
 log = structlog.get_logger("collector")
 
@@ -131,7 +136,7 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.started = time.monotonic()
-        self.ports: list[PollPort] = []
+        self.ports: list[Port] = []
         self.gauge: GaugeTask | None = None
         self._stop = asyncio.Event()
 
@@ -214,7 +219,6 @@ class Collector:
         configuration error and do stop the start.
         """
         from collector.edge import EdgeSettings
-        from collector.port import LineSettings, PollPort
 
         cfg = self.config
         edge = EdgeSettings(
@@ -222,29 +226,71 @@ class Collector:
             amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
         )
         for pc in cfg.ports:
-            port = PollPort(
-                number=pc.number,
-                line=LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits),
-                driver=make_driver(pc, cfg.device.tzinfo),
-                store=store,
-                nozzles=nozzles,
-                station=cfg.device.station,
-                tz=cfg.device.tzinfo,
-                poll_interval_s=pc.poll_interval_ms / 1000,
-                response_timeout_s=pc.response_timeout_ms / 1000,
-                on_commit=uplink.wake,
-                edge=edge,
-            )
+            port = self._make_port(pc, store, nozzles, uplink, edge)
             self.ports.append(port)
-            if not os.path.exists(pc.device):
-                log.error("port_missing", port=pc.number, device=pc.device)
-                port.sink.port_link(False, f"{pc.device}: no such device")
+            missing = [d for d in (pc.device, pc.pos_device) if d and not os.path.exists(d)]
+            if missing:
+                log.error("port_missing", port=pc.number, device=missing[0])
+                port.sink.port_link(False, f"{missing[0]}: no such device")
                 continue
             try:
                 await port.open()
             except (OSError, ValueError) as exc:
                 raise StartError(f"port {pc.number}: {pc.device}: {exc}") from None
             port.stats.online = True
+
+    def _make_port(
+        self,
+        pc: PortConfig,
+        store: OrderStore,
+        nozzles: NozzleTable,
+        uplink: Uplink,
+        edge: EdgeSettings,
+    ) -> Port:
+        """The port object for ``pc.mode``: poll master, relay or listening tap."""
+        from collector.serialfd import LineSettings
+        from collector.sink import PortSink
+
+        cfg = self.config
+        tz = cfg.device.tzinfo
+        line = LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits)
+        if pc.mode == "poll":
+            from collector.port import PollPort
+
+            return PollPort(
+                number=pc.number,
+                line=line,
+                driver=make_driver(pc, tz),
+                store=store,
+                nozzles=nozzles,
+                station=cfg.device.station,
+                tz=tz,
+                poll_interval_s=pc.poll_interval_ms / 1000,
+                response_timeout_s=pc.response_timeout_ms / 1000,
+                on_commit=uplink.wake,
+                edge=edge,
+            )
+        from protocols import load_monitor
+
+        sink = PortSink(
+            number=pc.number,
+            store=store,
+            nozzles=nozzles,
+            station=cfg.device.station,
+            tz=tz,
+            on_commit=uplink.wake,
+            edge=edge,
+        )
+        monitor = load_monitor(pc.protocol)(pc.addresses)
+        if pc.mode == "relay":
+            from collector.relay import RelayPort
+
+            assert pc.pos_device is not None  # the config requires it
+            pos = LineSettings(pc.pos_device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits)
+            return RelayPort(number=pc.number, dispenser=line, pos=pos, monitor=monitor, sink=sink)
+        from collector.listen import ListenPort
+
+        return ListenPort(number=pc.number, line=line, monitor=monitor, sink=sink)
 
     async def _run(self, uplink: Uplink) -> None:
         async with asyncio.TaskGroup() as tg:
@@ -258,7 +304,7 @@ class Collector:
             for task in tasks:
                 task.cancel()
 
-    async def _supervise(self, port: PollPort) -> None:
+    async def _supervise(self, port: Port) -> None:
         """Keep one port running; a failed line is reopened with backoff.
 
         PORT_OFFLINE is raised the moment the line fails (read error, EOF,

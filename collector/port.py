@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timezone
 
 import structlog
@@ -24,6 +23,7 @@ import structlog
 from buffer.store import OrderStore
 from collector.edge import EdgeSettings
 from collector.nozzles import NozzleTable
+from collector.serialfd import LineSettings
 from collector.sink import PortSink, PortStats
 from protocols.base import PollDriver
 from protocols.events import Event
@@ -34,15 +34,6 @@ log = structlog.get_logger("collector.port")
 #: (a 95-byte record doubles to at most ~200 bytes with FA escapes) so one
 #: response is usually one read, small enough to bound memory per port.
 READ_CHUNK = 512
-
-
-@dataclass(frozen=True, slots=True)
-class LineSettings:
-    device: str
-    baudrate: int
-    bytesize: int
-    parity: str
-    stopbits: int
 
 
 class PollPort:

@@ -246,12 +246,12 @@ class PortSink:
                 self._offline.discard(source)
             else:
                 self._offline.add(source)
-            self._raise("NOZZLE_OFFLINE", source, not link.online, {"address": link.address})
+            self.alarm("NOZZLE_OFFLINE", source, not link.online, {"address": link.address})
         if link.online:  # a pump-level alarm raised before its nozzles were known
             pump = prefix[:-1]
             if pump in self._offline:
                 self._offline.discard(pump)
-                self._raise("NOZZLE_OFFLINE", pump, False, {"address": link.address})
+                self.alarm("NOZZLE_OFFLINE", pump, False, {"address": link.address})
 
     def port_link(self, online: bool, reason: str = "") -> None:
         """The serial line itself failed or is back (PORT_OFFLINE, raised and
@@ -260,9 +260,9 @@ class PortSink:
             return
         self._port_offline = not online
         detail: dict[str, Any] = {"reason": reason} if reason else {}
-        self._raise("PORT_OFFLINE", f"p{self.number:02d}", not online, detail)
+        self.alarm("PORT_OFFLINE", f"p{self.number:02d}", not online, detail)
 
-    def _raise(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> None:
+    def alarm(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> None:
         now = datetime.now(self.tz).replace(tzinfo=None)
         rid, body = alarm_record(source, code, raised, now, self.tz, detail)
         self._store("alarm", rid, body)

@@ -275,8 +275,11 @@ class PortConfig(BaseModel):
     number: Annotated[int, Field(ge=1, le=MAX_PORTS)]
     device: Annotated[str, Field(min_length=1)]
     protocol: str
-    #: Only ``poll`` for now; ``relay`` and ``listen`` come later (SPEC D20).
-    mode: Literal["poll"] = "poll"
+    #: ``poll``: the collector is master (read-only queries); ``relay``: in
+    #: line between the dispenser (``device``) and the POS (``pos_device``);
+    #: ``listen``: a receive-only tap on a bus (SPEC D19, D20; docs/relay.md).
+    mode: Literal["poll", "relay", "listen"] = "poll"
+    pos_device: Annotated[str, Field(min_length=1)] | None = None
     baudrate: int = 9600
     bytesize: Literal[7, 8] = 8
     parity: Literal["N", "E", "O"] = "E"
@@ -298,6 +301,24 @@ class PortConfig(BaseModel):
         if value not in known:
             raise _invalid(f"unknown protocol {value!r}; known: {', '.join(known)}")
         return value
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> PortConfig:
+        if self.mode == "relay" and self.pos_device is None:
+            raise _fail([(("pos_device",), "relay mode needs the POS side's device", None)])
+        if self.mode != "relay" and self.pos_device is not None:
+            reason = f"only a relay has a POS side (mode is {self.mode!r})"
+            raise _fail([(("pos_device",), reason, self.pos_device)])
+        if self.mode != "poll" and self.protocol not in protocols.monitorable():
+            reason = (
+                f"protocol {self.protocol!r} can only be polled; relay and listen "
+                f"need a passive monitor ({', '.join(protocols.monitorable())})"
+            )
+            raise _fail([(("mode",), reason, self.mode)])
+        if self.mode == "listen" and self.protocol not in protocols.BUS_MONITORS:
+            reason = f"a {self.protocol} bus cannot be told apart by direction; use relay"
+            raise _fail([(("mode",), reason, self.mode)])
+        return self
 
     @field_validator("baudrate")
     @classmethod
@@ -527,13 +548,15 @@ def _duplicate_ports(value: Any) -> list[_LocatedError]:
     for index, port in enumerate(value):
         if not isinstance(port, dict):
             continue
-        number, device = port.get("number"), port.get("device")
+        number = port.get("number")
         if isinstance(number, int) and not isinstance(number, bool):
             if number in numbers:
                 errors.append(((index, "number"), f"duplicate port number {number}", number))
             numbers.add(number)
-        if isinstance(device, str):
-            if device in devices:
-                errors.append(((index, "device"), f"duplicate device {device!r}", device))
-            devices.add(device)
+        for key in ("device", "pos_device"):
+            device = port.get(key)
+            if isinstance(device, str):
+                if device in devices:
+                    errors.append(((index, key), f"duplicate device {device!r}", device))
+                devices.add(device)
     return errors

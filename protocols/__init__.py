@@ -28,6 +28,17 @@ BUILTIN_DESCRIBERS: dict[str, str] = {
     "tls": "protocols.tls.describe",
 }
 
+#: protocol name → (module, class) of its passive monitor, for port modes
+#: ``relay`` and ``listen`` (the POS is master; the collector only watches).
+#: A protocol without one can only be polled.
+BUILTIN_MONITORS: dict[str, tuple[str, str]] = {
+    "sinopec": ("protocols.sinopec.monitor", "SinopecMonitor"),
+}
+
+#: Monitors that can also read a half-duplex bus carrying both directions
+#: (``listen``): their frames say which side sent them.
+BUS_MONITORS = frozenset({"sinopec"})
+
 ENTRY_POINT_GROUP = "forecourt.protocols"
 
 
@@ -62,3 +73,17 @@ def load_describer(name: str) -> Any:
     if name not in BUILTIN_DESCRIBERS:
         raise UnknownProtocol(f"unknown protocol {name!r}; known: {', '.join(describable())}")
     return importlib.import_module(BUILTIN_DESCRIBERS[name]).describe
+
+
+def monitorable() -> list[str]:
+    """Protocols that can be relayed or listened to (they have a monitor)."""
+    return sorted(BUILTIN_MONITORS)
+
+
+def load_monitor(name: str) -> Any:
+    """The passive monitor class of protocol ``name``, importing it now."""
+    if name not in BUILTIN_MONITORS:
+        known = ", ".join(monitorable())
+        raise UnknownProtocol(f"protocol {name!r} has no passive monitor; known: {known}")
+    module_name, class_name = BUILTIN_MONITORS[name]
+    return getattr(importlib.import_module(module_name), class_name)

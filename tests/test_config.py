@@ -243,6 +243,7 @@ def test_defaults() -> None:
     port = config.ports[0].model_dump(exclude={"number", "device", "protocol", "addresses"})
     assert port == {
         "mode": "poll",
+        "pos_device": None,
         "baudrate": 9600,
         "bytesize": 8,
         "parity": "N",  # demo.toml: a pty refuses even parity on some kernels
@@ -528,3 +529,36 @@ def test_run_hands_the_config_to_the_daemon(
     [config] = seen
     assert config.log.format == "json"
     assert config.device.id == "gw-1"
+
+
+@pytest.mark.parametrize(
+    ("port", "error"),
+    [
+        ({"mode": "relay"}, "ports.0.pos_device: relay mode needs the POS side's device"),
+        ({"pos_device": "/dev/ttyS9"}, "ports.0.pos_device: only a relay has a POS side"),
+        ({"mode": "listen", "protocol": "gilbarco"}, "ports.0.mode: protocol 'gilbarco' can"),
+        ({"mode": "relay", "pos_device": "/dev/ttyS0"}, "ports.0.pos_device: duplicate device"),
+    ],
+)
+def test_port_modes_are_checked(tmp_path: Path, port: dict[str, object], error: str) -> None:
+    """relay needs both sides, listen needs a bus monitor (SPEC D19, D20)."""
+    table = {"number": 1, "device": "/dev/ttyS0", "protocol": "sinopec", "addresses": [1]}
+    table.update(port)
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL_FOR_MODES + "[[ports]]\n" + lines + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any(line.startswith(error) for line in str(info.value).splitlines()), str(info.value)
+
+
+MINIMAL_FOR_MODES = """
+[device]
+id = "gw"
+station = "S"
+[store]
+path = "s.sqlite"
+[uplink]
+keys_file = "k.toml"
+kid = "k1"
+"""

@@ -57,6 +57,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
 from pathlib import Path
+from typing import IO
 
 from hil.dispenser.faults import Fault, LineFaults, parse_fault
 from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, NozzleModel, PumpModel
@@ -116,6 +117,16 @@ class Simulator:
         self._out = bytearray()
         self._loop = asyncio.get_running_loop()
         self._start = self._loop.time()
+        self._rx: IO[bytes] | None = None
+        self._tx: IO[bytes] | None = None
+        if args.record:
+            self._rx = open(f"{args.record}.rx", "wb")  # noqa: SIM115 - closed in close()
+            self._tx = open(f"{args.record}.tx", "wb")  # noqa: SIM115
+
+    def close(self) -> None:
+        for f in (self._rx, self._tx):
+            if f is not None:
+                f.close()
 
     # ------------------------------------------------------------ the line
 
@@ -134,6 +145,9 @@ class Simulator:
             self._loop.remove_reader(self.link.master)
             self._loop.call_later(READ_RETRY_S, self.attach, self.link)
             return
+        if self._rx is not None:
+            self._rx.write(chunk)
+            self._rx.flush()
         if self.line.cut:
             self.line.dropped_bytes += len(chunk)
             return
@@ -146,6 +160,9 @@ class Simulator:
 
     def _send(self, data: bytes) -> None:
         assert self.link is not None
+        if self._tx is not None:
+            self._tx.write(data)
+            self._tx.flush()
         pending = bool(self._out)
         self._out += data
         if not pending:
@@ -325,6 +342,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p.add_argument("--bit-error-rate", type=float, default=0.0, help="per bit written")
     p.add_argument("--drop-rate", type=float, default=0.0, help="per byte written")
     p.add_argument("--fault", action="append", default=[], help="e.g. at=5:line-cut=3")
+    p.add_argument("--record", help="write every byte received to PREFIX.rx, sent to PREFIX.tx")
     args = p.parse_args(argv)
     if not 1 <= args.nozzles <= MAX_NOZZLES:
         p.error(f"--nozzles must be 1..{MAX_NOZZLES}")
@@ -397,6 +415,7 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
             loop.remove_reader(sim.link.master)
             loop.remove_writer(sim.link.master)
             sim.link.close()
+        sim.close()
     if failed:
         log(error="sessions failed", detail=repr(failed[0]))
         return 1

@@ -1,0 +1,82 @@
+"""A two-wire bus with a tap, for listen tests: POS ⇄ pump, copied to a tap.
+
+``python -m hil.bus --pos PATH --pump PATH --tap PATH``
+
+``--pos`` and ``--pump`` are links the POS and dispenser simulators made;
+the bus opens both and passes every byte between them (one half-duplex
+pair has both directions on it). ``--tap`` is a new pty link where the
+collector listens: it gets a copy of every byte in both directions, in
+line order. Whatever is written *into* the tap would go onto the bus of a
+real installation; here it is only counted. On SIGTERM the bus prints
+``{"tap_written": N, "bus_bytes": M}`` on stdout and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tty
+from pathlib import Path
+
+from hil.dispenser.ptylink import PtyLink
+
+READ_CHUNK = 4096
+
+
+def open_raw(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd)
+    return fd
+
+
+async def amain(args: argparse.Namespace) -> int:
+    loop = asyncio.get_running_loop()
+    pos, pump = open_raw(args.pos), open_raw(args.pump)
+    tap = PtyLink(args.tap)
+    counts = {"tap_written": 0, "bus_bytes": 0}
+
+    def move(src: int, dst: int) -> None:
+        try:
+            data = os.read(src, READ_CHUNK)
+        except BlockingIOError:
+            return
+        counts["bus_bytes"] += len(data)
+        os.write(dst, data)  # test traffic: a few bytes, the pty always has room
+        tap.write(data)  # a full tap drops bytes: a tap never holds the bus up
+
+    def tapped() -> None:
+        try:
+            counts["tap_written"] += len(tap.read(READ_CHUNK))
+        except (BlockingIOError, OSError):
+            return
+
+    loop.add_reader(pos, move, pos, pump)
+    loop.add_reader(pump, move, pump, pos)
+    loop.add_reader(tap.master, tapped)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for fd in (pos, pump, tap.master):
+        loop.remove_reader(fd)
+    tap.close()
+    os.close(pos)
+    os.close(pump)
+    print(json.dumps(counts), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hil.bus", description=__doc__.split("\n")[0])
+    p.add_argument("--pos", type=Path, required=True)
+    p.add_argument("--pump", type=Path, required=True)
+    p.add_argument("--tap", type=Path, required=True)
+    return asyncio.run(amain(p.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

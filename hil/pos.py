@@ -1,0 +1,140 @@
+"""A station POS on a pty: the master of a dispenser link, for relay tests.
+
+``python -m hil.pos --protocol sinopec --link PATH --addresses 1,2
+[--poll-ms 30] [--timeout-ms 300] [--record PREFIX]``
+
+It creates a pty whose slave is reachable as ``--link`` (the collector's
+relay opens it as its POS side) and polls through it with our own poll
+driver, confirming every sale as a real POS would (the POS is allowed to:
+it is the station's business system). Each sale read prints one JSON line
+``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout.
+
+``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
+received to ``PREFIX.rx`` (flushed as it goes), so a test can compare
+what left one end of the relay with what arrived at the other. On
+SIGTERM the POS stops asking, listens for one more response window, and
+exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import IO
+
+from hil.dispenser.ptylink import PtyLink
+from protocols import load_driver
+from protocols.events import Sale
+
+#: Bytes read from the pty per wakeup.
+READ_CHUNK = 4096
+
+
+class Pos:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.driver = load_driver(args.protocol)(args.addresses)
+        self.link = PtyLink(args.link)
+        self.tx: IO[bytes] | None = None
+        self.rx: IO[bytes] | None = None
+        if args.record is not None:
+            self.tx = open(f"{args.record}.tx", "wb")  # noqa: SIM115 - closed in close()
+            self.rx = open(f"{args.record}.rx", "wb")  # noqa: SIM115
+        self.received = asyncio.Queue[bytes]()
+        self.stopping = False
+
+    def close(self) -> None:
+        for f in (self.tx, self.rx):
+            if f is not None:
+                f.close()
+        self.link.close()
+
+    def _readable(self) -> None:
+        try:
+            data = self.link.read(READ_CHUNK)
+        except BlockingIOError:
+            return
+        if self.rx is not None:
+            self.rx.write(data)
+            self.rx.flush()
+        self.received.put_nowait(data)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.link.master, self._readable)
+        timeout = self.args.timeout_ms / 1000
+        while not self.stopping:
+            request = self.driver.next_request()
+            if request is not None:
+                self._write(request)
+                await self._response(loop, timeout)
+            await asyncio.sleep(self.args.poll_ms / 1000)
+        # One more window for the answer to the last request (kept in .rx).
+        await asyncio.sleep(timeout)
+        loop.remove_reader(self.link.master)
+
+    def _write(self, data: bytes) -> None:
+        rest = data
+        while rest:  # requests are a few bytes: the pty's buffer always has room
+            rest = rest[self.link.write(rest) :]
+        if self.tx is not None:
+            self.tx.write(data)
+            self.tx.flush()
+
+    async def _response(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        deadline = loop.time() + timeout
+        while self.driver.awaiting_response:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.driver.response_timeout()
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    chunk = await self.received.get()
+            except TimeoutError:
+                continue
+            for event in self.driver.receive_data(chunk):
+                if isinstance(event, Sale):
+                    self.driver.sale_committed(event)  # the POS confirms
+                    line = {"nozzle": f"a{event.address}.n{event.nozzle}",
+                            "order_no": event.order_no, "key": event.key}  # fmt: skip
+                    print(json.dumps(line), flush=True)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    pos = Pos(args)
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        pos.stopping = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        await pos.run()
+    finally:
+        pos.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hil.pos", description=__doc__.split("\n")[0])
+    p.add_argument("--protocol", default="sinopec")
+    p.add_argument("--link", type=Path, required=True)
+    p.add_argument("--addresses", default="1", help="pump addresses, e.g. 1,2")
+    p.add_argument("--poll-ms", type=float, default=30)
+    p.add_argument("--timeout-ms", type=float, default=300)
+    p.add_argument("--record", help="write PREFIX.tx and PREFIX.rx")
+    args = p.parse_args(argv)
+    args.addresses = [int(a) for a in args.addresses.split(",")]
+    print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)
+    return asyncio.run(amain(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
