@@ -213,6 +213,31 @@ def dispenser(
     return proc
 
 
+def pos(
+    work: Path, link: Path, *, addresses: str = "1", record: Path | None = None, poll_ms: int = 30
+) -> Proc:
+    """Start ``python -m hil.pos``: a station POS polling through ``link``."""
+    argv = [
+        sys.executable, "-m", "hil.pos", "--link", str(link), "--addresses", addresses,
+        "--poll-ms", str(poll_ms),
+    ]  # fmt: skip
+    if record is not None:
+        argv += ["--record", str(record)]
+    proc = Proc("pos", argv, work)
+    wait_until(lambda: link.exists(), 10, f"the POS link {link}")
+    return proc
+
+
+def bus(work: Path, *, pos: Path, pump: Path, tap: Path) -> Proc:
+    """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``."""
+    argv = [
+        sys.executable, "-m", "hil.bus", "--pos", str(pos), "--pump", str(pump), "--tap", str(tap),
+    ]  # fmt: skip
+    proc = Proc("bus", argv, work)
+    wait_until(lambda: tap.exists(), 10, f"the bus tap {tap}")
+    return proc
+
+
 def collector(work: Path, config: Path, overrides: Sequence[str], name: str = "collector") -> Proc:
     argv = [sys.executable, "-m", "collector", "run", "--config", str(config)]
     for item in overrides:
