@@ -342,6 +342,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p.add_argument("--bit-error-rate", type=float, default=0.0, help="per bit written")
     p.add_argument("--drop-rate", type=float, default=0.0, help="per byte written")
     p.add_argument("--fault", action="append", default=[], help="e.g. at=5:line-cut=3")
+    p.add_argument(
+        "--unplug-on-usr1", type=float, metavar="S", help="SIGUSR1 unplugs the line for S seconds"
+    )
     p.add_argument("--record", help="write every byte received to PREFIX.rx, sent to PREFIX.tx")
     args = p.parse_args(argv)
     if not 1 <= args.nozzles <= MAX_NOZZLES:
@@ -406,6 +409,9 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
         sim.attach(link)
         log(link=str(args.link), device=link.device, addresses=args.addresses)
         sim.schedule(args.faults)
+        if args.unplug_on_usr1:
+            fault = Fault(0.0, "unplug", args.unplug_on_usr1)
+            loop.add_signal_handler(signal.SIGUSR1, sim.apply, fault)
         sessions = asyncio.create_task(sim.run_sessions())
         sessions.add_done_callback(finished)
         await stop.wait()

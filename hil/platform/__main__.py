@@ -1,11 +1,12 @@
 """``python -m hil.platform --broker HOST:PORT --keys FILE``
 
 Subscribes to every device's ``up`` topics and ``state``, and prints one
-JSON line per accepted record (``{"dev", "type", "seq", "chain", "record"}``),
-heartbeat, state change and (re)connection (``{"receiver": "connected"}``)
-on stdout; rejections and chain problems go to
-stderr as JSON lines. The session is persistent (clean_session false), so a
-receiver that reconnects gets what the broker queued for it meanwhile.
+JSON line per accepted record (``{"dev", "type", "seq", "chain", "record",
+"rx_ms"}``, ``rx_ms`` its arrival time in epoch ms), heartbeat, state
+change and (re)connection (``{"receiver": "connected"}``) on stdout;
+rejections and chain problems go to stderr as JSON lines. The session is
+persistent (clean_session false), so a receiver that reconnects gets what
+the broker queued for it meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -46,8 +48,9 @@ async def serve(host: str, port: int, receiver: Receiver, client_id: str, device
                     if not isinstance(payload, bytes | bytearray):
                         payload = str(payload).encode()
                     lines, problems = receiver.handle(str(message.topic), bytes(payload))
+                    rx_ms = time.time_ns() // 1_000_000  # arrival, for latency figures
                     for line in lines:
-                        _emit(sys.stdout, line)
+                        _emit(sys.stdout, {**line, "rx_ms": rx_ms})
                     for problem in problems:
                         _emit(sys.stderr, problem)
         except aiomqtt.MqttError as exc:
