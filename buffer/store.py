@@ -319,6 +319,13 @@ class OrderStore:
         ).fetchall()
         return sum((Decimal(str(v)) for (v,) in rows if v is not None), Decimal(0))
 
+    def ping(self) -> bool:
+        """True when the database answers a read (the watchdog's store check)."""
+        try:
+            return self._db.execute("SELECT count(*) FROM meta").fetchone() is not None
+        except sqlite3.Error:
+            return False
+
     def last_order(self, nozzle: str) -> dict[str, Any] | None:
         """The newest order of ``nozzle`` (highest nseq), or None: the edge checks'
         reference after a restart (SPEC A1)."""

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from collector import logs, sdnotify, version
+from collector import logs, sdnotify, version, watchdog
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
@@ -139,6 +139,7 @@ class Collector:
         self.ports: list[Port] = []
         self.gauge: GaugeTask | None = None
         self._stop = asyncio.Event()
+        self._store: OrderStore | None = None
 
     async def main(self) -> int:
         from buffer.store import OrderStore, StoreError
@@ -161,6 +162,7 @@ class Collector:
             store = OrderStore(cfg.store.path)
         except StoreError as exc:
             raise StartError(str(exc)) from None
+        self._store = store
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
         try:
@@ -296,6 +298,9 @@ class Collector:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
+            beat = watchdog.interval_s()
+            if beat is not None:
+                tasks.append(tg.create_task(watchdog.run(beat, self._store_ok)))
             if self.gauge is not None:
                 tasks.append(tg.create_task(self.gauge.run()))
             await self._stop.wait()
@@ -335,6 +340,9 @@ class Collector:
                 delay = PORT_RETRY_MIN_S  # it ran well for a while: start over
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, PORT_RETRY_MAX_S)
+
+    def _store_ok(self) -> bool:
+        return self._store is not None and self._store.ping()
 
     def heartbeat(self, store: OrderStore, nozzles: NozzleTable) -> dict[str, Any]:
         """The heartbeat body (SPEC D7; platform-interface.md ``heartbeat``)."""
