@@ -268,6 +268,7 @@ class Collector:
                 station=cfg.device.station,
                 tz=tz,
                 poll_interval_s=pc.poll_interval_ms / 1000,
+                idle_poll_interval_s=pc.idle_poll_interval_ms / 1000,
                 response_timeout_s=pc.response_timeout_ms / 1000,
                 on_commit=uplink.wake,
                 edge=edge,

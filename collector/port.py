@@ -14,7 +14,7 @@ store recognises it by the dispenser's own key.
 from __future__ import annotations
 
 import asyncio
-import time
+import os
 from collections.abc import Callable
 from datetime import timezone
 
@@ -23,7 +23,7 @@ import structlog
 from buffer.store import OrderStore
 from collector.edge import EdgeSettings
 from collector.nozzles import NozzleTable
-from collector.serialfd import LineSettings
+from collector.serialfd import LineSettings, open_line
 from collector.sink import PortSink, PortStats
 from protocols.base import PollDriver
 from protocols.events import Event
@@ -34,6 +34,16 @@ log = structlog.get_logger("collector.port")
 #: (a 95-byte record doubles to at most ~200 bytes with FA escapes) so one
 #: response is usually one read, small enough to bound memory per port.
 READ_CHUNK = 512
+
+#: Pause before a follow-up request (see :meth:`PollPort.run`): the quiet
+#: time most dispenser links want between frames (a few character times at
+#: 9600 baud is ~3 ms; 10 ms leaves room for slow pumps).
+INTER_FRAME_GAP_S = 0.010
+
+#: Follow-ups in a row before the port takes a normal poll interval again:
+#: enough for the longest exchange (a DART sale: status, filling data,
+#: totals ...), bounded so a chatty pump cannot monopolise the line.
+MAX_FOLLOW_UPS = 6
 
 
 class PollPort:
@@ -51,6 +61,7 @@ class PollPort:
         tz: timezone,
         poll_interval_s: float,
         response_timeout_s: float,
+        idle_poll_interval_s: float | None = None,
         on_commit: Callable[[], None],
         edge: EdgeSettings | None = None,
     ) -> None:
@@ -62,6 +73,7 @@ class PollPort:
         self.station = station
         self.tz = tz
         self.poll_interval_s = poll_interval_s
+        self.idle_poll_interval_s = max(poll_interval_s, idle_poll_interval_s or 0.0)
         self.response_timeout_s = response_timeout_s
         self.on_commit = on_commit
         self.stats = PortStats()
@@ -75,75 +87,134 @@ class PollPort:
             stats=self.stats,
             edge=edge,
         )
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._fd: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiter: asyncio.Future[bool] | None = None  # True: response complete
+        self._failure: ConnectionError | None = None
 
     async def open(self) -> None:
-        """Open the serial line; raises OSError with the device's own reason."""
-        import termios
-
-        import serial_asyncio  # the only module here that touches serial
-
-        line = self.line
-        try:
-            self._reader, self._writer = await serial_asyncio.open_serial_connection(
-                url=line.device,
-                baudrate=line.baudrate,
-                bytesize=line.bytesize,
-                parity=line.parity,
-                stopbits=line.stopbits,
-            )
-        except termios.error as exc:
-            # The driver refused the line settings (a pty refuses even parity):
-            # say which settings, as an OSError like every other open failure.
-            settings = f"{line.baudrate} {line.bytesize}{line.parity}{line.stopbits}"
-            raise OSError(f"the device refuses line settings {settings}: {exc.args[-1]}") from exc
+        """Open the serial line raw and non-blocking; OSError says why it cannot."""
+        self._fd = open_line(self.line, writable=True)
+        self._failure = None
         log.info("port_open", port=self.number, device=self.line.device)
 
     @property
     def is_open(self) -> bool:
-        return self._writer is not None
+        return self._fd is not None
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
+        if self._fd is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._fd)
+                self._loop.remove_writer(self._fd)
+            os.close(self._fd)
+        self._fd = None
 
     async def run(self) -> None:
-        if self._reader is None:
+        if self._fd is None:
             await self.open()
+        assert self._fd is not None
+        loop = self._loop = asyncio.get_running_loop()
+        # One reader for the port's whole life: no per-read registration, so
+        # an idle poll costs one write, one read and one timer (bench/ports32.py).
+        loop.add_reader(self._fd, self._readable)
+        follow_ups = 0
         while True:
-            await self._turn()
-            await asyncio.sleep(self.poll_interval_s)
+            changes = self.sink.changes
+            link_only = await self._turn()
+            if (link_only or self.sink.changes != changes) and follow_ups < MAX_FOLLOW_UPS:
+                # The request expected no answer (a DART ACK), or something
+                # changed: the driver's next request is likely the next step
+                # of the same exchange (DART and Gilbarco need several to
+                # fetch one sale), so it goes after the line's inter-frame
+                # gap, not after a whole poll interval.
+                follow_ups += 1
+                pause = INTER_FRAME_GAP_S
+            else:
+                follow_ups = 0
+                pause = self.poll_interval_s if self.sink.active else self.idle_poll_interval_s
+            await asyncio.sleep(pause)
+            if self._failure is not None:
+                raise self._failure
 
-    async def _turn(self) -> None:
-        assert self._reader is not None and self._writer is not None
+    def _fail(self, reason: str) -> None:
+        self._failure = ConnectionError(f"{self.line.device}: {reason}")
+        if self._loop is not None and self._fd is not None:
+            self._loop.remove_reader(self._fd)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(self._failure)
+
+    def _readable(self) -> None:
+        assert self._fd is not None
+        try:
+            chunk = os.read(self._fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:  # EIO: the adapter is gone
+            self._fail(exc.strerror or str(exc))
+            return
+        if not chunk:
+            self._fail("serial line closed")
+            return
+        # Bytes outside a request's window (a late answer, noise) go to the
+        # driver too: it reports them as unexpected or garbage.
+        self._handle(self.driver.receive_data(chunk))
+        waiter = self._waiter
+        if waiter is not None and not waiter.done() and not self.driver.awaiting_response:
+            waiter.set_result(True)
+
+    async def _turn(self) -> bool:
+        """One request and its answer; True when the request expected none."""
+        assert self._fd is not None and self._loop is not None
+        if self._failure is not None:
+            raise self._failure
         request = self.driver.next_request()
         if request is None:
-            return
-        self._writer.write(request)
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
-        # cancellation that races with completion, and the port would never stop.
+            return False
+        await self._write(request)
+        if not self.driver.awaiting_response:
+            return True
+        loop = self._loop
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(self.response_timeout_s, _settle, waiter, False)
         try:
-            # A hung adapter (or XOFF) would block this port forever: reopen it.
-            async with asyncio.timeout(self.response_timeout_s):
-                await self._writer.drain()
-        except TimeoutError:
-            raise ConnectionError(f"{self.line.device}: write did not drain") from None
-        deadline = time.monotonic() + self.response_timeout_s
-        while self.driver.awaiting_response:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._handle(self.driver.response_timeout())
-                return
+            complete = await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        if not complete and self.driver.awaiting_response:
+            self._handle(self.driver.response_timeout())
+        return False
+
+    async def _write(self, data: bytes) -> None:
+        """Write all of ``data``; a line that takes nothing for a response timeout
+        (a hung adapter, XOFF) has failed and is reopened."""
+        assert self._fd is not None and self._loop is not None
+        while data:
             try:
-                async with asyncio.timeout(remaining):
-                    chunk = await self._reader.read(READ_CHUNK)
-            except TimeoutError:
-                continue
-            if not chunk:
-                raise ConnectionError(f"{self.line.device}: serial line closed")
-            self._handle(self.driver.receive_data(chunk))
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError as exc:
+                raise ConnectionError(f"{self.line.device}: {exc.strerror or exc}") from None
+            data = data[written:]
+            if not data:
+                return
+            ready: asyncio.Future[bool] = self._loop.create_future()
+            self._loop.add_writer(self._fd, _settle, ready, True)
+            timer = self._loop.call_later(self.response_timeout_s, _settle, ready, False)
+            try:
+                drained = await ready
+            finally:
+                timer.cancel()
+                self._loop.remove_writer(self._fd)
+            if not drained:
+                raise ConnectionError(f"{self.line.device}: write did not drain")
 
     def _handle(self, events: list[Event]) -> None:
         self.sink.handle(events, self.driver.sale_committed)
+
+
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)

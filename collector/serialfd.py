@@ -54,7 +54,13 @@ def configure(fd: int, line: LineSettings) -> None:
     cc[termios.VMIN], cc[termios.VTIME] = 1, 0
     try:
         termios.tcsetattr(fd, termios.TCSANOW, [0, 0, cflag, 0, speed, speed, cc])
+        applied = termios.tcgetattr(fd)
     except termios.error as exc:
         raise OSError(
             f"the device refuses line settings {line.describe()}: {exc.args[-1]}"
         ) from exc
+    # tcsetattr succeeds when *any* change applied: a driver that silently
+    # drops parity (a pty does) would garble every frame. Read back and check.
+    mask = termios.CSIZE | termios.PARENB | termios.PARODD | termios.CSTOPB
+    if applied[2] & mask != cflag & mask or applied[4:6] != [speed, speed]:
+        raise OSError(f"the device refuses line settings {line.describe()}: not applied")

@@ -26,6 +26,7 @@ from protocols.events import (
     DeviceAlarm,
     Event,
     Identity,
+    NozzleState,
     NozzleStatus,
     ProtocolError,
     PumpLink,
@@ -42,6 +43,14 @@ log = structlog.get_logger("collector.port")
 #: cannot fill the store. Suppressed changes are counted (stats.errors).
 STATE_RECORD_BURST = 30
 STATE_RECORD_EVERY_S = 1.0
+
+#: After a change (a nozzle's state, a sale) the port stays at its busy pace
+#: this long: the confirmation, the pump's next queued record and the
+#: several reads some protocols need to fetch one sale go at once, not at
+#: the idle pace.
+ACTIVE_HOLD_S = 3.0
+
+BUSY_STATES = frozenset({NozzleState.LIFTED, NozzleState.FUELLING})
 
 
 @dataclass(slots=True)
@@ -84,6 +93,11 @@ class PortSink:
         self._offline: set[str] = set()
         self._port_offline = False
         self._record_ms: dict[str, int] = {}  # last rid stamp per source
+        self._busy: set[str] = set()  # nozzles lifted or fuelling now
+        self._last_change = float("-inf")  # monotonic time of the last change seen
+        #: Count of changes seen (states, sales, totals, alarms): a port
+        #: compares it around a turn to know whether the turn moved anything.
+        self.changes = 0
         self._tokens: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
         #: Last identities seen per (address, nozzle or None): in memory only,
         #: so after a restart the first report is a snapshot, not a change.
@@ -96,16 +110,25 @@ class PortSink:
                 self._on_sale(event, confirm)
             elif isinstance(event, NozzleStatus):
                 key = nozzle_key(self.number, event.address, event.nozzle)
+                if event.state in BUSY_STATES:
+                    self._busy.add(key)
+                else:
+                    self._busy.discard(key)
                 if self.nozzles.update(key, event):
+                    self._changed()
                     log.debug("nozzle_state", nozzle=key, state=str(event.state))
                     self._state_record(key)
             elif isinstance(event, PumpLink):
+                self._changed()
                 self._on_link(event)
             elif isinstance(event, Totals):
+                self._changed()
                 self._on_totals(event)
             elif isinstance(event, DeviceAlarm):
+                self._changed()
                 self._on_alarm(event)
             elif isinstance(event, Identity):
+                self._changed()
                 self._on_identity(event)
             elif isinstance(event, ProtocolError):
                 self.stats.errors[event.kind] = self.stats.errors.get(event.kind, 0) + 1
@@ -114,7 +137,18 @@ class PortSink:
                         "protocol_error", port=self.number, kind=event.kind, detail=event.detail
                     )
 
+    @property
+    def active(self) -> bool:
+        """A nozzle is lifted or fuelling, or something changed (a state, a sale)
+        in the last :data:`ACTIVE_HOLD_S`: the port polls at its busy pace."""
+        return bool(self._busy) or time.monotonic() - self._last_change < ACTIVE_HOLD_S
+
+    def _changed(self) -> None:
+        self.changes += 1
+        self._last_change = time.monotonic()
+
     def _on_sale(self, sale: Sale, confirm: Callable[[Sale], None] | None) -> None:
+        self._changed()
         key = nozzle_key(self.number, sale.address, sale.nozzle)
         pump = f"p{self.number:02d}.a{sale.address}."
         fields: dict[str, Any] = order_fields(
@@ -233,6 +267,7 @@ class PortSink:
         """A pump stopped or started answering: its nozzles go offline or come
         back, with NOZZLE_OFFLINE raised and cleared once per episode (D14)."""
         prefix = f"p{self.number:02d}.a{link.address}."
+        self._busy = {k for k in self._busy if not k.startswith(prefix)}
         log.info("pump_link", port=self.number, address=link.address, online=link.online)
         changed = self.nozzles.link(prefix, link)
         for key in changed:

@@ -289,6 +289,11 @@ class PortConfig(BaseModel):
         Field(min_length=1),
     ]
     poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 200
+    #: Poll interval while every nozzle of the port is idle and no sale is
+    #: being confirmed: a lift is still seen within this, and an idle
+    #: 32-port box costs a fraction of the CPU (bench/ports32.py). Never
+    #: shorter than ``poll_interval_ms`` (the larger of the two applies).
+    idle_poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 1000
     response_timeout_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 300
     sinopec: SinopecOptions = Field(default_factory=SinopecOptions)
     dart: DartOptions = Field(default_factory=DartOptions)
@@ -466,8 +471,8 @@ class EdgeConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     #: grade code → lowest plausible unit price, yuan/L (A10: dumping).
-    price_floors: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(gt=0)]] = (
-        Field(default_factory=dict)
+    price_floors: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict
     )
     #: |price × volume − amount| above this many yuan is AMOUNT_MISMATCH (A2).
     amount_tolerance: Annotated[float, Field(ge=0, le=100)] = 0.01

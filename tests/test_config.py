@@ -244,6 +244,7 @@ def test_defaults() -> None:
     assert port == {
         "mode": "poll",
         "pos_device": None,
+        "idle_poll_interval_ms": 1000,
         "baudrate": 9600,
         "bytesize": 8,
         "parity": "N",  # demo.toml: a pty refuses even parity on some kernels

@@ -17,68 +17,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hil import stack
+from hil import stack, station
 from hil.stack import Mosquitto, Proc
 
 DEMO_KEYS = stack.ROOT / "config" / "demo-keys.toml"
 PORTS = 32
-PROTOCOLS = ("sinopec", "dart", "gilbarco")
 ORDERS_PER_PORT = 6
 UNPLUGGED = 5
 UNPLUG_S = 3
 
 
-def config_text(tmp_path: Path, broker_port: int, links: dict[int, Path]) -> str:
-    head = f"""
-[device]
-id = "demo-gw-01"
-station = "DEMO-0001"
-[store]
-path = "{tmp_path / "store.sqlite"}"
-[uplink]
-port = {broker_port}
-keys_file = "{DEMO_KEYS}"
-kid = "demo-k1"
-batch_max_records = 100
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-[log]
-format = "json"
-"""
-    ports = []
-    for number, link in links.items():
-        protocol = PROTOCOLS[(number - 1) % len(PROTOCOLS)]
-        ports.append(
-            f"""
-[[ports]]
-number = {number}
-device = "{link}"
-protocol = "{protocol}"
-parity = "N"
-addresses = [1]
-poll_interval_ms = 50
-[ports.dart]
-grades = {{1 = "1092", 2 = "1095", 3 = "2000", 4 = "1092"}}
-"""
-        )
-    return head + "".join(ports)
-
-
 def test_32_ports_mixed_protocols_one_unplugged(tmp_path: Path, broker: Mosquitto) -> None:
     receiver = stack.receiver(tmp_path, broker.port, DEMO_KEYS, client_id=f"rx-{tmp_path.name}")
     sims: dict[int, Proc] = {}
-    links = {n: tmp_path / f"port{n:02d}" for n in range(1, PORTS + 1)}
     collector = None
     try:
-        for number, link in links.items():
-            extra = ["--unplug-on-usr1", str(UNPLUG_S)] if number == UNPLUGGED else []
-            sims[number] = stack.dispenser(
-                tmp_path, link, orders=ORDERS_PER_PORT, nozzles=4, rate=0.3, seed=number,
-                protocol=PROTOCOLS[(number - 1) % len(PROTOCOLS)], fill_seconds=0.3,
-                port_number=number, extra=extra, name=f"dispenser{number:02d}",
-            )  # fmt: skip
-        config = tmp_path / "station.toml"
-        config.write_text(config_text(tmp_path, broker.port, links))
+        sims = station.start_dispensers(
+            tmp_path, PORTS, orders=ORDERS_PER_PORT, rate=0.3,
+            extra={UNPLUGGED: ["--unplug-on-usr1", str(UNPLUG_S)]},
+        )  # fmt: skip
+        config = station.write_config(tmp_path / "station.toml", tmp_path, broker.port, PORTS)
         collector = stack.collector(tmp_path, config, [])
         # Pull port 5's adapter once every port is collecting.
         receiver.wait_lines(lambda line: line.get("type") == "order", PORTS, 60)
@@ -110,7 +68,7 @@ def test_32_ports_mixed_protocols_one_unplugged(tmp_path: Path, broker: Mosquitt
     assert Counter((o["nozzle"], o["order_no"]) for o in orders) == Counter(
         (t["nozzle"], t["order_no"]) for t in truth
     )
-    assert {o["nozzle"].split(".")[0] for o in orders} == {f"p{n:02d}" for n in links}
+    assert {o["nozzle"].split(".")[0] for o in orders} == {f"p{n:02d}" for n in sims}
     assert all(line["chain"] == "ok" for line in lines)
     assert all(o["flags"] == [] for o in orders)
 

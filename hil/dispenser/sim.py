@@ -235,6 +235,8 @@ class Simulator:
             truth = truth_of(sale, self.args.port_number)
         else:
             truth = sale.truth(self.args.port_number, amount_totalizer=self.amount_totalizer)
+        if self.args.stamp_hangup:  # for latency figures (bench/hangup_latency.py)
+            truth = {**truth, "hung_up_ms": time.time_ns() // 1_000_000}
         print(json.dumps(truth), flush=True)
 
     # ------------------------------------------------------------ faults
@@ -344,6 +346,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p.add_argument("--fault", action="append", default=[], help="e.g. at=5:line-cut=3")
     p.add_argument(
         "--unplug-on-usr1", type=float, metavar="S", help="SIGUSR1 unplugs the line for S seconds"
+    )
+    p.add_argument(
+        "--stamp-hangup", action="store_true", help="add hung_up_ms (epoch ms) to each truth line"
     )
     p.add_argument("--record", help="write every byte received to PREFIX.rx, sent to PREFIX.tx")
     args = p.parse_args(argv)
