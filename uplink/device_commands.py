@@ -54,14 +54,31 @@ class KeyRing:
         previous = self.current
         new_keys = dict(self.keys)
         new_keys[kid] = key
-        self._write(new_keys)
+        self._write(new_keys, kid)
         self.keys[kid] = key
         self.current = kid
         if previous != kid:
             self.retiring[previous] = now + KEY_GRACE_S
         return previous
 
-    def _write(self, keys: dict[str, bytes]) -> None:
+    @staticmethod
+    def current_path(path: Path) -> Path:
+        """``<key file>.current``: the kid sealed with since the last rotation.
+
+        The config's ``uplink.kid`` names the first key; after a rotation this
+        file (written after the key file, both atomically) wins at start-up.
+        """
+        return path.with_name(path.name + ".current")
+
+    @classmethod
+    def current_kid(cls, path: Path, default: str, keys: MutableMapping[str, bytes]) -> str:
+        try:
+            kid = cls.current_path(path).read_text().strip()
+        except OSError:
+            return default
+        return kid if kid in keys else default
+
+    def _write(self, keys: dict[str, bytes], current: str) -> None:
         text = "".join(f'{k} = "{v.hex()}"\n' for k, v in keys.items())
         tmp = self.path.with_name(self.path.name + ".new")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -71,6 +88,10 @@ class KeyRing:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
+        marker = self.current_path(self.path)
+        tmp = marker.with_name(marker.name + ".new")
+        tmp.write_text(f"{current}\n")
+        os.replace(tmp, marker)
         dir_fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
