@@ -220,6 +220,7 @@ class Uplink:
             await client.subscribe(
                 self.settings.topic("down/cmd"), qos=1, timeout=PUBLISH_TIMEOUT_S
             )
+            log.info("commands_subscribed", topic=self.settings.topic("down/cmd"))
 
     def _queue_command(self, message: aiomqtt.Message) -> None:
         if self.on_command is None or not message.topic.matches(self.settings.topic("down/cmd")):

@@ -53,3 +53,11 @@ def seal_command(body: dict[str, Any], *, dev: str, kid: str, key: bytes, seq: i
 def wrap_key(device_public: str, key: bytes) -> str:
     """A new SM4 key encrypted to the device (``key.rotate`` args.key): base64 C1C3C2."""
     return base64.b64encode(sm2_encrypt(device_public, key)).decode("ascii")
+
+
+async def publish_command(host: str, port: int, dev: str, payload: bytes) -> None:
+    """Publish one sealed command to the device's ``down/cmd`` (QoS 1)."""
+    import aiomqtt
+
+    async with aiomqtt.Client(host, port, identifier=f"hil-cmd-{uuid.uuid4().hex[:8]}") as client:
+        await client.publish(f"forecourt/v1/{dev}/down/cmd", payload, qos=1)
