@@ -89,3 +89,31 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert verify().returncode == 2
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     assert verify("--store", str(tmp_path / "junk.sqlite")).returncode == 2
+
+
+def test_an_order_dropped_on_the_box_is_a_chain_break_at_the_receiver(tmp_path: Path) -> None:
+    """F2: delete a stored order before it is published; the platform sees a gap."""
+    from hil.platform.receiver import Receiver
+    from uplink.envelope import seal
+
+    path = tmp_path / "s.sqlite"
+    make_store(path)
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM records WHERE nozzle='p01.a1.n1' AND nseq=3")
+    db.commit()
+    bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM records ORDER BY id")]
+    db.close()
+    key = bytes(16)
+    receiver = Receiver({"k": key})
+    lines = []
+    for seq, record in enumerate(bodies, start=1):
+        payload = seal(
+            {"items": [{**record, "resent": False}]},
+            dev="d1", kid="k", key=key, seq=seq, ts_ms=seq, type="order",
+        )  # fmt: skip
+        out, _ = receiver.handle("forecourt/v1/d1/up/order", payload)
+        lines += out
+    chain = {(x["record"]["nozzle"], x["record"]["nseq"]): x["chain"] for x in lines}
+    assert chain[("p01.a1.n1", 4)] == "gap"
+    assert [v for k, v in chain.items() if k != ("p01.a1.n1", 4)] == ["ok"] * 8
+    assert verify("--store", str(path)).returncode == 1
