@@ -176,6 +176,9 @@ def test_key_rotate_persists_and_seals_with_new_key(tmp_path: Path) -> None:
     assert open_envelope(sealed, {"k2": new_key}).body == {"x": "1"}
     # the old key still opens commands during the grace period
     assert box.send(signed(), kid=KID)["ok"] is True
+    # after a restart the marker file wins over the config's kid
+    assert KeyRing.current_kid(key_file, KID, load_keys(key_file)) == "k2"
+    assert (tmp_path / "keys.toml.current").read_text() == "k2\n"
 
 
 def test_key_rotate_refuses_a_key_not_for_this_device(tmp_path: Path) -> None:
