@@ -148,7 +148,9 @@ def test_size_envelope_type_unknown_and_rate(tmp_path: Path) -> None:
 
 def test_device_status(tmp_path: Path) -> None:
     box = Box(tmp_path)
-    assert box.send(signed("device.status", args={}))["result"] == {"up": 1}
+    assert box.send(signed("ota.none"))["ok"] is False
+    result = box.send(signed("device.status", args={}))["result"]
+    assert result == {"up": 1, "commands": {c.UNKNOWN_COMMAND: 1}}
 
 
 def test_key_rotate_persists_and_seals_with_new_key(tmp_path: Path) -> None:

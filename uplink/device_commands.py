@@ -106,10 +106,11 @@ def register_device_commands(
     ring: KeyRing,
     device_private: str,
 ) -> None:
-    """``device.status`` (heartbeat body from ``status``) and ``key.rotate``."""
+    """``device.status`` (heartbeat body from ``status`` + command counters) and ``key.rotate``."""
 
     async def device_status(args: dict[str, Any]) -> dict[str, Any]:
-        return status()
+        # The heartbeat body plus the command counters (refusals by code).
+        return {**status(), "commands": dict(processor.counters)}
 
     async def key_rotate(args: dict[str, Any]) -> dict[str, Any]:
         kid, wrapped = args.get("kid"), args.get("key")
