@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         from collector.decode import main as decode_main
 
         return decode_main(args.protocol, args.bytes)
+    if args.command == "verify":
+        return _verify(args.store, args.config)
     (config_parser if args.command == "config" else parser).print_help(sys.stderr)
     return EXIT_USAGE
 
@@ -72,7 +74,29 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     decode.add_argument(
         "bytes", nargs="+", metavar="BYTES", help="hex (FA 00 01 …), a TLS text frame, or -"
     )
+    _add_verify(commands)
     return parser, config
+
+
+def _add_verify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verify = commands.add_parser(
+        "verify", help="check the store's per-nozzle order chains (exit 1 if any is broken)"
+    )
+    where = verify.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", type=Path, metavar="PATH", help="SQLite store file")
+    where.add_argument("--config", type=Path, metavar="FILE", help="TOML config (its store.path)")
+
+
+def _verify(store: Path | None, config_path: Path | None) -> int:
+    from collector.verify import verify_store
+
+    if store is None:
+        assert config_path is not None  # argparse: one of the two is required
+        config = _load(config_path, [], sys.stderr)
+        if config is None:
+            return EXIT_USAGE
+        store = config.store.path
+    return verify_store(store, sys.stdout, sys.stderr)
 
 
 def _load(path: Path, overrides: Sequence[str], out: TextIO) -> Config | None:

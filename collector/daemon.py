@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collector.port import PollPort
     from collector.relay import RelayPort
     from config.models import Config, PortConfig
+    from uplink.commands import CommandProcessor
     from uplink.mqtt import Uplink
 
     Port = PollPort | RelayPort | ListenPort
@@ -138,6 +139,7 @@ class Collector:
         self.started = time.monotonic()
         self.ports: list[Port] = []
         self.gauge: GaugeTask | None = None
+        self.commands: CommandProcessor | None = None
         self._stop = asyncio.Event()
         self._store: OrderStore | None = None
 
@@ -166,6 +168,7 @@ class Collector:
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
         try:
+            self._setup_commands(store, uplink, keys)
             await self._open_ports(store, nozzles, uplink)
         except BaseException:
             self._close(store)
@@ -186,6 +189,12 @@ class Collector:
         for port in self.ports:
             port.close()
         store.close()
+
+    def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:
+        """Platform commands (issue #7), when the config names their keys."""
+        from collector.command_setup import setup_commands
+
+        self.commands = setup_commands(self.config, store, uplink, keys)
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
         from uplink.mqtt import Uplink, UplinkSettings

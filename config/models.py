@@ -191,6 +191,9 @@ class UplinkConfig(BaseModel):
     heartbeat_s: Annotated[float, Field(ge=HEARTBEAT_MIN_S, le=HEARTBEAT_MAX_S)] = 30
     reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
     reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+    # Platform commands (issue #7): both files set = commands on (down/cmd).
+    device_key_file: Annotated[Path | None, Field(strict=False)] = None
+    platform_public_key_file: Annotated[Path | None, Field(strict=False)] = None
 
     @model_validator(mode="after")
     def _check_backoff(self) -> UplinkConfig:

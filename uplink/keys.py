@@ -77,3 +77,73 @@ def load_keys(path: Path) -> dict[str, bytes]:
 def redact(key: bytes) -> str:
     """A loggable fingerprint of a key, e.g. ``sm3:1a2b3c4d``; never log the key."""
     return f"sm3:{sm3_hex(key)[:FINGERPRINT_HEX_DIGITS]}"
+
+
+#: Permission bits that let anyone but the owner read or write a secret file.
+_NOT_OWNER_BITS = 0o077
+
+
+def check_owner_only(path: Path) -> None:
+    """Refuse a secret file that group or others may read or write.
+
+    The message says which bits are set and how to fix it, so the operator's
+    one StartError line is enough (D9: keys stay on the box and in no one
+    else's hands).
+    """
+    try:
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: key file not found") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot stat key file: {exc.strerror or exc}") from None
+    if mode & _NOT_OWNER_BITS:
+        raise KeyFileError(
+            f"{path}: key file mode is {mode:04o}, readable or writable by group or others;"
+            f" run: chmod 600 {path}"
+        )
+
+
+_SM2_PRIVATE = re.compile(r"[0-9a-fA-F]{64}")
+_SM2_PUBLIC = re.compile(r"[0-9a-fA-F]{128}")
+
+
+def _toml_table(path: Path) -> dict[str, object]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+        return tomllib.loads(text)
+    except FileNotFoundError:
+        raise KeyFileError(f"{path}: key file not found") from None
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read key file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise KeyFileError(f"{path}: not valid TOML: {exc}") from None
+
+
+def load_sm2_pair(path: Path) -> tuple[str, str]:
+    """The device's SM2 key pair from ``private = "<64 hex>"`` and ``public = "<128 hex>"``.
+
+    Owner-only permissions are required (:func:`check_owner_only`), and the
+    public key must belong to the private one (a mixed-up file is refused).
+    """
+    from uplink.crypto import sm2_public_from_private
+
+    check_owner_only(path)
+    table = _toml_table(path)
+    private, public = table.get("private"), table.get("public")
+    if not isinstance(private, str) or not _SM2_PRIVATE.fullmatch(private):
+        raise KeyFileError(f'{path}: expected private = "<64 hex digits>"')
+    if not isinstance(public, str) or not _SM2_PUBLIC.fullmatch(public):
+        raise KeyFileError(f'{path}: expected public = "<128 hex digits>"')
+    if sm2_public_from_private(private.lower()) != public.lower():
+        raise KeyFileError(f"{path}: public key does not belong to the private key")
+    return private.lower(), public.lower()
+
+
+def load_sm2_public(path: Path) -> str:
+    """An SM2 public key (the platform's) from ``public = "<128 hex>"``; not secret."""
+    public = _toml_table(path).get("public")
+    if not isinstance(public, str) or not _SM2_PUBLIC.fullmatch(public):
+        raise KeyFileError(f'{path}: expected public = "<128 hex digits>"')
+    return public.lower()

@@ -22,7 +22,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,12 @@ OFFLINE_NOTICE_S = 2.0
 
 #: A connection that lived this long was healthy: the backoff starts over.
 HEALTHY_AFTER_S = 30.0
+
+#: Commands waiting for the command worker. The platform sends a few a day;
+#: 16 absorbs a burst, and beyond that a flood is dropped (and counted) here
+#: instead of growing memory: a dropped valid command is resent by the
+#: platform (it gets no reply), a dropped forgery costs nothing.
+COMMAND_QUEUE_MAX = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,11 @@ class Uplink:
         self.heartbeat = heartbeat
         self.stats = UplinkStats()
         self._wake = asyncio.Event()
+        #: Set by the daemon to accept down/cmd (uplink/commands.py): called with
+        #: each payload, one at a time, by :meth:`_command_worker`.
+        self.on_command: Callable[[bytes], Awaitable[None]] | None = None
+        self.commands_dropped = 0
+        self._commands: asyncio.Queue[bytes] = asyncio.Queue(COMMAND_QUEUE_MAX)
 
     def wake(self) -> None:
         """Something new is committed: look at the store again."""
@@ -177,11 +188,14 @@ class Uplink:
             await client.publish(
                 s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
             )
+            await self._subscribe_commands(client)
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._watch(client))
                     tg.create_task(self._heartbeats(client))
                     tg.create_task(self._sender(client, tg))
+                    if self.on_command is not None:
+                        tg.create_task(self._command_worker())
             except asyncio.CancelledError:
                 # A clean stop sends DISCONNECT, which discards the last will:
                 # say "offline" ourselves, or the platform keeps seeing "online".
@@ -195,9 +209,38 @@ class Uplink:
     async def _watch(self, client: aiomqtt.Client) -> None:
         # The message iterator is the one public place aiomqtt reports a lost
         # connection; raising here tears the session down and starts over.
-        async for _message in client.messages:
-            pass  # commands (down/cmd) arrive here once they are implemented
+        async for message in client.messages:
+            self._queue_command(message)
         raise aiomqtt.MqttError("message stream ended")
+
+    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
+        """Subscribe to down/cmd on every connect (the persistent session keeps
+        it too, but a broker that lost its state must not leave us deaf)."""
+        if self.on_command is not None:
+            await client.subscribe(
+                self.settings.topic("down/cmd"), qos=1, timeout=PUBLISH_TIMEOUT_S
+            )
+            log.info("commands_subscribed", topic=self.settings.topic("down/cmd"))
+
+    def _queue_command(self, message: aiomqtt.Message) -> None:
+        if self.on_command is None or not message.topic.matches(self.settings.topic("down/cmd")):
+            return
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = str(payload).encode("utf-8")
+        try:
+            self._commands.put_nowait(bytes(payload))
+        except asyncio.QueueFull:
+            self.commands_dropped += 1
+
+    async def _command_worker(self) -> None:
+        assert self.on_command is not None
+        while True:
+            payload = await self._commands.get()
+            try:
+                await self.on_command(payload)
+            except Exception as exc:  # a command bug never ends the session
+                log.error("command_failed", error=type(exc).__name__)
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while True:

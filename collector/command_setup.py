@@ -1,0 +1,97 @@
+"""Wire platform commands into the daemon (issue #7): keys, replay log, handlers.
+
+Called by the daemon after the uplink exists. Commands are on only when the
+config names both the device SM2 key file and the platform public key file.
+Replies are stored first (kind ``reply``, one record per command) and the
+uplink publishes them like any other kind: ``{"items": [...]}`` on
+``up/reply`` (docs/uplink-protocol.md "Commands").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from collector.daemon import StartError
+
+if TYPE_CHECKING:
+    from buffer.store import OrderStore
+    from config.models import Config
+    from uplink.commands import CommandProcessor
+    from uplink.mqtt import Uplink
+
+log = structlog.get_logger("commands")
+
+
+def replay_log_path(store_path: Path) -> Path:
+    """The seen-ids file beside the store: ``<store>.commands.sqlite``."""
+    return store_path.with_name(store_path.name + ".commands.sqlite")
+
+
+def setup_commands(
+    config: Config, store: OrderStore, uplink: Uplink, keys: Mapping[str, bytes]
+) -> CommandProcessor | None:
+    """A ready processor attached to ``uplink``, or None when commands are off."""
+    from buffer.store import StoreError
+    from uplink.commands import CommandProcessor, ReplayLog
+    from uplink.device_commands import KeyRing, register_device_commands
+    from uplink.keys import KeyFileError, load_sm2_pair, load_sm2_public, redact
+
+    u = config.uplink
+    if u.device_key_file is None and u.platform_public_key_file is None:
+        return None
+    if u.device_key_file is None or u.platform_public_key_file is None:
+        raise StartError(
+            "uplink: set both device_key_file and platform_public_key_file (commands), or neither"
+        )
+    try:
+        device_private, _ = load_sm2_pair(u.device_key_file)
+        platform_public = load_sm2_public(u.platform_public_key_file)
+    except KeyFileError as exc:
+        raise StartError(str(exc)) from None
+    live = dict(keys)
+    ring = KeyRing(u.keys_file, live, KeyRing.current_kid(u.keys_file, u.kid, live))
+
+    def sealing_key_changed() -> None:
+        uplink.settings = dataclasses.replace(
+            uplink.settings, kid=ring.current, key=ring.current_key
+        )
+        log.info("sealing_key", kid=ring.current, fingerprint=redact(ring.current_key))
+
+    if ring.current != u.kid:
+        sealing_key_changed()
+    try:
+        replay = ReplayLog(replay_log_path(config.store.path))
+    except Exception as exc:  # sqlite3.Error or OSError: one start-up line either way
+        raise StartError(f"{replay_log_path(config.store.path)}: {exc}") from None
+    processor = CommandProcessor(
+        device_id=config.device.id, platform_public=platform_public, keys=live, replay=replay
+    )
+    register_device_commands(
+        processor, status=uplink.heartbeat, ring=ring, device_private=device_private
+    )
+
+    async def on_command(payload: bytes) -> None:
+        previous = ring.current
+        reply = await processor.handle(payload)
+        if ring.current != previous:
+            sealing_key_changed()
+        if reply is None:
+            return
+        log.info("command", id=reply["id"], ok=reply["ok"], error=reply.get("error"))
+        rid = f"{reply['id'] or 'unknown'}:{time.time_ns() // 1_000_000}:{uuid.uuid4().hex[:8]}"
+        try:
+            store.append_record("reply", rid, reply)
+        except StoreError as exc:
+            log.error("reply_not_stored", id=reply["id"], error=str(exc))
+            return
+        uplink.wake()
+
+    uplink.on_command = on_command
+    return processor

@@ -1,0 +1,89 @@
+"""``forecourt verify``: check the local store's per-nozzle SM3 chains (SPEC F2, D19).
+
+Reads the SQLite store read-only (``mode=ro``: verifying never writes, and
+works beside a running daemon thanks to WAL). For every nozzle it checks, in
+nseq order: each order's ``h`` is the SM3 of its body (uplink.chain), each
+``prev`` is the previous ``h``, nseq rises by exactly one, and the indexed
+columns (``nseq``, ``h``) agree with the body. It prints the first break per
+nozzle — e.g. a row edited by hand with the sqlite3 shell.
+
+Exit status: 0 every chain intact, 1 at least one break, 2 usage (no such
+store, unreadable, not a collector store, or an invalid config).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+EXIT_OK = 0
+EXIT_BROKEN = 1
+EXIT_USAGE = 2
+
+
+def _rows(db: sqlite3.Connection) -> Iterator[tuple[str, int, str | None, str]]:
+    yield from db.execute(
+        "SELECT nozzle, nseq, h, body FROM records WHERE kind='order' ORDER BY nozzle, nseq"
+    )
+
+
+def first_breaks(db: sqlite3.Connection) -> tuple[dict[str, str], dict[str, int]]:
+    """({nozzle: description of its first break}, {nozzle: orders checked})."""
+    from uplink.chain import verify_chain
+
+    breaks: dict[str, str] = {}
+    counts: dict[str, int] = {}
+    nozzle_rows: dict[str, list[tuple[int, str | None, dict[str, Any] | None]]] = {}
+    for nozzle, nseq, h, body in _rows(db):
+        try:
+            record = json.loads(body)
+        except ValueError:
+            record = None
+        nozzle_rows.setdefault(nozzle, []).append((nseq, h, record))
+    for nozzle, rows in nozzle_rows.items():
+        counts[nozzle] = len(rows)
+        previous_nseq: int | None = None
+        for nseq, h, record in rows:
+            where = f"nseq {nseq}"
+            if not isinstance(record, dict):
+                breaks[nozzle] = f"{where}: body is not a JSON object"
+                break
+            if record.get("nseq") != nseq or record.get("h") != h:
+                breaks[nozzle] = f"{where}: body disagrees with the row's nseq/h columns"
+                break
+            if previous_nseq is not None and nseq != previous_nseq + 1:
+                breaks[nozzle] = f"{where}: nseq gap after {previous_nseq} (order missing)"
+                break
+            previous_nseq = nseq
+        if nozzle in breaks:
+            continue
+        chain_break = verify_chain(record for _, _, record in rows if record is not None)
+        if chain_break is not None:
+            nseq = rows[chain_break.index][0]
+            breaks[nozzle] = f"nseq {nseq} (rid {chain_break.rid}): {chain_break.reason}"
+    return breaks, counts
+
+
+def verify_store(path: Path, out: TextIO, err: TextIO) -> int:
+    """Check the store at ``path``; print one line per nozzle; the exit status."""
+    if not path.is_file():
+        print(f"{path}: no such store", file=err)
+        return EXIT_USAGE
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            breaks, counts = first_breaks(db)
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        print(f"{path}: cannot read store: {exc}", file=err)
+        return EXIT_USAGE
+    for nozzle in sorted(counts):
+        state = f"BROKEN at {breaks[nozzle]}" if nozzle in breaks else "ok"
+        print(f"{nozzle}: {counts[nozzle]} orders: {state}", file=out)
+    total = sum(counts.values())
+    print(f"{path}: {total} orders on {len(counts)} nozzles, {len(breaks)} broken", file=out)
+    return EXIT_BROKEN if breaks else EXIT_OK

@@ -1,0 +1,263 @@
+"""Platform commands (``down/cmd``): check every one before anything acts on it.
+
+platform-interface.md "Commands"; SPEC D8 (remote configuration/upgrade makes
+a forged command the most dangerous input), D9 (SM2). The order of checks
+is cheapest first, so a flood of forgeries costs little:
+
+1. size (:data:`MAX_COMMAND_BYTES`) — ``TOO_LARGE``;
+2. rate (:class:`TokenBucket`) — over the budget the message is dropped and
+   counted, with no reply (a reply per forged message would let a flood
+   spend our 4G data);
+3. envelope: SM4-GCM tag under a current kid, ``dev`` equal to the topic's,
+   ``type`` ``cmd`` — ``BAD_ENVELOPE`` / ``WRONG_DEVICE``;
+4. body shape — ``BAD_REQUEST``;
+5. SM2 signature over the canonical JSON without ``sig`` (run in a thread:
+   pure-Python SM2 verify takes ~20 ms on a desktop, far more on the
+   gateway, and must not stall the poll loop) — ``BAD_SIGNATURE``;
+6. ``dev`` in the body, when present — ``WRONG_DEVICE``;
+7. time window with :data:`CLOCK_SKEW_MS` allowance — ``EXPIRED``,
+   ``NOT_YET_VALID``; lifetime at most :data:`MAX_LIFETIME_MS` (bounds the
+   replay log) — ``BAD_REQUEST``;
+8. replay: the id is recorded (committed) *before* the handler runs, so a
+   command runs at most once even across a crash — ``REPLAYED``;
+9. dispatch by name — ``UNKNOWN_COMMAND``; the handler's
+   :class:`CommandError` code, or ``INTERNAL``.
+
+Every refusal is counted in :attr:`CommandProcessor.counters` and answered
+with a reply body ``{"id", "ok": false, "error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from uplink.crypto import sm2_verify
+from uplink.envelope import EnvelopeError, canonical_json, open_envelope
+
+#: A command is a small JSON object; the largest (``config.set`` with a patch)
+#: fits in a few KiB. 16 KiB bounds the JSON parse and SM4 work per message.
+MAX_COMMAND_BYTES = 16 * 1024
+
+#: Device and platform clocks may differ until ``time.sync``: 5 minutes is the
+#: allowance for "issued in the future" and "just expired".
+CLOCK_SKEW_MS = 5 * 60 * 1000
+
+#: Longest accepted lifetime (expires_at - issued_at). Replay ids are kept
+#: until expires_at + skew, so this bounds how long the replay log holds one.
+MAX_LIFETIME_MS = 7 * 24 * 3600 * 1000
+
+#: SM2 verifications per second on average, and the burst: a legitimate
+#: platform sends a few commands a day; at 2/s a flood costs at most 2
+#: verifications' CPU per second (one SM2 verify per 0.5 s of one core on the
+#: gateway's slow ARM would still leave the poll loop most of the core).
+VERIFY_RATE_PER_S = 2.0
+VERIFY_BURST = 5
+
+#: Longest command id kept (a uuid is 36 characters).
+MAX_ID_CHARS = 64
+
+OK = "OK"
+TOO_LARGE = "TOO_LARGE"
+RATE_LIMITED = "RATE_LIMITED"
+BAD_ENVELOPE = "BAD_ENVELOPE"
+BAD_REQUEST = "BAD_REQUEST"
+BAD_SIGNATURE = "BAD_SIGNATURE"
+WRONG_DEVICE = "WRONG_DEVICE"
+EXPIRED = "EXPIRED"
+NOT_YET_VALID = "NOT_YET_VALID"
+REPLAYED = "REPLAYED"
+UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+INTERNAL = "INTERNAL"
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class CommandError(Exception):
+    """A refusal: ``code`` (one of the constants above, or a handler's own) and a message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TokenBucket:
+    """``rate`` tokens per second up to ``burst``; :meth:`take` is False when empty."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate, self.burst, self._clock = rate, float(burst), clock
+        self._tokens, self._at = float(burst), clock()
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class ReplayLog:
+    """Seen command ids in their own small SQLite file, kept until expiry + skew.
+
+    Separate from the order store: losing it loses no data, and it stays
+    bounded (ids older than their expiry cannot be replayed anyway: the
+    expiry check refuses them first).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, keep_until_ms INTEGER NOT NULL)"
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def remember(self, command_id: str, keep_until_ms: int, now_ms: int) -> bool:
+        """Record an id; False when it was already there (a replay)."""
+        self._db.execute("DELETE FROM seen WHERE keep_until_ms < ?", (now_ms,))
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO seen (id, keep_until_ms) VALUES (?, ?)",
+            (command_id, keep_until_ms),
+        )
+        return cur.rowcount == 1
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM seen").fetchone()[0])
+
+
+def signed_bytes(body: Mapping[str, Any]) -> bytes:
+    """What the platform signs: canonical JSON of the body without ``sig``."""
+    return canonical_json({k: v for k, v in body.items() if k != "sig"})
+
+
+def reply_body(
+    command_id: str | None, result: dict[str, Any] | None, error: CommandError | None
+) -> dict[str, Any]:
+    """The ``reply`` record (platform-interface.md): result on success, error otherwise."""
+    if error is None:
+        return {"id": command_id, "ok": True, "result": result or {}}
+    return {"id": command_id, "ok": False, "error": {"code": error.code, "message": str(error)}}
+
+
+class CommandProcessor:
+    """Checks and runs commands; :meth:`register` is where new commands plug in.
+
+    ``keys`` is the live kid → SM4 key mapping (the same object key rotation
+    updates). ``clock_ms`` is wall-clock milliseconds (expiry is wall time).
+    """
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        platform_public: str,
+        keys: Mapping[str, bytes],
+        replay: ReplayLog,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        bucket: TokenBucket | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.platform_public = platform_public
+        self.keys = keys
+        self.replay = replay
+        self.clock_ms = clock_ms
+        self.bucket = bucket or TokenBucket(VERIFY_RATE_PER_S, VERIFY_BURST)
+        self.handlers: dict[str, Handler] = {}
+        self.counters: Counter[str] = Counter()
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Add a command (e.g. ``orders.resend``, ``config.set``, ``ota.upgrade``)."""
+        if name in self.handlers:
+            raise ValueError(f"command {name!r} registered twice")
+        self.handlers[name] = handler
+
+    async def handle(self, payload: bytes) -> dict[str, Any] | None:
+        """The reply body for one ``down/cmd`` payload, or None when dropped (rate)."""
+        command_id: str | None = None
+        try:
+            if len(payload) > MAX_COMMAND_BYTES:
+                raise CommandError(TOO_LARGE, f"{len(payload)} bytes > {MAX_COMMAND_BYTES}")
+            if not self.bucket.take():
+                self.counters[RATE_LIMITED] += 1
+                return None
+            body = self._open(payload)
+            raw_id = body.get("id")
+            if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_CHARS:
+                command_id = raw_id
+            name, args, expires_at = self._check_shape(body)
+            loop = asyncio.get_running_loop()
+            valid = await loop.run_in_executor(
+                None, sm2_verify, self.platform_public, body["sig"], signed_bytes(body)
+            )
+            if not valid:
+                raise CommandError(BAD_SIGNATURE, "SM2 signature does not verify")
+            if "dev" in body and body["dev"] != self.device_id:
+                raise CommandError(WRONG_DEVICE, "command is for another device")
+            self._check_time(body["issued_at"], expires_at)
+            now = self.clock_ms()
+            assert command_id is not None  # checked by _check_shape
+            if not self.replay.remember(command_id, expires_at + CLOCK_SKEW_MS, now):
+                raise CommandError(REPLAYED, f"command id {command_id} already seen")
+            handler = self.handlers.get(name)
+            if handler is None:
+                raise CommandError(UNKNOWN_COMMAND, f"no command named {name!r}")
+            try:
+                result = await handler(args)
+            except CommandError:
+                raise
+            except Exception as exc:  # a handler bug is a reply, never a dead uplink
+                raise CommandError(INTERNAL, f"{name} failed: {type(exc).__name__}") from None
+        except CommandError as exc:
+            self.counters[exc.code] += 1
+            return reply_body(command_id, None, exc)
+        self.counters[OK] += 1
+        return reply_body(command_id, result, None)
+
+    def _open(self, payload: bytes) -> dict[str, Any]:
+        try:
+            opened = open_envelope(payload, self.keys, topic_dev=self.device_id)
+        except EnvelopeError as exc:
+            code = WRONG_DEVICE if exc.code == "dev_mismatch" else BAD_ENVELOPE
+            raise CommandError(code, f"envelope refused: {exc.code}") from None
+        if opened.type != "cmd":
+            raise CommandError(BAD_ENVELOPE, f"envelope type {opened.type!r} is not cmd")
+        return opened.body
+
+    @staticmethod
+    def _check_shape(body: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
+        def need(field: str, kind: type | tuple[type, ...]) -> Any:
+            value = body.get(field)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise CommandError(BAD_REQUEST, f"{field} missing or of the wrong type")
+            return value
+
+        command_id = need("id", str)
+        if not 0 < len(command_id) <= MAX_ID_CHARS:
+            raise CommandError(BAD_REQUEST, f"id must be 1-{MAX_ID_CHARS} characters")
+        name, args = need("name", str), body.get("args", {})
+        if not isinstance(args, dict):
+            raise CommandError(BAD_REQUEST, "args must be an object")
+        need("issued_at", int)
+        need("sig", str)
+        return name, args, need("expires_at", int)
+
+    def _check_time(self, issued_at: int, expires_at: int) -> None:
+        now = self.clock_ms()
+        if expires_at - issued_at > MAX_LIFETIME_MS or expires_at < issued_at:
+            raise CommandError(BAD_REQUEST, "expires_at must be within 7 days after issued_at")
+        if now > expires_at + CLOCK_SKEW_MS:
+            raise CommandError(EXPIRED, f"expired {now - expires_at} ms ago")
+        if issued_at > now + CLOCK_SKEW_MS:
+            raise CommandError(NOT_YET_VALID, f"issued {issued_at - now} ms in the future")
