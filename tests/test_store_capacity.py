@@ -68,7 +68,7 @@ def test_unsent_over_the_cap_go_oldest_first_counted_in_an_alarm(tmp_path: Path)
     # The chain continues from the retained head: the next order links to n1:50.
     nxt = store.append_order("n1", fields("x"), source_key="x")
     assert nxt is not None and nxt.body["nseq"] == 51
-    assert verify_chain(list(store.orders("n1")))
+    assert verify_chain(store.orders("n1")) is None
 
 
 def test_resend_selects_exactly_and_survives_an_older_ack(tmp_path: Path) -> None:
