@@ -133,6 +133,10 @@ class StoredRecord:
     resent: int = 0
 
 
+#: SQLITE_FULL and SQLITE_IOERR_WRITE/FSYNC (ENOSPC surfaces as either).
+_FULL_CODES = frozenset({13, 778, 1034})
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -172,6 +176,11 @@ class OrderStore:
         #: Records evicted since open (acknowledged / unsent), for the heartbeat and CLI.
         self.evicted_acknowledged = 0
         self.evicted_unsent = 0
+        #: Commits refused for lack of space since the last one that succeeded
+        #: (with the time of the first): reported by a STORE_FULL alarm that
+        #: goes into the first transaction that fits again.
+        self.full_failures = 0
+        self._full_since_ms: int | None = None
 
     # -- opening ---------------------------------------------------------------
 
@@ -284,12 +293,15 @@ class OrderStore:
         out: list[StoredRecord | None] = []
         try:
             with self._transaction():
+                self._report_full()
                 for nozzle, fields, source_key in orders:
                     out.append(self._insert_order(nozzle, fields, source_key))
         except sqlite3.Error as exc:
+            self._note_full(exc)
             raise StoreError(f"{self.path}: cannot commit order: {exc}") from exc
         except (TypeError, ValueError) as exc:  # a float or NaN: never published
             raise StoreError(f"{self.path}: refusing order: {exc}") from exc
+        self._full_cleared()
         self._added(sum(r is not None for r in out))
         return out
 
@@ -339,18 +351,47 @@ class OrderStore:
             raise StoreError(f"{self.path}: refusing {kind} {rid}: {exc}") from exc
         try:
             with self._transaction():
+                self._report_full()
                 cur = self._db.execute(
                     "INSERT INTO records(kind, rid, created_ms, body) VALUES(?, ?, ?, ?) "
                     "ON CONFLICT(kind, rid) DO NOTHING",
                     (kind, rid, _now_ms(), text),
                 )
         except sqlite3.Error as exc:
+            self._note_full(exc)
             raise StoreError(f"{self.path}: cannot commit {kind}: {exc}") from exc
+        self._full_cleared()
         if cur.rowcount == 0:
             return None
         assert cur.lastrowid is not None
         self._added(1)
         return StoredRecord(cur.lastrowid, kind, rid, record)
+
+    # -- disk full -------------------------------------------------------------
+
+    def _note_full(self, exc: sqlite3.Error) -> None:
+        """Count a commit refused for space (SQLITE_FULL, or an I/O error from ENOSPC).
+
+        Nothing is held here: the caller was told (StoreError) and confirms
+        nothing — a dispenser keeps its unconfirmed sale and offers it again,
+        so the newest records wait where they were made until space returns.
+        """
+        if getattr(exc, "sqlite_errorcode", None) in _FULL_CODES or "full" in str(exc):
+            if self._full_since_ms is None:
+                self._full_since_ms = _now_ms()
+            self.full_failures += 1
+
+    def _report_full(self) -> None:
+        """Inside a transaction: the STORE_FULL alarm of the episode that just ended."""
+        if self._full_since_ms is not None:
+            self._insert_alarm(
+                "STORE_FULL",
+                {"since_ms": self._full_since_ms, "refused_commits": self.full_failures},
+            )
+
+    def _full_cleared(self) -> None:
+        self._full_since_ms = None
+        self.full_failures = 0
 
     # -- capacity --------------------------------------------------------------
 
