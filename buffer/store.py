@@ -171,6 +171,9 @@ class OrderStore:
         self._seq_next, self._seq_limit = 0, 0
         self._init_seq()
         self._count = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+        #: Per-nozzle chain head (nseq, h) of committed orders: saves a query per
+        #: order. Only this connection appends orders (one process per store).
+        self._heads: dict[str, tuple[int, str]] = {}
         #: Bumped by every request_resend: the uplink re-reads from the start.
         self.resend_epoch = 0
         #: Records evicted since open (acknowledged / unsent), for the heartbeat and CLI.
@@ -291,45 +294,54 @@ class OrderStore:
         the input (None for a duplicate, also a duplicate within the batch).
         """
         out: list[StoredRecord | None] = []
+        heads: dict[str, tuple[int, str]] = {}
         try:
             with self._transaction():
                 self._report_full()
                 for nozzle, fields, source_key in orders:
-                    out.append(self._insert_order(nozzle, fields, source_key))
+                    out.append(self._insert_order(nozzle, fields, source_key, heads))
         except sqlite3.Error as exc:
             self._note_full(exc)
             raise StoreError(f"{self.path}: cannot commit order: {exc}") from exc
         except (TypeError, ValueError) as exc:  # a float or NaN: never published
             raise StoreError(f"{self.path}: refusing order: {exc}") from exc
+        self._heads.update(heads)  # committed: the cache may follow
         self._full_cleared()
         self._added(sum(r is not None for r in out))
         return out
 
-    def _insert_order(
-        self, nozzle: str, fields: Mapping[str, Any], source_key: str
-    ) -> StoredRecord | None:
-        dup = self._db.execute(
-            "SELECT 1 FROM records WHERE kind='order' AND nozzle=? AND source_key=?",
-            (nozzle, source_key),
-        ).fetchone()
-        if dup:
-            return None
-        last = self._db.execute(
+    def _read_head(self, nozzle: str) -> tuple[int, str]:
+        row = self._db.execute(
             "SELECT nseq, h FROM records WHERE kind='order' AND nozzle=? "
             "ORDER BY nseq DESC LIMIT 1",
             (nozzle,),
         ).fetchone()
-        nseq = (last[0] + 1) if last else 1
-        prev = last[1] if last else GENESIS
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def _insert_order(
+        self,
+        nozzle: str,
+        fields: Mapping[str, Any],
+        source_key: str,
+        heads: dict[str, tuple[int, str]],
+    ) -> StoredRecord | None:
+        """Insert inside the caller's transaction; ``heads`` collects the new
+        chain heads, which become :attr:`_heads` only once committed."""
+        last = heads.get(nozzle) or self._heads.get(nozzle) or self._read_head(nozzle)
+        nseq = last[0] + 1
         record = dict(fields)
         record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq)
-        record = seal_record(record, prev)
+        record = seal_record(record, last[1])
         body = canonical_json(record).decode()
+        # A repeated source_key hits records_by_source: nothing stored, nseq not used.
         cur = self._db.execute(
             "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, created_ms, body)"
-            " VALUES('order', ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES('order', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (record["rid"], nozzle, nseq, source_key, record["h"], _now_ms(), body),
         )
+        if cur.rowcount == 0:
+            return None
+        heads[nozzle] = (nseq, record["h"])
         assert cur.lastrowid is not None
         return StoredRecord(cur.lastrowid, "order", record["rid"], record)
 

@@ -90,7 +90,8 @@ def canonical_json(obj: Any) -> bytes:
     strings; they sort by code point (identical to RFC 8785's UTF-16 order
     for every key the contract defines, all of which are ASCII).
     """
-    _check_canonical(obj, "$")
+    if not _plain(obj):
+        _check_canonical(obj, "$")  # raises, naming where
     try:
         text = json.dumps(
             obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -222,6 +223,26 @@ def _bounded_inflate(data: bytes) -> bytes:
     if inflater.unused_data:
         raise EnvelopeError("bad_zip", "bytes after the end of the DEFLATE stream")
     return out
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(obj: Any) -> bool:
+    """Fast path of :func:`_check_canonical` (the store seals every order with
+    it): exact dict/list/scalar types only; anything else takes the slow check."""
+    t = type(obj)
+    if t is dict:
+        for k, v in obj.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v)):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in obj:
+            if type(v) not in _SCALARS and not _plain(v):
+                return False
+        return True
+    return t in _SCALARS
 
 
 def _check_canonical(obj: Any, path: str) -> None:
