@@ -43,7 +43,7 @@ def order(i: int) -> tuple[str, dict[str, Any], str]:
         "totalizer_volume_end": f"{123456 + n * 31 + 30}.00",
         "totalizer_amount_start": None,
         "totalizer_amount_end": None,
-        "ended_at": "2026-11-22T10:15:%02d.000+08:00" % (n % 60),
+        "ended_at": f"2026-11-22T10:15:{n % 60:02d}.000+08:00",
         "flags": [],
     }
     return nozzle, fields, f"{100000 + n}:1"

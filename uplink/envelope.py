@@ -238,10 +238,7 @@ def _plain(obj: Any) -> bool:
                 return False
         return True
     if t is list or t is tuple:
-        for v in obj:
-            if type(v) not in _SCALARS and not _plain(v):
-                return False
-        return True
+        return all(type(v) in _SCALARS or _plain(v) for v in obj)
     return t in _SCALARS
 
 
