@@ -25,6 +25,11 @@ RETAIN_PER_NOZZLE = 2000
 #: 6 000 records/day x 30 days = 180 000, rounded up with headroom.
 MAX_RECORDS = 250_000
 
+#: Default byte cap: of a 256 MB NAND, the OS, the application and logs take
+#: the larger half; 100 MiB for records (docs/store.md). Pages in use, not the
+#: file size: deleted rows' pages are reused, the file does not shrink.
+MAX_BYTES = 100 * 1024 * 1024
+
 #: Evicting exactly down to the cap would evict again on every insert; going
 #: this fraction below it makes eviction one batch per ~1 % of the cap.
 HYSTERESIS = 0.01
@@ -46,10 +51,16 @@ ORDER BY r.id LIMIT ?
 class CapacityPolicy:
     max_records: int = MAX_RECORDS
     retain_per_nozzle: int = RETAIN_PER_NOZZLE
+    max_bytes: int = MAX_BYTES
 
-    def target(self) -> int:
-        """How many records remain after an eviction pass."""
-        return max(0, self.max_records - int(self.max_records * HYSTERESIS))
+    def target(self, total: int, used_bytes: int) -> int:
+        """How many records remain after an eviction pass: below both caps
+        (the byte cap converted at the store's current bytes per record)."""
+        by_count = self.max_records - int(self.max_records * HYSTERESIS)
+        if used_bytes > self.max_bytes and total:
+            goal = self.max_bytes - int(self.max_bytes * HYSTERESIS)
+            by_count = min(by_count, total * goal // used_bytes)
+        return max(0, by_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +73,17 @@ class Eviction:
         return sum(self.unsent.values())
 
 
+def used_bytes(db: sqlite3.Connection) -> int:
+    """Bytes of pages holding data (the file minus its free pages)."""
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    return int((pages - free) * size)
+
+
 def evict(db: sqlite3.Connection, policy: CapacityPolicy, total: int) -> Eviction:
     """Delete down to the policy's target; return how many of each went."""
-    excess = total - policy.target()
+    excess = total - policy.target(total, used_bytes(db))
     if excess <= 0:
         return Eviction(0, {})
     acked = _delete(db, "r.sent_ms IS NOT NULL", policy.retain_per_nozzle, excess)

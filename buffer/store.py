@@ -36,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from buffer.capacity import CapacityPolicy, evict
+from buffer.capacity import CapacityPolicy, evict, used_bytes
 from uplink.chain import GENESIS, seal_record
 from uplink.envelope import canonical_json
 
@@ -48,6 +48,10 @@ SCHEMA_VERSION = 2
 _MIGRATIONS = {
     1: "ALTER TABLE records ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",
 }
+
+#: Records appended between two measurements of the bytes in use (three
+#: PRAGMAs): the byte cap is overshot by at most this many records' worth.
+SIZE_CHECK_EVERY = 256
 
 #: Pages the WAL may hold before SQLite checkpoints it into the database
 #: (SQLite's default, 1000 x 4 KiB ≈ 4 MiB): small enough for 64 MB of RAM
@@ -174,6 +178,7 @@ class OrderStore:
         #: Per-nozzle chain head (nseq, h) of committed orders: saves a query per
         #: order. Only this connection appends orders (one process per store).
         self._heads: dict[str, tuple[int, str]] = {}
+        self._since_size_check = SIZE_CHECK_EVERY  # measure at the first append
         #: Bumped by every request_resend: the uplink re-reads from the start.
         self.resend_epoch = 0
         #: Records evicted since open (acknowledged / unsent), for the heartbeat and CLI.
@@ -409,7 +414,13 @@ class OrderStore:
 
     def _added(self, n: int) -> None:
         self._count += n
-        if self._count > self.policy.max_records:
+        self._since_size_check += n
+        over = self._count > self.policy.max_records
+        if not over and self._since_size_check >= SIZE_CHECK_EVERY:
+            self._since_size_check = 0
+            with self._failing("measure the store"):
+                over = used_bytes(self._db) > self.policy.max_bytes
+        if over:
             self.enforce_capacity()
 
     def enforce_capacity(self) -> None:

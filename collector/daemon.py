@@ -153,7 +153,9 @@ class Collector:
         try:
             store = OrderStore(
                 cfg.store.path,
-                CapacityPolicy(cfg.store.max_records, cfg.store.retain_per_nozzle),
+                CapacityPolicy(
+                    cfg.store.max_records, cfg.store.retain_per_nozzle, cfg.store.max_bytes
+                ),
             )
         except StoreError as exc:
             raise StartError(str(exc)) from None

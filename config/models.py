@@ -61,6 +61,8 @@ BATCH_MAX_RECORDS_LIMIT = 1000
 STORE_RETAIN_MIN = 2000
 #: Below 32 ports x 2 nozzles x 2000 retained orders, the cap could never be met.
 STORE_MAX_RECORDS_MIN = 128_000
+#: 16 MiB: below it the D4 floor of a small station would not fit either.
+STORE_MAX_BYTES_MIN = 16 * 1024 * 1024
 #: aiomqtt warns past 10 pending publishes, and every in-flight batch is
 #: re-sent after a reconnect, so more in flight only costs duplicates.
 MAX_INFLIGHT_LIMIT = 20
@@ -182,6 +184,8 @@ class StoreConfig(BaseModel):
     max_records: Annotated[int, Field(ge=STORE_MAX_RECORDS_MIN)] = 250_000
     #: Newest orders per nozzle never evicted (SPEC D4: at least 2000).
     retain_per_nozzle: Annotated[int, Field(ge=STORE_RETAIN_MIN)] = 2000
+    #: Bytes of SQLite pages in use the records may take (same eviction rules).
+    max_bytes: Annotated[int, Field(ge=STORE_MAX_BYTES_MIN)] = 100 * 1024 * 1024
 
 
 class UplinkConfig(BaseModel):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from buffer.capacity import CapacityPolicy
-from buffer.store import OrderStore, StoreError
+from buffer.store import SIZE_CHECK_EVERY, OrderStore, StoreError
 from uplink.chain import verify_chain
 
 
@@ -28,7 +28,7 @@ def test_group_commit_is_one_transaction_and_dedupes(tmp_path: Path) -> None:
 
 
 def test_eviction_takes_acknowledged_oldest_first_and_keeps_d4(tmp_path: Path) -> None:
-    policy = CapacityPolicy(max_records=100, retain_per_nozzle=20)
+    policy = CapacityPolicy(max_records=100, retain_per_nozzle=20, max_bytes=10**9)
     store = OrderStore(tmp_path / "s.sqlite", policy)
     for i in range(60):
         store.append_order("n1", fields(str(i)), source_key=f"a{i}")
@@ -43,7 +43,7 @@ def test_eviction_takes_acknowledged_oldest_first_and_keeps_d4(tmp_path: Path) -
 
 
 def test_unsent_over_the_cap_go_oldest_first_counted_in_an_alarm(tmp_path: Path) -> None:
-    policy = CapacityPolicy(max_records=100, retain_per_nozzle=20)
+    policy = CapacityPolicy(max_records=100, retain_per_nozzle=20, max_bytes=10**9)
     store = OrderStore(tmp_path / "s.sqlite", policy)
     for i in range(50):
         store.append_order("n1", fields(str(i)), source_key=f"a{i}")
@@ -104,3 +104,18 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     store = OrderStore(path)
     assert store.request_resend(nozzle="n1") == 1
     assert [r.rid for r in store.unsent(0, 10)] == ["n1:1"]
+
+
+def test_the_byte_cap_evicts_acknowledged_records(tmp_path: Path) -> None:
+    """A9 on a 256 MB flash: the pages in use stay near max_bytes."""
+    policy = CapacityPolicy(max_records=1_000_000, retain_per_nozzle=20, max_bytes=400_000)
+    store = OrderStore(tmp_path / "s.sqlite", policy)
+    pad = "y" * 500
+    for i in range(3000):
+        store.append_order(f"n{i % 4}", {"order_no": str(i), "pad": pad}, source_key=str(i))
+        store.mark_sent([r.id for r in store.unsent(0, 10)])
+    assert store.evicted_acknowledged > 1000 and store.evicted_unsent == 0
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    free = store._db.execute("PRAGMA freelist_count").fetchone()[0]
+    assert (pages - free) * 4096 < 400_000 + SIZE_CHECK_EVERY * 1200
+    assert [o["nseq"] for o in store.orders("n0")][-1] == 750  # newest kept
