@@ -135,6 +135,8 @@ class StoredRecord:
     body: dict[str, Any]
     #: Resend generation this copy was read under (0: first publication).
     resent: int = 0
+    #: The stored canonical JSON (from :meth:`OrderStore.unsent_page`, else None).
+    text: str | None = None
 
 
 #: SQLITE_FULL and SQLITE_IOERR_WRITE/FSYNC (ENOSPC surfaces as either).
@@ -334,7 +336,7 @@ class OrderStore:
         chain heads, which become :attr:`_heads` only once committed."""
         last = heads.get(nozzle) or self._heads.get(nozzle) or self._read_head(nozzle)
         nseq = last[0] + 1
-        record = dict(fields)
+        record = {k: v for k, v in fields.items() if k != "resent"}  # transport field
         record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq)
         record = seal_record(record, last[1])
         body = canonical_json(record).decode()
@@ -359,7 +361,8 @@ class OrderStore:
         (docs/uplink-protocol.md lists the rules per kind). Committed in its
         own transaction, like an order: once this returns the record exists.
         """
-        record = {**body, "rid": rid}
+        # ``resent`` is a transport field the uplink adds; never stored.
+        record = {**{k: v for k, v in body.items() if k != "resent"}, "rid": rid}
         try:
             # The envelope seals canonical JSON (no floats): refuse here what could
             # never be published, rather than poison the uplink with it.
@@ -533,6 +536,17 @@ class OrderStore:
                 (after_id, limit),
             ).fetchall()
         return [StoredRecord(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def unsent_page(self, after_id: int, limit: int) -> list[StoredRecord]:
+        """Like :meth:`unsent`, for the uplink: the stored text, not parsed
+        (``body`` is empty) — a backlog drains without a JSON round trip."""
+        with self._failing("read unsent records"):
+            rows = self._db.execute(
+                "SELECT id, kind, rid, body, resent FROM records WHERE sent_ms IS NULL AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [StoredRecord(r[0], r[1], r[2], {}, r[4], r[3]) for r in rows]
 
     def unsent_counts(self) -> dict[str, int]:
         with self._failing("count unsent records"):

@@ -118,6 +118,24 @@ def seal(
     zip: str = "deflate",
 ) -> bytes:
     """Seal ``body`` into a UTF-8 JSON envelope ready to publish."""
+    return seal_plaintext(
+        canonical_json(body), dev=dev, kid=kid, key=key, seq=seq, ts_ms=ts_ms, type=type, zip=zip
+    )
+
+
+def seal_plaintext(
+    plaintext: bytes,
+    *,
+    dev: str,
+    kid: str,
+    key: bytes,
+    seq: int,
+    ts_ms: int,
+    type: str,
+    zip: str = "deflate",
+) -> bytes:
+    """Seal a body already serialised as UTF-8 JSON (the uplink splices the
+    store's canonical record texts into ``{"items":[…]}`` without re-parsing)."""
     for name, label in (("dev", dev), ("kid", kid), ("type", type)):
         if not _is_label(label):
             raise ValueError(
@@ -128,7 +146,6 @@ def seal(
             raise ValueError(f"envelope {name} must be an integer in 0..2^53-1")
     if zip not in ZIP_MODES:
         raise ValueError(f"envelope zip must be one of {sorted(ZIP_MODES)}, got {zip!r}")
-    plaintext = canonical_json(body)
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
         # The receiver would refuse it; better to fail here, where it is a bug.
         raise ValueError(

@@ -30,7 +30,10 @@ import aiomqtt
 import structlog
 
 from buffer.store import OrderStore, StoredRecord, StoreError
-from uplink.envelope import seal
+from uplink.envelope import seal, seal_plaintext
+
+_RESENT_TRUE = '"resent":true'
+_RESENT_FALSE = '"resent":false'
 
 log = structlog.get_logger("uplink")
 
@@ -238,7 +241,7 @@ class Uplink:
                 # start (in id order, so per-nozzle order holds for them too),
                 # skipping the copies still in flight.
                 epoch, cursor = self.store.resend_epoch, 0
-            records = self.store.unsent(cursor, self.settings.batch_max_records)
+            records = self.store.unsent_page(cursor, self.settings.batch_max_records)
             if not records:
                 await self._wake.wait()
                 continue
@@ -258,9 +261,7 @@ class Uplink:
     ) -> None:
         try:
             kind = run[0].kind
-            # resent is outside the chain hash (uplink/chain.py HASH_EXCLUDED).
-            items = [{**r.body, "resent": r.resent > 0} for r in run]
-            payload = self._seal({"items": items}, kind)
+            payload = self._seal_texts(run, kind)
             await client.publish(
                 self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=PUBLISH_TIMEOUT_S
             )
@@ -275,6 +276,28 @@ class Uplink:
                 if publishing.get(r.id) == r.resent:
                     del publishing[r.id]
             inflight.release()
+
+    def _seal_texts(self, run: list[StoredRecord], kind: str) -> bytes:
+        """``{"items":[…]}`` spliced from the stored canonical texts, each with
+        ``resent`` appended (a transport field, outside the chain hash —
+        uplink/chain.py HASH_EXCLUDED — and never stored, so never doubled).
+        The plaintext need not be canonical (platform-interface.md: UTF-8 JSON)."""
+        if any(r.text is None for r in run):  # a record not from unsent_page: a bug
+            raise StoreError("uplink: record without stored text")
+        items = ",".join(
+            f"{str(r.text)[:-1]},{_RESENT_TRUE if r.resent else _RESENT_FALSE}}}" for r in run
+        )
+        s = self.settings
+        return seal_plaintext(
+            f'{{"items":[{items}]}}'.encode(),
+            dev=s.device_id,
+            kid=s.kid,
+            key=s.key,
+            seq=self.store.next_seq(),
+            ts_ms=time.time_ns() // 1_000_000,
+            type=kind,
+            zip=s.zip,
+        )
 
     def _seal(self, body: dict[str, Any], kind: str) -> bytes:
         s = self.settings
