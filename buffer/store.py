@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from buffer.capacity import CapacityPolicy, evict, used_bytes
-from uplink.chain import GENESIS, seal_record
+from uplink.chain import GENESIS, HASH_EXCLUDED
+from uplink.crypto import sm3_hex
 from uplink.envelope import canonical_json
 
 #: Schema version in ``PRAGMA user_version``; migrations key on it.
@@ -336,10 +337,15 @@ class OrderStore:
         chain heads, which become :attr:`_heads` only once committed."""
         last = heads.get(nozzle) or self._heads.get(nozzle) or self._read_head(nozzle)
         nseq = last[0] + 1
-        record = {k: v for k, v in fields.items() if k != "resent"}  # transport field
-        record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq)
-        record = seal_record(record, last[1])
-        body = canonical_json(record).decode()
+        # Fields outside the hash are never stored (resent: a transport field; h: ours).
+        record = {k: v for k, v in fields.items() if k not in HASH_EXCLUDED}
+        record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq, prev=last[1])
+        # One serialisation for both the hash and the stored body: h is
+        # SM3(canonical JSON without h) (uplink/chain.py record_hash), and the
+        # body is that text with h appended — valid JSON, parsed by every reader.
+        hashed = canonical_json(record)
+        record["h"] = sm3_hex(hashed)
+        body = f'{hashed.decode()[:-1]},"h":"{record["h"]}"}}'
         # A repeated source_key hits records_by_source: nothing stored, nseq not used.
         cur = self._db.execute(
             "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, created_ms, body)"
