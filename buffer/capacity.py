@@ -53,6 +53,11 @@ class CapacityPolicy:
     retain_per_nozzle: int = RETAIN_PER_NOZZLE
     max_bytes: int = MAX_BYTES
 
+    def __post_init__(self) -> None:
+        # The newest order of a nozzle is its chain head: never evictable.
+        if self.retain_per_nozzle < 1:
+            raise ValueError("retain_per_nozzle must be at least 1 (the chain head)")
+
     def target(self, total: int, used_bytes: int) -> int:
         """How many records remain after an eviction pass: below both caps
         (the byte cap converted at the store's current bytes per record)."""
