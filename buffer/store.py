@@ -31,15 +31,33 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from uplink.chain import GENESIS, seal_record
+from buffer.capacity import CapacityPolicy, evict, used_bytes
+from uplink.chain import GENESIS, HASH_EXCLUDED
+from uplink.crypto import sm3_hex
 from uplink.envelope import canonical_json
 
 #: Schema version in ``PRAGMA user_version``; migrations key on it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Migrations from each older ``user_version`` to the next (v1 → v2: the
+#: resend generation column). A gateway's existing store opens unchanged.
+_MIGRATIONS = {
+    1: "ALTER TABLE records ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",
+}
+
+#: Records appended between two measurements of the bytes in use (three
+#: PRAGMAs): the byte cap is overshot by at most this many records' worth.
+SIZE_CHECK_EVERY = 256
+
+#: Pages the WAL may hold before SQLite checkpoints it into the database
+#: (SQLite's default, 1000 x 4 KiB ≈ 4 MiB): small enough for 64 MB of RAM
+#: and the page cache, large enough that checkpoints are rare sequential writes.
+WAL_AUTOCHECKPOINT_PAGES = 1000
 
 #: Envelope ``seq`` numbers are reserved in blocks so that a restart never
 #: reuses one (platform-interface.md: strictly increasing across restarts)
@@ -68,6 +86,7 @@ CREATE TABLE IF NOT EXISTS records (
     created_ms  INTEGER NOT NULL,
     body        TEXT    NOT NULL,      -- canonical JSON of the record as published
     sent_ms     INTEGER,               -- NULL until the broker acknowledged it
+    resent      INTEGER NOT NULL DEFAULT 0, -- resend generation; 0 = never asked
     UNIQUE (kind, rid)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS records_by_nozzle
@@ -86,16 +105,57 @@ class StoreError(RuntimeError):
     """The store cannot be opened or written; the message is one clear line."""
 
 
+class _Corrupt(StoreError):
+    """The file is not a sound SQLite store: move it aside and start afresh."""
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged store (and its -wal/-shm) to ``<name>.corrupt-<UTC stamp>``.
+
+    Kept, not deleted: what it holds may still be recovered by hand
+    (``sqlite3 … .recover``) and the platform is told where it is.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            src.rename(target.with_name(target.name + suffix))
+    return target
+
+
 @dataclass(frozen=True, slots=True)
 class StoredRecord:
     id: int
     kind: str
     rid: str
     body: dict[str, Any]
+    #: Resend generation this copy was read under (0: first publication).
+    resent: int = 0
+    #: The stored canonical JSON (from :meth:`OrderStore.unsent_page`, else None).
+    text: str | None = None
+
+
+#: SQLITE_FULL and SQLITE_IOERR_WRITE/FSYNC (ENOSPC surfaces as either).
+_FULL_CODES = frozenset({13, 778, 1034})
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def to_ms(value: str | int) -> int:
+    """Epoch milliseconds from ms or ISO 8601 (an offset is required: no guessing)."""
+    if isinstance(value, int):
+        return value
+    at = datetime.fromisoformat(value)
+    if at.tzinfo is None:
+        raise ValueError(f"time without an offset: {value!r}")
+    return int(at.timestamp() * 1000)
 
 
 class OrderStore:
@@ -104,11 +164,34 @@ class OrderStore:
     One instance per process, used from the event loop thread only.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, policy: CapacityPolicy | None = None) -> None:
         self.path = path
-        self._db = self._open(path)
+        self.policy = policy or CapacityPolicy()
+        #: Where a store that failed its integrity check was moved (None: it was fine).
+        self.moved_aside: Path | None = None
+        try:
+            self._db = self._open(path)
+        except _Corrupt as exc:
+            self.moved_aside = move_aside(path)
+            self._db = self._open(path)
+            self._alarm("STORE_CORRUPT", {"moved_to": str(self.moved_aside), "error": str(exc)})
         self._seq_next, self._seq_limit = 0, 0
         self._init_seq()
+        self._count = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+        #: Per-nozzle chain head (nseq, h) of committed orders: saves a query per
+        #: order. Only this connection appends orders (one process per store).
+        self._heads: dict[str, tuple[int, str]] = {}
+        self._since_size_check = SIZE_CHECK_EVERY  # measure at the first append
+        #: Bumped by every request_resend: the uplink re-reads from the start.
+        self.resend_epoch = 0
+        #: Records evicted since open (acknowledged / unsent), for the heartbeat and CLI.
+        self.evicted_acknowledged = 0
+        self.evicted_unsent = 0
+        #: Commits refused for lack of space since the last one that succeeded
+        #: (with the time of the first): reported by a STORE_FULL alarm that
+        #: goes into the first transaction that fits again.
+        self.full_failures = 0
+        self._full_since_ms: int | None = None
 
     # -- opening ---------------------------------------------------------------
 
@@ -125,21 +208,31 @@ class OrderStore:
             if mode != "wal":
                 raise StoreError(f"{path}: cannot switch the store to WAL (got {mode})")
             db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
             db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                raise StoreError(f"{path}: store failed its integrity check: {check}")
+                raise _Corrupt(f"{path}: store failed its integrity check: {check}")
             db.executescript(_SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version != SCHEMA_VERSION:
+            while 0 < version < SCHEMA_VERSION:
+                with _Transaction(db):
+                    db.execute(_MIGRATIONS[version])
+                    version += 1
+                    db.execute(f"PRAGMA user_version={version}")
+            if version > SCHEMA_VERSION:
                 raise StoreError(
-                    f"{path}: store schema {version} is not the {SCHEMA_VERSION} this version reads"
+                    f"{path}: store schema {version} is newer than the {SCHEMA_VERSION} "
+                    "this version reads"
                 )
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:
             db.close()
-            raise StoreError(f"{path}: cannot use store: {exc}") from exc
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"{path}: cannot use store: {exc}") from exc
+            # "file is not a database", "database disk image is malformed"
+            raise _Corrupt(f"{path}: store unreadable: {exc}") from exc
         except StoreError:
             db.close()
             raise
@@ -197,34 +290,71 @@ class OrderStore:
         with the same ``source_key`` — the dispenser offered the same record
         again because our confirmation did not reach it.
         """
+        return self.append_orders([(nozzle, fields, source_key)])[0]
+
+    def append_orders(
+        self, orders: Sequence[tuple[str, Mapping[str, Any], str]]
+    ) -> list[StoredRecord | None]:
+        """Group commit: ``(nozzle, fields, source_key)`` each, ONE transaction, one fsync.
+
+        All or nothing: on :class:`StoreError` none of them is stored, so a
+        caller confirms none of them to its dispenser. Results line up with
+        the input (None for a duplicate, also a duplicate within the batch).
+        """
+        out: list[StoredRecord | None] = []
+        heads: dict[str, tuple[int, str]] = {}
         try:
             with self._transaction():
-                dup = self._db.execute(
-                    "SELECT 1 FROM records WHERE kind='order' AND nozzle=? AND source_key=?",
-                    (nozzle, source_key),
-                ).fetchone()
-                if dup:
-                    return None
-                last = self._db.execute(
-                    "SELECT nseq, h FROM records WHERE kind='order' AND nozzle=? "
-                    "ORDER BY nseq DESC LIMIT 1",
-                    (nozzle,),
-                ).fetchone()
-                nseq = (last[0] + 1) if last else 1
-                prev = last[1] if last else GENESIS
-                record = dict(fields)
-                record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq)
-                record = seal_record(record, prev)
-                body = canonical_json(record).decode()
-                cur = self._db.execute(
-                    "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, created_ms, body)"
-                    " VALUES('order', ?, ?, ?, ?, ?, ?, ?)",
-                    (record["rid"], nozzle, nseq, source_key, record["h"], _now_ms(), body),
-                )
+                self._report_full()
+                for nozzle, fields, source_key in orders:
+                    out.append(self._insert_order(nozzle, fields, source_key, heads))
         except sqlite3.Error as exc:
+            self._note_full(exc)
             raise StoreError(f"{self.path}: cannot commit order: {exc}") from exc
         except (TypeError, ValueError) as exc:  # a float or NaN: never published
-            raise StoreError(f"{self.path}: refusing order for {nozzle}: {exc}") from exc
+            raise StoreError(f"{self.path}: refusing order: {exc}") from exc
+        self._heads.update(heads)  # committed: the cache may follow
+        self._full_cleared()
+        self._added(sum(r is not None for r in out))
+        return out
+
+    def _read_head(self, nozzle: str) -> tuple[int, str]:
+        row = self._db.execute(
+            "SELECT nseq, h FROM records WHERE kind='order' AND nozzle=? "
+            "ORDER BY nseq DESC LIMIT 1",
+            (nozzle,),
+        ).fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS)
+
+    def _insert_order(
+        self,
+        nozzle: str,
+        fields: Mapping[str, Any],
+        source_key: str,
+        heads: dict[str, tuple[int, str]],
+    ) -> StoredRecord | None:
+        """Insert inside the caller's transaction; ``heads`` collects the new
+        chain heads, which become :attr:`_heads` only once committed."""
+        last = heads.get(nozzle) or self._heads.get(nozzle) or self._read_head(nozzle)
+        nseq = last[0] + 1
+        # Fields outside the hash are never stored (resent: a transport field; h: ours).
+        record = {k: v for k, v in fields.items() if k not in HASH_EXCLUDED}
+        record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq, prev=last[1])
+        # One serialisation for both the hash and the stored body: h is
+        # SM3(canonical JSON without h) (uplink/chain.py record_hash), and the
+        # body is that text with h appended — valid JSON, parsed by every reader.
+        hashed = canonical_json(record)
+        record["h"] = sm3_hex(hashed)
+        body = f'{hashed.decode()[:-1]},"h":"{record["h"]}"}}'
+        # A repeated source_key hits records_by_source: nothing stored, nseq not used.
+        cur = self._db.execute(
+            "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, created_ms, body)"
+            " VALUES('order', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (record["rid"], nozzle, nseq, source_key, record["h"], _now_ms(), body),
+        )
+        if cur.rowcount == 0:
+            return None
+        heads[nozzle] = (nseq, record["h"])
         assert cur.lastrowid is not None
         return StoredRecord(cur.lastrowid, "order", record["rid"], record)
 
@@ -237,7 +367,8 @@ class OrderStore:
         (docs/uplink-protocol.md lists the rules per kind). Committed in its
         own transaction, like an order: once this returns the record exists.
         """
-        record = {**body, "rid": rid}
+        # ``resent`` is a transport field the uplink adds; never stored.
+        record = {**{k: v for k, v in body.items() if k != "resent"}, "rid": rid}
         try:
             # The envelope seals canonical JSON (no floats): refuse here what could
             # never be published, rather than poison the uplink with it.
@@ -246,17 +377,95 @@ class OrderStore:
             raise StoreError(f"{self.path}: refusing {kind} {rid}: {exc}") from exc
         try:
             with self._transaction():
+                self._report_full()
                 cur = self._db.execute(
                     "INSERT INTO records(kind, rid, created_ms, body) VALUES(?, ?, ?, ?) "
                     "ON CONFLICT(kind, rid) DO NOTHING",
                     (kind, rid, _now_ms(), text),
                 )
         except sqlite3.Error as exc:
+            self._note_full(exc)
             raise StoreError(f"{self.path}: cannot commit {kind}: {exc}") from exc
+        self._full_cleared()
         if cur.rowcount == 0:
             return None
         assert cur.lastrowid is not None
+        self._added(1)
         return StoredRecord(cur.lastrowid, kind, rid, record)
+
+    # -- disk full -------------------------------------------------------------
+
+    def _note_full(self, exc: sqlite3.Error) -> None:
+        """Count a commit refused for space (SQLITE_FULL, or an I/O error from ENOSPC).
+
+        Nothing is held here: the caller was told (StoreError) and confirms
+        nothing — a dispenser keeps its unconfirmed sale and offers it again,
+        so the newest records wait where they were made until space returns.
+        """
+        if getattr(exc, "sqlite_errorcode", None) in _FULL_CODES or "full" in str(exc):
+            if self._full_since_ms is None:
+                self._full_since_ms = _now_ms()
+            self.full_failures += 1
+
+    def _report_full(self) -> None:
+        """Inside a transaction: the STORE_FULL alarm of the episode that just ended."""
+        if self._full_since_ms is not None:
+            self._insert_alarm(
+                "STORE_FULL",
+                {"since_ms": self._full_since_ms, "refused_commits": self.full_failures},
+            )
+
+    def _full_cleared(self) -> None:
+        self._full_since_ms = None
+        self.full_failures = 0
+
+    # -- capacity --------------------------------------------------------------
+
+    def _added(self, n: int) -> None:
+        self._count += n
+        self._since_size_check += n
+        over = self._count > self.policy.max_records
+        if not over and self._since_size_check >= SIZE_CHECK_EVERY:
+            self._since_size_check = 0
+            with self._failing("measure the store"):
+                over = used_bytes(self._db) > self.policy.max_bytes
+        if over:
+            self.enforce_capacity()
+
+    def enforce_capacity(self) -> None:
+        """Evict down below the cap (buffer/capacity.py rules), in one transaction.
+
+        Unsent records evicted are counted in a ``BUFFER_OVERFLOW`` alarm
+        committed in that same transaction: they never vanish silently.
+        """
+        with self._failing("evict records"), self._transaction():
+            total = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+            gone = evict(self._db, self.policy, total)
+            if gone.unsent_total:
+                self._insert_alarm(
+                    "BUFFER_OVERFLOW",
+                    {"evicted_unsent": gone.unsent_total, "by_kind": gone.unsent},
+                )
+            self._count = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+        self.evicted_acknowledged += gone.acknowledged
+        self.evicted_unsent += gone.unsent_total
+
+    def _alarm(self, code: str, detail: dict[str, Any]) -> None:
+        with self._failing(f"commit alarm {code}"), self._transaction():
+            self._insert_alarm(code, detail)
+
+    def _insert_alarm(self, code: str, detail: dict[str, Any]) -> None:
+        """An ``alarm`` record raised by the store itself (source ``store``)."""
+        now = _now_ms()
+        at = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
+        rid = f"store:{code}:raised:{now}"
+        body = {"code": code, "state": "raised", "source": "store", "at": at, "detail": detail}
+        text = canonical_json({**body, "rid": rid}).decode()
+        self._db.execute(
+            "INSERT INTO records(kind, rid, created_ms, body) VALUES('alarm', ?, ?, ?) "
+            "ON CONFLICT(kind, rid) DO NOTHING",
+            (rid, now, text),
+        )
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Record the broker's acknowledgement of these records (one transaction)."""
@@ -269,17 +478,81 @@ class OrderStore:
                 [(now, i) for i in ids],
             )
 
+    def mark_published(self, records: Sequence[StoredRecord]) -> None:
+        """PUBACK for these copies (one transaction per acknowledged batch).
+
+        A record whose resend was requested after this copy was read keeps
+        its newer generation and stays unsent: the resend is not lost to the
+        acknowledgement of the older copy still in flight.
+        """
+        if not records:
+            return
+        now = _now_ms()
+        with self._failing("mark records sent"), self._transaction():
+            self._db.executemany(
+                "UPDATE records SET sent_ms=? WHERE id=? AND sent_ms IS NULL AND resent=?",
+                [(now, r.id, r.resent) for r in records],
+            )
+
+    def request_resend(
+        self,
+        *,
+        nozzle: str | None = None,
+        from_nseq: int | None = None,
+        to_nseq: int | None = None,
+        since: str | int | None = None,
+        until: str | int | None = None,
+    ) -> int:
+        """``orders.resend``: publish these stored orders again with ``resent: true``.
+
+        Selects orders (sent or not, while not evicted) by nozzle, inclusive
+        nseq range and inclusive commit-time range (``since``/``until``: epoch
+        milliseconds, or ISO 8601 with offset; docs/store.md). Returns how many
+        were marked. rid, nseq and ``h`` are unchanged; publish order stays id
+        order, so per-nozzle nseq order holds for the resent copies too.
+        """
+        where, args = ["kind='order'"], []
+        for sql, value in (
+            ("nozzle=?", nozzle),
+            ("nseq>=?", from_nseq),
+            ("nseq<=?", to_nseq),
+            ("created_ms>=?", None if since is None else to_ms(since)),
+            ("created_ms<=?", None if until is None else to_ms(until)),
+        ):
+            if value is not None:
+                where.append(sql)
+                args.append(value)
+        with self._failing("mark records for resend"), self._transaction():
+            gen = self._db.execute("SELECT coalesce(max(resent), 0) + 1 FROM records").fetchone()[0]
+            cur = self._db.execute(
+                f"UPDATE records SET sent_ms=NULL, resent=? WHERE {' AND '.join(where)}",
+                (gen, *args),
+            )
+        self.resend_epoch += 1
+        return cur.rowcount
+
     # -- reading ---------------------------------------------------------------
 
     def unsent(self, after_id: int, limit: int) -> list[StoredRecord]:
         """Unsent records with ``id > after_id`` in publish order."""
         with self._failing("read unsent records"):
             rows = self._db.execute(
-                "SELECT id, kind, rid, body FROM records WHERE sent_ms IS NULL AND id > ? "
+                "SELECT id, kind, rid, body, resent FROM records WHERE sent_ms IS NULL AND id > ? "
                 "ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        return [StoredRecord(r[0], r[1], r[2], json.loads(r[3])) for r in rows]
+        return [StoredRecord(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+
+    def unsent_page(self, after_id: int, limit: int) -> list[StoredRecord]:
+        """Like :meth:`unsent`, for the uplink: the stored text, not parsed
+        (``body`` is empty) — a backlog drains without a JSON round trip."""
+        with self._failing("read unsent records"):
+            rows = self._db.execute(
+                "SELECT id, kind, rid, body, resent FROM records WHERE sent_ms IS NULL AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        return [StoredRecord(r[0], r[1], r[2], {}, r[4], r[3]) for r in rows]
 
     def unsent_counts(self) -> dict[str, int]:
         with self._failing("count unsent records"):

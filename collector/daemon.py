@@ -144,6 +144,7 @@ class Collector:
         self._store: OrderStore | None = None
 
     async def main(self) -> int:
+        from buffer.capacity import CapacityPolicy
         from buffer.store import OrderStore, StoreError
         from collector.nozzles import NozzleTable
         from uplink.keys import KeyFileError, load_keys
@@ -161,7 +162,12 @@ class Collector:
         if cfg.uplink.kid not in keys:
             raise StartError(f"{cfg.uplink.keys_file}: no key with kid {cfg.uplink.kid!r}")
         try:
-            store = OrderStore(cfg.store.path)
+            store = OrderStore(
+                cfg.store.path,
+                CapacityPolicy(
+                    cfg.store.max_records, cfg.store.retain_per_nozzle, cfg.store.max_bytes
+                ),
+            )
         except StoreError as exc:
             raise StartError(str(exc)) from None
         self._store = store

@@ -57,6 +57,12 @@ KEEPALIVE_MIN_S, KEEPALIVE_MAX_S = 10, 3600
 #: Records per uplink message: bounded so one message stays well under
 #: typical broker message limits and a lost batch costs little to resend.
 BATCH_MAX_RECORDS_LIMIT = 1000
+#: SPEC D4 is a floor: a config cannot promise fewer retained orders per nozzle.
+STORE_RETAIN_MIN = 2000
+#: Below 32 ports x 2 nozzles x 2000 retained orders, the cap could never be met.
+STORE_MAX_RECORDS_MIN = 128_000
+#: 16 MiB: below it the D4 floor of a small station would not fit either.
+STORE_MAX_BYTES_MIN = 16 * 1024 * 1024
 #: aiomqtt warns past 10 pending publishes, and every in-flight batch is
 #: re-sent after a reconnect, so more in flight only costs duplicates.
 MAX_INFLIGHT_LIMIT = 20
@@ -172,6 +178,14 @@ class StoreConfig(BaseModel):
 
     #: The SQLite file (SPEC D4, D6). TOML gives a string: allow str → Path.
     path: Annotated[Path, Field(strict=False)]
+    #: Total records kept (every kind), sized for 30 days of a busy station
+    #: (SPEC A9; arithmetic in docs/store.md). Above it acknowledged records go
+    #: first, oldest first; unsent ones only when they alone exceed it (alarmed).
+    max_records: Annotated[int, Field(ge=STORE_MAX_RECORDS_MIN)] = 250_000
+    #: Newest orders per nozzle never evicted (SPEC D4: at least 2000).
+    retain_per_nozzle: Annotated[int, Field(ge=STORE_RETAIN_MIN)] = 2000
+    #: Bytes of SQLite pages in use the records may take (same eviction rules).
+    max_bytes: Annotated[int, Field(ge=STORE_MAX_BYTES_MIN)] = 100 * 1024 * 1024
 
 
 class UplinkConfig(BaseModel):

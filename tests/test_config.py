@@ -209,7 +209,12 @@ def test_example_validates() -> None:
 def test_demo_validates() -> None:
     dumped = load_config(DEMO).model_dump(mode="json")
     assert dumped["device"] == {"id": "demo-gw-01", "station": "DEMO-0001", "timezone": "+08:00"}
-    assert dumped["store"] == {"path": ".demo/store.sqlite"}
+    assert dumped["store"] == {
+        "path": ".demo/store.sqlite",
+        "max_records": 250_000,
+        "retain_per_nozzle": 2000,
+        "max_bytes": 100 * 1024 * 1024,
+    }
     uplink = {k: dumped["uplink"][k] for k in ("host", "port", "keys_file", "kid")}
     assert uplink == {
         "host": "127.0.0.1",

@@ -90,7 +90,8 @@ def canonical_json(obj: Any) -> bytes:
     strings; they sort by code point (identical to RFC 8785's UTF-16 order
     for every key the contract defines, all of which are ASCII).
     """
-    _check_canonical(obj, "$")
+    if not _plain(obj):
+        _check_canonical(obj, "$")  # raises, naming where
     try:
         text = json.dumps(
             obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
@@ -117,6 +118,24 @@ def seal(
     zip: str = "deflate",
 ) -> bytes:
     """Seal ``body`` into a UTF-8 JSON envelope ready to publish."""
+    return seal_plaintext(
+        canonical_json(body), dev=dev, kid=kid, key=key, seq=seq, ts_ms=ts_ms, type=type, zip=zip
+    )
+
+
+def seal_plaintext(
+    plaintext: bytes,
+    *,
+    dev: str,
+    kid: str,
+    key: bytes,
+    seq: int,
+    ts_ms: int,
+    type: str,
+    zip: str = "deflate",
+) -> bytes:
+    """Seal a body already serialised as UTF-8 JSON (the uplink splices the
+    store's canonical record texts into ``{"items":[…]}`` without re-parsing)."""
     for name, label in (("dev", dev), ("kid", kid), ("type", type)):
         if not _is_label(label):
             raise ValueError(
@@ -127,7 +146,6 @@ def seal(
             raise ValueError(f"envelope {name} must be an integer in 0..2^53-1")
     if zip not in ZIP_MODES:
         raise ValueError(f"envelope zip must be one of {sorted(ZIP_MODES)}, got {zip!r}")
-    plaintext = canonical_json(body)
     if len(plaintext) > MAX_PLAINTEXT_BYTES:
         # The receiver would refuse it; better to fail here, where it is a bug.
         raise ValueError(
@@ -222,6 +240,23 @@ def _bounded_inflate(data: bytes) -> bytes:
     if inflater.unused_data:
         raise EnvelopeError("bad_zip", "bytes after the end of the DEFLATE stream")
     return out
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _plain(obj: Any) -> bool:
+    """Fast path of :func:`_check_canonical` (the store seals every order with
+    it): exact dict/list/scalar types only; anything else takes the slow check."""
+    t = type(obj)
+    if t is dict:
+        for k, v in obj.items():
+            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v)):
+                return False
+        return True
+    if t is list or t is tuple:
+        return all(type(v) in _SCALARS or _plain(v) for v in obj)
+    return t in _SCALARS
 
 
 def _check_canonical(obj: Any, path: str) -> None:

@@ -30,7 +30,10 @@ import aiomqtt
 import structlog
 
 from buffer.store import OrderStore, StoredRecord, StoreError
-from uplink.envelope import seal
+from uplink.envelope import seal, seal_plaintext
+
+_RESENT_TRUE = '"resent":true'
+_RESENT_FALSE = '"resent":false'
 
 log = structlog.get_logger("uplink")
 
@@ -136,6 +139,14 @@ class Uplink:
     def wake(self) -> None:
         """Something new is committed: look at the store again."""
         self._wake.set()
+
+    def resend(self, **selection: Any) -> int:
+        """``orders.resend`` (platform-interface.md): mark the selected stored
+        orders for sending again with ``resent: true`` and wake the sender.
+        Arguments as :meth:`buffer.store.OrderStore.request_resend`."""
+        n = self.store.request_resend(**selection)
+        self.wake()
+        return n
 
     async def run(self) -> None:
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
@@ -258,37 +269,78 @@ class Uplink:
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _sender(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+        # Backpressure (issue #6): the store is read one page (batch_max_records)
+        # at a time and at most max_inflight batches await their PUBACK, so a
+        # broker gone for hours costs no memory here — the backlog stays on flash
+        # and collection (ports committing) never waits for this task.
         inflight = asyncio.Semaphore(self.settings.max_inflight)
         cursor = 0  # last record id handed to a publish in this session
+        epoch = self.store.resend_epoch
+        publishing: dict[int, int] = {}  # id -> resend generation awaiting its PUBACK
         while True:
             self._wake.clear()
-            records = self.store.unsent(cursor, self.settings.batch_max_records)
+            if self.store.resend_epoch != epoch:
+                # orders.resend made older records unsent again: read from the
+                # start (in id order, so per-nozzle order holds for them too),
+                # skipping the copies still in flight.
+                epoch, cursor = self.store.resend_epoch, 0
+            records = self.store.unsent_page(cursor, self.settings.batch_max_records)
             if not records:
                 await self._wake.wait()
                 continue
             cursor = records[-1].id
-            for run in batches(records):
+            fresh = [r for r in records if publishing.get(r.id) != r.resent]
+            for run in batches(fresh):
                 await inflight.acquire()
-                tg.create_task(self._publish_batch(client, run, inflight))
+                publishing.update((r.id, r.resent) for r in run)
+                tg.create_task(self._publish_batch(client, run, inflight, publishing))
 
     async def _publish_batch(
-        self, client: aiomqtt.Client, run: list[StoredRecord], inflight: asyncio.Semaphore
+        self,
+        client: aiomqtt.Client,
+        run: list[StoredRecord],
+        inflight: asyncio.Semaphore,
+        publishing: dict[int, int],
     ) -> None:
         try:
             kind = run[0].kind
-            items = [{**r.body, "resent": False} for r in run]
-            payload = self._seal({"items": items}, kind)
+            payload = self._seal_texts(run, kind)
             await client.publish(
                 self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=PUBLISH_TIMEOUT_S
             )
-            # PUBACK received: only now are these records sent.
-            self.store.mark_sent([r.id for r in run])
+            # PUBACK received: only now are these copies sent — one transaction.
+            self.store.mark_published(run)
             self.stats.messages += 1
             self.stats.records += len(run)
             self.stats.bytes += len(payload)
             log.debug("published", kind=kind, records=len(run), bytes=len(payload))
         finally:
+            for r in run:
+                if publishing.get(r.id) == r.resent:
+                    del publishing[r.id]
             inflight.release()
+
+    def _seal_texts(self, run: list[StoredRecord], kind: str) -> bytes:
+        """``{"items":[…]}`` spliced from the stored canonical texts, each with
+        ``resent`` appended (a transport field, outside the chain hash —
+        uplink/chain.py HASH_EXCLUDED — and never stored, so never doubled).
+        The plaintext need not be canonical (platform-interface.md: UTF-8 JSON)."""
+        if any(r.text is None for r in run):  # a record not from unsent_page: a bug
+            raise StoreError("uplink: record without stored text")
+        items = ",".join(
+            f"{str(r.text)[:-1]},{_RESENT_TRUE if r.resent else _RESENT_FALSE}}}" for r in run
+        )
+        s = self.settings
+        return seal_plaintext(
+            f'{{"items":[{items}]}}'.encode(),
+            dev=s.device_id,
+            kid=s.kid,
+            key=s.key,
+            seq=self.store.next_seq(),
+            ts_ms=time.time_ns() // 1_000_000,
+            type=kind,
+            zip=s.zip,
+        )
 
     def _seal(self, body: dict[str, Any], kind: str) -> bytes:
         s = self.settings
