@@ -40,7 +40,11 @@ def setup_commands(
     """A ready processor attached to ``uplink``, or None when commands are off."""
     from buffer.store import StoreError
     from uplink.commands import CommandProcessor, ReplayLog
-    from uplink.device_commands import KeyRing, register_device_commands
+    from uplink.device_commands import (
+        KeyRing,
+        register_device_commands,
+        register_order_commands,
+    )
     from uplink.keys import KeyFileError, load_sm2_pair, load_sm2_public, redact
 
     u = config.uplink
@@ -76,6 +80,7 @@ def setup_commands(
     register_device_commands(
         processor, status=uplink.heartbeat, ring=ring, device_private=device_private
     )
+    register_order_commands(processor, resend=uplink.resend)
 
     async def on_command(payload: bytes) -> None:
         previous = ring.current

@@ -137,3 +137,39 @@ def register_device_commands(
 
     processor.register("device.status", device_status)
     processor.register("key.rotate", key_rotate)
+
+
+#: ``orders.resend`` arguments (platform-interface.md) and their types.
+RESEND_ARGS: dict[str, tuple[type, ...]] = {
+    "nozzle": (str,),
+    "from_nseq": (int,),
+    "to_nseq": (int,),
+    "since": (int, str),
+    "until": (int, str),
+}
+
+
+def register_order_commands(processor: CommandProcessor, *, resend: Callable[..., int]) -> None:
+    """``orders.resend``: mark the selected stored orders to be published again
+    with ``resent: true`` (SPEC D5, D6; buffer/store.py ``request_resend``)."""
+
+    async def orders_resend(args: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(args) - set(RESEND_ARGS))
+        if unknown:
+            raise CommandError(BAD_REQUEST, f"unknown arguments: {', '.join(unknown)}")
+        for name, value in args.items():
+            # bool is an int in Python; a flag is never a sequence number.
+            if value is not None and (
+                not isinstance(value, RESEND_ARGS[name]) or isinstance(value, bool)
+            ):
+                raise CommandError(BAD_REQUEST, f"{name} has the wrong type")
+        for name in ("from_nseq", "to_nseq"):
+            if args.get(name) is not None and args[name] < 1:
+                raise CommandError(BAD_REQUEST, f"{name} must be at least 1")
+        try:
+            marked = resend(**{k: v for k, v in args.items() if v is not None})
+        except ValueError as exc:  # a time that is not ISO 8601 with an offset
+            raise CommandError(BAD_REQUEST, str(exc)) from None
+        return {"marked": marked}
+
+    processor.register("orders.resend", orders_resend)
