@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from collector import version
+from collector import techcli, version
 
 if TYPE_CHECKING:
     from config.models import Config
@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         from collector.decode import main as decode_main
 
         return decode_main(args.protocol, args.bytes)
+    if args.command in techcli.NAMES:
+        return techcli.run(args)
     (config_parser if args.command == "config" else parser).print_help(sys.stderr)
     return EXIT_USAGE
 
@@ -72,6 +74,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     decode.add_argument(
         "bytes", nargs="+", metavar="BYTES", help="hex (FA 00 01 …), a TLS text frame, or -"
     )
+    techcli.register(commands)
     return parser, config
 
 

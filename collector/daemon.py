@@ -130,6 +130,10 @@ class Collector:
         self.started = time.monotonic()
         self.ports: list[PollPort] = []
         self.gauge: GaugeTask | None = None
+        # Live parts the control socket reads (collector/control.py, issue #9).
+        self.store: OrderStore | None = None
+        self.nozzles: NozzleTable | None = None
+        self.uplink: Uplink | None = None
         self._stop = asyncio.Event()
 
     async def main(self) -> int:
@@ -155,6 +159,7 @@ class Collector:
             raise StartError(str(exc)) from None
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
+        self.store, self.nozzles, self.uplink = store, nozzles, uplink
         try:
             await self._open_ports(store, nozzles, uplink)
         except BaseException:
@@ -232,11 +237,21 @@ class Collector:
             tasks.append(tg.create_task(uplink.run()))
             if self.gauge is not None:
                 tasks.append(tg.create_task(self.gauge.run()))
+            tasks.append(tg.create_task(self._control()))
             await self._stop.wait()
             log.info("stopping")
             sdnotify.notify("STOPPING=1")
             for task in tasks:
                 task.cancel()
+
+    async def _control(self) -> None:
+        """The technician CLI's socket (issue #9); a failure never stops collecting."""
+        from collector import control
+
+        try:
+            await control.serve(self, self.config.control.socket)
+        except OSError as exc:
+            log.error("control_failed", socket=self.config.control.socket, error=str(exc))
 
     async def _supervise(self, port: PollPort) -> None:
         """Keep one port running; a failed line is reopened with backoff."""

@@ -22,6 +22,7 @@ from datetime import timezone
 import structlog
 
 from buffer.store import OrderStore
+from collector import capture
 from collector.nozzles import NozzleTable
 from collector.sink import PortSink, PortStats
 from protocols.base import PollDriver
@@ -124,6 +125,7 @@ class PollPort:
         if request is None:
             return
         self._writer.write(request)
+        capture.feed(self.number, "tx", request)
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
         # cancellation that races with completion, and the port would never stop.
         try:
@@ -145,6 +147,7 @@ class PollPort:
                 continue
             if not chunk:
                 raise ConnectionError(f"{self.line.device}: serial line closed")
+            capture.feed(self.number, "rx", chunk)
             self._handle(self.driver.receive_data(chunk))
 
     def _handle(self, events: list[Event]) -> None:
