@@ -104,4 +104,4 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
         return EXIT_USAGE
     from collector.daemon import run_daemon
 
-    return run_daemon(config)
+    return run_daemon(config, path)

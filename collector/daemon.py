@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import tzinfo
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -43,10 +44,10 @@ class StartError(Exception):
     """Start-up cannot continue; ``str()`` is the one line a technician reads."""
 
 
-def run_daemon(config: Config) -> int:
+def run_daemon(config: Config, config_path: Path | None = None) -> int:
     logs.configure(config.log.level, config.log.format)
     try:
-        return asyncio.run(Collector(config).main())
+        return asyncio.run(Collector(config, config_path).main())
     except StartError as exc:
         print(f"forecourt: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -125,8 +126,9 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
 
 
 class Collector:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # the web page's config editor writes it
         self.started = time.monotonic()
         self.ports: list[PollPort] = []
         self.gauge: GaugeTask | None = None
@@ -238,6 +240,8 @@ class Collector:
             if self.gauge is not None:
                 tasks.append(tg.create_task(self.gauge.run()))
             tasks.append(tg.create_task(self._control()))
+            if self.config.web.listen:
+                tasks.append(tg.create_task(self._web(self.config.web.listen)))
             await self._stop.wait()
             log.info("stopping")
             sdnotify.notify("STOPPING=1")
@@ -252,6 +256,15 @@ class Collector:
             await control.serve(self, self.config.control.socket)
         except OSError as exc:
             log.error("control_failed", socket=self.config.control.socket, error=str(exc))
+
+    async def _web(self, listen: str) -> None:
+        """The local web page (issue #9); a failure never stops collecting."""
+        from collector.web.app import serve
+
+        try:
+            await serve(self, listen, Path(self.config.web.password_file), self.config_path)
+        except OSError as exc:
+            log.error("web_failed", listen=listen, error=str(exc))
 
     async def _supervise(self, port: PollPort) -> None:
         """Keep one port running; a failed line is reopened with backoff."""

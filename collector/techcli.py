@@ -67,12 +67,22 @@ def register(commands: Any) -> None:
     exp.add_argument("--until", help="ISO date/time (local), exclusive")
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     commands.add_parser("selftest", parents=[common], help="ports, store, keys, broker, clock")
+    web = commands.add_parser("web", help="the local web page")
+    web_commands = web.add_subparsers(dest="web_command", metavar="COMMAND", required=True)
+    passwd = web_commands.add_parser(
+        "passwd", help="set the web login password (read from the terminal or stdin)"
+    )
+    passwd.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
+    passwd.add_argument("--file", type=Path, help="hash file (default: [web] password_file)")
 
 
-NAMES = (*COMMANDS, "capture", "export", "selftest")
+NAMES = (*COMMANDS, "capture", "export", "selftest", "web")
+DEFAULT_PASSWORD_FILE = "/etc/forecourt/web-password"
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "web":
+        return _passwd(args)
     try:
         raw = _raw_config(args.config)
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -104,6 +114,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"forecourt: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILED
     _show(args.command, reply["data"], args.json)
+    return EXIT_OK
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    """Write the web login's salted scrypt hash file (mode 0600)."""
+    import getpass
+
+    from collector.web.auth import write_hash_file
+
+    path = args.file
+    if path is None:
+        try:
+            raw = _raw_config(args.config)
+        except (OSError, tomllib.TOMLDecodeError):
+            raw = {}
+        path = Path(raw.get("web", {}).get("password_file", DEFAULT_PASSWORD_FILE))
+    if sys.stdin.isatty():
+        password = getpass.getpass("new web password: ")
+        if getpass.getpass("again: ") != password:
+            print("forecourt: the passwords differ", file=sys.stderr)
+            return EXIT_FAILED
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        write_hash_file(path, password)
+    except (ValueError, OSError) as exc:
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{path}: password set")
     return EXIT_OK
 
 
