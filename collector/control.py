@@ -20,8 +20,9 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,7 +91,7 @@ async def _client(
             reply = {"ok": False, "error": "bad request (one JSON line of at most 4 KiB)"}
         except TimeoutError:
             reply = {"ok": False, "error": "request timed out"}
-        except (RequestError, storeview.StoreUnavailable) as exc:
+        except (RequestError, storeview.StoreUnavailable, sqlite3.Error) as exc:
             reply = {"ok": False, "error": str(exc)}
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
         await writer.drain()
@@ -102,8 +103,25 @@ async def _client(
         writer.close()
 
 
-def _store_db(c: Collector) -> Any:
-    return storeview.open_readonly(c.config.store.path)
+#: One read-only connection per store file, reused by every query: the web
+#: dashboard asks five store queries a second. Autocommit reads hold no
+#: transaction open, so each query sees the latest commit and the WAL can
+#: still be checkpointed.
+_readers: dict[str, sqlite3.Connection] = {}
+
+
+@contextlib.contextmanager
+def _store_db(c: Collector) -> Iterator[sqlite3.Connection]:
+    path = str(c.config.store.path)
+    db = _readers.get(path)
+    if db is None:
+        db = _readers[path] = storeview.open_readonly(path)
+    try:
+        yield db
+    except sqlite3.Error:
+        _readers.pop(path, None)  # reopen on the next query
+        db.close()
+        raise
 
 
 def _int(request: dict[str, Any], key: str, default: int | None) -> int | None:
@@ -116,7 +134,7 @@ def _int(request: dict[str, Any], key: str, default: int | None) -> int | None:
 async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     states = c.nozzles.states() if c.nozzles is not None else {}
     busy = [k for k, s in states.items() if s not in ("idle", "offline")]
-    with contextlib.closing(_store_db(c)) as db:
+    with _store_db(c) as db:
         buf = storeview.buffer(db, c.config.store.path)
         active = storeview.active_alarms(db)
     return {
@@ -166,14 +184,14 @@ async def q_orders(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]
     nozzle = request.get("nozzle")
     if nozzle is not None and not isinstance(nozzle, str):
         raise RequestError("nozzle: a nozzle key like 1-1-1")
-    with contextlib.closing(_store_db(c)) as db:
+    with _store_db(c) as db:
         return storeview.orders(
             db, nozzle, _int(request, "since_ms", None), _int(request, "limit", 20) or 20
         )
 
 
 async def q_tanks(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
-    with contextlib.closing(_store_db(c)) as db:
+    with _store_db(c) as db:
         tanks = storeview.latest_tanks(db)
     capacity = {t.number: t.declared_capacity_l for t in c.config.tanks}
     for tank in tanks:
@@ -182,7 +200,7 @@ async def q_tanks(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def q_alarms(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
-    with contextlib.closing(_store_db(c)) as db:
+    with _store_db(c) as db:
         return {
             "active": storeview.active_alarms(db),
             "recent": storeview.alarms(db, _int(request, "limit", 50) or 50),
@@ -190,7 +208,7 @@ async def q_alarms(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def q_buffer(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
-    with contextlib.closing(_store_db(c)) as db:
+    with _store_db(c) as db:
         return storeview.buffer(db, c.config.store.path)
 
 

@@ -90,6 +90,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"forecourt: {args.config}: {exc}", file=sys.stderr)
             return EXIT_USAGE
         raw = {}
+    try:
+        return _dispatch(args, raw)
+    except ValueError as exc:  # a --since / --until that is no ISO date
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
     sock = args.socket or raw.get("control", {}).get("socket", DEFAULT_SOCKET)
     store = args.store or raw.get("store", {}).get("path")
     if args.command == "export":
@@ -175,7 +183,10 @@ def ask(path: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, 
         raise Down(f"{path}: {exc.strerror}") from None
     except OSError as exc:
         raise Down(f"{path}: {exc}") from None
-    reply: dict[str, Any] = json.loads(b"".join(chunks))
+    try:
+        reply: dict[str, Any] = json.loads(b"".join(chunks))
+    except ValueError:
+        raise Down(f"{path}: no valid reply") from None
     return reply
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import os
+import secrets
 import shutil
 import tempfile
 from importlib import resources
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 COOKIE = "fc_session"
 PRE_COOKIE = "fc_login"  # the login form's CSRF token (no session yet)
-#: A config file is a few KiB; a bigger POST is refused by microdot.
+#: The documented example config is ~12 KiB; a bigger POST is refused by
+#: microdot (and a body past max_body_length would not be parsed as a form).
 MAX_BODY = 64 * 1024
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 
@@ -82,7 +84,7 @@ def check_config_text(text: str, near: Path) -> list[str]:
 
 def make_app(collector: Collector, password_file: Path, config_path: Path | None) -> Microdot:
     app = Microdot()
-    Request.max_content_length = MAX_BODY
+    Request.max_content_length = Request.max_body_length = MAX_BODY
     guard, sessions = LoginGuard(), Sessions()
     template = _template()
 
@@ -100,7 +102,7 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
         return Response(text, headers={**HTML, **(headers or {})})
 
     def login_page(message: str = "") -> Response:
-        pre = Sessions().create()  # a random token, bound to a cookie
+        pre = secrets.token_urlsafe(32)  # the login form's CSRF token, bound to a cookie
         if read_hash_file(password_file) is None:
             form = (
                 '<p class="err">未设置密码 No password is set. On the gateway run: '
