@@ -135,7 +135,7 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     states = c.nozzles.states() if c.nozzles is not None else {}
     busy = [k for k, s in states.items() if s not in ("idle", "offline")]
     with _store_db(c) as db:
-        buf = storeview.buffer(db, c.config.store.path)
+        unsent = storeview.unsent_total(db)
         active = storeview.active_alarms(db)
     return {
         "running": True,
@@ -149,7 +149,7 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "nozzles": len(states),
         "nozzles_busy": busy,
         "uplink_connected": bool(c.uplink and c.uplink.stats.connected),
-        "unsent": buf["unsent"],
+        "unsent": unsent,
         "alarms_active": len(active),
         "gauge_online": None if c.gauge is None else c.gauge.online,
     }

@@ -214,10 +214,9 @@ def _offline(args: argparse.Namespace, request: dict[str, Any], store: str | Non
         elif args.command == "buffer":
             data = storeview.buffer(db, store)
         else:
-            buf = storeview.buffer(db, store)
             data = {
                 "running": False,
-                "unsent": buf["unsent"],
+                "unsent": storeview.unsent_total(db),
                 "alarms_active": len(storeview.active_alarms(db)),
             }
     db.close()

@@ -174,7 +174,8 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
         if session_of(request) is None:
             return {"error": "login required"}, 401
         state = {}
-        for name in ("status", "ports", "nozzles", "tanks", "alarms", "buffer", "uplink"):
+        # Not "buffer": it counts every stored record; status has the unsent count.
+        for name in ("status", "ports", "nozzles", "tanks", "alarms", "uplink"):
             state[name] = await control.QUERIES[name](collector, {"query": name, "limit": 10})
         state["orders"] = await control.q_orders(collector, {"query": "orders", "limit": 10})
         return state
