@@ -10,6 +10,7 @@ in collector/web/static/page.html (package data), labels in Chinese and English.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import os
 import secrets
@@ -147,7 +148,10 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
             return login_page()
         if guard.locked_for() > 0:
             return login_page("登录已锁定 Login locked")
-        if not guard.attempt(verify_password(str(form.get("password", "")), stored)):
+        # scrypt takes tens of ms (and 16 MiB) on the gateway: off the event
+        # loop, so the ports keep polling while a password is checked.
+        ok = await asyncio.to_thread(verify_password, str(form.get("password", "")), stored)
+        if not guard.attempt(ok):
             return login_page("密码错误 Wrong password")
         token = sessions.create()
         response = Response.redirect("/")
