@@ -56,6 +56,11 @@ async def serve(collector: Collector, path: str | Path) -> None:
     """Serve the control socket until cancelled."""
     sock = Path(path)
     sock.parent.mkdir(parents=True, exist_ok=True)
+    if _answers(sock):
+        # Another collector owns it: taking it over would hide that one from
+        # the technician (and its stop would delete ours).
+        log.error("control_in_use", socket=str(sock))
+        return
     with contextlib.suppress(FileNotFoundError):
         sock.unlink()  # a stale socket of a crashed run
 
@@ -64,13 +69,27 @@ async def serve(collector: Collector, path: str | Path) -> None:
 
     server = await asyncio.start_unix_server(on_client, path=str(sock), limit=MAX_REQUEST)
     os.chmod(sock, SOCKET_MODE)
+    ours = sock.stat().st_ino
     log.info("control_listening", socket=str(sock))
     try:
         async with server:
             await server.serve_forever()
     finally:
         with contextlib.suppress(OSError):
-            sock.unlink()
+            if sock.stat().st_ino == ours:
+                sock.unlink()
+
+
+def _answers(sock: Path) -> bool:
+    """Whether a live process listens on ``sock`` (a unix connect is immediate)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
 
 
 async def _client(

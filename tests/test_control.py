@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import stat
 from pathlib import Path
 
@@ -56,9 +57,25 @@ def test_requests_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert slow == {"ok": False, "error": "request timed out"}
         capture = await exchange(sock, b'{"query": "capture", "port": 1, "seconds": 9999}\n')
         assert capture["ok"] is False and "seconds" in str(capture["error"])
+        # A second collector with the same socket does not steal it.
+        await control.serve(Collector(load_config(DEMO_CONFIG)), sock)
+        assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
         server.cancel()
         with pytest.raises(asyncio.CancelledError):
             await server
         assert not sock.exists(), "the socket file is removed on stop"
+        # A stale socket file (a crashed run) is replaced.
+        stale = socket.socket(socket.AF_UNIX)
+        stale.bind(str(sock))
+        stale.close()
+        server = asyncio.create_task(control.serve(collector, sock))
+        for _ in range(100):
+            if sock.exists() and stat.S_IMODE(sock.stat().st_mode) == 0o660:
+                break
+            await asyncio.sleep(0.02)
+        assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server
 
     asyncio.run(main())
