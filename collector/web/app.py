@@ -125,7 +125,7 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
             )
         msg = f'<p class="err" id="message">{html.escape(message)}</p>' if message else ""
         body = f'<div id="mini"></div>{msg}{form}'
-        return page("login", body, None, {"Set-Cookie": _cookie(PRE_COOKIE, pre)})
+        return page("login", body, None, {"Set-Cookie": [_cookie(PRE_COOKIE, pre)]})
 
     def need_login(request: Request) -> Response | None:
         return None if session_of(request) else Response.redirect("/")
@@ -155,7 +155,7 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
             return login_page("密码错误 Wrong password")
         token = sessions.create()
         response = Response.redirect("/")
-        response.headers["Set-Cookie"] = _cookie(COOKIE, token)
+        response.headers["Set-Cookie"] = [_cookie(COOKIE, token)]
         return response
 
     @app.post("/logout")
@@ -164,7 +164,7 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
         if Sessions.csrf_ok(session, (request.form or {}).get("csrf")):
             sessions.drop(request.cookies.get(COOKIE))
         response = Response.redirect("/")
-        response.headers["Set-Cookie"] = _cookie(COOKIE, "", 0)
+        response.headers["Set-Cookie"] = [_cookie(COOKIE, "", 0)]
         return response
 
     @app.get("/api/status")
