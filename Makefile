@@ -1,6 +1,7 @@
 # forecourt-collector — two entry points: `make demo` and `make test`.
 # Both install what is missing on a fresh Debian machine (as root): python3 and
-# venv, the package and its dependencies in .venv, and mosquitto from apt.
+# venv, the package and its dependencies in .venv, and mosquitto, chromium and
+# chromium-driver (the web page test) from apt.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -16,6 +17,9 @@ system-deps:
 		echo "installing python3 and python3-venv"; apt-get update -qq && $(APT) python3 python3-venv; fi
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
 		echo "installing mosquitto"; apt-get update -qq && $(APT) mosquitto; fi
+	@# The web page test (issue #9) drives Debian's chromium with its chromedriver.
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver"; apt-get update -qq && $(APT) chromium chromium-driver; fi
 
 $(BIN)/python: | system-deps
 	$(PYTHON) -m venv $(VENV)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from collector import version
+from collector import techcli, version
 
 if TYPE_CHECKING:
     from config.models import Config
@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         return decode_main(args.protocol, args.bytes)
     if args.command == "verify":
         return _verify(args.store, args.config)
+    if args.command in techcli.NAMES:
+        return techcli.run(args)
     (config_parser if args.command == "config" else parser).print_help(sys.stderr)
     return EXIT_USAGE
 
@@ -75,6 +77,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "bytes", nargs="+", metavar="BYTES", help="hex (FA 00 01 …), a TLS text frame, or -"
     )
     _add_verify(commands)
+    techcli.register(commands)
     return parser, config
 
 
@@ -125,4 +128,4 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
         return EXIT_USAGE
     from collector.daemon import run_daemon
 
-    return run_daemon(config)
+    return run_daemon(config, path)

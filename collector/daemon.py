@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import tzinfo
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -52,10 +53,10 @@ class StartError(Exception):
     """Start-up cannot continue; ``str()`` is the one line a technician reads."""
 
 
-def run_daemon(config: Config) -> int:
+def run_daemon(config: Config, config_path: Path | None = None) -> int:
     logs.configure(config.log.level, config.log.format)
     try:
-        return asyncio.run(Collector(config).main())
+        return asyncio.run(Collector(config, config_path).main())
     except StartError as exc:
         print(f"forecourt: cannot start: {exc}", file=sys.stderr)
         return 1
@@ -134,12 +135,17 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
 
 
 class Collector:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # the web page's config editor writes it
         self.started = time.monotonic()
         self.ports: list[Port] = []
         self.gauge: GaugeTask | None = None
         self.commands: CommandProcessor | None = None
+        # Live parts the control socket reads (collector/control.py, issue #9).
+        self.store: OrderStore | None = None
+        self.nozzles: NozzleTable | None = None
+        self.uplink: Uplink | None = None
         self._stop = asyncio.Event()
         self._store: OrderStore | None = None
 
@@ -173,6 +179,7 @@ class Collector:
         self._store = store
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
+        self.store, self.nozzles, self.uplink = store, nozzles, uplink
         try:
             self._setup_commands(store, uplink, keys)
             await self._open_ports(store, nozzles, uplink)
@@ -319,11 +326,32 @@ class Collector:
                 tasks.append(tg.create_task(watchdog.run(beat, self._store_ok)))
             if self.gauge is not None:
                 tasks.append(tg.create_task(self.gauge.run()))
+            tasks.append(tg.create_task(self._control()))
+            if self.config.web.listen:
+                tasks.append(tg.create_task(self._web(self.config.web.listen)))
             await self._stop.wait()
             log.info("stopping")
             sdnotify.notify("STOPPING=1")
             for task in tasks:
                 task.cancel()
+
+    async def _control(self) -> None:
+        """The technician CLI's socket (issue #9); a failure never stops collecting."""
+        from collector import control
+
+        try:
+            await control.serve(self, self.config.control.socket)
+        except OSError as exc:
+            log.error("control_failed", socket=self.config.control.socket, error=str(exc))
+
+    async def _web(self, listen: str) -> None:
+        """The local web page (issue #9); a failure never stops collecting."""
+        from collector.web.app import serve
+
+        try:
+            await serve(self, listen, Path(self.config.web.password_file), self.config_path)
+        except OSError as exc:
+            log.error("web_failed", listen=listen, error=str(exc))
 
     async def _supervise(self, port: Port) -> None:
         """Keep one port running; a failed line is reopened with backoff.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import deque
+from typing import Any
 
 import structlog
 
@@ -13,6 +15,18 @@ _LEVELS = {
     "warning": logging.WARNING,
     "error": logging.ERROR,
 }
+
+
+#: The web page's log tail (issue #9): the last rendered lines, bounded so
+#: it costs at most ~100 KiB whatever the daemon logs.
+RECENT_LINES = 200
+RECENT: deque[str] = deque(maxlen=RECENT_LINES)
+
+
+def _remember(logger: Any, method: str, line: Any) -> Any:
+    """After the renderer: keep the rendered line for the log tail."""
+    RECENT.append(str(line))
+    return line
 
 
 def configure(level: str = "info", fmt: str = "auto") -> None:
@@ -32,6 +46,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             renderer,
+            _remember,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),

@@ -21,6 +21,7 @@ from datetime import timezone
 import structlog
 
 from buffer.store import OrderStore
+from collector import capture
 from collector.edge import EdgeSettings
 from collector.nozzles import NozzleTable
 from collector.serialfd import LineSettings, open_line
@@ -156,6 +157,7 @@ class PollPort:
         if not chunk:
             self._fail("serial line closed")
             return
+        capture.feed(self.number, "rx", chunk)
         # Bytes outside a request's window (a late answer, noise) go to the
         # driver too: it reports them as unexpected or garbage.
         self._handle(self.driver.receive_data(chunk))
@@ -172,6 +174,7 @@ class PollPort:
         if request is None:
             return False
         await self._write(request)
+        capture.feed(self.number, "tx", request)
         if not self.driver.awaiting_response:
             return True
         loop = self._loop

@@ -503,6 +503,26 @@ class LogConfig(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class ControlConfig(BaseModel):
+    """The technician CLI's unix socket (issue #9, collector/control.py)."""
+
+    model_config = _MODEL_CONFIG
+
+    #: Created mode 0660: root and the ``forecourt`` group may query the daemon.
+    socket: Annotated[str, Field(min_length=1)] = "/run/forecourt/control.sock"
+
+
+class WebConfig(BaseModel):
+    """The local technician web page (issue #9); off unless ``listen`` is set."""
+
+    model_config = _MODEL_CONFIG
+
+    #: ``host:port`` to serve on, e.g. ``0.0.0.0:8080``; absent: no web page.
+    listen: str | None = None
+    #: The salted scrypt hash file ``forecourt web passwd`` writes (mode 0600).
+    password_file: Annotated[str, Field(min_length=1)] = "/etc/forecourt/web-password"
+
+
 class Config(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -517,6 +537,8 @@ class Config(BaseModel):
     )
     wetstock: WetstockConfig = Field(default_factory=WetstockConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("ports", mode="wrap")
     @classmethod

@@ -239,8 +239,10 @@ def bus(work: Path, *, pos: Path, pump: Path, tap: Path) -> Proc:
 
 
 def collector(work: Path, config: Path, overrides: Sequence[str], name: str = "collector") -> Proc:
+    """Start ``forecourt run``; its control socket is in ``work`` (tests run side by
+    side), unless ``overrides`` name another."""
     argv = [sys.executable, "-m", "collector", "run", "--config", str(config)]
-    for item in overrides:
+    for item in (f"control.socket={work / 'control.sock'}", *overrides):
         argv += ["--set", item]
     return Proc(name, argv, work)
 

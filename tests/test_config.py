@@ -522,9 +522,11 @@ def test_run_hands_the_config_to_the_daemon(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[Config] = []
+    paths: list[Path | None] = []
 
-    def run_daemon(config: Config) -> int:
+    def run_daemon(config: Config, config_path: Path | None = None) -> int:
         seen.append(config)
+        paths.append(config_path)  # the web page's config editor writes it (issue #9)
         return 7
 
     fake = types.ModuleType("collector.daemon")
@@ -533,6 +535,7 @@ def test_run_hands_the_config_to_the_daemon(
     path = write(tmp_path, GOOD)
     assert cli.main(["run", "--config", str(path), "--set", "log.format=json"]) == 7
     [config] = seen
+    assert paths == [path]
     assert config.log.format == "json"
     assert config.device.id == "gw-1"
 

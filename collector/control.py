@@ -1,0 +1,297 @@
+"""The control socket: the technician CLI's window into the running daemon (issue #9).
+
+A unix socket (``[control] socket``, mode 0660) speaking one JSON request
+line → one JSON response line per connection, then close:
+
+    → {"query": "ports"}
+    ← {"ok": true, "data": [...]}        or  {"ok": false, "error": "..."}
+
+Bounded: a request longer than :data:`MAX_REQUEST` or slower than
+:data:`REQUEST_TIMEOUT_S` is refused, a capture lasts at most
+:data:`MAX_CAPTURE_S`. Queries read live state (ports, nozzles, uplink) from
+the :class:`~collector.daemon.Collector` and stored records through a
+read-only connection of their own (collector/storeview.py), so a query never
+uses — or blocks — the writer's connection. Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from collector import capture, storeview, version
+
+if TYPE_CHECKING:
+    from collector.daemon import Collector
+
+log = structlog.get_logger("collector.control")
+
+#: A request is one small JSON object; 4 KiB is ample and bounds the read.
+MAX_REQUEST = 4096
+#: A client that does not finish its request line in this time is dropped.
+REQUEST_TIMEOUT_S = 5.0
+#: The longest capture one request may hold a port's tap open for.
+MAX_CAPTURE_S = 600.0
+#: Socket mode: root and the service group may query; others may not.
+SOCKET_MODE = 0o660
+
+Handler = Callable[["Collector", dict[str, Any]], Awaitable[Any]]
+
+
+class RequestError(Exception):
+    """The request is wrong; ``str()`` goes back to the client."""
+
+
+async def serve(collector: Collector, path: str | Path) -> None:
+    """Serve the control socket until cancelled."""
+    sock = Path(path)
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    if _answers(sock):
+        # Another collector owns it: taking it over would hide that one from
+        # the technician (and its stop would delete ours).
+        log.error("control_in_use", socket=str(sock))
+        return
+    with contextlib.suppress(FileNotFoundError):
+        sock.unlink()  # a stale socket of a crashed run
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _client(collector, reader, writer)
+
+    server = await asyncio.start_unix_server(on_client, path=str(sock), limit=MAX_REQUEST)
+    os.chmod(sock, SOCKET_MODE)
+    ours = sock.stat().st_ino
+    log.info("control_listening", socket=str(sock))
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        with contextlib.suppress(OSError):
+            if sock.stat().st_ino == ours:
+                sock.unlink()
+
+
+def _answers(sock: Path) -> bool:
+    """Whether a live process listens on ``sock`` (a unix connect is immediate)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(sock))
+        except OSError:
+            return False
+    return True
+
+
+async def _client(
+    collector: Collector, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    try:
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                line = await reader.readline()
+            request = json.loads(line)
+            if not isinstance(request, dict) or not isinstance(request.get("query"), str):
+                raise RequestError('a request is {"query": NAME, ...}')
+            handler = QUERIES.get(request["query"])
+            if handler is None:
+                raise RequestError(f"unknown query {request['query']!r}")
+            reply: dict[str, Any] = {"ok": True, "data": await handler(collector, request)}
+        except (ValueError, asyncio.LimitOverrunError):
+            reply = {"ok": False, "error": "bad request (one JSON line of at most 4 KiB)"}
+        except TimeoutError:
+            reply = {"ok": False, "error": "request timed out"}
+        except (RequestError, storeview.StoreUnavailable, sqlite3.Error) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        writer.write(json.dumps(reply, default=str).encode() + b"\n")
+        await writer.drain()
+    except (ConnectionError, OSError):
+        pass  # the client went away; nothing to tell it
+    except Exception:
+        log.exception("control_failed")
+    finally:
+        writer.close()
+
+
+#: One read-only connection per store file, reused by every query: the web
+#: dashboard asks five store queries a second. Autocommit reads hold no
+#: transaction open, so each query sees the latest commit and the WAL can
+#: still be checkpointed.
+_readers: dict[str, sqlite3.Connection] = {}
+
+
+@contextlib.contextmanager
+def _store_db(c: Collector) -> Iterator[sqlite3.Connection]:
+    path = str(c.config.store.path)
+    db = _readers.get(path)
+    if db is None:
+        db = _readers[path] = storeview.open_readonly(path)
+    try:
+        yield db
+    except sqlite3.Error:
+        _readers.pop(path, None)  # reopen on the next query
+        db.close()
+        raise
+
+
+def _int(request: dict[str, Any], key: str, default: int | None) -> int | None:
+    value = request.get(key, default)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise RequestError(f"{key}: an integer")
+    return value
+
+
+async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+    states = c.nozzles.states() if c.nozzles is not None else {}
+    busy = [k for k, s in states.items() if s not in ("idle", "offline")]
+    with _store_db(c) as db:
+        unsent = storeview.unsent_total(db)
+        active = storeview.active_alarms(db)
+    return {
+        "running": True,
+        "version": version(),
+        "device": c.config.device.id,
+        "uptime_s": int(time.monotonic() - c.started),
+        "clock": datetime.now(UTC).isoformat(timespec="seconds"),
+        "clock_offset_ms": 0,  # no time source compared yet (later issue)
+        "ports_online": sum(1 for p in c.ports if p.stats.online),
+        "ports_total": len(c.config.ports),
+        "nozzles": len(states),
+        "nozzles_busy": busy,
+        "uplink_connected": bool(c.uplink and c.uplink.stats.connected),
+        "unsent": unsent,
+        "alarms_active": len(active),
+        "gauge_online": None if c.gauge is None else c.gauge.online,
+    }
+
+
+async def q_ports(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
+    by_number = {p.number: p for p in c.ports}
+    out = []
+    for pc in c.config.ports:
+        port = by_number.get(pc.number)
+        stats = port.stats if port is not None else None
+        out.append(
+            {
+                "number": pc.number,
+                "device": pc.device,
+                "protocol": pc.protocol,
+                "online": bool(stats and stats.online),
+                "sales": stats.sales if stats else 0,
+                "duplicates": stats.duplicates if stats else 0,
+                "errors": dict(stats.errors) if stats else {},
+            }
+        )
+    return out
+
+
+async def q_nozzles(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
+    states = c.nozzles.states() if c.nozzles is not None else {}
+    return [{"nozzle": key, "state": state} for key, state in states.items()]
+
+
+async def q_orders(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
+    nozzle = request.get("nozzle")
+    if nozzle is not None and not isinstance(nozzle, str):
+        raise RequestError("nozzle: a nozzle key like 1-1-1")
+    with _store_db(c) as db:
+        return storeview.orders(
+            db, nozzle, _int(request, "since_ms", None), _int(request, "limit", 20) or 20
+        )
+
+
+async def q_tanks(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+    with _store_db(c) as db:
+        tanks = storeview.latest_tanks(db)
+    capacity = {t.number: t.declared_capacity_l for t in c.config.tanks}
+    for tank in tanks:
+        tank["capacity_l"] = capacity.get(int(tank.get("tank", 0)))
+    return {"gauge_online": None if c.gauge is None else c.gauge.online, "tanks": tanks}
+
+
+async def q_alarms(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+    with _store_db(c) as db:
+        return {
+            "active": storeview.active_alarms(db),
+            "recent": storeview.alarms(db, _int(request, "limit", 50) or 50),
+        }
+
+
+async def q_buffer(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+    with _store_db(c) as db:
+        return storeview.buffer(db, c.config.store.path)
+
+
+async def q_uplink(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+    u = c.config.uplink
+    stats = c.uplink.stats if c.uplink is not None else None
+    return {
+        "endpoint": f"{u.host}:{u.port}",
+        "tls": u.tls,
+        "connected": bool(stats and stats.connected),
+        "connects": stats.connects if stats else 0,
+        "messages": stats.messages if stats else 0,
+        "records": stats.records if stats else 0,
+        "bytes": stats.bytes if stats else 0,
+        "last_error": stats.last_error if stats else None,
+    }
+
+
+async def q_capture(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+    """Raw frames of one port for N seconds, each with its decoded summary."""
+    number = _int(request, "port", None)
+    pc = next((p for p in c.config.ports if p.number == number), None)
+    if pc is None:
+        raise RequestError(f"port {number}: no such port")
+    seconds = request.get("seconds", 5)
+    if not isinstance(seconds, int | float) or not 0 < seconds <= MAX_CAPTURE_S:
+        raise RequestError(f"seconds: a number in (0, {MAX_CAPTURE_S:.0f}]")
+    tap = capture.start(pc.number)
+    try:
+        await asyncio.sleep(float(seconds))
+    finally:
+        capture.stop(pc.number, tap)
+    return {
+        "port": pc.number,
+        "protocol": pc.protocol,
+        "seconds": seconds,
+        "dropped": tap.dropped,
+        "frames": [_frame(pc.protocol, at, d, data) for at, d, data in tap.frames],
+    }
+
+
+def _frame(protocol: str, at: float, direction: str, data: bytes) -> dict[str, Any]:
+    from protocols import load_describer
+
+    try:
+        summary: Any = load_describer(protocol)(data)
+    except Exception as exc:  # a describer must not end a capture
+        summary = f"undecodable: {exc}"
+    return {
+        "at": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),
+        "dir": direction,
+        "hex": data.hex(" "),
+        "decoded": summary,
+    }
+
+
+QUERIES: dict[str, Handler] = {
+    "status": q_status,
+    "ports": q_ports,
+    "nozzles": q_nozzles,
+    "orders": q_orders,
+    "tanks": q_tanks,
+    "alarms": q_alarms,
+    "buffer": q_buffer,
+    "uplink": q_uplink,
+    "capture": q_capture,
+}

@@ -1,0 +1,99 @@
+"""``forecourt selftest``: can this box collect and deliver? (issue #9)
+
+Each check is one line ``ok|FAIL name: detail``; exit 1 when any fails.
+Checks: the collector answers (informational), every configured port's
+device exists, the store opens read-only and passes ``quick_check``, the
+key file loads with the configured kid, the broker's TCP port accepts a
+connection, the system clock is plausible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+#: A clock before this is a gateway that booted without RTC or NTP: order
+#: times would be wrong (the build year of this check).
+CLOCK_FLOOR = time.mktime((2025, 1, 1, 0, 0, 0, 0, 0, 0))
+#: Broker reachability: a TCP connect, bounded so selftest stays quick.
+BROKER_TIMEOUT_S = 3.0
+
+
+def checks(raw: dict[str, Any], sock: str, store: str | None) -> list[dict[str, Any]]:
+    from collector.techcli import Down, ask
+
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str, required: bool = True) -> None:
+        out.append({"check": name, "ok": ok, "detail": detail, "required": required})
+
+    try:
+        status = ask(sock, {"query": "status"}, timeout=5.0).get("data", {})
+        add("collector", True, f"running, {status.get('ports_online')} ports online", False)
+    except Down as exc:
+        add("collector", False, f"not running ({exc})", False)
+    for port in raw.get("ports", []):
+        device = str(port.get("device", ""))
+        add(f"port {port.get('number')}", os.path.exists(device), device or "no device")
+    if store is None:
+        add("store", False, "no store path")
+    else:
+        add("store", *_store(store))
+    add("keys", *_keys(raw.get("uplink", {})))
+    add("broker", *_broker(raw.get("uplink", {})))
+    now = time.time()
+    add("clock", now > CLOCK_FLOOR, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)))
+    return out
+
+
+def _store(path: str) -> tuple[bool, str]:
+    from collector.storeview import StoreUnavailable, open_readonly
+
+    try:
+        db = open_readonly(path)
+    except StoreUnavailable as exc:
+        return False, str(exc)
+    try:
+        result = db.execute("PRAGMA quick_check").fetchone()[0]
+    finally:
+        db.close()
+    return result == "ok", f"{path}: quick_check {result}"
+
+
+def _keys(uplink: dict[str, Any]) -> tuple[bool, str]:
+    from uplink.keys import KeyFileError, load_keys
+
+    path, kid = uplink.get("keys_file"), uplink.get("kid")
+    if not path:
+        return False, "no uplink.keys_file"
+    try:
+        keys = load_keys(Path(path))
+    except KeyFileError as exc:
+        return False, str(exc)
+    if kid not in keys:
+        return False, f"{path}: no key with kid {kid!r}"
+    return True, f"{path}: kid {kid}"
+
+
+def _broker(uplink: dict[str, Any]) -> tuple[bool, str]:
+    host, port = uplink.get("host", "127.0.0.1"), int(uplink.get("port", 1883))
+    try:
+        with socket.create_connection((host, port), timeout=BROKER_TIMEOUT_S):
+            return True, f"{host}:{port} reachable"
+    except OSError as exc:
+        return False, f"{host}:{port}: {exc}"
+
+
+def selftest(raw: dict[str, Any], sock: str, store: str | None, as_json: bool) -> int:
+    results = checks(raw, sock, store)
+    failed = any(r["required"] and not r["ok"] for r in results)
+    if as_json:
+        print(json.dumps({"ok": not failed, "checks": results}, ensure_ascii=False))
+    else:
+        for r in results:
+            print(f"{'ok  ' if r['ok'] else 'FAIL'} {r['check']}: {r['detail']}")
+    return 1 if failed else 0

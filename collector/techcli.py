@@ -1,0 +1,282 @@
+"""Technician commands: ``forecourt status|ports|nozzles|orders|…`` (issue #9, docs/cli.md).
+
+They ask the running collector over its control socket (collector/control.py);
+when it is down, what the store can answer (orders, tanks, alarms, buffer) is
+read from the SQLite file read-only, and the command says the collector is not
+running (exit 3). Quick commands import neither pydantic nor aiomqtt: the
+config file is read as plain TOML for the two paths they need.
+
+Exit status: 0 ok; 1 a check failed or the collector refused the request;
+2 bad usage or unreadable config; 3 the collector is not running (the store's
+answer, when there is one, is still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DOWN = 0, 1, 2, 3
+DEFAULT_CONFIG = Path("/etc/forecourt/config.toml")
+DEFAULT_SOCKET = "/run/forecourt/control.sock"
+#: A reply larger than this is a bug, not a station: stop reading.
+MAX_REPLY = 16 * 1024 * 1024
+#: Store-answerable commands (the rest need the running collector).
+STORE_COMMANDS = ("orders", "tanks", "alarms", "buffer", "status")
+COMMANDS = ("status", "ports", "nozzles", "orders", "tanks", "alarms", "buffer", "uplink")
+
+
+class Down(Exception):
+    """The control socket does not answer."""
+
+
+def register(commands: Any) -> None:
+    """Add the technician subcommands to ``forecourt``'s subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="JSON output")
+    common.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
+    common.add_argument("--socket", metavar="PATH", help="control socket (default: from config)")
+    common.add_argument("--store", metavar="PATH", help="store file (default: from config)")
+    helps = {
+        "status": "the station at a glance",
+        "ports": "dispenser ports: online, sales, errors",
+        "nozzles": "live nozzle states",
+        "orders": "recent orders",
+        "tanks": "tank levels (last inventory)",
+        "alarms": "active and recent alarms",
+        "buffer": "stored and unsent records",
+        "uplink": "platform link state",
+    }
+    for name in COMMANDS:
+        p = commands.add_parser(name, parents=[common], help=helps[name])
+        if name == "orders":
+            p.add_argument("--nozzle", help="one nozzle key, e.g. 1-1-1")
+            p.add_argument("--since", help="committed at or after (ISO date/time, local)")
+            p.add_argument("--limit", type=int, default=20)
+    cap = commands.add_parser("capture", parents=[common], help="raw frames of one port")
+    cap.add_argument("port", type=int, metavar="PORT")
+    cap.add_argument("--seconds", type=float, default=5.0)
+    exp = commands.add_parser("export", parents=[common], help="orders as CSV or JSON lines")
+    exp.add_argument("--since", help="ISO date/time (local)")
+    exp.add_argument("--until", help="ISO date/time (local), exclusive")
+    exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    commands.add_parser("selftest", parents=[common], help="ports, store, keys, broker, clock")
+    web = commands.add_parser("web", help="the local web page")
+    web_commands = web.add_subparsers(dest="web_command", metavar="COMMAND", required=True)
+    passwd = web_commands.add_parser(
+        "passwd", help="set the web login password (read from the terminal or stdin)"
+    )
+    passwd.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
+    passwd.add_argument("--file", type=Path, help="hash file (default: [web] password_file)")
+
+
+NAMES = (*COMMANDS, "capture", "export", "selftest", "web")
+DEFAULT_PASSWORD_FILE = "/etc/forecourt/web-password"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.command == "web":
+        return _passwd(args)
+    try:
+        raw = _raw_config(args.config)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        if args.socket is None or args.store is None:
+            print(f"forecourt: {args.config}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        raw = {}
+    try:
+        return _dispatch(args, raw)
+    except ValueError as exc:  # a --since / --until that is no ISO date
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
+    sock = args.socket or raw.get("control", {}).get("socket", DEFAULT_SOCKET)
+    store = args.store or raw.get("store", {}).get("path")
+    if args.command == "export":
+        from collector.export import export
+
+        return export(store, _ms(args.since), _ms(args.until), args.format, sys.stdout)
+    if args.command == "selftest":
+        from collector.selftest import selftest
+
+        return selftest(raw, sock, store, args.json)
+    request: dict[str, Any] = {"query": args.command}
+    if args.command == "orders":
+        request.update(nozzle=args.nozzle, since_ms=_ms(args.since), limit=args.limit)
+    if args.command == "capture":
+        request.update(port=args.port, seconds=args.seconds)
+    wait = 10.0 + (args.seconds if args.command == "capture" else 0)
+    try:
+        reply = ask(sock, request, timeout=wait)
+    except Down as exc:
+        return _offline(args, request, store, str(exc))
+    if not reply.get("ok"):
+        print(f"forecourt: {reply.get('error')}", file=sys.stderr)
+        return EXIT_FAILED
+    _show(args.command, reply["data"], args.json)
+    return EXIT_OK
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    """Write the web login's salted scrypt hash file (mode 0600)."""
+    import getpass
+
+    from collector.web.auth import write_hash_file
+
+    path = args.file
+    if path is None:
+        try:
+            raw = _raw_config(args.config)
+        except (OSError, tomllib.TOMLDecodeError):
+            raw = {}
+        path = Path(raw.get("web", {}).get("password_file", DEFAULT_PASSWORD_FILE))
+    if sys.stdin.isatty():
+        password = getpass.getpass("new web password: ")
+        if getpass.getpass("again: ") != password:
+            print("forecourt: the passwords differ", file=sys.stderr)
+            return EXIT_FAILED
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        write_hash_file(path, password)
+    except (ValueError, OSError) as exc:
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{path}: password set")
+    return EXIT_OK
+
+
+def _raw_config(path: Path) -> dict[str, Any]:
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def _ms(text: str | None) -> int | None:
+    if text is None:
+        return None
+    at = datetime.fromisoformat(text)
+    return int(at.astimezone().timestamp() * 1000)
+
+
+def ask(path: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """One request over the control socket; raises :class:`Down` when nobody answers."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(json.dumps(request).encode() + b"\n")
+            chunks, size = [], 0
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_REPLY:
+                    raise Down("reply too large")
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise Down(f"{path}: {exc.strerror}") from None
+    except OSError as exc:
+        raise Down(f"{path}: {exc}") from None
+    try:
+        reply: dict[str, Any] = json.loads(b"".join(chunks))
+    except ValueError:
+        raise Down(f"{path}: no valid reply") from None
+    return reply
+
+
+def _offline(args: argparse.Namespace, request: dict[str, Any], store: str | None, why: str) -> int:
+    print(f"forecourt: the collector is not running ({why})", file=sys.stderr)
+    if args.command not in STORE_COMMANDS or store is None:
+        if args.json:
+            print(json.dumps({"running": False, "error": why}))
+        return EXIT_DOWN
+    from collector import storeview
+
+    try:
+        db = storeview.open_readonly(store)
+    except storeview.StoreUnavailable as exc:
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_DOWN
+    with db:
+        data: Any
+        if args.command == "orders":
+            data = storeview.orders(db, request["nozzle"], request["since_ms"], request["limit"])
+        elif args.command == "tanks":
+            data = {"gauge_online": None, "tanks": storeview.latest_tanks(db)}
+        elif args.command == "alarms":
+            data = {"active": storeview.active_alarms(db), "recent": storeview.alarms(db)}
+        elif args.command == "buffer":
+            data = storeview.buffer(db, store)
+        else:
+            data = {
+                "running": False,
+                "unsent": storeview.unsent_total(db),
+                "alarms_active": len(storeview.active_alarms(db)),
+            }
+    db.close()
+    print("(from the store: the collector is not running)", file=sys.stderr)
+    _show(args.command, data, args.json)
+    return EXIT_DOWN
+
+
+# -- human output --------------------------------------------------------------
+
+
+def _show(command: str, data: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, default=str))
+        return
+    if command == "status":
+        for key, value in data.items():
+            print(f"{key:18} {value}")
+    elif command == "ports":
+        _table(data, ("number", "device", "protocol", "online", "sales", "duplicates", "errors"))
+    elif command == "nozzles":
+        _table(data, ("nozzle", "state"))
+    elif command == "orders":
+        cols = ("id", "nozzle", "nseq", "order_no", "grade", "volume", "amount", "ended_at", "sent")
+        _table(data, cols)
+    elif command == "tanks":
+        print(f"gauge online: {data['gauge_online']}")
+        _table(data["tanks"], ("tank", "grade", "at", "volume_l", "ullage_l", "capacity_l"))
+    elif command == "alarms":
+        print("active:")
+        _table(data["active"], ("source", "code", "state", "at"))
+        print("recent:")
+        _table(data["recent"], ("source", "code", "state", "at"))
+    elif command == "buffer":
+        print(f"{data['path']}  {data['file_bytes']} bytes  unsent {data['unsent']}")
+        rows = [{"kind": k, **v} for k, v in data["kinds"].items()]
+        _table(rows, ("kind", "stored", "unsent"))
+    elif command == "uplink":
+        for key, value in data.items():
+            print(f"{key:12} {value}")
+    elif command == "capture":
+        print(f"port {data['port']} ({data['protocol']}), {len(data['frames'])} chunks")
+        for f in data["frames"]:
+            print(f"{f['at']} {f['dir']} {f['hex']}")
+            print(f"    {json.dumps(f['decoded'], ensure_ascii=False, default=str)}")
+
+
+def _table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(none)")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
+    return str(value)

@@ -1,0 +1,81 @@
+"""The control socket's bounds (issue #9): one bounded JSON request per connection.
+
+A real unix socket served by collector/control.py for a real (not started)
+Collector built from the demo config; the queries against a running
+collector are in tests/test_techcli.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from collector import control
+from collector.daemon import Collector
+from config.loader import load_config
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+
+
+async def exchange(path: Path, payload: bytes) -> dict[str, object]:
+    """Send ``payload`` (nothing: a client that never finishes) and read the reply."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    if payload:
+        writer.write(payload)
+        await writer.drain()
+    line = await reader.readline()
+    writer.close()
+    reply: dict[str, object] = json.loads(line)
+    return reply
+
+
+def test_requests_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(control, "REQUEST_TIMEOUT_S", 0.3)
+    sock = tmp_path / "run" / "ctl.sock"
+    collector = Collector(load_config(DEMO_CONFIG))
+
+    async def main() -> None:
+        server = asyncio.create_task(control.serve(collector, sock))
+        for _ in range(100):
+            if sock.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o660
+        assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
+        bad = await exchange(sock, b"not json\n")
+        assert bad["ok"] is False and "bad request" in str(bad["error"])
+        big = await exchange(sock, b'{"query": "' + b"x" * (control.MAX_REQUEST + 1) + b'"}\n')
+        assert big["ok"] is False and "4 KiB" in str(big["error"])
+        unknown = await exchange(sock, b'{"query": "reboot"}\n')
+        assert unknown == {"ok": False, "error": "unknown query 'reboot'"}
+        slow = await exchange(sock, b"")
+        assert slow == {"ok": False, "error": "request timed out"}
+        capture = await exchange(sock, b'{"query": "capture", "port": 1, "seconds": 9999}\n')
+        assert capture["ok"] is False and "seconds" in str(capture["error"])
+        # A second collector with the same socket does not steal it.
+        await control.serve(Collector(load_config(DEMO_CONFIG)), sock)
+        assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server
+        assert not sock.exists(), "the socket file is removed on stop"
+        # A stale socket file (a crashed run) is replaced.
+        stale = socket.socket(socket.AF_UNIX)
+        stale.bind(str(sock))
+        stale.close()
+        server = asyncio.create_task(control.serve(collector, sock))
+        for _ in range(100):
+            if sock.exists() and stat.S_IMODE(sock.stat().st_mode) == 0o660:
+                break
+            await asyncio.sleep(0.02)
+        assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server
+
+    asyncio.run(main())

@@ -1,0 +1,85 @@
+"""The web page's guards over HTTP without a browser (issue #9): login, CSRF, cookies.
+
+microdot's own test client against the real app of a real (not started)
+Collector built from the demo config; the browser test is tests/test_web_page.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from microdot.test_client import TestClient
+
+from collector.daemon import Collector
+from collector.web.app import make_app
+from collector.web.auth import write_hash_file
+from config.loader import load_config
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def form() -> dict[str, str]:
+    """Fresh headers per request: the test client adds its cookies to the dict it gets."""
+    return {"Content-Type": FORM_TYPE}
+
+
+def csrf_of(text: str) -> str:
+    """The page's own form's token (the last one; the header's logout form comes first)."""
+    found = re.findall(r'name="csrf" value="([^"]*)"', text)
+    assert found and found[-1], text
+    return str(found[-1])
+
+
+def set_cookies(res: Any) -> list[str]:
+    value = res.headers.get("Set-Cookie", [])
+    return value if isinstance(value, list) else [value]
+
+
+def test_login_csrf_and_cookies(tmp_path: Path) -> None:
+    config_file = tmp_path / "station.toml"
+    config_file.write_text(DEMO_CONFIG.read_text())
+    password_file = tmp_path / "web-password"
+    collector = Collector(load_config(config_file), config_file)
+    app = make_app(collector, password_file, config_file)
+
+    async def main() -> None:
+        client = TestClient(app)
+        res = await client.get("/")
+        assert "forecourt web passwd" in res.text, "no password file: says how to set one"
+        assert 'id="login"' not in res.text
+        write_hash_file(password_file, "pump-island-7")
+
+        assert (await client.get("/api/state")).status_code == 401
+        assert (await client.get("/config")).status_code == 302
+
+        res = await client.get("/")
+        pre = csrf_of(res.text)
+        assert all("HttpOnly" in c and "SameSite=Strict" in c for c in set_cookies(res))
+        res = await client.post("/login", body="csrf=forged&password=pump-island-7", headers=form())
+        assert "The form expired" in res.text, "the login form's CSRF token is checked"
+        pre = csrf_of(res.text)  # each login form comes with a fresh token
+        res = await client.post("/login", body=f"csrf={pre}&password=pump-island-7", headers=form())
+        assert res.status_code == 302
+        [session_cookie] = set_cookies(res)
+        assert session_cookie.startswith("fc_session=")
+        assert "HttpOnly" in session_cookie and "SameSite=Strict" in session_cookie
+
+        page = await client.get("/config")
+        token = csrf_of(page.text)
+        edited = config_file.read_text().replace("heartbeat_s = 10", "heartbeat_s = 30")
+        body = {"toml": edited}
+        for bad in ({}, {"csrf": "forged"}):
+            res = await client.post("/config", body=urlencode({**body, **bad}), headers=form())
+            assert res.status_code == 403, "a form without its session's CSRF token is refused"
+        assert "heartbeat_s = 10" in config_file.read_text()
+        res = await client.post("/config", body=urlencode({**body, "csrf": token}), headers=form())
+        assert 'id="saved"' in res.text
+        assert "heartbeat_s = 30" in config_file.read_text()
+        assert "heartbeat_s = 10" in (tmp_path / "station.toml.prev").read_text()
+
+    asyncio.run(main())

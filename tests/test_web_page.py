@@ -1,0 +1,137 @@
+"""The technician web page in headless Chromium (issue #9).
+
+Real parts: mosquitto, the Sinopec dispenser simulator on a pty, the
+collector serving the page, Debian's chromium + chromedriver driven by
+selenium (no browser download; the Makefile installs them with apt).
+A technician logs in, watches a nozzle go to fuelling while the simulator
+fuels, sees the order appear, edits a config value (saved atomically with
+``.prev``), sees a bad value refused with its reason, and three wrong
+passwords lock the login. Screenshots go to ``test-artifacts/web/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hil import stack
+from hil.stack import Mosquitto
+
+selenium = pytest.importorskip("selenium", reason="pip install -e .[dev]")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+DEMO_CONFIG = stack.ROOT / "config" / "demo.toml"
+ARTIFACTS = stack.ROOT / "test-artifacts" / "web"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+PASSWORD = "pump-island-7"
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    assert CHROMIUM and CHROMEDRIVER, "apt-get install chromium chromium-driver (make deps)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=412,915"):  # a phone's screen  # fmt: skip
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def shot(driver: webdriver.Chrome, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+
+
+def login(driver: webdriver.Chrome, url: str, password: str) -> None:
+    driver.get(url)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login-button").click()
+
+
+def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.Chrome) -> None:
+    hash_file = tmp_path / "web-password"
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", "web", "passwd", "--file", str(hash_file)],
+        input=PASSWORD + "\n", capture_output=True, text=True, cwd=stack.ROOT, check=True,
+    )  # fmt: skip
+    assert "password set" in done.stdout
+    web_port = stack.free_port()
+    text = DEMO_CONFIG.read_text()
+    text = text.replace('path = ".demo/store.sqlite"', f'path = "{tmp_path / "store.sqlite"}"')
+    text = text.replace('device = ".demo/pump1"', f'device = "{tmp_path / "pump1"}"')
+    text = text.replace("port = 1883", f"port = {broker.port}")
+    text += f'\n[control]\nsocket = "{tmp_path / "ctl.sock"}"\n'
+    text += f'\n[web]\nlisten = "127.0.0.1:{web_port}"\npassword_file = "{hash_file}"\n'
+    config = tmp_path / "station.toml"
+    config.write_text(text)
+    url = f"http://127.0.0.1:{web_port}/"
+
+    dispenser = stack.dispenser(
+        tmp_path, tmp_path / "pump1", orders=6, nozzles=1, rate=0.2, fill_seconds=3
+    )
+    collector = stack.collector(tmp_path, config, ["log.format=json"])
+    wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+    try:
+        listening = lambda: "web_listening" in collector.log_path.read_text()  # noqa: E731
+        stack.wait_until(listening, 20, "the web page")
+        browser.get(url)
+        assert browser.find_element(By.ID, "login")  # nothing but the login and a status
+        wait.until(lambda d: "Ports 1/1" in d.find_element(By.ID, "mini").text)
+        shot(browser, "1-login")
+
+        login(browser, url, PASSWORD)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ports .card"))
+        nozzle = "#nozzles [data-state='fuelling']"
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, nozzle))
+        shot(browser, "2-fuelling")
+        truth = dispenser.wait_lines(lambda line: "order_no" in line, 1, 30)[0]
+        row = f"#recent tr[data-order='{truth['order_no']}']"
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+        shot(browser, "3-order")
+
+        browser.get(url + "config")
+        area = browser.find_element(By.ID, "toml")
+        edited = area.get_attribute("value").replace("heartbeat_s = 10", "heartbeat_s = 20")
+        browser.execute_script("arguments[0].value = arguments[1]", area, edited)
+        browser.find_element(By.ID, "save").click()
+        wait.until(lambda d: d.find_elements(By.ID, "saved"))
+        shot(browser, "4-config-saved")
+        assert "heartbeat_s = 20" in config.read_text()
+        assert config.with_name("station.toml.prev").read_text() == text
+
+        area = browser.find_element(By.ID, "toml")
+        bad = area.get_attribute("value").replace("heartbeat_s = 20", 'heartbeat_s = "often"')
+        browser.execute_script("arguments[0].value = arguments[1]", area, bad)
+        browser.find_element(By.ID, "save").click()
+        errors = wait.until(lambda d: d.find_elements(By.ID, "errors"))[0].text
+        shot(browser, "5-config-refused")
+        assert "uplink.heartbeat_s" in errors, errors
+        assert "heartbeat_s = 20" in config.read_text(), "a refused config is not written"
+
+        browser.get(url + "logs")
+        assert "web_listening" in browser.find_element(By.ID, "log").text
+
+        browser.get(url)
+        browser.find_element(By.ID, "logout").click()
+        for _ in range(3):
+            login(browser, url, "not-the-password")
+        wait.until(lambda d: d.find_elements(By.ID, "locked"))
+        login(browser, url, PASSWORD)
+        assert browser.find_elements(By.ID, "login"), "locked: even the right password fails"
+        shot(browser, "6-locked")
+        print(f"screenshots: {ARTIFACTS}")
+    finally:
+        collector.stop()
+        dispenser.stop()
