@@ -240,9 +240,10 @@ def bus(work: Path, *, pos: Path, pump: Path, tap: Path) -> Proc:
 
 def collector(work: Path, config: Path, overrides: Sequence[str], name: str = "collector") -> Proc:
     """Start ``forecourt run``; its control socket is in ``work`` (tests run side by
-    side), unless ``overrides`` name another."""
+    side), unless the config file or ``overrides`` name another."""
     argv = [sys.executable, "-m", "collector", "run", "--config", str(config)]
-    for item in (f"control.socket={work / 'control.sock'}", *overrides):
+    own = [] if "[control]" in config.read_text() else [f"control.socket={work / 'control.sock'}"]
+    for item in (*own, *overrides):
         argv += ["--set", item]
     return Proc(name, argv, work)
 
