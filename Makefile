@@ -29,7 +29,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# git stores files as 0644; the collector refuses a key file others can read (D9).
 deps: system-deps $(STAMP)
+	@chmod 600 config/demo-keys.toml
 
 lint: deps
 	$(BIN)/ruff check $(PACKAGES) tests bench
@@ -37,7 +39,7 @@ lint: deps
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 # DEMO_BROKER_PORT (default 1883) and DEMO_SECONDS (run until Ctrl-C when unset).
 demo: deps

@@ -153,7 +153,7 @@ class Collector:
         from buffer.capacity import CapacityPolicy
         from buffer.store import OrderStore, StoreError
         from collector.nozzles import NozzleTable
-        from uplink.keys import KeyFileError, load_keys
+        from uplink.keys import KeyFileError, check_owner_only, load_keys
 
         cfg = self.config
         # Handlers first: a SIGTERM during start-up (or right after READY=1)
@@ -162,6 +162,9 @@ class Collector:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         try:
+            # D9: the SM4 keys stay the collector's: a key file others may read
+            # stops the start, with the chmod that fixes it.
+            check_owner_only(cfg.uplink.keys_file)
             keys = load_keys(cfg.uplink.keys_file)
         except KeyFileError as exc:
             raise StartError(str(exc)) from None

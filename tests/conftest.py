@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hil.stack import Mosquitto
+from hil.stack import ROOT, Mosquitto
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # git checks files out 0644, and the collector refuses a key file that
+    # group or others can read (D9); `make deps` does the same chmod.
+    (ROOT / "config" / "demo-keys.toml").chmod(0o600)
 
 
 @pytest.fixture

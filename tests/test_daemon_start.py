@@ -154,3 +154,16 @@ def test_ready_after_store_and_ports_then_clean_stop(tmp_path: Path) -> None:
         proc.kill()
         sim.stop()
         sock.close()
+
+
+def test_key_file_readable_by_others_stops_the_start(tmp_path: Path) -> None:
+    """D9: the SM4 key file must be the collector's alone."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text((ROOT / "config" / "demo-keys.toml").read_text())
+    keys.chmod(0o644)
+    done = start(f"store.path={tmp_path}/s.sqlite", f"uplink.keys_file={keys}")
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"forecourt: cannot start: {keys}: key file mode is 0644, readable or writable by"
+        f" group or others; run: chmod 600 {keys}"
+    )

@@ -126,6 +126,7 @@ def test_record_to_sale_exact_decimals() -> None:
         totalizer_volume_end=Decimal("100030.12"),
         totalizer_amount_end=None,
         key="123456:10003012",
+        counter=123456,
         raw=RECORD_WIRE[1:],
     )
     assert isinstance(sale, Sale)

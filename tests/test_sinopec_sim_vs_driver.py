@@ -58,6 +58,7 @@ def expected(sale: SimSale) -> Sale:
         totalizer_volume_end=hundredths(sale.totalizer_volume_end),
         totalizer_amount_end=None,
         key=f"{sale.txn_no}:{sale.totalizer_volume_end}",
+        counter=sale.txn_no,
     )
 
 

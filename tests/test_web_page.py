@@ -26,6 +26,7 @@ selenium = pytest.importorskip("selenium", reason="pip install -e .[dev]")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 DEMO_CONFIG = stack.ROOT / "config" / "demo.toml"
@@ -57,7 +58,11 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
 def login(driver: webdriver.Chrome, url: str, password: str) -> None:
     driver.get(url)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login-button").click()
+    button = driver.find_element(By.ID, "login-button")
+    button.click()
+    # The click does not wait for the POST's answer: on a loaded machine the
+    # next driver.get() would abort it, and the attempt would never count.
+    WebDriverWait(driver, 30).until(staleness_of(button))
 
 
 def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.Chrome) -> None:

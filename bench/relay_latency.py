@@ -1,0 +1,123 @@
+"""Added latency of the relay (issue #4 goal: p99 ≤ 2 ms).
+
+A Sinopec poll frame is written to the POS-side pty and read back on the
+dispenser-side pty, through a RelayPort running in a child process (its own
+event loop, real store, real parser: the request path). Baseline: the same
+frame through one direct pty pair. Trips alternate (direct, relay, direct …)
+so both see the same machine load. Reported: p50 / p99 / max of each, the
+difference, and the relay's absolute p99 (an upper bound of what it adds).
+
+    .venv/bin/python bench/relay_latency.py [--rounds 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import platform
+import pty
+import select
+import statistics
+import tempfile
+import time
+import tty
+from datetime import timedelta, timezone
+from pathlib import Path
+
+from protocols.sinopec.driver import SinopecPoller
+
+
+def pty_pair() -> tuple[int, int, str]:
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+def run_relay(dispenser_dev: str, pos_dev: str, db: str) -> None:
+    from buffer.store import OrderStore
+    from collector.nozzles import NozzleTable
+    from collector.relay import RelayPort
+    from collector.serialfd import LineSettings
+    from collector.sink import PortSink
+    from protocols import load_monitor
+
+    sink = PortSink(
+        number=1,
+        store=OrderStore(Path(db)),
+        nozzles=NozzleTable(),
+        station="S",
+        tz=timezone(timedelta(hours=8)),
+        on_commit=lambda: None,
+    )
+    relay = RelayPort(
+        number=1,
+        dispenser=LineSettings(dispenser_dev, 9600, 8, "N", 1),
+        pos=LineSettings(pos_dev, 9600, 8, "N", 1),
+        monitor=load_monitor("sinopec")([1]),
+        sink=sink,
+    )
+    asyncio.run(relay.run())
+
+
+def one_trip(write_fd: int, read_fd: int, frame: bytes) -> float:
+    began = time.perf_counter()
+    os.write(write_fd, frame)
+    got = 0
+    while got < len(frame):
+        select.select([read_fd], [], [], 5)
+        got += len(os.read(read_fd, 4096))
+    return time.perf_counter() - began
+
+
+def quantiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {
+        "p50": statistics.median(ordered) * 1e3,
+        "p99": ordered[int(len(ordered) * 0.99) - 1] * 1e3,
+        "max": ordered[-1] * 1e3,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=2000)
+    args = parser.parse_args()
+    frame = SinopecPoller([1]).next_request()
+    assert frame is not None
+
+    # Baseline: one direct pty pair, master → slave.
+    master, slave, _ = pty_pair()
+    direct: list[float] = []
+
+    # Relay: POS-side master → relay → dispenser-side master.
+    disp_master, _disp_slave, disp_dev = pty_pair()
+    pos_master, _pos_slave, pos_dev = pty_pair()
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = multiprocessing.get_context("spawn")
+        child = ctx.Process(target=run_relay, args=(disp_dev, pos_dev, f"{tmp}/b.sqlite"))
+        child.start()
+        time.sleep(1.5)  # the child imports and opens both lines
+        for _ in range(50):  # warm up
+            one_trip(pos_master, disp_master, frame)
+        relayed: list[float] = []
+        for _ in range(args.rounds):
+            direct.append(one_trip(master, slave, frame))
+            relayed.append(one_trip(pos_master, disp_master, frame))
+        child.terminate()
+        child.join()
+
+    base, through = quantiles(direct), quantiles(relayed)
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus")
+    print(f"python {platform.python_version()}, rounds {args.rounds}, frame {len(frame)} B")
+    for name, q in (("direct pty", base), ("relay", through)):
+        print(f"{name:>11}: p50 {q['p50']:.3f} ms  p99 {q['p99']:.3f} ms  max {q['max']:.3f} ms")
+    added_p50 = through["p50"] - base["p50"]
+    added_p99 = through["p99"] - base["p99"]
+    print(f"added: p50 {added_p50:.3f} ms  p99 {added_p99:.3f} ms  (goal p99 ≤ 2 ms)")
+
+
+if __name__ == "__main__":
+    main()
