@@ -80,6 +80,7 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
         # only sales hung up once every port is collecting.
         receiver.wait_lines(lambda x: x.get("type") == "order", PORTS, 120)
         since_ms = time.time_ns() // 1_000_000
+        cpu0, t0 = cpu_seconds(collector.popen.pid), time.monotonic()
         total = PORTS * orders
         truth = {
             (line["nozzle"], line["order_no"]): line["hung_up_ms"]
@@ -87,6 +88,7 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
             for line in sim.wait_lines(lambda x: "order_no" in x, orders, 600)
         }
         lines = receiver.wait_lines(lambda x: x.get("type") == "order", total, 600)
+        busy_cpu = 100 * (cpu_seconds(collector.popen.pid) - cpu0) / (time.monotonic() - t0)
         hung_up = [(truth[(x["record"]["nozzle"], x["record"]["order_no"])], x) for x in lines]
         lags = [x["rx_ms"] - at for at, x in hung_up if at > since_ms]
         by_protocol: dict[str, list[int]] = {}
@@ -98,7 +100,8 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
         return {"bench": "hangup_to_platform_ms", "ports": PORTS, "orders": len(lags),
                 "p50": quantile(lags, 0.5), "p99": quantile(lags, 0.99), "max": max(lags),
                 "mean": round(statistics.fmean(lags), 1), "goal_p99_ms": 500,
-                "p99_by_protocol": p99s}  # fmt: skip
+                "p99_by_protocol": p99s,
+                "collector_cpu_pct_of_one_core": round(busy_cpu, 1)}  # fmt: skip
     finally:
         collector.stop()
         for sim in sims.values():

@@ -44,7 +44,7 @@ INTER_FRAME_GAP_S = 0.010
 #: Follow-ups in a row before the port takes a normal poll interval again:
 #: enough for the longest exchange (a DART sale: status, filling data,
 #: totals ...), bounded so a chatty pump cannot monopolise the line.
-MAX_FOLLOW_UPS = 6
+MAX_FOLLOW_UPS = 8
 
 
 class PollPort:
@@ -123,12 +123,16 @@ class PollPort:
         while True:
             changes = self.sink.changes
             link_only = await self._turn()
-            if (link_only or self.sink.changes != changes) and follow_ups < MAX_FOLLOW_UPS:
-                # The request expected no answer (a DART ACK), or something
-                # changed: the driver's next request is likely the next step
-                # of the same exchange (DART and Gilbarco need several to
-                # fetch one sale), so it goes after the line's inter-frame
-                # gap, not after a whole poll interval.
+            # A driver that says where it is (``mid_exchange``) is trusted; for
+            # the others a request that expected no answer means "go on".
+            hint = getattr(self.driver, "mid_exchange", None)
+            continuing = link_only if hint is None else bool(hint)
+            changed = self.sink.changes != changes
+            if (continuing or changed) and follow_ups < MAX_FOLLOW_UPS:
+                # The driver is mid-exchange (a DART cycle, a Gilbarco sale
+                # read), or something changed: the next request is the next step of the
+                # same exchange, so it goes after the line's inter-frame gap,
+                # not after a whole poll interval.
                 follow_ups += 1
                 pause = INTER_FRAME_GAP_S
             else:

@@ -122,14 +122,12 @@ class PortSink:
                 self._changed()
                 self._on_link(event)
             elif isinstance(event, Totals):
-                self._changed()
-                self._on_totals(event)
+                self._on_totals(event)  # counts as a change only when they moved
             elif isinstance(event, DeviceAlarm):
                 self._changed()
                 self._on_alarm(event)
             elif isinstance(event, Identity):
-                self._changed()
-                self._on_identity(event)
+                self._on_identity(event)  # counts as a change only when one differs
             elif isinstance(event, ProtocolError):
                 self.stats.errors[event.kind] = self.stats.errors.get(event.kind, 0) + 1
                 if event.kind != "timeout":
@@ -260,6 +258,7 @@ class PortSink:
         nozzle = self.nozzles.get(key)
         if (nozzle.totalizer_volume, nozzle.totalizer_amount) == (totals.volume, totals.amount):
             return
+        self._changed()
         nozzle.totalizer_volume, nozzle.totalizer_amount = totals.volume, totals.amount
         self._state_record(key, force=True)
 
@@ -324,6 +323,7 @@ class PortSink:
         before = self._identities.get(where)
         if before == identity.components:
             return
+        self._changed()
         self._identities[where] = dict(identity.components)
         now = datetime.now(self.tz)
         source = self._source(identity.address, identity.nozzle)

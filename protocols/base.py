@@ -13,6 +13,10 @@ dispenser only after the port task has committed it and called
 :meth:`PollDriver.sale_committed`; until then the dispenser keeps offering
 it, so a crash between receipt and commit loses nothing.
 
+Pace: a driver whose exchanges take several requests (DART, Gilbarco) may
+offer a ``mid_exchange`` property; while it is True the port sends the next
+request after the line's inter-frame gap instead of a poll interval later.
+
 Read-only (SPEC D20): every driver declares ``ALLOWED_COMMANDS``, the only
 command codes it may ever put on the wire, and checks each request against
 it before returning it. A test drives every driver with arbitrary input and

@@ -185,6 +185,12 @@ class DartPoller:
     def counters(self) -> dict[str, int]:
         return {**self._decoder.counters, **self._counts}
 
+    @property
+    def mid_exchange(self) -> bool:
+        """A cycle has steps left (ACK, POLL, the final goal): the port sends
+        the next one after the inter-frame gap, not a poll interval later."""
+        return self._cycle is not None and self._cycle.step != "done"
+
     def next_request(self) -> bytes | None:
         cycle = self._cycle
         if cycle is None or cycle.step == "done":

@@ -174,6 +174,12 @@ class GilbarcoPoller:
     def counters(self) -> dict[str, int]:
         return {**self._decoder.counters, **self._counts}
 
+    @property
+    def mid_exchange(self) -> bool:
+        """A sale is being read (4p / 5p until two readings agree): the port
+        sends the next step after the inter-frame gap, not a poll interval later."""
+        return self._read is not None
+
     def next_request(self) -> bytes | None:
         if self._await is not None:  # the port task moved on without telling us
             self._await = None
