@@ -275,12 +275,15 @@ class Collector:
         edge: EdgeSettings,
     ) -> Port:
         """The port object for ``pc.mode``: poll master, relay or listening tap."""
-        from collector.serialfd import LineSettings
+        from collector.serialfd import RS485, LineSettings
         from collector.sink import PortSink
 
         cfg = self.config
         tz = cfg.device.tzinfo
-        line = LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits)
+        rs485 = None
+        if pc.rs485:
+            rs485 = RS485(pc.rs485_rts_on_send, pc.rs485_delay_before_ms, pc.rs485_delay_after_ms)
+        line = LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits, rs485)
         if pc.mode == "poll":
             from collector.port import PollPort
 
@@ -294,6 +297,9 @@ class Collector:
                 tz=tz,
                 poll_interval_s=pc.poll_interval_ms / 1000,
                 idle_poll_interval_s=pc.idle_poll_interval_ms / 1000,
+                inter_frame_gap_s=None
+                if pc.inter_frame_gap_ms is None
+                else pc.inter_frame_gap_ms / 1000,
                 response_timeout_s=pc.response_timeout_ms / 1000,
                 on_commit=uplink.wake,
                 edge=edge,
@@ -314,7 +320,9 @@ class Collector:
             from collector.relay import RelayPort
 
             assert pc.pos_device is not None  # the config requires it
-            pos = LineSettings(pc.pos_device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits)
+            pos = LineSettings(
+                pc.pos_device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits, rs485
+            )
             return RelayPort(number=pc.number, dispenser=line, pos=pos, monitor=monitor, sink=sink)
         from collector.listen import ListenPort
 

@@ -285,6 +285,11 @@ class GilbarcoOptions(BaseModel):
     price_decimals: Decimals = 2
 
 
+#: RTS delays and inter-frame gaps, ms: beyond 100 ms a 9600-baud frame's
+#: answer window is gone.
+RS485_DELAY_MAX_MS = 100
+
+
 class PortConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -311,6 +316,15 @@ class PortConfig(BaseModel):
     #: 32-port box costs a fraction of the CPU (bench/ports32.py). Never
     #: shorter than ``poll_interval_ms`` (the larger of the two applies).
     idle_poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 1000
+    #: Quiet time before the next step of an exchange; None: the protocol's
+    #: own (collector/port.py ``INTER_FRAME_GAP_MS``).
+    inter_frame_gap_ms: Annotated[int, Field(ge=0, le=RS485_DELAY_MAX_MS)] | None = None
+    #: Kernel RS-485 direction control for adapters whose transceiver needs
+    #: RTS to switch (TIOCSRS485); off: the adapter switches by itself.
+    rs485: bool = False
+    rs485_rts_on_send: bool = True
+    rs485_delay_before_ms: Annotated[int, Field(ge=0, le=RS485_DELAY_MAX_MS)] = 0
+    rs485_delay_after_ms: Annotated[int, Field(ge=0, le=RS485_DELAY_MAX_MS)] = 0
     response_timeout_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 300
     sinopec: SinopecOptions = Field(default_factory=SinopecOptions)
     dart: DartOptions = Field(default_factory=DartOptions)

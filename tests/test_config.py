@@ -250,6 +250,11 @@ def test_defaults() -> None:
         "mode": "poll",
         "pos_device": None,
         "idle_poll_interval_ms": 1000,
+        "inter_frame_gap_ms": None,
+        "rs485": False,
+        "rs485_rts_on_send": True,
+        "rs485_delay_before_ms": 0,
+        "rs485_delay_after_ms": 0,
         "baudrate": 9600,
         "bytesize": 8,
         "parity": "N",  # demo.toml: a pty refuses even parity on some kernels

@@ -167,3 +167,15 @@ def test_key_file_readable_by_others_stops_the_start(tmp_path: Path) -> None:
         f"forecourt: cannot start: {keys}: key file mode is 0644, readable or writable by"
         f" group or others; run: chmod 600 {keys}"
     )
+
+
+def test_rs485_mode_on_a_device_without_it_stops_the_start(tmp_path: Path, pty_path: str) -> None:
+    """A pty has no RS-485 mode: asking for it is a configuration error, said plainly."""
+    done = start(
+        f"store.path={tmp_path}/s.sqlite", f"ports.0.device={pty_path}", "ports.0.rs485=true"
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(
+        f"forecourt: cannot start: port 1: {pty_path}: "
+        "the device refuses line settings 9600 8N1: no RS-485 mode ("
+    ), done.stderr

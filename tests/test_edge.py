@@ -154,3 +154,15 @@ def test_port_offline_once_per_episode(tmp_path: Path) -> None:
         ("PORT_OFFLINE", "raised", {"reason": "EIO"}),
         ("PORT_OFFLINE", "cleared", {}),
     ]
+
+
+def test_rs485_ioctl_layout() -> None:
+    """struct serial_rs485 (linux/serial.h): flags, two delays, five words of padding."""
+    import struct
+
+    from collector.serialfd import RS485
+
+    raw = RS485(rts_on_send=True, delay_before_ms=2, delay_after_ms=3).ioctl_bytes()
+    assert len(raw) == 32 and struct.unpack("=8I", raw) == (0b011, 2, 3, 0, 0, 0, 0, 0)
+    raw = RS485(rts_on_send=False).ioctl_bytes()
+    assert struct.unpack("=8I", raw)[0] == 0b101
