@@ -41,7 +41,8 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from protocols.base import ForbiddenCommand
-from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.extensions import (
     CMD_ERROR_INFO,
     CMD_READ_INFO,
@@ -49,14 +50,9 @@ from protocols.sinopec.extensions import (
     ERROR_QUERY_LEN,
     PUMP_WIDE,
     QUERY_LEN,
-    ActiveError,
     build_error_query,
     build_info_query,
     build_totals_query,
-    diff_alarms,
-    identity_event,
-    parse_errors,
-    totals_event,
 )
 from protocols.sinopec.framer import (
     FRAME_NO_MASK,
@@ -68,15 +64,9 @@ from protocols.sinopec.framer import (
 from protocols.sinopec.messages import (
     CMD_CONFIRM,
     CMD_POLL,
-    CMD_REALTIME,
     CONFIRM_LEN,
     build_confirm,
     build_poll,
-    entry_status,
-    is_record,
-    parse_realtime,
-    parse_record,
-    record_sale,
 )
 
 #: ctrl bit 6 marks the calling side (protocols.md §2; polarity configurable).
@@ -182,20 +172,18 @@ class SinopecPoller:
         self._unconfirmed: dict[int, dict[int, None]] = {a: {} for a in self._addresses}
         self._misses: dict[int, int] = dict.fromkeys(self._addresses, 0)
         self._online: dict[int, bool] = {}  # absent: never answered yet
-        self._last_report: dict[int, bytes] = {}  # last parsed 31 data per pump
+        self._reader = AnswerReader()  # last 31 and 3B per pump
         self._polls: dict[int, int] = dict.fromkeys(self._addresses, 0)
         self._reads: dict[int, dict[bytes, None]] = {a: {} for a in self._addresses}
         self._read_last: dict[int, bool] = dict.fromkeys(self._addresses, False)
         self._nozzles: dict[int, dict[int, None]] = {a: {} for a in self._addresses}
         self._answered: dict[int, set[int]] = {a: set() for a in self._addresses}
         self._read_misses: dict[int, dict[int, int]] = {a: {} for a in self._addresses}
-        self._alarms: dict[int, frozenset[ActiveError]] = {}
         self._counts = {
             "timeouts": 0,
             "frames_rx": 0,
             "requests": 0,
             "unexpected": 0,
-            "unchanged_reports": 0,
         }
 
     # ------------------------------------------------------------ PollDriver
@@ -206,7 +194,8 @@ class SinopecPoller:
 
     @property
     def counters(self) -> dict[str, int]:
-        return {**self._decoder.counters, **self._counts}
+        unchanged = {"unchanged_reports": self._reader.unchanged_reports}
+        return {**self._decoder.counters, **self._counts, **unchanged}
 
     def next_request(self) -> bytes | None:
         address = self._addresses[self._turn]
@@ -351,45 +340,24 @@ class SinopecPoller:
         return events
 
     def _content(self, frame: Frame, address: int) -> list[Event]:
-        """The events one response carries, by its own command."""
-        command, data = frame.command, frame.data
+        """The events one response carries, by its own command (content.py).
+
+        Most polls of an idle station return the very same 31: the reader
+        does not parse it again (the hot path; bench/frames.py).
+        """
+        command = frame.command
         if command in _READS:
             self._answered[address].add(command)
             self._read_misses[address].pop(command, None)
-        if command == CMD_REALTIME:
-            if data == self._last_report.get(address):
-                # Most polls of an idle station return the very same 31: it says
-                # nothing new, so it is not parsed again (the hot path; bench/frames.py).
-                self._counts["unchanged_reports"] += 1
-                return []
-            entries = parse_realtime(data)
-            if isinstance(entries, ProtocolError):
-                return [ProtocolError(entries.kind, entries.detail, address)]
-            self._last_report[address] = data
-            for entry in entries:
-                self._nozzle_seen(address, entry.nzn)
-            return [entry_status(e, address) for e in entries]
-        if is_record(data):
-            record = parse_record(data)
-            if isinstance(record, ProtocolError):
-                return [ProtocolError(record.kind, record.detail, address)]
-            self._nozzle_seen(address, record.nzn)
-            return [record_sale(record, address)]
-        if command == CMD_TOTALS:
-            return [totals_event(data, address)]
-        if command == CMD_READ_INFO:
-            return [identity_event(data, address)]
-        if command == CMD_ERROR_INFO:
-            active = parse_errors(data)
-            if isinstance(active, ProtocolError):
-                return [ProtocolError(active.kind, active.detail, address)]
-            now = frozenset(active)
-            before = self._alarms.get(address, frozenset())
-            self._alarms[address] = now
-            return list(diff_alarms(address, before, now))
-        self._counts["unexpected"] += 1
-        detail = f"command {command:02X} ({len(data)} bytes) not handled"
-        return [ProtocolError("unexpected", detail, address)]
+        events = self._reader.events(frame, address)
+        if events is None:
+            self._counts["unexpected"] += 1
+            detail = f"command {command:02X} ({len(frame.data)} bytes) not handled"
+            return [ProtocolError("unexpected", detail, address)]
+        for event in events:
+            if isinstance(event, NozzleStatus | Sale):
+                self._nozzle_seen(address, event.nozzle)
+        return events
 
     def _link_up(self, address: int) -> list[Event]:
         self._misses[address] = 0
@@ -397,7 +365,7 @@ class SinopecPoller:
             return []
         self._online[address] = True
         # Back online: report every nozzle again, even if nothing changed.
-        self._last_report.pop(address, None)
+        self._reader.forget_report(address)
         # (Back) online: parts may have been changed while it was away.
         self._answered[address].clear()
         self._read_misses[address].clear()

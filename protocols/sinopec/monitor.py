@@ -36,25 +36,8 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from protocols.events import Event, ProtocolError, PumpLink
-from protocols.sinopec.extensions import (
-    CMD_ERROR_INFO,
-    CMD_READ_INFO,
-    CMD_TOTALS,
-    ActiveError,
-    diff_alarms,
-    identity_event,
-    parse_errors,
-    totals_event,
-)
+from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.framer import Frame, FrameDecoder
-from protocols.sinopec.messages import (
-    CMD_REALTIME,
-    entry_status,
-    is_record,
-    parse_realtime,
-    parse_record,
-    record_sale,
-)
 
 #: The POS / PC side's address range (protocols.md §2, "Addresses").
 MASTER_ADDRESSES = range(0xE0, 0xFA)
@@ -79,13 +62,12 @@ class SinopecMonitor:
         self._bus = FrameDecoder()
         self._unanswered: dict[int, int] = {}
         self._online: dict[int, bool] = {}
-        self._last_report: dict[int, bytes] = {}
-        self._alarms: dict[int, frozenset[ActiveError]] = {}
-        self._counts = {"requests": 0, "responses": 0, "foreign": 0, "unchanged_reports": 0}
+        self._reader = AnswerReader()
+        self._counts = {"requests": 0, "responses": 0, "foreign": 0}
 
     @property
     def counters(self) -> dict[str, int]:
-        out = dict(self._counts)
+        out = {**self._counts, "unchanged_reports": self._reader.unchanged_reports}
         for prefix, decoder in (
             ("pos_", self._requests),
             ("", self._responses),
@@ -131,7 +113,7 @@ class SinopecMonitor:
             # More than offline_after requests in a row: the last one had its
             # chance to be answered before this one was sent.
             self._online[address] = False
-            self._last_report.pop(address, None)
+            self._reader.forget_report(address)
             return [PumpLink(address, online=False)]
         return []
 
@@ -150,32 +132,8 @@ class SinopecMonitor:
         return events
 
     def _content(self, frame: Frame, address: int) -> list[Event]:
-        command, data = frame.command, frame.data
-        if command == CMD_REALTIME:
-            if data == self._last_report.get(address):
-                self._counts["unchanged_reports"] += 1
-                return []
-            entries = parse_realtime(data)
-            if isinstance(entries, ProtocolError):
-                return [ProtocolError(entries.kind, entries.detail, address)]
-            self._last_report[address] = data
-            return [entry_status(e, address) for e in entries]
-        if is_record(data):
-            record = parse_record(data)
-            if isinstance(record, ProtocolError):
-                return [ProtocolError(record.kind, record.detail, address)]
-            return [record_sale(record, address)]
-        if command == CMD_TOTALS:
-            return [totals_event(data, address)]
-        if command == CMD_READ_INFO:
-            return [identity_event(data, address)]
-        if command == CMD_ERROR_INFO:
-            active = parse_errors(data)
-            if isinstance(active, ProtocolError):
-                return [ProtocolError(active.kind, active.detail, address)]
-            now = frozenset(active)
-            before = self._alarms.get(address, frozenset())
-            self._alarms[address] = now
-            return list(diff_alarms(address, before, now))
-        detail = f"command {command:02X} ({len(data)} bytes) not interpreted"
-        return [ProtocolError("unexpected", detail, address)]
+        events = self._reader.events(frame, address)
+        if events is None:
+            detail = f"command {frame.command:02X} ({len(frame.data)} bytes) not interpreted"
+            return [ProtocolError("unexpected", detail, address)]
+        return events
