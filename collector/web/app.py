@@ -24,6 +24,7 @@ from microdot import Microdot, Request, Response
 
 from collector import control, logs
 from collector.web.auth import LoginGuard, Session, Sessions, read_hash_file, verify_password
+from collector.web.secrets_mask import mask, unmask
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
@@ -211,6 +212,7 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
             return page("config", "<p>配置文件未知 The config file is not known.</p>", session)
         if text is None:
             text = config_path.read_text("utf-8")
+        text = mask(text)  # secrets never reach the page (D9)
         note = (
             '<p class="ok" id="saved">已保存，重启后生效 Saved (previous kept as .prev). '
             "A restart of the collector applies it.</p>"
@@ -240,10 +242,11 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
             return Response("CSRF token missing or wrong", 403)
         if config_path is None:
             return config_page(session, None, [])
-        text = str(form.get("toml", "")).replace("\r\n", "\n")
-        errors = check_config_text(text, config_path.parent)
+        edited = str(form.get("toml", "")).replace("\r\n", "\n")
+        text, errors = unmask(edited, config_path.read_text("utf-8"))
+        errors = errors or check_config_text(text, config_path.parent)
         if errors:
-            return config_page(session, text, errors)
+            return config_page(session, edited, errors)
         write_config_atomically(config_path, text)
         return config_page(session, None, [], saved=True)
 
