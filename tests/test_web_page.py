@@ -18,16 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.support.ui import WebDriverWait
 
 from hil import stack
 from hil.stack import Mosquitto
-
-selenium = pytest.importorskip("selenium", reason="pip install -e .[dev]")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 DEMO_CONFIG = stack.ROOT / "config" / "demo.toml"
 ARTIFACTS = stack.ROOT / "test-artifacts" / "web"
