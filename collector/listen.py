@@ -85,15 +85,4 @@ class ListenPort:
         self.received += len(data)
         if not self.parsing:
             return
-        try:
-            events = self.monitor.receive_bus(data)
-        except Exception as exc:
-            self.parsing = False
-            self.stats.errors["parser"] = self.stats.errors.get("parser", 0) + 1
-            log.exception("tap_parser_failed", port=self.number)
-            self.sink.alarm(
-                "TAP_PARSER_FAILED", f"p{self.number:02d}", True,
-                {"error": f"{type(exc).__name__}: {exc}"},
-            )  # fmt: skip
-            return
-        self.sink.handle(events)
+        self.parsing = self.sink.parse_guarded(self.monitor.receive_bus, data, "TAP_PARSER_FAILED")

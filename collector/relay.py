@@ -180,17 +180,6 @@ class RelayPort:
             self._loop.remove_writer(dst.fd)
 
     def _parse(self, parse: Callable[[bytes], list[Event]], data: bytes) -> None:
-        try:
-            events = parse(data)
-        except Exception as exc:
-            # The bytes are already on their way: a parser bug must cost the
-            # records, never the station's link.
-            self.parsing = False
-            self.stats.errors["parser"] = self.stats.errors.get("parser", 0) + 1
-            log.exception("relay_parser_failed", port=self.number)
-            self.sink.alarm(
-                "RELAY_PARSER_FAILED", f"p{self.number:02d}", True,
-                {"error": f"{type(exc).__name__}: {exc}"},
-            )  # fmt: skip
-            return
-        self.sink.handle(events)
+        # The bytes are already on their way: a parser bug must cost the
+        # records, never the station's link.
+        self.parsing = self.sink.parse_guarded(parse, data, "RELAY_PARSER_FAILED")

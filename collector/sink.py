@@ -135,6 +135,22 @@ class PortSink:
                         "protocol_error", port=self.number, kind=event.kind, detail=event.detail
                     )
 
+    def parse_guarded(self, parse: Callable[[bytes], list[Event]], data: bytes, code: str) -> bool:
+        """Parse ``data`` and handle the events; a parser that raises is
+        counted, logged with its traceback and alarmed as ``code`` (raised
+        once), and False tells the passive port to stop parsing: its bytes
+        must never depend on the parser (relay, listen; D19, D20)."""
+        try:
+            events = parse(data)
+        except Exception as exc:
+            self.stats.errors["parser"] = self.stats.errors.get("parser", 0) + 1
+            log.exception("parser_failed", port=self.number, code=code)
+            detail = {"error": f"{type(exc).__name__}: {exc}"}
+            self.alarm(code, f"p{self.number:02d}", True, detail)
+            return False
+        self.handle(events)
+        return True
+
     @property
     def active(self) -> bool:
         """A nozzle is lifted or fuelling, or something changed (a state, a sale)
