@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.edge import EdgeSettings
     from collector.gauge import GaugeTask
+    from collector.leds import LedTask
     from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
     from collector.port import PollPort
@@ -332,6 +333,9 @@ class Collector:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
+            leds = self._make_leds(uplink)
+            if leds is not None:
+                tasks.append(tg.create_task(leds.run()))
             beat = watchdog.interval_s()
             if beat is not None:
                 tasks.append(tg.create_task(watchdog.run(beat, self._store_ok)))
@@ -395,6 +399,24 @@ class Collector:
                 delay = PORT_RETRY_MIN_S  # it ran well for a while: start over
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, PORT_RETRY_MAX_S)
+
+    def _make_leds(self, uplink: Uplink) -> LedTask | None:
+        """The run / network LED task when ``[leds]`` names any (SPEC D12)."""
+        from collector.leds import Health, LedTask, SysfsLed
+
+        cfg = self.config.leds
+        if cfg.run is None and cfg.network is None:
+            return None
+
+        def health() -> Health:
+            ports_ok = all(p.stats.online for p in self.ports)
+            return Health(ports_ok, self._store_ok(), uplink.stats.connected)
+
+        return LedTask(
+            None if cfg.run is None else SysfsLed(cfg.run),
+            None if cfg.network is None else SysfsLed(cfg.network),
+            health,
+        )
 
     def _store_ok(self) -> bool:
         return self._store is not None and self._store.ping()

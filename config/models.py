@@ -509,6 +509,17 @@ class EdgeConfig(BaseModel):
     amount_tolerance: Annotated[float, Field(ge=0, le=100)] = 0.01
 
 
+class LedsConfig(BaseModel):
+    """Run and network LEDs (SPEC D12): directories of /sys/class/leds.
+
+    Absent: no LED is driven. Patterns: collector/leds.py."""
+
+    model_config = _MODEL_CONFIG
+
+    run: Annotated[Path, Field(strict=False)] | None = None
+    network: Annotated[Path, Field(strict=False)] | None = None
+
+
 class LogConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -551,6 +562,7 @@ class Config(BaseModel):
     )
     wetstock: WetstockConfig = Field(default_factory=WetstockConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    leds: LedsConfig = Field(default_factory=LedsConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     web: WebConfig = Field(default_factory=WebConfig)
 
