@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -22,6 +22,7 @@ from collector.daemon import StartError
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
+    from collector.clock import ClockSync
     from config.models import Config
     from uplink.commands import CommandProcessor
     from uplink.mqtt import Uplink
@@ -35,7 +36,11 @@ def replay_log_path(store_path: Path) -> Path:
 
 
 def setup_commands(
-    config: Config, store: OrderStore, uplink: Uplink, keys: Mapping[str, bytes]
+    config: Config,
+    store: OrderStore,
+    uplink: Uplink,
+    keys: Mapping[str, bytes],
+    clock: ClockSync | None = None,
 ) -> CommandProcessor | None:
     """A ready processor attached to ``uplink``, or None when commands are off."""
     from buffer.store import StoreError
@@ -81,6 +86,8 @@ def setup_commands(
         processor, status=uplink.heartbeat, ring=ring, device_private=device_private
     )
     register_order_commands(processor, resend=uplink.resend)
+    if clock is not None:
+        register_time_sync(processor, clock, store, config, uplink.wake)
 
     async def on_command(payload: bytes) -> None:
         previous = ring.current
@@ -100,3 +107,37 @@ def setup_commands(
 
     uplink.on_command = on_command
     return processor
+
+
+def register_time_sync(
+    processor: CommandProcessor,
+    clock: ClockSync,
+    store: OrderStore,
+    config: Config,
+    on_commit: Callable[[], None],
+) -> None:
+    """``time.sync`` (SPEC D16): measure, step beyond the threshold, RTC, CLOCK_DRIFT."""
+    from datetime import datetime
+
+    from collector.records import alarm_record
+    from uplink.commands import BAD_REQUEST, CommandError
+
+    async def time_sync(args: dict[str, Any]) -> dict[str, Any]:
+        platform_ts = args.get("platform_ts")
+        if not isinstance(platform_ts, int) or isinstance(platform_ts, bool) or platform_ts < 0:
+            raise CommandError(BAD_REQUEST, "platform_ts must be epoch milliseconds")
+        try:
+            result = clock.sync(platform_ts)
+        except OSError as exc:  # no CAP_SYS_TIME, no RTC access
+            raise CommandError("CLOCK_NOT_SET", f"cannot step the clock: {exc}") from None
+        log.info("time_sync", **result.reply())
+        if result.drift_alarm:
+            tz = config.device.tzinfo
+            now = datetime.now(tz).replace(tzinfo=None)
+            detail = {"offset_ms": result.offset_ms, "stepped": result.stepped}
+            rid, body = alarm_record("device", "CLOCK_DRIFT", True, now, tz, detail)
+            if store.append_record("alarm", rid, body) is not None:
+                on_commit()
+        return result.reply()
+
+    processor.register("time.sync", time_sync)

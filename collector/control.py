@@ -162,7 +162,7 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "device": c.config.device.id,
         "uptime_s": int(time.monotonic() - c.started),
         "clock": datetime.now(UTC).isoformat(timespec="seconds"),
-        "clock_offset_ms": 0,  # no time source compared yet (later issue)
+        "clock_offset_ms": c.clock.offset_ms,  # the last time.sync (collector/clock.py)
         "ports_online": sum(1 for p in c.ports if p.stats.online),
         "ports_total": len(c.config.ports),
         "nozzles": len(states),

@@ -148,6 +148,12 @@ class Collector:
         self.nozzles: NozzleTable | None = None
         self.uplink: Uplink | None = None
         self._stop = asyncio.Event()
+        from collector.clock import ClockSync
+
+        self.clock = ClockSync(
+            step_threshold_ms=config.clock.step_threshold_ms,
+            alarm_threshold_ms=config.clock.alarm_threshold_ms,
+        )
         self._store: OrderStore | None = None
 
     async def main(self) -> int:
@@ -211,7 +217,7 @@ class Collector:
         """Platform commands (issue #7), when the config names their keys."""
         from collector.command_setup import setup_commands
 
-        self.commands = setup_commands(self.config, store, uplink, keys)
+        self.commands = setup_commands(self.config, store, uplink, keys, self.clock)
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
         from uplink.mqtt import Uplink, UplinkSettings
@@ -437,7 +443,7 @@ class Collector:
             "ports_total": len(self.config.ports),
             "nozzles": nozzles.states(),
             "unsent": store.unsent_counts(),
-            "clock_offset_ms": 0,
+            "clock_offset_ms": self.clock.offset_ms,
             "link": {"endpoint": f"{u.host}:{u.port}", "interface": None},
             "mem_kb": _rss_kb(),
             "disk_free_kb": disk_free_kb,

@@ -509,6 +509,19 @@ class EdgeConfig(BaseModel):
     amount_tolerance: Annotated[float, Field(ge=0, le=100)] = 0.01
 
 
+class ClockConfig(BaseModel):
+    """``time.sync`` (SPEC D16; collector/clock.py)."""
+
+    model_config = _MODEL_CONFIG
+
+    #: Step the system clock (and write the RTC) when the platform's time is
+    #: further than this, ms. Transit of the command (< 1 s on 4G) is inside
+    #: the measured offset, so a step below ~1 s would chase the network.
+    step_threshold_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 1000
+    #: CLOCK_DRIFT alarm above this offset, ms: data were stamped by a wrong clock.
+    alarm_threshold_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 5000
+
+
 class LedsConfig(BaseModel):
     """Run and network LEDs (SPEC D12): directories of /sys/class/leds.
 
@@ -563,6 +576,7 @@ class Config(BaseModel):
     wetstock: WetstockConfig = Field(default_factory=WetstockConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
     leds: LedsConfig = Field(default_factory=LedsConfig)
+    clock: ClockConfig = Field(default_factory=ClockConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     web: WebConfig = Field(default_factory=WebConfig)
 

@@ -62,6 +62,9 @@ class Box:
                 f"uplink.platform_public_key_file={self.work / 'platform.pub.toml'}",
                 "uplink.reconnect_min_s=0.2",
                 "uplink.reconnect_max_s=1.0",
+                # Never step this machine's clock from a test: measure only.
+                "clock.step_threshold_ms=86400000",
+                "clock.alarm_threshold_ms=2000",
                 "log.format=json",
             ],
             name,
@@ -192,3 +195,27 @@ def test_orders_resend_publishes_the_selection_again(box: Box) -> None:
     unknown = box.signed("orders.resend", {"everything": True})
     box.send(unknown)
     assert code(box.reply(rx, unknown["id"])) == "BAD_REQUEST"
+
+
+def test_time_sync_measures_the_offset_and_raises_clock_drift(box: Box) -> None:
+    """D16: the reply and the heartbeat carry the offset; 30 s off is CLOCK_DRIFT.
+    (Stepping the clock is tested on an injected clock: tests/test_clock.py.)"""
+    box.start_collector()
+    rx = box.receiver
+    ahead_ms = 30_000
+    command = box.signed("time.sync", {"platform_ts": time.time_ns() // 1_000_000 + ahead_ms})
+    box.send(command)
+    reply = box.reply(rx, command["id"])
+    assert reply["ok"] is True and reply["result"]["stepped"] is False, reply
+    offset = reply["result"]["offset_ms"]
+    assert ahead_ms - 5_000 < offset <= ahead_ms, "the transit is inside the offset"
+    (drift,) = rx.wait_lines(
+        lambda line: line.get("type") == "alarm" and line["record"]["code"] == "CLOCK_DRIFT", 1, 30
+    )
+    assert drift["record"]["detail"] == {"offset_ms": offset, "stepped": False}
+    status = box.signed("device.status")
+    box.send(status)
+    assert box.reply(rx, status["id"])["result"]["clock_offset_ms"] == offset
+    bad = box.signed("time.sync", {"platform_ts": "noon"})
+    box.send(bad)
+    assert code(box.reply(rx, bad["id"])) == "BAD_REQUEST"
