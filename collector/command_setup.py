@@ -41,6 +41,7 @@ def setup_commands(
     uplink: Uplink,
     keys: Mapping[str, bytes],
     clock: ClockSync | None = None,
+    restart: Callable[[], None] | None = None,
 ) -> CommandProcessor | None:
     """A ready processor attached to ``uplink``, or None when commands are off."""
     from buffer.store import StoreError
@@ -88,6 +89,8 @@ def setup_commands(
     register_order_commands(processor, resend=uplink.resend)
     if clock is not None:
         register_time_sync(processor, clock, store, config, uplink.wake)
+    if restart is not None:
+        register_restart(processor, restart, store)
 
     async def on_command(payload: bytes) -> None:
         previous = ring.current
@@ -141,3 +144,33 @@ def register_time_sync(
         return result.reply()
 
     processor.register("time.sync", time_sync)
+
+
+#: ``device.restart`` waits this long for its own reply to be acknowledged
+#: before stopping: the platform learns the command was taken.
+RESTART_REPLY_WAIT_S = 5.0
+
+
+def register_restart(
+    processor: CommandProcessor, restart: Callable[[], None], store: OrderStore
+) -> None:
+    """``device.restart``: reply, then stop cleanly and let systemd start us again."""
+    import asyncio
+
+    async def stop_after_reply() -> None:
+        deadline = time.monotonic() + RESTART_REPLY_WAIT_S
+        await asyncio.sleep(0.05)  # the reply is stored once this handler returns
+        while store.unsent_counts().get("reply", 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        log.warning("restart_requested")
+        restart()
+
+    pending: set[asyncio.Task[None]] = set()
+
+    async def device_restart(args: dict[str, Any]) -> dict[str, Any]:
+        task = asyncio.get_running_loop().create_task(stop_after_reply())
+        pending.add(task)  # keep a reference until it runs
+        task.add_done_callback(pending.discard)
+        return {"restarting": True, "within_s": int(RESTART_REPLY_WAIT_S)}
+
+    processor.register("device.restart", device_restart)

@@ -50,6 +50,11 @@ log = structlog.get_logger("collector")
 PORT_RETRY_MIN_S, PORT_RETRY_MAX_S = 0.5, 10.0
 
 
+#: Exit status of a clean stop asked for by ``device.restart`` (EX_TEMPFAIL):
+#: the unit restarts on it (RestartForceExitStatus=75).
+EXIT_RESTART = 75
+
+
 class StartError(Exception):
     """Start-up cannot continue; ``str()`` is the one line a technician reads."""
 
@@ -148,6 +153,7 @@ class Collector:
         self.nozzles: NozzleTable | None = None
         self.uplink: Uplink | None = None
         self._stop = asyncio.Event()
+        self.restart_requested = False
         from collector.clock import ClockSync
 
         self.clock = ClockSync(
@@ -205,8 +211,14 @@ class Collector:
             await self._run(uplink)
         finally:
             self._close(store)
-            log.info("stopped")
-        return 0
+            log.info("stopped", restart=self.restart_requested)
+        return EXIT_RESTART if self.restart_requested else 0
+
+    def request_restart(self) -> None:
+        """``device.restart``: stop cleanly, exit :data:`EXIT_RESTART`; systemd
+        starts the collector again (``RestartForceExitStatus=``)."""
+        self.restart_requested = True
+        self._stop.set()
 
     def _close(self, store: OrderStore) -> None:
         for port in self.ports:
@@ -217,7 +229,9 @@ class Collector:
         """Platform commands (issue #7), when the config names their keys."""
         from collector.command_setup import setup_commands
 
-        self.commands = setup_commands(self.config, store, uplink, keys, self.clock)
+        self.commands = setup_commands(
+            self.config, store, uplink, keys, self.clock, self.request_restart
+        )
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
         from uplink.mqtt import Uplink, UplinkSettings

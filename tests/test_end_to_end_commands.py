@@ -219,3 +219,22 @@ def test_time_sync_measures_the_offset_and_raises_clock_drift(box: Box) -> None:
     bad = box.signed("time.sync", {"platform_ts": "noon"})
     box.send(bad)
     assert code(box.reply(rx, bad["id"])) == "BAD_REQUEST"
+
+
+def test_device_restart_replies_then_stops_for_systemd_to_start_it(box: Box) -> None:
+    """D8: the reply reaches the platform first; the collector then stops cleanly
+    with 75, on which the unit restarts it (RestartForceExitStatus=75)."""
+    collector = box.start_collector()
+    command = box.signed("device.restart")
+    box.send(command)
+    reply = box.reply(box.receiver, command["id"])
+    assert reply["ok"] is True and reply["result"]["restarting"] is True
+    assert collector.popen.wait(30) == 75
+    assert (
+        "RestartForceExitStatus=75"
+        in (stack.ROOT / "systemd" / "forecourt-collector.service").read_text()
+    )
+    box.start_collector()  # what systemd does next: it starts and takes commands again
+    status = box.signed("device.status")
+    box.send(status)
+    assert box.reply(box.receiver, status["id"])["ok"] is True
