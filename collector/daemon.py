@@ -193,6 +193,7 @@ class Collector:
         except StoreError as exc:
             raise StartError(str(exc)) from None
         self._store = store
+        self._check_previous_stop(store)
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
@@ -221,9 +222,37 @@ class Collector:
         self._stop.set()
 
     def _close(self, store: OrderStore) -> None:
+        from collector import selfcheck
+
         for port in self.ports:
             port.close()
         store.close()
+        selfcheck.end_run(store.path)
+
+    def _check_previous_stop(self, store: OrderStore) -> None:
+        """F1: an UNCLEAN_STOP alarm when the last run ended without stopping."""
+        from datetime import datetime
+
+        from buffer.store import StoreError
+        from collector import selfcheck
+        from collector.records import alarm_record
+
+        try:
+            previous = selfcheck.begin_run(store.path)
+        except OSError as exc:  # the store's directory took the store: rare; say it
+            log.error("run_marker_failed", error=str(exc))
+            return
+        if previous is None:
+            return
+        tz = self.config.device.tzinfo
+        now = datetime.now(tz).replace(tzinfo=None)
+        detail = {"previous_run_started_ms": previous}
+        rid, body = alarm_record("device", "UNCLEAN_STOP", True, now, tz, detail)
+        try:
+            store.append_record("alarm", rid, body)
+        except StoreError as exc:
+            log.error("record_not_stored", kind="alarm", rid=rid, error=str(exc))
+        log.warning("unclean_previous_stop", previous_run_started_ms=previous)
 
     def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:
         """Platform commands (issue #7), when the config names their keys."""

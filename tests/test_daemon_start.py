@@ -179,3 +179,50 @@ def test_rs485_mode_on_a_device_without_it_stops_the_start(tmp_path: Path, pty_p
         f"forecourt: cannot start: port 1: {pty_path}: "
         "the device refuses line settings 9600 8N1: no RS-485 mode ("
     ), done.stderr
+
+
+def test_an_unclean_previous_stop_is_alarmed_at_start(tmp_path: Path) -> None:
+    """F1 / D17: a run that ended without stopping (power lost, SIGKILL) is
+    reported by the next start; a clean stop is not."""
+    import json
+    import signal
+    import sqlite3
+
+    from hil import stack
+
+    link = tmp_path / "pump1"
+    sim = stack.dispenser(tmp_path, link, orders=0, nozzles=1)
+    overrides = [
+        f"store.path={tmp_path}/s.sqlite",
+        f"ports.0.device={link}",
+        f"uplink.port={stack.free_port()}",
+        "log.format=json",
+    ]
+    demo = ROOT / "config" / "demo.toml"
+
+    def unclean_alarms() -> list[dict[str, object]]:
+        with sqlite3.connect(tmp_path / "s.sqlite") as db:
+            rows = db.execute("SELECT body FROM records WHERE kind='alarm'").fetchall()
+        return [a for a in map(json.loads, (r[0] for r in rows)) if a["code"] == "UNCLEAN_STOP"]
+
+    def started(proc: stack.Proc) -> None:
+        stack.wait_until(lambda: '"started"' in proc.log_path.read_text(), 30, "started")
+
+    try:
+        first = stack.collector(tmp_path, demo, overrides, "first")
+        started(first)
+        assert (tmp_path / "s.sqlite.running").exists()
+        first.kill()  # as a power cut: no chance to stop
+        second = stack.collector(tmp_path, demo, overrides, "second")
+        started(second)
+        (alarm,) = unclean_alarms()
+        assert (alarm["source"], alarm["state"]) == ("device", "raised")
+        second.signal(signal.SIGTERM)
+        assert second.popen.wait(20) == 0
+        assert not (tmp_path / "s.sqlite.running").exists()
+        third = stack.collector(tmp_path, demo, overrides, "third")
+        started(third)
+        assert len(unclean_alarms()) == 1, "a clean stop is not an unclean one"
+        third.stop()
+    finally:
+        sim.stop()

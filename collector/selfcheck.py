@@ -1,0 +1,45 @@
+"""Self-check at start: was the previous stop clean? (SPEC F1, D17)
+
+A marker file beside the store (``<store>.running``) exists exactly while
+the collector runs: written (and fsynced) once the store is open, removed
+by a clean stop. Found at start, it means the last run ended without
+stopping — power lost, the process killed, the kernel hung — and an
+``UNCLEAN_STOP`` alarm tells the platform when the previous run began.
+Nothing collected is lost either way (store first); the alarm is for the
+regulator's picture of the box.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def marker_path(store_path: Path) -> Path:
+    return store_path.with_name(store_path.name + ".running")
+
+
+def begin_run(store_path: Path) -> int | None:
+    """Mark this run; return the start time (epoch ms) of a previous run that
+    did not stop cleanly, or None."""
+    marker = marker_path(store_path)
+    previous: int | None = None
+    try:
+        previous = int(marker.read_text().strip() or 0)
+    except FileNotFoundError:
+        previous = None
+    except (OSError, ValueError):
+        previous = 0  # there, but unreadable: still an unclean stop
+    tmp = marker.with_name(marker.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(str(time.time_ns() // 1_000_000))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, marker)
+    return previous
+
+
+def end_run(store_path: Path) -> None:
+    """A clean stop: the next start finds no marker."""
+    marker_path(store_path).unlink(missing_ok=True)
