@@ -91,6 +91,7 @@ def setup_commands(
         register_time_sync(processor, clock, store, config, uplink.wake)
     if restart is not None:
         register_restart(processor, restart, store)
+    register_config_get(processor, config)
 
     async def on_command(payload: bytes) -> None:
         previous = ring.current
@@ -174,3 +175,25 @@ def register_restart(
         return {"restarting": True, "within_s": int(RESTART_REPLY_WAIT_S)}
 
     processor.register("device.restart", device_restart)
+
+
+def _decimal_strings(value: Any) -> Any:
+    """Floats as decimal strings: replies are canonical JSON, which has no floats
+    (platform-interface.md: numbers that are not integers travel as strings)."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _decimal_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimal_strings(v) for v in value]
+    return value
+
+
+def register_config_get(processor: CommandProcessor, config: Config) -> None:
+    """``config.get``: the running config, every secret redacted (D8, D9)."""
+    from config.loader import dump_redacted
+
+    async def config_get(args: dict[str, Any]) -> dict[str, Any]:
+        return {"config": _decimal_strings(dump_redacted(config))}
+
+    processor.register("config.get", config_get)

@@ -11,6 +11,7 @@ opens.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -238,3 +239,17 @@ def test_device_restart_replies_then_stops_for_systemd_to_start_it(box: Box) -> 
     status = box.signed("device.status")
     box.send(status)
     assert box.reply(box.receiver, status["id"])["ok"] is True
+
+
+def test_config_get_returns_the_running_config_without_secrets(box: Box) -> None:
+    """D8 / D9: the platform reads the running config; no secret is in it."""
+    box.start_collector()
+    command = box.signed("config.get")
+    box.send(command)
+    reply = box.reply(box.receiver, command["id"])
+    assert reply["ok"] is True, reply
+    config = reply["result"]["config"]
+    assert config["device"]["id"] == DEV and config["ports"][0]["device"] == str(box.link)
+    assert config["uplink"]["heartbeat_s"] == "10.0", "floats travel as decimal strings"
+    text = json.dumps(config)
+    assert K1.hex() not in text and box.device[0] not in text
