@@ -160,7 +160,6 @@ class Collector:
             step_threshold_ms=config.clock.step_threshold_ms,
             alarm_threshold_ms=config.clock.alarm_threshold_ms,
         )
-        self._store: OrderStore | None = None
 
     async def main(self) -> int:
         from buffer.capacity import CapacityPolicy
@@ -192,7 +191,6 @@ class Collector:
             )
         except StoreError as exc:
             raise StartError(str(exc)) from None
-        self._store = store
         self._check_previous_stop(store)
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
@@ -468,7 +466,7 @@ class Collector:
         )
 
     def _store_ok(self) -> bool:
-        return self._store is not None and self._store.ping()
+        return self.store is not None and self.store.ping()
 
     def heartbeat(self, store: OrderStore, nozzles: NozzleTable) -> dict[str, Any]:
         """The heartbeat body (SPEC D7; platform-interface.md ``heartbeat``)."""
