@@ -139,7 +139,13 @@ def _is_hex(text: str, length: int) -> bool:
 def _sm2(private_hex: str, public_hex: str) -> Any:
     from gmssl import sm2  # lazy: pure Python, only commands need it
 
-    return sm2.CryptSM2(private_key=private_hex, public_key=public_hex, mode=1)
+    crypt = sm2.CryptSM2(private_key=private_hex, public_key=public_hex, mode=1)
+    # gmssl "removes" an 04 prefix with str.lstrip("04"), which also eats the
+    # leading 0/4 digits of a key whose x coordinate starts with "04" (1 key in
+    # 256): sign, verify and encrypt then fail. Our keys are always the bare
+    # 128 hex digits, so set the attribute ourselves.
+    crypt.public_key = public_hex
+    return crypt
 
 
 def sm2_public_from_private(private_hex: str) -> str:
