@@ -21,6 +21,11 @@ Per nozzle, orders carry ``nseq`` (1, 2, 3 … no gaps) and the SM3 chain
 (``prev``, ``h``; platform-interface.md, SPEC F2), both assigned inside the
 same transaction as the insert, so they cannot disagree with what is stored.
 Insertion order (``id``) is publish order, hence per-nozzle nseq order.
+
+Rows are compact (schema v3, buffer/codec.py): the body is the canonical
+JSON deflated against a per-kind preset dictionary, an order's ``h`` is 32
+bytes, and its ``rid`` is implied by ``nozzle:nseq``. Every reader goes
+through :func:`buffer.codec.to_text`, which also reads v2 rows as they are.
 """
 
 from __future__ import annotations
@@ -37,18 +42,32 @@ from pathlib import Path
 from typing import Any
 
 from buffer.capacity import CapacityPolicy, evict, used_bytes
+from buffer.codec import cut_prev, encode, h_hex, to_text
 from uplink.chain import GENESIS, HASH_EXCLUDED
 from uplink.crypto import sm3_hex
 from uplink.envelope import canonical_json
 
 #: Schema version in ``PRAGMA user_version``; migrations key on it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Migrations from each older ``user_version`` to the next (v1 → v2: the
-#: resend generation column). A gateway's existing store opens unchanged.
-_MIGRATIONS = {
-    1: "ALTER TABLE records ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",
+#: resend generation column; v2 → v3: the order indexes without ``kind``, which
+#: their partial WHERE already implies — v2 rows themselves stay as they are,
+#: buffer/codec.py reads both). A gateway's existing store opens unchanged.
+#: The way back one step is buffer/migrate.py (used by an OTA rollback).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE records ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",),
+    2: (
+        "ALTER TABLE records ADD COLUMN prev BLOB",
+        "DROP INDEX IF EXISTS records_by_nozzle",
+        "DROP INDEX IF EXISTS records_by_source",
+        "CREATE UNIQUE INDEX orders_by_nozzle ON records (nozzle, nseq) WHERE kind = 'order'",
+        "CREATE UNIQUE INDEX orders_by_source ON records (nozzle, source_key) WHERE kind = 'order'",
+    ),
 }
+
+#: The publishable rid of a row: orders store NULL and imply ``nozzle:nseq``.
+RID_SQL = "coalesce(rid, nozzle || ':' || nseq)"
 
 #: Records appended between two measurements of the bytes in use (three
 #: PRAGMAs): the byte cap is overshot by at most this many records' worth.
@@ -78,21 +97,24 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     id          INTEGER PRIMARY KEY,   -- insertion order = publish order
     kind        TEXT    NOT NULL,      -- order, tank, delivery, leak, alarm, nozzle
-    rid         TEXT    NOT NULL,      -- idempotency key, stable forever
+    rid         TEXT,                  -- idempotency key, stable forever (orders: NULL, implied)
     nozzle      TEXT,                  -- nozzle key for per-nozzle records
     nseq        INTEGER,               -- per-nozzle counter (orders)
     source_key  TEXT,                  -- the dispenser's identity of the record
-    h           TEXT,                  -- chain hash (orders)
+    h           BLOB,                  -- chain hash, 32 bytes (orders; v2 rows: hex)
     created_ms  INTEGER NOT NULL,
-    body        TEXT    NOT NULL,      -- canonical JSON of the record as published
+    body        BLOB    NOT NULL,      -- buffer/codec.py (v2 rows: canonical JSON text)
     sent_ms     INTEGER,               -- NULL until the broker acknowledged it
     resent      INTEGER NOT NULL DEFAULT 0, -- resend generation; 0 = never asked
-    UNIQUE (kind, rid)
+    prev        BLOB                   -- previous h, 32 bytes, cut out of body (orders, v3)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS records_by_nozzle
-    ON records (kind, nozzle, nseq) WHERE nozzle IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS records_by_source
-    ON records (kind, nozzle, source_key) WHERE source_key IS NOT NULL;
+-- A partial index, not a UNIQUE constraint: orders (rid implied, NULL) cost
+-- nothing in it. A store migrated from v2 keeps its UNIQUE (kind, rid).
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_rid ON records (kind, rid) WHERE rid IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_nozzle
+    ON records (nozzle, nseq) WHERE kind = 'order';
+CREATE UNIQUE INDEX IF NOT EXISTS orders_by_source
+    ON records (nozzle, source_key) WHERE kind = 'order';
 CREATE INDEX IF NOT EXISTS records_unsent ON records (id) WHERE sent_ms IS NULL;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -178,6 +200,12 @@ class OrderStore:
         self._seq_next, self._seq_limit = 0, 0
         self._init_seq()
         self._count = self._db.execute("SELECT count(*) FROM records").fetchone()[0]
+        # A store created as v3 implies an order's rid (NULL); one migrated from
+        # v2 keeps rid NOT NULL (changing it means rewriting the table), so its
+        # new orders spell the rid out.
+        self._rid_implied = not any(
+            col[1] == "rid" and col[3] for col in self._db.execute("PRAGMA table_info(records)")
+        )
         #: Per-nozzle chain head (nseq, h) of committed orders: saves a query per
         #: order. Only this connection appends orders (one process per store).
         self._heads: dict[str, tuple[int, str]] = {}
@@ -213,13 +241,15 @@ class OrderStore:
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
                 raise _Corrupt(f"{path}: store failed its integrity check: {check}")
-            db.executescript(_SCHEMA)
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if version == 0:  # a new file: the current schema, nothing to migrate
+                db.executescript(_SCHEMA)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                version = SCHEMA_VERSION
             while 0 < version < SCHEMA_VERSION:
                 with _Transaction(db):
-                    db.execute(_MIGRATIONS[version])
+                    for statement in _MIGRATIONS[version]:
+                        db.execute(statement)
                     version += 1
                     db.execute(f"PRAGMA user_version={version}")
             if version > SCHEMA_VERSION:
@@ -324,7 +354,7 @@ class OrderStore:
             "ORDER BY nseq DESC LIMIT 1",
             (nozzle,),
         ).fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS)
+        return (row[0], str(h_hex(row[1]))) if row else (0, GENESIS)
 
     def _insert_order(
         self,
@@ -343,14 +373,25 @@ class OrderStore:
         # One serialisation for both the hash and the stored body: h is
         # SM3(canonical JSON without h) (uplink/chain.py record_hash), and the
         # body is that text with h appended — valid JSON, parsed by every reader.
+        # Stored compact (buffer/codec.py): h and prev as 32 bytes each, the
+        # hashed text deflated with prev cut out; to_text() puts both back.
         hashed = canonical_json(record)
         record["h"] = sm3_hex(hashed)
-        body = f'{hashed.decode()[:-1]},"h":"{record["h"]}"}}'
-        # A repeated source_key hits records_by_source: nothing stored, nseq not used.
+        stored, prev = cut_prev(hashed, last[1])
+        # A repeated source_key hits orders_by_source: nothing stored, nseq not used.
         cur = self._db.execute(
-            "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, created_ms, body)"
-            " VALUES('order', ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (record["rid"], nozzle, nseq, source_key, record["h"], _now_ms(), body),
+            "INSERT INTO records(kind, rid, nozzle, nseq, source_key, h, prev, created_ms, body)"
+            " VALUES('order', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (
+                None if self._rid_implied else record["rid"],
+                nozzle,
+                nseq,
+                source_key,
+                bytes.fromhex(record["h"]),
+                prev,
+                _now_ms(),
+                encode("order", stored),
+            ),
         )
         if cur.rowcount == 0:
             return None
@@ -372,7 +413,7 @@ class OrderStore:
         try:
             # The envelope seals canonical JSON (no floats): refuse here what could
             # never be published, rather than poison the uplink with it.
-            text = canonical_json(record).decode()
+            text = encode(kind, canonical_json(record))
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{self.path}: refusing {kind} {rid}: {exc}") from exc
         try:
@@ -380,7 +421,7 @@ class OrderStore:
                 self._report_full()
                 cur = self._db.execute(
                     "INSERT INTO records(kind, rid, created_ms, body) VALUES(?, ?, ?, ?) "
-                    "ON CONFLICT(kind, rid) DO NOTHING",
+                    "ON CONFLICT DO NOTHING",
                     (kind, rid, _now_ms(), text),
                 )
         except sqlite3.Error as exc:
@@ -460,10 +501,10 @@ class OrderStore:
         at = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
         rid = f"store:{code}:raised:{now}"
         body = {"code": code, "state": "raised", "source": "store", "at": at, "detail": detail}
-        text = canonical_json({**body, "rid": rid}).decode()
+        text = encode("alarm", canonical_json({**body, "rid": rid}))
         self._db.execute(
             "INSERT INTO records(kind, rid, created_ms, body) VALUES('alarm', ?, ?, ?) "
-            "ON CONFLICT(kind, rid) DO NOTHING",
+            "ON CONFLICT DO NOTHING",
             (rid, now, text),
         )
 
@@ -537,22 +578,25 @@ class OrderStore:
         """Unsent records with ``id > after_id`` in publish order."""
         with self._failing("read unsent records"):
             rows = self._db.execute(
-                "SELECT id, kind, rid, body, resent FROM records WHERE sent_ms IS NULL AND id > ? "
-                "ORDER BY id LIMIT ?",
+                f"SELECT id, kind, {RID_SQL}, body, h, prev, resent FROM records "
+                "WHERE sent_ms IS NULL AND id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        return [StoredRecord(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]
+        return [
+            StoredRecord(r[0], r[1], r[2], json.loads(to_text(r[3], r[4], r[5])), r[6])
+            for r in rows
+        ]
 
     def unsent_page(self, after_id: int, limit: int) -> list[StoredRecord]:
         """Like :meth:`unsent`, for the uplink: the stored text, not parsed
         (``body`` is empty) — a backlog drains without a JSON round trip."""
         with self._failing("read unsent records"):
             rows = self._db.execute(
-                "SELECT id, kind, rid, body, resent FROM records WHERE sent_ms IS NULL AND id > ? "
-                "ORDER BY id LIMIT ?",
+                f"SELECT id, kind, {RID_SQL}, body, h, prev, resent FROM records "
+                "WHERE sent_ms IS NULL AND id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
-        return [StoredRecord(r[0], r[1], r[2], {}, r[4], r[3]) for r in rows]
+        return [StoredRecord(r[0], r[1], r[2], {}, r[6], to_text(r[3], r[4], r[5])) for r in rows]
 
     def unsent_counts(self) -> dict[str, int]:
         with self._failing("count unsent records"):
@@ -565,15 +609,15 @@ class OrderStore:
         """Stored orders (one nozzle, or all) in nozzle then nseq order."""
         if nozzle is None:
             cur = self._db.execute(
-                "SELECT body FROM records WHERE kind='order' ORDER BY nozzle, nseq"
+                "SELECT body, h, prev FROM records WHERE kind='order' ORDER BY nozzle, nseq"
             )
         else:
             cur = self._db.execute(
-                "SELECT body FROM records WHERE kind='order' AND nozzle=? ORDER BY nseq",
+                "SELECT body, h, prev FROM records WHERE kind='order' AND nozzle=? ORDER BY nseq",
                 (nozzle,),
             )
-        for (body,) in cur:
-            yield json.loads(body)
+        for body, h, prev in cur:
+            yield json.loads(to_text(body, h, prev))
 
     def order_volume_since(self, nozzles: Iterable[str], since_ms: int) -> Decimal:
         """Litres sold by ``nozzles`` in the orders committed at or after ``since_ms``.
@@ -586,11 +630,13 @@ class OrderStore:
             return Decimal(0)
         marks = ",".join("?" * len(keys))
         rows = self._db.execute(
-            "SELECT json_extract(body, '$.volume') FROM records WHERE kind='order' "
+            "SELECT body, h, prev FROM records WHERE kind='order' "
             f"AND nozzle IN ({marks}) AND created_ms >= ?",
             (*keys, since_ms),
         ).fetchall()
-        return sum((Decimal(str(v)) for (v,) in rows if v is not None), Decimal(0))
+        # Inflated here, not json_extract'ed in SQL: bodies are compressed (v3).
+        volumes = (json.loads(to_text(*row)).get("volume") for row in rows)
+        return sum((Decimal(str(v)) for v in volumes if v is not None), Decimal(0))
 
     def ping(self) -> bool:
         """True when the database answers a read (the watchdog's store check)."""
@@ -604,11 +650,11 @@ class OrderStore:
         reference after a restart (SPEC A1)."""
         with self._failing("read the last order"):
             row = self._db.execute(
-                "SELECT body FROM records WHERE kind='order' AND nozzle=? "
+                "SELECT body, h, prev FROM records WHERE kind='order' AND nozzle=? "
                 "ORDER BY nseq DESC LIMIT 1",
                 (nozzle,),
             ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else dict(json.loads(to_text(*row)))
 
     def last_order_under(self, prefix: str) -> dict[str, Any] | None:
         """The newest order of any nozzle whose key starts with ``prefix`` (a pump:
@@ -617,17 +663,19 @@ class OrderStore:
         upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         with self._failing("read the last order"):
             row = self._db.execute(
-                "SELECT body FROM records WHERE kind='order' AND nozzle >= ? AND nozzle < ? "
-                "ORDER BY id DESC LIMIT 1",
+                "SELECT body, h, prev FROM records WHERE kind='order' "
+                "AND nozzle >= ? AND nozzle < ? ORDER BY id DESC LIMIT 1",
                 (prefix, upper),
             ).fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        return None if row is None else dict(json.loads(to_text(*row)))
 
     def records(self, kind: str) -> Iterator[dict[str, Any]]:
         """Stored records of one kind, in store order."""
-        cur = self._db.execute("SELECT body FROM records WHERE kind=? ORDER BY id", (kind,))
-        for (body,) in cur:
-            yield json.loads(body)
+        cur = self._db.execute(
+            "SELECT body, h, prev FROM records WHERE kind=? ORDER BY id", (kind,)
+        )
+        for body, h, prev in cur:
+            yield json.loads(to_text(body, h, prev))
 
 
 class _Transaction:

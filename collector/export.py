@@ -24,6 +24,7 @@ CSV_COLUMNS = (
 def rows(store: str, since_ms: int | None, until_ms: int | None) -> Any:
     import sqlite_utils
 
+    from buffer.codec import to_text
     from collector.storeview import open_readonly
 
     db = sqlite_utils.Database(open_readonly(store))
@@ -35,12 +36,12 @@ def rows(store: str, since_ms: int | None, until_ms: int | None) -> Any:
         where.append("created_ms < ?")
         args.append(until_ms)
     sql = (
-        "SELECT id, nseq, h, created_ms, sent_ms, body FROM records WHERE "
+        "SELECT id, nseq, h, prev, created_ms, sent_ms, body FROM records WHERE "
         + " AND ".join(where)
         + " ORDER BY id"
     )
     for row in db.query(sql, args):
-        order = json.loads(row.pop("body"))
+        order = json.loads(to_text(row.pop("body"), row.pop("h"), row.pop("prev")))
         order.update(row)
         order["sent"] = order.pop("sent_ms") is not None
         yield order

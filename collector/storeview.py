@@ -2,8 +2,8 @@
 
 Shared by the control socket (the daemon opens its own read-only connection
 per query, so a technician's query never touches the writer's connection)
-and by the CLI when the collector is down. Only ``sqlite3`` and ``json``:
-importing this costs nothing on a quick command.
+and by the CLI when the collector is down. Only ``sqlite3``, ``json`` and
+``zlib`` (buffer/codec.py): importing this costs nothing on a quick command.
 
 The store's schema is buffer/store.py's; this module only reads it.
 """
@@ -16,6 +16,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from buffer.codec import to_text
+
 #: Most rows one query returns: a phone or a terminal shows no more, and the
 #: reply must stay small on a 64 MB gateway. ``export`` streams instead.
 MAX_ROWS = 1000
@@ -23,6 +25,10 @@ MAX_ROWS = 1000
 
 class StoreUnavailable(Exception):
     """The store file cannot be opened read-only; ``str()`` says why."""
+
+
+def _body_text(body: bytes | str) -> str:
+    return to_text(body, None)
 
 
 def open_readonly(path: str | Path) -> sqlite3.Connection:
@@ -33,6 +39,9 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True, timeout=1.0)
         db.execute("SELECT 1 FROM records LIMIT 1").fetchall()
+        # Bodies are compressed (buffer/codec.py): SQL that looks inside one
+        # (json_extract) reads it through this function.
+        db.create_function("body_text", 1, _body_text, deterministic=True)
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"{p}: cannot read store: {exc}") from None
     return db
@@ -54,14 +63,14 @@ def orders(
         where.append("created_ms>=?")
         args.append(since_ms)
     sql = (
-        "SELECT id, nseq, created_ms, sent_ms, body FROM records WHERE "
+        "SELECT id, nseq, created_ms, sent_ms, body, h, prev FROM records WHERE "
         + " AND ".join(where)
         + " ORDER BY id DESC LIMIT ?"
     )
     rows = db.execute(sql, (*args, max(1, min(limit, MAX_ROWS)))).fetchall()
     out = []
-    for rid, nseq, created, sent, body in rows:
-        order = json.loads(body)
+    for rid, nseq, created, sent, body, h, prev in rows:
+        order = json.loads(to_text(body, h, prev))
         order.update(id=rid, nseq=nseq, created_ms=created, sent=sent is not None)
         out.append(order)
     return out
@@ -107,7 +116,7 @@ def latest_tanks(db: sqlite3.Connection) -> list[dict[str, Any]]:
     ).fetchall()
     latest: dict[Any, dict[str, Any]] = {}
     for (body,) in rows:
-        record = json.loads(body)
+        record = json.loads(to_text(body, None))
         latest.setdefault(record.get("tank"), record)
     return [latest[k] for k in sorted(latest, key=lambda t: (t is None, t))]
 
@@ -118,14 +127,15 @@ def alarms(db: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
         "SELECT body FROM records WHERE kind='alarm' ORDER BY id DESC LIMIT ?",
         (max(1, min(limit, MAX_ROWS)),),
     ).fetchall()
-    return [json.loads(body) for (body,) in rows]
+    return [json.loads(to_text(body, None)) for (body,) in rows]
 
 
 def active_alarms(db: sqlite3.Connection) -> list[dict[str, Any]]:
     """Alarms whose last transition is ``raised`` (per source and code)."""
     rows = db.execute(
         "SELECT body FROM records WHERE id IN (SELECT max(id) FROM records WHERE kind='alarm' "
-        "GROUP BY json_extract(body, '$.source'), json_extract(body, '$.code')) ORDER BY id"
+        "GROUP BY json_extract(body_text(body), '$.source'), "
+        "json_extract(body_text(body), '$.code')) ORDER BY id"
     ).fetchall()
-    bodies = [json.loads(body) for (body,) in rows]
+    bodies = [json.loads(to_text(body, None)) for (body,) in rows]
     return [b for b in bodies if b.get("state") == "raised"]

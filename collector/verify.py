@@ -24,32 +24,35 @@ EXIT_BROKEN = 1
 EXIT_USAGE = 2
 
 
-def _rows(db: sqlite3.Connection) -> Iterator[tuple[str, int, str | None, str]]:
+def _rows(
+    db: sqlite3.Connection,
+) -> Iterator[tuple[str, int, bytes | str | None, bytes | None, bytes | str]]:
     yield from db.execute(
-        "SELECT nozzle, nseq, h, body FROM records WHERE kind='order' ORDER BY nozzle, nseq"
+        "SELECT nozzle, nseq, h, prev, body FROM records WHERE kind='order' ORDER BY nozzle, nseq"
     )
 
 
 def first_breaks(db: sqlite3.Connection) -> tuple[dict[str, str], dict[str, int]]:
     """({nozzle: description of its first break}, {nozzle: orders checked})."""
+    from buffer.codec import BodyError, h_hex, to_text
     from uplink.chain import verify_chain
 
     breaks: dict[str, str] = {}
     counts: dict[str, int] = {}
     nozzle_rows: dict[str, list[tuple[int, str | None, dict[str, Any] | None]]] = {}
-    for nozzle, nseq, h, body in _rows(db):
-        try:
-            record = json.loads(body)
-        except ValueError:
+    for nozzle, nseq, h, prev, body in _rows(db):
+        try:  # v3 rows are compressed (buffer/codec.py); an edited blob may not inflate
+            record = json.loads(to_text(body, h, prev))
+        except (BodyError, ValueError, TypeError):
             record = None
-        nozzle_rows.setdefault(nozzle, []).append((nseq, h, record))
+        nozzle_rows.setdefault(nozzle, []).append((nseq, h_hex(h), record))
     for nozzle, rows in nozzle_rows.items():
         counts[nozzle] = len(rows)
         previous_nseq: int | None = None
         for nseq, h, record in rows:
             where = f"nseq {nseq}"
             if not isinstance(record, dict):
-                breaks[nozzle] = f"{where}: body is not a JSON object"
+                breaks[nozzle] = f"{where}: body is not a readable JSON object"
                 break
             if record.get("nseq") != nseq or record.get("h") != h:
                 breaks[nozzle] = f"{where}: body disagrees with the row's nseq/h columns"

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hil.stack import ROOT
+from tests.store_edit import stored_texts
 
 DEMO = ROOT / "config" / "demo.toml"
 
@@ -55,10 +56,10 @@ def test_missing_port_starts_offline_with_port_offline(tmp_path: Path) -> None:
                 return []
             try:
                 with sqlite3.connect(tmp_path / "s.sqlite") as db:
-                    rows = db.execute("SELECT body FROM records WHERE kind='alarm'").fetchall()
+                    texts = stored_texts(db, "alarm")
             except sqlite3.OperationalError:  # the store is being created
                 return []
-            return [json.loads(r[0]) for r in rows]
+            return [json.loads(t) for t in texts]
 
         stack.wait_until(lambda: bool(alarms()), 30, "PORT_OFFLINE stored")
         time.sleep(1.5)  # retries of the missing device raise nothing more
@@ -202,8 +203,8 @@ def test_an_unclean_previous_stop_is_alarmed_at_start(tmp_path: Path) -> None:
 
     def unclean_alarms() -> list[dict[str, object]]:
         with sqlite3.connect(tmp_path / "s.sqlite") as db:
-            rows = db.execute("SELECT body FROM records WHERE kind='alarm'").fetchall()
-        return [a for a in map(json.loads, (r[0] for r in rows)) if a["code"] == "UNCLEAN_STOP"]
+            texts = stored_texts(db, "alarm")
+        return [a for a in map(json.loads, texts) if a["code"] == "UNCLEAN_STOP"]
 
     def started(proc: stack.Proc) -> None:
         stack.wait_until(lambda: '"started"' in proc.log_path.read_text(), 30, "started")

@@ -22,6 +22,7 @@ import pytest
 
 from hil import stack
 from hil.stack import Mosquitto, Proc
+from tests.store_edit import stored_texts
 from uplink.chain import verify_chain
 
 ORDERS = 50
@@ -113,8 +114,8 @@ def assert_exactly_the_truth(truth: list[dict[str, Any]], lines: list[dict[str, 
 
 def stored_orders(store: Path) -> list[dict[str, Any]]:
     with sqlite3.connect(store) as db:
-        rows = db.execute("SELECT body FROM records WHERE kind='order'").fetchall()
-    return [json.loads(body) for (body,) in rows]
+        texts = stored_texts(db, "order")
+    return [json.loads(t) for t in texts]
 
 
 def wait_all_sent(store: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from buffer.store import SEQ_BLOCK, OrderStore, StoreError
+from tests.store_edit import edit_order_text
 from uplink.chain import GENESIS, record_hash, verify_chain
 
 
@@ -79,10 +80,7 @@ def test_a_row_edited_behind_our_back_breaks_the_chain(tmp_path: Path) -> None:
     for i in range(3):
         store.append_order("p01.a1.n1", fields(str(i)), source_key=str(i))
     with sqlite3.connect(path) as db:
-        db.execute(
-            'UPDATE records SET body = replace(body, \'"volume":"10.00"\', \'"volume":"1.00"\') '
-            "WHERE rid = 'p01.a1.n1:2'"
-        )
+        edit_order_text(db, "p01.a1.n1", 2, '"volume":"10.00"', '"volume":"1.00"')
     broken = verify_chain(store.orders("p01.a1.n1"))
     assert broken is not None and broken.rid == "p01.a1.n1:2"
 

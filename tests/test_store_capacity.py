@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from buffer.capacity import CapacityPolicy
+from buffer.migrate import downgrade_to_v2
 from buffer.store import SIZE_CHECK_EVERY, OrderStore, StoreError
 from uplink.chain import verify_chain
 
@@ -96,6 +98,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     store = OrderStore(path)
     store.append_order("n1", fields("1"), source_key="a1")
     store.close()
+    downgrade_to_v2(path)  # v1 was v2 without the resend generation
     db = sqlite3.connect(path)
     db.execute("ALTER TABLE records DROP COLUMN resent")
     db.execute("PRAGMA user_version=1")
@@ -110,8 +113,8 @@ def test_the_byte_cap_evicts_acknowledged_records(tmp_path: Path) -> None:
     """A9 on a 256 MB flash: the pages in use stay near max_bytes."""
     policy = CapacityPolicy(max_records=1_000_000, retain_per_nozzle=20, max_bytes=400_000)
     store = OrderStore(tmp_path / "s.sqlite", policy)
-    pad = "y" * 500
     for i in range(3000):
+        pad = os.urandom(250).hex()  # 500 B that do not compress (bodies are deflated)
         store.append_order(f"n{i % 4}", {"order_no": str(i), "pad": pad}, source_key=str(i))
         store.mark_sent([r.id for r in store.unsent(0, 10)])
     assert store.evicted_acknowledged > 1000 and store.evicted_unsent == 0

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from buffer.store import OrderStore
+from tests.store_edit import edit_order_text, stored_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,13 +51,9 @@ def test_hand_edited_and_deleted_rows_are_found(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     make_store(path)
     db = sqlite3.connect(path)
-    (body,) = db.execute("SELECT body FROM records WHERE nozzle='p01.a1.n1' AND nseq=3").fetchone()
-    edited = json.loads(body)
-    edited["volume"] = "1.00"  # the fraud: a smaller sale
-    db.execute(
-        "UPDATE records SET body=? WHERE nozzle='p01.a1.n1' AND nseq=3",
-        (json.dumps(edited, sort_keys=True, separators=(",", ":")),),
-    )
+    volume = json.loads(stored_texts(db, "order")[2])["volume"]  # p01.a1.n1 nseq 3
+    # the fraud: a smaller sale
+    edit_order_text(db, "p01.a1.n1", 3, f'"volume":"{volume}"', '"volume":"1.00"')
     db.execute("DELETE FROM records WHERE nozzle='p01.a1.n2' AND nseq=2")
     db.commit()
     db.close()
@@ -101,7 +98,7 @@ def test_an_order_dropped_on_the_box_is_a_chain_break_at_the_receiver(tmp_path: 
     db = sqlite3.connect(path)
     db.execute("DELETE FROM records WHERE nozzle='p01.a1.n1' AND nseq=3")
     db.commit()
-    bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM records ORDER BY id")]
+    bodies = [json.loads(text) for text in stored_texts(db, "order")]
     db.close()
     key = bytes(16)
     receiver = Receiver({"k": key})
