@@ -669,6 +669,18 @@ class OrderStore:
             ).fetchone()
         return None if row is None else dict(json.loads(to_text(*row)))
 
+    def last_record_under(self, kind: str, rid_prefix: str) -> dict[str, Any] | None:
+        """The newest record of ``kind`` whose rid starts with ``rid_prefix``
+        (a nozzle's last identity: ``"p01.a1.n1:components:"``), or None."""
+        upper = rid_prefix[:-1] + chr(ord(rid_prefix[-1]) + 1)
+        with self._failing("read the last record"):
+            row = self._db.execute(
+                "SELECT body, h, prev FROM records WHERE kind=? AND rid >= ? AND rid < ? "
+                "ORDER BY id DESC LIMIT 1",
+                (kind, rid_prefix, upper),
+            ).fetchone()
+        return None if row is None else dict(json.loads(to_text(*row)))
+
     def records(self, kind: str) -> Iterator[dict[str, Any]]:
         """Stored records of one kind, in store order."""
         cur = self._db.execute(

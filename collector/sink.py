@@ -101,7 +101,7 @@ class PortSink:
         self._tokens: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
         #: Last identities seen per (address, nozzle or None): in memory only,
         #: so after a restart the first report is a snapshot, not a change.
-        self._identities: dict[tuple[int, int | None], dict[str, str]] = {}
+        self._identities: dict[tuple[int, int | None], dict[str, str] | None] = {}
 
     def handle(self, events: list[Event], confirm: Callable[[Sale], None] | None = None) -> None:
         """Apply ``events``; ``confirm(sale)`` is called once a sale is committed."""
@@ -336,13 +336,17 @@ class PortSink:
         """GB/T 9081 identities (SPEC D13): a ``nozzle`` record when first seen or
         changed, and COMPONENT_CHANGED (SPEC A6) when a part was swapped."""
         where = (identity.address, identity.nozzle)
-        before = self._identities.get(where)
+        source = self._source(identity.address, identity.nozzle)
+        if where not in self._identities:
+            # First read since start: compare with the last identity stored, so a
+            # part swapped while the collector was off is still found (A6).
+            self._identities[where] = self._stored_identity(source)
+        before = self._identities[where]
         if before == identity.components:
             return
         self._changed()
         self._identities[where] = dict(identity.components)
         now = datetime.now(self.tz)
-        source = self._source(identity.address, identity.nozzle)
         body = {
             "nozzle": source,
             "at": iso(now),
@@ -365,6 +369,15 @@ class PortSink:
             rid, alarm = alarm_record(source, "COMPONENT_CHANGED", True, naive, self.tz, detail)
             self._store("alarm", rid, alarm)
             log.warning("component_changed", source=source, changed=changed)
+
+    def _stored_identity(self, source: str) -> dict[str, str] | None:
+        try:
+            record = self.store.last_record_under("nozzle", f"{source}:components:")
+        except StoreError as exc:  # unreadable now: compare from the next read on
+            log.error("identity_not_read", source=source, error=str(exc))
+            return None
+        components = None if record is None else record.get("components")
+        return dict(components) if isinstance(components, dict) else None
 
     def _store(self, kind: str, rid: str, body: dict[str, Any]) -> None:
         try:

@@ -15,7 +15,7 @@ from buffer.store import OrderStore
 from collector.edge import EdgeSettings, check_counter, check_order
 from collector.nozzles import NozzleTable
 from collector.sink import STATE_RECORD_BURST, PortSink
-from protocols.events import NozzleState, NozzleStatus, PumpLink
+from protocols.events import Identity, NozzleState, NozzleStatus, PumpLink
 
 CST = timezone(timedelta(hours=8))
 
@@ -166,3 +166,22 @@ def test_rs485_ioctl_layout() -> None:
     assert len(raw) == 32 and struct.unpack("=8I", raw) == (0b011, 2, 3, 0, 0, 0, 0, 0)
     raw = RS485(rts_on_send=False).ioctl_bytes()
     assert struct.unpack("=8I", raw)[0] == 0b101
+
+
+def test_a_part_swapped_while_the_collector_was_off_is_found(tmp_path: Path) -> None:
+    """A6 across a restart: the first identity read is compared with the stored one."""
+    sink, store = make_sink(tmp_path)
+    sink.handle([Identity(1, 1, {"nozzle_uid": "N-1", "encoder_id": "E-1"})])
+    store.close()
+    for encoder, expect_alarm in (("E-1", False), ("E-2", True)):
+        sink, store = make_sink(tmp_path)  # the collector restarted
+        sink.handle([Identity(1, 1, {"nozzle_uid": "N-1", "encoder_id": encoder})])
+        changed = [a for a in store.records("alarm") if a["code"] == "COMPONENT_CHANGED"]
+        assert bool(changed) is expect_alarm, (encoder, changed)
+        store.close()
+    assert changed[0]["detail"] == {
+        "changed": ["encoder_id"],
+        "before": {"encoder_id": "E-1"},
+        "after": {"encoder_id": "E-2"},
+    }
+    assert changed[0]["source"] == "p01.a1.n1"
