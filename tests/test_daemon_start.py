@@ -209,12 +209,15 @@ def test_an_unclean_previous_stop_is_alarmed_at_start(tmp_path: Path) -> None:
     def started(proc: stack.Proc) -> None:
         stack.wait_until(lambda: '"started"' in proc.log_path.read_text(), 30, "started")
 
+    procs: list[stack.Proc] = []
     try:
         first = stack.collector(tmp_path, demo, overrides, "first")
+        procs.append(first)
         started(first)
         assert (tmp_path / "s.sqlite.running").exists()
         first.kill()  # as a power cut: no chance to stop
         second = stack.collector(tmp_path, demo, overrides, "second")
+        procs.append(second)
         started(second)
         (alarm,) = unclean_alarms()
         assert (alarm["source"], alarm["state"]) == ("device", "raised")
@@ -222,8 +225,11 @@ def test_an_unclean_previous_stop_is_alarmed_at_start(tmp_path: Path) -> None:
         assert second.popen.wait(20) == 0
         assert not (tmp_path / "s.sqlite.running").exists()
         third = stack.collector(tmp_path, demo, overrides, "third")
+        procs.append(third)
         started(third)
         assert len(unclean_alarms()) == 1, "a clean stop is not an unclean one"
-        third.stop()
     finally:
+        for proc in procs:  # also when an assertion failed: no collector outlives the test
+            if proc.popen.poll() is None:
+                proc.stop()
         sim.stop()
