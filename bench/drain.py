@@ -4,7 +4,7 @@
 
 Fills a store with ``--orders`` realistic orders (bench/store.py's), starts a
 real mosquitto, and lets the real Uplink drain the backlog: SM4-GCM envelopes,
-deflate, QoS 1, mark_sent after every PUBACK. Then, in the same run, a naive
+deflate, QoS 1, mark_published after every PUBACK. Then, in the same run, a naive
 publisher: each order sealed alone with pure-Python gmssl SM4-CBC and published
 alone at QoS 1, waiting for its PUBACK. Prints orders/s of both, the ratio,
 and payload bytes per order of the drain.

@@ -508,17 +508,6 @@ class OrderStore:
             (rid, now, text),
         )
 
-    def mark_sent(self, ids: Sequence[int]) -> None:
-        """Record the broker's acknowledgement of these records (one transaction)."""
-        if not ids:
-            return
-        now = _now_ms()
-        with self._failing("mark records sent"), self._transaction():
-            self._db.executemany(
-                "UPDATE records SET sent_ms=? WHERE id=? AND sent_ms IS NULL",
-                [(now, i) for i in ids],
-            )
-
     def mark_published(self, records: Sequence[StoredRecord]) -> None:
         """PUBACK for these copies (one transaction per acknowledged batch).
 

@@ -46,7 +46,7 @@ def test_unsent_in_publish_order_until_marked_sent(tmp_path: Path) -> None:
     unsent = store.unsent(0, 100)
     assert [r.body["order_no"] for r in unsent] == ["0", "1", "2", "3", "4"]
     assert [r.body["order_no"] for r in store.unsent(unsent[1].id, 2)] == ["2", "3"]
-    store.mark_sent([unsent[0].id, unsent[2].id])
+    store.mark_published([unsent[0], unsent[2]])
     assert [r.body["order_no"] for r in store.unsent(0, 100)] == ["1", "3", "4"]
     assert store.unsent_counts() == {"order": 3}
 

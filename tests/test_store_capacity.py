@@ -36,7 +36,7 @@ def test_eviction_takes_acknowledged_oldest_first_and_keeps_d4(tmp_path: Path) -
         store.append_order("n1", fields(str(i)), source_key=f"a{i}")
     for i in range(40):
         store.append_order("n2", fields(str(i)), source_key=f"b{i}")
-    store.mark_sent([r.id for r in store.unsent(0, 1000)])
+    store.mark_published(store.unsent(0, 1000))
     store.append_record("tank", "t1", {"level": "1"})  # the 101st record
     # target = 99: the two oldest acknowledged records (n1:1, n1:2) go, nothing unsent.
     assert [o["nseq"] for o in store.orders("n1")][:2] == [3, 4]
@@ -49,7 +49,7 @@ def test_unsent_over_the_cap_go_oldest_first_counted_in_an_alarm(tmp_path: Path)
     store = OrderStore(tmp_path / "s.sqlite", policy)
     for i in range(50):
         store.append_order("n1", fields(str(i)), source_key=f"a{i}")
-    store.mark_sent([r.id for r in store.unsent(0, 10)])  # n1:1..10 acknowledged
+    store.mark_published(store.unsent(0, 10))  # n1:1..10 acknowledged
     for i in range(51):
         store.append_record("tank", f"t{i}", {"level": str(i)})
     # 101 records, target 99: 2 go, both acknowledged (n1:1, n1:2). Nothing unsent lost.
@@ -116,7 +116,7 @@ def test_the_byte_cap_evicts_acknowledged_records(tmp_path: Path) -> None:
     for i in range(3000):
         pad = os.urandom(250).hex()  # 500 B that do not compress (bodies are deflated)
         store.append_order(f"n{i % 4}", {"order_no": str(i), "pad": pad}, source_key=str(i))
-        store.mark_sent([r.id for r in store.unsent(0, 10)])
+        store.mark_published(store.unsent(0, 10))
     assert store.evicted_acknowledged > 1000 and store.evicted_unsent == 0
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]
     free = store._db.execute("PRAGMA freelist_count").fetchone()[0]

@@ -22,7 +22,7 @@ def test_tanks_alarms_buffer_read_only(tmp_path: Path) -> None:
     store.append_record("alarm", "b1", {"source": "p01", "code": "PULSER", "state": "raised"})
     store.append_record("alarm", "b2", {"source": "p01", "code": "PULSER", "state": "cleared"})
     assert a is not None
-    store.mark_sent([a.id])
+    store.mark_published([a])
 
     db = storeview.open_readonly(path)
     tanks = storeview.latest_tanks(db)
