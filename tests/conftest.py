@@ -6,8 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from hil.stack import ROOT, Mosquitto
+
+# No per-example deadline: properties are about outcomes, never time (timing
+# goals live in bench/). Hypothesis' default 200 ms deadline turns a loaded CI
+# machine (two xdist workers, pure-Python SM2 in some properties) into flaky
+# DeadlineExceeded failures that say nothing about the code.
+settings.register_profile("forecourt", deadline=None)
+settings.load_profile("forecourt")
 
 
 def pytest_configure(config: pytest.Config) -> None:
