@@ -69,6 +69,10 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 #: The publishable rid of a row: orders store NULL and imply ``nozzle:nseq``.
 RID_SQL = "coalesce(rid, nozzle || ':' || nseq)"
 
+#: Store alarms raised in one millisecond (each eviction pass commits one
+#: BUFFER_OVERFLOW): far more than a pass per millisecond can produce.
+STORE_ALARM_RID_ATTEMPTS = 1000
+
 #: Records appended between two measurements of the bytes in use (three
 #: PRAGMAs): the byte cap is overshot by at most this many records' worth.
 SIZE_CHECK_EVERY = 256
@@ -499,14 +503,21 @@ class OrderStore:
         """An ``alarm`` record raised by the store itself (source ``store``)."""
         now = _now_ms()
         at = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
-        rid = f"store:{code}:raised:{now}"
         body = {"code": code, "state": "raised", "source": "store", "at": at, "detail": detail}
-        text = encode("alarm", canonical_json({**body, "rid": rid}))
-        self._db.execute(
-            "INSERT INTO records(kind, rid, created_ms, body) VALUES('alarm', ?, ?, ?) "
-            "ON CONFLICT DO NOTHING",
-            (rid, now, text),
-        )
+        # Two evictions can commit in one millisecond: each alarm is its own
+        # record (a BUFFER_OVERFLOW count dropped as a "duplicate" would make
+        # the loss silent), so a taken rid gets the next free suffix.
+        for attempt in range(STORE_ALARM_RID_ATTEMPTS):
+            rid = f"store:{code}:raised:{now}" + (f":{attempt}" if attempt else "")
+            text = encode("alarm", canonical_json({**body, "rid": rid}))
+            inserted = self._db.execute(
+                "INSERT INTO records(kind, rid, created_ms, body) VALUES('alarm', ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
+                (rid, now, text),
+            ).rowcount
+            if inserted:
+                return
+        raise sqlite3.IntegrityError(f"no free rid for store alarm {code} at {now}")
 
     def mark_published(self, records: Sequence[StoredRecord]) -> None:
         """PUBACK for these copies (one transaction per acknowledged batch).

@@ -29,6 +29,27 @@ def test_group_commit_is_one_transaction_and_dedupes(tmp_path: Path) -> None:
     assert [o["nseq"] for o in store.orders("n1")] == [1]
 
 
+def test_overflow_alarms_in_one_millisecond_are_all_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """D4 / issue #6: every BUFFER_OVERFLOW is its own record, even when two
+    eviction passes commit within one millisecond (found as a CI flake: the
+    second alarm's rid collided and its count was dropped as a duplicate)."""
+    import buffer.store
+
+    monkeypatch.setattr(buffer.store, "_now_ms", lambda: 1_700_000_000_000)
+    policy = CapacityPolicy(max_records=100, retain_per_nozzle=20, max_bytes=10**9)
+    store = OrderStore(tmp_path / "s.sqlite", policy)
+    for i in range(50):
+        store.append_order("n1", fields(str(i)), source_key=f"a{i}")
+    for i in range(120):
+        store.append_record("tank", f"t{i}", {"level": str(i)})
+    alarms = [r for r in store.records("alarm") if r["code"] == "BUFFER_OVERFLOW"]
+    assert len(alarms) > 1
+    assert len({a["rid"] for a in alarms}) == len(alarms)
+    assert sum(a["detail"]["evicted_unsent"] for a in alarms) == store.evicted_unsent > 0
+
+
 def test_eviction_takes_acknowledged_oldest_first_and_keeps_d4(tmp_path: Path) -> None:
     policy = CapacityPolicy(max_records=100, retain_per_nozzle=20, max_bytes=10**9)
     store = OrderStore(tmp_path / "s.sqlite", policy)
