@@ -85,8 +85,11 @@ FRAMING_ERRORS = frozenset(
 )
 
 #: Counters of good frames, by the framers' convention (protocols/stream.py
-#: ``OK_COUNTER``; a monitor prefixes its POS-side and bus decoders).
-GOOD_FRAME_COUNTERS = ("frames", "pos_frames", "bus_frames")
+#: ``OK_COUNTER``; a monitor prefixes its POS-side and bus decoders), and
+#: Gilbarco's status replies: one byte outside any frame, most of an idle
+#: Gilbarco line's traffic, so a noisy idle line is not judged on the few
+#: data replies alone.
+GOOD_FRAME_COUNTERS = ("frames", "pos_frames", "bus_frames", "status_rx")
 
 SILENT_CODE = "LINE_SILENT"
 REWIRED_CODE = "LINE_REWIRED"
