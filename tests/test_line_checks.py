@@ -5,11 +5,14 @@ collector, mosquitto and the receiver. A relay whose dispenser leg is cut
 and a tap whose bus goes quiet raise and clear LINE_SILENT; a relay wired to
 a DART station while configured for Sinopec, and a tap on a bus of another
 pump address, raise LINE_REWIRED (cleared when the right station is back);
-a noisy but correct line raises neither.
+a noisy but correct line (a tap; poll ports of all three protocols) raises
+neither; a poll port whose pump goes silent or is replaced by one of another
+protocol says LINE_SILENT.
 """
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -320,3 +323,34 @@ def test_poll_port_cut_is_line_silent_and_a_foreign_pump_only_silence(
              if a.get("type") == "alarm"}  # fmt: skip
     assert ("NOZZLE_OFFLINE", "raised") in codes and ("NOZZLE_OFFLINE", "cleared") in codes
     assert records(receiver, "LINE_REWIRED") == []
+
+
+def test_noisy_poll_lines_of_each_protocol_raise_nothing(tmp_path: Path, broker: Mosquitto) -> None:
+    """Sinopec, DART and Gilbarco poll ports, each simulator hitting ~1 % of
+    its bytes (``--bit-error-rate 1e-3``), checked over 3 s windows while
+    sales flow: no LINE_REWIRED, no LINE_SILENT."""
+    from hil import station
+
+    receiver = stack.receiver(tmp_path, broker.port, DEMO_KEYS, client_id=f"rx-{tmp_path.name}")
+    sims = station.start_dispensers(
+        tmp_path, 3, orders=6, rate=1, nozzles=2, common=["--bit-error-rate", "1e-3"]
+    )
+    config = station.write_config(tmp_path / "station.toml", tmp_path, broker.port, 3)
+    checks = [
+        f"ports.{i}.line_{k}" for i in range(3) for k in ("rewired_after_s=3", "silent_after_s=2")
+    ]
+    collector = stack.collector(tmp_path, config, checks)
+    try:
+        receiver.wait_lines(lambda line: line.get("type") == "order", 18, 90)
+    finally:
+        collector.stop()
+        for sim in sims.values():
+            sim.stop()
+        receiver.stop()
+    noisy = {
+        json.loads(raw)["port"]
+        for raw in collector.log_path.read_text().splitlines()
+        if '"protocol_error"' in raw
+    }
+    assert noisy == {1, 2, 3}, "the noise was real on every line"
+    assert line_alarms(receiver) == []
