@@ -474,12 +474,14 @@ class Collector:
 
     def _make_line_check(self) -> LineCheckTask:
         """LINE_SILENT / LINE_REWIRED for every port (SPEC F1)."""
-        from collector.linecheck import LineCheckTask, LineWatch
+        from collector.linecheck import REWIRED_CODE, SILENT_CODE, LineCheckTask, LineWatch
+        from collector.selfcheck import alarm_raised
 
         by_number = {pc.number: pc for pc in self.config.ports}
         watches = []
         for port in self.ports:
             pc = by_number[port.number]
+            source = f"p{port.number:02d}"
             watches.append(
                 LineWatch(
                     protocol=pc.protocol,
@@ -487,6 +489,8 @@ class Collector:
                     side="bus" if pc.mode == "listen" else "dispenser",
                     silent_after_s=pc.line_silent_after_s,
                     rewired_after_s=pc.line_rewired_after_s,
+                    silent=alarm_raised(self.store, source, SILENT_CODE),
+                    rewired=alarm_raised(self.store, source, REWIRED_CODE),
                 )
             )
         return LineCheckTask(self.ports, watches)

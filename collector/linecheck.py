@@ -125,15 +125,19 @@ class LineWatch:
         side: str = "dispenser",
         silent_after_s: float = SILENT_AFTER_S,
         rewired_after_s: float = REWIRED_AFTER_S,
+        silent: bool = False,
+        rewired: bool = False,
     ) -> None:
+        """``silent`` / ``rewired``: the alarm's last stored state (a restart):
+        cleared when the line shows otherwise, never raised twice."""
         self.protocol = protocol
         self.addresses = sorted(addresses)
         self.side = side  # where the silence is measured: "dispenser" or "bus" (listen)
         self.silent_after_s = silent_after_s
         self.rewired_after_s = rewired_after_s
-        self.silent = False
-        self.rewired = False
-        self._had_traffic = False
+        self.silent = silent
+        self.rewired = rewired
+        self._had_traffic = silent  # it was alarmed: it had traffic before the restart
         self._quiet_since: float | None = None  # when the last byte came (or the line reopened)
         self._last: Sample | None = None
         self._window: deque[Sample] = deque()

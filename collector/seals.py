@@ -47,6 +47,7 @@ from typing import Any
 import structlog
 
 from collector.records import alarm_record
+from collector.selfcheck import alarm_raised
 
 log = structlog.get_logger("collector.seals")
 
@@ -212,17 +213,7 @@ class SealTask:
         self.tz = tz
         self.on_commit = on_commit
         self.clock = clock
-        self.watch = SealWatch(self.specs, self._stored_raised)
-
-    def _stored_raised(self, source: str, code: str) -> bool:
-        from buffer.store import StoreError
-
-        try:
-            last = self.store.last_record_under("alarm", f"{source}:{code}:")
-        except StoreError as exc:  # unreadable now: start from "not raised"
-            log.error("seal_state_not_read", source=source, code=code, error=str(exc))
-            return False
-        return last is not None and last.get("state") == "raised"
+        self.watch = SealWatch(self.specs, lambda source, code: alarm_raised(store, source, code))
 
     def poll(self, spec: SealSpec) -> None:
         """Read one seal and store what its reading changes."""

@@ -354,3 +354,13 @@ def test_noisy_poll_lines_of_each_protocol_raise_nothing(tmp_path: Path, broker:
     }
     assert noisy == {1, 2, 3}, "the noise was real on every line"
     assert line_alarms(receiver) == []
+
+
+def test_alarms_restored_after_a_restart_clear_and_are_not_raised_twice() -> None:
+    line = Line(watch(silent=True, rewired=True))
+    assert line.tick(20) == [], "still silent: no second raise"
+    # A quiet window holds no foreign bytes: the right frames end both.
+    assert line.tick(1, rx=100, good=10) == [("LINE_SILENT", False), ("LINE_REWIRED", False)]
+    line = Line(watch(rewired=True))
+    assert line.tick(12, rx=200, bad=10) == [], "still another protocol: no second raise"
+    assert line.tick(12, rx=200, good=30) == [("LINE_REWIRED", False)]
