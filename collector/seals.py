@@ -187,7 +187,7 @@ class SealWatch:
         return out
 
     def states(self) -> dict[str, dict[str, str | None]]:
-        """Each seal's debounced state, for ``forecourt status`` / device.status."""
+        """Each seal's debounced state, for ``forecourt status`` (collector/control.py)."""
         return {
             name: {
                 "dispenser": s.spec.dispenser,
