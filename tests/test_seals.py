@@ -252,3 +252,43 @@ def test_daemon_alarms_seals_opened_closed_and_removed(tmp_path: Path, broker: M
         ("SEAL_OFFLINE", "cleared", "p01.a1", "board"),
     ]
     assert alarms()[2]["detail"]["reason"] == "value file missing"
+
+
+def test_an_opening_across_a_restart_is_raised_once_and_cleared_once(tmp_path: Path) -> None:
+    """The real daemon, no broker (the store is what we read): a seal opened,
+    the collector stopped and started again with the seal still open, then
+    the seal closed: one SEAL_OPENED raised, one cleared (SPEC F3)."""
+    value = tmp_path / "gpio17" / "value"
+    value.parent.mkdir()
+    value.write_text("0\n")
+    link = tmp_path / "pump1"
+    sim = stack.dispenser(tmp_path, link, orders=0, nozzles=1)
+    args = [
+        f"store.path={tmp_path}/s.sqlite",
+        f"ports.0.device={link}",
+        f"uplink.port={stack.free_port()}",
+        "log.format=json",
+        f'seals=[{{name="meter", dispenser="p01.a1", value="{value}", poll_ms=100}}]',
+    ]
+
+    def seal_states(collector: stack.Proc) -> int:
+        return collector.log_path.read_text().count('"seal_state"')
+
+    try:
+        first = stack.collector(tmp_path, DEMO_CONFIG, args, name="first")
+        stack.wait_until(lambda: '"SEAL_OPENED"' in first.log_path.read_text(), 30, "raised")
+        assert first.stop() == 0
+        second = stack.collector(tmp_path, DEMO_CONFIG, args, name="second")
+        # Its first debounced read ("opened") is logged: the raise would come with it.
+        stack.wait_until(lambda: seal_states(second) >= 1, 30, "the seal read after the restart")
+        value.write_text("1\n")
+        stack.wait_until(lambda: seal_states(second) >= 2, 30, "the seal read intact")
+        assert second.stop() == 0
+    finally:
+        sim.stop()
+    store = OrderStore(tmp_path / "s.sqlite")
+    try:
+        got = [(a["code"], a["state"]) for a in store.records("alarm") if "SEAL" in a["code"]]
+    finally:
+        store.close()
+    assert got == [("SEAL_OPENED", "raised"), ("SEAL_OPENED", "cleared")]
