@@ -171,6 +171,7 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "unsent": unsent,
         "alarms_active": len(active),
         "gauge_online": None if c.gauge is None else c.gauge.online,
+        "seals": {} if c.seals is None else c.seals.watch.states(),  # SPEC F3
     }
 
 

@@ -32,10 +32,12 @@ if TYPE_CHECKING:
     from collector.edge import EdgeSettings
     from collector.gauge import GaugeTask
     from collector.leds import LedTask
+    from collector.linecheck import LineCheckTask
     from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
     from collector.port import PollPort
     from collector.relay import RelayPort
+    from collector.seals import SealTask
     from config.models import Config, PortConfig
     from uplink.commands import CommandProcessor
     from uplink.mqtt import Uplink
@@ -152,6 +154,7 @@ class Collector:
         self.store: OrderStore | None = None
         self.nozzles: NozzleTable | None = None
         self.uplink: Uplink | None = None
+        self.seals: SealTask | None = None  # SPEC F3, when [[seals]] names any
         self._stop = asyncio.Event()
         self.restart_requested = False
         from collector.clock import ClockSync
@@ -380,6 +383,10 @@ class Collector:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
+            tasks.append(tg.create_task(self._make_line_check().run()))
+            if self.config.seals and self.store is not None:
+                self.seals = self._make_seals(self.store, uplink)
+                tasks.append(tg.create_task(self.seals.run()))
             leds = self._make_leds(uplink)
             if leds is not None:
                 tasks.append(tg.create_task(leds.run()))
@@ -464,6 +471,39 @@ class Collector:
             None if cfg.network is None else SysfsLed(cfg.network),
             health,
         )
+
+    def _make_line_check(self) -> LineCheckTask:
+        """LINE_SILENT / LINE_REWIRED for every port (SPEC F1)."""
+        from collector.linecheck import REWIRED_CODE, SILENT_CODE, LineCheckTask, LineWatch
+        from collector.selfcheck import alarm_raised
+
+        by_number = {pc.number: pc for pc in self.config.ports}
+        watches = []
+        for port in self.ports:
+            pc = by_number[port.number]
+            source = f"p{port.number:02d}"
+            watches.append(
+                LineWatch(
+                    protocol=pc.protocol,
+                    addresses=pc.addresses,
+                    side="bus" if pc.mode == "listen" else "dispenser",
+                    silent_after_s=pc.line_silent_after_s,
+                    rewired_after_s=pc.line_rewired_after_s,
+                    silent=alarm_raised(self.store, source, SILENT_CODE),
+                    rewired=alarm_raised(self.store, source, REWIRED_CODE),
+                )
+            )
+        return LineCheckTask(self.ports, watches)
+
+    def _make_seals(self, store: OrderStore, uplink: Uplink) -> SealTask:
+        """The seal task for ``[[seals]]`` (SPEC F3)."""
+        from collector.seals import SealSpec, SealTask
+
+        specs = [
+            SealSpec(s.name, s.dispenser, s.value, s.intact_level, s.poll_ms / 1000)
+            for s in self.config.seals
+        ]
+        return SealTask(specs, store, self.config.device.tzinfo, uplink.wake)
 
     def _store_ok(self) -> bool:
         return self.store is not None and self.store.ping()

@@ -100,6 +100,7 @@ class PollPort:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[bool] | None = None  # True: response complete
         self._failure: ConnectionError | None = None
+        self.rx_bytes = 0  # every byte the line brought (collector/linecheck.py)
 
     async def open(self) -> None:
         """Open the serial line raw and non-blocking; OSError says why it cannot."""
@@ -169,6 +170,7 @@ class PollPort:
         if not chunk:
             self._fail("serial line closed")
             return
+        self.rx_bytes += len(chunk)
         capture.feed(self.number, "rx", chunk)
         # Bytes outside a request's window (a late answer, noise) go to the
         # driver too: it reports them as unexpected or garbage.

@@ -52,6 +52,7 @@ class _Side:
         self.fd: int | None = None
         self.pending = bytearray()
         self.forwarded = 0  # bytes written to this side
+        self.received = 0  # bytes read from this side
 
 
 class RelayPort:
@@ -79,6 +80,15 @@ class RelayPort:
     @property
     def is_open(self) -> bool:
         return self._dispenser.fd is not None
+
+    @property
+    def rx_bytes(self) -> int:
+        """Bytes read from the dispenser side (collector/linecheck.py)."""
+        return self._dispenser.received
+
+    @property
+    def pos_rx_bytes(self) -> int:
+        return self._pos.received
 
     @property
     def forwarded(self) -> dict[str, int]:
@@ -141,6 +151,7 @@ class RelayPort:
         if not data:
             self._fail(f"{src.line.device}: line closed")
             return
+        src.received += len(data)
         self._forward(dst, data)
         if self.parsing:
             self._parse(parse, data)

@@ -14,6 +14,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("collector.selfcheck")
 
 
 def marker_path(store_path: Path) -> Path:
@@ -43,3 +48,17 @@ def begin_run(store_path: Path) -> int | None:
 def end_run(store_path: Path) -> None:
     """A clean stop: the next start finds no marker."""
     marker_path(store_path).unlink(missing_ok=True)
+
+
+def alarm_raised(store: Any, source: str, code: str) -> bool:
+    """Whether the last stored transition of alarm ``code`` for ``source`` is
+    ``raised``: a state alarm's starting point after a restart, so an episode
+    still going is not raised twice and one that ended is cleared."""
+    from buffer.store import StoreError
+
+    try:
+        last = store.last_record_under("alarm", f"{source}:{code}:")
+    except StoreError as exc:  # unreadable now: start from "not raised"
+        log.error("alarm_state_not_read", source=source, code=code, error=str(exc))
+        return False
+    return last is not None and last.get("state") == "raised"

@@ -285,6 +285,12 @@ class GilbarcoOptions(BaseModel):
     price_decimals: Decimals = 2
 
 
+#: Line self-check thresholds, seconds (SPEC F1; collector/linecheck.py has
+#: the defaults and why): below 1 s a poll port's idle pace (1 s) would look
+#: silent; a window under 2 s holds too few frames to judge a protocol; an
+#: hour is the longest anything here may wait.
+LINE_CHECK_MIN_S, LINE_REWIRED_MIN_S, LINE_CHECK_MAX_S = 1.0, 2.0, 3600.0
+
 #: RTS delays and inter-frame gaps, ms: beyond 100 ms a 9600-baud frame's
 #: answer window is gone.
 RS485_DELAY_MAX_MS = 100
@@ -326,6 +332,12 @@ class PortConfig(BaseModel):
     rs485_delay_before_ms: Annotated[int, Field(ge=0, le=RS485_DELAY_MAX_MS)] = 0
     rs485_delay_after_ms: Annotated[int, Field(ge=0, le=RS485_DELAY_MAX_MS)] = 0
     response_timeout_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 300
+    #: LINE_SILENT after this long without a byte from the dispenser side on a
+    #: line that had traffic (SPEC F1; collector/linecheck.py).
+    line_silent_after_s: Annotated[float, Field(ge=LINE_CHECK_MIN_S, le=LINE_CHECK_MAX_S)] = 10.0
+    #: Window of the LINE_REWIRED checks: another protocol's bytes, or only
+    #: unconfigured pumps' frames, for this long (SPEC F1).
+    line_rewired_after_s: Annotated[float, Field(ge=LINE_REWIRED_MIN_S, le=LINE_CHECK_MAX_S)] = 30.0
     sinopec: SinopecOptions = Field(default_factory=SinopecOptions)
     dart: DartOptions = Field(default_factory=DartOptions)
     gilbarco: GilbarcoOptions = Field(default_factory=GilbarcoOptions)
@@ -533,6 +545,51 @@ class LedsConfig(BaseModel):
     network: Annotated[Path, Field(strict=False)] | None = None
 
 
+#: A pump as an alarm source names it: ``p01.a1`` (port 1, bus address 1).
+DISPENSER_KEY_PATTERN = re.compile(r"^p(\d{2})\.a(\d{1,2})$")
+#: Seal names appear in alarm details and status: short, no spaces.
+SEAL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+#: Seal read period, ms: 100 ms finds a cut within half a second (3 reads);
+#: a minute is the slowest a tamper alarm may lag.
+SEAL_PERIOD_MIN_MS, SEAL_PERIOD_MAX_MS = 100, 60_000
+#: 32 dispensers x 4 seals (meter, encoder, main board, cabinet).
+MAX_SEALS = 128
+
+
+class SealConfig(BaseModel):
+    """One smart lead seal (SPEC F3; collector/seals.py): a digital input."""
+
+    model_config = _MODEL_CONFIG
+
+    name: str
+    #: The dispenser it guards, as alarm sources name a pump: ``p01.a1``.
+    dispenser: str
+    #: The input's sysfs value file, e.g. /sys/class/gpio/gpio17/value.
+    value: Annotated[Path, Field(strict=False)]
+    #: What the input reads while the seal's loop is closed (intact).
+    intact_level: Literal[0, 1] = 1
+    poll_ms: Annotated[int, Field(ge=SEAL_PERIOD_MIN_MS, le=SEAL_PERIOD_MAX_MS)] = 500
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not SEAL_NAME_PATTERN.match(value):
+            raise _invalid(f"must be 1..32 of A-Z a-z 0-9 _ . -, got {value!r}")
+        return value
+
+    @field_validator("dispenser")
+    @classmethod
+    def _check_dispenser(cls, value: str) -> str:
+        if not DISPENSER_KEY_PATTERN.match(value):
+            raise _invalid(f"must be a pump key like p01.a1 (port, address), got {value!r}")
+        return value
+
+    @field_validator("intact_level", mode="before")
+    @classmethod
+    def _check_level(cls, value: Any) -> Any:
+        return _reject_non_int(value)
+
+
 class LogConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -579,6 +636,29 @@ class Config(BaseModel):
     clock: ClockConfig = Field(default_factory=ClockConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     web: WebConfig = Field(default_factory=WebConfig)
+    seals: Annotated[list[SealConfig], Field(max_length=MAX_SEALS)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_seals(self) -> Config:
+        # A seal on a pump no port polls would alarm a dispenser nobody knows;
+        # two seals with one name could not be told apart in the alarms.
+        pumps = {(p.number, a) for p in self.ports for a in p.addresses}
+        errors: list[_LocatedError] = []
+        names: set[str] = set()
+        for index, seal in enumerate(self.seals):
+            if seal.name in names:
+                errors.append(
+                    (("seals", index, "name"), f"duplicate seal {seal.name!r}", seal.name)
+                )
+            names.add(seal.name)
+            match = DISPENSER_KEY_PATTERN.match(seal.dispenser)
+            assert match is not None  # checked by the field
+            if (int(match[1]), int(match[2])) not in pumps:
+                reason = f"no port polls pump {seal.dispenser!r} ([[ports]] number / addresses)"
+                errors.append((("seals", index, "dispenser"), reason, seal.dispenser))
+        if errors:
+            raise _fail(errors)
+        return self
 
     @field_validator("ports", mode="wrap")
     @classmethod

@@ -214,12 +214,18 @@ def dispenser(
 
 
 def pos(
-    work: Path, link: Path, *, addresses: str = "1", record: Path | None = None, poll_ms: int = 30
+    work: Path,
+    link: Path,
+    *,
+    addresses: str = "1",
+    record: Path | None = None,
+    poll_ms: int = 30,
+    protocol: str = "sinopec",
 ) -> Proc:
     """Start ``python -m hil.pos``: a station POS polling through ``link``."""
     argv = [
-        sys.executable, "-m", "hil.pos", "--link", str(link), "--addresses", addresses,
-        "--poll-ms", str(poll_ms),
+        sys.executable, "-m", "hil.pos", "--protocol", protocol, "--link", str(link),
+        "--addresses", addresses, "--poll-ms", str(poll_ms),
     ]  # fmt: skip
     if record is not None:
         argv += ["--record", str(record)]

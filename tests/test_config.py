@@ -261,6 +261,8 @@ def test_defaults() -> None:
         "stopbits": 1,
         "poll_interval_ms": 100,
         "response_timeout_ms": 300,
+        "line_silent_after_s": 10.0,  # SPEC F1, collector/linecheck.py
+        "line_rewired_after_s": 30.0,
         "sinopec": {
             "master_address": 0xE0,
             "caller_bit_set": True,

@@ -63,7 +63,10 @@ class SinopecMonitor:
         self._unanswered: dict[int, int] = {}
         self._online: dict[int, bool] = {}
         self._reader = AnswerReader()
-        self._counts = {"requests": 0, "responses": 0, "foreign": 0}
+        self._counts = {"requests": 0, "responses": 0, "foreign": 0, "own_responses": 0}
+        #: Frames to or from each pump not in ``addresses`` (at most 256 keys:
+        #: an address is one byte): a re-wired line names what it carries.
+        self.foreign_addresses: dict[int, int] = {}
 
     @property
     def counters(self) -> dict[str, int]:
@@ -105,7 +108,7 @@ class SinopecMonitor:
         self._counts["requests"] += 1
         address = frame.dst
         if address not in self._addresses:
-            self._counts["foreign"] += 1
+            self._foreign(address)
             return []
         misses = self._unanswered.get(address, 0) + 1
         self._unanswered[address] = misses
@@ -121,8 +124,9 @@ class SinopecMonitor:
         self._counts["responses"] += 1
         address = frame.src
         if address not in self._addresses:
-            self._counts["foreign"] += 1
+            self._foreign(address)
             return []
+        self._counts["own_responses"] += 1
         self._unanswered[address] = 0
         events: list[Event] = []
         if self._online.get(address) is not True:
@@ -130,6 +134,10 @@ class SinopecMonitor:
             events.append(PumpLink(address, online=True))
         events.extend(self._content(frame, address))
         return events
+
+    def _foreign(self, address: int) -> None:
+        self._counts["foreign"] += 1
+        self.foreign_addresses[address] = self.foreign_addresses.get(address, 0) + 1
 
     def _content(self, frame: Frame, address: int) -> list[Event]:
         events = self._reader.events(frame, address)
