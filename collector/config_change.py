@@ -70,6 +70,10 @@ LIVE_KEYS: frozenset[tuple[str, ...]] = frozenset(
 
 ARGS = frozenset({"patch", "confirm_within_s"})
 
+#: Keys never changed remotely: a new store path would leave every record
+#: still unsent in the current store behind, undelivered.
+FIXED_KEYS: frozenset[tuple[str, ...]] = frozenset({("store", "path")})
+
 BAD_PATCH = "BAD_PATCH"
 INVALID_CONFIG = "INVALID_CONFIG"
 CHANGE_PENDING = "CHANGE_PENDING"
@@ -82,6 +86,18 @@ CHANGED_CODE, REVERTED_CODE = "CONFIG_CHANGED", "CONFIG_REVERTED"
 
 def is_live(changed: Sequence[KeyPath]) -> bool:
     return all(tuple(str(p) for p in path[:2]) in LIVE_KEYS for path in changed)
+
+
+def check_fixed(changed: Sequence[KeyPath]) -> None:
+    from config.patch import dotted
+    from uplink.commands import CommandError
+
+    fixed = [dotted(p) for p in changed if tuple(str(x) for x in p[:2]) in FIXED_KEYS]
+    if fixed:
+        reasons = [
+            f"{key}: not changed remotely (unsent records would stay behind)" for key in fixed
+        ]
+        raise CommandError(BAD_PATCH, "; ".join(reasons))
 
 
 def shadowed(touched: Sequence[KeyPath], overrides: Sequence[str]) -> list[str]:
@@ -291,6 +307,7 @@ class ConfigChanges:
         text = dumps(merged, header).encode()
         if tomllib.loads(text.decode()) != merged:  # the writer's contract, checked
             raise CommandError(INTERNAL, "config.set: the TOML written would not read back")
+        check_fixed(changed)
         return await self._switch("set", new, text, changed, window)
 
     async def config_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -311,6 +328,7 @@ class ConfigChanges:
             lines = [line.replace(str(previous), previous.name) for line in exc.errors]
             raise CommandError(INVALID_CONFIG, "; ".join(lines)) from None
         changed = changed_paths(self.collector.config.model_dump(), new.model_dump())
+        check_fixed(changed)
         return await self._switch("rollback", new, previous.read_bytes(), changed, window)
 
     def _command_id(self) -> str:

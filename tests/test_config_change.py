@@ -21,6 +21,7 @@ from collector import config_files as files
 from collector.config_change import (
     BAD_PATCH,
     INVALID_CONFIG,
+    check_fixed,
     is_live,
     plan_set,
     revert_failed_start,
@@ -167,6 +168,9 @@ def test_plan_refuses_with_key_paths_and_never_echoes_a_secret(tmp_path: Path) -
     new, _, changed = plan_set(data, {"uplink": {"heartbeat_s": 30}}, [], running)
     assert changed == [] and new == running, "the same value is no change"
     assert shadowed([("ports", 0, "baudrate")], ["ports=[]"]) != []
+    with pytest.raises(CommandError) as exc:
+        check_fixed([("uplink", "port"), ("store", "path")])
+    assert exc.value.code == BAD_PATCH and str(exc.value).startswith("store.path: not changed")
 
 
 # --- the deadline --------------------------------------------------------------

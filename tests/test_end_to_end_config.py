@@ -153,13 +153,19 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
     assert collector.exits == [], "a live change does not restart"
 
     before_restart_change = station.config.read_bytes()
-    patch = {"uplink": {"batch_max_records": 20}, "ports": {"0": {"response_timeout_ms": 400}}}
+    password = "s3cret-Pa55-w0rd"  # mosquitto here takes anonymous clients, and these too
+    patch = {
+        "uplink": {"batch_max_records": 20, "username": "gw", "password": password},
+        "ports": {"0": {"response_timeout_ms": 400}},
+    }
     change = station.command("config.set", {"patch": patch, "confirm_within_s": 120})
     assert change["ok"] is True, change
     assert change["result"]["apply"] == "restart"
     assert sorted(change["result"]["changed"]) == [
         "ports.0.response_timeout_ms",
         "uplink.batch_max_records",
+        "uplink.password",
+        "uplink.username",
     ]
     assert collector.wait_exits(1, WAIT_S) == [75]
     confirmed = station.alarm("CONFIG_CHANGED", change["id"])
@@ -169,6 +175,11 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
     assert running["uplink"]["batch_max_records"] == 20
     assert running["ports"][0]["response_timeout_ms"] == 400
     assert running["uplink"]["heartbeat_s"] == "2.0", "the earlier change is still there"
+    assert running["uplink"]["password"] == "***"
+    assert password not in station.log() and password not in json.dumps(change)
+    assert tomllib.loads(station.config.read_text())["uplink"]["password"] == password
+    fixed = station.command("config.set", {"patch": {"store": {"path": "/tmp/elsewhere.sqlite"}}})
+    assert fixed["error"]["code"] == "BAD_PATCH", fixed
 
     back = station.command("config.rollback")
     assert back["ok"] is True and back["result"]["apply"] == "restart", back
@@ -251,3 +262,22 @@ def test_an_invalid_patch_is_refused_with_its_reasons_and_nothing_changes(
     assert station.config.read_bytes() == original
     assert beside_config() == ["station.toml"], "no .prev, marker or temp file"
     assert collector.exits == []
+
+
+def test_a_config_that_cannot_start_is_reverted_at_once(station: Station) -> None:
+    """D8: valid to the schema but the start refuses it (its key file is not
+    there): the failed start puts ``.prev`` back and exits 75 at once instead of
+    crash-looping until the window ends; the old config reports CONFIG_REVERTED."""
+    collector = station.start()
+    original = station.config.read_bytes()
+    missing = station.work / "no-such-keys.toml"
+    change = station.command(
+        "config.set", {"patch": {"uplink": {"keys_file": str(missing)}}, "confirm_within_s": 600}
+    )
+    assert change["ok"] is True and change["result"]["apply"] == "restart", change
+    assert collector.wait_exits(2, WAIT_S) == [75, 75]
+    reverted = station.alarm("CONFIG_REVERTED", change["id"])
+    assert "the new config did not start" in reverted["detail"]["reason"]
+    assert str(missing) in reverted["detail"]["reason"]
+    assert station.config.read_bytes() == original
+    assert not files.pending_path(station.config).exists()

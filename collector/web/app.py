@@ -224,6 +224,11 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
         edited = str(form.get("toml", "")).replace("\r\n", "\n")
         text, errors = unmask(edited, config_path.read_text("utf-8"))
         errors = errors or check_config_text(text, config_path.parent)
+        from collector.config_files import pending_path
+
+        if pending_path(config_path).exists():
+            # Saving now would replace .prev, which a revert puts back.
+            errors = ["config: a remote change (config.set) waits for confirmation; try later"]
         if errors:
             return config_page(session, edited, errors)
         write_config_atomically(config_path, text)
