@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -192,7 +193,8 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
 
 def test_an_unreachable_broker_is_reverted_by_the_device_itself(station: Station) -> None:
     """D8, D10: the platform address set to a broker that is not there; the
-    collector restarts onto it, cannot reach it within the window, puts the
+    collector restarts onto it, is SIGKILLed in the window and started again
+    (the deadline holds), cannot reach the broker within the window, puts the
     old file back, restarts, reconnects to the old broker and delivers
     CONFIG_REVERTED (stored first: it waited for the old link)."""
     collector = station.start()
@@ -210,12 +212,22 @@ def test_an_unreachable_broker_is_reverted_by_the_device_itself(station: Station
         WAIT_S,
         "the new file",
     )
-    assert collector.wait_exits(2, window + WAIT_S) == [75, 75], "reverted, then restarted"
+    # Two thirds into the window the box loses power (SIGKILL); the next start
+    # keeps the first deadline (boot time in the marker), it does not start over.
+    stack.wait_until(
+        lambda: time.time_ns() // 1_000_000 > change["result"]["confirm_by_ms"] - 10_000,
+        window + WAIT_S,
+        "two thirds of the window",
+    )
+    collector.current.kill()
+    assert collector.wait_exits(3, window + WAIT_S) == [75, -9, 75], "reverted, then restarted"
     reverted = station.alarm("CONFIG_REVERTED", change["id"])
     detail = reverted["detail"]
     assert detail["changed"] == ["uplink.port"] and detail["window_s"] == window
     assert "not reached within 30 s" in detail["reason"]
     assert detail["reverted_at_ms"] >= change["result"]["confirm_by_ms"], "not before the window"
+    # A window started over at the kill would end 20 s later than the first one.
+    assert detail["reverted_at_ms"] < change["result"]["confirm_by_ms"] + 15_000
     assert station.config.read_bytes() == original
     assert not files.pending_path(station.config).exists()
     assert not files.note_path(station.config).exists(), "the note became the alarm"
