@@ -35,6 +35,7 @@ from collector import config_files as files
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
+    from collector.edge import EdgeSettings
     from config.models import Config
     from config.patch import Path as KeyPath
     from uplink.commands import CommandProcessor
@@ -133,7 +134,7 @@ def plan_set(
 ) -> tuple[Config, dict[str, Any], list[KeyPath]]:
     """The validated new config, its file data and the changed keys; refusals
     as ``CommandError`` with ``key.path: reason`` lines. Touches no file."""
-    from config.loader import ConfigError, config_from_data
+    from config.loader import ConfigError, config_from_data, floats_from_decimal_strings
     from config.patch import PatchError, changed_paths, merge
     from uplink.commands import CommandError
 
@@ -141,6 +142,7 @@ def plan_set(
         merged, touched = merge(data, patch)
     except PatchError as exc:
         raise CommandError(BAD_PATCH, str(exc)) from None
+    merged = floats_from_decimal_strings(merged)
     if lines := shadowed(touched, overrides):
         raise CommandError(BAD_PATCH, "; ".join(lines))
     try:
@@ -166,7 +168,7 @@ def revert_failed_start(config_path: Path, error: str) -> bool:
     return True
 
 
-def edge_settings(cfg: Config) -> Any:
+def edge_settings(cfg: Config) -> EdgeSettings:
     from collector.edge import EdgeSettings
 
     return EdgeSettings(
@@ -215,7 +217,10 @@ class ConfigChanges:
             return
         rid = f"device:{REVERTED_CODE}:{note.get('command_id')}:{note.get('reverted_at_ms')}"
         if self._store_alarm(REVERTED_CODE, rid, note):
-            files.drop_note(self.path)
+            try:
+                files.drop_note(self.path)  # stored twice at worst: the same rid, deduplicated
+            except OSError as exc:  # never a reason to stop collecting
+                log.error("config_note_not_removed", error=str(exc))
 
     def _store_alarm(self, code: str, rid: str, detail: dict[str, Any]) -> bool:
         from buffer.store import StoreError

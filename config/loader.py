@@ -8,8 +8,10 @@ overrides ``--set <text>: reason``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
+import re
 import tomllib
 import typing
 from collections.abc import Mapping, Sequence
@@ -72,6 +74,28 @@ def config_from_data(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> 
     work = copy.deepcopy(dict(data))
     raw_texts = _apply_overrides(work, overrides)
     return _validate(work, raw_texts)
+
+
+#: A decimal string as a command carries a non-integer (canonical JSON has no
+#: floats: platform-interface.md), e.g. ``"0.05"``; exponents are not decimals.
+DECIMAL_STRING = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+
+
+def floats_from_decimal_strings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` where each decimal string sitting where the schema
+    wants a float is that float (``config.set``: a signed command carries no
+    floats, as ``config.get`` shows them as strings). Nothing else changes."""
+    work = copy.deepcopy(dict(data))
+    try:
+        Config.model_validate(work)
+    except ValidationError as exc:
+        for err in exc.errors():
+            value = err["input"]
+            decimal = isinstance(value, str) and DECIMAL_STRING.match(value) is not None
+            if err["type"] == "float_type" and decimal:
+                with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+                    _set(work, [str(part) for part in err["loc"]], float(value))
+    return work
 
 
 def parse_toml_text(text: str, name: str = "config") -> dict[str, Any]:

@@ -168,6 +168,15 @@ def test_plan_refuses_with_key_paths_and_never_echoes_a_secret(tmp_path: Path) -
     new, _, changed = plan_set(data, {"uplink": {"heartbeat_s": 30}}, [], running)
     assert changed == [] and new == running, "the same value is no change"
     assert shadowed([("ports", 0, "baudrate")], ["ports=[]"]) != []
+    # A signed command has no floats: decimal strings where the schema wants one.
+    patch = {"uplink": {"heartbeat_s": "2.5"}, "edge": {"price_floors": {"92": "7.10"}}}
+    new, merged, changed = plan_set(data, patch, [], running)
+    assert merged["uplink"]["heartbeat_s"] == 2.5 and merged["edge"]["price_floors"]["92"] == 7.1
+    assert changed == [("edge", "price_floors", "92"), ("uplink", "heartbeat_s")]
+    with pytest.raises(CommandError) as exc:
+        plan_set(data, {"uplink": {"heartbeat_s": "1e3", "kid": 5}}, [], running)
+    assert "uplink.heartbeat_s: expected a number, got '1e3'" in str(exc.value)
+    assert "uplink.kid: expected a string, got 5" in str(exc.value), "only floats from strings"
     with pytest.raises(CommandError) as exc:
         check_fixed([("uplink", "port"), ("store", "path")])
     assert exc.value.code == BAD_PATCH and str(exc.value).startswith("store.path: not changed")

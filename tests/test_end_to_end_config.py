@@ -142,13 +142,18 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
     config.rollback brings back the previous file byte for byte."""
     collector = station.start()
     original = station.config.read_bytes()
-    live = station.command("config.set", {"patch": {"uplink": {"heartbeat_s": 2}}})
+    # Canonical JSON (what is signed) has no floats: "0.05", as config.get shows it.
+    live_patch = {"uplink": {"heartbeat_s": 2}, "edge": {"amount_tolerance": "0.05"}}
+    live = station.command("config.set", {"patch": live_patch})
     assert live["ok"] is True, live
-    assert live["result"]["changed"] == ["uplink.heartbeat_s"]
+    assert live["result"]["changed"] == ["edge.amount_tolerance", "uplink.heartbeat_s"]
     assert live["result"]["apply"] == "live" and live["result"]["confirm_within_s"] == 300
     station.alarm("CONFIG_CHANGED", live["id"])
     stack.wait_until(lambda: not files.pending_path(station.config).exists(), WAIT_S, "confirmed")
-    assert station.running_config()["uplink"]["heartbeat_s"] == "2.0"
+    running = station.running_config()
+    assert (
+        running["uplink"]["heartbeat_s"] == "2.0" and running["edge"]["amount_tolerance"] == "0.05"
+    )
     assert tomllib.loads(station.config.read_text())["uplink"]["heartbeat_s"] == 2
     assert files.prev_path(station.config).read_bytes() == original
     assert collector.exits == [], "a live change does not restart"
