@@ -309,7 +309,10 @@ class ConfigChanges:
             f"{datetime.now().astimezone().isoformat(timespec='seconds')}; the file before it"
             f" is {self.path.name}.prev.\nEvery key: config/example.toml of the release."
         )
-        text = dumps(merged, header).encode()
+        try:
+            text = dumps(merged, header).encode()
+        except ValueError as exc:  # a null inside an array: no TOML for it
+            raise CommandError(BAD_PATCH, f"patch: {exc}") from None
         if tomllib.loads(text.decode()) != merged:  # the writer's contract, checked
             raise CommandError(INTERNAL, "config.set: the TOML written would not read back")
         check_fixed(changed)

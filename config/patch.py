@@ -6,7 +6,8 @@ extension for arrays of tables:
 - an object merges key by key into the table at the same place (created
   when missing);
 - ``null`` removes the key (the model's default applies again);
-- any other value (string, number, boolean, array) replaces the value;
+- any other value (string, number, boolean, array) replaces the value
+  (inside it, a ``null`` member of a table means absent: TOML has no null);
 - extension: an object whose keys are all decimal indices (``{"0": {...}}``),
   applied to an existing array, merges into those items — ``{"ports": {"0":
   {"poll_interval_ms": 150}}}`` changes one port without resending them all.
@@ -80,8 +81,18 @@ def _merge_table(
                 touched.append(here)
             _merge_table(target[key], value, here, touched, errors)
         else:
-            target[key] = copy.deepcopy(value)
+            target[key] = _without_nulls(value)
             touched.append(here)
+
+
+def _without_nulls(value: Any) -> Any:
+    """A copy where ``null`` in a table means absent, as it does in a merged
+    table (TOML has no null; a replaced array of tables may carry some)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _merge_items(
@@ -104,7 +115,7 @@ def _merge_items(
         elif isinstance(value, dict) and isinstance(target[index], dict):
             _merge_table(target[index], value, here, touched, errors)
         else:
-            target[index] = copy.deepcopy(value)
+            target[index] = _without_nulls(value)
             touched.append(here)
 
 

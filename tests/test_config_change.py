@@ -121,8 +121,8 @@ def test_merge_follows_json_merge_patch_with_indexed_items() -> None:
         ("log", "level"),
     ]
     assert data["uplink"] == {"host": "a", "port": 1}, "the input is not modified"
-    replaced, _ = merge(data, {"ports": [{"number": 9}]})
-    assert replaced["ports"] == [{"number": 9}], "an array replaces the array"
+    replaced, _ = merge(data, {"ports": [{"number": 9, "pos_device": None}]})
+    assert replaced["ports"] == [{"number": 9}], "an array replaces the array; null is absent"
 
 
 @pytest.mark.parametrize(
