@@ -157,6 +157,17 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
     assert tomllib.loads(station.config.read_text())["uplink"]["heartbeat_s"] == 2
     assert files.prev_path(station.config).read_bytes() == original
     assert collector.exits == [], "a live change does not restart"
+    # Live indeed: the heartbeats now come every 2 s of the device's uptime, not
+    # 10 (the first may still have been waiting out the old period).
+    seen = len(station.receiver.snapshot())
+
+    def beats_since() -> list[int]:
+        later = station.receiver.snapshot()[seen:]
+        return [x["body"]["uptime_s"] for x in later if x.get("type") == "heartbeat"]
+
+    stack.wait_until(lambda: len(beats_since()) >= 3, WAIT_S, "3 heartbeats after the change")
+    last, before_last = beats_since()[2], beats_since()[1]
+    assert last - before_last < 10, beats_since()
 
     before_restart_change = station.config.read_bytes()
     password = "s3cret-Pa55-w0rd"  # mosquitto here takes anonymous clients, and these too
