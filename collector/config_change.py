@@ -6,8 +6,9 @@ with the marker first (collector/config_files.py), then applied: live when
 every changed key is in :data:`LIVE_KEYS`, otherwise by a clean restart
 (exit 75, as ``device.restart``). The running collector — this one for a
 live change, the next start for a restart — then stores a ``CONFIG_CHANGED``
-record; the change is confirmed when the broker acknowledges it (MQTT
-connected, a QoS 1 publish acknowledged) within ``confirm_within_s``. If not,
+record; the change is confirmed when the broker acknowledges a batch
+published after it (MQTT connected, a QoS 1 publish acknowledged: that
+record, or the backlog before it) within ``confirm_within_s``. If not,
 ``.prev`` is put back, a note left for ``CONFIG_REVERTED``, and the
 collector restarts with the old config, which delivers that alarm.
 
@@ -242,8 +243,12 @@ class ConfigChanges:
     async def _watch(self, pending: files.Pending) -> None:
         from buffer.store import StoreError
 
-        store = self.collector.store
-        assert store is not None
+        store, uplink = self.collector.store, self.collector.uplink
+        assert store is not None and uplink is not None
+        # Any batch the broker acknowledges from now on proves the link: with
+        # a backlog of unsent records (days offline) CONFIG_CHANGED itself is
+        # published only after them, possibly after the window.
+        acked_before = uplink.stats.messages
         rid = f"device:{CHANGED_CODE}:{pending.command_id}"
         detail = {
             "command_id": pending.command_id,
@@ -255,7 +260,7 @@ class ConfigChanges:
         self._store_alarm(CHANGED_CODE, rid, detail)
         while time.monotonic() < deadline:
             try:
-                if store.is_published("alarm", rid):
+                if uplink.stats.messages > acked_before or store.is_published("alarm", rid):
                     files.confirm(self.path, pending)
                     self._pending = None
                     log.info("config_confirmed", command_id=pending.command_id)
