@@ -20,6 +20,7 @@ start runs with, at each point:
 =========================  =========================================
 stopped after              the next start
 =========================  =========================================
+inside any write           that file as it was; the temp file removed
 ``.prev`` written          old config, no marker: nothing changed
 marker written             old config; marker's digest ≠ file: marker dropped
 config switched            new config, marker pending: watched (or reverted
@@ -265,6 +266,9 @@ def settle_at_start(config: Path) -> tuple[Pending | None, str | None]:
     done: ``None``, ``"dropped"`` (the switch never took effect), ``"reverted"``
     (the window had passed) or ``"watching"``.
     """
+    for leftover in config.parent.glob(f".{config.name}*.new"):
+        # A temp file a kill left before its rename: never read, only litter.
+        leftover.unlink(missing_ok=True)
     try:
         pending = read_pending(config)
     except MarkerUnreadable as exc:

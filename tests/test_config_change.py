@@ -271,6 +271,17 @@ def test_a_kill_at_any_step_of_the_revert_leaves_a_config_that_starts(
     assert not files.pending_path(path).exists()
 
 
+def test_a_kill_inside_a_write_leaves_only_a_temp_file_which_the_start_removes(
+    tmp_path: Path,
+) -> None:
+    path = config_file(tmp_path)
+    half = tmp_path / f".{path.name}.x1y2.new"  # write_atomically's temp, before its rename
+    half.write_text("[device]\nid = ")
+    assert files.settle_at_start(path) == (None, None)
+    assert not half.exists() and path.read_text() == OLD
+    load_config(path)
+
+
 def test_an_unreadable_marker_reverts_to_prev(tmp_path: Path) -> None:
     path = config_file(tmp_path)
     text = new_text(path, {"uplink": {"port": 9}})
