@@ -204,13 +204,20 @@ class ConfigChanges:
     # -- the watch -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Deliver a revert note as CONFIG_REVERTED, then watch each change."""
-        self._deliver_note()
+        """Deliver a revert note as CONFIG_REVERTED, then watch each change.
+        A bug here is logged, never a reason to stop collecting."""
+        try:
+            self._deliver_note()
+        except Exception:
+            log.exception("config_note_failed")
         while True:
             await self._armed.wait()
             self._armed.clear()
             if self._pending is not None:
-                await self._watch(self._pending)
+                try:
+                    await self._watch(self._pending)
+                except Exception:
+                    log.exception("config_watch_failed")
 
     def _deliver_note(self) -> None:
         note = files.read_note(self.path)
