@@ -78,7 +78,7 @@ def config_from_data(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> 
 
 #: A decimal string as a command carries a non-integer (canonical JSON has no
 #: floats: platform-interface.md), e.g. ``"0.05"``; exponents are not decimals.
-DECIMAL_STRING = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 
 
 def floats_from_decimal_strings(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def floats_from_decimal_strings(data: Mapping[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         for err in exc.errors():
             value = err["input"]
-            decimal = isinstance(value, str) and DECIMAL_STRING.match(value) is not None
+            decimal = isinstance(value, str) and DECIMAL_STRING.fullmatch(value) is not None
             if err["type"] == "float_type" and decimal:
                 with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
                     _set(work, [str(part) for part in err["loc"]], float(value))

@@ -21,6 +21,7 @@ an unknown key, and the error says to nest objects.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,9 @@ from typing import Any
 MAX_PATCH_DEPTH = 8
 
 Path = tuple[str | int, ...]
+
+#: An array index as an object key: ASCII digits, no leading zero.
+_INDEX = re.compile(r"0|[1-9][0-9]*")
 
 
 class PatchError(ValueError):
@@ -103,7 +107,7 @@ def _merge_items(
     errors: list[str],
 ) -> None:
     for key, value in patch.items():
-        if not key.isdigit() or (len(key) > 1 and key.startswith("0")):
+        if not _INDEX.fullmatch(key):
             errors.append(f"{dotted(path)}: is an array: keys must be indices, got {key!r}")
             continue
         index = int(key)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 #: TOML basic strings must escape ", \ and every control character but tab.
 _ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 
@@ -33,7 +33,7 @@ def dumps(data: Mapping[str, Any], header: str = "") -> str:
 def _key(key: str) -> str:
     if not isinstance(key, str):
         raise ValueError(f"TOML keys are strings, got {type(key).__name__}")
-    return key if _BARE_KEY.match(key) else _string(key)
+    return key if _BARE_KEY.fullmatch(key) else _string(key)
 
 
 def _string(text: str) -> str:

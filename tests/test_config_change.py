@@ -143,6 +143,29 @@ def test_a_patch_that_cannot_apply_says_where(patch: Any, error: str) -> None:
     assert error in str(exc.value)
 
 
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=5)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(st.sampled_from(["0", "1", "01", "²", "ports", "uplink", "a.b"]), inner),
+    ),
+    max_leaves=10,
+)
+
+
+@given(st.dictionaries(st.sampled_from(["uplink", "ports", "edge", "zz"]), _json, min_size=1))
+def test_any_json_patch_merges_and_writes_or_is_refused(patch: dict[str, Any]) -> None:
+    """An untrusted patch either gives data the writer reads back exactly, or a
+    PatchError / ValueError (no TOML form): never anything else."""
+    data = tomllib.loads((ROOT / "config" / "demo.toml").read_text())
+    try:
+        merged, _ = merge(data, patch)
+        text = dumps(merged)
+    except (PatchError, ValueError):
+        return
+    assert tomllib.loads(text) == merged
+
+
 def test_changed_paths_and_which_apply_live() -> None:
     before = {"uplink": {"heartbeat_s": 30.0, "port": 1}, "ports": [{"a": 1}]}
     after = {"uplink": {"heartbeat_s": 5.0, "port": 1}, "ports": [{"a": 2}], "x": 1}
