@@ -243,9 +243,10 @@ def format_error(err: ErrorDetails) -> str:
     """One pydantic error → ``key.path: reason``; a secret's value is never shown."""
     where = ".".join(str(part) for part in err["loc"]) or "config"
     last = err["loc"][-1] if err["loc"] else ""
-    if isinstance(last, str) and last in SECRET_FIELDS:
-        return f"{where}: invalid (a secret: its value is not shown)"
     reason = _reason(err)
+    if isinstance(last, str) and last in SECRET_FIELDS and err["type"] != "invalid":
+        # The models' own messages never quote a secret; the generic ones do.
+        return f"{where}: {reason.split(', got ')[0]} (a secret: its value is not shown)"
     if err["type"] == "extra_forbidden" and isinstance(last, str) and "." in last:
         reason += " (dotted keys are not paths here: nest the tables)"
     return f"{where}: {reason}"
