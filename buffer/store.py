@@ -681,6 +681,15 @@ class OrderStore:
             ).fetchone()
         return None if row is None else dict(json.loads(to_text(*row)))
 
+    def is_published(self, kind: str, rid: str) -> bool | None:
+        """Whether the record ``(kind, rid)`` was acknowledged by the broker
+        (None: no such record). ``config.set`` confirms a change on it."""
+        with self._failing("read a record's state"):
+            row = self._db.execute(
+                "SELECT sent_ms FROM records WHERE kind=? AND rid=?", (kind, rid)
+            ).fetchone()
+        return None if row is None else row[0] is not None
+
     def records(self, kind: str) -> Iterator[dict[str, Any]]:
         """Stored records of one kind, in store order."""
         cur = self._db.execute(

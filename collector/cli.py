@@ -122,10 +122,21 @@ def _config_check(path: Path, overrides: Sequence[str]) -> int:
 
 
 def _run(path: Path, overrides: Sequence[str]) -> int:
+    from collector.config_files import settle_at_start
+
+    # Before the file is read: a config.set cut short by a stop, or whose
+    # confirm window passed while the box was off, is finished or undone.
+    try:
+        _, done = settle_at_start(path)
+    except OSError as exc:
+        print(f"forecourt: pending config change not settled: {exc}", file=sys.stderr)
+    else:
+        if done == "reverted":
+            print(f"forecourt: {path}: unconfirmed change reverted to .prev", file=sys.stderr)
     # A daemon's diagnostics go to stderr (the journal), not stdout.
     config = _load(path, overrides, sys.stderr)
     if config is None:
         return EXIT_USAGE
     from collector.daemon import run_daemon
 
-    return run_daemon(config, path)
+    return run_daemon(config, path, overrides)

@@ -42,6 +42,7 @@ def setup_commands(
     keys: Mapping[str, bytes],
     clock: ClockSync | None = None,
     restart: Callable[[], None] | None = None,
+    running: Callable[[], Config] | None = None,
 ) -> CommandProcessor | None:
     """A ready processor attached to ``uplink``, or None when commands are off."""
     from buffer.store import StoreError
@@ -91,7 +92,7 @@ def setup_commands(
         register_time_sync(processor, clock, store, config, uplink.wake)
     if restart is not None:
         register_restart(processor, restart, store)
-    register_config_get(processor, config)
+    register_config_get(processor, running or config)
 
     async def on_command(payload: bytes) -> None:
         previous = ring.current
@@ -152,24 +153,30 @@ def register_time_sync(
 RESTART_REPLY_WAIT_S = 5.0
 
 
+async def restart_after_reply(store: OrderStore, restart: Callable[[], None]) -> None:
+    """Wait (bounded) until no reply is unsent, then ``restart()``: the platform
+    learns the command was taken (``device.restart``, a ``config.set`` that
+    needs a restart)."""
+    import asyncio
+
+    deadline = time.monotonic() + RESTART_REPLY_WAIT_S
+    await asyncio.sleep(0.05)  # the reply is stored once the handler returns
+    while store.unsent_counts().get("reply", 0) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    log.warning("restart_requested")
+    restart()
+
+
 def register_restart(
     processor: CommandProcessor, restart: Callable[[], None], store: OrderStore
 ) -> None:
     """``device.restart``: reply, then stop cleanly and let systemd start us again."""
     import asyncio
 
-    async def stop_after_reply() -> None:
-        deadline = time.monotonic() + RESTART_REPLY_WAIT_S
-        await asyncio.sleep(0.05)  # the reply is stored once this handler returns
-        while store.unsent_counts().get("reply", 0) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        log.warning("restart_requested")
-        restart()
-
     pending: set[asyncio.Task[None]] = set()
 
     async def device_restart(args: dict[str, Any]) -> dict[str, Any]:
-        task = asyncio.get_running_loop().create_task(stop_after_reply())
+        task = asyncio.get_running_loop().create_task(restart_after_reply(store, restart))
         pending.add(task)  # keep a reference until it runs
         task.add_done_callback(pending.discard)
         return {"restarting": True, "within_s": int(RESTART_REPLY_WAIT_S)}
@@ -189,11 +196,13 @@ def _decimal_strings(value: Any) -> Any:
     return value
 
 
-def register_config_get(processor: CommandProcessor, config: Config) -> None:
-    """``config.get``: the running config, every secret redacted (D8, D9)."""
+def register_config_get(processor: CommandProcessor, config: Config | Callable[[], Config]) -> None:
+    """``config.get``: the running config, every secret redacted (D8, D9);
+    ``config`` may be a getter, so a live ``config.set`` shows at once."""
     from config.loader import dump_redacted
 
     async def config_get(args: dict[str, Any]) -> dict[str, Any]:
-        return {"config": _decimal_strings(dump_redacted(config))}
+        running = config() if callable(config) else config
+        return {"config": _decimal_strings(dump_redacted(running))}
 
     processor.register("config.get", config_get)

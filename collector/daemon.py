@@ -17,7 +17,7 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +29,7 @@ from collector import logs, sdnotify, version, watchdog
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
+    from collector.config_change import ConfigChanges
     from collector.edge import EdgeSettings
     from collector.gauge import GaugeTask
     from collector.leds import LedTask
@@ -61,12 +62,19 @@ class StartError(Exception):
     """Start-up cannot continue; ``str()`` is the one line a technician reads."""
 
 
-def run_daemon(config: Config, config_path: Path | None = None) -> int:
+def run_daemon(
+    config: Config, config_path: Path | None = None, overrides: Sequence[str] = ()
+) -> int:
     logs.configure(config.log.level, config.log.format)
     try:
-        return asyncio.run(Collector(config, config_path).main())
+        return asyncio.run(Collector(config, config_path, overrides).main())
     except StartError as exc:
         print(f"forecourt: cannot start: {exc}", file=sys.stderr)
+        from collector.config_change import revert_failed_start
+
+        # A config.set that cannot start is undone now, not at its deadline.
+        if config_path is not None and revert_failed_start(config_path, str(exc)):
+            return EXIT_RESTART
         return 1
     except KeyboardInterrupt:
         return 0
@@ -143,9 +151,13 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
 
 
 class Collector:
-    def __init__(self, config: Config, config_path: Path | None = None) -> None:
+    def __init__(
+        self, config: Config, config_path: Path | None = None, overrides: Sequence[str] = ()
+    ) -> None:
         self.config = config
         self.config_path = config_path  # the web page's config editor writes it
+        self.overrides = tuple(overrides)  # --set: config.set validates with them too
+        self.config_changes: ConfigChanges | None = None
         self.started = time.monotonic()
         self.ports: list[Port] = []
         self.gauge: GaugeTask | None = None
@@ -198,6 +210,10 @@ class Collector:
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
+        if self.config_path is not None:
+            from collector.config_change import ConfigChanges
+
+            self.config_changes = ConfigChanges(self, self.config_path, self.overrides)
         try:
             self._setup_commands(store, uplink, keys)
             await self._open_ports(store, nozzles, uplink)
@@ -260,8 +276,10 @@ class Collector:
         from collector.command_setup import setup_commands
 
         self.commands = setup_commands(
-            self.config, store, uplink, keys, self.clock, self.request_restart
+            self.config, store, uplink, keys, self.clock, self.request_restart, lambda: self.config
         )
+        if self.commands is not None and self.config_changes is not None:
+            self.config_changes.register(self.commands)
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
         from uplink.mqtt import Uplink, UplinkSettings
@@ -396,6 +414,8 @@ class Collector:
             if self.gauge is not None:
                 tasks.append(tg.create_task(self.gauge.run()))
             tasks.append(tg.create_task(self._control()))
+            if self.config_changes is not None:  # config.set's confirm window
+                tasks.append(tg.create_task(self.config_changes.run()))
             if self.config.web.listen:
                 tasks.append(tg.create_task(self._web(self.config.web.listen)))
             await self._stop.wait()

@@ -8,8 +8,12 @@ overrides ``--set <text>: reason``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import datetime
+import re
 import tomllib
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,29 @@ MAX_SHOWN_CHARS = 40
 _Path = tuple[str | int, ...]
 
 
+def _secret_fields(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
+    """Names of ``SecretStr`` fields anywhere in the schema (errors never show them)."""
+    seen = set() if seen is None else seen
+    seen.add(model)
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        stack = [field.annotation]
+        while stack:
+            kind = stack.pop()
+            if kind is SecretStr:
+                names.add(name)
+            elif isinstance(kind, type) and issubclass(kind, BaseModel):
+                if kind not in seen:
+                    names |= _secret_fields(kind, seen)
+            else:
+                stack += list(typing.get_args(kind))
+    return names
+
+
+#: ``password``, ``security_code``: collector/web/secrets_mask.py keeps the same list.
+SECRET_FIELDS = frozenset(_secret_fields(Config))
+
+
 class ConfigError(Exception):
     """The config is not usable; ``errors`` holds one ``key.path: reason`` line each."""
 
@@ -37,9 +64,46 @@ class ConfigError(Exception):
 
 def load_config(path: Path, overrides: Sequence[str] = ()) -> Config:
     """Read ``path``, apply ``key.path=value`` overrides, then validate once."""
-    data = _read_toml(path)
-    raw_texts = _apply_overrides(data, overrides)
-    return _validate(data, raw_texts)
+    return config_from_data(read_toml(path), overrides)
+
+
+def config_from_data(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> Config:
+    """Validate parsed file data as :func:`load_config` does the file: the one
+    path the file at start, the web page's editor and ``config.set`` share.
+    ``data`` is not modified (overrides go into a copy)."""
+    work = copy.deepcopy(dict(data))
+    raw_texts = _apply_overrides(work, overrides)
+    return _validate(work, raw_texts)
+
+
+#: A decimal string as a command carries a non-integer (canonical JSON has no
+#: floats: platform-interface.md), e.g. ``"0.05"``; exponents are not decimals.
+DECIMAL_STRING = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def floats_from_decimal_strings(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` where each decimal string sitting where the schema
+    wants a float is that float (``config.set``: a signed command carries no
+    floats, as ``config.get`` shows them as strings). Nothing else changes."""
+    work = copy.deepcopy(dict(data))
+    try:
+        Config.model_validate(work)
+    except ValidationError as exc:
+        for err in exc.errors():
+            value = err["input"]
+            decimal = isinstance(value, str) and DECIMAL_STRING.fullmatch(value) is not None
+            if err["type"] == "float_type" and decimal:
+                with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
+                    _set(work, [str(part) for part in err["loc"]], float(value))
+    return work
+
+
+def parse_toml_text(text: str, name: str = "config") -> dict[str, Any]:
+    """TOML text (the web page's editor) → data; a syntax error is ``name: …``."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{name}: TOML syntax error: {exc}"]) from None
 
 
 def validate_config(data: Mapping[str, Any]) -> Config:
@@ -55,7 +119,8 @@ def dump_redacted(config: Config) -> dict[str, Any]:
 # --- reading ---------------------------------------------------------------
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """The file's data, unvalidated; problems as ``<file>: reason``."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -68,11 +133,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text (byte offset {exc.start})"]) from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib's message already says "(at line L, column C)".
-        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+    # tomllib's message already says "(at line L, column C)".
+    return parse_toml_text(text, str(path))
 
 
 # --- overrides -------------------------------------------------------------
@@ -178,9 +240,16 @@ def _validate(data: dict[str, Any], raw_texts: Mapping[_Path, str]) -> Config:
 
 
 def format_error(err: ErrorDetails) -> str:
-    """One pydantic error → ``key.path: reason``."""
+    """One pydantic error → ``key.path: reason``; a secret's value is never shown."""
     where = ".".join(str(part) for part in err["loc"]) or "config"
-    return f"{where}: {_reason(err)}"
+    last = err["loc"][-1] if err["loc"] else ""
+    reason = _reason(err)
+    if isinstance(last, str) and last in SECRET_FIELDS and err["type"] != "invalid":
+        # The models' own messages never quote a secret; the generic ones do.
+        return f"{where}: {reason.split(', got ')[0]} (a secret: its value is not shown)"
+    if err["type"] == "extra_forbidden" and isinstance(last, str) and "." in last:
+        reason += " (dotted keys are not paths here: nest the tables)"
+    return f"{where}: {reason}"
 
 
 _EXPECTED = {

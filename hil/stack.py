@@ -318,3 +318,60 @@ def atg(
 
         wait_until(listening, 10, f"the gauge simulator on port {tcp}")
     return proc
+
+
+class Supervised:
+    """A process kept running the way the systemd unit keeps the collector:
+    started again after :data:`RESTART_DELAY_S` whenever it exits with
+    anything but 0 (``Restart=on-failure``; 75, a clean stop asking for a
+    restart, included as ``RestartForceExitStatus=75`` says), until
+    :meth:`stop`. ``start`` makes one incarnation (the same log name each
+    time: the log file is appended to). ``exits``: every exit status seen."""
+
+    #: systemd's RestartSec is 2 s; a shorter pause keeps tests short.
+    RESTART_DELAY_S = 0.5
+    #: A crash loop in a test is a failure to see, not to sit through.
+    MAX_STARTS = 20
+
+    def __init__(self, start: Callable[[], Proc]) -> None:
+        self._start = start
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.procs = [start()]
+        self.exits: list[int] = []
+        self._thread = threading.Thread(target=self._keep_running, daemon=True)
+        self._thread.start()
+
+    @property
+    def current(self) -> Proc:
+        with self._lock:
+            return self.procs[-1]
+
+    def _keep_running(self) -> None:
+        while True:
+            proc = self.current
+            rc = proc.popen.wait()
+            with self._lock:
+                if self._stopping:
+                    return
+                self.exits.append(rc)
+            proc.stop()  # exited already: joins its reader, closes its log
+            if rc == 0 or len(self.procs) >= self.MAX_STARTS:
+                return
+            time.sleep(self.RESTART_DELAY_S)
+            with self._lock:
+                if self._stopping:
+                    return
+                self.procs.append(self._start())
+
+    def wait_exits(self, count: int, timeout: float) -> list[int]:
+        wait_until(lambda: len(self.exits) >= count, timeout, f"{count} exits of the process")
+        return list(self.exits)
+
+    def stop(self) -> int:
+        with self._lock:
+            self._stopping = True
+            proc = self.procs[-1]
+        rc = proc.stop()
+        self._thread.join(timeout=10)
+        return rc

@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -530,10 +531,14 @@ def test_run_hands_the_config_to_the_daemon(
 ) -> None:
     seen: list[Config] = []
     paths: list[Path | None] = []
+    given: list[Sequence[str]] = []
 
-    def run_daemon(config: Config, config_path: Path | None = None) -> int:
+    def run_daemon(
+        config: Config, config_path: Path | None = None, overrides: Sequence[str] = ()
+    ) -> int:
         seen.append(config)
         paths.append(config_path)  # the web page's config editor writes it (issue #9)
+        given.append(overrides)  # config.set validates with the same --set (issue #8)
         return 7
 
     fake = types.ModuleType("collector.daemon")
@@ -543,6 +548,7 @@ def test_run_hands_the_config_to_the_daemon(
     assert cli.main(["run", "--config", str(path), "--set", "log.format=json"]) == 7
     [config] = seen
     assert paths == [path]
+    assert [list(o) for o in given] == [["log.format=json"]]
     assert config.log.format == "json"
     assert config.device.id == "gw-1"
 

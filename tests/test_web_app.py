@@ -81,5 +81,13 @@ def test_login_csrf_and_cookies(tmp_path: Path) -> None:
         assert 'id="saved"' in res.text
         assert "heartbeat_s = 30" in config_file.read_text()
         assert "heartbeat_s = 10" in (tmp_path / "station.toml.prev").read_text()
+        # While a config.set waits for its confirmation the file is not edited here.
+        (tmp_path / "station.toml.pending").write_text("{}")
+        again = edited.replace("heartbeat_s = 30", "heartbeat_s = 20")
+        res = await client.post(
+            "/config", body=urlencode({"toml": again, "csrf": token}), headers=form()
+        )
+        assert "waits for confirmation" in res.text
+        assert "heartbeat_s = 30" in config_file.read_text()
 
     asyncio.run(main())

@@ -176,6 +176,9 @@ class CommandProcessor:
         self.bucket = bucket or TokenBucket(VERIFY_RATE_PER_S, VERIFY_BURST)
         self.handlers: dict[str, Handler] = {}
         self.counters: Counter[str] = Counter()
+        #: The id of the command whose handler runs now (one at a time: the
+        #: uplink's single command worker); ``config.set`` names its marker by it.
+        self.current_id: str | None = None
 
     def register(self, name: str, handler: Handler) -> None:
         """Add a command (e.g. ``orders.resend``, ``config.set``, ``ota.upgrade``)."""
@@ -213,12 +216,15 @@ class CommandProcessor:
             handler = self.handlers.get(name)
             if handler is None:
                 raise CommandError(UNKNOWN_COMMAND, f"no command named {name!r}")
+            self.current_id = command_id
             try:
                 result = await handler(args)
             except CommandError:
                 raise
             except Exception as exc:  # a handler bug is a reply, never a dead uplink
                 raise CommandError(INTERNAL, f"{name} failed: {type(exc).__name__}") from None
+            finally:
+                self.current_id = None
         except CommandError as exc:
             self.counters[exc.code] += 1
             return reply_body(command_id, None, exc)

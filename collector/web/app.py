@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import html
-import os
 import secrets
-import shutil
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,40 +44,22 @@ def _cookie(name: str, value: str, max_age: int | None = None) -> str:
 
 
 def write_config_atomically(path: Path, text: str) -> None:
-    """Temp file + fsync + rename; the file it replaces is kept as ``<file>.prev``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            shutil.copy2(path, path.with_name(path.name + ".prev"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Temp file + fsync + rename + fsync dir; the file it replaces is kept as
+    ``<file>.prev`` (the same writer ``config.set`` uses: collector/config_files.py)."""
+    from collector.config_files import replace_keeping_prev
+
+    replace_keeping_prev(path, text.encode("utf-8"))
 
 
-def check_config_text(text: str, near: Path) -> list[str]:
-    """The config loader's error lines for ``text`` (empty: valid)."""
-    from config.loader import ConfigError, load_config
+def check_config_text(text: str, near: Path | None = None) -> list[str]:
+    """The config loader's error lines for ``text`` (empty: valid): the same
+    validation as the file at start and ``config.set`` (``config_from_data``)."""
+    from config.loader import ConfigError, config_from_data, parse_toml_text
 
-    fd, tmp = tempfile.mkstemp(dir=near, prefix=".check.", suffix=".toml")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        load_config(Path(tmp))
+        config_from_data(parse_toml_text(text))
     except ConfigError as exc:
-        return [line.replace(tmp, "config") for line in exc.errors]
-    finally:
-        os.unlink(tmp)
+        return exc.errors
     return []
 
 
@@ -245,6 +224,11 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
         edited = str(form.get("toml", "")).replace("\r\n", "\n")
         text, errors = unmask(edited, config_path.read_text("utf-8"))
         errors = errors or check_config_text(text, config_path.parent)
+        from collector.config_files import pending_path
+
+        if pending_path(config_path).exists():
+            # Saving now would replace .prev, which a revert puts back.
+            errors = ["config: a remote change (config.set) waits for confirmation; try later"]
         if errors:
             return config_page(session, edited, errors)
         write_config_atomically(config_path, text)

@@ -1,0 +1,415 @@
+"""``config.set`` / ``config.rollback`` and their confirm window (SPEC D8, D10).
+
+A change is validated exactly as the file is at start (config/loader.py
+``config_from_data``, with the process's own ``--set`` overrides), written
+with the marker first (collector/config_files.py), then applied: live when
+every changed key is in :data:`LIVE_KEYS`, otherwise by a clean restart
+(exit 75, as ``device.restart``). The running collector — this one for a
+live change, the next start for a restart — then stores a ``CONFIG_CHANGED``
+record; the change is confirmed when the broker acknowledges a batch
+published after it (MQTT connected, a QoS 1 publish acknowledged: that
+record, or the backlog before it) within ``confirm_within_s``. If not,
+``.prev`` is put back, a note left for ``CONFIG_REVERTED``, and the
+collector restarts with the old config, which delivers that alarm.
+
+The daemon's hooks are narrow: :class:`ConfigChanges` (one task in its
+TaskGroup, two commands) and :func:`revert_failed_start` (a new config that
+cannot start is reverted at once instead of looping until its deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+import tomllib
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from collector import config_files as files
+
+if TYPE_CHECKING:
+    from collector.daemon import Collector
+    from collector.edge import EdgeSettings
+    from config.models import Config
+    from config.patch import Path as KeyPath
+    from uplink.commands import CommandProcessor
+
+log = structlog.get_logger("config_change")
+
+#: Default confirm window: at the default reconnect backoff (up to 60 s
+#: between attempts, 15 s per connect) five minutes is several attempts, so a
+#: good config on a slow 4G link is not reverted for one unlucky try.
+CONFIRM_DEFAULT_S = 300
+#: Shortest window: a start on the slow ARM takes seconds and one connect may
+#: take CONNECT_TIMEOUT_S (15 s); below 30 s a healthy config could be reverted.
+CONFIRM_MIN_S = 30
+#: Longest window: a wrong broker delivers nothing (it is all stored) for at
+#: most this long before the box undoes the change by itself.
+CONFIRM_MAX_S = 3600
+#: How often the watch looks at the store for the acknowledgement.
+CONFIRM_POLL_S = 0.5
+
+#: Keys applied without a restart, each because the running part reads it
+#: anew: the heartbeat loop its period, each port's sink its edge settings
+#: per order, time.sync its thresholds. Anything else (links, ports, store,
+#: log set-up, keys) is read once at start: a restart is the correct apply.
+LIVE_KEYS: frozenset[tuple[str, ...]] = frozenset(
+    {
+        ("uplink", "heartbeat_s"),
+        ("edge", "price_floors"),
+        ("edge", "amount_tolerance"),
+        ("clock", "step_threshold_ms"),
+        ("clock", "alarm_threshold_ms"),
+    }
+)
+
+ARGS = frozenset({"patch", "confirm_within_s"})
+
+#: Keys never changed remotely: a new store path would leave every record
+#: still unsent in the current store behind, undelivered.
+FIXED_KEYS: frozenset[tuple[str, ...]] = frozenset({("store", "path")})
+
+BAD_PATCH = "BAD_PATCH"
+INVALID_CONFIG = "INVALID_CONFIG"
+CHANGE_PENDING = "CHANGE_PENDING"
+NO_PREVIOUS = "NO_PREVIOUS"
+NO_CONFIG_FILE = "NO_CONFIG_FILE"
+WRITE_FAILED = "WRITE_FAILED"
+
+CHANGED_CODE, REVERTED_CODE = "CONFIG_CHANGED", "CONFIG_REVERTED"
+
+
+def is_live(changed: Sequence[KeyPath]) -> bool:
+    return all(tuple(str(p) for p in path[:2]) in LIVE_KEYS for path in changed)
+
+
+def check_fixed(changed: Sequence[KeyPath]) -> None:
+    from config.patch import dotted
+    from uplink.commands import CommandError
+
+    fixed = [dotted(p) for p in changed if tuple(str(x) for x in p[:2]) in FIXED_KEYS]
+    if fixed:
+        reasons = [
+            f"{key}: not changed remotely (unsent records would stay behind)" for key in fixed
+        ]
+        raise CommandError(BAD_PATCH, "; ".join(reasons))
+
+
+def shadowed(touched: Sequence[KeyPath], overrides: Sequence[str]) -> list[str]:
+    """Patched keys a ``--set`` of this process overrides: the change would not
+    apply, so it is refused rather than silently ignored."""
+    from config.patch import dotted
+
+    keys = [item.partition("=")[0].strip() for item in overrides]
+    out = []
+    for path in touched:
+        key = dotted(path)
+        for k in keys:
+            if key == k or key.startswith(k + ".") or k.startswith(key + "."):
+                out.append(f"{key}: overridden by --set {k} on the command line")
+    return out
+
+
+def confirm_window(args: dict[str, Any]) -> int:
+    from uplink.commands import BAD_REQUEST, CommandError
+
+    window = args.get("confirm_within_s", CONFIRM_DEFAULT_S)
+    if not isinstance(window, int) or isinstance(window, bool):
+        raise CommandError(BAD_REQUEST, "confirm_within_s must be an integer of seconds")
+    if not CONFIRM_MIN_S <= window <= CONFIRM_MAX_S:
+        raise CommandError(
+            BAD_REQUEST, f"confirm_within_s must be {CONFIRM_MIN_S}..{CONFIRM_MAX_S}, got {window}"
+        )
+    return window
+
+
+def plan_set(
+    data: dict[str, Any], patch: Any, overrides: Sequence[str], running: Config
+) -> tuple[Config, dict[str, Any], list[KeyPath]]:
+    """The validated new config, its file data and the changed keys; refusals
+    as ``CommandError`` with ``key.path: reason`` lines. Touches no file."""
+    from config.loader import ConfigError, config_from_data, floats_from_decimal_strings
+    from config.patch import PatchError, changed_paths, merge
+    from uplink.commands import CommandError
+
+    try:
+        merged, touched = merge(data, patch)
+    except PatchError as exc:
+        raise CommandError(BAD_PATCH, str(exc)) from None
+    merged = floats_from_decimal_strings(merged)
+    if lines := shadowed(touched, overrides):
+        raise CommandError(BAD_PATCH, "; ".join(lines))
+    try:
+        new = config_from_data(merged, overrides)
+    except ConfigError as exc:
+        raise CommandError(INVALID_CONFIG, "; ".join(exc.errors)) from None
+    return new, merged, changed_paths(running.model_dump(), new.model_dump())
+
+
+def revert_failed_start(config_path: Path, error: str) -> bool:
+    """A switched config that stops the start (StartError) is reverted at once;
+    True when it was (the caller exits 75 to be started again)."""
+    try:
+        pending = files.read_pending(config_path)
+        if pending is None or not files.in_effect(config_path, pending):
+            return False
+        reason = f"the new config did not start: {error}"
+        files.revert(config_path, files.revert_note(pending, reason))
+    except (OSError, files.MarkerUnreadable) as exc:
+        log.error("config_revert_failed", error=str(exc))
+        return False
+    log.warning("config_reverted", command_id=pending.command_id, reason="start failed")
+    return True
+
+
+def edge_settings(cfg: Config) -> EdgeSettings:
+    from collector.edge import EdgeSettings
+
+    return EdgeSettings(
+        price_floors={g: Decimal(str(p)) for g, p in cfg.edge.price_floors.items()},
+        amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
+    )
+
+
+class ConfigChanges:
+    """The confirm watch (one task) and the ``config.set`` / ``config.rollback``
+    handlers of one running collector."""
+
+    def __init__(self, collector: Collector, config_path: Path, overrides: Sequence[str]) -> None:
+        self.collector = collector
+        self.path = config_path
+        self.overrides = list(overrides)
+        self.processor: CommandProcessor | None = None
+        self._armed = asyncio.Event()
+        self._pending: files.Pending | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        try:
+            pending = files.read_pending(config_path)
+        except files.MarkerUnreadable:
+            pending = None  # settled by cli before the config was read; cannot recur
+        if pending is not None and files.in_effect(config_path, pending):
+            self._arm(pending)
+
+    def _arm(self, pending: files.Pending) -> None:
+        self._pending = pending
+        self._armed.set()
+
+    # -- the watch -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver a revert note as CONFIG_REVERTED, then watch each change.
+        A bug here is logged, never a reason to stop collecting."""
+        try:
+            self._deliver_note()
+        except Exception:
+            log.exception("config_note_failed")
+        while True:
+            await self._armed.wait()
+            self._armed.clear()
+            if self._pending is not None:
+                try:
+                    await self._watch(self._pending)
+                except Exception:
+                    log.exception("config_watch_failed")
+
+    def _deliver_note(self) -> None:
+        note = files.read_note(self.path)
+        if note is None:
+            return
+        rid = f"device:{REVERTED_CODE}:{note.get('command_id')}:{note.get('reverted_at_ms')}"
+        if self._store_alarm(REVERTED_CODE, rid, note):
+            try:
+                files.drop_note(self.path)  # stored twice at worst: the same rid, deduplicated
+            except OSError as exc:  # never a reason to stop collecting
+                log.error("config_note_not_removed", error=str(exc))
+
+    def _store_alarm(self, code: str, rid: str, detail: dict[str, Any]) -> bool:
+        from buffer.store import StoreError
+        from collector.records import alarm_record
+
+        store, uplink = self.collector.store, self.collector.uplink
+        assert store is not None and uplink is not None
+        tz = self.collector.config.device.tzinfo
+        now = datetime.now(tz).replace(tzinfo=None)
+        _, body = alarm_record("device", code, True, now, tz, detail)
+        try:
+            store.append_record("alarm", rid, body)  # idempotent on rid
+        except StoreError as exc:
+            log.error("record_not_stored", kind="alarm", rid=rid, error=str(exc))
+            return False
+        uplink.wake()
+        return True
+
+    async def _watch(self, pending: files.Pending) -> None:
+        from buffer.store import StoreError
+
+        store, uplink = self.collector.store, self.collector.uplink
+        assert store is not None and uplink is not None
+        # Any batch the broker acknowledges from now on proves the link: with
+        # a backlog of unsent records (days offline) CONFIG_CHANGED itself is
+        # published only after them, possibly after the window.
+        acked_before = uplink.stats.messages
+        rid = f"device:{CHANGED_CODE}:{pending.command_id}"
+        detail = {
+            "command_id": pending.command_id,
+            "action": pending.action,
+            "changed": pending.changed,
+            "apply": pending.apply,
+        }
+        deadline = time.monotonic() + pending.remaining_now()
+        self._store_alarm(CHANGED_CODE, rid, detail)
+        while time.monotonic() < deadline:
+            try:
+                if uplink.stats.messages > acked_before or store.is_published("alarm", rid):
+                    files.confirm(self.path, pending)
+                    self._pending = None
+                    log.info("config_confirmed", command_id=pending.command_id)
+                    return
+            except (StoreError, OSError) as exc:
+                log.warning("config_confirm_check_failed", error=str(exc))
+            await asyncio.sleep(CONFIRM_POLL_S)
+        reason = f"platform not reached within {pending.window_s} s"
+        try:
+            files.revert(self.path, files.revert_note(pending, reason))
+        except OSError as exc:
+            log.error("config_revert_failed", error=str(exc))
+            return
+        log.warning("config_reverted", command_id=pending.command_id, reason=reason)
+        self.collector.request_restart()
+
+    # -- the commands ----------------------------------------------------------
+
+    def register(self, processor: CommandProcessor) -> None:
+        self.processor = processor
+        processor.register("config.set", self.config_set)
+        processor.register("config.rollback", self.config_rollback)
+
+    def _check_idle(self) -> None:
+        from uplink.commands import CommandError
+
+        if self._pending is not None or files.pending_path(self.path).exists():
+            raise CommandError(
+                CHANGE_PENDING, "a config change is waiting for confirmation; try after its window"
+            )
+
+    async def config_set(self, args: dict[str, Any]) -> dict[str, Any]:
+        from config.loader import ConfigError, read_toml
+        from config.toml_write import dumps
+        from uplink.commands import BAD_REQUEST, INTERNAL, CommandError
+
+        if unknown := sorted(set(args) - ARGS):
+            raise CommandError(BAD_REQUEST, f"unknown arguments: {', '.join(unknown)}")
+        window = confirm_window(args)
+        self._check_idle()
+        try:
+            data = read_toml(self.path)
+        except ConfigError as exc:
+            raise CommandError(NO_CONFIG_FILE, "; ".join(exc.errors)) from None
+        running = self.collector.config
+        new, merged, changed = plan_set(data, args.get("patch"), self.overrides, running)
+        if not changed:
+            return {"changed": [], "apply": "none"}
+        header = (
+            f"Written by config.set {self._command_id()} at "
+            f"{datetime.now().astimezone().isoformat(timespec='seconds')}; the file before it"
+            f" is {self.path.name}.prev.\nEvery key: config/example.toml of the release."
+        )
+        try:
+            text = dumps(merged, header).encode()
+        except ValueError as exc:  # a null inside an array: no TOML for it
+            raise CommandError(BAD_PATCH, f"patch: {exc}") from None
+        if tomllib.loads(text.decode()) != merged:  # the writer's contract, checked
+            raise CommandError(INTERNAL, "config.set: the TOML written would not read back")
+        check_fixed(changed)
+        return await self._switch("set", new, text, changed, window)
+
+    async def config_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        from config.loader import ConfigError, config_from_data, read_toml
+        from config.patch import changed_paths
+        from uplink.commands import BAD_REQUEST, CommandError
+
+        if unknown := sorted(set(args) - {"confirm_within_s"}):
+            raise CommandError(BAD_REQUEST, f"unknown arguments: {', '.join(unknown)}")
+        window = confirm_window(args)
+        self._check_idle()
+        previous = files.prev_path(self.path)
+        if not previous.exists():
+            raise CommandError(NO_PREVIOUS, f"{previous.name}: there is no previous config")
+        try:
+            new = config_from_data(read_toml(previous), self.overrides)
+        except ConfigError as exc:
+            lines = [line.replace(str(previous), previous.name) for line in exc.errors]
+            raise CommandError(INVALID_CONFIG, "; ".join(lines)) from None
+        changed = changed_paths(self.collector.config.model_dump(), new.model_dump())
+        check_fixed(changed)
+        return await self._switch("rollback", new, previous.read_bytes(), changed, window)
+
+    def _command_id(self) -> str:
+        processor = self.processor
+        current = None if processor is None else processor.current_id
+        return current or "unknown"
+
+    async def _switch(
+        self, action: str, new: Config, text: bytes, changed: list[KeyPath], window: int
+    ) -> dict[str, Any]:
+        from config.patch import dotted
+        from uplink.commands import CommandError
+
+        keys = [dotted(path) for path in changed]
+        apply = "live" if is_live(changed) else "restart"
+        pending = files.Pending.new(self._command_id(), action, keys, apply, window, text)
+        try:
+            files.switch(self.path, text, pending)
+        except OSError as exc:
+            # Each step is atomic: before the rename the old file is in place
+            # (a marker already written does not match it, so it goes); after
+            # it (only the directory fsync failed) the change is in effect.
+            if not files.in_effect(self.path, pending):
+                with contextlib.suppress(OSError):
+                    files.drop_marker(self.path)
+                reason = f"{self.path.name}: {exc.strerror or exc}"
+                raise CommandError(WRITE_FAILED, reason) from None
+            log.warning("config_switch_incomplete", error=str(exc))
+        log.info("config_switched", action=action, changed=keys, apply=apply, window_s=window)
+        if apply == "live":
+            self._apply_live(new)
+            self._arm(pending)
+        else:
+            self._restart_after_reply()
+        return {
+            "changed": keys,
+            "apply": apply,
+            "confirm_within_s": window,
+            "confirm_by_ms": pending.started_wall_ms + window * 1000,
+        }
+
+    def _apply_live(self, new: Config) -> None:
+        c = self.collector
+        c.config = new
+        if c.uplink is not None:
+            c.uplink.settings = dataclasses.replace(
+                c.uplink.settings, heartbeat_s=new.uplink.heartbeat_s
+            )
+        edge = edge_settings(new)
+        for port in c.ports:
+            port.sink.edge = edge
+        c.clock.step_threshold_ms = new.clock.step_threshold_ms
+        c.clock.alarm_threshold_ms = new.clock.alarm_threshold_ms
+
+    def _restart_after_reply(self) -> None:
+        from collector.command_setup import restart_after_reply
+
+        store = self.collector.store
+        assert store is not None
+        task = asyncio.get_running_loop().create_task(
+            restart_after_reply(store, self.collector.request_restart)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
