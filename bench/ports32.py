@@ -23,7 +23,8 @@ poll interval: a sale is seen at the pump's next poll.
 is end − steady). Also reported by ``idle``.
 
 ``--profile FILE``: the collector runs under pyinstrument (a dev
-dependency) and its text report goes to FILE when it stops — the hot-path
+dependency) and its report goes to FILE when it stops (text, or a session
+for ``pyinstrument --load`` when FILE ends in .pyisession) — the hot-path
 profile of docs/performance.md. Figures measured so are not the bench's.
 
 Prints one JSON line (``--json`` is accepted for bench/run.py).
@@ -74,9 +75,11 @@ def vm_kb(pid: int) -> dict[str, int]:
 def start_collector(work: Path, config: Path, profile: Path | None) -> stack.Proc:
     if profile is None:
         return stack.collector(work, config, [])
+    # A .pyisession file can be rendered again later (pyinstrument --load F).
+    renderer = "pyisession" if profile.suffix == ".pyisession" else "text"
     argv = [
-        sys.executable, "-m", "pyinstrument", "--renderer", "text", "--no-color",
-        "--outfile", str(profile), "-m", "collector", "run", "--config", str(config),
+        sys.executable, "-m", "pyinstrument", "--renderer", renderer, "--outfile", str(profile),
+        "-m", "collector", "run", "--config", str(config),
         "--set", f"control.socket={work / 'control.sock'}",
     ]  # fmt: skip
     return stack.Proc("collector", argv, work)

@@ -5,7 +5,8 @@
 Appends realistic orders (32 ports x 2 nozzles, the fields the port stores)
 with synchronous=FULL (power-safe: one fsync of the WAL per commit), in group
 commits of ``--batch`` orders (OrderStore.append_orders) and, for reference,
-one commit per order (append_order). Reports orders/s (wall), CPU µs per
+one commit per order (append_order), and PUBACK marks of one record each
+(mark_published: wall ms per mark). Reports orders/s (wall), CPU µs per
 order (process time), and bytes written to the device per order
 (/proc/self/io write_bytes: WAL appends + checkpoints, what the flash sees)
 and the file size per order after a checkpoint. ``--dir`` should be a real
@@ -102,6 +103,20 @@ def profiled(report: Path | None) -> Iterator[None]:
         report.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
 
 
+def marks(directory: Path, orders: int) -> dict[str, Any]:
+    """PUBACK marks one record at a time (what 32 busy ports cause: each sale is
+    published, and acknowledged, on its own): wall ms per mark_published."""
+    store = OrderStore(directory / "bench-marks.sqlite")
+    store.append_orders([order(i) for i in range(orders)])
+    records = store.unsent_page(0, orders)
+    wall0 = time.perf_counter()
+    for record in records:
+        store.mark_published([record])
+    wall = time.perf_counter() - wall0
+    store.close()
+    return {"marks": len(records), "ms_per_mark": round(wall / len(records) * 1e3, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=50_000)
@@ -119,8 +134,11 @@ def main() -> None:
         single = run(Path(tmp), args.single, 1)
         if not args.json:
             print(json.dumps(single))
+        mark = marks(Path(tmp), args.single)
+        if not args.json:
+            print(json.dumps(mark))
     if args.json:
-        print(json.dumps({"bench": "store", "group": group, "single": single}))
+        print(json.dumps({"bench": "store", "group": group, "single": single, "mark": mark}))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,9 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
         s = r["single"]
         return f"{_n(s['orders_per_s'])} orders/s, {s['cpu_us_per_order']:.0f} µs CPU", None
 
+    def mark(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        return f"{r['mark']['ms_per_mark']:.3f} ms on the event loop", None
+
     def flash(r: Mapping[str, Any]) -> tuple[str, bool | None]:
         b = float(r["group"]["file_bytes_per_order"])
         return f"{_n(b)} B (file ÷ orders)", b <= 300
@@ -127,6 +130,7 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
         ("store", "durable ingest, 100 orders per commit", "≥ 10 000 orders/s", ingest_rate),
         ("store", "durable ingest, CPU per order", "≤ 100 µs", ingest_cpu),
         ("store", "durable ingest, one order per commit (a port's sale)", NO_GOAL, ingest_single),
+        ("store", "PUBACK mark of one record (mark_published)", NO_GOAL, mark),
         ("drain", "drain to the broker", "≥ 20 000 orders/s", drain_rate),
         ("drain", "drain ÷ naive gmssl per-order publisher, same run", "≥ 30×", drain_ratio),
         ("drain", "bytes per order on the wire (payload)", "≤ 120 B", wire),
