@@ -47,10 +47,11 @@ demo: deps
 
 # One table of every figure beside its goal (bench/run.py, docs/performance.md).
 # Full: about 70 min (a 1 h RSS soak); QUICK=1 or bench-quick: about 8 min.
+# ONLY=store,drain runs some steps; NOTE="..." adds a line (the machine's load).
 # Results: test-artifacts/bench/latest.{json,md}; `make bench-docs` copies the
 # latest table into docs/performance.md.
 bench: deps
-	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(if $(NOTE),--note "$(NOTE)")
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(NOTE),--note "$(NOTE)")
 
 bench-quick: deps
 	$(BIN)/python bench/run.py --quick $(if $(NOTE),--note "$(NOTE)")
