@@ -144,10 +144,13 @@ def docs_block(report: dict[str, Any]) -> str:
     """The "Latest `make bench`" block of docs/performance.md, from a report."""
     m = report["machine"]
     rows = [table.Row(**r) for r in report["rows"]]
-    mode = "`make bench QUICK=1`" if report["quick"] else "`make bench`"
+    make = "make bench QUICK=1" if report["quick"] else "make bench"
+    script = "bench/run.py --quick" if report["quick"] else "bench/run.py"
+    if report.get("only"):
+        make, script = f"{make} ONLY={report['only']}", f"{script} --only {report['only']}"
     return "\n".join(
         [
-            f"Command: {mode} (`{report['command']}`), {report['started']} UTC, "
+            f"Command: `{make}` (`{script}`), {report['started']} UTC, "
             f"commit {report['commit']}, {report['wall_min']:.0f} min.",
             f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, "
             f"{m['os']}, kernel {m['kernel']}, Python {m['python']}.",
@@ -184,6 +187,7 @@ def main() -> int:
     report: dict[str, Any] = {
         "quick": args.quick,
         "command": " ".join(["bench/run.py", *sys.argv[1:]]),
+        "only": args.only or "",
         "started": started.strftime("%Y-%m-%d %H:%M"),
         "commit": commit(),
         "machine": machine(),
