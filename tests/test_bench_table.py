@@ -146,3 +146,31 @@ def test_replace_block_rewrites_only_between_the_markers() -> None:
     assert table.replace_block(new, "| newer |").count(table.BEGIN) == 1
     with pytest.raises(ValueError, match="markers"):
         table.replace_block("# no markers\n", "| x |")
+
+
+def bench_json(*argv: str) -> dict[str, Any]:
+    """Run a bench (tiny sizes) as bench/run.py does: its last stdout line is its JSON."""
+    import json
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / argv[0]), *argv[1:], "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def test_the_benches_json_is_what_the_table_reads() -> None:
+    """The JSON contract between the benches and the table, on real (tiny) runs
+    of the fast ones: their figures come out as measured lines, not ERROR. No
+    figure is compared with anything here; sizes are far too small to mean one."""
+    got = {
+        "store": bench_json("store.py", "--orders", "300", "--batch", "100", "--single", "20"),
+        "frames": bench_json("frames.py", "--seconds", "5"),
+        "drain": bench_json("drain.py", "--orders", "600", "--batch", "100", "--naive", "20"),
+    }
+    theirs = ("durable", "PUBACK", "drain", "bytes", "parse")
+    rows = [r for r in table.rows(got) if r.figure.startswith(theirs)]
+    assert len(rows) == 3 + 1 + 2 + 2 + 3
+    assert [r for r in rows if r.met == table.ERROR] == []
