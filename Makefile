@@ -57,7 +57,7 @@ bench-quick: deps
 	$(BIN)/python bench/run.py --quick $(if $(NOTE),--note "$(NOTE)")
 
 bench-docs:
-	$(BIN)/python bench/run.py --update-docs
+	$(PYTHON) bench/run.py --update-docs
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
