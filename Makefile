@@ -1,4 +1,4 @@
-# forecourt-collector — two entry points: `make demo` and `make test`.
+# forecourt-collector — entry points: `make demo`, `make test` and `make bench`.
 # Both install what is missing on a fresh Debian machine (as root): python3 and
 # venv, the package and its dependencies in .venv, and mosquitto, chromium and
 # chromium-driver (the web page test) from apt.
@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 PACKAGES := collector protocols buffer uplink config hil
 
-.PHONY: demo test lint deps system-deps clean
+.PHONY: demo test lint deps system-deps clean bench bench-quick bench-docs
 
 system-deps:
 	@if ! command -v $(PYTHON) >/dev/null 2>&1 || ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -44,6 +44,20 @@ test: lint
 # DEMO_BROKER_PORT (default 1883) and DEMO_SECONDS (run until Ctrl-C when unset).
 demo: deps
 	$(BIN)/python -m hil.demo
+
+# One table of every figure beside its goal (bench/run.py, docs/performance.md).
+# Full: about 70 min (a 1 h RSS soak); QUICK=1 or bench-quick: about 8 min.
+# ONLY=store,drain runs some steps; NOTE="..." adds a line (the machine's load).
+# Results: test-artifacts/bench/latest.{json,md}; `make bench-docs` copies the
+# latest table into docs/performance.md.
+bench: deps
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick) $(if $(ONLY),--only $(ONLY)) $(if $(NOTE),--note "$(NOTE)")
+
+bench-quick: deps
+	$(BIN)/python bench/run.py --quick $(if $(NOTE),--note "$(NOTE)")
+
+bench-docs:
+	$(PYTHON) bench/run.py --update-docs
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

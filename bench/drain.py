@@ -1,13 +1,15 @@
 """Backlog drain to a local mosquitto, and bytes on the wire per order (issue #6).
 
-    .venv/bin/python bench/drain.py [--orders 50000] [--batch 500] [--naive 2000]
+    .venv/bin/python bench/drain.py [--orders 50000] [--batch 500] [--naive 2000] [--json]
 
 Fills a store with ``--orders`` realistic orders (bench/store.py's), starts a
 real mosquitto, and lets the real Uplink drain the backlog: SM4-GCM envelopes,
 deflate, QoS 1, mark_published after every PUBACK. Then, in the same run, a naive
 publisher: each order sealed alone with pure-Python gmssl SM4-CBC and published
 alone at QoS 1, waiting for its PUBACK. Prints orders/s of both, the ratio,
-and payload bytes per order of the drain.
+and payload bytes per order of the drain, as one JSON object (``--json``
+is accepted for bench/run.py: the output is JSON either way). ``--profile
+FILE``: the drain (not the naive publisher) under pyinstrument, text to FILE.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiomqtt
 import structlog
 from gmssl.sm4 import SM4_ENCRYPT, CryptSM4  # type: ignore[import-untyped]
-from store import order  # bench/store.py
+from store import order, profiled  # bench/store.py
 
 from buffer.store import OrderStore
 from hil.stack import Mosquitto
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--inflight", type=int, default=8)
     parser.add_argument("--naive", type=int, default=2000)
+    parser.add_argument("--json", action="store_true", help="(the output is one JSON object)")
+    parser.add_argument("--profile", type=Path, help="pyinstrument text report of the drain")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
         work = Path(tmp)
@@ -86,7 +90,8 @@ def main() -> None:
         broker = Mosquitto(work / "broker")
         broker.start()
         try:
-            elapsed, uplink = asyncio.run(drain(store, broker.port, args.batch, args.inflight))
+            with profiled(args.profile):
+                elapsed, uplink = asyncio.run(drain(store, broker.port, args.batch, args.inflight))
             naive_s = asyncio.run(naive(broker.port, args.naive))
         finally:
             broker.stop()
@@ -95,6 +100,7 @@ def main() -> None:
         print(
             json.dumps(
                 {
+                    "bench": "drain",
                     "orders": args.orders,
                     "batch": args.batch,
                     "drain_orders_per_s": round(rate),

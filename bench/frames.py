@@ -1,6 +1,6 @@
 """Driver cost per frame: build a request + parse a response, for every protocol.
 
-    .venv/bin/python bench/frames.py [--seconds 60] [--protocol NAME]
+    .venv/bin/python bench/frames.py [--seconds 60] [--protocol NAME] [--json]
 
 Each driver polls its simulator responder in-process (no I/O): two pumps,
 four nozzles, fills every few simulated seconds, so the mix holds polls,
@@ -8,6 +8,7 @@ live-fill reports, sale records, totals and identities as on a busy bus.
 Only the driver's work is timed — ``next_request()`` (build) and
 ``receive_data()`` (parse into events) — and divided by the number of
 frames it built and parsed. The issue's goal: ≤ 50 µs per frame.
+One JSON line per protocol; ``--json``: one JSON object for all of them.
 """
 
 from __future__ import annotations
@@ -83,9 +84,15 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=600.0, help="simulated seconds")
     parser.add_argument("--protocol", action="append")
+    parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args()
+    results = {}
     for protocol in args.protocol or ["sinopec", "dart", "gilbarco"]:
-        print(json.dumps(run(protocol, args.seconds)))
+        results[protocol] = run(protocol, args.seconds)
+        if not args.json:
+            print(json.dumps(results[protocol]))
+    if args.json:
+        print(json.dumps({"bench": "frames", "simulated_s": args.seconds, "protocols": results}))
     return 0
 
 

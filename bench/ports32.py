@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/ports32.py idle [--seconds 30]
     .venv/bin/python bench/ports32.py busy [--orders 20] [--rate 0.5]
+    .venv/bin/python bench/ports32.py soak [--seconds 3600] [--rate 0.05]
 
 ``idle``: 32 dispenser simulators (Sinopec, DART, Gilbarco in turn, 4
 nozzles each, no sales), the collector polling all of them every 50 ms
@@ -16,7 +17,17 @@ arrival − hang-up over every order hung up once all 32 ports were collecting
 (goal: p99 ≤ 500 ms). This includes the
 poll interval: a sale is seen at the pump's next poll.
 
-Prints one JSON line.
+``soak``: the same station selling at ``--rate`` fills/s per port for
+``--seconds``; the collector's VmRSS after ``--warmup`` s (steady, goal
+≤ 40 MB), sampled every :data:`SOAK_SAMPLE_S`, and at the end (the growth
+is end − steady). Also reported by ``idle``.
+
+``--profile FILE``: the collector runs under pyinstrument (a dev
+dependency) and its report goes to FILE when it stops (text, or a session
+for ``pyinstrument --load`` when FILE ends in .pyisession) — the hot-path
+profile of docs/performance.md. Figures measured so are not the bench's.
+
+Prints one JSON line (``--json`` is accepted for bench/run.py).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -36,10 +48,58 @@ from hil import stack, station
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
+#: RSS sample period of the soak: 10 s is 360 samples in the hour, enough to
+#: see a slope, and nothing the collector notices.
+SOAK_SAMPLE_S = 10.0
+
+#: Longest clean stop of a profiled collector: pyinstrument renders its report
+#: after the daemon returned, which takes seconds for a long run.
+PROFILE_STOP_S = 120.0
+
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime
+
+
+def vm_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM of ``pid`` in KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            key, value = line.split(":")
+            out[key] = int(value.split()[0])
+    return out
+
+
+def start_collector(work: Path, config: Path, profile: Path | None) -> stack.Proc:
+    if profile is None:
+        return stack.collector(work, config, [])
+    # A .pyisession file can be rendered again later (pyinstrument --load F).
+    renderer = "pyisession" if profile.suffix == ".pyisession" else "text"
+    argv = [
+        sys.executable, "-m", "pyinstrument", "--renderer", renderer, "--outfile", str(profile),
+        "-m", "collector", "run", "--config", str(config),
+        "--set", f"control.socket={work / 'control.sock'}",
+    ]  # fmt: skip
+    return stack.Proc("collector", argv, work)
+
+
+def soak(collector: stack.Proc, receiver: stack.Proc, args: argparse.Namespace) -> dict[str, Any]:
+    pid = collector.popen.pid
+    time.sleep(args.warmup)
+    steady = vm_kb(pid)["VmRSS"]
+    samples = [steady]
+    began = time.monotonic()
+    while time.monotonic() - began < args.seconds:
+        time.sleep(min(SOAK_SAMPLE_S, max(0.0, args.seconds - (time.monotonic() - began))))
+        samples.append(vm_kb(pid)["VmRSS"])
+    delivered = sum(1 for x in receiver.snapshot() if x.get("type") == "order")
+    return {"bench": "soak_rss", "ports": args.ports, "warmup_s": args.warmup,
+            "soak_s": round(time.monotonic() - began), "rss_steady_kb": steady,
+            "rss_end_kb": samples[-1], "rss_max_kb": max(samples),
+            "growth_kb": samples[-1] - steady, "hwm_kb": vm_kb(pid)["VmHWM"],
+            "orders_delivered": delivered, "goal_rss_mb": 40}  # fmt: skip
 
 
 def quantile(values: list[float], q: float) -> float:
@@ -47,12 +107,14 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
+def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     PORTS = args.ports
     broker = stack.Mosquitto(work / "broker")
     broker.start()
     receiver = stack.receiver(work, broker.port, station.DEMO_KEYS)
-    orders = 0 if mode == "idle" else args.orders
+    orders = {"idle": 0, "busy": args.orders}.get(mode, 0)
+    if mode == "soak":  # selling for the whole soak, and a margin
+        orders = int((args.warmup + args.seconds) * args.rate) + 10
     sims = station.start_dispensers(
         work,
         PORTS,
@@ -65,8 +127,10 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
         work / "station.toml", work, broker.port, PORTS,
         poll_interval_ms=args.poll_ms, idle_poll_interval_ms=args.idle_poll_ms,
     )  # fmt: skip
-    collector = stack.collector(work, config, [])
+    collector = start_collector(work, config, args.profile)
     try:
+        if mode == "soak":
+            return soak(collector, receiver, args)
         if mode == "idle":
             time.sleep(5)  # start-up and first reads (identities, totals) done
             pid = collector.popen.pid
@@ -75,7 +139,7 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
             cpu1, t1 = cpu_seconds(pid), time.monotonic()
             return {"bench": "idle_cpu", "ports": PORTS, "seconds": round(t1 - t0, 1),
                     "cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / (t1 - t0), 2),
-                    "goal_pct": 2.0}  # fmt: skip
+                    "goal_pct": 2.0, "rss_kb": vm_kb(pid)["VmRSS"]}  # fmt: skip
         # Simulators fuel from their start, before the collector runs: measure
         # only sales hung up once every port is collecting.
         receiver.wait_lines(lambda x: x.get("type") == "order", PORTS, 120)
@@ -103,7 +167,7 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
                 "p99_by_protocol": p99s,
                 "collector_cpu_pct_of_one_core": round(busy_cpu, 1)}  # fmt: skip
     finally:
-        collector.stop()
+        collector.stop(PROFILE_STOP_S if args.profile else 10.0)
         for sim in sims.values():
             sim.stop()
         receiver.stop()
@@ -112,15 +176,22 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, object]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=["idle", "busy"])
+    p.add_argument("mode", choices=["idle", "busy", "soak"])
     p.add_argument("--ports", type=int, default=32)
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--poll-ms", type=int, default=200, help="poll interval (config default 200)")
     p.add_argument("--idle-poll-ms", type=int, default=1000, help="idle interval (default 1000)")
     p.add_argument("--orders", type=int, default=20, help="per port (busy)")
     p.add_argument("--fill-seconds", type=float, default=2.0, help="fuel flow time per fill")
-    p.add_argument("--rate", type=float, default=0.5, help="fills per second per port (busy)")
+    p.add_argument(
+        "--rate", type=float, default=None, help="fills/s per port (busy 0.5, soak 0.05)"
+    )
+    p.add_argument("--warmup", type=float, default=30, help="soak: seconds before the steady RSS")
+    p.add_argument("--profile", type=Path, help="run the collector under pyinstrument")
+    p.add_argument("--json", action="store_true", help="(the output is one JSON object)")
     args = p.parse_args()
+    if args.rate is None:
+        args.rate = 0.05 if args.mode == "soak" else 0.5
     with tempfile.TemporaryDirectory() as tmp:
         print(json.dumps(run(args.mode, args, Path(tmp))))
 

@@ -7,13 +7,16 @@ frame through one direct pty pair. Trips alternate (direct, relay, direct …)
 so both see the same machine load. Reported: p50 / p99 / max of each, the
 difference, and the relay's absolute p99 (an upper bound of what it adds).
 
-    .venv/bin/python bench/relay_latency.py [--rounds 2000]
+    .venv/bin/python bench/relay_latency.py [--rounds 2000] [--json]
+
+``--json``: one JSON object instead of the text (bench/run.py reads it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import platform
@@ -84,6 +87,7 @@ def quantiles(samples: list[float]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args()
     frame = SinopecPoller([1]).next_request()
     assert frame is not None
@@ -110,12 +114,24 @@ def main() -> None:
         child.join()
 
     base, through = quantiles(direct), quantiles(relayed)
+    added_p50 = through["p50"] - base["p50"]
+    added_p99 = through["p99"] - base["p99"]
+    if args.json:
+        result = {
+            "bench": "relay_latency_ms",
+            "rounds": args.rounds,
+            "direct": {k: round(v, 3) for k, v in base.items()},
+            "relay": {k: round(v, 3) for k, v in through.items()},
+            "added_p50": round(added_p50, 3),
+            "added_p99": round(added_p99, 3),
+            "goal_added_p99_ms": 2.0,
+        }
+        print(json.dumps(result))
+        return
     print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus")
     print(f"python {platform.python_version()}, rounds {args.rounds}, frame {len(frame)} B")
     for name, q in (("direct pty", base), ("relay", through)):
         print(f"{name:>11}: p50 {q['p50']:.3f} ms  p99 {q['p99']:.3f} ms  max {q['max']:.3f} ms")
-    added_p50 = through["p50"] - base["p50"]
-    added_p99 = through["p99"] - base["p99"]
     print(f"added: p50 {added_p50:.3f} ms  p99 {added_p99:.3f} ms  (goal p99 ≤ 2 ms)")
 
 

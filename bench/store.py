@@ -1,15 +1,18 @@
 """Durable ingest and flash bytes per order, measured for real (issue #6).
 
-    .venv/bin/python bench/store.py [--orders 50000] [--batch 100] [--dir /var/tmp]
+    .venv/bin/python bench/store.py [--orders 50000] [--batch 100] [--dir /var/tmp] [--json]
 
 Appends realistic orders (32 ports x 2 nozzles, the fields the port stores)
 with synchronous=FULL (power-safe: one fsync of the WAL per commit), in group
 commits of ``--batch`` orders (OrderStore.append_orders) and, for reference,
-one commit per order (append_order). Reports orders/s (wall), CPU µs per
+one commit per order (append_order), and PUBACK marks of one record each
+(mark_published: wall ms per mark). Reports orders/s (wall), CPU µs per
 order (process time), and bytes written to the device per order
 (/proc/self/io write_bytes: WAL appends + checkpoints, what the flash sees)
 and the file size per order after a checkpoint. ``--dir`` should be a real
-disk, not tmpfs (fsync on tmpfs is free).
+disk, not tmpfs (fsync on tmpfs is free). ``--json``: one JSON object holding
+both runs (bench/run.py reads it). ``--profile FILE``: the group-commit run
+under pyinstrument (a dev dependency), its text report to FILE.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +86,59 @@ def run(directory: Path, orders: int, batch: int) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def profiled(report: Path | None) -> Iterator[None]:
+    """Run the block under pyinstrument when ``report`` is given (text to that file)."""
+    if report is None:
+        yield
+        return
+    from pyinstrument import Profiler  # dev dependency: only for --profile
+
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        report.write_text(profiler.output_text(unicode=True, color=False, show_all=False))
+
+
+def marks(directory: Path, orders: int) -> dict[str, Any]:
+    """PUBACK marks one record at a time (what 32 busy ports cause: each sale is
+    published, and acknowledged, on its own): wall ms per mark_published."""
+    store = OrderStore(directory / "bench-marks.sqlite")
+    store.append_orders([order(i) for i in range(orders)])
+    records = store.unsent_page(0, orders)
+    wall0 = time.perf_counter()
+    for record in records:
+        store.mark_published([record])
+    wall = time.perf_counter() - wall0
+    store.close()
+    return {"marks": len(records), "ms_per_mark": round(wall / len(records) * 1e3, 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--single", type=int, default=2000, help="orders for the 1-per-commit run")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp"))
+    parser.add_argument("--json", action="store_true", help="one JSON object: both runs")
+    parser.add_argument("--profile", type=Path, help="pyinstrument text report of the group run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        print(json.dumps(run(Path(tmp), args.orders, args.batch)))
-        print(json.dumps(run(Path(tmp), args.single, 1)))
+        with profiled(args.profile):
+            group = run(Path(tmp), args.orders, args.batch)
+        if not args.json:
+            print(json.dumps(group))
+        single = run(Path(tmp), args.single, 1)
+        if not args.json:
+            print(json.dumps(single))
+        mark = marks(Path(tmp), args.single)
+        if not args.json:
+            print(json.dumps(mark))
+    if args.json:
+        print(json.dumps({"bench": "store", "group": group, "single": single, "mark": mark}))
 
 
 if __name__ == "__main__":

@@ -51,6 +51,60 @@ def test_unsent_in_publish_order_until_marked_sent(tmp_path: Path) -> None:
     assert store.unsent_counts() == {"order": 3}
 
 
+def test_marks_are_commits_a_killed_process_keeps(tmp_path: Path) -> None:
+    """PUBACK marks commit without an fsync of their own (synchronous=NORMAL,
+    docs/performance.md profile) but are still commits: a SIGKILLed writer
+    (page cache kept, as on any crash short of power loss) leaves them marked."""
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.sqlite"
+    script = f"""
+import time
+from pathlib import Path
+from buffer.store import OrderStore
+store = OrderStore(Path({str(path)!r}))
+for i in range(3):
+    store.append_order("p01.a1.n1", {{"order_no": str(i), "flags": []}}, source_key=str(i))
+unsent = store.unsent_page(0, 10)
+store.mark_published(unsent[:2])
+print("marked", flush=True)
+time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "marked"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    store = OrderStore(path)
+    assert [r.rid for r in store.unsent(0, 10)] == ["p01.a1.n1:3"]
+
+
+def test_after_a_mark_every_record_commits_with_fsync_again(tmp_path: Path) -> None:
+    """synchronous goes back to FULL after a mark, also after a mark that failed
+    (a technician's shell holding the write lock), so no record loses its fsync."""
+    path = tmp_path / "s.sqlite"
+    store = OrderStore(path)
+    store.append_order("p01.a1.n1", fields("1"), source_key="1")
+    store.append_order("p01.a1.n1", fields("2"), source_key="2")
+    first, second = store.unsent_page(0, 10)
+    full = 2  # PRAGMA synchronous: 1 NORMAL, 2 FULL
+    store.mark_published([first])
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == full
+    shell = sqlite3.connect(path)
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StoreError, match="mark records sent"):
+            store.mark_published([second])
+    finally:
+        shell.rollback()
+        shell.close()
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == full
+    assert [r.rid for r in store.unsent(0, 10)] == ["p01.a1.n1:2"]
+
+
 def test_everything_survives_reopen_and_the_chain_continues(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     store = OrderStore(path)
