@@ -261,9 +261,14 @@ class Collector:
         )
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
+        from uplink.failover import Endpoint
         from uplink.mqtt import Uplink, UplinkSettings
 
         u = self.config.uplink
+        endpoints = tuple(
+            Endpoint(e.label, e.host, e.port, e.interface, u.tls if e.tls is None else e.tls)
+            for e in u.endpoint_list()
+        )
         settings = UplinkSettings(
             device_id=self.config.device.id,
             host=u.host,
@@ -281,8 +286,43 @@ class Collector:
             reconnect_min_s=u.reconnect_min_s,
             reconnect_max_s=u.reconnect_max_s,
             version=version(),
+            endpoints=endpoints,
+            attempts_per_endpoint=u.attempts_per_endpoint,
+            probe_primary_s=u.probe_primary_s,
+            network_loss_after_s=u.network_loss_after_s,
         )
-        return Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
+        uplink = Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
+        self._hook_link_alarms(uplink, store)
+        return uplink
+
+    def _hook_link_alarms(self, uplink: Uplink, store: OrderStore) -> None:
+        """UPLINK_FAILOVER and NETWORK_LOSS (D18, F1) stored as ``uplink``
+        alarms; a state still raised by the last run is cleared when it ends."""
+        from datetime import datetime
+
+        from buffer.store import StoreError
+        from collector.records import alarm_record
+        from uplink.failover import NETWORK_LOSS, UPLINK_FAILOVER
+
+        tz = self.config.device.tzinfo
+
+        def raised(code: str) -> bool:
+            try:
+                last = store.last_record_under("alarm", f"uplink:{code}:")
+            except StoreError:
+                return False
+            return last is not None and last.get("state") == "raised"
+
+        uplink.failover.restore(
+            failover_raised=raised(UPLINK_FAILOVER), loss_raised=raised(NETWORK_LOSS)
+        )
+
+        def on_alarm(code: str, up: bool, detail: dict[str, Any]) -> None:
+            now = datetime.now(tz).replace(tzinfo=None)
+            rid, body = alarm_record("uplink", code, up, now, tz, detail)
+            store.append_record("alarm", rid, body)
+
+        uplink.on_alarm = on_alarm
 
     async def _open_ports(self, store: OrderStore, nozzles: NozzleTable, uplink: Uplink) -> None:
         """Build every port and open its line.
@@ -470,7 +510,6 @@ class Collector:
 
     def heartbeat(self, store: OrderStore, nozzles: NozzleTable) -> dict[str, Any]:
         """The heartbeat body (SPEC D7; platform-interface.md ``heartbeat``)."""
-        u = self.config.uplink
         try:
             st = os.statvfs(store.path.parent)
             disk_free_kb = st.f_bavail * st.f_frsize // 1024
@@ -485,7 +524,7 @@ class Collector:
             "nozzles": nozzles.states(),
             "unsent": store.unsent_counts(),
             "clock_offset_ms": self.clock.offset_ms,
-            "link": {"endpoint": f"{u.host}:{u.port}", "interface": None},
+            "link": self.uplink.link() if self.uplink is not None else None,
             "mem_kb": _rss_kb(),
             "disk_free_kb": disk_free_kb,
         }
