@@ -6,10 +6,13 @@ tests/test_failover_netns.py; the config side is at the end."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
+from config.loader import load_config
 from config.models import UplinkConfig
+from hil.stack import ROOT
 from uplink.failover import (
     NETWORK_LOSS,
     PROBES_TO_RETURN,
@@ -219,3 +222,17 @@ def test_only_an_endpoint_not_yet_failed_is_fresh_so_a_total_outage_backs_off() 
     assert p.failed(1.5, "unreachable") and not p.fresh_target
     p.connected(2.0)
     assert p.lost(3.0, "gone") and p.fresh_target, "a connect starts a new round"
+
+
+def test_the_commented_endpoints_of_example_toml_load(tmp_path: Path) -> None:
+    """config/example.toml documents [[uplink.endpoints]] in comments: the
+    commented block, switched on in place of host/port, is a valid config."""
+    text = (ROOT / "config" / "example.toml").read_text()
+    text = text.replace('host = "mqtt.platform.example.cn"\nport = 8883\n', "", 1)
+    start = text.index('# [[uplink.endpoints]]\n# name = "wired"')
+    end = text.index('# interface = "wwan0"') + len('# interface = "wwan0"')
+    block = "\n".join(line.removeprefix("# ") for line in text[start:end].splitlines())
+    config = tmp_path / "example.toml"
+    config.write_text(text[:start] + block + text[end:])
+    endpoints = load_config(config).uplink.endpoint_list()
+    assert [(e.label, e.interface) for e in endpoints] == [("wired", "eth0"), ("4g", "wwan0")]
