@@ -306,15 +306,24 @@ class Collector:
 
         tz = self.config.device.tzinfo
 
-        def raised(code: str) -> bool:
+        def raised(code: str) -> dict[str, Any] | None:
             try:
                 last = store.last_record_under("alarm", f"uplink:{code}:")
             except StoreError:
-                return False
-            return last is not None and last.get("state") == "raised"
+                return None
+            return last if last is not None and last.get("state") == "raised" else None
 
+        now_ms = time.time_ns() // 1_000_000
+        loss = raised(NETWORK_LOSS)
+        since = None
+        if loss is not None:  # an outage the last run did not see end
+            since = loss.get("detail", {}).get("down_since_ms")
+            since = since if isinstance(since, int) else now_ms
         uplink.failover.restore(
-            failover_raised=raised(UPLINK_FAILOVER), loss_raised=raised(NETWORK_LOSS)
+            time.monotonic(),
+            now_ms,
+            failover_raised=raised(UPLINK_FAILOVER) is not None,
+            loss_down_since_ms=since,
         )
 
         def on_alarm(code: str, up: bool, detail: dict[str, Any]) -> None:

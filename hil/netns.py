@@ -12,7 +12,8 @@ real gateway: only the interface a socket is bound to (SO_BINDTODEVICE)
 decides which link it takes — while both are up, an unbound socket always
 takes the wired one. ``cut("wired")`` sets the root side of the pair down
 (a pulled cable: the route goes with it); ``restore("wired")`` brings it and
-its route back.
+its route back. ``black_hole("wired")`` drops the replies instead, the
+interface staying up: only keepalive and timeouts can tell.
 
 Needs root (CAP_NET_ADMIN) and iproute2; :func:`unavailable` says why not.
 Every name carries a per-run tag so parallel test workers never meet, and
@@ -96,6 +97,12 @@ class TwoLinks:
     def cut(self, link: str) -> None:
         """Set the link's interface down (its routes go with it)."""
         _ip("link", "set", self.interfaces[link], "down")
+
+    def black_hole(self, link: str, on: bool = True) -> None:
+        """The platform side drops every reply to the link's address while the
+        link itself stays up (a dead upstream behind a live modem)."""
+        verb = "add" if on else "del"
+        _ip("-n", self.netns, "route", verb, "blackhole", f"{self.local[link]}/32")
 
     def operstate(self, link: str) -> str:
         path = Path("/sys/class/net") / self.interfaces[link] / "operstate"

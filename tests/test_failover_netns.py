@@ -77,6 +77,7 @@ class Platform:
         )
 
     def start_collector(self, store: Path, pump: Path, **uplink: Any) -> Proc:
+        # Each start its own log: collector.log, collector1.log, …
         """``forecourt run`` in the root namespace, with the two endpoints."""
         text = DEMO_CONFIG.read_text().replace('host = "127.0.0.1"\nport = 1883\n', "")
         assert "port = 1883" not in text
@@ -104,7 +105,8 @@ class Platform:
             f"uplink.endpoints={endpoints}",
             *(f"uplink.{k}={v}" for k, v in settings.items()),
         ]
-        proc = stack.collector(self.work, config, overrides)
+        started = sum(1 for p in self.procs if p.name.startswith("collector"))
+        proc = stack.collector(self.work, config, overrides, f"collector{started or ''}")
         self.procs.append(proc)
         return proc
 
@@ -210,6 +212,58 @@ def test_both_links_cut_raise_network_loss_and_lose_no_order(platform: Platform)
     assert cleared["detail"]["outage_s"] >= 5
     platform.links.restore("wired")
     platform.wait_link("wired")
+    assert_every_order_once(pump_proc, platform)
+
+
+def test_an_outage_across_a_restart_is_one_network_loss(platform: Platform) -> None:
+    """F1 with store first: NETWORK_LOSS raised by one run while both links
+    are cut is cleared by the next run (the state read back from the store),
+    with the outage counted from its stored start — one raise, one clear."""
+    pump_proc, pump = dispenser(platform, rate=2.0)
+    store = platform.work / "store.sqlite"
+    first = platform.start_collector(store, pump, network_loss_after_s=2)
+    platform.wait_link("wired")
+    platform.links.cut("wired")
+    platform.links.cut("4g")
+    log = platform.work / "collector.log"
+    stack.wait_until(lambda: '"NETWORK_LOSS"' in log.read_text(), 30, "NETWORK_LOSS stored")
+    assert first.stop() == 0
+    outage_started = time.monotonic()
+    platform.start_collector(store, pump, network_loss_after_s=2)
+    time.sleep(4)  # the second run is offline too, beyond the threshold
+    platform.links.restore("wired")
+    platform.wait_alarm("NETWORK_LOSS", "cleared")
+    raised, cleared = platform.alarms("NETWORK_LOSS")
+    assert (raised["state"], cleared["state"]) == ("raised", "cleared")
+    assert cleared["detail"]["outage_s"] >= round(time.monotonic() - outage_started) - 1
+    assert_every_order_once(pump_proc, platform)
+    assert len(platform.alarms("NETWORK_LOSS")) == 2, "the second run raised none of its own"
+
+
+def test_a_dead_path_behind_a_live_interface_is_left_by_keepalive(platform: Platform) -> None:
+    """D18, the harder case: wired stays up but nothing comes back (a black
+    hole upstream). MQTT keepalive (or the PUBACK timeout) ends the session,
+    the bound connect to wired times out, 4G takes over; the primary's probes
+    time out until the path is back, then the collector returns."""
+    pump_proc, pump = dispenser(platform, rate=1.0)
+    platform.start_collector(
+        platform.work / "store.sqlite", pump, attempts_per_endpoint=1, probe_primary_s=1
+    )
+    platform.wait_link("wired")
+    platform.receiver.wait_lines(lambda line: line.get("type") == "order", 3, 60)
+
+    platform.links.black_hole("wired")
+    assert platform.links.operstate("wired") == "up"
+    platform.wait_link("4g", timeout=90)
+    platform.wait_alarm("UPLINK_FAILOVER", "raised")
+    log = platform.work / "collector.log"
+    stack.wait_until(
+        lambda: '"answered": false' in log.read_text(), 30, "a probe of wired timing out"
+    )
+    assert platform.lines("heartbeat")[-1]["body"]["link"]["name"] == "4g"
+    platform.links.black_hole("wired", on=False)
+    platform.wait_link("wired", timeout=60)
+    platform.wait_alarm("UPLINK_FAILOVER", "cleared")
     assert_every_order_once(pump_proc, platform)
 
 

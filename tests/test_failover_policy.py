@@ -143,10 +143,13 @@ def test_a_short_outage_raises_no_network_loss() -> None:
 
 
 def test_states_restored_from_the_store_are_cleared_when_they_end() -> None:
+    """A restart during an outage on a backup: both states end at the next
+    connect to the primary; the outage counts from its stored start."""
     p = policy()
-    p.restore(failover_raised=True, loss_raised=True)
-    codes = {(a.code, a.raised) for a in p.connected(5.0)}
-    assert codes == {(NETWORK_LOSS, False), (UPLINK_FAILOVER, False)}
+    p.restore(0.0, 1_000_000, failover_raised=True, loss_down_since_ms=1_000_000 - 300_000)
+    alarms = {(a.code, a.raised): a.detail for a in p.connected(5.0)}
+    assert set(alarms) == {(NETWORK_LOSS, False), (UPLINK_FAILOVER, False)}
+    assert alarms[(NETWORK_LOSS, False)]["outage_s"] == 305
 
 
 def test_alarm_details_are_storable_canonical_json() -> None:

@@ -142,11 +142,16 @@ class FailoverPolicy:
     def on_backup(self) -> bool:
         return self.active is not None and self.active != 0
 
-    def restore(self, *, failover_raised: bool, loss_raised: bool) -> None:
-        """Alarm states the store says are raised (a restart during an
-        outage or on a backup): they are cleared when they end, not forgotten."""
+    def restore(
+        self, now: float, now_ms: int, *, failover_raised: bool, loss_down_since_ms: int | None
+    ) -> None:
+        """Alarm states the store says are raised (a restart during an outage
+        or on a backup): cleared when they end, not forgotten. An outage
+        still raised counts from its stored start (``down_since_ms``)."""
         self.failover_raised = failover_raised
-        self.loss_raised = loss_raised
+        if loss_down_since_ms is not None:
+            self.loss_raised = True
+            self._down_since = min(now, now - (now_ms - loss_down_since_ms) / 1000)
 
     # --- what happened -------------------------------------------------
 
