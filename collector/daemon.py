@@ -292,46 +292,10 @@ class Collector:
             network_loss_after_s=u.network_loss_after_s,
         )
         uplink = Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
-        self._hook_link_alarms(uplink, store)
+        from collector.link_alarms import hook_link_alarms
+
+        hook_link_alarms(uplink, store, self.config.device.tzinfo)
         return uplink
-
-    def _hook_link_alarms(self, uplink: Uplink, store: OrderStore) -> None:
-        """UPLINK_FAILOVER and NETWORK_LOSS (D18, F1) stored as ``uplink``
-        alarms; a state still raised by the last run is cleared when it ends."""
-        from datetime import datetime
-
-        from buffer.store import StoreError
-        from collector.records import alarm_record
-        from uplink.failover import NETWORK_LOSS, UPLINK_FAILOVER
-
-        tz = self.config.device.tzinfo
-
-        def raised(code: str) -> dict[str, Any] | None:
-            try:
-                last = store.last_record_under("alarm", f"uplink:{code}:")
-            except StoreError:
-                return None
-            return last if last is not None and last.get("state") == "raised" else None
-
-        now_ms = time.time_ns() // 1_000_000
-        loss = raised(NETWORK_LOSS)
-        since = None
-        if loss is not None:  # an outage the last run did not see end
-            since = loss.get("detail", {}).get("down_since_ms")
-            since = since if isinstance(since, int) else now_ms
-        uplink.failover.restore(
-            time.monotonic(),
-            now_ms,
-            failover_raised=raised(UPLINK_FAILOVER) is not None,
-            loss_down_since_ms=since,
-        )
-
-        def on_alarm(code: str, up: bool, detail: dict[str, Any]) -> None:
-            now = datetime.now(tz).replace(tzinfo=None)
-            rid, body = alarm_record("uplink", code, up, now, tz, detail)
-            store.append_record("alarm", rid, body)
-
-        uplink.on_alarm = on_alarm
 
     async def _open_ports(self, store: OrderStore, nozzles: NozzleTable, uplink: Uplink) -> None:
         """Build every port and open its line.

@@ -62,11 +62,12 @@ def bind_client(client: Any, interface: str, timeout: float) -> None:
     (aiomqtt's ``socket_options`` are set after it, too late to choose the
     path), so the paho client's socket factory — ``_create_socket_connection``,
     present from paho 1.5 to 2.2 — is replaced on this one client instance. A
-    paho without it fails here, loudly, rather than connecting unbound.
+    paho without it fails every connect through an interface, logged with
+    this reason, rather than connecting unbound (the ports keep collecting).
     """
     paho = client._client
     if not callable(getattr(paho, "_create_socket_connection", None)):
-        raise RuntimeError("paho-mqtt has no _create_socket_connection: cannot bind a socket")
+        raise OSError("paho-mqtt has no _create_socket_connection: cannot bind to " + interface)
 
     def create() -> socket.socket:
         return open_connection(paho._host, paho._port, interface, timeout)
