@@ -59,9 +59,7 @@ class TwoLinks:
     def __init__(self) -> None:
         tag = secrets.token_hex(3)
         self.netns = f"fc{tag}"
-        # 10.X.0.0/16 per run; a second worker drawing the same X (1 in 200)
-        # is refused by build() (the route exists) rather than crossed.
-        self.subnet = 16 + secrets.randbelow(200)
+        self.subnet, self._claim = _claim_subnet()
         self.broker_host = f"10.{self.subnet}.9.1"
         self.interfaces = {"wired": f"fw{tag}", "4g": f"f4{tag}"}
         self.local = {"wired": f"10.{self.subnet}.1.1", "4g": f"10.{self.subnet}.2.1"}
@@ -73,8 +71,6 @@ class TwoLinks:
 
     def build(self) -> None:
         n = self.netns
-        if _ip("route", "show", f"10.{self.subnet}.0.0/16", check=False).stdout.strip():
-            raise RuntimeError(f"10.{self.subnet}.0.0/16 is in use here")
         _ip("netns", "add", n)
         _ip("-n", n, "link", "set", "lo", "up")
         _ip("-n", n, "addr", "add", f"{self.broker_host}/32", "dev", "lo")
@@ -160,3 +156,26 @@ class TwoLinks:
         for dev in self.interfaces.values():
             _ip("link", "del", dev, check=False)  # takes its peer with it
         _ip("netns", "del", self.netns, check=False)
+        self._claim.unlink(missing_ok=True)
+
+
+#: Where runs claim their 10.X.0.0/16 (one file per X, created exclusively), so
+#: two test workers never draw the same subnet and overwrite each other's route.
+CLAIMS = Path("/tmp")
+#: Candidate X values: 10.16.0.0 .. 10.215.0.0, clear of the usual 10.0.x LANs.
+SUBNET_FIRST, SUBNET_COUNT = 16, 200
+
+
+def _claim_subnet() -> tuple[int, Path]:
+    for _ in range(SUBNET_COUNT):
+        x = SUBNET_FIRST + secrets.randbelow(SUBNET_COUNT)
+        claim = CLAIMS / f"forecourt-netns-10.{x}.claim"
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        except FileExistsError:
+            continue
+        if _ip("route", "show", "root", f"10.{x}.0.0/16", check=False).stdout.strip():
+            claim.unlink()  # a network of this machine's own: never used
+            continue
+        return x, claim
+    raise RuntimeError(f"no free 10.X.0.0/16 among {SUBNET_COUNT} (stale claims in {CLAIMS}?)")
