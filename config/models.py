@@ -282,9 +282,12 @@ class UplinkConfig(BaseModel):
             return self
         errors: list[_LocatedError] = []
         for key in ("host", "port"):
-            if key in self.model_fields_set:
+            # At its default it says nothing (a full dump of a running config
+            # carries the defaults back); anything else would be ignored silently.
+            value = getattr(self, key)
+            if key in self.model_fields_set and value != type(self).model_fields[key].default:
                 reason = "give either uplink.host/port or [[uplink.endpoints]], not both"
-                errors.append(((key,), reason, getattr(self, key)))
+                errors.append(((key,), reason, value))
         seen: set[str] = set()
         for i, endpoint in enumerate(self.endpoints):
             if endpoint.label in seen:

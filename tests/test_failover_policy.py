@@ -179,6 +179,16 @@ def test_the_host_port_shorthand_is_one_endpoint() -> None:
     )
 
 
+def test_a_dumped_config_with_endpoints_validates_again() -> None:
+    """A full dump carries host/port at their defaults beside the endpoints
+    (config.get, a config written back): that is not "both"."""
+    u = UplinkConfig.model_validate({**BASE, "endpoints": [{"name": "wired", "host": "10.1.0.1"}]})
+    again = UplinkConfig.model_validate(
+        {k: v for k, v in u.model_dump(mode="json").items() if v is not None}
+    )
+    assert [e.label for e in again.endpoint_list()] == ["wired"]
+
+
 def test_endpoints_in_order_with_interfaces() -> None:
     u = UplinkConfig.model_validate(
         {
