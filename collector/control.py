@@ -235,8 +235,10 @@ async def q_buffer(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
 async def q_uplink(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     u = c.config.uplink
     stats = c.uplink.stats if c.uplink is not None else None
+    link = c.uplink.link() if c.uplink is not None else None
     return {
-        "endpoint": f"{u.host}:{u.port}",
+        "endpoint": link["endpoint"] if link else f"{u.host}:{u.port}",
+        "link": link,
         "tls": u.tls,
         "connected": bool(stats and stats.connected),
         "connects": stats.connects if stats else 0,

@@ -282,9 +282,14 @@ class Collector:
             self.config_changes.register(self.commands)
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
+        from uplink.failover import Endpoint
         from uplink.mqtt import Uplink, UplinkSettings
 
         u = self.config.uplink
+        endpoints = tuple(
+            Endpoint(e.label, e.host, e.port, e.interface, u.tls if e.tls is None else e.tls)
+            for e in u.endpoint_list()
+        )
         settings = UplinkSettings(
             device_id=self.config.device.id,
             host=u.host,
@@ -302,8 +307,16 @@ class Collector:
             reconnect_min_s=u.reconnect_min_s,
             reconnect_max_s=u.reconnect_max_s,
             version=version(),
+            endpoints=endpoints,
+            attempts_per_endpoint=u.attempts_per_endpoint,
+            probe_primary_s=u.probe_primary_s,
+            network_loss_after_s=u.network_loss_after_s,
         )
-        return Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
+        uplink = Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
+        from collector.link_alarms import hook_link_alarms
+
+        hook_link_alarms(uplink, store, self.config.device.tzinfo)
+        return uplink
 
     async def _open_ports(self, store: OrderStore, nozzles: NozzleTable, uplink: Uplink) -> None:
         """Build every port and open its line.
@@ -530,7 +543,6 @@ class Collector:
 
     def heartbeat(self, store: OrderStore, nozzles: NozzleTable) -> dict[str, Any]:
         """The heartbeat body (SPEC D7; platform-interface.md ``heartbeat``)."""
-        u = self.config.uplink
         try:
             st = os.statvfs(store.path.parent)
             disk_free_kb = st.f_bavail * st.f_frsize // 1024
@@ -545,7 +557,7 @@ class Collector:
             "nozzles": nozzles.states(),
             "unsent": store.unsent_counts(),
             "clock_offset_ms": self.clock.offset_ms,
-            "link": {"endpoint": f"{u.host}:{u.port}", "interface": None},
+            "link": self.uplink.link() if self.uplink is not None else None,
             "mem_kb": _rss_kb(),
             "disk_free_kb": disk_free_kb,
         }

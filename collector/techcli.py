@@ -256,6 +256,10 @@ def _show(command: str, data: Any, as_json: bool) -> None:
         _table(rows, ("kind", "stored", "unsent"))
     elif command == "uplink":
         for key, value in data.items():
+            if key == "link" and isinstance(value, dict):
+                via = f" via {value['interface']}" if value.get("interface") else ""
+                role = "primary" if value.get("primary") else "backup"
+                value = f"{value.get('name')} ({value.get('endpoint')}{via}, {role})"
             print(f"{key:12} {value}")
     elif command == "capture":
         print(f"port {data['port']} ({data['protocol']}), {len(data['frames'])} chunks")

@@ -88,6 +88,13 @@ def test_every_command_live_then_from_the_store(tmp_path: Path, broker: Mosquitt
 
         uplink = as_json(config, "uplink")
         assert uplink["connected"] is True and uplink["records"] >= ORDERS
+        # D18: the one endpoint of the host/port shorthand is the primary, unbound.
+        assert uplink["link"] == {
+            "name": uplink["endpoint"], "endpoint": uplink["endpoint"], "interface": None,
+            "primary": True, "connected": True,
+        }  # fmt: skip
+        rc, out, _ = forecourt(config, "uplink")
+        assert rc == 0 and f"{uplink['endpoint']} ({uplink['endpoint']}, primary)" in out
 
         tanks = as_json(config, "tanks")
         assert tanks == {"gauge_online": None, "tanks": []}  # the gauge is off in the demo

@@ -96,6 +96,8 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
 
         login(browser, url, PASSWORD)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ports .card"))
+        link = wait.until(lambda d: d.find_elements(By.ID, "link"))[0].text
+        assert link == f"127.0.0.1:{broker.port}", "the endpoint in use (D18), the primary"
         nozzle = "#nozzles [data-state='fuelling']"
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, nozzle))
         shot(browser, "2-fuelling")

@@ -12,7 +12,9 @@ A lost connection drops every in-flight batch on the floor — they are still
 unsent in the store and go out again, in the same order, after reconnect.
 
 aiomqtt 2.x does not reconnect by itself, so :meth:`Uplink.run` wraps each
-connection in a loop with exponential backoff and full jitter.
+connection in a loop with exponential backoff and full jitter, over an
+ordered list of endpoints (SPEC D18): uplink/failover.py decides which one
+and when to go back to the primary, uplink/links.py binds and probes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,11 @@ import aiomqtt
 import structlog
 
 from buffer.store import OrderStore, StoredRecord, StoreError
+from uplink import links
 from uplink.envelope import seal, seal_plaintext
+from uplink.failover import Backoff, Endpoint, FailoverPolicy, LinkAlarm
+
+__all__ = ["Backoff", "Endpoint", "Uplink", "UplinkSettings", "UplinkStats", "batches"]
 
 _RESENT_TRUE = '"resent":true'
 _RESENT_FALSE = '"resent":false'
@@ -49,6 +54,11 @@ OFFLINE_NOTICE_S = 2.0
 
 #: A connection that lived this long was healthy: the backoff starts over.
 HEALTHY_AFTER_S = 30.0
+
+#: Seconds between two looks at the bound interface's state: reading one sysfs
+#: file is cheap, and a pulled cable or a dead modem is then left within a
+#: second instead of after keepalive (up to 1.5 x 60 s) or a publish timeout.
+INTERFACE_CHECK_S = 1.0
 
 #: Commands waiting for the command worker. The platform sends a few a day;
 #: 16 absorbs a burst, and beyond that a flood is dropped (and counted) here
@@ -75,9 +85,19 @@ class UplinkSettings:
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
     version: str = "0"
+    #: Ordered, the primary first; empty: the one ``host:port`` above.
+    endpoints: tuple[Endpoint, ...] = ()
+    attempts_per_endpoint: int = 2
+    probe_primary_s: float = 60.0
+    network_loss_after_s: float = 120.0
 
     def topic(self, leaf: str) -> str:
         return f"forecourt/v1/{self.device_id}/{leaf}"
+
+    def endpoint_list(self) -> tuple[Endpoint, ...]:
+        if self.endpoints:
+            return self.endpoints
+        return (Endpoint(f"{self.host}:{self.port}", self.host, self.port, None, self.tls),)
 
 
 @dataclass(slots=True)
@@ -90,23 +110,6 @@ class UplinkStats:
     last_error: str | None = None
 
 
-class Backoff:
-    """Exponential backoff with full jitter (a delay uniform in [0, cap])."""
-
-    def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
-        self.minimum, self.maximum = minimum, maximum
-        self._attempt = 0
-        self._rng = rng or random.Random()
-
-    def reset(self) -> None:
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        cap = min(self.maximum, self.minimum * (2**self._attempt))
-        self._attempt = min(self._attempt + 1, 32)
-        return self.minimum / 2 + self._rng.uniform(0, cap)
-
-
 def batches(records: list[StoredRecord]) -> list[list[StoredRecord]]:
     """Split publish-ordered records into runs of one kind (one topic each)."""
     runs: list[list[StoredRecord]] = []
@@ -116,6 +119,10 @@ def batches(records: list[StoredRecord]) -> list[list[StoredRecord]]:
         else:
             runs.append([record])
     return runs
+
+
+class _BackToPrimary(Exception):
+    """The primary answered its probes: close the backup session cleanly."""
 
 
 class Uplink:
@@ -133,8 +140,18 @@ class Uplink:
         #: Set by the daemon to accept down/cmd (uplink/commands.py): called with
         #: each payload, one at a time, by :meth:`_command_worker`.
         self.on_command: Callable[[bytes], Awaitable[None]] | None = None
+        #: Set by the daemon to store the link alarms (UPLINK_FAILOVER,
+        #: NETWORK_LOSS): called with (code, raised, detail); store first.
+        self.on_alarm: Callable[[str, bool, dict[str, Any]], None] | None = None
         self.commands_dropped = 0
         self._commands: asyncio.Queue[bytes] = asyncio.Queue(COMMAND_QUEUE_MAX)
+        self.failover = FailoverPolicy(
+            settings.endpoint_list(),
+            attempts_per_endpoint=settings.attempts_per_endpoint,
+            probe_every_s=settings.probe_primary_s,
+            network_loss_after_s=settings.network_loss_after_s,
+            now=time.monotonic(),
+        )
 
     def wake(self) -> None:
         """Something new is committed: look at the store again."""
@@ -148,53 +165,115 @@ class Uplink:
         self.wake()
         return n
 
+    def link(self) -> dict[str, Any]:
+        """The heartbeat's ``link``: the endpoint in use (or being tried)."""
+        endpoint = self.failover.target
+        return {
+            "name": endpoint.name,
+            "endpoint": endpoint.address,
+            "interface": endpoint.interface,
+            "primary": self.failover.index == 0,
+            "connected": self.stats.connected,
+        }
+
     async def run(self) -> None:
+        policy = self.failover
         backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         while True:
+            endpoint = policy.target
             started = time.monotonic()
+            self.stats.connected = False
+            error: BaseException | None = None
             try:
-                await self._session()
-            except (aiomqtt.MqttError, OSError, StoreError) as exc:
-                self._down(exc)
+                await self._session(endpoint)
+            except (aiomqtt.MqttError, OSError, StoreError, _BackToPrimary) as exc:
+                error = exc
             except ExceptionGroup as group:
                 # A store that cannot be read or marked (disk full, locked) is
                 # handled like a lost link: back off and try again; it never
                 # takes the ports down with it.
-                link_errors, rest = group.split((aiomqtt.MqttError, OSError, StoreError))
+                expected = (aiomqtt.MqttError, OSError, StoreError, _BackToPrimary)
+                link_errors, rest = group.split(expected)
                 if rest is not None:
                     raise rest from None
                 assert link_errors is not None
-                self._down(link_errors.exceptions[0])
-            if time.monotonic() - started > HEALTHY_AFTER_S:
+                back = link_errors.subgroup(_BackToPrimary)
+                error = (back or link_errors).exceptions[0]
+            was_up = self.stats.connected
+            now = time.monotonic()
+            if isinstance(error, _BackToPrimary):
+                self.stats.connected = False
+                policy.leave_for_primary(now)
+                log.info("uplink_return", to=policy.primary.name)
+                await asyncio.sleep(backoff.first_delay())
+                continue
+            self._down(error, endpoint)
+            link_down = endpoint.interface is not None and links.interface_down(endpoint.interface)
+            reason = "interface down" if link_down else str(error)
+            if was_up:
+                moved = policy.lost(now, reason, link_down=link_down)
+            else:
+                moved = policy.failed(now, reason, link_down=link_down)
+            if was_up and now - started > HEALTHY_AFTER_S:
                 backoff.reset()
-            delay = backoff.next_delay()
-            log.info("uplink_retry", in_s=round(delay, 2))
-            await asyncio.sleep(delay)
+            # A new endpoint is tried promptly; once all have failed, the
+            # backoff grows whichever one is next (a total outage stays bounded).
+            fresh = moved and policy.fresh_target
+            delay = backoff.first_delay() if fresh else backoff.next_delay()
+            log.info("uplink_retry", in_s=round(delay, 2), endpoint=policy.target.name)
+            await self._wait_retry(delay)
 
-    def _down(self, exc: BaseException) -> None:
+    async def _wait_retry(self, delay: float) -> None:
+        """Sleep ``delay``, raising NETWORK_LOSS (F1) when it falls due meanwhile."""
+        until = time.monotonic() + delay
+        while (left := until - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, self.failover.loss_in(time.monotonic())))
+            self._emit(self.failover.check_loss(time.monotonic(), time.time_ns() // 1_000_000))
+
+    def _emit(self, alarms: list[LinkAlarm]) -> None:
+        for alarm in alarms:
+            log.warning("link_alarm", code=alarm.code, raised=alarm.raised, **alarm.detail)
+            if self.on_alarm is not None:
+                try:
+                    self.on_alarm(alarm.code, alarm.raised, alarm.detail)
+                except StoreError as exc:  # the store's own alarm says why
+                    log.error("record_not_stored", kind="alarm", code=alarm.code, error=str(exc))
+        if alarms:
+            self.wake()
+
+    def _down(self, exc: BaseException | None, endpoint: Endpoint) -> None:
         self.stats.connected = False
-        self.stats.last_error = str(exc)
-        log.warning("uplink_down", error=str(exc))
+        self.stats.last_error = f"{endpoint.name}: {exc}"
+        log.warning("uplink_down", endpoint=endpoint.name, error=str(exc))
 
-    async def _session(self) -> None:
+    async def _session(self, endpoint: Endpoint) -> None:
         s = self.settings
         will = aiomqtt.Will(s.topic("state"), json.dumps({"online": False}), qos=1, retain=True)
         client = aiomqtt.Client(
-            s.host,
-            s.port,
+            endpoint.host,
+            endpoint.port,
             identifier=s.device_id,
             clean_session=False,
             keepalive=s.keepalive_s,
             will=will,
             username=s.username,
             password=s.password,
-            tls_params=aiomqtt.TLSParameters() if s.tls else None,
+            tls_params=aiomqtt.TLSParameters() if endpoint.tls else None,
             timeout=CONNECT_TIMEOUT_S,
         )
+        if endpoint.interface is not None:
+            links.bind_client(client, endpoint.interface, CONNECT_TIMEOUT_S)
         async with client:
             self.stats.connected = True
             self.stats.connects += 1
-            log.info("uplink_connected", host=s.host, port=s.port)
+            log.info(
+                "uplink_connected",
+                endpoint=endpoint.name,
+                host=endpoint.host,
+                port=endpoint.port,
+                interface=endpoint.interface,
+            )
+            self._emit(self.failover.connected(time.monotonic()))
             online = {"online": True, "version": s.version, "ts": time.time_ns() // 1_000_000}
             await client.publish(
                 s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
@@ -207,6 +286,10 @@ class Uplink:
                     tg.create_task(self._sender(client, tg))
                     if self.on_command is not None:
                         tg.create_task(self._command_worker())
+                    if endpoint.interface is not None:
+                        tg.create_task(self._watch_interface(endpoint.interface))
+                    if self.failover.on_backup:
+                        tg.create_task(self._probe_primary())
             except asyncio.CancelledError:
                 # A clean stop sends DISCONNECT, which discards the last will:
                 # say "offline" ourselves, or the platform keeps seeing "online".
@@ -216,6 +299,24 @@ class Uplink:
                             s.topic("state"), json.dumps({"online": False}), qos=1, retain=True
                         )
                 raise
+
+    async def _watch_interface(self, interface: str) -> None:
+        # A pulled cable or a dead modem is left at once: keepalive alone would
+        # notice only after up to 1.5 keepalive periods.
+        while not links.interface_down(interface):
+            await asyncio.sleep(INTERFACE_CHECK_S)
+        raise aiomqtt.MqttError(f"interface {interface} is down")
+
+    async def _probe_primary(self) -> None:
+        """On a backup: probe the primary (bound to its interface) until it
+        has answered often enough, then end this session to go back."""
+        policy, primary = self.failover, self.failover.primary
+        while True:
+            await asyncio.sleep(policy.probe_in(time.monotonic()))
+            answered = await links.probe(primary.host, primary.port, primary.interface)
+            log.info("primary_probed", endpoint=primary.name, answered=answered)
+            if policy.probe_answered(time.monotonic(), answered):
+                raise _BackToPrimary()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         # The message iterator is the one public place aiomqtt reports a lost

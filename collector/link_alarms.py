@@ -1,0 +1,55 @@
+"""The uplink's link alarms as stored records (SPEC D18 UPLINK_FAILOVER, F1
+NETWORK_LOSS; docs/alarms.md), source ``uplink``.
+
+uplink/failover.py decides the transitions; this stores them first, like
+every alarm, so an outage's alarms reach the platform once a link works. A
+state the last run left raised (stopped on a backup, or during an outage) is
+read back from the store, so it is cleared when it ends instead of hanging.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from buffer.store import StoreError
+from collector.records import alarm_record
+from uplink.failover import NETWORK_LOSS, UPLINK_FAILOVER
+
+if TYPE_CHECKING:
+    from buffer.store import OrderStore
+    from uplink.mqtt import Uplink
+
+SOURCE = "uplink"
+
+
+def still_raised(store: OrderStore, code: str) -> dict[str, Any] | None:
+    """The last stored transition of ``code`` when it is a raise, else None."""
+    try:
+        last = store.last_record_under("alarm", f"{SOURCE}:{code}:")
+    except StoreError:
+        return None
+    return last if last is not None and last.get("state") == "raised" else None
+
+
+def hook_link_alarms(uplink: Uplink, store: OrderStore, tz: timezone) -> None:
+    now_ms = time.time_ns() // 1_000_000
+    loss = still_raised(store, NETWORK_LOSS)
+    since = None
+    if loss is not None:  # an outage the last run did not see end
+        since = loss.get("detail", {}).get("down_since_ms")
+        since = since if isinstance(since, int) else now_ms
+    uplink.failover.restore(
+        time.monotonic(),
+        now_ms,
+        failover_raised=still_raised(store, UPLINK_FAILOVER) is not None,
+        loss_down_since_ms=since,
+    )
+
+    def on_alarm(code: str, raised: bool, detail: dict[str, Any]) -> None:
+        now = datetime.now(tz).replace(tzinfo=None)
+        rid, body = alarm_record(SOURCE, code, raised, now, tz, detail)
+        store.append_record("alarm", rid, body)
+
+    uplink.on_alarm = on_alarm
