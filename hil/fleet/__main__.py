@@ -40,6 +40,8 @@ def table(r: dict[str, Any]) -> str:
         ("chain problems / replayed seq / rejects",
          _slash(r["chain_problems"], r["replayed_seq"], sum(r["rejects"].values()))),
         ("delivered orders/s", r["delivered_orders_per_s"]),
+        ("opened out of order: seq / depth / order nseq",
+         _slash(*r["reordering"].values())),
         ("commit -> opened p50 / p99 / max ms", _slash(lat["p50"], lat["p99"], lat["max"])),
         ("broker CPU (share of a core)", cpu["broker"]),
         ("receiver CPU (each)", receivers + (" SATURATED" if r["receiver_saturated"] else "")),
@@ -59,6 +61,8 @@ def table(r: dict[str, Any]) -> str:
          _slash(wire["heartbeats_per_s_per_collector"], wire["heartbeat_payload_bytes"])),
         ("connections / retained online states",
          _slash(r["connections"], r["retained_online_states"])),
+        ("worker loop lag p99 / max ms (simulation's own stalls)",
+         " ".join(_slash(w["p99"], w["max"]) for w in r["worker_loop_lag_ms"])),
         ("drained / reconnects", _slash(r["drained"], r["reconnects"])),
         ("load average start -> end", f"{r['loadavg_start']} -> {r['loadavg_end']}"),
     ]  # fmt: skip

@@ -105,6 +105,37 @@ def chain_problems(receipts: Iterable[Receipt]) -> list[dict[str, Any]]:
     return problems
 
 
+def reordering(receipts: Iterable[Receipt]) -> dict[str, int]:
+    """How far arrival order (opened time) strays from send order: envelope
+    ``seq`` per device and order ``nseq`` per nozzle. A receiver stage behind
+    a shared subscription opens a device's messages in parallel, so a replay
+    check needs a window this deep, and a chain check must wait for a gap
+    this long before calling it missing (docs/scaling.md)."""
+    by_dev: dict[str, list[Receipt]] = defaultdict(list)
+    for r in receipts:
+        by_dev[r.dev].append(r)
+    late_seq = late_nseq = depth = 0
+    for records in by_dev.values():
+        records.sort(key=lambda r: r.rx_ns)
+        seen: list[int] = []
+        top = 0
+        heads: dict[str, int] = {}
+        for r in records:
+            if seen and r.seq == seen[-1]:
+                continue  # the next record of the same message
+            if r.seq < top:
+                late_seq += 1
+                depth = max(depth, sum(1 for s in seen[-64:] if s > r.seq))
+            top = max(top, r.seq)
+            seen.append(r.seq)
+        for r in records:
+            if r.kind == "order":
+                if r.nseq < heads.get(r.nozzle, 0):
+                    late_nseq += 1
+                heads[r.nozzle] = max(heads.get(r.nozzle, 0), r.nseq)
+    return {"seq_late": late_seq, "seq_late_depth_max": depth, "nseq_late": late_nseq}
+
+
 def check(
     commits: dict[tuple[str, str, str], int], receipts: list[Receipt], go_ns: int
 ) -> dict[str, Any]:
@@ -134,6 +165,7 @@ def check(
         "records": outcome,
         "replayed_seq": sum(len(m) - 1 for m in messages_per_seq.values()),
         "heartbeats_in_window": heartbeats,
+        "reordering": reordering(receipts),
         "chain_problems": len(problems),
         "chain_problem_list": problems[:MAX_LISTED_PROBLEMS],
         "devices_delivering": len({dev for dev, kind, _ in first if kind == "order"}),

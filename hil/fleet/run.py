@@ -222,6 +222,7 @@ def report(
             "broker": round(cpu["broker"] / orders * 1e6),
             "receivers": round(sum(v for k, v in cpu.items() if k.startswith("rx")) / orders * 1e6),
         },
+        "worker_loop_lag_ms": [d["loop_lag_ms"] for d in done],
         "receiver_saturated": any(share >= SATURATED_SHARE for share in rx_share.values()),
         "wire": {
             "order_messages": counts.get("order_messages", 0),

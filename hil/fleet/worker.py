@@ -48,6 +48,11 @@ DRAIN_TIMEOUT_S = 300.0
 #: How often readiness and the drain are checked: cheap queries, 10 per second.
 POLL_S = 0.1
 
+#: Period of the loop-lag probe. Its lateness is how long the worker's loop
+#: was blocked (fsync of 100 stores' commits in one loop, CPU): when it is
+#: large, the latency tail belongs to the simulation, not to the uplink.
+LAG_PROBE_S = 0.05
+
 
 #: Seconds from "lifted" to "fuelling", and of the fill itself, compressed from
 #: the forecourt's ~10 s and 1–3 min: what counts here are the records and
@@ -111,6 +116,13 @@ class Station:
         self.uplink.wake()
 
 
+async def _lag_probe(lags: list[float]) -> None:
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(LAG_PROBE_S)
+        lags.append(time.monotonic() - before - LAG_PROBE_S)
+
+
 def _emit(line: dict[str, Any]) -> None:
     print(json.dumps(line, sort_keys=True), flush=True)
 
@@ -160,6 +172,9 @@ async def run(spec: dict[str, Any]) -> None:
             return
         await go.wait()
         cpu0, wall0 = time.process_time(), time.monotonic()
+        lags: list[float] = []
+        probe = asyncio.create_task(_lag_probe(lags))
+        uplinks.append(probe)
         until = wall0 + spec["seconds"]
         await asyncio.gather(
             *(s.generate(spec["rate"], until, spec["nozzle_records"]) for s in stations)
@@ -169,6 +184,7 @@ async def run(spec: dict[str, Any]) -> None:
             lambda: not any(s.store.unsent(0, 1) for s in stations), DRAIN_TIMEOUT_S
         )
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
+        lags.sort()
         with open(spec["commits"], "w") as out:
             for s in stations:
                 out.writelines(f"{s.dev}\t{kind}\t{rid}\t{ns}\n" for kind, rid, ns in s.commits)
@@ -187,6 +203,11 @@ async def run(spec: dict[str, Any]) -> None:
                 "records": sum(st.records for st in stats),
                 "payload_bytes": sum(st.bytes for st in stats),
                 "connects": sum(st.connects for st in stats),
+                "loop_lag_ms": {
+                    "p50": round(lags[len(lags) // 2] * 1000, 1) if lags else None,
+                    "p99": round(lags[int(len(lags) * 0.99)] * 1000, 1) if lags else None,
+                    "max": round(lags[-1] * 1000, 1) if lags else None,
+                },
             }
         )
         await stop.wait()
