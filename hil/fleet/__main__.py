@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         "--orders-only", action="store_true", help="no nozzle state records (3 per sale)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke run, overriding those options: {QUICK}"
+    )
     parser.add_argument("--json", action="store_true", help="only the JSON report")
     args = parser.parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k not in ("quick", "json", "orders_only")}
