@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
-from hil.fleet.check import Receipt, chain_problems, percentile
+from hil.fleet.check import Receipt, chain_problems, percentile, reordering
 from hil.stack import ROOT
 from uplink.chain import GENESIS
 
@@ -68,3 +69,15 @@ def test_percentile_is_nearest_rank() -> None:
         100,
     )
     assert percentile([], 50) is None
+
+
+def test_reordering_counts_messages_opened_after_a_later_seq() -> None:
+    """Behind a round-robin $share a device's messages may be opened out of
+    order; the count and depth size the platform's replay window."""
+    a, b = "a" * 64, "b" * 64
+    opened = [  # (seq, nseq, opened at): seq 3 opened before 1 and 2
+        replace(_receipt(3, b, "c" * 64), rx_ns=30),
+        replace(_receipt(1, GENESIS, a), rx_ns=31),
+        replace(_receipt(2, a, b), rx_ns=32),
+    ]
+    assert reordering(opened) == {"seq_late": 2, "seq_late_depth_max": 1, "nseq_late": 2}

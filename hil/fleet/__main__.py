@@ -39,12 +39,14 @@ def table(r: dict[str, Any]) -> str:
          _slash(r["missing"], r["duplicates"], r["unexpected"])),
         ("chain problems / replayed seq / rejects",
          _slash(r["chain_problems"], r["replayed_seq"], sum(r["rejects"].values()))),
-        ("delivered orders/s", r["delivered_orders_per_s"]),
+        ("delivered orders/s (incl. the last fills' tail) / sales skipped (all busy)",
+         _slash(r["delivered_orders_per_s"], r["sales_skipped"])),
         ("opened out of order: seq / depth / order nseq",
          _slash(*r["reordering"].values())),
         ("commit -> opened p50 / p99 / max ms", _slash(lat["p50"], lat["p99"], lat["max"])),
         ("broker CPU (share of a core)", cpu["broker"]),
         ("receiver CPU (each)", receivers + (" SATURATED" if r["receiver_saturated"] else "")),
+        ("receivers still opening after the last PUBACK, s", r["receiver_catch_up_s"]),
         ("collector CPU (all workers / per collector)",
          _slash(cpu["workers"], cpu["per_collector"])),
         ("idle CPU broker / receivers / per collector", _slash(*idle.values())),
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collectors", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=60.0, help="generation time")
     parser.add_argument("--rate", type=float, default=1.0, help="orders/s per collector (mean)")
-    parser.add_argument("--workers", type=int, default=2, help="collector processes")
+    parser.add_argument("--workers", type=int, default=4, help="collector processes")
     parser.add_argument(
         "--receivers", type=int, default=2, help="receiver processes ($share if > 1)"
     )

@@ -34,6 +34,10 @@ RECEIVE_TIMEOUT_S = 120.0
 #: figures then measure the receiver, not the fleet (and the report says so).
 SATURATED_SHARE = 0.9
 
+#: Seconds the receivers may still be opening after the last PUBACK: more
+#: means messages queued at the broker for them, i.e. they fell behind.
+SATURATED_CATCH_UP_S = 2.0
+
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
@@ -42,7 +46,7 @@ class FleetOptions:
     collectors: int = 200
     seconds: float = 60.0
     rate: float = 1.0
-    workers: int = 2
+    workers: int = 4
     receivers: int = 2
     heartbeat_s: float = 30.0
     batch: int = 100
@@ -108,6 +112,7 @@ class Fleet:
         for rx in self.receivers:
             rx.wait_lines(lambda line: "subscribed" in line, 1, SUBSCRIBE_TIMEOUT_S)
         workers = max(1, min(o.workers, o.collectors))
+        shares = [self.devices[w::workers] for w in range(workers)]
         for w in range(workers):
             spec = {
                 "worker": w, "host": "127.0.0.1", "port": self.broker.port,
@@ -115,13 +120,13 @@ class Fleet:
                 "inflight": o.inflight, "heartbeat_s": o.heartbeat_s,
                 "nozzle_records": o.nozzle_records,
                 "dir": str(self.work / "stores"), "commits": str(self.work / f"commits{w}.tsv"),
-                "devices": self.devices[w::workers],
+                "devices": shares[w],
             }  # fmt: skip
             argv = [sys.executable, "-m", "hil.fleet.worker", str(_spec(self.work, f"w{w}", spec))]
             self.workers.append(Proc(f"worker{w}", argv, self.work))
-        for proc in self.workers:
+        for proc, share in zip(self.workers, shares, strict=True):
             ready = proc.wait_lines(lambda line: "ready" in line, 1, READY_TIMEOUT_S + 30)
-            expected = len(self.devices[int(proc.name[6:]) :: workers])
+            expected = len(share)
             if ready[0]["ready"] != expected:
                 raise RuntimeError(
                     f"{proc.name}: {ready[0]['ready']} of {expected} uplinks connected"
@@ -158,10 +163,15 @@ class Fleet:
                 total += progress[-1]["records"] if progress else 0
             return total
 
+        drained = time.monotonic()
         wait_until(lambda: received() >= published, RECEIVE_TIMEOUT_S, "the receivers")
         window = time.monotonic() - t0
+        # Every PUBACK was in when the workers reported; what the receivers
+        # still had to open then is their backlog (a few ms when they keep up).
+        catch_up = time.monotonic() - drained
         cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
         return {"go_ns": go_ns, "window_s": window, "cpu": cpu, "done": done, "idle": idle,
+                "catch_up_s": catch_up,
                 "load_start": load_start, "load_end": loadavg()}  # fmt: skip
 
     def stop(self) -> list[dict[str, Any]]:
@@ -223,7 +233,10 @@ def report(
             "receivers": round(sum(v for k, v in cpu.items() if k.startswith("rx")) / orders * 1e6),
         },
         "worker_loop_lag_ms": [d["loop_lag_ms"] for d in done],
-        "receiver_saturated": any(share >= SATURATED_SHARE for share in rx_share.values()),
+        "receiver_catch_up_s": round(m["catch_up_s"], 3),
+        "receiver_saturated": any(share >= SATURATED_SHARE for share in rx_share.values())
+        or m["catch_up_s"] > SATURATED_CATCH_UP_S,
+        "sales_skipped": sum(d["sales_skipped"] for d in done),
         "wire": {
             "order_messages": counts.get("order_messages", 0),
             "orders_per_message": round(

@@ -71,6 +71,10 @@ class Station:
     #: (kind, rid, commit time in epoch ns) of every record committed.
     commits: list[tuple[str, str, int]] = field(default_factory=list)
     _last_ms: dict[str, int] = field(default_factory=dict)
+    #: Nozzles in the middle of a sale: a new sale takes an idle one.
+    busy: set[str] = field(default_factory=set)
+    #: Sales not started because every nozzle was busy (a queue at the forecourt).
+    skipped: int = 0
 
     async def generate(self, rate: float, until: float, nozzle_records: bool) -> None:
         """Start sales at Poisson times until ``until`` (monotonic); wait for them."""
@@ -80,23 +84,31 @@ class Station:
             if time.monotonic() + delay >= until:
                 break
             await asyncio.sleep(delay)
-            if nozzle_records:
-                sale = asyncio.create_task(self.sale(self.maker.pick()))
-                sales.add(sale)
-                sale.add_done_callback(sales.discard)
-            else:
+            if not nozzle_records:
                 self.commit_order(self.maker.pick())
+                continue
+            idle = [n for n in self.maker.nozzles if n not in self.busy]
+            if not idle:
+                self.skipped += 1
+                continue
+            sale = asyncio.create_task(self.sale(self.rng.choice(idle)))
+            sales.add(sale)
+            sale.add_done_callback(sales.discard)
         await asyncio.gather(*sales)
 
     async def sale(self, nozzle: str) -> None:
         """A sale as the port records it: lifted, fuelling, the order, idle
         (collector/sink.py: three state changes per sale)."""
-        self.state_record(nozzle, "lifted")
-        await asyncio.sleep(LIFT_S)
-        self.state_record(nozzle, "fuelling")
-        await asyncio.sleep(self.rng.uniform(*FILL_S))
-        self.commit_order(nozzle)
-        self.state_record(nozzle, "idle")
+        self.busy.add(nozzle)
+        try:
+            self.state_record(nozzle, "lifted")
+            await asyncio.sleep(LIFT_S)
+            self.state_record(nozzle, "fuelling")
+            await asyncio.sleep(self.rng.uniform(*FILL_S))
+            self.commit_order(nozzle)
+            self.state_record(nozzle, "idle")
+        finally:
+            self.busy.discard(nozzle)
 
     def commit_order(self, nozzle: str) -> None:
         # One commit per order, as a port commits per sale (docs/store.md).
@@ -196,6 +208,7 @@ async def run(spec: dict[str, Any]) -> None:
                 "drained": drained,
                 "collectors": len(stations),
                 "generated": sum(len(s.commits) for s in stations),  # records of every kind
+                "sales_skipped": sum(s.skipped for s in stations),
                 "generate_s": round(generated_s, 3),
                 "window_s": round(wall, 3),
                 "cpu_s": round(cpu, 3),
