@@ -81,3 +81,18 @@ def test_reordering_counts_messages_opened_after_a_later_seq() -> None:
         replace(_receipt(2, a, b), rx_ns=32),
     ]
     assert reordering(opened) == {"seq_late": 2, "seq_late_depth_max": 1, "nseq_late": 2}
+
+
+def test_a_backlog_is_cut_into_runs_of_one_kind_covering_every_record() -> None:
+    """hil.fleet.backlog (docs/scaling.md catch-up): a real store filled as a
+    forecourt fills it, paged and cut by the uplink's own code."""
+    from hil.fleet.backlog import measure
+
+    result = measure(200, seed=3)
+    assert result["records"] == 4 * result["sales"]  # lifted, fuelling, order, idle
+    assert result["live_messages_per_sale"] == 4.0
+    grouped, backlog = (
+        result["page_grouped_by_kind_messages_per_sale"],
+        result["backlog_messages_per_sale"],
+    )
+    assert grouped < backlog < result["live_messages_per_sale"]
