@@ -10,7 +10,7 @@ a device, which with several receivers no single one sees — they are
 :mod:`hil.fleet.check`'s, as they would be a stream consumer's keyed by
 device (docs/scaling.md).
 
-Stdout, JSON lines: ``{"rx": i, "subscribed": true}``, then every second
+Stdout, JSON lines: ``{"rx": i, "subscribed": filter}``, then every 0.25 s
 ``{"rx": i, "records": n, "messages": m}`` (records of every kind), and on
 SIGTERM a final line with the counters.
 """
@@ -35,8 +35,9 @@ from uplink.envelope import EnvelopeError, open_envelope
 #: Seconds between reconnect attempts: a test tool on loopback.
 RECONNECT_S = 0.5
 
-#: Seconds between progress lines: the parent waits on them for the last order.
-PROGRESS_S = 1.0
+#: Seconds between progress lines: the parent waits on them for the last
+#: record, so this is the resolution of its receiver catch-up figure.
+PROGRESS_S = 0.25
 
 #: The shared-subscription group every receiver joins (MQTT 5 ``$share``,
 #: which mosquitto ≥ 2.0 also offers to 3.1.1 clients): the broker hands each
