@@ -31,7 +31,7 @@ def test_a_small_fleet_delivers_every_order_exactly_once_with_intact_chains() ->
     run = subprocess.run(
         argv, cwd=ROOT, capture_output=True, text=True, timeout=FLEET_TIMEOUT_S, check=False
     )
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["generated"] > 100  # 20 collectors x 2 orders/s x 10 s, Poisson
     assert report["received_once"] == report["generated"]
