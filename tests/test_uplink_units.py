@@ -17,9 +17,8 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
     assert backoff.next_delay() <= 1.5
 
 
-def test_batches_split_runs_of_one_kind_in_order() -> None:
-    recs = [
-        StoredRecord(i, kind, str(i), {})
-        for i, kind in enumerate(["order", "order", "alarm", "order"], start=1)
-    ]
-    assert [[r.id for r in run] for run in batches(recs)] == [[1, 2], [3], [4]]
+def test_batches_are_one_per_kind_each_in_id_order() -> None:
+    kinds = ["nozzle", "order", "nozzle", "alarm", "order", "nozzle", "alarm"]
+    recs = [StoredRecord(i, kind, str(i), {}) for i, kind in enumerate(kinds, start=1)]
+    assert [[r.id for r in run] for run in batches(recs, 100)] == [[1, 3, 6], [2, 5], [4, 7]]
+    assert [[r.id for r in run] for run in batches(recs, 2)] == [[1, 3], [6], [2, 5], [4, 7]]
