@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collector.leds import LedTask
     from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
+    from collector.ota.upgrade import Ota
     from collector.port import PollPort
     from collector.relay import RelayPort
     from config.models import Config, PortConfig
@@ -148,6 +149,7 @@ class Collector:
         self.ports: list[Port] = []
         self.gauge: GaugeTask | None = None
         self.commands: CommandProcessor | None = None
+        self.ota: Ota | None = None  # signed upgrades (collector/ota/, docs/upgrade.md)
         # Live parts the control socket reads (collector/control.py, issue #9).
         self.store: OrderStore | None = None
         self.nozzles: NozzleTable | None = None
@@ -258,6 +260,11 @@ class Collector:
 
         self.commands = setup_commands(
             self.config, store, uplink, keys, self.clock, self.request_restart
+        )
+        from collector.ota.upgrade import setup_ota
+
+        self.ota = setup_ota(
+            self.config, store, uplink, self.commands, self.request_restart, lambda: self.ports
         )
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
@@ -389,6 +396,8 @@ class Collector:
             if self.gauge is not None:
                 tasks.append(tg.create_task(self.gauge.run()))
             tasks.append(tg.create_task(self._control()))
+            if self.ota is not None:
+                tasks.append(tg.create_task(self.ota.run()))
             if self.config.web.listen:
                 tasks.append(tg.create_task(self._web(self.config.web.listen)))
             await self._stop.wait()
@@ -479,7 +488,8 @@ class Collector:
         return {
             "uptime_s": int(time.monotonic() - self.started),
             "version": version(),
-            "slot": "a",
+            # The release directory the launcher started (docs/upgrade.md).
+            "slot": os.environ.get("FORECOURT_RELEASE", "a"),
             "ports_online": sum(1 for p in self.ports if p.stats.online),
             "ports_total": len(self.config.ports),
             "nozzles": nozzles.states(),
