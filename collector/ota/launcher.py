@@ -153,26 +153,27 @@ def store_path_from_args(args: list[str]) -> Path | None:
     return Path(path)
 
 
-def downgrade_store(root: Path, newer: str, older: str, args: list[str]) -> None:
+def downgrade_store(root: Path, newer: str, older: str, args: list[str]) -> bool:
     """Run the newer release's store downgrade to the schema the older reads.
 
     Only the newer release's code knows its own schema, so its python runs
     buffer/migrate.py (one transaction: a kill half way leaves the store as
     it was, and running it again is a no-op once done). Nothing to do when
-    both releases read the same schema.
+    both releases read the same schema. False when the downgrade failed.
     """
     new_schema = release_info(root, newer).get("store_schema")
     old_schema = release_info(root, older).get("store_schema")
     store = store_path_from_args(args)
     if not (isinstance(new_schema, int) and isinstance(old_schema, int)):
-        return
+        return True
     if new_schema <= old_schema or store is None or not store.exists():
-        return
+        return True
     argv = [str(release_python(root, newer)), "-I", "-m", "buffer.migrate", "downgrade"]
     argv += [str(store), "--to", str(old_schema)]
     done = subprocess.run(argv, timeout=MIGRATE_TIMEOUT_S, capture_output=True, text=True)
     _log("store_downgrade", store=str(store), to=old_schema, rc=done.returncode,
          output=done.stderr.strip()[-500:])  # fmt: skip
+    return done.returncode == 0
 
 
 def abandon(
@@ -182,9 +183,26 @@ def abandon(
     trial = state.get("trial") or {}
     rollback = state.get("rollback") or {}
     leaving = current_release(root) or str(trial.get("version", ""))
+    downgraded = True
     if leaving and is_installed(root, leaving):
-        downgrade_store(root, leaving, back_to, args)
+        downgraded = downgrade_store(root, leaving, back_to, args)
     state = dict(state)
+    if not downgraded and not trial:
+        # ota.rollback from a good release whose store the older one cannot
+        # read: stay (a release that starts beats one that cannot open the store).
+        state["rollback"] = None
+        state["last"] = {
+            "result": "rollback_failed",
+            "version": leaving,
+            "to": back_to,
+            "reason": "store downgrade failed",
+            "command_id": rollback.get("command_id"),
+            "at_ms": time.time_ns() // 1_000_000,
+            "reported": False,
+        }
+        write_state(root, state)
+        _log("rollback_refused", to=back_to, reason="store downgrade failed")
+        return state
     state["last"] = {
         "result": "rolled_back",
         "version": trial.get("version", leaving),

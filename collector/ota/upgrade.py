@@ -140,6 +140,9 @@ class Ota:
             stored = self._reply(cid, {"stage": "committed", "version": last.get("version")}, None)
         elif last.get("reason") == "ota.rollback":
             stored = self._reply(cid, {"stage": "rolled_back", "version": self.running}, None)
+        elif last.get("result") == "rollback_failed":
+            message = f"stayed on {self.running}: {last.get('reason')}"
+            stored = self._reply(cid, None, CommandError("ROLLBACK_FAILED", message))
         else:
             message = f"{last.get('version')} rolled back to {self.running}: {last.get('reason')}"
             stored = self._reply(cid, None, CommandError("ROLLED_BACK", message))
