@@ -299,6 +299,32 @@ def test_b_that_never_reaches_the_platform_is_rolled_back(station: Station) -> N
     assert os.readlink(station.root / "current") == f"releases/{A}"
 
 
+def test_sigkill_during_the_install_leaves_a_release_that_starts(station: Station) -> None:
+    """SIGKILL of A while it installs B (after ``downloaded``): systemd starts
+    the launcher again, A (still current, no trial) runs, the half-made B is
+    removed at its start; the next ota.upgrade installs B and commits it."""
+    sup = station.start()
+    bundle = f"forecourt-collector-{B}.bundle"
+    cid = station.upgrade(bundle)
+    station.receiver.wait_lines(
+        lambda x: x.get("type") == "reply" and x["record"].get("result", {}).get("stage")
+        == "downloaded", 1, 60,
+    )  # fmt: skip
+    sup.current.kill()
+    stack.wait_until(lambda: len(sup.runs) == 2, 30, "the restart after SIGKILL")
+    station.wait_log("commands_subscribed", 2)
+    state = json.loads((station.root / launcher.STATE_FILE).read_text())
+    assert state["good"] == A and state["trial"] is None
+    assert os.readlink(station.root / "current") == f"releases/{A}"
+    for path in (station.root / "releases").iterdir():
+        assert (path / launcher.INSTALLED).exists(), f"{path.name} half made and not removed"
+    again = station.upgrade(bundle)
+    final = station.final(again)
+    assert final["ok"] is True and final["result"]["stage"] == "committed", final
+    assert cid != again
+    station.heartbeat_version(B)
+
+
 def test_bad_bundles_are_refused_and_the_running_release_untouched(station: Station) -> None:
     """Unsigned, tampered (wrong SM3), truncated, oversized: precise codes, no
     restart, release A's files, ``current`` and the state as they were."""

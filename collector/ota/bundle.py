@@ -2,9 +2,8 @@
 
 A bundle (scripts/build-bundle; docs/upgrade.md) is an uncompressed tar —
 the wheels are compressed already — holding ``manifest.json`` first and then
-``wheels/*.whl``: the project's wheel and every dependency's, plus pip's own
-wheel, which installs the rest (``python pip.whl/pip install``) so a release
-venv needs no pip of its own. The manifest::
+``wheels/*.whl``: the project's wheel and every dependency's (installed by
+collector/ota/wheels.py, so a release venv needs no pip). The manifest::
 
     {"format": 1, "name": "forecourt-collector", "version": "0.2.0",
      "python": "cp311", "store_schema": 3,

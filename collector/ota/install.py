@@ -9,9 +9,10 @@ Steps, each safe to be killed at (docs/upgrade.md): a half-made release
 directory has no ``INSTALLED`` marker and is removed by the next install;
 the running release and ``current`` are never touched here. The venv is
 made without pip (``python -m venv --without-pip``: 10 MB and seconds less
-per release) and pip runs from the bundle's own pip wheel
-(``python pip.whl/pip install --no-index --find-links wheels``), so nothing
-is fetched from anywhere and the running release's pip is not needed.
+per release) and the wheels are unpacked by collector/ota/wheels.py (stdlib,
+run by the new venv's python: pip would need ~65 MB beside the running
+collector, docs/decisions.md), then byte-compiled and smoke-imported.
+Nothing is fetched from anywhere.
 """
 
 from __future__ import annotations
@@ -26,12 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from collector.ota import launcher
-from collector.ota.bundle import NAME, BundleError, unpack
+from collector.ota.bundle import BundleError, unpack
 
 #: ``python -m venv`` takes ~1 s on a desktop, tens of seconds on the gateway.
 VENV_TIMEOUT_S = 300
-#: pip installs ~25 wheels and byte-compiles them: minutes on a slow ARM.
-PIP_TIMEOUT_S = 1200
+#: Unpacking ~25 wheels, and byte-compiling them: minutes on a slow ARM.
+INSTALL_TIMEOUT_S = 1200
+#: The stdlib wheel installer, run by the new venv's python (collector/ota/wheels.py).
+WHEELS_PY = Path(__file__).with_name("wheels.py")
+#: What the smoke check imports: the daemon, the uplink, the config models, SM2.
+SMOKE_IMPORTS = "collector.daemon, uplink.mqtt, uplink.commands, config.loader, gmssl.sm2"
 #: Free space needed, as a multiple of the bundle: the unpacked wheels (1×)
 #: and the installed venv (~4× the wheels) exist side by side during install.
 SPACE_FACTOR = 6
@@ -64,22 +69,38 @@ def install(root: Path, bundle: Path, expect_version: str | None = None) -> dict
         target = launcher.release_dir(root, version)
         shutil.rmtree(target, ignore_errors=True)  # a half-made or abandoned one
         target.mkdir()
-        _run([sys.executable, "-m", "venv", "--without-pip", str(target / "venv")],
+        venv = target / "venv"
+        _run([sys.executable, "-m", "venv", "--without-pip", str(venv)],
              VENV_TIMEOUT_S, "python -m venv")  # fmt: skip
-        wheels = staging / "wheels"
-        pip = next(wheels.glob("pip-*.whl"), None)
-        if pip is None:
-            raise BundleError("BAD_BUNDLE", "the bundle holds no pip wheel")
-        python = str(target / "venv" / "bin" / "python")
-        _run([python, f"{pip}/pip", "install", "-q", "--no-index", "--no-cache-dir",
-              "--disable-pip-version-check", "--find-links", str(wheels), f"{NAME}=={version}"],
-             PIP_TIMEOUT_S, "pip install")  # fmt: skip
+        python = str(venv / "bin" / "python")
+        wheels = sorted(str(w) for w in (staging / "wheels").glob("*.whl"))
+        _run([python, "-I", str(WHEELS_PY), "--venv", str(venv), *wheels],
+             INSTALL_TIMEOUT_S, "wheel install")  # fmt: skip
+        # Byte-compile now, once, rather than at the first start on a slow CPU.
+        _run([python, "-I", "-m", "compileall", "-q", "-j", "1", str(venv / "lib")],
+             INSTALL_TIMEOUT_S, "compileall")  # fmt: skip
+        _smoke(python, version)
         info = {k: manifest.get(k) for k in ("version", "python", "store_schema")}
         (target / launcher.RELEASE_INFO).write_text(json.dumps(info) + "\n")
         _write_synced(target / launcher.INSTALLED, f"{version}\n")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _smoke(python: str, version: str) -> None:
+    """The new venv imports what the daemon needs and is the version it claims
+    (a wheel missing from the wheelhouse fails here, not at the switch)."""
+    code = f"import {SMOKE_IMPORTS}; from collector import version; print(version())"
+    try:
+        done = subprocess.run(
+            [python, "-I", "-c", code], capture_output=True, text=True, timeout=VENV_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        raise BundleError("INSTALL_FAILED", "smoke check timed out") from None
+    if done.returncode != 0 or done.stdout.strip() != version:
+        tail = (done.stderr or done.stdout).strip()[-400:]
+        raise BundleError("INSTALL_FAILED", f"the new release does not import: {tail}")
 
 
 def _write_synced(path: Path, text: str) -> None:

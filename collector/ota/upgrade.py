@@ -122,6 +122,7 @@ class Ota:
         cannot judge itself is abandoned by the launcher at its deadline)."""
         try:
             state = await asyncio.to_thread(launcher.read_state, self.root)
+            await asyncio.to_thread(self._tidy, state)
             self._report_last(state)
             trial = state.get("trial")
             if trial and trial.get("version") == self.running:
@@ -155,6 +156,26 @@ class Ota:
         last["reported"] = True
         launcher.write_state(self.root, state)
         log.info("ota_reported", **{k: v for k, v in last.items() if k != "reported"})
+
+    def _tidy(self, state: dict[str, Any]) -> None:
+        """What a kill during an upgrade left: half-made release directories (no
+        INSTALLED), the unpack directory, whole downloads not installed. The
+        newest partial download is kept: the platform's next ota.upgrade resumes it."""
+        import shutil
+
+        keep = {state.get("good"), launcher.current_release(self.root), self.running}
+        keep.add((state.get("trial") or {}).get("version"))
+        for path in sorted((self.root / launcher.RELEASES).glob("*")):
+            if path.is_dir() and path.name not in keep and not (path / launcher.INSTALLED).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                log.warning("half_installed_release_removed", release=path.name)
+        staging = self.root / "staging"
+        shutil.rmtree(staging / "unpack", ignore_errors=True)
+        for path in staging.glob("*.bundle"):
+            path.unlink(missing_ok=True)
+        parts = sorted(staging.glob("*.part"), key=lambda p: p.stat().st_mtime)
+        for path in parts[:-1]:
+            path.unlink(missing_ok=True)
 
     def health(self) -> str | None:
         """None when healthy, else what is missing (collector running: we are)."""
