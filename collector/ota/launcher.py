@@ -208,7 +208,9 @@ def abandon(
         "version": trial.get("version", leaving),
         "to": back_to,
         "reason": reason,
-        "command_id": trial.get("command_id") or rollback.get("command_id"),
+        # ota.rollback during a trial answers the rollback command; the
+        # upgrade's own command then ends at its "switching" reply.
+        "command_id": rollback.get("command_id") or trial.get("command_id"),
         "at_ms": time.time_ns() // 1_000_000,
         "reported": False,
     }
