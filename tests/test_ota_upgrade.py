@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,8 @@ A, B = "1.0.0", "1.1.0"
 HOLD_S, WINDOW_S = 2, 25
 #: ota.max_bundle_bytes in tests: above a real bundle (~14 MB), below "oversized".
 MAX_BUNDLE = 32 * 1024 * 1024
+#: Between two commands: over 1 / VERIFY_RATE_PER_S (uplink/commands.py).
+SEND_GAP_S = 0.6
 #: Where the resume test's first download is cut off.
 CUT_BYTES = 3_000_000
 
@@ -129,6 +132,7 @@ class Station:
     procs: list[Proc] = field(default_factory=list)
     supervisor: Supervisor | None = None
     seq: int = 0
+    last_send: float = 0.0
 
     def start(self) -> Supervisor:
         w = self.work
@@ -156,6 +160,10 @@ class Station:
         stack.wait_until(lambda: sup.log_text().count(text) >= count, timeout, f"{count}× {text}")
 
     def send(self, name: str, args: dict[str, Any] | None = None) -> str:
+        # The device answers at most 2 commands/s beyond a burst of 5 (the
+        # token bucket drops the rest without a reply): stay under it.
+        time.sleep(max(0.0, self.last_send + SEND_GAP_S - time.monotonic()))
+        self.last_send = time.monotonic()
         private, public = self.platform
         body = command_body(name, args, private=private, public=public)
         self.seq += 1
@@ -358,6 +366,10 @@ def test_bad_bundles_are_refused_and_the_running_release_untouched(station: Stat
     for code, override in cases:  # one at a time: a second upgrade meanwhile is BUSY
         final = station.final(station.upgrade(good, **override))
         assert final["ok"] is False and final["error"]["code"] == code, (code, final)
+    final = station.final(station.upgrade(f"forecourt-collector-{A}.bundle"))
+    assert final["error"]["code"] == "SAME_VERSION", final
+    final = station.final(station.send("ota.rollback"))
+    assert final["error"]["code"] == "NO_PREVIOUS", final
     assert snapshot(station.root) == before
     assert sorted(p.name for p in (station.root / "releases").iterdir()) == [A]
     assert list((station.root / "staging").glob("*.part")) == []

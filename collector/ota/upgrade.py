@@ -123,14 +123,14 @@ class Ota:
         try:
             state = await asyncio.to_thread(launcher.read_state, self.root)
             await asyncio.to_thread(self._tidy, state)
-            self._report_last(state)
+            await self._report_last(state)
             trial = state.get("trial")
             if trial and trial.get("version") == self.running:
                 await self._gate(trial)
         except Exception:
             log.exception("ota_task_failed", root=str(self.root))
 
-    def _report_last(self, state: dict[str, Any]) -> None:
+    async def _report_last(self, state: dict[str, Any]) -> None:
         last = state.get("last")
         if not last or last.get("reported"):
             return
@@ -154,7 +154,7 @@ class Ota:
         if not stored:
             return  # reported at the next start
         last["reported"] = True
-        launcher.write_state(self.root, state)
+        await asyncio.to_thread(launcher.write_state, self.root, state)
         log.info("ota_reported", **{k: v for k, v in last.items() if k != "reported"})
 
     def _tidy(self, state: dict[str, Any]) -> None:
@@ -205,7 +205,7 @@ class Ota:
                 if time.monotonic() - healthy_since >= self.cfg.health_hold_s:
                     state = await asyncio.to_thread(self._mark_good)
                     if state is not None:
-                        self._report_last(state)
+                        await self._report_last(state)
                     return
             else:
                 healthy_since, why = None, problem
