@@ -52,6 +52,9 @@ HOLD_S, WINDOW_S = 2, 25
 MAX_BUNDLE = 32 * 1024 * 1024
 #: Between two commands: over 1 / VERIFY_RATE_PER_S (uplink/commands.py).
 SEND_GAP_S = 0.6
+#: Orders sold during the A → B test, per second: ~15 s of sales span the
+#: download, install, switch and health gate.
+ORDERS, ORDER_RATE = 15, 1.0
 #: Where the resume test's first download is cut off.
 CUT_BYTES = 3_000_000
 
@@ -220,7 +223,8 @@ def station(
     www.mkdir()
     for bundle in releases.args:
         os.link(releases.dir / bundle, www / bundle)
-    # The resume test cuts the first download at CUT_BYTES; the others are not cut.
+    # The A → B test cuts its first download at CUT_BYTES and sells fuel
+    # throughout (orders must cross the upgrade); the others neither.
     cut = request.node.name.startswith("test_upgrade_a_to_b")
     port = stack.free_port()
     argv = [sys.executable, "-m", "hil.release_server", "--dir", str(www), "--port", str(port)]
@@ -228,7 +232,9 @@ def station(
     server = Proc("release-server", argv, tmp_path)
     server.wait_lines(lambda x: "listening" in x, 1, 20)
     receiver = stack.receiver(tmp_path, broker.port, tmp_path / "keys.toml", f"rx-{tmp_path.name}")
-    dispenser = stack.dispenser(tmp_path, tmp_path / "pump1", orders=0, nozzles=1)
+    dispenser = stack.dispenser(
+        tmp_path, tmp_path / "pump1", orders=ORDERS if cut else 0, nozzles=2, rate=ORDER_RATE
+    )
     st = Station(tmp_path, root, broker, releases, platform, receiver, server, port,
                  [server, receiver, dispenser])  # fmt: skip
     try:
@@ -247,7 +253,9 @@ def stages(replies: list[dict[str, Any]]) -> list[str]:
 def test_upgrade_a_to_b_resumed_marked_good_then_rolled_back(station: Station) -> None:
     """A → B: the download is cut at CUT_BYTES and resumed with Range; B is installed
     beside A, switched to, passes its health gate and is marked good; the
-    heartbeat and the retained state say 1.1.0. ``ota.rollback`` returns to A."""
+    heartbeat and the retained state say 1.1.0; every order sold meanwhile
+    arrives once with its chain intact (store first, across the upgrade).
+    ``ota.rollback`` returns to A."""
     sup = station.start()
     station.heartbeat_version(A)
     cid = station.upgrade(f"forecourt-collector-{B}.bundle")
@@ -272,6 +280,9 @@ def test_upgrade_a_to_b_resumed_marked_good_then_rolled_back(station: Station) -
     assert os.readlink(station.root / "current") == f"releases/{B}"
     assert sorted(p.name for p in (station.root / "releases").iterdir()) == [A, B]
     assert list((station.root / "staging").glob("*")) == []
+    orders = station.receiver.wait_lines(lambda x: x.get("type") == "order", ORDERS, 120)
+    assert len({x["record"]["rid"] for x in orders}) == ORDERS
+    assert {x["chain"] for x in orders} == {"ok"}
 
     back = station.send("ota.rollback")
     final = station.final(back)
