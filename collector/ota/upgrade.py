@@ -118,8 +118,10 @@ class Ota:
     async def run(self) -> None:
         """Report the launcher's last decision, then judge a trial of this release.
 
-        Never raises: a failure here must not stop collecting (a trial that
-        cannot judge itself is abandoned by the launcher at its deadline)."""
+        Never raises: a failure here must not stop collecting. A trial that
+        cannot judge itself (the gate itself failed) is not good: it marks
+        itself failed and stops, and the launcher goes back."""
+        trial: dict[str, Any] | None = None
         try:
             state = await asyncio.to_thread(launcher.read_state, self.root)
             await asyncio.to_thread(self._tidy, state)
@@ -127,8 +129,10 @@ class Ota:
             trial = state.get("trial")
             if trial and trial.get("version") == self.running:
                 await self._gate(trial)
-        except Exception:
+        except Exception as exc:
             log.exception("ota_task_failed", root=str(self.root))
+            if trial and trial.get("version") == self.running:
+                await self._fail(f"health gate crashed: {type(exc).__name__}")
 
     async def _report_last(self, state: dict[str, Any]) -> None:
         last = state.get("last")
@@ -210,11 +214,17 @@ class Ota:
             else:
                 healthy_since, why = None, problem
             await asyncio.sleep(GATE_POLL_S)
+        await self._fail(why)
+
+    async def _fail(self, why: str) -> None:
         log.error("health_gate_failed", release=self.running, reason=why)
-        state = await asyncio.to_thread(launcher.read_state, self.root)
-        if state.get("trial"):
-            state["trial"]["failed"] = why
-            await asyncio.to_thread(launcher.write_state, self.root, state)
+        try:
+            state = await asyncio.to_thread(launcher.read_state, self.root)
+            if state.get("trial"):
+                state["trial"]["failed"] = why
+                await asyncio.to_thread(launcher.write_state, self.root, state)
+        except OSError as exc:  # the boot count and the deadline still judge it
+            log.error("trial_state_not_written", error=str(exc))
         self.restart()  # the launcher rolls back (with the store downgrade, if any)
 
     def _mark_good(self) -> dict[str, Any] | None:
