@@ -6,7 +6,8 @@ The platform's release download server, for the OTA tests (issue #8): stdlib
 past the end). ``--cut-once BYTES``: the first full-file GET of each file
 sends its headers (the whole ``Content-Length``) but only ``BYTES`` of the
 body, then drops the connection — a 4G link lost mid-download, for the
-resume test. One JSON line per request on stdout: ``{"path", "range",
+resume test. ``--no-range``: every GET gets the whole file (200), as from a
+server or proxy that ignores Range. One JSON line per request on stdout: ``{"path", "range",
 "status", "sent"}``; ``{"listening": port}`` once it serves.
 """
 
@@ -28,10 +29,13 @@ CHUNK = 64 * 1024
 class ReleaseServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, directory: Path, cut_once: int | None) -> None:
+    def __init__(
+        self, port: int, directory: Path, cut_once: int | None = None, ranges: bool = True
+    ) -> None:
         super().__init__(("127.0.0.1", port), Handler)
         self.directory = directory
         self.cut_once = cut_once
+        self.ranges = ranges  # False: a server (or proxy) that ignores Range
         self.cut_done: set[str] = set()
         self.lock = threading.Lock()
 
@@ -51,7 +55,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         name = self.path.lstrip("/")
         path = self.server.directory / name
-        rng = self.headers.get("Range")
+        rng = self.headers.get("Range") if self.server.ranges else None
         if "/" in name or not path.is_file():
             self.send_error(404)
             self._emit(404, 0, rng)
@@ -108,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--port", required=True, type=int)
     parser.add_argument("--cut-once", type=int, default=None, metavar="BYTES")
+    parser.add_argument("--no-range", action="store_true", help="ignore Range (answer 200)")
     args = parser.parse_args(argv)
-    server = ReleaseServer(args.port, args.dir, args.cut_once)
+    server = ReleaseServer(args.port, args.dir, args.cut_once, ranges=not args.no_range)
     print(json.dumps({"listening": server.server_address[1]}), flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
