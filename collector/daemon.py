@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from collector.linecheck import LineCheckTask
     from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
+    from collector.ota.upgrade import Ota
     from collector.port import PollPort
     from collector.relay import RelayPort
     from collector.seals import SealTask
@@ -162,6 +163,7 @@ class Collector:
         self.ports: list[Port] = []
         self.gauge: GaugeTask | None = None
         self.commands: CommandProcessor | None = None
+        self.ota: Ota | None = None  # signed upgrades (collector/ota/, docs/upgrade.md)
         # Live parts the control socket reads (collector/control.py, issue #9).
         self.store: OrderStore | None = None
         self.nozzles: NozzleTable | None = None
@@ -280,6 +282,11 @@ class Collector:
         )
         if self.commands is not None and self.config_changes is not None:
             self.config_changes.register(self.commands)
+        from collector.ota.upgrade import setup_ota
+
+        self.ota = setup_ota(
+            self.config, store, uplink, self.commands, self.request_restart, lambda: self.ports
+        )
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
         from uplink.failover import Endpoint
@@ -429,6 +436,8 @@ class Collector:
             tasks.append(tg.create_task(self._control()))
             if self.config_changes is not None:  # config.set's confirm window
                 tasks.append(tg.create_task(self.config_changes.run()))
+            if self.ota is not None:
+                tasks.append(tg.create_task(self.ota.run()))
             if self.config.web.listen:
                 tasks.append(tg.create_task(self._web(self.config.web.listen)))
             await self._stop.wait()
@@ -551,7 +560,8 @@ class Collector:
         return {
             "uptime_s": int(time.monotonic() - self.started),
             "version": version(),
-            "slot": "a",
+            # The release directory the launcher started (docs/upgrade.md).
+            "slot": os.environ.get("FORECOURT_RELEASE", "a"),
             "ports_online": sum(1 for p in self.ports if p.stats.online),
             "ports_total": len(self.config.ports),
             "nozzles": nozzles.states(),

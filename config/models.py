@@ -671,6 +671,35 @@ class SealConfig(BaseModel):
         return _reject_non_int(value)
 
 
+#: Largest bundle ``ota.upgrade`` accepts by default: today's is ~14 MB; 64 MB
+#: leaves room to grow and still fits twice on the gateway's 256 MB NAND.
+OTA_MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+
+
+class OtaConfig(BaseModel):
+    """Signed A/B upgrades (SPEC D8; collector/ota/, docs/upgrade.md).
+
+    Off unless both ``root`` and ``release_public_key_file`` are set (and
+    platform commands are on)."""
+
+    model_config = _MODEL_CONFIG
+
+    #: The launcher's ``--root``: releases/, current, ota-state.json.
+    root: Annotated[Path | None, Field(strict=False)] = None
+    #: The platform's release SM2 public key (``public = "<128 hex>"``).
+    release_public_key_file: Annotated[Path | None, Field(strict=False)] = None
+    #: A new release must pass its health gate within this many seconds of
+    #: the switch, or it is rolled back. 10 min covers a slow start and a 4G
+    #: link that takes minutes to attach.
+    health_window_s: Annotated[float, Field(gt=0, le=86_400)] = 600
+    #: ... and stay healthy this long before it is marked good: a release that
+    #: dies a minute after start is not good.
+    health_hold_s: Annotated[float, Field(ge=0, le=3600)] = 60
+    max_bundle_bytes: Annotated[int, Field(ge=1024 * 1024, le=1024**3)] = OTA_MAX_BUNDLE_BYTES
+    #: Whole download, resumes included: 14 MB at 20 kB/s of poor 4G is 12 min.
+    download_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 3600
+
+
 class LogConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -718,6 +747,7 @@ class Config(BaseModel):
     control: ControlConfig = Field(default_factory=ControlConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     seals: Annotated[list[SealConfig], Field(max_length=MAX_SEALS)] = Field(default_factory=list)
+    ota: OtaConfig = Field(default_factory=OtaConfig)
 
     @model_validator(mode="after")
     def _check_seals(self) -> Config:

@@ -21,6 +21,7 @@ from collector import watchdog
 from hil import stack
 
 UNIT = stack.ROOT / "systemd" / "forecourt-collector.service"
+LAUNCHER = stack.ROOT / "collector" / "ota" / "launcher.py"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
@@ -29,11 +30,12 @@ MAX_EXPOSURE = 2.5
 
 
 def unit_copy(tmp_path: Path) -> Path:
-    """The unit with ExecStart pointing at this venv's real `forecourt`, so
-    `verify` checks everything else rather than the install path."""
-    text = UNIT.read_text().replace(
-        "/opt/forecourt/current/venv/bin/forecourt", str(Path(sys.executable).parent / "forecourt")
-    )
+    """The unit with ExecStart's interpreter and launcher pointing at this
+    machine's python and the repository's launcher, so `verify` checks
+    everything else rather than the install paths."""
+    python = Path(getattr(sys, "_base_executable", sys.executable))
+    text = UNIT.read_text().replace("/usr/bin/python3 ", f"{python} ")
+    text = text.replace("/usr/lib/forecourt/launcher.py", str(LAUNCHER))
     path = tmp_path / UNIT.name
     path.write_text(text)
     return path
@@ -60,7 +62,8 @@ def test_unit_exposure_at_most_2_5(tmp_path: Path) -> None:
     assert exposure <= MAX_EXPOSURE, line
     text = UNIT.read_text()
     for needed in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=forecourt",
-                   "SupplementaryGroups=dialout", "DevicePolicy=closed"):  # fmt: skip
+                   "SupplementaryGroups=dialout", "DevicePolicy=closed",
+                   "RestartForceExitStatus=75", "launcher.py --root"):  # fmt: skip
         assert needed in text
 
 

@@ -30,6 +30,7 @@ with a reply body ``{"id", "ok": false, "error": {"code", "message"}}``.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sqlite3
 import time
 from collections import Counter
@@ -76,6 +77,12 @@ UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
 INTERNAL = "INTERNAL"
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+#: The id of the command whose handler runs, for a handler that replies again
+#: later under the same id (``ota.upgrade``'s progress); tasks it starts inherit it.
+current_command_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_command_id", default=None
+)
 
 
 class CommandError(Exception):
@@ -217,6 +224,7 @@ class CommandProcessor:
             if handler is None:
                 raise CommandError(UNKNOWN_COMMAND, f"no command named {name!r}")
             self.current_id = command_id
+            token = current_command_id.set(command_id)
             try:
                 result = await handler(args)
             except CommandError:
@@ -225,6 +233,7 @@ class CommandProcessor:
                 raise CommandError(INTERNAL, f"{name} failed: {type(exc).__name__}") from None
             finally:
                 self.current_id = None
+                current_command_id.reset(token)
         except CommandError as exc:
             self.counters[exc.code] += 1
             return reply_body(command_id, None, exc)

@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""The release launcher: picks the release to start, rolls a failed trial back, execs it.
+
+Issue #8 item 2, SPEC D8; docs/upgrade.md. systemd's ExecStart runs this file
+(installed once, outside the A/B release directories, at
+/usr/lib/forecourt/launcher.py) with the system python::
+
+    python3 launcher.py --root /var/lib/forecourt/ota -- run --config FILE
+
+It is **stdlib only and imports nothing of the project**: a release that
+cannot even be imported must still be rolled back, so the judge cannot live
+inside the thing judged. Boot counting as in RAUC / U-Boot ``bootcount``: a
+trial release started :data:`MAX_TRIAL_STARTS` times without being marked
+good, past its deadline, or marked failed by its own health gate, is
+abandoned and the good release started instead. Then the process execs the
+chosen release's ``venv/bin/python -I -m collector ARGS`` — same pid, so
+``Type=notify`` and the watchdog see the collector itself.
+
+The root holds ``releases/<version>/`` (each with its own venv and an
+``INSTALLED`` marker written last), ``current`` (a symlink to the running
+release, switched by rename) and ``ota-state.json`` (written atomically):
+``{"good", "previous", "trial", "rollback", "last"}``. The collector's OTA
+module (collector/ota/) imports the state helpers from here, so both sides
+read and write one format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "ota-state.json"
+CURRENT = "current"
+RELEASES = "releases"
+#: Written last by the installer: a release directory without it is half made.
+INSTALLED = "INSTALLED"
+#: Per release: {"version", "store_schema", "python"} from its bundle manifest.
+RELEASE_INFO = "release.json"
+
+#: Starts a trial gets to be marked good. A release that crashes at start is
+#: restarted by systemd (RestartSec=2), so 3 starts is ~10 s of a dead
+#: collector before the good release is back; one start would roll back on a
+#: single unlucky power cut during the trial.
+MAX_TRIAL_STARTS = 3
+
+#: The downgrade of the store (buffer/migrate.py) on the way back runs under
+#: this bound: it rewrites every row once; 100 000 rows take well under a
+#: minute on the gateway, and systemd's start timeout must not fire first.
+MIGRATE_TIMEOUT_S = 600
+
+EX_CONFIG = 78
+
+
+def _log(event: str, **fields: Any) -> None:
+    # One JSON line on stderr: the journal, like the collector's own logs.
+    print(json.dumps({"event": event, "logger": "launcher", **fields}), file=sys.stderr, flush=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_state(root: Path) -> dict[str, Any]:
+    """The state file; a missing or unreadable one means "what ``current`` points at is good"."""
+    try:
+        state = json.loads((root / STATE_FILE).read_text())
+        if not isinstance(state, dict):
+            raise ValueError("not an object")
+    except (OSError, ValueError):
+        state = {}
+    state.setdefault("good", current_release(root))
+    for key in ("previous", "trial", "rollback", "last"):
+        state.setdefault(key, None)
+    return state
+
+
+def write_state(root: Path, state: dict[str, Any]) -> None:
+    """Temp file, fsync, rename, fsync the directory: the old or the new state, never half."""
+    tmp = root / (STATE_FILE + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(state, sort_keys=True, indent=1).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, root / STATE_FILE)
+    _fsync_dir(root)
+
+
+def release_dir(root: Path, version: str) -> Path:
+    return root / RELEASES / version
+
+
+def is_installed(root: Path, version: str | None) -> bool:
+    return bool(version) and (release_dir(root, str(version)) / INSTALLED).is_file()
+
+
+def release_python(root: Path, version: str) -> Path:
+    return release_dir(root, version) / "venv" / "bin" / "python"
+
+
+def release_info(root: Path, version: str) -> dict[str, Any]:
+    try:
+        info = json.loads((release_dir(root, version) / RELEASE_INFO).read_text())
+        return info if isinstance(info, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def current_release(root: Path) -> str | None:
+    """The version ``current`` points at, or None."""
+    try:
+        return Path(os.readlink(root / CURRENT)).name
+    except OSError:
+        return None
+
+
+def switch_current(root: Path, version: str) -> None:
+    """Point ``current`` at ``releases/<version>``: a new symlink renamed over the
+    old one (rename is atomic), then the directory fsynced."""
+    tmp = root / (CURRENT + ".tmp")
+    tmp.unlink(missing_ok=True)  # a leftover of a kill between symlink and rename
+    os.symlink(Path(RELEASES) / version, tmp)
+    os.replace(tmp, root / CURRENT)
+    _fsync_dir(root)
+
+
+def store_path_from_args(args: list[str]) -> Path | None:
+    """``store.path`` from ``--set store.path=`` or the ``--config`` TOML (tomllib)."""
+    import tomllib
+
+    config: Path | None = None
+    for i, arg in enumerate(args):
+        if arg == "--set" and i + 1 < len(args) and args[i + 1].startswith("store.path="):
+            return Path(args[i + 1].split("=", 1)[1])
+        if arg == "--config" and i + 1 < len(args):
+            config = Path(args[i + 1])
+    if config is None:
+        return None
+    try:
+        path = tomllib.loads(config.read_text())["store"]["path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(path)
+
+
+def downgrade_store(root: Path, newer: str, older: str, args: list[str]) -> bool:
+    """Run the newer release's store downgrade to the schema the older reads.
+
+    Only the newer release's code knows its own schema, so its python runs
+    buffer/migrate.py (one transaction: a kill half way leaves the store as
+    it was, and running it again is a no-op once done). Nothing to do when
+    both releases read the same schema. False when the downgrade failed.
+    """
+    new_schema = release_info(root, newer).get("store_schema")
+    old_schema = release_info(root, older).get("store_schema")
+    store = store_path_from_args(args)
+    if not (isinstance(new_schema, int) and isinstance(old_schema, int)):
+        return True
+    if new_schema <= old_schema or store is None or not store.exists():
+        return True
+    argv = [str(release_python(root, newer)), "-I", "-m", "buffer.migrate", "downgrade"]
+    argv += [str(store), "--to", str(old_schema)]
+    done = subprocess.run(argv, timeout=MIGRATE_TIMEOUT_S, capture_output=True, text=True)
+    _log("store_downgrade", store=str(store), to=old_schema, rc=done.returncode,
+         output=done.stderr.strip()[-500:])  # fmt: skip
+    return done.returncode == 0
+
+
+def abandon(
+    root: Path, state: dict[str, Any], back_to: str, reason: str, args: list[str]
+) -> dict[str, Any]:
+    """Go back to ``back_to``: the store downgrade first (idempotent), then the state."""
+    trial = state.get("trial") or {}
+    rollback = state.get("rollback") or {}
+    leaving = current_release(root) or str(trial.get("version", ""))
+    downgraded = True
+    if leaving and is_installed(root, leaving):
+        downgraded = downgrade_store(root, leaving, back_to, args)
+    state = dict(state)
+    if not downgraded and not trial:
+        # ota.rollback from a good release whose store the older one cannot
+        # read: stay (a release that starts beats one that cannot open the store).
+        state["rollback"] = None
+        state["last"] = {
+            "result": "rollback_failed",
+            "version": leaving,
+            "to": back_to,
+            "reason": "store downgrade failed",
+            "command_id": rollback.get("command_id"),
+            "at_ms": time.time_ns() // 1_000_000,
+            "reported": False,
+        }
+        write_state(root, state)
+        _log("rollback_refused", to=back_to, reason="store downgrade failed")
+        return state
+    state["last"] = {
+        "result": "rolled_back",
+        "version": trial.get("version", leaving),
+        "to": back_to,
+        "reason": reason,
+        # ota.rollback during a trial answers the rollback command; the
+        # upgrade's own command then ends at its "switching" reply.
+        "command_id": rollback.get("command_id") or trial.get("command_id"),
+        "at_ms": time.time_ns() // 1_000_000,
+        "reported": False,
+    }
+    if not trial:  # ota.rollback from a good release: the two swap places
+        state["previous"] = state.get("good")
+    state["good"], state["trial"], state["rollback"] = back_to, None, None
+    write_state(root, state)
+    _log("rolled_back", to=back_to, reason=reason, release=leaving)
+    return state
+
+
+def choose(root: Path, args: list[str], now_ms: int | None = None) -> str | None:
+    """The release to start, after any rollback due; the state is saved first."""
+    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    state = read_state(root)
+    trial, rollback, good = state.get("trial"), state.get("rollback"), state.get("good")
+    if rollback and is_installed(root, rollback.get("to")):
+        state = abandon(root, state, rollback["to"], "ota.rollback", args)
+    elif trial:
+        version = trial.get("version")
+        back = trial.get("from") or good
+        reason = None
+        if trial.get("failed"):
+            reason = f"health gate: {trial['failed']}"
+        elif int(trial.get("starts", 0)) >= MAX_TRIAL_STARTS:
+            reason = f"started {trial.get('starts')} times without being marked good"
+        elif now_ms > int(trial.get("deadline_ms", 0)):
+            reason = "not marked good before its deadline"
+        elif not is_installed(root, version):
+            reason = "trial release is not installed"
+        if reason is not None and back and is_installed(root, back):
+            state = abandon(root, state, str(back), reason, args)
+        elif reason is None:
+            trial["starts"] = int(trial.get("starts", 0)) + 1
+            write_state(root, state)
+            _log("trial_start", release=version, start=trial["starts"], max=MAX_TRIAL_STARTS)
+    target = (state.get("trial") or {}).get("version") or state.get("good")
+    if not is_installed(root, target):
+        target = current_release(root)  # last resort: whatever current names
+        if not is_installed(root, target):
+            return None
+    assert target is not None
+    if current_release(root) != target:
+        switch_current(root, target)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 3 or argv[0] != "--root" or argv[2] != "--":
+        print("usage: launcher.py --root DIR -- COLLECTOR-ARGS...", file=sys.stderr)
+        return 2
+    root, args = Path(argv[1]), argv[3:]
+    release = choose(root, args)
+    if release is None:
+        _log("no_release", root=str(root))
+        return EX_CONFIG
+    python = str(release_python(root, release))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["FORECOURT_OTA_ROOT"], env["FORECOURT_RELEASE"] = str(root), release
+    # -I: only the release's own venv is on sys.path (never the working directory).
+    os.execve(python, [python, "-I", "-m", "collector", *args], env)
+    return 1  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,386 @@
+"""``ota.upgrade`` / ``ota.rollback`` and the health gate (SPEC D8; docs/upgrade.md).
+
+The daemon's narrow hook: :func:`setup_ota` registers the two commands on
+the command processor and returns an :class:`Ota` whose :meth:`Ota.run`
+task (in the daemon's TaskGroup) reports what the launcher did since the
+last run and, when this process is a trial release, judges it.
+
+Everything slow runs off the event loop: the bundle signature check (pure
+Python SM2) and the download, unpack and venv install (collector/ota/
+download.py, install.py: blocking code in a worker thread, pip in a
+subprocess). Collection never waits on an upgrade.
+
+Replies: the command's own reply says the upgrade was accepted (after the
+arguments and the release signature were checked) or refused; later replies
+under the same command id say ``downloaded``, ``installed``, ``switching``,
+and finally — from the new release — ``committed``, or from the old one,
+after a rollback, the error ``ROLLED_BACK`` (docs/uplink-protocol.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from collector import version as installed_version
+from collector.ota import launcher
+
+if TYPE_CHECKING:
+    from buffer.store import OrderStore
+    from config.models import Config
+    from uplink.commands import CommandProcessor
+    from uplink.mqtt import Uplink
+
+log = structlog.get_logger("ota")
+
+#: How often the health gate looks. Cheap checks (flags and one SQLite ping).
+GATE_POLL_S = 0.5
+#: A restart waits this long for its reply to reach the broker (as device.restart).
+REPLY_WAIT_S = 5.0
+#: A trial's deadline beyond the health window: the install restart itself
+#: (stop, launcher, imports) must not eat the window on a slow gateway.
+RESTART_ALLOWANCE_S = 120.0
+
+_SM3 = re.compile(r"[0-9a-fA-F]{64}")
+_SIG = re.compile(r"[0-9a-fA-F]{128}")
+_URL = re.compile(r"https?://[^\s]{1,2000}")
+
+
+class Ota:
+    def __init__(
+        self,
+        config: Config,
+        store: OrderStore,
+        uplink: Uplink,
+        restart: Callable[[], None],
+        ports: Callable[[], Sequence[Any]],
+        release_public: str,
+    ) -> None:
+        assert config.ota.root is not None
+        self.cfg = config.ota
+        self.tz = config.device.tzinfo
+        self.devices = {pc.number: pc.device for pc in config.ports}
+        self.root: Path = config.ota.root
+        self.store, self.uplink, self.restart, self.ports = store, uplink, restart, ports
+        self.release_public = release_public
+        self.running = os.environ.get("FORECOURT_RELEASE") or installed_version()
+        self.busy = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- replies, alarms ------------------------------------------------------
+
+    def _reply(self, command_id: str | None, result: dict[str, Any] | None, error: Any) -> bool:
+        from buffer.store import StoreError
+        from uplink.commands import reply_body
+
+        body = reply_body(command_id, result, error)
+        rid = f"{command_id or 'unknown'}:{time.time_ns() // 1_000_000}:{uuid.uuid4().hex[:8]}"
+        try:
+            self.store.append_record("reply", rid, body)
+        except StoreError as exc:
+            log.error("reply_not_stored", id=command_id, error=str(exc))
+            return False
+        self.uplink.wake()
+        return True
+
+    def _alarm(self, code: str, detail: dict[str, Any]) -> None:
+        from collector.records import alarm_record
+
+        now = datetime.now(self.tz).replace(tzinfo=None)
+        rid, body = alarm_record("device", code, True, now, self.tz, detail)
+        if self.store.append_record("alarm", rid, body) is not None:
+            self.uplink.wake()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _restart_after_reply(self) -> None:
+        deadline = time.monotonic() + REPLY_WAIT_S
+        await asyncio.sleep(0.05)
+        while self.store.unsent_counts().get("reply", 0) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        log.warning("ota_restart", running=self.running)
+        self.restart()
+
+    # -- the task -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Report the launcher's last decision, then judge a trial of this release.
+
+        Never raises: a failure here must not stop collecting. A trial that
+        cannot judge itself (the gate itself failed) is not good: it marks
+        itself failed and stops, and the launcher goes back."""
+        trial: dict[str, Any] | None = None
+        try:
+            state = await asyncio.to_thread(launcher.read_state, self.root)
+            await asyncio.to_thread(self._tidy, state)
+            await self._report_last(state)
+            trial = state.get("trial")
+            if trial and trial.get("version") == self.running:
+                await self._gate(trial)
+        except Exception as exc:
+            log.exception("ota_task_failed", root=str(self.root))
+            if trial and trial.get("version") == self.running:
+                await self._fail(f"health gate crashed: {type(exc).__name__}")
+
+    async def _report_last(self, state: dict[str, Any]) -> None:
+        last = state.get("last")
+        if not last or last.get("reported"):
+            return
+        from uplink.commands import CommandError
+
+        cid = last.get("command_id")
+        if last.get("result") == "good":
+            stored = self._reply(cid, {"stage": "committed", "version": last.get("version")}, None)
+        elif last.get("reason") == "ota.rollback":
+            stored = self._reply(cid, {"stage": "rolled_back", "version": self.running}, None)
+        elif last.get("result") == "rollback_failed":
+            message = f"stayed on {self.running}: {last.get('reason')}"
+            stored = self._reply(cid, None, CommandError("ROLLBACK_FAILED", message))
+        else:
+            message = f"{last.get('version')} rolled back to {self.running}: {last.get('reason')}"
+            stored = self._reply(cid, None, CommandError("ROLLED_BACK", message))
+            self._alarm(
+                "OTA_ROLLED_BACK",
+                {"version": last.get("version"), "to": self.running, "reason": last.get("reason")},
+            )
+        if not stored:
+            return  # reported at the next start
+        last["reported"] = True
+        await asyncio.to_thread(launcher.write_state, self.root, state)
+        log.info("ota_reported", **{k: v for k, v in last.items() if k != "reported"})
+
+    def _tidy(self, state: dict[str, Any]) -> None:
+        """What a kill during an upgrade left: half-made release directories (no
+        INSTALLED), the unpack directory, whole downloads not installed. The
+        newest partial download is kept: the platform's next ota.upgrade resumes it."""
+        import shutil
+
+        keep = {state.get("good"), launcher.current_release(self.root), self.running}
+        keep.add((state.get("trial") or {}).get("version"))
+        for path in sorted((self.root / launcher.RELEASES).glob("*")):
+            if path.is_dir() and path.name not in keep and not (path / launcher.INSTALLED).exists():
+                shutil.rmtree(path, ignore_errors=True)
+                log.warning("half_installed_release_removed", release=path.name)
+        staging = self.root / "staging"
+        shutil.rmtree(staging / "unpack", ignore_errors=True)
+        for path in staging.glob("*.bundle"):
+            path.unlink(missing_ok=True)
+        parts = sorted(staging.glob("*.part"), key=lambda p: p.stat().st_mtime)
+        for path in parts[:-1]:
+            path.unlink(missing_ok=True)
+
+    def health(self) -> str | None:
+        """None when healthy, else what is missing (collector running: we are)."""
+        if not self.store.ping():
+            return "store not answering"
+        # A port whose adapter is not plugged in says nothing about the release.
+        present = {n for n, device in self.devices.items() if device and os.path.exists(device)}
+        down = [p.number for p in self.ports() if not p.stats.online and p.number in present]
+        if down:
+            return f"ports not bound: {down}"
+        if not self.uplink.stats.connected:
+            return "platform not reached"
+        return None
+
+    async def _gate(self, trial: dict[str, Any]) -> None:
+        # The window runs from this start (the config's), and never past the
+        # trial's deadline in the state (set at the switch, the launcher's too).
+        deadline_ms = int(trial.get("deadline_ms", 0))
+        window_ends = time.monotonic() + self.cfg.health_window_s
+        healthy_since: float | None = None
+        why = "not judged"
+        log.info("health_gate", release=self.running, hold_s=self.cfg.health_hold_s)
+        while time.time_ns() // 1_000_000 < deadline_ms and time.monotonic() < window_ends:
+            problem = self.health()
+            if problem is None:
+                healthy_since = healthy_since or time.monotonic()
+                if time.monotonic() - healthy_since >= self.cfg.health_hold_s:
+                    state = await asyncio.to_thread(self._mark_good)
+                    if state is not None:
+                        await self._report_last(state)
+                    return
+            else:
+                healthy_since, why = None, problem
+            await asyncio.sleep(GATE_POLL_S)
+        await self._fail(why)
+
+    async def _fail(self, why: str) -> None:
+        log.error("health_gate_failed", release=self.running, reason=why)
+        try:
+            state = await asyncio.to_thread(launcher.read_state, self.root)
+            if state.get("trial"):
+                state["trial"]["failed"] = why
+                await asyncio.to_thread(launcher.write_state, self.root, state)
+        except OSError as exc:  # the boot count and the deadline still judge it
+            log.error("trial_state_not_written", error=str(exc))
+        self.restart()  # the launcher rolls back (with the store downgrade, if any)
+
+    def _mark_good(self) -> dict[str, Any] | None:
+        """In a worker thread: the state says good, older releases pruned."""
+        from collector.ota.install import prune
+
+        state = launcher.read_state(self.root)
+        trial = state.get("trial") or {}
+        if trial.get("version") != self.running:
+            return None
+        state["good"], state["previous"] = self.running, trial.get("from")
+        state["trial"] = None
+        state["last"] = {
+            "result": "good",
+            "version": self.running,
+            "command_id": trial.get("command_id"),
+            "at_ms": time.time_ns() // 1_000_000,
+            "reported": False,
+        }
+        launcher.write_state(self.root, state)
+        log.info("marked_good", release=self.running, previous=state["previous"])
+        removed = prune(self.root, {v for v in (state["good"], state["previous"]) if v})
+        if removed:
+            log.info("releases_pruned", removed=removed)
+        return state
+
+    # -- ota.upgrade ----------------------------------------------------------
+
+    async def upgrade(self, args: dict[str, Any]) -> dict[str, Any]:
+        from collector.ota.bundle import VERSION_RE, signed_statement
+        from uplink.commands import BAD_REQUEST, CommandError, current_command_id
+        from uplink.crypto import sm2_verify
+
+        version, url, size = args.get("version"), args.get("url"), args.get("size")
+        sm3, sig = args.get("sm3"), args.get("sig")
+        if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
+            raise CommandError(BAD_REQUEST, "version must be a release version string")
+        if not isinstance(url, str) or not _URL.fullmatch(url):
+            raise CommandError(BAD_REQUEST, "url must be http:// or https://")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise CommandError(BAD_REQUEST, "size must be a positive integer")
+        if not isinstance(sm3, str) or not _SM3.fullmatch(sm3):
+            raise CommandError(BAD_REQUEST, "sm3 must be 64 hex digits")
+        if not isinstance(sig, str):
+            raise CommandError(BAD_REQUEST, "sig must be 128 hex digits")
+        if size > self.cfg.max_bundle_bytes:
+            raise CommandError(
+                "BUNDLE_TOO_LARGE",
+                f"{size} bytes > ota.max_bundle_bytes {self.cfg.max_bundle_bytes}",
+            )
+        state = await asyncio.to_thread(launcher.read_state, self.root)
+        if self.busy or state.get("trial") or state.get("rollback"):
+            raise CommandError("BUSY", "an upgrade or a trial is already under way")
+        if version == self.running:
+            raise CommandError("SAME_VERSION", f"{version} is running")
+        statement = signed_statement(version, size, sm3)
+        if not _SIG.fullmatch(sig) or not await asyncio.to_thread(
+            sm2_verify, self.release_public, sig, statement
+        ):
+            raise CommandError("BAD_BUNDLE_SIGNATURE", "sig does not verify under the release key")
+        self.busy = True
+        self._spawn(self._upgrade(current_command_id.get(), version, url, size, sm3.lower()))
+        return {"stage": "accepted", "version": version, "from": self.running}
+
+    async def _upgrade(self, cid: str | None, version: str, url: str, size: int, sm3: str) -> None:
+        from collector.ota.bundle import BundleError
+        from collector.ota.download import download
+        from collector.ota.install import install
+        from uplink.commands import INTERNAL, CommandError
+
+        try:
+            log.info("ota_download", version=version, url=url, size=size)
+            bundle = await asyncio.to_thread(
+                download, url, size, sm3, self.root / "staging", self.cfg.download_timeout_s
+            )
+            self._reply(cid, {"stage": "downloaded", "version": version, "size": size}, None)
+            try:
+                await asyncio.to_thread(install, self.root, bundle, version)
+            finally:
+                bundle.unlink(missing_ok=True)
+            self._reply(cid, {"stage": "installed", "version": version}, None)
+            await asyncio.to_thread(self._begin_trial, cid, version)
+            window_s = int(self.cfg.health_window_s)  # replies hold no floats
+            self._reply(cid, {"stage": "switching", "version": version, "window_s": window_s}, None)
+            await self._restart_after_reply()
+        except BundleError as exc:
+            log.error("ota_refused", version=version, code=exc.code, error=str(exc))
+            self._reply(cid, None, CommandError(exc.code, str(exc)))
+        except Exception as exc:  # a bug is a reply and a log line, never a dead collector
+            log.exception("ota_failed", version=version)
+            self._reply(cid, None, CommandError(INTERNAL, f"ota.upgrade: {type(exc).__name__}"))
+        finally:
+            self.busy = False
+
+    def _begin_trial(self, cid: str | None, version: str) -> None:
+        """The trial state first, then the symlink (docs/upgrade.md, steps 5-6)."""
+        state = launcher.read_state(self.root)
+        window_ms = int((self.cfg.health_window_s + RESTART_ALLOWANCE_S) * 1000)
+        state["trial"] = {
+            "version": version,
+            "from": self.running,
+            "starts": 0,
+            "deadline_ms": time.time_ns() // 1_000_000 + window_ms,
+            "command_id": cid,
+        }
+        state["good"] = state.get("good") or self.running
+        launcher.write_state(self.root, state)
+        launcher.switch_current(self.root, version)
+        log.info("ota_switched", version=version, previous=self.running)
+
+    # -- ota.rollback ---------------------------------------------------------
+
+    async def rollback(self, args: dict[str, Any]) -> dict[str, Any]:
+        from uplink.commands import CommandError, current_command_id
+
+        if self.busy:
+            raise CommandError("BUSY", "an upgrade is under way")
+        state = await asyncio.to_thread(launcher.read_state, self.root)
+        trial = state.get("trial")
+        back = trial.get("from") if trial else state.get("previous")
+        if not back or back == self.running or not launcher.is_installed(self.root, back):
+            raise CommandError("NO_PREVIOUS", "no previous release is installed")
+        state["rollback"] = {
+            "to": back,
+            "from": self.running,
+            "command_id": current_command_id.get(),
+        }
+        await asyncio.to_thread(launcher.write_state, self.root, state)
+        self._spawn(self._restart_after_reply())
+        return {"stage": "rolling_back", "from": self.running, "to": back}
+
+
+def setup_ota(
+    config: Config,
+    store: OrderStore,
+    uplink: Uplink,
+    processor: CommandProcessor | None,
+    restart: Callable[[], None],
+    ports: Callable[[], Sequence[Any]],
+) -> Ota | None:
+    """The OTA controller with its commands registered, or None when OTA is off."""
+    from collector.daemon import StartError
+    from uplink.keys import KeyFileError, load_sm2_public
+
+    o = config.ota
+    if o.root is None and o.release_public_key_file is None:
+        return None
+    if o.root is None or o.release_public_key_file is None or processor is None:
+        raise StartError(
+            "ota: set both root and release_public_key_file, with platform commands on"
+        )
+    try:
+        release_public = load_sm2_public(o.release_public_key_file)
+    except KeyFileError as exc:
+        raise StartError(str(exc)) from None
+    ota = Ota(config, store, uplink, restart, ports, release_public)
+    processor.register("ota.upgrade", ota.upgrade)
+    processor.register("ota.rollback", ota.rollback)
+    return ota
