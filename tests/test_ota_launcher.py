@@ -154,6 +154,49 @@ def test_ota_rollback_stays_when_the_store_cannot_be_taken_back(tmp_path: Path) 
     assert state["last"]["result"] == "rollback_failed"
 
 
+def test_a_config_the_older_release_refuses_is_put_back_on_the_way_back(
+    tmp_path: Path,
+) -> None:
+    """Config migration one step back: the trial's first start keeps the config
+    beside A; B then writes a key only B knows (config.set). Abandoning B, A's
+    own ``config check`` refuses the file, so the snapshot is put back and B's
+    file kept as ``.rejected-1.1.0``: A starts on a config it can read."""
+    root = trial_root(tmp_path, command_id="c-9")
+    config = tmp_path / "collector.toml"
+    original = (ROOT / "config" / "demo.toml").read_bytes()
+    config.write_bytes(original)
+    args = ["run", "--config", str(config)]
+    assert choose(root, args, NOW) == B  # first start: the snapshot is taken
+    changed = original + b"\n[only_in_b]\nx = 1\n"
+    config.write_bytes(changed)
+    state = read_state(root)
+    state["trial"]["failed"] = "platform not reached"
+    write_state(root, state)
+    assert choose(root, args, NOW) == A
+    assert config.read_bytes() == original
+    assert (tmp_path / "collector.toml.rejected-1.1.0").read_bytes() == changed
+    assert read_state(root)["last"]["config"] == "restored"
+
+
+def test_a_config_the_older_release_reads_is_kept_on_the_way_back(tmp_path: Path) -> None:
+    """A change B made that A still reads (here the heartbeat period, as a
+    config.set would) survives the rollback: only what A refuses goes back."""
+    root = trial_root(tmp_path)
+    config = tmp_path / "collector.toml"
+    original = (ROOT / "config" / "demo.toml").read_text()
+    config.write_text(original)
+    args = ["run", "--config", str(config)]
+    assert choose(root, args, NOW) == B
+    changed = original.replace("heartbeat_s = 10", "heartbeat_s = 20", 1)
+    assert changed != original
+    config.write_text(changed)
+    write_state(root, {**read_state(root), "rollback": {"to": A, "command_id": "c-10"}})
+    assert choose(root, args, NOW) == A
+    assert config.read_text() == changed
+    assert read_state(root)["last"]["config"] == "kept"
+    assert not list(tmp_path.glob("collector.toml.rejected-*"))
+
+
 def test_launcher_is_stdlib_only_and_says_when_there_is_no_release(tmp_path: Path) -> None:
     """Run as systemd runs it: the base python, -I (no venv, no project on the path)."""
     python = getattr(sys, "_base_executable", sys.executable)

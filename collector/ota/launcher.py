@@ -53,6 +53,12 @@ MAX_TRIAL_STARTS = 3
 #: minute on the gateway, and systemd's start timeout must not fire first.
 MIGRATE_TIMEOUT_S = 600
 
+#: ``config check`` of the release being returned to: one pydantic import and
+#: validation, ~1 s on the gateway; far below systemd's start timeout.
+CONFIG_CHECK_TIMEOUT_S = 120
+#: Per release: the config file as it was when a trial of a newer one began.
+CONFIG_SNAPSHOT = "config-at-trial.toml"
+
 EX_CONFIG = 78
 
 
@@ -134,16 +140,22 @@ def switch_current(root: Path, version: str) -> None:
     _fsync_dir(root)
 
 
+def config_path_from_args(args: list[str]) -> Path | None:
+    """The ``--config FILE`` of the collector's arguments."""
+    for i, arg in enumerate(args):
+        if arg == "--config" and i + 1 < len(args):
+            return Path(args[i + 1])
+    return None
+
+
 def store_path_from_args(args: list[str]) -> Path | None:
     """``store.path`` from ``--set store.path=`` or the ``--config`` TOML (tomllib)."""
     import tomllib
 
-    config: Path | None = None
     for i, arg in enumerate(args):
         if arg == "--set" and i + 1 < len(args) and args[i + 1].startswith("store.path="):
             return Path(args[i + 1].split("=", 1)[1])
-        if arg == "--config" and i + 1 < len(args):
-            config = Path(args[i + 1])
+    config = config_path_from_args(args)
     if config is None:
         return None
     try:
@@ -176,6 +188,68 @@ def downgrade_store(root: Path, newer: str, older: str, args: list[str]) -> bool
     return done.returncode == 0
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def snapshot_config(root: Path, older: str, args: list[str]) -> None:
+    """Keep the config as it is now beside the release a trial leaves.
+
+    Taken at a trial's first start, before the newer release can change the
+    file (config.set): the way back has a config the older release ran with.
+    """
+    config = config_path_from_args(args)
+    if config is None or not config.exists() or not is_installed(root, older):
+        return
+    _write_atomic(release_dir(root, older) / CONFIG_SNAPSHOT, config.read_bytes())
+
+
+def restore_config(root: Path, older: str, leaving: str, args: list[str]) -> str:
+    """Make sure the release we go back to can read the config (docs/upgrade.md).
+
+    The older release's own ``config check`` judges the file as it is now
+    (with the same ``--set`` overrides): a config the newer release changed
+    but the older still reads is kept (a new broker address must survive a
+    rollback). One it refuses — a key only the newer release knows — is kept
+    as ``<config>.rejected-<leaving>`` and the snapshot taken when the trial
+    began is put back. Returns what was done, for the state's ``last``.
+    """
+    config = config_path_from_args(args)
+    if config is None or not config.exists():
+        return "none"
+    overrides: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--set" and i + 1 < len(args):
+            overrides += ["--set", args[i + 1]]
+    argv = [str(release_python(root, older)), "-I", "-m", "collector", "config", "check"]
+    try:
+        done = subprocess.run(
+            [*argv, str(config), *overrides],
+            timeout=CONFIG_CHECK_TIMEOUT_S,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _log("config_check_failed", release=older, error=str(exc))
+        return "unchecked"
+    if done.returncode == 0:
+        return "kept"
+    snapshot = release_dir(root, older) / CONFIG_SNAPSHOT
+    if not snapshot.exists():
+        _log("config_refused_no_snapshot", release=older, errors=done.stdout.strip()[-500:])
+        return "refused"
+    _write_atomic(config.with_name(f"{config.name}.rejected-{leaving}"), config.read_bytes())
+    _write_atomic(config, snapshot.read_bytes())
+    _log("config_restored", release=older, errors=done.stdout.strip()[-500:])
+    return "restored"
+
+
 def abandon(
     root: Path, state: dict[str, Any], back_to: str, reason: str, args: list[str]
 ) -> dict[str, Any]:
@@ -203,8 +277,10 @@ def abandon(
         write_state(root, state)
         _log("rollback_refused", to=back_to, reason="store downgrade failed")
         return state
+    config = restore_config(root, back_to, leaving, args) if leaving else "none"
     state["last"] = {
         "result": "rolled_back",
+        "config": config,
         "version": trial.get("version", leaving),
         "to": back_to,
         "reason": reason,
@@ -244,6 +320,8 @@ def choose(root: Path, args: list[str], now_ms: int | None = None) -> str | None
         if reason is not None and back and is_installed(root, back):
             state = abandon(root, state, str(back), reason, args)
         elif reason is None:
+            if not int(trial.get("starts", 0)) and back:
+                snapshot_config(root, str(back), args)
             trial["starts"] = int(trial.get("starts", 0)) + 1
             write_state(root, state)
             _log("trial_start", release=version, start=trial["starts"], max=MAX_TRIAL_STARTS)
