@@ -191,7 +191,7 @@ def _decimal_strings(value: Any) -> Any:
 
 def register_config_get(processor: CommandProcessor, config: Config) -> None:
     """``config.get``: the running config, every secret redacted (D8, D9)."""
-    from config.loader import dump_redacted
+    from config.view import dump_redacted  # the daemon's views: no pydantic
 
     async def config_get(args: dict[str, Any]) -> dict[str, Any]:
         return {"config": _decimal_strings(dump_redacted(config))}

@@ -15,6 +15,7 @@ import html
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -68,20 +69,40 @@ def write_config_atomically(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
-def check_config_text(text: str, near: Path) -> list[str]:
-    """The config loader's error lines for ``text`` (empty: valid)."""
-    from config.loader import ConfigError, load_config
+#: A config check is a fresh interpreter importing pydantic and the models
+#: (≈ 0.3 s here, a few seconds on a 300 MHz gateway under load): generous.
+CONFIG_CHECK_TIMEOUT_S = 60.0
 
+
+async def check_config_text(text: str, near: Path) -> list[str]:
+    """The config loader's error lines for ``text`` (empty: valid).
+
+    Run as ``forecourt config check`` in a short-lived child, so the daemon
+    never imports pydantic (≈ 18 MB that would stay after the first edit;
+    docs/performance.md, "Footprint"): the same loader, the same lines.
+    """
     fd, tmp = tempfile.mkstemp(dir=near, prefix=".check.", suffix=".toml")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        load_config(Path(tmp))
-    except ConfigError as exc:
-        return [line.replace(tmp, "config") for line in exc.errors]
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "collector", "config", "check", tmp,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            out, _ = await asyncio.wait_for(child.communicate(), CONFIG_CHECK_TIMEOUT_S)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+            return [f"config: the check did not finish within {CONFIG_CHECK_TIMEOUT_S:g} s"]
     finally:
         os.unlink(tmp)
-    return []
+    lines = out.decode("utf-8", "replace").splitlines()
+    if child.returncode == 0:
+        return []
+    errors = [line.replace(tmp, "config") for line in lines if line.strip()]
+    return errors or [f"config: the check failed (exit status {child.returncode})"]
 
 
 def make_app(collector: Collector, password_file: Path, config_path: Path | None) -> Microdot:
@@ -244,7 +265,7 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
             return config_page(session, None, [])
         edited = str(form.get("toml", "")).replace("\r\n", "\n")
         text, errors = unmask(edited, config_path.read_text("utf-8"))
-        errors = errors or check_config_text(text, config_path.parent)
+        errors = errors or await check_config_text(text, config_path.parent)
         if errors:
             return config_page(session, edited, errors)
         write_config_atomically(config_path, text)
