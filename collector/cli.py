@@ -14,9 +14,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from collector import techcli, version
+from collector import set_version, techcli, version
 
 if TYPE_CHECKING:
     from config.models import Config
@@ -49,12 +49,23 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked (importlib.metadata is ≈ 10 ms)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"{PROG} {version()}")  # stdout, as argparse's own version action
+        parser.exit()
+
+
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The top-level parser and the ``config`` one (for its help)."""
     parser = argparse.ArgumentParser(
         prog=PROG, description="Fuel-station data collector (dispensers → regulator platform)."
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     set_help = "override one key, e.g. uplink.host=10.0.0.5 or ports.0.baudrate=4800 (repeatable)"
@@ -139,13 +150,14 @@ def _run(path: Path, overrides: Sequence[str], validated_fd: int | None) -> int:
         argv = ["-m", "collector", "run", "--config", str(path)]
         for item in overrides:
             argv += ["--set", item]
-        exec_daemon(config, argv)
+        exec_daemon(config, argv, version())
     from collector.daemon import run_daemon
     from config.handoff import read_views
 
     try:
-        views = read_views(validated_fd)
+        views, known_version = read_views(validated_fd)
     except (OSError, ValueError, TypeError, EOFError) as exc:
         print(f"forecourt: cannot start: --validated-fd {validated_fd}: {exc}", file=sys.stderr)
         return 1
+    set_version(known_version)
     return run_daemon(cast("Config", views), path)

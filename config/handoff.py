@@ -69,10 +69,14 @@ def views_of(config: Config) -> ConfigView:
     return view
 
 
-def exec_daemon(config: Config, argv: Sequence[str]) -> NoReturn:
-    """Replace this process with ``argv`` + ``--validated-fd N`` (never returns)."""
+def exec_daemon(config: Config, argv: Sequence[str], version: str) -> NoReturn:
+    """Replace this process with ``argv`` + ``--validated-fd N`` (never returns).
+
+    ``version``: the release's, found here so the daemon need not look it up.
+    """
     fd = os.memfd_create("forecourt-config", 0)
-    payload = pickle.dumps(views_of(config), protocol=pickle.HIGHEST_PROTOCOL)
+    handoff = (views_of(config), version)
+    payload = pickle.dumps(handoff, protocol=pickle.HIGHEST_PROTOCOL)
     with open(fd, "wb", closefd=False) as f:
         f.write(payload)
     os.lseek(fd, 0, os.SEEK_SET)
@@ -84,10 +88,12 @@ def exec_daemon(config: Config, argv: Sequence[str]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, *xoptions, *argv, FD_OPTION, str(fd)])
 
 
-def read_views(fd: int) -> ConfigView:
-    """The daemon's side: the views the validating step wrote to ``fd`` (closed after)."""
+def read_views(fd: int) -> tuple[ConfigView, str]:
+    """The daemon's side: the views and the version the validating step wrote to
+    ``fd`` (closed after)."""
     with os.fdopen(fd, "rb") as f:
-        view = pickle.load(f)
-    if not isinstance(view, ConfigView):
-        raise TypeError(f"fd {fd} holds no validated config")
-    return view
+        handoff = pickle.load(f)
+    match handoff:
+        case (ConfigView() as view, str() as version):
+            return view, version
+    raise TypeError(f"fd {fd} holds no validated config")

@@ -535,6 +535,8 @@ if "--validated-fd" in sys.argv:
             "path": str(config_path), "tz": str(config.device.tzinfo),
             "keys_file": str(config.uplink.keys_file), "type": type(config).__name__,
             "pydantic": sorted(m for m in sys.modules if m.startswith("pydantic")),
+            "metadata": "importlib.metadata" in sys.modules,
+            "version": __import__("collector").version(),
         }), flush=True)
         return 7
     fake = types.ModuleType("collector.daemon")
@@ -567,6 +569,8 @@ def test_run_hands_the_config_to_the_daemon(tmp_path: Path) -> None:
         "keys_file": "keys.toml",
         "type": "Config",
         "pydantic": [],
+        "metadata": False,  # the version came with the config
+        "version": importlib.metadata.version("forecourt-collector"),
     }
 
 

@@ -128,17 +128,18 @@ def test_a_fresh_interpreter_reads_the_views_without_pydantic(config: models.Con
     """The exec'd daemon's side, for real: a memfd inherited by a new process."""
     fd = os.memfd_create("test-config", 0)
     try:
-        os.write(fd, pickle.dumps(views_of(config)))
+        os.write(fd, pickle.dumps((views_of(config), "9.9.9")))
         os.lseek(fd, 0, os.SEEK_SET)
         code = (
             "import sys, json\n"
             "from config.handoff import read_views\n"
             "from config.view import dump_redacted\n"
-            f"v = read_views({fd})\n"
+            f"v, version = read_views({fd})\n"
             "print(json.dumps({'host': v.uplink.host, 'tz': str(v.device.tzinfo),\n"
             "  'pw': v.uplink.password.get_secret_value(), 'ports': len(v.ports),\n"
             "  'grades': {str(k): g for k, g in v.ports[2].dart.model_dump()['grades'].items()},\n"
             "  'redacted': dump_redacted(v)['uplink']['password'],\n"
+            "  'version': version, 'metadata': 'importlib.metadata' in sys.modules,\n"
             "  'pydantic': sorted(m for m in sys.modules if 'pydantic' in m)}))\n"
         )
         out = subprocess.run(
@@ -155,6 +156,8 @@ def test_a_fresh_interpreter_reads_the_views_without_pydantic(config: models.Con
         "ports": len(config.ports),
         "grades": {"1": "1092", "2": "1095"},
         "redacted": "***",
+        "version": "9.9.9",
+        "metadata": False,
         "pydantic": [],
     }
 
