@@ -97,7 +97,9 @@ def imports(modules: list[str]) -> None:
         )
 
 
-def station_report(ports: int, settle_s: float, trace: bool, importtime: Path | None) -> None:
+def station_report(
+    ports: int, settle_s: float, trace: bool, importtime: Path | None, profile: Path | None
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         broker = stack.Mosquitto(work / "broker")
@@ -115,6 +117,8 @@ def station_report(ports: int, settle_s: float, trace: bool, importtime: Path | 
         }
         if importtime is not None:
             env["PYTHONPROFILEIMPORTTIME"] = "1"
+        if profile is not None:
+            env["FOOTPRINT_PROFILE"] = str(profile)
         argv = [sys.executable, str(PROBE), "run", "--config", str(config),
                 "--set", f"control.socket={work / 'control.sock'}"]  # fmt: skip
         try:
@@ -143,13 +147,17 @@ def main() -> None:
     s.add_argument("--settle", type=float, default=20.0)
     s.add_argument("--trace", action="store_true")
     s.add_argument("--importtime", type=Path, metavar="FILE", help="write -X importtime here")
+    s.add_argument(
+        "--profile", type=Path, metavar="PREFIX",
+        help="pyinstrument of start-up: PREFIX.validate.txt, PREFIX.daemon.txt (to READY=1)",
+    )  # fmt: skip
     i = sub.add_parser("imports")
     i.add_argument("modules", nargs="+")
     c = sub.add_parser("chain")
     c.add_argument("modules", nargs="+")
     args = p.parse_args()
     if args.mode == "station":
-        station_report(args.ports, args.settle, args.trace, args.importtime)
+        station_report(args.ports, args.settle, args.trace, args.importtime, args.profile)
     elif args.mode == "chain":
         chain(args.modules)
     else:

@@ -1,10 +1,12 @@
 """``forecourt`` run in-process, with a report of its memory after it settled.
 
 Started by bench/footprint.py as ``python bench/footprint_probe.py run …``
-with FOOTPRINT_REPORT (output JSON path), FOOTPRINT_SETTLE_S and
-FOOTPRINT_TRACE set. The daemon is the real one (collector.cli.main); a
-timer thread writes the report after the settle time, then sends SIGTERM so
-the daemon stops as under systemd.
+with FOOTPRINT_REPORT (output JSON path), FOOTPRINT_SETTLE_S, FOOTPRINT_TRACE
+and FOOTPRINT_PROFILE set. The daemon is the real one (collector.cli.main,
+after the same validate-and-exec step); a timer thread writes the report
+after the settle time, then sends SIGTERM so the daemon stops as under
+systemd. FOOTPRINT_PROFILE=PREFIX: pyinstrument of the validating step
+(PREFIX.validate.txt) and of the daemon up to READY=1 (PREFIX.daemon.txt).
 """
 
 from __future__ import annotations
@@ -102,17 +104,59 @@ def _report() -> None:
 def _validate_and_exec(argv: list[str]) -> None:
     """What ``forecourt run`` does before the daemon: validate, exec with the views —
     exec'ing this probe again, so the report covers the daemon as it runs."""
+    from collector import version
     from config.handoff import exec_daemon
     from config.loader import load_config
 
     config_at = argv.index("--config") + 1
     overrides = [argv[i + 1] for i, item in enumerate(argv) if item == "--set"]
-    exec_daemon(load_config(Path(argv[config_at]), overrides), [__file__, *argv])
+    config = load_config(Path(argv[config_at]), overrides)
+    exec_daemon(config, [__file__, *argv], version())
+
+
+def _profile_until_ready(out: Path) -> None:
+    """pyinstrument from here to READY=1 (the daemon's half of start-up), as text."""
+    from pyinstrument import Profiler
+
+    from collector import sdnotify
+
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    notify = sdnotify.notify
+
+    def notify_and_stop(state: str) -> bool:
+        if state == "READY=1" and profiler.is_running:
+            profiler.stop()
+            out.write_text(profiler.output_text(unicode=True, show_all=False))
+        return notify(state)
+
+    sdnotify.notify = notify_and_stop
 
 
 if __name__ == "__main__":
+    profile = os.environ.get("FOOTPRINT_PROFILE")
     if "--validated-fd" not in sys.argv:
+        if profile:
+            from pyinstrument import Profiler
+
+            validating = Profiler(interval=0.0005)
+            validating.start()
+
+            from config import handoff
+
+            exec_daemon = handoff.exec_daemon
+
+            def profiled_exec(*args: object) -> None:
+                validating.stop()
+                Path(profile + ".validate.txt").write_text(
+                    validating.output_text(unicode=True, show_all=False)
+                )
+                exec_daemon(*args)  # type: ignore[arg-type]
+
+            handoff.exec_daemon = profiled_exec  # type: ignore[assignment]
         _validate_and_exec(sys.argv[1:])
+    if profile:
+        _profile_until_ready(Path(profile + ".daemon.txt"))
     threading.Timer(float(os.environ.get("FOOTPRINT_SETTLE_S", "20")), _report).start()
     from collector.cli import main
 

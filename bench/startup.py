@@ -113,6 +113,7 @@ def one_run(work: Path, ports: int, settle_s: float, env: dict[str, str]) -> dic
         pid = collector.popen.pid
         mem = memory_kb(pid)
         extensions = mapped_extensions(pid)
+        threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
     finally:
         collector.stop()
         listener.close()
@@ -124,6 +125,7 @@ def one_run(work: Path, ports: int, settle_s: float, env: dict[str, str]) -> dic
         "ready_s": round(ready_s, 3),
         "started_s_upper": round(started_s, 3),
         **{f"{key}_kb": value for key, value in mem.items()},
+        "threads": threads,
         "extensions": extensions,
         "loadavg": Path("/proc/loadavg").read_text().split()[0],
     }
