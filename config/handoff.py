@@ -27,6 +27,9 @@ from config.view import ConfigView, Secret, make_view
 if TYPE_CHECKING:
     from config.models import Config
 
+#: Packages whose types must not be in the views (the daemon would import them).
+_PYDANTIC_PACKAGES = frozenset({"pydantic", "pydantic_core"})
+
 #: The hidden ``forecourt run`` option that carries the memfd's number.
 FD_OPTION = "--validated-fd"
 
@@ -55,6 +58,12 @@ def to_view(value: Any, redacted: str | None = None) -> Any:
         return type(value)(to_view(item) for item in value)
     if isinstance(value, dict):
         return {key: to_view(item) for key, item in value.items()}
+    if type(value).__module__.partition(".")[0] in _PYDANTIC_PACKAGES:
+        # e.g. HttpUrl: unpickling it would import pydantic into the daemon.
+        raise TypeError(
+            f"a config value of pydantic type {type(value).__qualname__} cannot reach the"
+            " daemon: use a plain type (str, int, Path, …) or convert it here in to_view"
+        )
     return value
 
 

@@ -174,3 +174,15 @@ def test_a_secret_inside_a_list_or_dict_is_still_a_secret() -> None:
     converted = to_view({"a": [SecretStr("x")], "b": (1, Path("/p"))})
     assert converted["a"][0].get_secret_value() == "x"
     assert converted["b"] == (1, Path("/p"))
+
+
+def test_a_pydantic_typed_value_is_refused_at_the_hand_off() -> None:
+    """A field typed e.g. HttpUrl would drag pydantic into the daemon: a clear error
+    when the views are built (and so in every config test), not a silent import."""
+    from pydantic import HttpUrl
+
+    class WithUrl(BaseModel):
+        endpoint: HttpUrl
+
+    with pytest.raises(TypeError, match="pydantic type"):
+        to_view(WithUrl(endpoint="https://platform.example/"))  # type: ignore[arg-type]

@@ -15,7 +15,6 @@ import html
 import os
 import secrets
 import shutil
-import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from microdot import Microdot, Request, Response
 
 from collector import control, logs
+from collector.config_check import check_config_text
 from collector.web.auth import LoginGuard, Session, Sessions, read_hash_file, verify_password
 from collector.web.secrets_mask import mask, unmask
 
@@ -67,42 +67,6 @@ def write_config_atomically(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-#: A config check is a fresh interpreter importing pydantic and the models
-#: (≈ 0.3 s here, a few seconds on a 300 MHz gateway under load): generous.
-CONFIG_CHECK_TIMEOUT_S = 60.0
-
-
-async def check_config_text(text: str, near: Path) -> list[str]:
-    """The config loader's error lines for ``text`` (empty: valid).
-
-    Run as ``forecourt config check`` in a short-lived child, so the daemon
-    never imports pydantic (≈ 18 MB that would stay after the first edit;
-    docs/performance.md, "Footprint"): the same loader, the same lines.
-    """
-    fd, tmp = tempfile.mkstemp(dir=near, prefix=".check.", suffix=".toml")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "collector", "config", "check", tmp,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            out, _ = await asyncio.wait_for(child.communicate(), CONFIG_CHECK_TIMEOUT_S)
-        except TimeoutError:
-            child.kill()
-            await child.wait()
-            return [f"config: the check did not finish within {CONFIG_CHECK_TIMEOUT_S:g} s"]
-    finally:
-        os.unlink(tmp)
-    lines = out.decode("utf-8", "replace").splitlines()
-    if child.returncode == 0:
-        return []
-    errors = [line.replace(tmp, "config") for line in lines if line.strip()]
-    return errors or [f"config: the check failed (exit status {child.returncode})"]
 
 
 def make_app(collector: Collector, password_file: Path, config_path: Path | None) -> Microdot:
