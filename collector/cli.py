@@ -10,24 +10,35 @@ usage or an invalid config (one ``key.path: reason`` line per error).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from collector import set_version, techcli, version
+from collector import set_version, version
 
 if TYPE_CHECKING:
+    import argparse
+
     from config.models import Config
 
 PROG = "forecourt"
 #: argparse's own status for usage errors; invalid configs use it too.
 EXIT_USAGE = 2
+#: The option the validating step adds when it execs the daemon
+#: (config/handoff.py ``FD_OPTION``): that argv is this program's own, so it
+#: is read without argparse and the technician commands (≈ 0.3 MB the daemon
+#: would keep for nothing).
+VALIDATED_FD = "--validated-fd"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; ``raise SystemExit(main())``."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    if given[:1] == ["run"] and VALIDATED_FD in given:
+        return _run_validated(given)
+    from collector import techcli
+
     parser, config_parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -36,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config" and args.config_command == "check":
         return _config_check(args.file, args.set)
     if args.command == "run":
-        return _run(args.config, args.set, args.validated_fd)
+        return _run(args.config, args.set)
     if args.command == "decode":
         from collector.decode import main as decode_main
 
@@ -49,19 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-class _VersionAction(argparse.Action):
-    """``--version``, looked up only when asked (importlib.metadata is ≈ 10 ms)."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
-        print(f"{PROG} {version()}")  # stdout, as argparse's own version action
-        parser.exit()
-
-
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The top-level parser and the ``config`` one (for its help)."""
+    import argparse
+
+    from collector import techcli
+
+    class _VersionAction(argparse.Action):
+        """``--version``, looked up only when asked (importlib.metadata is ≈ 10 ms)."""
+
+        def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+            super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+        def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+            print(f"{PROG} {version()}")  # stdout, as argparse's own version action
+            parser.exit()
+
     parser = argparse.ArgumentParser(
         prog=PROG, description="Fuel-station data collector (dispensers → regulator platform)."
     )
@@ -72,8 +86,6 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run = commands.add_parser("run", help="run the collector daemon")
     run.add_argument("--config", required=True, type=Path, metavar="FILE", help="TOML config")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
-    # Internal: the validated config's fd, from the validating step (config/handoff.py).
-    run.add_argument("--validated-fd", type=int, help=argparse.SUPPRESS)
 
     config = commands.add_parser("config", help="config file tools")
     config_commands = config.add_subparsers(dest="config_command", metavar="COMMAND")
@@ -134,23 +146,32 @@ def _config_check(path: Path, overrides: Sequence[str]) -> int:
     return 0
 
 
-def _run(path: Path, overrides: Sequence[str], validated_fd: int | None) -> int:
+def _run(path: Path, overrides: Sequence[str]) -> int:
     """Validate in this short-lived process, then exec the daemon in its place.
 
     The daemon gets the validated config's views through an fd and never
     imports pydantic (≈ 18 MB, ≈ 150 ms: docs/performance.md, "Footprint").
     """
-    if validated_fd is None:
-        # A daemon's diagnostics go to stderr (the journal), not stdout.
-        config = _load(path, overrides, sys.stderr)
-        if config is None:
-            return EXIT_USAGE
-        from config.handoff import exec_daemon
+    # A daemon's diagnostics go to stderr (the journal), not stdout.
+    config = _load(path, overrides, sys.stderr)
+    if config is None:
+        return EXIT_USAGE
+    from config.handoff import exec_daemon
 
-        argv = ["-m", "collector", "run", "--config", str(path)]
-        for item in overrides:
-            argv += ["--set", item]
-        exec_daemon(config, argv, version())
+    argv = ["-m", "collector", "run", "--config", str(path)]
+    for item in overrides:
+        argv += ["--set", item]  # shown by ps; already applied
+    exec_daemon(config, argv, version())
+
+
+def _run_validated(argv: list[str]) -> int:
+    """The daemon, exec'd by :func:`_run` with ``--validated-fd N`` (config/handoff.py)."""
+    try:
+        path = Path(argv[argv.index("--config") + 1])
+        validated_fd = int(argv[argv.index(VALIDATED_FD) + 1])
+    except (ValueError, IndexError):
+        print(f"{PROG}: {VALIDATED_FD} needs --config FILE and an fd number", file=sys.stderr)
+        return EXIT_USAGE
     from collector.daemon import run_daemon
     from config.handoff import read_views
 

@@ -162,6 +162,13 @@ def test_a_fresh_interpreter_reads_the_views_without_pydantic(config: models.Con
     }
 
 
+def test_the_cli_knows_the_hand_off_option() -> None:
+    from collector import cli
+    from config import handoff
+
+    assert cli.VALIDATED_FD == handoff.FD_OPTION
+
+
 def test_read_views_refuses_an_fd_without_views(tmp_path: Path) -> None:
     path = tmp_path / "other.pickle"
     path.write_bytes(pickle.dumps({"not": "a config"}))
