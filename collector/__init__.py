@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+#: The version found once per process; the daemon gets it from the validating
+#: step (collector/cli.py) so that it never imports importlib.metadata.
+_version: str | None = None
+
 
 def version() -> str:
     """The installed release's version (``0+unknown`` when run from a bare tree)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
+    global _version
+    if _version is None:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
 
-    try:
-        return dist_version("forecourt-collector")
-    except PackageNotFoundError:
-        return "0+unknown"
+        try:
+            _version = dist_version("forecourt-collector")
+        except PackageNotFoundError:
+            _version = "0+unknown"
+    return _version
+
+
+def set_version(known: str) -> None:
+    """The version as the validating step found it (same install, an instant before)."""
+    global _version
+    _version = known

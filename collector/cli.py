@@ -10,24 +10,35 @@ usage or an invalid config (one ``key.path: reason`` line per error).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-from collector import techcli, version
+from collector import set_version, version
 
 if TYPE_CHECKING:
+    import argparse
+
     from config.models import Config
 
 PROG = "forecourt"
 #: argparse's own status for usage errors; invalid configs use it too.
 EXIT_USAGE = 2
+#: The option the validating step adds when it execs the daemon
+#: (config/handoff.py ``FD_OPTION``): that argv is this program's own, so it
+#: is read without argparse and the technician commands (≈ 0.3 MB the daemon
+#: would keep for nothing).
+VALIDATED_FD = "--validated-fd"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; ``raise SystemExit(main())``."""
+    given = sys.argv[1:] if argv is None else list(argv)
+    if given[:1] == ["run"] and VALIDATED_FD in given:
+        return _run_validated(given)
+    from collector import techcli
+
     parser, config_parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -51,10 +62,24 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The top-level parser and the ``config`` one (for its help)."""
+    import argparse
+
+    from collector import techcli
+
+    class _VersionAction(argparse.Action):
+        """``--version``, looked up only when asked (importlib.metadata is ≈ 10 ms)."""
+
+        def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+            super().__init__(option_strings, dest, nargs=0, help="show the version and exit")
+
+        def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+            print(f"{PROG} {version()}")  # stdout, as argparse's own version action
+            parser.exit()
+
     parser = argparse.ArgumentParser(
         prog=PROG, description="Fuel-station data collector (dispensers → regulator platform)."
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     set_help = "override one key, e.g. uplink.host=10.0.0.5 or ports.0.baudrate=4800 (repeatable)"
@@ -122,6 +147,11 @@ def _config_check(path: Path, overrides: Sequence[str]) -> int:
 
 
 def _run(path: Path, overrides: Sequence[str]) -> int:
+    """Validate in this short-lived process, then exec the daemon in its place.
+
+    The daemon gets the validated config's views through an fd and never
+    imports pydantic (≈ 18 MB, ≈ 150 ms: docs/performance.md, "Footprint").
+    """
     from collector.config_files import settle_at_start
 
     # Before the file is read: a config.set cut short by a stop, or whose
@@ -137,6 +167,34 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
     config = _load(path, overrides, sys.stderr)
     if config is None:
         return EXIT_USAGE
-    from collector.daemon import run_daemon
+    from config.handoff import exec_daemon
 
-    return run_daemon(config, path, overrides)
+    argv = ["-m", "collector", "run", "--config", str(path)]
+    for item in overrides:
+        argv += ["--set", item]  # shown by ps; already applied
+    exec_daemon(config, argv, version())
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    """The ``--set`` items of the exec'd argv (config.set validates with them too)."""
+    return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == "--set"]
+
+
+def _run_validated(argv: list[str]) -> int:
+    """The daemon, exec'd by :func:`_run` with ``--validated-fd N`` (config/handoff.py)."""
+    try:
+        path = Path(argv[argv.index("--config") + 1])
+        validated_fd = int(argv[argv.index(VALIDATED_FD) + 1])
+    except (ValueError, IndexError):
+        print(f"{PROG}: {VALIDATED_FD} needs --config FILE and an fd number", file=sys.stderr)
+        return EXIT_USAGE
+    from collector.daemon import run_daemon
+    from config.handoff import read_views
+
+    try:
+        views, known_version = read_views(validated_fd)
+    except (OSError, ValueError, TypeError, EOFError) as exc:
+        print(f"forecourt: cannot start: --validated-fd {validated_fd}: {exc}", file=sys.stderr)
+        return 1
+    set_version(known_version)
+    return run_daemon(cast("Config", views), path, _overrides(argv))

@@ -199,7 +199,7 @@ def _decimal_strings(value: Any) -> Any:
 def register_config_get(processor: CommandProcessor, config: Config | Callable[[], Config]) -> None:
     """``config.get``: the running config, every secret redacted (D8, D9);
     ``config`` may be a getter, so a live ``config.set`` shows at once."""
-    from config.loader import dump_redacted
+    from config.view import dump_redacted  # the daemon's views: no pydantic
 
     async def config_get(args: dict[str, Any]) -> dict[str, Any]:
         running = config() if callable(config) else config

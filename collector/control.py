@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from collector import capture, storeview, version
+from collector import capture, footprint, storeview, version
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
@@ -172,6 +172,8 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "alarms_active": len(active),
         "gauge_online": None if c.gauge is None else c.gauge.online,
         "seals": {} if c.seals is None else c.seals.watch.states(),  # SPEC F3
+        # Issue #10: deny-listed packages loaded (microdot is expected with [web] listen).
+        "heavy_modules": footprint.heavy_modules(),
     }
 
 

@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 import protocols
+from config.derived import DeviceDerived, parse_offset
 
 #: Shared by every model: unknown keys are errors, no type coercion, and no
 #: inf/nan (TOML allows them; no duration or count here may be either).
@@ -44,11 +45,6 @@ _MODEL_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Station codes are assigned by the regulator; 64 bounds the field in records.
 STATION_MAX_CHARS = 64
-#: A wall-clock UTC offset, ``±HH:MM``.
-TIMEZONE_PATTERN = re.compile(r"^([+-])(\d{2}):(\d{2})$")
-#: Real-world offsets run from −12:00 to +14:00; anything beyond is a typo.
-TIMEZONE_MAX_OFFSET = dt.timedelta(hours=14)
-
 #: TCP port range.
 TCP_PORT_MIN, TCP_PORT_MAX = 1, 65535
 #: MQTT keepalive: below 10 s the 4G link pays for pings; above an hour a dead
@@ -130,7 +126,7 @@ def _reject_non_int(value: Any) -> Any:
     return value
 
 
-class DeviceConfig(BaseModel):
+class DeviceConfig(DeviceDerived, BaseModel):
     model_config = _MODEL_CONFIG
 
     id: str
@@ -153,24 +149,12 @@ class DeviceConfig(BaseModel):
         _parse_offset(value)
         return value
 
-    @property
-    def tzinfo(self) -> dt.timezone:
-        """The dispensers' wall-clock offset; their BCD times carry none."""
-        return dt.timezone(_parse_offset(self.timezone))
-
 
 def _parse_offset(text: str) -> dt.timedelta:
-    match = TIMEZONE_PATTERN.match(text)
-    reason = f"must be a UTC offset +HH:MM or -HH:MM within ±14:00, got {text!r}"
-    if not match:
-        raise _invalid(reason)
-    sign, hours, minutes = match.groups()
-    if int(minutes) >= 60:
-        raise _invalid(reason)
-    offset = dt.timedelta(hours=int(hours), minutes=int(minutes))
-    if offset > TIMEZONE_MAX_OFFSET:
-        raise _invalid(reason)
-    return -offset if sign == "-" else offset
+    try:
+        return parse_offset(text)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
 
 
 class StoreConfig(BaseModel):

@@ -10,10 +10,9 @@ import datetime as dt
 import functools
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
-import types
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -526,31 +525,57 @@ def test_run_bad_config_exits_2_on_stderr(
     assert (out, err) == ("", f"{tmp_path / 'nope.toml'}: no such file\n")
 
 
-def test_run_hands_the_config_to_the_daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[Config] = []
-    paths: list[Path | None] = []
-    given: list[Sequence[str]] = []
-
-    def run_daemon(
-        config: Config, config_path: Path | None = None, overrides: Sequence[str] = ()
-    ) -> int:
-        seen.append(config)
-        paths.append(config_path)  # the web page's config editor writes it (issue #9)
-        given.append(overrides)  # config.set validates with the same --set (issue #8)
+#: Put first on PYTHONPATH by the test below: in the exec'd daemon (and only
+#: there: it has ``--validated-fd``) it stands in for ``collector.daemon``
+#: and prints what the daemon was handed.
+FAKE_DAEMON = """
+import json, os, sys, types
+if "--validated-fd" in sys.argv:
+    def run_daemon(config, config_path=None, overrides=()):
+        print(json.dumps({
+            "overrides": list(overrides),
+            "pid": os.getpid(), "format": config.log.format, "id": config.device.id,
+            "path": str(config_path), "tz": str(config.device.tzinfo),
+            "keys_file": str(config.uplink.keys_file), "type": type(config).__name__,
+            "pydantic": sorted(m for m in sys.modules if m.startswith("pydantic")),
+            "metadata": "importlib.metadata" in sys.modules,
+            "version": __import__("collector").version(),
+        }), flush=True)
         return 7
-
     fake = types.ModuleType("collector.daemon")
-    fake.run_daemon = run_daemon  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "collector.daemon", fake)
+    fake.run_daemon = run_daemon
+    sys.modules["collector.daemon"] = fake
+"""
+
+
+def test_run_hands_the_config_to_the_daemon(tmp_path: Path) -> None:
+    """``forecourt run`` validates, then execs the daemon in its place (same PID)
+    with the validated config, overrides applied, and no pydantic (issue #10)."""
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "sitecustomize.py").write_text(FAKE_DAEMON)
     path = write(tmp_path, GOOD)
-    assert cli.main(["run", "--config", str(path), "--set", "log.format=json"]) == 7
-    [config] = seen
-    assert paths == [path]
-    assert [list(o) for o in given] == [["log.format=json"]]
-    assert config.log.format == "json"
-    assert config.device.id == "gw-1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "collector", "run", "--config", str(path),
+         "--set", "log.format=json", "--set", "device.timezone=-03:30"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "fake")},
+    )  # fmt: skip
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 7, out
+    handed = json.loads(out)
+    assert handed == {
+        "overrides": ["log.format=json", "device.timezone=-03:30"],  # config.set uses them
+        "pid": proc.pid,
+        "format": "json",
+        "id": "gw-1",
+        "path": str(path),
+        "tz": "UTC-03:30",
+        "keys_file": "keys.toml",
+        "type": "Config",
+        "pydantic": [],
+        "metadata": False,  # the version came with the config
+        "version": importlib.metadata.version("forecourt-collector"),
+    }
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from microdot import Microdot, Request, Response
 
 from collector import control, logs
+from collector.config_check import check_config_text
 from collector.web.auth import LoginGuard, Session, Sessions, read_hash_file, verify_password
 from collector.web.secrets_mask import mask, unmask
 
@@ -49,18 +50,6 @@ def write_config_atomically(path: Path, text: str) -> None:
     from collector.config_files import replace_keeping_prev
 
     replace_keeping_prev(path, text.encode("utf-8"))
-
-
-def check_config_text(text: str, near: Path | None = None) -> list[str]:
-    """The config loader's error lines for ``text`` (empty: valid): the same
-    validation as the file at start and ``config.set`` (``config_from_data``)."""
-    from config.loader import ConfigError, config_from_data, parse_toml_text
-
-    try:
-        config_from_data(parse_toml_text(text))
-    except ConfigError as exc:
-        return exc.errors
-    return []
 
 
 def make_app(collector: Collector, password_file: Path, config_path: Path | None) -> Microdot:
@@ -223,7 +212,7 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
             return config_page(session, None, [])
         edited = str(form.get("toml", "")).replace("\r\n", "\n")
         text, errors = unmask(edited, config_path.read_text("utf-8"))
-        errors = errors or check_config_text(text, config_path.parent)
+        errors = errors or await check_config_text(text, config_path.parent)
         from collector.config_files import pending_path
 
         if pending_path(config_path).exists():

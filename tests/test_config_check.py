@@ -1,0 +1,51 @@
+"""Checking a config text from the daemon's side (collector/config_check.py, issue #10).
+
+A real ``forecourt config check`` child validates; the caller — a fresh
+interpreter standing for the daemon — gets the loader's own error lines and
+never imports pydantic itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "config" / "demo.toml"
+
+CALLER = """
+import asyncio, json, sys
+from pathlib import Path
+from collector.config_check import check_config_text
+text = Path(sys.argv[1]).read_text()
+errors = asyncio.run(check_config_text(text, Path(sys.argv[2])))
+print(json.dumps({"errors": errors, "pydantic": "pydantic" in sys.modules}))
+"""
+
+
+def check(tmp_path: Path, text: str) -> dict[str, object]:
+    source = tmp_path / "edited.toml"
+    source.write_text(text)
+    out = subprocess.run(
+        [sys.executable, "-c", CALLER, str(source), str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+def test_a_valid_config_has_no_errors(tmp_path: Path) -> None:
+    assert check(tmp_path, DEMO.read_text()) == {"errors": [], "pydantic": False}
+
+
+def test_errors_are_the_loaders_lines(tmp_path: Path) -> None:
+    text = DEMO.read_text().replace("heartbeat_s = 10", "heartbeat_s = 0\nbogus = 1")
+    result = check(tmp_path, text)
+    assert result["pydantic"] is False
+    assert result["errors"] == [
+        "uplink.heartbeat_s: must be >= 1, got 0",
+        "uplink.bogus: unknown key",
+    ], result
+    assert not list(tmp_path.glob(".check.*")), "the temporary file is removed"
