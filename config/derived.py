@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 #: A wall-clock UTC offset, ``±HH:MM``.
@@ -43,3 +45,44 @@ class DeviceDerived:
     def tzinfo(self) -> dt.timezone:
         """The dispensers' wall-clock offset; their BCD times carry none."""
         return dt.timezone(parse_offset(self.timezone))
+
+
+class EndpointDerived:
+    """``[[uplink.endpoints]]``: the name the heartbeat's ``link`` and alarms use."""
+
+    if TYPE_CHECKING:
+        name: str | None
+        host: str
+        port: int
+        interface: str | None
+        tls: bool | None
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ShorthandEndpoint(EndpointDerived):
+    """The one endpoint of ``uplink.host``/``port`` (no ``[[uplink.endpoints]]``)."""
+
+    host: str
+    port: int
+    name: str | None = None
+    interface: str | None = None
+    tls: bool | None = None
+
+
+class UplinkDerived:
+    """``[uplink]``: the endpoints in order, the primary first."""
+
+    if TYPE_CHECKING:
+        host: str
+        port: int
+        endpoints: Sequence[EndpointDerived]
+
+    def endpoint_list(self) -> list[EndpointDerived]:
+        """``endpoints``, or the one ``host``/``port`` of the shorthand."""
+        if self.endpoints:
+            return list(self.endpoints)
+        return [ShorthandEndpoint(host=self.host, port=self.port)]

@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 import protocols
-from config.derived import DeviceDerived, parse_offset
+from config.derived import DeviceDerived, EndpointDerived, UplinkDerived, parse_offset
 
 #: Shared by every model: unknown keys are errors, no type coercion, and no
 #: inf/nan (TOML allows them; no duration or count here may be either).
@@ -189,7 +189,7 @@ PROBE_PRIMARY_MIN_S, PROBE_PRIMARY_MAX_S = 1, 86_400
 NETWORK_LOSS_MIN_S, NETWORK_LOSS_MAX_S = 1, 86_400
 
 
-class EndpointConfig(BaseModel):
+class EndpointConfig(EndpointDerived, BaseModel):
     """One way to the platform's broker (SPEC D10, D18; platform-interface.md
     "Transport"): ``[[uplink.endpoints]]``, the first one the primary."""
 
@@ -212,12 +212,8 @@ class EndpointConfig(BaseModel):
             raise _invalid(f"not a network interface name: {value!r}")
         return value
 
-    @property
-    def label(self) -> str:
-        return self.name or f"{self.host}:{self.port}"
 
-
-class UplinkConfig(BaseModel):
+class UplinkConfig(UplinkDerived, BaseModel):
     model_config = _MODEL_CONFIG
 
     #: The one-endpoint shorthand; ``endpoints`` replaces it (not both).
@@ -281,13 +277,6 @@ class UplinkConfig(BaseModel):
         if errors:
             raise _fail(errors)
         return self
-
-    def endpoint_list(self) -> list[EndpointConfig]:
-        """The endpoints in order, the primary first: ``endpoints``, or the
-        one ``host``/``port`` of the shorthand."""
-        if self.endpoints:
-            return list(self.endpoints)
-        return [EndpointConfig(host=self.host, port=self.port)]
 
 
 #: Upper bound of a "read every N polls" option: 100 000 polls is hours even
