@@ -21,6 +21,7 @@ import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -86,6 +87,11 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
     )
     collector = stack.collector(tmp_path, config, ["log.format=json"])
     wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+
+    def element(element_id: str) -> WebElement:
+        # A loaded machine may still be building the page a get() returned for.
+        return wait.until(lambda d: d.find_elements(By.ID, element_id))[0]
+
     try:
         listening = lambda: "web_listening" in collector.log_path.read_text()  # noqa: E731
         stack.wait_until(listening, 20, "the web page")
@@ -107,29 +113,29 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
         shot(browser, "3-order")
 
         browser.get(url + "config")
-        area = browser.find_element(By.ID, "toml")
+        area = element("toml")
         edited = area.get_attribute("value").replace("heartbeat_s = 10", "heartbeat_s = 20")
         browser.execute_script("arguments[0].value = arguments[1]", area, edited)
-        browser.find_element(By.ID, "save").click()
+        element("save").click()
         wait.until(lambda d: d.find_elements(By.ID, "saved"))
         shot(browser, "4-config-saved")
         assert "heartbeat_s = 20" in config.read_text()
         assert config.with_name("station.toml.prev").read_text() == text
 
-        area = browser.find_element(By.ID, "toml")
+        area = element("toml")
         bad = area.get_attribute("value").replace("heartbeat_s = 20", 'heartbeat_s = "often"')
         browser.execute_script("arguments[0].value = arguments[1]", area, bad)
-        browser.find_element(By.ID, "save").click()
+        element("save").click()
         errors = wait.until(lambda d: d.find_elements(By.ID, "errors"))[0].text
         shot(browser, "5-config-refused")
         assert "uplink.heartbeat_s" in errors, errors
         assert "heartbeat_s = 20" in config.read_text(), "a refused config is not written"
 
         browser.get(url + "logs")
-        assert "web_listening" in browser.find_element(By.ID, "log").text
+        assert "web_listening" in element("log").text
 
         browser.get(url)
-        browser.find_element(By.ID, "logout").click()
+        element("logout").click()
         for _ in range(3):
             login(browser, url, "not-the-password")
         wait.until(lambda d: d.find_elements(By.ID, "locked"))
