@@ -1,7 +1,9 @@
 """``config.set`` / ``config.rollback`` and their confirm window (SPEC D8, D10).
 
 A change is validated exactly as the file is at start (config/loader.py
-``config_from_data``, with the process's own ``--set`` overrides), written
+``config_from_data``, with the process's own ``--set`` overrides) in a
+short-lived child (collector/config_plan.py: the daemon never imports
+pydantic), written
 with the marker first (collector/config_files.py), then applied: live when
 every changed key is in :data:`LIVE_KEYS`, otherwise by a clean restart
 (exit 75, as ``device.restart``). The running collector — this one for a
@@ -23,7 +25,6 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-import tomllib
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -131,10 +132,11 @@ def confirm_window(args: dict[str, Any]) -> int:
 
 
 def plan_set(
-    data: dict[str, Any], patch: Any, overrides: Sequence[str], running: Config
+    data: dict[str, Any], patch: Any, overrides: Sequence[str], running: Config | dict[str, Any]
 ) -> tuple[Config, dict[str, Any], list[KeyPath]]:
     """The validated new config, its file data and the changed keys; refusals
-    as ``CommandError`` with ``key.path: reason`` lines. Touches no file."""
+    as ``CommandError`` with ``key.path: reason`` lines. Touches no file.
+    Imports pydantic: the daemon runs it in a child (collector/config_plan.py)."""
     from config.loader import ConfigError, config_from_data, floats_from_decimal_strings
     from config.patch import PatchError, changed_paths, merge
     from uplink.commands import CommandError
@@ -150,7 +152,8 @@ def plan_set(
         new = config_from_data(merged, overrides)
     except ConfigError as exc:
         raise CommandError(INVALID_CONFIG, "; ".join(exc.errors)) from None
-    return new, merged, changed_paths(running.model_dump(), new.model_dump())
+    before = running if isinstance(running, dict) else running.model_dump()
+    return new, merged, changed_paths(before, new.model_dump())
 
 
 def revert_failed_start(config_path: Path, error: str) -> bool:
@@ -300,39 +303,32 @@ class ConfigChanges:
             )
 
     async def config_set(self, args: dict[str, Any]) -> dict[str, Any]:
-        from config.loader import ConfigError, read_toml
-        from config.toml_write import dumps
-        from uplink.commands import BAD_REQUEST, INTERNAL, CommandError
+        from collector.config_plan import in_child, plan_set_here
+        from uplink.commands import BAD_REQUEST, CommandError
 
         if unknown := sorted(set(args) - ARGS):
             raise CommandError(BAD_REQUEST, f"unknown arguments: {', '.join(unknown)}")
         window = confirm_window(args)
         self._check_idle()
-        try:
-            data = read_toml(self.path)
-        except ConfigError as exc:
-            raise CommandError(NO_CONFIG_FILE, "; ".join(exc.errors)) from None
-        running = self.collector.config
-        new, merged, changed = plan_set(data, args.get("patch"), self.overrides, running)
-        if not changed:
-            return {"changed": [], "apply": "none"}
         header = (
             f"Written by config.set {self._command_id()} at "
             f"{datetime.now().astimezone().isoformat(timespec='seconds')}; the file before it"
             f" is {self.path.name}.prev.\nEvery key: config/example.toml of the release."
         )
-        try:
-            text = dumps(merged, header).encode()
-        except ValueError as exc:  # a null inside an array: no TOML for it
-            raise CommandError(BAD_PATCH, f"patch: {exc}") from None
-        if tomllib.loads(text.decode()) != merged:  # the writer's contract, checked
-            raise CommandError(INTERNAL, "config.set: the TOML written would not read back")
+        running = self.collector.config.model_dump()
+        answer = await in_child(
+            plan_set_here, str(self.path), args.get("patch"), self.overrides, running, header
+        )
+        if answer[0] == "error":
+            raise CommandError(answer[1], answer[2])
+        _, new, text, changed = answer
+        if not changed:
+            return {"changed": [], "apply": "none"}
         check_fixed(changed)
         return await self._switch("set", new, text, changed, window)
 
     async def config_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
-        from config.loader import ConfigError, config_from_data, read_toml
-        from config.patch import changed_paths
+        from collector.config_plan import in_child, plan_rollback_here
         from uplink.commands import BAD_REQUEST, CommandError
 
         if unknown := sorted(set(args) - {"confirm_within_s"}):
@@ -342,14 +338,13 @@ class ConfigChanges:
         previous = files.prev_path(self.path)
         if not previous.exists():
             raise CommandError(NO_PREVIOUS, f"{previous.name}: there is no previous config")
-        try:
-            new = config_from_data(read_toml(previous), self.overrides)
-        except ConfigError as exc:
-            lines = [line.replace(str(previous), previous.name) for line in exc.errors]
-            raise CommandError(INVALID_CONFIG, "; ".join(lines)) from None
-        changed = changed_paths(self.collector.config.model_dump(), new.model_dump())
+        running = self.collector.config.model_dump()
+        answer = await in_child(plan_rollback_here, str(previous), self.overrides, running)
+        if answer[0] == "error":
+            raise CommandError(answer[1], answer[2])
+        _, new, text, changed = answer
         check_fixed(changed)
-        return await self._switch("rollback", new, previous.read_bytes(), changed, window)
+        return await self._switch("rollback", new, text, changed, window)
 
     def _command_id(self) -> str:
         processor = self.processor
