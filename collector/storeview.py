@@ -31,6 +31,13 @@ def _body_text(body: bytes | str) -> str:
     return to_text(body, None)
 
 
+#: Page cache of a read-only connection, KiB (SQLite's default is 2000 per
+#: connection): the CLI's and the dashboard's queries walk indexes, not the
+#: table, and this connection lives in the daemon beside the store's own,
+#: whose cache the default would let this one double (2 MB more RSS).
+READONLY_CACHE_KIB = 256
+
+
 def open_readonly(path: str | Path) -> sqlite3.Connection:
     """A read-only connection: ``mode=ro`` never creates or writes the file."""
     p = Path(path)
@@ -38,6 +45,7 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         raise StoreUnavailable(f"{p}: no such store file")
     try:
         db = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True, timeout=1.0)
+        db.execute(f"PRAGMA cache_size=-{READONLY_CACHE_KIB}")
         db.execute("SELECT 1 FROM records LIMIT 1").fetchall()
         # Bodies are compressed (buffer/codec.py): SQL that looks inside one
         # (json_extract) reads it through this function.
