@@ -274,17 +274,22 @@ def test_an_opening_across_a_restart_is_raised_once_and_cleared_once(tmp_path: P
     def seal_states(collector: stack.Proc) -> int:
         return collector.log_path.read_text().count('"seal_state"')
 
+    running: list[stack.Proc] = []
     try:
         first = stack.collector(tmp_path, DEMO_CONFIG, args, name="first")
+        running.append(first)
         stack.wait_until(lambda: '"SEAL_OPENED"' in first.log_path.read_text(), 30, "raised")
-        assert first.stop() == 0
+        assert running.pop().stop() == 0
         second = stack.collector(tmp_path, DEMO_CONFIG, args, name="second")
+        running.append(second)
         # Its first debounced read ("opened") is logged: the raise would come with it.
         stack.wait_until(lambda: seal_states(second) >= 1, 30, "the seal read after the restart")
         value.write_text("1\n")
         stack.wait_until(lambda: seal_states(second) >= 2, 30, "the seal read intact")
-        assert second.stop() == 0
+        assert running.pop().stop() == 0
     finally:
+        for collector in running:  # a failed wait leaves none running behind
+            collector.stop()
         sim.stop()
     store = OrderStore(tmp_path / "s.sqlite")
     try:
