@@ -37,8 +37,8 @@ from hil import stack, station
 
 PROBE = Path(__file__).resolve().parent / "footprint_probe.py"
 
-_ONE_IMPORT = """
-import sys, importlib, json
+#: The child's own memory from /proc/self/status, KiB (both scripts below).
+_MEM = """
 def mem():
     out = {}
     for line in open('/proc/self/status'):
@@ -46,22 +46,24 @@ def mem():
         if key in ('VmRSS', 'RssAnon', 'RssFile'):
             out[key] = int(value.split()[0])
     return out
+"""
+
+_ONE_IMPORT = (
+    _MEM
+    + """
+import sys, importlib, json
 before = mem()
 importlib.import_module(sys.argv[1])
 after = mem()
 print(json.dumps({k + '_kb': after[k] - before[k] for k in after} | {'total_kb': after['VmRSS']}))
 """
+)
 
 
-_CHAIN = """
+_CHAIN = (
+    _MEM
+    + """
 import sys, importlib, json, time
-def mem():
-    out = {}
-    for line in open('/proc/self/status'):
-        key, _, value = line.partition(':')
-        if key in ('VmRSS', 'RssAnon', 'RssFile'):
-            out[key] = int(value.split()[0])
-    return out
 last = mem()
 first = {'module': '(interpreter)', 'total_kb': last['VmRSS'], 'modules': len(sys.modules)}
 print(json.dumps(first))
@@ -74,6 +76,7 @@ for name in sys.argv[1:]:
                       'total_kb': now['VmRSS'], 'modules': len(sys.modules), 'import_ms': ms}))
     last = now
 """
+)
 
 
 def chain(modules: list[str]) -> None:
