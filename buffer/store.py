@@ -6,16 +6,10 @@ records sent only after the broker acknowledged the message that carried
 them, so a crash, a reboot or a broker that vanished never loses anything —
 at worst a record is published twice, and receivers deduplicate on ``rid``.
 
-Durability settings (argued in docs/decisions.md):
-
-* ``journal_mode=WAL`` — readers never block the writer, and a commit is one
-  sequential append to the WAL instead of rewriting pages in place (fewer
-  flash erase blocks touched per order);
-* ``synchronous=FULL`` — in WAL mode ``NORMAL`` may lose the last
-  transactions on power loss; ``FULL`` fsyncs the WAL on every commit, which
-  is what "committed" must mean for a regulator's record;
-* ``PRAGMA quick_check`` at open — a store damaged by a power cut is found
-  before anything is appended to it.
+Opening the file (schema, migrations, WAL and ``synchronous=FULL``, the
+integrity check, a corrupt store moved aside) is buffer/schema.py; what the
+uplink reads and marks is buffer/outbox.py; the read-only queries are
+buffer/queries.py — both mixins of :class:`OrderStore`, on its one connection.
 
 Per nozzle, orders carry ``nseq`` (1, 2, 3 … no gaps) and the SM3 chain
 (``prev``, ``h``; platform-interface.md, SPEC F2), both assigned inside the
@@ -30,44 +24,27 @@ through :func:`buffer.codec.to_text`, which also reads v2 rows as they are.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from buffer.capacity import CapacityPolicy, evict, used_bytes
-from buffer.codec import cut_prev, encode, h_hex, to_text
+from buffer.codec import cut_prev, encode, h_hex
+from buffer.outbox import RID_SQL as RID_SQL
+from buffer.outbox import Outbox, StoredRecord, _now_ms
+from buffer.outbox import to_ms as to_ms
+from buffer.queries import StoreQueries
+from buffer.schema import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
+from buffer.schema import PAGE_SIZE as PAGE_SIZE
+from buffer.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from buffer.schema import WAL_AUTOCHECKPOINT_PAGES as WAL_AUTOCHECKPOINT_PAGES
+from buffer.schema import StoreError, _Corrupt, _Transaction, move_aside, open_store
 from uplink.chain import GENESIS, HASH_EXCLUDED
 from uplink.crypto import sm3_hex
 from uplink.envelope import canonical_json
-
-#: Schema version in ``PRAGMA user_version``; migrations key on it.
-SCHEMA_VERSION = 3
-
-#: Migrations from each older ``user_version`` to the next (v1 → v2: the
-#: resend generation column; v2 → v3: the order indexes without ``kind``, which
-#: their partial WHERE already implies — v2 rows themselves stay as they are,
-#: buffer/codec.py reads both). A gateway's existing store opens unchanged.
-#: The way back one step is buffer/migrate.py (used by an OTA rollback).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("ALTER TABLE records ADD COLUMN resent INTEGER NOT NULL DEFAULT 0",),
-    2: (
-        "ALTER TABLE records ADD COLUMN prev BLOB",
-        "DROP INDEX IF EXISTS records_by_nozzle",
-        "DROP INDEX IF EXISTS records_by_source",
-        "CREATE UNIQUE INDEX orders_by_nozzle ON records (nozzle, nseq) WHERE kind = 'order'",
-        "CREATE UNIQUE INDEX orders_by_source ON records (nozzle, source_key) WHERE kind = 'order'",
-    ),
-}
-
-#: The publishable rid of a row: orders store NULL and imply ``nozzle:nseq``.
-RID_SQL = "coalesce(rid, nozzle || ':' || nseq)"
 
 #: Store alarms raised in one millisecond (each eviction pass commits one
 #: BUFFER_OVERFLOW): far more than a pass per millisecond can produce.
@@ -77,114 +54,17 @@ STORE_ALARM_RID_ATTEMPTS = 1000
 #: PRAGMAs): the byte cap is overshot by at most this many records' worth.
 SIZE_CHECK_EVERY = 256
 
-#: Pages the WAL may hold before SQLite checkpoints it into the database
-#: (SQLite's default, 1000 x 4 KiB ≈ 4 MiB): small enough for 64 MB of RAM
-#: and the page cache, large enough that checkpoints are rare sequential writes.
-WAL_AUTOCHECKPOINT_PAGES = 1000
-
 #: Envelope ``seq`` numbers are reserved in blocks so that a restart never
 #: reuses one (platform-interface.md: strictly increasing across restarts)
 #: while costing one commit per block rather than one per message. A crash
 #: skips at most this many numbers, which receivers do not mind.
 SEQ_BLOCK = 256
 
-#: How long a commit waits for a lock another connection holds (a technician's
-#: sqlite3 shell, the CLI). Calls run on the event loop: a longer wait would
-#: freeze every port; a failed commit is retried (the pump re-offers the sale).
-BUSY_TIMEOUT_MS = 200
-
-#: Page size for a new store: 4 KiB matches the NAND page / UBIFS block the
-#: gateway's flash writes in, so one page write is one flash program.
-PAGE_SIZE = 4096
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    id          INTEGER PRIMARY KEY,   -- insertion order = publish order
-    kind        TEXT    NOT NULL,      -- order, tank, delivery, leak, alarm, nozzle
-    rid         TEXT,                  -- idempotency key, stable forever (orders: NULL, implied)
-    nozzle      TEXT,                  -- nozzle key for per-nozzle records
-    nseq        INTEGER,               -- per-nozzle counter (orders)
-    source_key  TEXT,                  -- the dispenser's identity of the record
-    h           BLOB,                  -- chain hash, 32 bytes (orders; v2 rows: hex)
-    created_ms  INTEGER NOT NULL,
-    body        BLOB    NOT NULL,      -- buffer/codec.py (v2 rows: canonical JSON text)
-    sent_ms     INTEGER,               -- NULL until the broker acknowledged it
-    resent      INTEGER NOT NULL DEFAULT 0, -- resend generation; 0 = never asked
-    prev        BLOB                   -- previous h, 32 bytes, cut out of body (orders, v3)
-);
--- A partial index, not a UNIQUE constraint: orders (rid implied, NULL) cost
--- nothing in it. A store migrated from v2 keeps its UNIQUE (kind, rid).
-CREATE UNIQUE INDEX IF NOT EXISTS records_by_rid ON records (kind, rid) WHERE rid IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS orders_by_nozzle
-    ON records (nozzle, nseq) WHERE kind = 'order';
-CREATE UNIQUE INDEX IF NOT EXISTS orders_by_source
-    ON records (nozzle, source_key) WHERE kind = 'order';
-CREATE INDEX IF NOT EXISTS records_unsent ON records (id) WHERE sent_ms IS NULL;
-CREATE TABLE IF NOT EXISTS meta (
-    key   TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-
-
-class StoreError(RuntimeError):
-    """The store cannot be opened or written; the message is one clear line."""
-
-
-class _Corrupt(StoreError):
-    """The file is not a sound SQLite store: move it aside and start afresh."""
-
-
-def move_aside(path: Path) -> Path:
-    """Rename a damaged store (and its -wal/-shm) to ``<name>.corrupt-<UTC stamp>``.
-
-    Kept, not deleted: what it holds may still be recovered by hand
-    (``sqlite3 … .recover``) and the platform is told where it is.
-    """
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for suffix in ("", "-wal", "-shm"):
-        src = path.with_name(path.name + suffix)
-        if src.exists():
-            src.rename(target.with_name(target.name + suffix))
-    return target
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    id: int
-    kind: str
-    rid: str
-    body: dict[str, Any]
-    #: Resend generation this copy was read under (0: first publication).
-    resent: int = 0
-    #: The stored canonical JSON (from :meth:`OrderStore.unsent_page`, else None).
-    text: str | None = None
-
-
 #: SQLITE_FULL and SQLITE_IOERR_WRITE/FSYNC (ENOSPC surfaces as either).
 _FULL_CODES = frozenset({13, 778, 1034})
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def to_ms(value: str | int) -> int:
-    """Epoch milliseconds from ms or ISO 8601 (an offset is required: no guessing)."""
-    if isinstance(value, int):
-        return value
-    at = datetime.fromisoformat(value)
-    if at.tzinfo is None:
-        raise ValueError(f"time without an offset: {value!r}")
-    return int(at.timestamp() * 1000)
-
-
-class OrderStore:
+class OrderStore(Outbox, StoreQueries):
     """Durable records plus the per-nozzle counters and chains.
 
     One instance per process, used from the event loop thread only.
@@ -196,10 +76,10 @@ class OrderStore:
         #: Where a store that failed its integrity check was moved (None: it was fine).
         self.moved_aside: Path | None = None
         try:
-            self._db = self._open(path)
+            self._db = open_store(path)
         except _Corrupt as exc:
             self.moved_aside = move_aside(path)
-            self._db = self._open(path)
+            self._db = open_store(path)
             self._alarm("STORE_CORRUPT", {"moved_to": str(self.moved_aside), "error": str(exc)})
         self._seq_next, self._seq_limit = 0, 0
         self._init_seq()
@@ -224,53 +104,6 @@ class OrderStore:
         #: goes into the first transaction that fits again.
         self.full_failures = 0
         self._full_since_ms: int | None = None
-
-    # -- opening ---------------------------------------------------------------
-
-    @staticmethod
-    def _open(path: Path) -> sqlite3.Connection:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{path}: cannot open store: {exc}") from exc
-        try:
-            db.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode != "wal":
-                raise StoreError(f"{path}: cannot switch the store to WAL (got {mode})")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise _Corrupt(f"{path}: store failed its integrity check: {check}")
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:  # a new file: the current schema, nothing to migrate
-                db.executescript(_SCHEMA)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                version = SCHEMA_VERSION
-            while 0 < version < SCHEMA_VERSION:
-                with _Transaction(db):
-                    for statement in _MIGRATIONS[version]:
-                        db.execute(statement)
-                    version += 1
-                    db.execute(f"PRAGMA user_version={version}")
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"{path}: store schema {version} is newer than the {SCHEMA_VERSION} "
-                    "this version reads"
-                )
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            if isinstance(exc, sqlite3.OperationalError):
-                raise StoreError(f"{path}: cannot use store: {exc}") from exc
-            # "file is not a database", "database disk image is malformed"
-            raise _Corrupt(f"{path}: store unreadable: {exc}") from exc
-        except StoreError:
-            db.close()
-            raise
-        return db
 
     def close(self) -> None:
         # A checkpoint on close keeps the WAL from growing across restarts.
@@ -518,230 +351,3 @@ class OrderStore:
             if inserted:
                 return
         raise sqlite3.IntegrityError(f"no free rid for store alarm {code} at {now}")
-
-    def mark_published(self, records: Sequence[StoredRecord]) -> None:
-        """PUBACK for these copies (one transaction per acknowledged batch).
-
-        A record whose resend was requested after this copy was read keeps
-        its newer generation and stays unsent: the resend is not lost to the
-        acknowledgement of the older copy still in flight.
-
-        Committed without an fsync of its own (synchronous=NORMAL; records
-        always commit FULL): a mark lost to a power cut only makes its
-        records unsent again, so they are published twice, which the
-        contract allows (receivers deduplicate on ``rid``). WAL stays
-        consistent either way, and the next record's FULL commit fsyncs the
-        WAL, these marks with it. Why: with 32 busy ports this fsync was the
-        largest single item on the event loop (docs/performance.md, profile).
-        """
-        if not records:
-            return
-        now = _now_ms()
-        with self._failing("mark records sent"), self._no_fsync(), self._transaction():
-            self._db.executemany(
-                "UPDATE records SET sent_ms=? WHERE id=? AND sent_ms IS NULL AND resent=?",
-                [(now, r.id, r.resent) for r in records],
-            )
-
-    @contextmanager
-    def _no_fsync(self) -> Iterator[None]:
-        """The enclosed commit without an fsync of its own (synchronous=NORMAL);
-        FULL again after it, for every record's commit. PUBACK marks only."""
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            yield
-        finally:
-            self._db.execute("PRAGMA synchronous=FULL")
-
-    def request_resend(
-        self,
-        *,
-        nozzle: str | None = None,
-        from_nseq: int | None = None,
-        to_nseq: int | None = None,
-        since: str | int | None = None,
-        until: str | int | None = None,
-    ) -> int:
-        """``orders.resend``: publish these stored orders again with ``resent: true``.
-
-        Selects orders (sent or not, while not evicted) by nozzle, inclusive
-        nseq range and inclusive commit-time range (``since``/``until``: epoch
-        milliseconds, or ISO 8601 with offset; docs/store.md). Returns how many
-        were marked. rid, nseq and ``h`` are unchanged; publish order stays id
-        order, so per-nozzle nseq order holds for the resent copies too.
-        """
-        where, args = ["kind='order'"], []
-        for sql, value in (
-            ("nozzle=?", nozzle),
-            ("nseq>=?", from_nseq),
-            ("nseq<=?", to_nseq),
-            ("created_ms>=?", None if since is None else to_ms(since)),
-            ("created_ms<=?", None if until is None else to_ms(until)),
-        ):
-            if value is not None:
-                where.append(sql)
-                args.append(value)
-        with self._failing("mark records for resend"), self._transaction():
-            gen = self._db.execute("SELECT coalesce(max(resent), 0) + 1 FROM records").fetchone()[0]
-            cur = self._db.execute(
-                f"UPDATE records SET sent_ms=NULL, resent=? WHERE {' AND '.join(where)}",
-                (gen, *args),
-            )
-        self.resend_epoch += 1
-        return cur.rowcount
-
-    # -- reading ---------------------------------------------------------------
-
-    def unsent(self, after_id: int, limit: int) -> list[StoredRecord]:
-        """Unsent records with ``id > after_id`` in publish order."""
-        with self._failing("read unsent records"):
-            rows = self._db.execute(
-                f"SELECT id, kind, {RID_SQL}, body, h, prev, resent FROM records "
-                "WHERE sent_ms IS NULL AND id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        return [
-            StoredRecord(r[0], r[1], r[2], json.loads(to_text(r[3], r[4], r[5])), r[6])
-            for r in rows
-        ]
-
-    def unsent_page(self, after_id: int, limit: int) -> list[StoredRecord]:
-        """Like :meth:`unsent`, for the uplink: the stored text, not parsed
-        (``body`` is empty) — a backlog drains without a JSON round trip."""
-        with self._failing("read unsent records"):
-            rows = self._db.execute(
-                f"SELECT id, kind, {RID_SQL}, body, h, prev, resent FROM records "
-                "WHERE sent_ms IS NULL AND id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        return [StoredRecord(r[0], r[1], r[2], {}, r[6], to_text(r[3], r[4], r[5])) for r in rows]
-
-    def unsent_counts(self) -> dict[str, int]:
-        with self._failing("count unsent records"):
-            rows = self._db.execute(
-                "SELECT kind, count(*) FROM records WHERE sent_ms IS NULL GROUP BY kind"
-            ).fetchall()
-        return {kind: n for kind, n in rows}
-
-    def orders(self, nozzle: str | None = None) -> Iterator[dict[str, Any]]:
-        """Stored orders (one nozzle, or all) in nozzle then nseq order."""
-        if nozzle is None:
-            cur = self._db.execute(
-                "SELECT body, h, prev FROM records WHERE kind='order' ORDER BY nozzle, nseq"
-            )
-        else:
-            cur = self._db.execute(
-                "SELECT body, h, prev FROM records WHERE kind='order' AND nozzle=? ORDER BY nseq",
-                (nozzle,),
-            )
-        for body, h, prev in cur:
-            yield json.loads(to_text(body, h, prev))
-
-    def order_volume_since(self, nozzles: Iterable[str], since_ms: int) -> Decimal:
-        """Litres sold by ``nozzles`` in the orders committed at or after ``since_ms``.
-
-        Summed as :class:`~decimal.Decimal` from the orders' decimal strings,
-        so the wet-stock balance (SPEC A8) is exact to the dispensers' digits.
-        """
-        keys = sorted(set(nozzles))
-        if not keys:
-            return Decimal(0)
-        marks = ",".join("?" * len(keys))
-        rows = self._db.execute(
-            "SELECT body, h, prev FROM records WHERE kind='order' "
-            f"AND nozzle IN ({marks}) AND created_ms >= ?",
-            (*keys, since_ms),
-        ).fetchall()
-        # Inflated here, not json_extract'ed in SQL: bodies are compressed (v3).
-        volumes = (json.loads(to_text(*row)).get("volume") for row in rows)
-        return sum((Decimal(str(v)) for v in volumes if v is not None), Decimal(0))
-
-    def ping(self) -> bool:
-        """True when the database answers a read (the watchdog's store check)."""
-        try:
-            return self._db.execute("SELECT count(*) FROM meta").fetchone() is not None
-        except sqlite3.Error:
-            return False
-
-    def last_order(self, nozzle: str) -> dict[str, Any] | None:
-        """The newest order of ``nozzle`` (highest nseq), or None: the edge checks'
-        reference after a restart (SPEC A1)."""
-        with self._failing("read the last order"):
-            row = self._db.execute(
-                "SELECT body, h, prev FROM records WHERE kind='order' AND nozzle=? "
-                "ORDER BY nseq DESC LIMIT 1",
-                (nozzle,),
-            ).fetchone()
-        return None if row is None else dict(json.loads(to_text(*row)))
-
-    def last_order_under(self, prefix: str) -> dict[str, Any] | None:
-        """The newest order of any nozzle whose key starts with ``prefix`` (a pump:
-        ``"p01.a1."``), by commit order: the pump counter check's reference (A7)."""
-        # A range on the indexed key instead of LIKE: '/' sorts right after '.'.
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        with self._failing("read the last order"):
-            row = self._db.execute(
-                "SELECT body, h, prev FROM records WHERE kind='order' "
-                "AND nozzle >= ? AND nozzle < ? ORDER BY id DESC LIMIT 1",
-                (prefix, upper),
-            ).fetchone()
-        return None if row is None else dict(json.loads(to_text(*row)))
-
-    def last_record_under(self, kind: str, rid_prefix: str) -> dict[str, Any] | None:
-        """The newest record of ``kind`` whose rid starts with ``rid_prefix``
-        (a nozzle's last identity: ``"p01.a1.n1:components:"``), or None."""
-        upper = rid_prefix[:-1] + chr(ord(rid_prefix[-1]) + 1)
-        with self._failing("read the last record"):
-            row = self._db.execute(
-                "SELECT body, h, prev FROM records WHERE kind=? AND rid >= ? AND rid < ? "
-                "ORDER BY id DESC LIMIT 1",
-                (kind, rid_prefix, upper),
-            ).fetchone()
-        return None if row is None else dict(json.loads(to_text(*row)))
-
-    def is_published(self, kind: str, rid: str) -> bool | None:
-        """Whether the record ``(kind, rid)`` was acknowledged by the broker
-        (None: no such record). ``config.set`` confirms a change on it."""
-        with self._failing("read a record's state"):
-            row = self._db.execute(
-                "SELECT sent_ms FROM records WHERE kind=? AND rid=?", (kind, rid)
-            ).fetchone()
-        return None if row is None else row[0] is not None
-
-    def records(self, kind: str) -> Iterator[dict[str, Any]]:
-        """Stored records of one kind, in store order."""
-        cur = self._db.execute(
-            "SELECT body, h, prev FROM records WHERE kind=? ORDER BY id", (kind,)
-        )
-        for body, h, prev in cur:
-            yield json.loads(to_text(body, h, prev))
-
-
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (or ``ROLLBACK`` on any exception).
-
-    IMMEDIATE takes the write lock up front, so a commit never fails half way
-    for a lock another connection (the CLI, a technician's sqlite3 shell) holds.
-    """
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error:
-                # A failed COMMIT (full, I/O error) may leave the transaction open:
-                # end it, or every later BEGIN fails and this connection would
-                # see rows that were never made durable.
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-        elif self._db.in_transaction:
-            # SQLite may have rolled back by itself (SQLITE_FULL): a second
-            # ROLLBACK would raise and hide the real error.
-            self._db.execute("ROLLBACK")

@@ -5,6 +5,8 @@ Start-up order is the data path's order: keys, store, ports, then
 the start with one clear line on stderr and exit status 1 — a collector that
 silently runs without its store or its port collects nothing.
 
+The parts it starts are built from the config in collector/assembly.py.
+
 SIGTERM / SIGINT cancel the tasks; every order was committed before the
 dispenser was told it could forget it, so stopping loses nothing.
 """
@@ -17,30 +19,35 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
-from datetime import tzinfo
-from decimal import Decimal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from collector import logs, sdnotify, version, watchdog
+from collector.assembly import make_driver as make_driver
+from collector.assembly import (
+    make_edge,
+    make_gauge,
+    make_leds,
+    make_line_check,
+    make_port,
+    make_seals,
+    make_uplink_settings,
+)
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.config_change import ConfigChanges
-    from collector.edge import EdgeSettings
     from collector.gauge import GaugeTask
-    from collector.leds import LedTask
-    from collector.linecheck import LineCheckTask
     from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
     from collector.ota.upgrade import Ota
     from collector.port import PollPort
     from collector.relay import RelayPort
     from collector.seals import SealTask
-    from config.models import Config, PortConfig
+    from config.models import Config
     from uplink.commands import CommandProcessor
     from uplink.mqtt import Uplink
 
@@ -79,76 +86,6 @@ def run_daemon(
         return 1
     except KeyboardInterrupt:
         return 0
-
-
-def make_driver(port: PortConfig, tz: tzinfo) -> Any:
-    """The port's driver with its protocol's options from the config.
-
-    A protocol whose sales carry no time (DART, Gilbarco) stamps them with
-    the driver's ``clock``: give it the station's wall clock, naive like a
-    dispenser's own TIME field, so every order's ``ended_at`` means the same.
-    """
-    import inspect
-    from datetime import datetime
-
-    from protocols import load_driver
-
-    cls = load_driver(port.protocol)
-    options = getattr(port, port.protocol, None)
-    kwargs: dict[str, Any] = options.model_dump() if options is not None else {}
-    if "clock" in inspect.signature(cls).parameters:
-        kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
-    return cls(port.addresses, **kwargs)
-
-
-def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) -> GaugeTask:
-    """The gauge task with its wet-stock analytics, from ``[gauge]``, ``[[tanks]]``
-    and ``[wetstock]``."""
-    from decimal import Decimal
-
-    from collector.gauge import GaugeSettings, GaugeTask
-    from collector.gauge_records import GaugeState
-    from collector.wetstock import Wetstock, WetstockSettings
-
-    g, w = cfg.gauge, cfg.wetstock
-
-    def dec(value: float | None) -> Decimal | None:
-        return None if value is None else Decimal(str(value))
-
-    settings = GaugeSettings(
-        link=g.link,
-        device=g.device,
-        baudrate=g.baudrate,
-        bytesize=g.bytesize,
-        parity=g.parity,
-        stopbits=g.stopbits,
-        host=g.host,
-        port=g.port,
-        security_code=g.security_code.get_secret_value() if g.security_code else None,
-        periods={
-            "i201": g.inventory_s,
-            "i202": g.deliveries_s,
-            "i205": g.alarms_s,
-            "i101": g.alarms_s,
-            "i208": g.leak_s,
-        },
-        response_timeout_s=g.response_timeout_ms / 1000,
-        offline_after=g.offline_after,
-    )
-    analytics = WetstockSettings(
-        min_rise_l=Decimal(str(w.delivery_min_rise_l)),
-        noise_l=Decimal(str(w.delivery_noise_l)),
-        settle_s=w.delivery_settle_s,
-        period_s=w.reconcile_period_s,
-        variance_l=dec(w.variance_alarm_l),
-        variance_pct=dec(w.variance_alarm_pct),
-        capacity_tolerance_pct=Decimal(str(w.capacity_tolerance_pct)),
-    )
-    wetstock = Wetstock(analytics, {t.number: dec(t.declared_capacity_l) for t in cfg.tanks})
-    tz = cfg.device.tzinfo
-    state = GaugeState(wetstock, {t.number: t.grade for t in cfg.tanks}, tz)
-    nozzles = {t.number: t.nozzles for t in cfg.tanks}
-    return GaugeTask(settings, state, store, nozzles, tz, on_commit)
 
 
 class Collector:
@@ -289,36 +226,9 @@ class Collector:
         )
 
     def _make_uplink(self, store: OrderStore, nozzles: NozzleTable, key: bytes) -> Uplink:
-        from uplink.failover import Endpoint
-        from uplink.mqtt import Uplink, UplinkSettings
+        from uplink.mqtt import Uplink
 
-        u = self.config.uplink
-        endpoints = tuple(
-            Endpoint(e.label, e.host, e.port, e.interface, u.tls if e.tls is None else e.tls)
-            for e in u.endpoint_list()
-        )
-        settings = UplinkSettings(
-            device_id=self.config.device.id,
-            host=u.host,
-            port=u.port,
-            kid=u.kid,
-            key=key,
-            keepalive_s=u.keepalive_s,
-            tls=u.tls,
-            username=u.username,
-            password=u.password.get_secret_value() if u.password else None,
-            zip=u.zip,
-            batch_max_records=u.batch_max_records,
-            max_inflight=u.max_inflight,
-            heartbeat_s=u.heartbeat_s,
-            reconnect_min_s=u.reconnect_min_s,
-            reconnect_max_s=u.reconnect_max_s,
-            version=version(),
-            endpoints=endpoints,
-            attempts_per_endpoint=u.attempts_per_endpoint,
-            probe_primary_s=u.probe_primary_s,
-            network_loss_after_s=u.network_loss_after_s,
-        )
+        settings = make_uplink_settings(self.config, key)
         uplink = Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
         from collector.link_alarms import hook_link_alarms
 
@@ -334,15 +244,10 @@ class Collector:
         that failed later. Line settings a present device refuses are a
         configuration error and do stop the start.
         """
-        from collector.edge import EdgeSettings
-
         cfg = self.config
-        edge = EdgeSettings(
-            price_floors={g: Decimal(str(p)) for g, p in cfg.edge.price_floors.items()},
-            amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
-        )
+        edge = make_edge(cfg)
         for pc in cfg.ports:
-            port = self._make_port(pc, store, nozzles, uplink, edge)
+            port = make_port(cfg, pc, store, nozzles, uplink, edge)
             self.ports.append(port)
             missing = [d for d in (pc.device, pc.pos_device) if d and not os.path.exists(d)]
             if missing:
@@ -355,77 +260,15 @@ class Collector:
                 raise StartError(f"port {pc.number}: {pc.device}: {exc}") from None
             port.stats.online = True
 
-    def _make_port(
-        self,
-        pc: PortConfig,
-        store: OrderStore,
-        nozzles: NozzleTable,
-        uplink: Uplink,
-        edge: EdgeSettings,
-    ) -> Port:
-        """The port object for ``pc.mode``: poll master, relay or listening tap."""
-        from collector.serialfd import RS485, LineSettings
-        from collector.sink import PortSink
-
-        cfg = self.config
-        tz = cfg.device.tzinfo
-        rs485 = None
-        if pc.rs485:
-            rs485 = RS485(pc.rs485_rts_on_send, pc.rs485_delay_before_ms, pc.rs485_delay_after_ms)
-        line = LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits, rs485)
-        if pc.mode == "poll":
-            from collector.port import PollPort
-
-            return PollPort(
-                number=pc.number,
-                line=line,
-                driver=make_driver(pc, tz),
-                store=store,
-                nozzles=nozzles,
-                station=cfg.device.station,
-                tz=tz,
-                poll_interval_s=pc.poll_interval_ms / 1000,
-                idle_poll_interval_s=pc.idle_poll_interval_ms / 1000,
-                inter_frame_gap_s=None
-                if pc.inter_frame_gap_ms is None
-                else pc.inter_frame_gap_ms / 1000,
-                response_timeout_s=pc.response_timeout_ms / 1000,
-                on_commit=uplink.wake,
-                edge=edge,
-            )
-        from protocols import load_monitor
-
-        sink = PortSink(
-            number=pc.number,
-            store=store,
-            nozzles=nozzles,
-            station=cfg.device.station,
-            tz=tz,
-            on_commit=uplink.wake,
-            edge=edge,
-        )
-        monitor = load_monitor(pc.protocol)(pc.addresses)
-        if pc.mode == "relay":
-            from collector.relay import RelayPort
-
-            assert pc.pos_device is not None  # the config requires it
-            pos = LineSettings(
-                pc.pos_device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits, rs485
-            )
-            return RelayPort(number=pc.number, dispenser=line, pos=pos, monitor=monitor, sink=sink)
-        from collector.listen import ListenPort
-
-        return ListenPort(number=pc.number, line=line, monitor=monitor, sink=sink)
-
     async def _run(self, uplink: Uplink) -> None:
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
-            tasks.append(tg.create_task(self._make_line_check().run()))
+            tasks.append(tg.create_task(make_line_check(self.config, self.ports, self.store).run()))
             if self.config.seals and self.store is not None:
-                self.seals = self._make_seals(self.store, uplink)
+                self.seals = make_seals(self.config, self.store, uplink)
                 tasks.append(tg.create_task(self.seals.run()))
-            leds = self._make_leds(uplink)
+            leds = make_leds(self.config, self.ports, self._store_ok, uplink)
             if leds is not None:
                 tasks.append(tg.create_task(leds.run()))
             beat = watchdog.interval_s()
@@ -495,57 +338,6 @@ class Collector:
                 delay = PORT_RETRY_MIN_S  # it ran well for a while: start over
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, PORT_RETRY_MAX_S)
-
-    def _make_leds(self, uplink: Uplink) -> LedTask | None:
-        """The run / network LED task when ``[leds]`` names any (SPEC D12)."""
-        from collector.leds import Health, LedTask, SysfsLed
-
-        cfg = self.config.leds
-        if cfg.run is None and cfg.network is None:
-            return None
-
-        def health() -> Health:
-            ports_ok = all(p.stats.online for p in self.ports)
-            return Health(ports_ok, self._store_ok(), uplink.stats.connected)
-
-        return LedTask(
-            None if cfg.run is None else SysfsLed(cfg.run),
-            None if cfg.network is None else SysfsLed(cfg.network),
-            health,
-        )
-
-    def _make_line_check(self) -> LineCheckTask:
-        """LINE_SILENT / LINE_REWIRED for every port (SPEC F1)."""
-        from collector.linecheck import REWIRED_CODE, SILENT_CODE, LineCheckTask, LineWatch
-        from collector.selfcheck import alarm_raised
-
-        by_number = {pc.number: pc for pc in self.config.ports}
-        watches = []
-        for port in self.ports:
-            pc = by_number[port.number]
-            source = f"p{port.number:02d}"
-            watches.append(
-                LineWatch(
-                    protocol=pc.protocol,
-                    addresses=pc.addresses,
-                    side="bus" if pc.mode == "listen" else "dispenser",
-                    silent_after_s=pc.line_silent_after_s,
-                    rewired_after_s=pc.line_rewired_after_s,
-                    silent=alarm_raised(self.store, source, SILENT_CODE),
-                    rewired=alarm_raised(self.store, source, REWIRED_CODE),
-                )
-            )
-        return LineCheckTask(self.ports, watches)
-
-    def _make_seals(self, store: OrderStore, uplink: Uplink) -> SealTask:
-        """The seal task for ``[[seals]]`` (SPEC F3)."""
-        from collector.seals import SealSpec, SealTask
-
-        specs = [
-            SealSpec(s.name, s.dispenser, s.value, s.intact_level, s.poll_ms / 1000)
-            for s in self.config.seals
-        ]
-        return SealTask(specs, store, self.config.device.tzinfo, uplink.wake)
 
     def _store_ok(self) -> bool:
         return self.store is not None and self.store.ping()

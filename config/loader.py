@@ -303,7 +303,7 @@ def _reason(err: ErrorDetails) -> str:
         return f"must have at least {_items(ctx['min_length'])}, got {ctx['actual_length']}"
     if kind == "too_long":
         return f"must have at most {_items(ctx['max_length'])}, got {ctx['actual_length']}"
-    if kind == "invalid":  # config.models' own checks: the message is the reason
+    if kind == "invalid":  # config/models*.py's own checks: the message is the reason
         return err["msg"]
     message = err["msg"].removeprefix("Value error, ")
     return message[:1].lower() + message[1:]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 #: The config keys whose values are secrets (``SecretStr`` fields of
-#: config/models.py; tests/test_web_app.py keeps the two lists equal).
+#: config/models*.py; tests/test_web_app.py keeps the two lists equal).
 SECRET_KEYS = frozenset({"password", "security_code"})
 
 PLACEHOLDER = '"<secret: unchanged>"'

@@ -1,0 +1,139 @@
+"""``[uplink]`` and ``[[uplink.endpoints]]``: the way to the platform's broker.
+
+Part of the config schema (config/models.py re-exports every name here).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+
+from config.derived import EndpointDerived, UplinkDerived
+from config.models_base import (
+    _MODEL_CONFIG,
+    TCP_PORT_MAX,
+    TCP_PORT_MIN,
+    _fail,
+    _invalid,
+    _LocatedError,
+)
+
+#: MQTT keepalive: below 10 s the 4G link pays for pings; above an hour a dead
+#: link goes unnoticed for too long (SPEC D7 online state).
+KEEPALIVE_MIN_S, KEEPALIVE_MAX_S = 10, 3600
+#: Records per uplink message: bounded so one message stays well under
+#: typical broker message limits and a lost batch costs little to resend.
+BATCH_MAX_RECORDS_LIMIT = 1000
+#: aiomqtt warns past 10 pending publishes, and every in-flight batch is
+#: re-sent after a reconnect, so more in flight only costs duplicates.
+MAX_INFLIGHT_LIMIT = 20
+#: Heartbeat period (SPEC D7): at least 1 s, at most an hour.
+HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 1, 3600
+
+#: Linux network interface names are at most IFNAMSIZ − 1 = 15 bytes.
+IFNAME_MAX_CHARS = 15
+#: Endpoints a config may list (SPEC D18: wired, 4G, a leased line …): more
+#: than a handful is a typo, and each one costs a round of connect attempts.
+MAX_ENDPOINTS = 8
+#: Connect attempts on one endpoint before the next is tried: 1 moves at the
+#: first refusal (a broker restarting is then taken for a dead link), 10 sits
+#: on a dead link for minutes of backoff.
+ATTEMPTS_PER_ENDPOINT_MAX = 10
+#: How often the primary is probed while on a backup: below 5 s the probes
+#: cost 4G traffic for nothing; above a day the station stays on 4G for good.
+PROBE_PRIMARY_MIN_S, PROBE_PRIMARY_MAX_S = 1, 86_400
+#: No endpoint reachable for this long raises NETWORK_LOSS (SPEC F1). At
+#: least 1 s (tests); at most a day (a longer outage going unalarmed is no check).
+NETWORK_LOSS_MIN_S, NETWORK_LOSS_MAX_S = 1, 86_400
+
+
+class EndpointConfig(EndpointDerived, BaseModel):
+    """One way to the platform's broker (SPEC D10, D18; platform-interface.md
+    "Transport"): ``[[uplink.endpoints]]``, the first one the primary."""
+
+    model_config = _MODEL_CONFIG
+
+    #: What the heartbeat's ``link`` and the alarms call it ("wired", "4g").
+    name: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 1883
+    #: Bind the connection to this network interface (SO_BINDTODEVICE), so the
+    #: 4G endpoint really goes out over the modem whatever the routing table says.
+    interface: Annotated[str, Field(min_length=1, max_length=IFNAME_MAX_CHARS)] | None = None
+    #: TLS on this endpoint; unset: ``uplink.tls``.
+    tls: bool | None = None
+
+    @field_validator("interface")
+    @classmethod
+    def _check_interface(cls, value: str | None) -> str | None:
+        if value is not None and ("/" in value or value in (".", "..") or value != value.strip()):
+            raise _invalid(f"not a network interface name: {value!r}")
+        return value
+
+
+class UplinkConfig(UplinkDerived, BaseModel):
+    model_config = _MODEL_CONFIG
+
+    #: The one-endpoint shorthand; ``endpoints`` replaces it (not both).
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 1883
+    endpoints: Annotated[list[EndpointConfig], Field(max_length=MAX_ENDPOINTS)] = []
+    attempts_per_endpoint: Annotated[int, Field(ge=1, le=ATTEMPTS_PER_ENDPOINT_MAX)] = 2
+    probe_primary_s: Annotated[float, Field(ge=PROBE_PRIMARY_MIN_S, le=PROBE_PRIMARY_MAX_S)] = 60.0
+    network_loss_after_s: Annotated[float, Field(ge=NETWORK_LOSS_MIN_S, le=NETWORK_LOSS_MAX_S)] = (
+        120.0
+    )
+    keepalive_s: Annotated[int, Field(ge=KEEPALIVE_MIN_S, le=KEEPALIVE_MAX_S)] = 60
+    tls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    keys_file: Annotated[Path, Field(strict=False)]
+    kid: Annotated[str, Field(min_length=1)]
+    zip: Literal["deflate", "none"] = "deflate"
+    batch_max_records: Annotated[int, Field(ge=1, le=BATCH_MAX_RECORDS_LIMIT)] = 100
+    max_inflight: Annotated[int, Field(ge=1, le=MAX_INFLIGHT_LIMIT)] = 4
+    heartbeat_s: Annotated[float, Field(ge=HEARTBEAT_MIN_S, le=HEARTBEAT_MAX_S)] = 30
+    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+    # Platform commands (issue #7): both files set = commands on (down/cmd).
+    device_key_file: Annotated[Path | None, Field(strict=False)] = None
+    platform_public_key_file: Annotated[Path | None, Field(strict=False)] = None
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> UplinkConfig:
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise _fail(
+                [
+                    (
+                        ("reconnect_max_s",),
+                        f"must be >= reconnect_min_s ({self.reconnect_min_s:g}),"
+                        f" got {self.reconnect_max_s:g}",
+                        self.reconnect_max_s,
+                    )
+                ]
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_endpoints(self) -> UplinkConfig:
+        if not self.endpoints:
+            return self
+        errors: list[_LocatedError] = []
+        for key in ("host", "port"):
+            # At its default it says nothing (a full dump of a running config
+            # carries the defaults back); anything else would be ignored silently.
+            value = getattr(self, key)
+            if key in self.model_fields_set and value != type(self).model_fields[key].default:
+                reason = "give either uplink.host/port or [[uplink.endpoints]], not both"
+                errors.append(((key,), reason, value))
+        seen: set[str] = set()
+        for i, endpoint in enumerate(self.endpoints):
+            if endpoint.label in seen:
+                reason = f"endpoint {endpoint.label!r} is listed twice"
+                errors.append((("endpoints", i, "name"), reason, endpoint.name))
+            seen.add(endpoint.label)
+        if errors:
+            raise _fail(errors)
+        return self
