@@ -24,7 +24,6 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
@@ -32,10 +31,20 @@ import structlog
 
 from buffer.store import OrderStore, StoredRecord, StoreError
 from uplink import links
+from uplink.batching import PAGE_BATCHES, batches
 from uplink.envelope import seal, seal_plaintext
 from uplink.failover import Backoff, Endpoint, FailoverPolicy, LinkAlarm
+from uplink.settings import UplinkSettings, UplinkStats
 
-__all__ = ["Backoff", "Endpoint", "Uplink", "UplinkSettings", "UplinkStats", "batches"]
+__all__ = [
+    "PAGE_BATCHES",
+    "Backoff",
+    "Endpoint",
+    "Uplink",
+    "UplinkSettings",
+    "UplinkStats",
+    "batches",
+]
 
 _RESENT_TRUE = '"resent":true'
 _RESENT_FALSE = '"resent":false'
@@ -65,78 +74,6 @@ INTERFACE_CHECK_S = 1.0
 #: instead of growing memory: a dropped valid command is resent by the
 #: platform (it gets no reply), a dropped forgery costs nothing.
 COMMAND_QUEUE_MAX = 16
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkSettings:
-    device_id: str
-    host: str
-    port: int
-    kid: str
-    key: bytes = field(repr=False)
-    keepalive_s: int = 60
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    zip: str = "deflate"
-    batch_max_records: int = 100
-    max_inflight: int = 4
-    heartbeat_s: float = 30.0
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
-    version: str = "0"
-    #: Ordered, the primary first; empty: the one ``host:port`` above.
-    endpoints: tuple[Endpoint, ...] = ()
-    attempts_per_endpoint: int = 2
-    probe_primary_s: float = 60.0
-    network_loss_after_s: float = 120.0
-
-    def topic(self, leaf: str) -> str:
-        return f"forecourt/v1/{self.device_id}/{leaf}"
-
-    def endpoint_list(self) -> tuple[Endpoint, ...]:
-        if self.endpoints:
-            return self.endpoints
-        return (Endpoint(f"{self.host}:{self.port}", self.host, self.port, None, self.tls),)
-
-
-@dataclass(slots=True)
-class UplinkStats:
-    connected: bool = False
-    connects: int = 0
-    messages: int = 0
-    records: int = 0
-    bytes: int = 0
-    last_error: str | None = None
-
-
-#: Records read from the store per page, in batches: a sale is four records
-#: of two kinds (three nozzle states and the order), so a page of this many
-#: batches still fills an order batch to ``batch_max_records`` in a backlog.
-#: Memory: 4 x 100 stored texts of ~300 B.
-PAGE_BATCHES = 4
-
-
-def batches(records: list[StoredRecord], max_records: int) -> list[list[StoredRecord]]:
-    """Batches of one kind (one topic each), at most ``max_records`` each, of a
-    page of publish-ordered records.
-
-    Each kind keeps its records in id order (per-nozzle nseq order for orders,
-    raise-before-clear for alarms); the batches come in the order their kind
-    first appears in the page. Order *across* kinds carries no meaning in the
-    contract. Cutting a page into runs of one kind instead sent a station's
-    backlog — a sale is three nozzle records and an order, interleaved — one
-    order per message, ≈ 7× the bytes on a 4G line paid by the byte
-    (hil/fleet/backlog.py measured 2.02 messages per sale).
-    """
-    by_kind: dict[str, list[StoredRecord]] = {}
-    for record in records:
-        by_kind.setdefault(record.kind, []).append(record)
-    return [
-        run[i : i + max_records]
-        for run in by_kind.values()
-        for i in range(0, len(run), max_records)
-    ]
 
 
 class _BackToPrimary(Exception):
