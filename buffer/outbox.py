@@ -66,29 +66,30 @@ class Outbox:
 
         def _transaction(self) -> _Transaction: ...
 
-    def unsent(self, after_id: int, limit: int) -> list[StoredRecord]:
-        """Unsent records with ``id > after_id`` in publish order."""
+    def _unsent_rows(self, after_id: int, limit: int) -> list[tuple[int, str, str, str, int]]:
+        """(id, kind, rid, stored text, resent) of unsent records, ``id > after_id``."""
         with self._failing("read unsent records"):
             rows = self._db.execute(
                 f"SELECT id, kind, {RID_SQL}, body, h, prev, resent FROM records "
                 "WHERE sent_ms IS NULL AND id > ? ORDER BY id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
+        return [(r[0], r[1], r[2], to_text(r[3], r[4], r[5]), r[6]) for r in rows]
+
+    def unsent(self, after_id: int, limit: int) -> list[StoredRecord]:
+        """Unsent records with ``id > after_id`` in publish order, bodies parsed."""
         return [
-            StoredRecord(r[0], r[1], r[2], json.loads(to_text(r[3], r[4], r[5])), r[6])
-            for r in rows
+            StoredRecord(i, kind, rid, json.loads(text), resent)
+            for i, kind, rid, text, resent in self._unsent_rows(after_id, limit)
         ]
 
     def unsent_page(self, after_id: int, limit: int) -> list[StoredRecord]:
         """Like :meth:`unsent`, for the uplink: the stored text, not parsed
         (``body`` is empty) — a backlog drains without a JSON round trip."""
-        with self._failing("read unsent records"):
-            rows = self._db.execute(
-                f"SELECT id, kind, {RID_SQL}, body, h, prev, resent FROM records "
-                "WHERE sent_ms IS NULL AND id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            ).fetchall()
-        return [StoredRecord(r[0], r[1], r[2], {}, r[6], to_text(r[3], r[4], r[5])) for r in rows]
+        return [
+            StoredRecord(i, kind, rid, {}, resent, text)
+            for i, kind, rid, text, resent in self._unsent_rows(after_id, limit)
+        ]
 
     def unsent_counts(self) -> dict[str, int]:
         with self._failing("count unsent records"):
