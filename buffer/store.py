@@ -33,14 +33,8 @@ from typing import Any
 
 from buffer.capacity import CapacityPolicy, evict, used_bytes
 from buffer.codec import cut_prev, encode, h_hex
-from buffer.outbox import RID_SQL as RID_SQL
 from buffer.outbox import Outbox, StoredRecord, _now_ms
-from buffer.outbox import to_ms as to_ms
 from buffer.queries import StoreQueries
-from buffer.schema import BUSY_TIMEOUT_MS as BUSY_TIMEOUT_MS
-from buffer.schema import PAGE_SIZE as PAGE_SIZE
-from buffer.schema import SCHEMA_VERSION as SCHEMA_VERSION
-from buffer.schema import WAL_AUTOCHECKPOINT_PAGES as WAL_AUTOCHECKPOINT_PAGES
 from buffer.schema import StoreError, _Corrupt, _Transaction, move_aside, open_store
 from uplink.chain import GENESIS, HASH_EXCLUDED
 from uplink.crypto import sm3_hex
@@ -137,6 +131,11 @@ class OrderStore(Outbox, StoreQueries):
     # -- writing ---------------------------------------------------------------
 
     def _transaction(self) -> _Transaction:
+        if self._sync_normal:
+            # A PUBACK mark could not restore FULL (its transaction stayed open):
+            # no record is ever committed without its fsync.
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._sync_normal = False
         return _Transaction(self._db)
 
     @contextmanager
@@ -339,9 +338,10 @@ class OrderStore(Outbox, StoreQueries):
         body = {"code": code, "state": "raised", "source": "store", "at": at, "detail": detail}
         # Two evictions can commit in one millisecond: each alarm is its own
         # record (a BUFFER_OVERFLOW count dropped as a "duplicate" would make
-        # the loss silent), so a taken rid gets the next free suffix.
+        # the loss silent), so a taken rid moves to the next free millisecond
+        # (as collector/sink.py bumps its rids: the documented rid form holds).
         for attempt in range(STORE_ALARM_RID_ATTEMPTS):
-            rid = f"store:{code}:raised:{now}" + (f":{attempt}" if attempt else "")
+            rid = f"store:{code}:raised:{now + attempt}"
             text = encode("alarm", canonical_json({**body, "rid": rid}))
             inserted = self._db.execute(
                 "INSERT INTO records(kind, rid, created_ms, body) VALUES('alarm', ?, ?, ?) "

@@ -105,6 +105,23 @@ def test_after_a_mark_every_record_commits_with_fsync_again(tmp_path: Path) -> N
     assert [r.rid for r in store.unsent(0, 10)] == ["p01.a1.n1:2"]
 
 
+def test_a_mark_that_left_its_transaction_open_never_lets_a_record_skip_fsync(
+    tmp_path: Path,
+) -> None:
+    """A mark's COMMIT and ROLLBACK both failing leave the transaction open: the
+    mark cannot restore FULL then (SQLite refuses the PRAGMA inside a
+    transaction, which would hide the real error). Once that transaction is
+    gone, the next record's commit restores FULL before it begins."""
+    store = OrderStore(tmp_path / "s.sqlite")
+    full = 2  # PRAGMA synchronous: 1 NORMAL, 2 FULL
+    with store._no_fsync():
+        store._db.execute("BEGIN IMMEDIATE")  # as a COMMIT + ROLLBACK failure leaves it
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1
+    store._db.execute("ROLLBACK")
+    store.append_order("p01.a1.n1", fields("1"), source_key="1")
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == full
+
+
 def test_everything_survives_reopen_and_the_chain_continues(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     store = OrderStore(path)
