@@ -153,6 +153,14 @@ class LineWatch:
         out += self._rewired(sample)
         return out
 
+    def undo(self, code: str, raised: bool) -> None:
+        """A transition the store refused: back to the state before it, so the
+        next sample that still shows it emits it again (nothing silently lost)."""
+        if code == SILENT_CODE:
+            self.silent = not raised
+        elif code == REWIRED_CODE:
+            self.rewired = not raised
+
     def _silence(self, sample: Sample, last: Sample | None) -> list[Transition]:
         moved = last is not None and sample.rx_bytes != last.rx_bytes
         if moved or self._quiet_since is None:
@@ -254,7 +262,8 @@ class LineCheckTask:
         now = self.clock()
         for port, watch in zip(self.ports, self.watches, strict=True):
             for code, raised, detail in watch.feed(sample_port(port, now)):
-                port.sink.alarm(code, f"p{port.number:02d}", raised, detail)
+                if not port.sink.alarm(code, f"p{port.number:02d}", raised, detail):
+                    watch.undo(code, raised)  # the store refused it: the next tick tries again
 
     async def run(self) -> None:
         while True:

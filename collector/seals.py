@@ -186,6 +186,16 @@ class SealWatch:
             out.append((code, source, want, detail))
         return out
 
+    def undo(self, source: str, code: str, raised: bool) -> None:
+        """A transition the store refused: the book goes back to before it."""
+        self.books[source].raised[code] = not raised
+
+    def pending(self, source: str) -> list[Transition]:
+        """The transitions the dispenser's seals still call for (after an undo):
+        the debounced states stand, only the stored alarm lags behind them."""
+        last = [s for s in self.seals.values() if s.spec.dispenser == source and s.state]
+        return self._transitions(last[-1]) if last else []
+
     def states(self) -> dict[str, dict[str, str | None]]:
         """Each seal's debounced state, for ``forecourt status`` (collector/control.py)."""
         return {
@@ -214,13 +224,24 @@ class SealTask:
         self.on_commit = on_commit
         self.clock = clock
         self.watch = SealWatch(self.specs, lambda source, code: alarm_raised(store, source, code))
+        #: Alarm records the store refused (disk full, locked): each is retried.
+        self.store_errors = 0
+        self._unstored: set[str] = set()  # dispensers with a transition to store again
 
     def poll(self, spec: SealSpec) -> None:
-        """Read one seal and store what its reading changes."""
-        for code, source, raised, detail in self.watch.feed(spec.name, read_seal(spec)):
-            self._store(code, source, raised, detail)
+        """Read one seal and store what its reading changes; a transition the
+        store refused (counted in :attr:`store_errors`) is tried again at the
+        dispenser's next read — a tamper alarm is never dropped."""
+        transitions = self.watch.feed(spec.name, read_seal(spec))
+        if spec.dispenser in self._unstored:
+            self._unstored.discard(spec.dispenser)
+            transitions += self.watch.pending(spec.dispenser)
+        for code, source, raised, detail in transitions:
+            if not self._store(code, source, raised, detail):
+                self.watch.undo(source, code, raised)
+                self._unstored.add(source)
 
-    def _store(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> None:
+    def _store(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> bool:
         from buffer.store import StoreError
 
         now = datetime.now(self.tz).replace(tzinfo=None)
@@ -228,11 +249,13 @@ class SealTask:
         try:
             stored = self.store.append_record("alarm", rid, body)
         except StoreError as exc:
+            self.store_errors += 1
             log.error("record_not_stored", kind="alarm", rid=rid, error=str(exc))
-            return
+            return False
         log.warning("alarm", code=code, source=source, raised=raised, **detail)
         if stored is not None:
             self.on_commit()
+        return True
 
     async def run(self) -> None:
         due = dict.fromkeys(range(len(self.specs)), self.clock())

@@ -312,11 +312,14 @@ class PortSink:
         detail: dict[str, Any] = {"reason": reason} if reason else {}
         self.alarm("PORT_OFFLINE", f"p{self.number:02d}", not online, detail)
 
-    def alarm(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> None:
+    def alarm(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> bool:
+        """Store one raise or clear; False when the store refused it (counted,
+        logged): a caller holding the alarm's state undoes it and tries again."""
         now = datetime.now(self.tz).replace(tzinfo=None)
         rid, body = alarm_record(source, code, raised, now, self.tz, detail)
-        self._store("alarm", rid, body)
+        stored = self._store("alarm", rid, body)
         log.warning("alarm", code=code, source=source, raised=raised, **detail)
+        return stored
 
     def _source(self, address: int, nozzle: int | None) -> str:
         if nozzle is None:
@@ -379,12 +382,14 @@ class PortSink:
         components = None if record is None else record.get("components")
         return dict(components) if isinstance(components, dict) else None
 
-    def _store(self, kind: str, rid: str, body: dict[str, Any]) -> None:
+    def _store(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
+        """True once the record is in the store (now, or already: a duplicate)."""
         try:
             stored = self.store.append_record(kind, rid, body)
         except StoreError as exc:
             self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
             log.error("record_not_stored", kind=kind, rid=rid, error=str(exc))
-            return
+            return False
         if stored is not None:
             self.on_commit()
+        return True

@@ -77,6 +77,19 @@ def test_silence_after_traffic_raises_and_traffic_clears() -> None:
     assert line.tick(1, rx=10, good=1) == [("LINE_SILENT", False)]
 
 
+def test_a_transition_the_store_refused_comes_again_at_the_next_tick() -> None:
+    """LineCheckTask undoes a raise or clear its sink could not store: the next
+    sample that still shows it emits it again (nothing lost to a full disk)."""
+    line = Line(watch())
+    line.tick(3, rx=100, good=5)
+    assert line.tick(6) == [("LINE_SILENT", True)]
+    line.watch.undo("LINE_SILENT", True)
+    assert line.tick(1) == [("LINE_SILENT", True)], "raised again"
+    assert line.tick(1, rx=10, good=1) == [("LINE_SILENT", False)]
+    line.watch.undo("LINE_SILENT", False)
+    assert line.tick(1, rx=10, good=1) == [("LINE_SILENT", False)], "cleared again"
+
+
 def test_silence_clock_stops_while_the_port_is_offline() -> None:
     line = Line(watch())
     line.tick(3, rx=100, good=5)

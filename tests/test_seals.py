@@ -168,6 +168,32 @@ def test_task_stores_alarms_and_restores_them_after_a_restart(tmp_path: Path) ->
         store.close()
 
 
+def test_an_opening_the_store_refused_is_stored_at_a_later_read(tmp_path: Path) -> None:
+    """A SEAL_OPENED the store cannot take (a technician's sqlite3 shell holding
+    the write lock) is counted and stored at the dispenser's next read once the
+    store answers again — never dropped while the seal stays opened."""
+    import sqlite3
+
+    value = tmp_path / "value"
+    value.write_text("0")
+    store = OrderStore(tmp_path / "s.sqlite")
+    shell = sqlite3.connect(tmp_path / "s.sqlite")
+    try:
+        task = SealTask([spec(value=value)], store, CST, lambda: None)
+        shell.execute("BEGIN IMMEDIATE")
+        for _ in range(DEBOUNCE_READS + 1):
+            task.poll(task.specs[0])
+        shell.rollback()
+        assert task.store_errors >= 1 and list(store.records("alarm")) == []
+        task.poll(task.specs[0])
+        task.poll(task.specs[0])
+        states = [(a["code"], a["state"]) for a in store.records("alarm")]
+        assert states == [("SEAL_OPENED", "raised")]
+    finally:
+        shell.close()
+        store.close()
+
+
 def test_config_rejects_a_seal_on_an_unknown_pump() -> None:
     from config.loader import ConfigError, load_config
 
