@@ -45,7 +45,6 @@ def setup_commands(
     running: Callable[[], Config] | None = None,
 ) -> CommandProcessor | None:
     """A ready processor attached to ``uplink``, or None when commands are off."""
-    from buffer.store import StoreError
     from uplink.commands import CommandProcessor, ReplayLog
     from uplink.device_commands import (
         KeyRing,
@@ -102,16 +101,25 @@ def setup_commands(
         if reply is None:
             return
         log.info("command", id=reply["id"], ok=reply["ok"], error=reply.get("error"))
-        rid = f"{reply['id'] or 'unknown'}:{time.time_ns() // 1_000_000}:{uuid.uuid4().hex[:8]}"
-        try:
-            store.append_record("reply", rid, reply)
-        except StoreError as exc:
-            log.error("reply_not_stored", id=reply["id"], error=str(exc))
-            return
-        uplink.wake()
+        store_reply(store, uplink, reply)
 
     uplink.on_command = on_command
     return processor
+
+
+def store_reply(store: OrderStore, uplink: Uplink, reply: dict[str, Any]) -> bool:
+    """A command reply stored first (kind ``reply``; its own rid, as a command
+    may reply more than once: ``ota.upgrade``'s stages), then published."""
+    from buffer.store import StoreError
+
+    rid = f"{reply['id'] or 'unknown'}:{time.time_ns() // 1_000_000}:{uuid.uuid4().hex[:8]}"
+    try:
+        store.append_record("reply", rid, reply)
+    except StoreError as exc:
+        log.error("reply_not_stored", id=reply["id"], error=str(exc))
+        return False
+    uplink.wake()
+    return True
 
 
 def register_time_sync(

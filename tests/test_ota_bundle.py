@@ -13,15 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from collector.ota.bundle import BundleError, Sm3Stream, unpack
+from collector.ota.bundle import BundleError, unpack
+from uplink.crypto import sm3_hex as sm3
 
 WHEEL = b"PK\x03\x04 not really a wheel, only bytes to hash"
-
-
-def sm3(data: bytes) -> str:
-    digest = Sm3Stream()
-    digest.update(data)
-    return digest.hexdigest()
 
 
 def bundle(

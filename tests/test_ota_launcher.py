@@ -154,6 +154,22 @@ def test_ota_rollback_stays_when_the_store_cannot_be_taken_back(tmp_path: Path) 
     assert state["last"]["result"] == "rollback_failed"
 
 
+def test_a_downgrade_that_cannot_even_run_is_a_failed_downgrade(tmp_path: Path) -> None:
+    """The newer release's python gone (a damaged slot): the launcher does not
+    crash at every start — the rollback from a good release is refused as a
+    failed downgrade, and the good release keeps running."""
+    root = tmp_path / "ota"
+    release(root, A, schema=2)
+    release(root, B, schema=3)
+    launcher.switch_current(root, B)
+    (launcher.release_dir(root, B) / "venv" / "bin" / "python").unlink()
+    store_path = tmp_path / "store.sqlite"
+    OrderStore(store_path).close()
+    write_state(root, {"good": B, "previous": A, "rollback": {"to": A, "command_id": "c-4"}})
+    assert choose(root, ["--set", f"store.path={store_path}"], NOW) == B
+    assert read_state(root)["last"]["result"] == "rollback_failed"
+
+
 def test_a_config_the_older_release_refuses_is_put_back_on_the_way_back(
     tmp_path: Path,
 ) -> None:

@@ -45,11 +45,29 @@ class AuthenticationFailed(Exception):
     """The GCM tag did not verify: wrong key, or ciphertext, nonce or AAD altered."""
 
 
+class Sm3Stream:
+    """Incremental SM3 (GB/T 32905-2016) through OpenSSL: a file or a
+    download hashed as it streams (collector/ota/)."""
+
+    def __init__(self) -> None:
+        self._hash = hashes.Hash(hashes.SM3())
+
+    def update(self, data: bytes) -> None:
+        self._hash.update(data)
+
+    def digest(self) -> bytes:
+        """The digest so far (32 bytes); the stream may go on."""
+        return self._hash.copy().finalize()
+
+    def hexdigest(self) -> str:
+        return self.digest().hex()
+
+
 def sm3(data: bytes) -> bytes:
     """SM3 digest (GB/T 32905-2016), 32 bytes."""
-    digest = hashes.Hash(hashes.SM3())
+    digest = Sm3Stream()
     digest.update(data)
-    return digest.finalize()
+    return digest.digest()
 
 
 def sm3_hex(data: bytes) -> str:

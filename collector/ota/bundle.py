@@ -22,7 +22,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from cryptography.hazmat.primitives import hashes
+from uplink.crypto import Sm3Stream
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -52,30 +52,11 @@ def signed_statement(version: str, size: int, sm3_hex: str) -> bytes:
     return f"forecourt-bundle|v1|{version}|{size}|{sm3_hex.lower()}".encode("ascii")
 
 
-class Sm3Stream:
-    """Incremental SM3 (OpenSSL through ``cryptography``)."""
-
-    def __init__(self) -> None:
-        self._hash = hashes.Hash(hashes.SM3())
-
-    def update(self, data: bytes) -> None:
-        self._hash.update(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.copy().finalize().hex()
-
-
-def sm3_file(path: Path, limit: int | None = None) -> str:
+def sm3_file(path: Path) -> str:
     digest = Sm3Stream()
     with open(path, "rb") as f:
-        left = limit
-        while left is None or left > 0:
-            chunk = f.read(CHUNK_BYTES if left is None else min(CHUNK_BYTES, left))
-            if not chunk:
-                break
+        while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
-            if left is not None:
-                left -= len(chunk)
     return digest.hexdigest()
 
 

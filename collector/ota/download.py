@@ -18,10 +18,10 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
-from collector.ota.bundle import CHUNK_BYTES, BundleError, Sm3Stream
+from collector.ota.bundle import CHUNK_BYTES, BundleError
+from uplink.crypto import Sm3Stream
 
 #: Resumes after a dropped connection. 4G links drop; 8 resumes with backoff
 #: up to 30 s ride out a few minutes of bad coverage, then the platform may
@@ -60,7 +60,6 @@ def download(
     sm3_hex: str,
     staging: Path,
     deadline_s: float,
-    progress: Callable[[int], None] = lambda n: None,
 ) -> Path:
     """The verified bundle file in ``staging``; raises :class:`BundleError`.
 
@@ -79,7 +78,7 @@ def download(
         if time.monotonic() > give_up:
             raise BundleError("DOWNLOAD_FAILED", f"not done within {deadline_s:.0f} s")
         try:
-            digest, have = _fetch(url, size, part, digest, have, give_up, progress)
+            digest, have = _fetch(url, size, part, digest, have, give_up)
         except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, drops
             if isinstance(exc, urllib.error.HTTPError) and exc.code not in RETRY_HTTP:
                 raise BundleError("DOWNLOAD_FAILED", f"HTTP {exc.code} for the bundle") from None
@@ -107,7 +106,6 @@ def _fetch(
     digest: Sm3Stream,
     have: int,
     give_up: float,
-    progress: Callable[[int], None],
 ) -> tuple[Sm3Stream, int]:
     """One request from byte ``have``; returns the new state (raises on a drop)."""
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
@@ -136,7 +134,6 @@ def _fetch(
                 out.write(chunk)
                 digest.update(chunk)
                 have += len(chunk)
-                progress(have)
             out.flush()
     if have < size:
         if total is None:

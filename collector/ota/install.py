@@ -1,9 +1,9 @@
 """Install a verified bundle as ``releases/<version>/`` with its own venv.
 
 Blocking code for a worker thread (collector/ota/upgrade.py) and the
-first-install CLI::
+first-install CLI (the bundle checked beforehand: the signature is ota.upgrade's)::
 
-    python -m collector.ota.install --root DIR BUNDLE [--key RELEASE.pub.toml --sig HEX]
+    python -m collector.ota.install --root DIR BUNDLE
 
 Steps, each safe to be killed at (docs/upgrade.md): a half-made release
 directory has no ``INSTALLED`` marker and is removed by the next install;
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from collector.config_files import write_atomically
 from collector.ota import launcher
 from collector.ota.bundle import BundleError, unpack
 
@@ -81,8 +81,11 @@ def install(root: Path, bundle: Path, expect_version: str | None = None) -> dict
              INSTALL_TIMEOUT_S, "compileall")  # fmt: skip
         _smoke(python, version)
         info = {k: manifest.get(k) for k in ("version", "python", "store_schema")}
-        (target / launcher.RELEASE_INFO).write_text(json.dumps(info) + "\n")
-        _write_synced(target / launcher.INSTALLED, f"{version}\n")
+        # Both durable, release.json first: a power cut must never leave an
+        # INSTALLED release whose schema the launcher cannot read (the store
+        # downgrade on a rollback keys on it).
+        write_atomically(target / launcher.RELEASE_INFO, (json.dumps(info) + "\n").encode())
+        write_atomically(target / launcher.INSTALLED, f"{version}\n".encode())
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
@@ -101,20 +104,6 @@ def _smoke(python: str, version: str) -> None:
     if done.returncode != 0 or done.stdout.strip() != version:
         tail = (done.stderr or done.stdout).strip()[-400:]
         raise BundleError("INSTALL_FAILED", f"the new release does not import: {tail}")
-
-
-def _write_synced(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def prune(root: Path, keep: set[str]) -> list[str]:

@@ -89,17 +89,19 @@ def read_state(root: Path) -> dict[str, Any]:
     return state
 
 
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def write_state(root: Path, state: dict[str, Any]) -> None:
     """Temp file, fsync, rename, fsync the directory: the old or the new state, never half."""
-    tmp = root / (STATE_FILE + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(state, sort_keys=True, indent=1).encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, root / STATE_FILE)
-    _fsync_dir(root)
+    _write_atomic(root / STATE_FILE, json.dumps(state, sort_keys=True, indent=1).encode())
 
 
 def release_dir(root: Path, version: str) -> Path:
@@ -182,20 +184,16 @@ def downgrade_store(root: Path, newer: str, older: str, args: list[str]) -> bool
         return True
     argv = [str(release_python(root, newer)), "-I", "-m", "buffer.migrate", "downgrade"]
     argv += [str(store), "--to", str(old_schema)]
-    done = subprocess.run(argv, timeout=MIGRATE_TIMEOUT_S, capture_output=True, text=True)
+    try:
+        done = subprocess.run(argv, timeout=MIGRATE_TIMEOUT_S, capture_output=True, text=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        # The newer release's python is gone or hangs: a failed downgrade (the
+        # caller decides), never a launcher that crashes at every start.
+        _log("store_downgrade", store=str(store), to=old_schema, error=str(exc))
+        return False
     _log("store_downgrade", store=str(store), to=old_schema, rc=done.returncode,
          output=done.stderr.strip()[-500:])  # fmt: skip
     return done.returncode == 0
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def snapshot_config(root: Path, older: str, args: list[str]) -> None:

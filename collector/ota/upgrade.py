@@ -7,8 +7,8 @@ last run and, when this process is a trial release, judges it.
 
 Everything slow runs off the event loop: the bundle signature check (pure
 Python SM2) and the download, unpack and venv install (collector/ota/
-download.py, install.py: blocking code in a worker thread, pip in a
-subprocess). Collection never waits on an upgrade.
+download.py, install.py: blocking code in a worker thread, the venv and
+the byte-compiling in subprocesses). Collection never waits on an upgrade.
 
 Replies: the command's own reply says the upgrade was accepted (after the
 arguments and the release signature were checked) or refused; later replies
@@ -23,7 +23,6 @@ import asyncio
 import os
 import re
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -44,8 +43,6 @@ log = structlog.get_logger("ota")
 
 #: How often the health gate looks. Cheap checks (flags and one SQLite ping).
 GATE_POLL_S = 0.5
-#: A restart waits this long for its reply to reach the broker (as device.restart).
-REPLY_WAIT_S = 5.0
 #: A trial's deadline beyond the health window: the install restart itself
 #: (stop, launcher, imports) must not eat the window on a slow gateway.
 RESTART_ALLOWANCE_S = 120.0
@@ -79,26 +76,26 @@ class Ota:
     # -- replies, alarms ------------------------------------------------------
 
     def _reply(self, command_id: str | None, result: dict[str, Any] | None, error: Any) -> bool:
-        from buffer.store import StoreError
+        from collector.command_setup import store_reply
         from uplink.commands import reply_body
 
-        body = reply_body(command_id, result, error)
-        rid = f"{command_id or 'unknown'}:{time.time_ns() // 1_000_000}:{uuid.uuid4().hex[:8]}"
-        try:
-            self.store.append_record("reply", rid, body)
-        except StoreError as exc:
-            log.error("reply_not_stored", id=command_id, error=str(exc))
-            return False
-        self.uplink.wake()
-        return True
+        return store_reply(self.store, self.uplink, reply_body(command_id, result, error))
 
-    def _alarm(self, code: str, detail: dict[str, Any]) -> None:
+    def _alarm(self, code: str, detail: dict[str, Any]) -> bool:
+        """Store one device alarm; False (logged) when the store refused it."""
+        from buffer.store import StoreError
         from collector.records import alarm_record
 
         now = datetime.now(self.tz).replace(tzinfo=None)
         rid, body = alarm_record("device", code, True, now, self.tz, detail)
-        if self.store.append_record("alarm", rid, body) is not None:
+        try:
+            stored = self.store.append_record("alarm", rid, body)
+        except StoreError as exc:
+            log.error("record_not_stored", kind="alarm", code=code, error=str(exc))
+            return False
+        if stored is not None:
             self.uplink.wake()
+        return True
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -106,12 +103,10 @@ class Ota:
         task.add_done_callback(self._tasks.discard)
 
     async def _restart_after_reply(self) -> None:
-        deadline = time.monotonic() + REPLY_WAIT_S
-        await asyncio.sleep(0.05)
-        while self.store.unsent_counts().get("reply", 0) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        from collector.command_setup import restart_after_reply
+
         log.warning("ota_restart", running=self.running)
-        self.restart()
+        await restart_after_reply(self.store, self.restart)
 
     # -- the task -------------------------------------------------------------
 
@@ -332,7 +327,13 @@ class Ota:
         }
         state["good"] = state.get("good") or self.running
         launcher.write_state(self.root, state)
-        launcher.switch_current(self.root, version)
+        try:
+            launcher.switch_current(self.root, version)
+        except OSError as exc:
+            # The trial state is durable and is the truth: the launcher finishes
+            # the switch at the restart that follows (docs/upgrade.md, step 6).
+            log.warning("ota_switch_deferred", version=version, error=str(exc))
+            return
         log.info("ota_switched", version=version, previous=self.running)
 
     # -- ota.rollback ---------------------------------------------------------
