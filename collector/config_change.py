@@ -189,7 +189,6 @@ class ConfigChanges:
         self.collector = collector
         self.path = config_path
         self.overrides = list(overrides)
-        self.processor: CommandProcessor | None = None
         self._armed = asyncio.Event()
         self._pending: files.Pending | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -290,7 +289,6 @@ class ConfigChanges:
     # -- the commands ----------------------------------------------------------
 
     def register(self, processor: CommandProcessor) -> None:
-        self.processor = processor
         processor.register("config.set", self.config_set)
         processor.register("config.rollback", self.config_rollback)
 
@@ -347,9 +345,9 @@ class ConfigChanges:
         return await self._switch("rollback", new, text, changed, window)
 
     def _command_id(self) -> str:
-        processor = self.processor
-        current = None if processor is None else processor.current_id
-        return current or "unknown"
+        from uplink.commands import current_command_id
+
+        return current_command_id.get() or "unknown"
 
     async def _switch(
         self, action: str, new: Config, text: bytes, changed: list[KeyPath], window: int

@@ -13,8 +13,8 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from buffer.store import StoreError
 from collector.records import alarm_record
+from collector.selfcheck import last_raise
 from uplink.failover import NETWORK_LOSS, UPLINK_FAILOVER
 
 if TYPE_CHECKING:
@@ -24,27 +24,21 @@ if TYPE_CHECKING:
 SOURCE = "uplink"
 
 
-def still_raised(store: OrderStore, code: str) -> dict[str, Any] | None:
-    """The last stored transition of ``code`` when it is a raise, else None."""
-    try:
-        last = store.last_record_under("alarm", f"{SOURCE}:{code}:")
-    except StoreError:
-        return None
-    return last if last is not None and last.get("state") == "raised" else None
-
-
 def hook_link_alarms(uplink: Uplink, store: OrderStore, tz: timezone) -> None:
     now_ms = time.time_ns() // 1_000_000
-    loss = still_raised(store, NETWORK_LOSS)
+    loss = last_raise(store, SOURCE, NETWORK_LOSS)
     since = None
     if loss is not None:  # an outage the last run did not see end
         since = loss.get("detail", {}).get("down_since_ms")
         since = since if isinstance(since, int) else now_ms
+    failover = last_raise(store, SOURCE, UPLINK_FAILOVER)
+    backup = None if failover is None else failover.get("detail", {}).get("to")
     uplink.failover.restore(
         time.monotonic(),
         now_ms,
-        failover_raised=still_raised(store, UPLINK_FAILOVER) is not None,
+        failover_raised=failover is not None,
         loss_down_since_ms=since,
+        backup_name=backup if isinstance(backup, str) else None,
     )
 
     def on_alarm(code: str, raised: bool, detail: dict[str, Any]) -> None:

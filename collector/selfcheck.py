@@ -50,15 +50,20 @@ def end_run(store_path: Path) -> None:
     marker_path(store_path).unlink(missing_ok=True)
 
 
-def alarm_raised(store: Any, source: str, code: str) -> bool:
-    """Whether the last stored transition of alarm ``code`` for ``source`` is
-    ``raised``: a state alarm's starting point after a restart, so an episode
-    still going is not raised twice and one that ended is cleared."""
+def last_raise(store: Any, source: str, code: str) -> dict[str, Any] | None:
+    """The last stored transition of alarm ``code`` for ``source`` when it is
+    a raise, else None: a state alarm's starting point after a restart, so an
+    episode still going is not raised twice and one that ended is cleared."""
     from buffer.store import StoreError
 
     try:
         last = store.last_record_under("alarm", f"{source}:{code}:")
     except StoreError as exc:  # unreadable now: start from "not raised"
         log.error("alarm_state_not_read", source=source, code=code, error=str(exc))
-        return False
-    return last is not None and last.get("state") == "raised"
+        return None
+    return last if last is not None and last.get("state") == "raised" else None
+
+
+def alarm_raised(store: Any, source: str, code: str) -> bool:
+    """Whether the last stored transition of ``code`` for ``source`` is a raise."""
+    return last_raise(store, source, code) is not None

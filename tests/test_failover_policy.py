@@ -152,6 +152,36 @@ def test_states_restored_from_the_store_are_cleared_when_they_end() -> None:
     assert alarms[(NETWORK_LOSS, False)]["outage_s"] == 305
 
 
+def test_a_restored_failover_clears_naming_the_backup_it_was_stored_with() -> None:
+    """Three endpoints, a restart while on the second: the clear says it left
+    the backup the stored raise named, not a guess."""
+    p = policy(WIRED, CELL, LEASED)
+    p.restore(0.0, 0, failover_raised=True, loss_down_since_ms=None, backup_name="4g")
+    (clear,) = p.connected(1.0)
+    assert (clear.code, clear.raised, clear.detail) == (
+        UPLINK_FAILOVER,
+        False,
+        {"from": "4g", "to": "wired"},
+    )
+
+
+def test_a_transition_the_store_refused_is_asked_for_again() -> None:
+    """Uplink._emit undoes a link alarm its store refused: the loss is raised
+    again at the next check, the failover again at the next connect."""
+    p = policy(attempts=1, loss_s=5.0)
+    p.failed(0.0, "refused")  # to the 4G backup
+    (loss,) = p.check_loss(6.0, 0)
+    p.undo(loss)
+    assert [(a.code, a.raised) for a in p.check_loss(7.0, 0)] == [(NETWORK_LOSS, True)]
+    alarms = p.connected(8.0)
+    (failover,) = [a for a in alarms if a.code == UPLINK_FAILOVER]
+    p.undo(failover)
+    p.lost(9.0, "gone")
+    p.failed(9.5, "refused")  # back round to the backup
+    again = [(a.code, a.raised) for a in p.connected(10.0)]
+    assert (UPLINK_FAILOVER, True) in again
+
+
 def test_alarm_details_are_storable_canonical_json() -> None:
     """The store refuses floats (the envelope seals canonical JSON)."""
     p = policy(attempts=1, loss_s=1.5)

@@ -185,7 +185,6 @@ class CommandProcessor:
         self.counters: Counter[str] = Counter()
         #: The id of the command whose handler runs now (one at a time: the
         #: uplink's single command worker); ``config.set`` names its marker by it.
-        self.current_id: str | None = None
 
     def register(self, name: str, handler: Handler) -> None:
         """Add a command (e.g. ``orders.resend``, ``config.set``, ``ota.upgrade``)."""
@@ -223,7 +222,6 @@ class CommandProcessor:
             handler = self.handlers.get(name)
             if handler is None:
                 raise CommandError(UNKNOWN_COMMAND, f"no command named {name!r}")
-            self.current_id = command_id
             token = current_command_id.set(command_id)
             try:
                 result = await handler(args)
@@ -232,7 +230,6 @@ class CommandProcessor:
             except Exception as exc:  # a handler bug is a reply, never a dead uplink
                 raise CommandError(INTERNAL, f"{name} failed: {type(exc).__name__}") from None
             finally:
-                self.current_id = None
                 current_command_id.reset(token)
         except CommandError as exc:
             self.counters[exc.code] += 1

@@ -72,7 +72,9 @@ class LinkAlarm:
 
 
 class Backoff:
-    """Exponential backoff with full jitter (a delay uniform in [0, cap])."""
+    """Exponential backoff with jitter: ``minimum / 2 + U(0, cap)``, the cap
+    doubling from ``minimum`` to ``maximum`` (so at most ``maximum + minimum / 2``:
+    never a retry at once, and stations that lost one carrier spread out)."""
 
     def __init__(self, minimum: float, maximum: float, rng: random.Random | None = None) -> None:
         self.minimum, self.maximum = minimum, maximum
@@ -143,15 +145,33 @@ class FailoverPolicy:
         return self.active is not None and self.active != 0
 
     def restore(
-        self, now: float, now_ms: int, *, failover_raised: bool, loss_down_since_ms: int | None
+        self,
+        now: float,
+        now_ms: int,
+        *,
+        failover_raised: bool,
+        loss_down_since_ms: int | None,
+        backup_name: str | None = None,
     ) -> None:
         """Alarm states the store says are raised (a restart during an outage
         or on a backup): cleared when they end, not forgotten. An outage
-        still raised counts from its stored start (``down_since_ms``)."""
+        still raised counts from its stored start (``down_since_ms``); a
+        failover's clear names the backup its stored raise went ``to``."""
         self.failover_raised = failover_raised
+        if backup_name is not None:
+            self._backup_name = backup_name
         if loss_down_since_ms is not None:
             self.loss_raised = True
             self._down_since = min(now, now - (now_ms - loss_down_since_ms) / 1000)
+
+    def undo(self, alarm: LinkAlarm) -> None:
+        """A transition the store refused: its flag goes back, so the next
+        connect (UPLINK_FAILOVER, the clear of NETWORK_LOSS) or the next loss
+        check (the raise of NETWORK_LOSS) emits it again."""
+        if alarm.code == UPLINK_FAILOVER:
+            self.failover_raised = not alarm.raised
+        elif alarm.code == NETWORK_LOSS:
+            self.loss_raised = not alarm.raised
 
     # --- what happened -------------------------------------------------
 

@@ -193,6 +193,8 @@ class Uplink:
                     self.on_alarm(alarm.code, alarm.raised, alarm.detail)
                 except StoreError as exc:  # the store's own alarm says why
                     log.error("record_not_stored", kind="alarm", code=alarm.code, error=str(exc))
+                    self.stats.alarms_not_stored += 1
+                    self.failover.undo(alarm)  # emitted again at the next transition point
         if alarms:
             self.wake()
 

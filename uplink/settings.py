@@ -50,3 +50,6 @@ class UplinkStats:
     records: int = 0
     bytes: int = 0
     last_error: str | None = None
+    #: Link alarms (UPLINK_FAILOVER, NETWORK_LOSS) the store refused; each is
+    #: emitted again at the policy's next transition point.
+    alarms_not_stored: int = 0
