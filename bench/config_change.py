@@ -3,13 +3,16 @@
 .venv/bin/python bench/config_change.py
 
 Plan: read the file, merge the patch, validate (pydantic, the loader's one
-path), compare with the running config, write the TOML text. Switch: the
+path), compare with the running config, write the TOML text — in this
+process, and as the daemon does it: in a ``python -m collector.config_plan``
+child (collector/config_plan.py; a fresh interpreter each time). Switch: the
 three atomic writes (``.prev``, marker, config; each fsynced with its
 directory) and removing the marker, on the file system of a temporary dir.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 import time
@@ -17,10 +20,13 @@ from pathlib import Path
 
 from collector import config_files as files
 from collector.config_change import plan_set
+from collector.config_plan import in_child
+from config.handoff import views_of
 from config.loader import load_config, read_toml
 from config.toml_write import dumps
 
 ROUNDS = 50
+CHILD_ROUNDS = 5
 EXAMPLE = Path(__file__).resolve().parent.parent / "config" / "example.toml"
 
 
@@ -29,7 +35,7 @@ def main() -> None:
     try:
         path = work / "collector.toml"
         shutil.copy(EXAMPLE, path)
-        running = load_config(path)
+        running = views_of(load_config(path)).model_dump()
         began = time.perf_counter()
         for i in range(ROUNDS):
             patch = {"uplink": {"heartbeat_s": 10 + i % 5}}
@@ -42,7 +48,14 @@ def main() -> None:
             files.switch(path, text, pending)
             files.drop_marker(path)
         switch_ms = (time.perf_counter() - began) / ROUNDS * 1000
+        began = time.perf_counter()
+        for i in range(CHILD_ROUNDS):
+            patch = {"uplink": {"heartbeat_s": 20 + i}}
+            answer = asyncio.run(in_child("set", str(path), patch, [], running, "bench"))
+            assert answer[0] == "ok", answer
+        child_ms = (time.perf_counter() - began) / CHILD_ROUNDS * 1000
         print(f"plan (read, merge, validate, compare, write TOML): {plan_ms:.1f} ms")
+        print(f"plan in the daemon's child (fresh interpreter): {child_ms:.0f} ms")
         print(f"switch (.prev, marker, config, each fsynced) + unmark: {switch_ms:.1f} ms")
     finally:
         shutil.rmtree(work)

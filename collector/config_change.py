@@ -27,7 +27,6 @@ import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,6 @@ from collector import config_files as files
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
-    from collector.edge import EdgeSettings
     from config.models import Config
     from config.patch import Path as KeyPath
     from uplink.commands import CommandProcessor
@@ -132,11 +130,16 @@ def confirm_window(args: dict[str, Any]) -> int:
 
 
 def plan_set(
-    data: dict[str, Any], patch: Any, overrides: Sequence[str], running: Config | dict[str, Any]
+    data: dict[str, Any], patch: Any, overrides: Sequence[str], running: dict[str, Any]
 ) -> tuple[Config, dict[str, Any], list[KeyPath]]:
     """The validated new config, its file data and the changed keys; refusals
     as ``CommandError`` with ``key.path: reason`` lines. Touches no file.
-    Imports pydantic: the daemon runs it in a child (collector/config_plan.py)."""
+    ``running``: the daemon's views' ``model_dump()`` — compared with the new
+    config's views, so a secret compares by value on both sides (a pydantic
+    SecretStr never equals a view's Secret: every change looked like a new
+    password). Imports pydantic: the daemon runs it in a child
+    (collector/config_plan.py)."""
+    from config.handoff import views_of
     from config.loader import ConfigError, config_from_data, floats_from_decimal_strings
     from config.patch import PatchError, changed_paths, merge
     from uplink.commands import CommandError
@@ -152,8 +155,7 @@ def plan_set(
         new = config_from_data(merged, overrides)
     except ConfigError as exc:
         raise CommandError(INVALID_CONFIG, "; ".join(exc.errors)) from None
-    before = running if isinstance(running, dict) else running.model_dump()
-    return new, merged, changed_paths(before, new.model_dump())
+    return new, merged, changed_paths(running, views_of(new).model_dump())
 
 
 def revert_failed_start(config_path: Path, error: str) -> bool:
@@ -170,15 +172,6 @@ def revert_failed_start(config_path: Path, error: str) -> bool:
         return False
     log.warning("config_reverted", command_id=pending.command_id, reason="start failed")
     return True
-
-
-def edge_settings(cfg: Config) -> EdgeSettings:
-    from collector.edge import EdgeSettings
-
-    return EdgeSettings(
-        price_floors={g: Decimal(str(p)) for g, p in cfg.edge.price_floors.items()},
-        amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
-    )
 
 
 class ConfigChanges:
@@ -301,7 +294,7 @@ class ConfigChanges:
             )
 
     async def config_set(self, args: dict[str, Any]) -> dict[str, Any]:
-        from collector.config_plan import in_child, plan_set_here
+        from collector.config_plan import in_child
         from uplink.commands import BAD_REQUEST, CommandError
 
         if unknown := sorted(set(args) - ARGS):
@@ -315,7 +308,7 @@ class ConfigChanges:
         )
         running = self.collector.config.model_dump()
         answer = await in_child(
-            plan_set_here, str(self.path), args.get("patch"), self.overrides, running, header
+            "set", str(self.path), args.get("patch"), self.overrides, running, header
         )
         if answer[0] == "error":
             raise CommandError(answer[1], answer[2])
@@ -326,7 +319,7 @@ class ConfigChanges:
         return await self._switch("set", new, text, changed, window)
 
     async def config_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
-        from collector.config_plan import in_child, plan_rollback_here
+        from collector.config_plan import in_child
         from uplink.commands import BAD_REQUEST, CommandError
 
         if unknown := sorted(set(args) - {"confirm_within_s"}):
@@ -337,10 +330,12 @@ class ConfigChanges:
         if not previous.exists():
             raise CommandError(NO_PREVIOUS, f"{previous.name}: there is no previous config")
         running = self.collector.config.model_dump()
-        answer = await in_child(plan_rollback_here, str(previous), self.overrides, running)
+        answer = await in_child("rollback", str(previous), self.overrides, running)
         if answer[0] == "error":
             raise CommandError(answer[1], answer[2])
         _, new, text, changed = answer
+        if not changed:  # the running config is the previous one (after a revert)
+            return {"changed": [], "apply": "none"}
         check_fixed(changed)
         return await self._switch("rollback", new, text, changed, window)
 
@@ -390,7 +385,9 @@ class ConfigChanges:
             c.uplink.settings = dataclasses.replace(
                 c.uplink.settings, heartbeat_s=new.uplink.heartbeat_s
             )
-        edge = edge_settings(new)
+        from collector.assembly import make_edge
+
+        edge = make_edge(new)
         for port in c.ports:
             port.sink.edge = edge
         c.clock.step_threshold_ms = new.clock.step_threshold_ms

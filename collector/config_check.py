@@ -20,6 +20,27 @@ from pathlib import Path
 CONFIG_CHECK_TIMEOUT_S = 60.0
 
 
+async def run_child(
+    argv: list[str], stdin: bytes = b"", timeout_s: float = CONFIG_CHECK_TIMEOUT_S
+) -> tuple[int | None, bytes, bytes]:
+    """``argv`` as a short-lived child (this interpreter), ``stdin`` fed to it:
+    (exit status, stdout, stderr); the status is None when it ran past
+    ``timeout_s`` — then it is killed and reaped, never left behind."""
+    child = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(child.communicate(stdin), timeout_s)
+    except TimeoutError:
+        child.kill()
+        await child.wait()
+        return None, b"", b""
+    return child.returncode, out, err
+
+
 async def check_config_text(text: str, near: Path) -> list[str]:
     """The config loader's error lines for ``text`` (empty: valid).
 
@@ -31,21 +52,14 @@ async def check_config_text(text: str, near: Path) -> list[str]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "collector", "config", "check", tmp,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        try:
-            out, _ = await asyncio.wait_for(child.communicate(), CONFIG_CHECK_TIMEOUT_S)
-        except TimeoutError:
-            child.kill()
-            await child.wait()
-            return [f"config: the check did not finish within {CONFIG_CHECK_TIMEOUT_S:g} s"]
+        argv = [sys.executable, "-m", "collector", "config", "check", tmp]
+        status, out, err = await run_child(argv)
     finally:
         os.unlink(tmp)
-    lines = out.decode("utf-8", "replace").splitlines()
-    if child.returncode == 0:
+    if status is None:
+        return [f"config: the check did not finish within {CONFIG_CHECK_TIMEOUT_S:g} s"]
+    if status == 0:
         return []
+    lines = (out + err).decode("utf-8", "replace").splitlines()
     errors = [line.replace(tmp, "config") for line in lines if line.strip()]
-    return errors or [f"config: the check failed (exit status {child.returncode})"]
+    return errors or [f"config: the check failed (exit status {status})"]

@@ -3,24 +3,29 @@
 The daemon holds its config as views (config/view.py) and never imports
 pydantic (≈ 12 MB that would stay after the first remote change; issue #10,
 docs/performance.md "Footprint"). Planning a change needs the models, so it
-runs here, in a fresh interpreter (multiprocessing's ``spawn``), which reads
-the file, merges the patch, validates with the same loader path as the file
-at start (``config_from_data`` with the process's ``--set`` overrides),
-writes the TOML text and hands back the new config *as views*, the text and
-the changed key paths — or the refusal's code and message. Nothing here
-touches a file but to read it; the daemon writes (collector/config_files.py).
+runs here, in a fresh interpreter (``python -m collector.config_plan``,
+started and — past :data:`PLAN_TIMEOUT_S` — killed by
+collector/config_check.py ``run_child``), which reads the file, merges the
+patch, validates with the same loader path as the file at start
+(``config_from_data`` with the process's ``--set`` overrides), writes the
+TOML text and hands back the new config *as views*, the text and the
+changed key paths — or the refusal's code and message. Request and answer
+are pickles over the child's stdin and stdout: this program talking to
+itself, never the network. Nothing here writes a file; the daemon does
+(collector/config_files.py).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
+import pickle
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 #: A fresh interpreter importing pydantic and the models, then validating:
 #: ≈ 0.5 s here, several seconds on a 300 MHz gateway under load. Beyond this
-#: the command is refused (the platform may send it again).
+#: the child is killed and the command refused (the platform may send it again).
 PLAN_TIMEOUT_S = 60.0
 
 #: What a child answers: ("ok", views, text, changed) or ("error", code, message).
@@ -62,33 +67,47 @@ def plan_rollback_here(path: str, overrides: Sequence[str], running: dict[str, A
     """In the child: the ``config.rollback`` plan for ``<path>.prev``."""
     from collector.config_change import INVALID_CONFIG
     from config.handoff import views_of
-    from config.loader import ConfigError, config_from_data, read_toml
+    from config.loader import ConfigError, config_from_data, parse_toml_text
     from config.patch import changed_paths
 
     previous = Path(path)
+    text = previous.read_bytes()
     try:
-        new = config_from_data(read_toml(previous), list(overrides))
-    except ConfigError as exc:
-        lines = [line.replace(str(previous), previous.name) for line in exc.errors]
+        data = parse_toml_text(text.decode("utf-8"), previous.name)
+        new = config_from_data(data, list(overrides))
+    except (ConfigError, UnicodeDecodeError) as exc:
+        lines = exc.errors if isinstance(exc, ConfigError) else [f"{previous.name}: not UTF-8"]
         return ("error", INVALID_CONFIG, "; ".join(lines))
-    changed = changed_paths(running, new.model_dump())
-    return ("ok", views_of(new), previous.read_bytes(), changed)
+    views = views_of(new)
+    return ("ok", views, text, changed_paths(running, views.model_dump()))
 
 
-async def in_child(function: Any, *args: Any) -> Answer:
-    """``function(*args)`` in a fresh interpreter; its answer (picklable)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+_PLANS: dict[str, Callable[..., Answer]] = {"set": plan_set_here, "rollback": plan_rollback_here}
 
+
+async def in_child(plan: str, *args: Any) -> Answer:
+    """``plan`` (``"set"`` or ``"rollback"``) with ``args`` in a fresh interpreter."""
+    from collector.config_check import run_child
     from uplink.commands import INTERNAL
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        future = asyncio.get_running_loop().run_in_executor(pool, function, *args)
-        return await asyncio.wait_for(future, PLAN_TIMEOUT_S)
-    except TimeoutError:
+    argv = [sys.executable, "-m", "collector.config_plan"]
+    status, out, err = await run_child(argv, pickle.dumps((plan, args)), PLAN_TIMEOUT_S)
+    if status is None:
         return ("error", INTERNAL, f"the config check did not finish within {PLAN_TIMEOUT_S:g} s")
-    except Exception as exc:  # a dead child is a refusal, never a dead uplink
-        return ("error", INTERNAL, f"the config check failed: {type(exc).__name__}: {exc}")
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    if status != 0:
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        return ("error", INTERNAL, f"the config check failed (exit {status}): {tail[0]}")
+    answer = pickle.loads(out)
+    assert isinstance(answer, tuple)
+    return answer
+
+
+def main() -> int:
+    plan, args = pickle.load(sys.stdin.buffer)
+    answer = _PLANS[plan](*args)
+    sys.stdout.buffer.write(pickle.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,7 +27,8 @@ from collector.config_change import (
     revert_failed_start,
     shadowed,
 )
-from config.loader import load_config, read_toml
+from config.handoff import views_of
+from config.loader import config_from_data, load_config, read_toml
 from config.patch import PatchError, changed_paths, merge
 from config.toml_write import dumps
 from hil.stack import ROOT
@@ -175,9 +176,24 @@ def test_changed_paths_and_which_apply_live() -> None:
     assert not is_live([("uplink", "heartbeat_s"), ("uplink", "port")])
 
 
+def test_a_running_secret_is_no_change_of_its_own(tmp_path: Path) -> None:
+    """With a broker password set, a change of the heartbeat is that change
+    only: the running views' Secret and the new config's secret compare by
+    value (a SecretStr against a Secret made every change a restart)."""
+    path = config_file(tmp_path)
+    data = read_toml(path)
+    data["uplink"]["password"] = "s3cret-Pa55"
+    running = views_of(config_from_data(data, [])).model_dump()
+    _, _, changed = plan_set(data, {"uplink": {"heartbeat_s": 7}}, [], running)
+    assert changed == [("uplink", "heartbeat_s")]
+    _, _, changed = plan_set(data, {"uplink": {"password": "s3cret-Pa55"}}, [], running)
+    assert changed == []
+
+
 def test_plan_refuses_with_key_paths_and_never_echoes_a_secret(tmp_path: Path) -> None:
     path = config_file(tmp_path)
-    running = load_config(path)
+    config = load_config(path)
+    running = views_of(config).model_dump()  # what the daemon passes: its views' dump
     data = read_toml(path)
     with pytest.raises(CommandError) as exc:
         plan_set(data, {"uplink": {"port": 0, "password": 4242424242}}, [], running)
@@ -190,7 +206,7 @@ def test_plan_refuses_with_key_paths_and_never_echoes_a_secret(tmp_path: Path) -
     assert exc.value.code == BAD_PATCH
     assert "uplink.host: overridden by --set uplink.host" in str(exc.value)
     new, _, changed = plan_set(data, {"uplink": {"heartbeat_s": 30}}, [], running)
-    assert changed == [] and new == running, "the same value is no change"
+    assert changed == [] and new == config, "the same value is no change"
     assert shadowed([("ports", 0, "baudrate")], ["ports=[]"]) != []
     # A signed command has no floats: decimal strings where the schema wants one.
     patch = {"uplink": {"heartbeat_s": "2.5"}, "edge": {"price_floors": {"92": "7.10"}}}

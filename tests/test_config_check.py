@@ -49,3 +49,18 @@ def test_errors_are_the_loaders_lines(tmp_path: Path) -> None:
         "uplink.bogus: unknown key",
     ], result
     assert not list(tmp_path.glob(".check.*")), "the temporary file is removed"
+
+
+def test_a_child_past_its_time_is_killed_and_reaped() -> None:
+    """run_child (the config check's and config.set's child): a hung child is
+    killed at its timeout and reaped, never left running beside the daemon."""
+    import asyncio
+    import os
+
+    from collector.config_check import run_child
+
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    status, _, _ = asyncio.run(run_child(argv, b"", 1.0))
+    assert status is None
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    assert children == []

@@ -159,8 +159,10 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
     assert collector.exits == [], "a live change does not restart"
     # Validated in a child (collector/config_plan.py): the daemon itself still
     # has no pydantic mapped (issue #10's footprint survives a remote change).
-    maps = Path(f"/proc/{collector.current.popen.pid}/maps").read_text()
-    assert "pydantic_core" not in maps
+    pid = collector.current.popen.pid
+    assert "pydantic_core" not in Path(f"/proc/{pid}/maps").read_text()
+    # ... and the child is gone: no helper process stays beside the daemon.
+    assert Path(f"/proc/{pid}/task/{pid}/children").read_text().split() == []
     # Live indeed: the heartbeats now come every 2 s of the device's uptime, not
     # 10 (the first may still have been waiting out the old period).
     seen = len(station.receiver.snapshot())
