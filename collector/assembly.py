@@ -205,7 +205,7 @@ def make_port(
     return ListenPort(number=pc.number, line=line, monitor=monitor, sink=sink)
 
 
-def make_line_check(cfg: Config, ports: Sequence[Port], store: OrderStore | None) -> LineCheckTask:
+def make_line_check(cfg: Config, ports: Sequence[Port], store: OrderStore) -> LineCheckTask:
     """LINE_SILENT / LINE_REWIRED for every port (SPEC F1)."""
     from collector.linecheck import REWIRED_CODE, SILENT_CODE, LineCheckTask, LineWatch
     from collector.selfcheck import alarm_raised

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from collector import logs, sdnotify, version, watchdog
-from collector.assembly import make_driver as make_driver
 from collector.assembly import (
     make_edge,
     make_gauge,
@@ -261,12 +260,14 @@ class Collector:
             port.stats.online = True
 
     async def _run(self, uplink: Uplink) -> None:
+        store = self.store
+        assert store is not None  # main() opens it before the ports and the uplink
         async with asyncio.TaskGroup() as tg:
             tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
-            tasks.append(tg.create_task(make_line_check(self.config, self.ports, self.store).run()))
-            if self.config.seals and self.store is not None:
-                self.seals = make_seals(self.config, self.store, uplink)
+            tasks.append(tg.create_task(make_line_check(self.config, self.ports, store).run()))
+            if self.config.seals:
+                self.seals = make_seals(self.config, store, uplink)
                 tasks.append(tg.create_task(self.seals.run()))
             leds = make_leds(self.config, self.ports, self._store_ok, uplink)
             if leds is not None:

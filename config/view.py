@@ -3,7 +3,7 @@
 pydantic and the models cost ≈ 18 MB of RSS and ≈ 150 ms of import on the
 development VM (docs/performance.md, "Footprint"), more than any other part
 of the daemon. So ``forecourt run`` validates in a short-lived step
-(collector/handoff.py): the models check the file, :func:`config.handoff.to_view`
+(config/handoff.py): the models check the file, :func:`config.handoff.to_view`
 turns the validated model into these views, and the daemon that is exec'd
 in its place never imports pydantic.
 
@@ -87,8 +87,9 @@ class ConfigView:
             and other.view_fields == self.view_fields
         )
 
-    def __hash__(self) -> int:
-        return id(self)
+    # Equal by value like the models, and like them unhashable (a hash by
+    # identity would put two equal views in a set twice).
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.view_fields.items())

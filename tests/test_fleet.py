@@ -94,3 +94,23 @@ def test_a_backlog_goes_out_one_message_per_kind_per_page() -> None:
     # A page goes out as one message per kind: a backlog batches ≥ 10× better
     # than live sending (one record per message).
     assert result["backlog_messages_per_sale"] * 10 < result["live_messages_per_sale"]
+
+
+def test_a_record_that_cannot_be_hashed_is_a_mismatch_not_a_dead_receiver() -> None:
+    """A sealed order holding a float (not canonical JSON) is written with
+    h_ok 0, and the receiver goes on to the next message."""
+    import io
+
+    from hil.fleet.receiver import FleetReceiver
+    from uplink.envelope import seal_plaintext
+
+    key, kid, dev = bytes(range(16)), "k-fleet", "gw-fleet"
+    out = io.StringIO()
+    rx = FleetReceiver(0, {kid: key}, {kid: dev}, out)
+    bad = b'{"items":[{"rid":"n:1","nozzle":"n","nseq":1,"volume":1.5,"h":"00"}]}'
+    good = b'{"items":[{"rid":"tank:1","tank":1}]}'
+    for seq, (kind, body) in enumerate([("order", bad), ("tank", good)], start=1):
+        sealed = seal_plaintext(body, dev=dev, kid=kid, key=key, seq=seq, ts_ms=seq, type=kind)
+        rx.handle(f"forecourt/v1/{dev}/up/{kind}", sealed, 1)
+    lines = [line.split("\t") for line in out.getvalue().splitlines()]
+    assert [(fields[1], fields[9]) for fields in lines] == [("order", "0"), ("tank", "1")]

@@ -32,6 +32,16 @@ import aiomqtt
 from uplink.chain import record_hash
 from uplink.envelope import EnvelopeError, open_envelope
 
+
+def _hash_matches(record: dict[str, Any]) -> bool:
+    """``h`` is the record's SM3; a record that cannot be hashed (not canonical
+    JSON: a float) is a mismatch, counted like one — never a dead receiver."""
+    try:
+        return bool(record.get("h") == record_hash(record))
+    except (TypeError, ValueError):
+        return False
+
+
 #: Seconds between reconnect attempts: a test tool on loopback.
 RECONNECT_S = 0.5
 
@@ -104,7 +114,7 @@ class FleetReceiver:
         for record in items:
             self.counts[f"{kind}_records"] += 1
             self.counts["records"] += 1
-            h_ok = int(kind != "order" or record.get("h") == record_hash(record))
+            h_ok = int(kind != "order" or _hash_matches(record))
             self.out.write(
                 f"{dev}\t{kind}\t{opened.seq}\t{message_id}\t{record.get('rid')}\t"
                 f"{record.get('nozzle')}\t{record.get('nseq') or 0}\t{record.get('prev')}\t"

@@ -193,7 +193,7 @@ async def run(spec: dict[str, Any]) -> None:
         )
         generated_s = time.monotonic() - wall0
         drained = await _wait(
-            lambda: not any(s.store.unsent(0, 1) for s in stations), DRAIN_TIMEOUT_S
+            lambda: not any(s.store.unsent_page(0, 1) for s in stations), DRAIN_TIMEOUT_S
         )
         cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
         lags.sort()
