@@ -59,7 +59,7 @@ class Outbox:
 
     _db: sqlite3.Connection
     resend_epoch: int  # OrderStore.__init__ sets it
-    #: True while the connection may be at synchronous=NORMAL (a PUBACK mark).
+    #: True when a PUBACK mark could not put synchronous back to FULL.
     _sync_normal: bool = False
 
     if TYPE_CHECKING:
@@ -129,16 +129,16 @@ class Outbox:
         """The enclosed commit without an fsync of its own (synchronous=NORMAL);
         FULL again after it, for every record's commit. PUBACK marks only."""
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._sync_normal = True
         try:
             yield
         finally:
             # A COMMIT whose ROLLBACK failed too leaves the transaction open and
             # SQLite refuses the PRAGMA, which would hide the real error: then
             # the next transaction (OrderStore._transaction) restores FULL first.
-            if not self._db.in_transaction:
+            if self._db.in_transaction:
+                self._sync_normal = True
+            else:
                 self._db.execute("PRAGMA synchronous=FULL")
-                self._sync_normal = False
 
     def request_resend(
         self,

@@ -105,6 +105,31 @@ def test_after_a_mark_every_record_commits_with_fsync_again(tmp_path: Path) -> N
     assert [r.rid for r in store.unsent(0, 10)] == ["p01.a1.n1:2"]
 
 
+def test_a_mark_commits_without_its_own_fsync_and_full_comes_back_after(
+    tmp_path: Path,
+) -> None:
+    """The statements of one PUBACK mark, as SQLite runs them: NORMAL around
+    the mark's transaction only (no FULL inside it: that would fsync the mark,
+    the cost the NORMAL exists to save), then FULL again."""
+    store = OrderStore(tmp_path / "s.sqlite")
+    store.append_order("p01.a1.n1", fields("1"), source_key="1")
+    (record,) = store.unsent_page(0, 10)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    store.mark_published([record])
+    store._db.set_trace_callback(None)
+    kinds = [
+        s.split()[0] + (" " + s.split()[1] if s.startswith("PRAGMA") else "") for s in statements
+    ]
+    assert kinds == [
+        "PRAGMA synchronous=NORMAL",
+        "BEGIN",
+        "UPDATE",
+        "COMMIT",
+        "PRAGMA synchronous=FULL",
+    ], statements
+
+
 def test_a_mark_that_left_its_transaction_open_never_lets_a_record_skip_fsync(
     tmp_path: Path,
 ) -> None:
