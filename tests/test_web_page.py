@@ -56,7 +56,9 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
 
 def login(driver: webdriver.Chrome, url: str, password: str) -> None:
     driver.get(url)
-    driver.find_element(By.ID, "password").send_keys(password)
+    wait = WebDriverWait(driver, 30, poll_frequency=0.2)
+    # A loaded machine may still be building the page get() returned for.
+    wait.until(lambda d: d.find_elements(By.ID, "password"))[0].send_keys(password)
     button = driver.find_element(By.ID, "login-button")
     button.click()
     # The click does not wait for the POST's answer: on a loaded machine the
@@ -135,7 +137,12 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
         assert "web_listening" in element("log").text
 
         browser.get(url)
-        element("logout").click()
+        logout = element("logout")
+        logout.click()
+        # As with a login: the next get() would abort the logout's POST, and
+        # the session would still be open (CI saw the dashboard, not the login).
+        wait.until(staleness_of(logout))
+        element("login")
         for _ in range(3):
             login(browser, url, "not-the-password")
         wait.until(lambda d: d.find_elements(By.ID, "locked"))
