@@ -14,15 +14,15 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
 from hil import stack
@@ -54,6 +54,24 @@ def shot(driver: webdriver.Chrome, name: str) -> None:
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
+def gone(element: WebElement) -> Callable[[webdriver.Chrome], bool]:
+    """True once ``element`` has left the page (the next page has replaced it).
+
+    selenium's ``staleness_of`` only knows StaleElementReferenceException;
+    chromium, asked mid-navigation, may answer "Node with given id does not
+    belong to the document" (a plain WebDriverException; seen in CI) instead.
+    """
+
+    def predicate(_: webdriver.Chrome) -> bool:
+        try:
+            element.is_enabled()
+        except WebDriverException:  # stale, or detached mid-navigation
+            return True
+        return False
+
+    return predicate
+
+
 def login(driver: webdriver.Chrome, url: str, password: str) -> None:
     driver.get(url)
     wait = WebDriverWait(driver, 30, poll_frequency=0.2)
@@ -63,7 +81,7 @@ def login(driver: webdriver.Chrome, url: str, password: str) -> None:
     button.click()
     # The click does not wait for the POST's answer: on a loaded machine the
     # next driver.get() would abort it, and the attempt would never count.
-    WebDriverWait(driver, 30).until(staleness_of(button))
+    WebDriverWait(driver, 30).until(gone(button))
 
 
 def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.Chrome) -> None:
@@ -141,7 +159,7 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
         logout.click()
         # As with a login: the next get() would abort the logout's POST, and
         # the session would still be open (CI saw the dashboard, not the login).
-        wait.until(staleness_of(logout))
+        wait.until(gone(logout))
         element("login")
         for _ in range(3):
             login(browser, url, "not-the-password")
