@@ -134,7 +134,12 @@ def test_every_command_live_then_from_the_store(tmp_path: Path, broker: Mosquitt
     assert not (tmp_path / "ctl.sock").exists(), "the socket is removed on a clean stop"
     orders_offline = as_json(config, "orders", "--limit", "100", expect=3)
     assert {(o["nozzle"], o["order_no"]) for o in orders_offline} == got
-    assert as_json(config, "buffer", expect=3)["unsent"] == 0
+    offline = as_json(config, "buffer", expect=3)
+    # Every order went out before the stop; a nozzle record or an alarm
+    # stored in the last moments may wait in the store for the next start
+    # (CI saw one), and is counted, not lost.
+    assert offline["kinds"]["order"] == {"stored": ORDERS, "unsent": 0}, offline
+    assert offline["unsent"] == sum(k["unsent"] for k in offline["kinds"].values())
     assert as_json(config, "status", expect=3)["running"] is False
     rc, out, err = forecourt(config, "ports", "--json")
     assert rc == 3 and "the collector is not running" in err
