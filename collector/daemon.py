@@ -161,8 +161,15 @@ class Collector:
         if cfg.gauge.enabled:
             # Never a start error: the console may be off; the task retries.
             self.gauge = make_gauge(cfg, store, uplink.wake)
+        from uplink.crypto import backend_name
+
+        sm4, why_not_openssl = backend_name()  # loaded and self-tested before READY
+        if why_not_openssl:
+            log.warning("sm4_fallback", backend=sm4, reason=why_not_openssl)
         sdnotify.notify("READY=1")
-        log.info("started", version=version(), ports=len(self.ports), store=str(store.path))
+        log.info(
+            "started", version=version(), ports=len(self.ports), store=str(store.path), sm4=sm4
+        )
         try:
             await self._run(uplink)
         finally:

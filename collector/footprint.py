@@ -19,8 +19,11 @@ import sys
 #: (≈ 0.9 MB) — with commands on, the start checks that the device's SM2 key
 #: pair belongs together (uplink/keys.py), and every command's signature
 #: needs it anyway, so it would be loaded by the first command of the day.
+#: cryptography (≈ 6.9 MB: a Rust extension with its own OpenSSL) is only the
+#: fallback where the system libcrypto cannot do SM4-GCM (uplink/crypto.py).
 DENY = frozenset(
     {
+        "cryptography",
         "pydantic",
         "pydantic_core",
         "annotated_types",

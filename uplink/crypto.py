@@ -1,4 +1,10 @@
-"""SM3 and SM4-GCM on OpenSSL (through ``cryptography``): the uplink's fast path.
+"""SM3 and SM4-GCM on OpenSSL: the uplink's fast path.
+
+Two back-ends, one contract: the system's libcrypto through ctypes
+(:mod:`uplink.sm4_openssl`, proven on RFC 8998 when it loads) and, where that
+cannot load, ``cryptography`` (:mod:`uplink.sm4_cryptography`, 6.9 MB more
+RSS). :func:`backend_name` says which one runs; docs/decisions.md why.
+SM3 is hashlib's (OpenSSL's), with ``cryptography`` as its fallback too.
 
 platform-interface.md v1 seals every message with SM4-GCM as in RFC 8998:
 128-bit key, 96-bit nonce, 128-bit tag appended to the ciphertext. The
@@ -21,12 +27,9 @@ in docs/uplink-protocol.md:
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Any
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from typing import Any, Protocol
 
 #: SM4 has a 128-bit key and a 128-bit block (GB/T 32907-2016).
 KEY_BYTES = 16
@@ -45,26 +48,96 @@ class AuthenticationFailed(Exception):
     """The GCM tag did not verify: wrong key, or ciphertext, nonce or AAD altered."""
 
 
+class Sm4Backend(Protocol):
+    """What :mod:`uplink.sm4_openssl` and :mod:`uplink.sm4_cryptography` provide."""
+
+    def ecb_encrypt(self, key: bytes, block16: bytes) -> bytes: ...
+
+    def seal(self, key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes: ...
+
+    def open(
+        self, key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes, tag: bytes
+    ) -> bytes | None: ...
+
+
+_backend: Sm4Backend | None = None
+_backend_name = ""
+_backend_why = ""
+
+
+def backend() -> Sm4Backend:
+    """The SM4 back-end, chosen at first use: the system libcrypto if it
+    passes its self-test, else ``cryptography``."""
+    global _backend, _backend_name, _backend_why
+    if _backend is None:
+        from uplink import sm4_openssl
+
+        try:
+            _backend, _backend_name = sm4_openssl.load(), "openssl"
+        except sm4_openssl.Unavailable as exc:
+            from uplink.sm4_cryptography import Sm4Cryptography
+
+            _backend, _backend_name, _backend_why = Sm4Cryptography(), "cryptography", str(exc)
+    return _backend
+
+
+def backend_name() -> tuple[str, str]:
+    """("openssl" | "cryptography", why the first was not used, or "")."""
+    backend()
+    return _backend_name, _backend_why
+
+
+def _sm3_hashlib_works() -> bool:
+    try:
+        hashlib.new("sm3")
+    except ValueError:  # an OpenSSL built without SM3
+        return False
+    return True
+
+
+_SM3_IN_HASHLIB = _sm3_hashlib_works()
+
+
 class Sm3Stream:
     """Incremental SM3 (GB/T 32905-2016) through OpenSSL: a file or a
     download hashed as it streams (collector/ota/)."""
 
     def __init__(self) -> None:
-        self._hash = hashes.Hash(hashes.SM3())
+        if _SM3_IN_HASHLIB:
+            self._hash: Any = hashlib.new("sm3")
+        else:
+            from cryptography.hazmat.primitives import hashes
+
+            self._hash = _FinalizingHash(hashes.Hash(hashes.SM3()))
 
     def update(self, data: bytes) -> None:
         self._hash.update(data)
 
     def digest(self) -> bytes:
         """The digest so far (32 bytes); the stream may go on."""
-        return self._hash.copy().finalize()
+        return bytes(self._hash.digest())
 
     def hexdigest(self) -> str:
         return self.digest().hex()
 
 
+class _FinalizingHash:
+    """``cryptography``'s Hash with hashlib's ``digest()`` (which does not end it)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def update(self, data: bytes) -> None:
+        self._inner.update(data)
+
+    def digest(self) -> bytes:
+        return bytes(self._inner.copy().finalize())
+
+
 def sm3(data: bytes) -> bytes:
     """SM3 digest (GB/T 32905-2016), 32 bytes."""
+    if _SM3_IN_HASHLIB:
+        return hashlib.new("sm3", data).digest()
     digest = Sm3Stream()
     digest.update(data)
     return digest.digest()
@@ -83,18 +156,14 @@ def sm4_ecb_encrypt(key: bytes, block16: bytes) -> bytes:
     """
     _check_len("key", key, KEY_BYTES)
     _check_len("block", block16, BLOCK_BYTES)
-    encryptor = Cipher(algorithms.SM4(key), modes.ECB()).encryptor()
-    return encryptor.update(block16) + encryptor.finalize()
+    return backend().ecb_encrypt(key, block16)
 
 
 def sm4_gcm_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Encrypt and authenticate; returns ciphertext || 16-byte tag."""
     _check_len("key", key, KEY_BYTES)
     _check_len("nonce", nonce, NONCE_BYTES)
-    encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
-    encryptor.authenticate_additional_data(aad)
-    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
-    return ciphertext + encryptor.tag
+    return backend().seal(key, nonce, plaintext, aad)
 
 
 def sm4_gcm_open(key: bytes, nonce: bytes, ct_and_tag: bytes, aad: bytes) -> bytes:
@@ -110,13 +179,10 @@ def sm4_gcm_open(key: bytes, nonce: bytes, ct_and_tag: bytes, aad: bytes) -> byt
             f"ciphertext must hold at least the {TAG_BYTES}-byte tag, got {len(ct_and_tag)} bytes"
         )
     ciphertext, tag = ct_and_tag[:-TAG_BYTES], ct_and_tag[-TAG_BYTES:]
-    decryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce, tag)).decryptor()
-    decryptor.authenticate_additional_data(aad)
-    plaintext = decryptor.update(ciphertext)
-    try:
-        return plaintext + decryptor.finalize()
-    except InvalidTag:
-        raise AuthenticationFailed("SM4-GCM tag did not verify") from None
+    plaintext = backend().open(key, nonce, ciphertext, aad, tag)
+    if plaintext is None:
+        raise AuthenticationFailed("SM4-GCM tag did not verify")
+    return plaintext
 
 
 def new_nonce() -> bytes:

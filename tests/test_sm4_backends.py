@@ -1,0 +1,136 @@
+"""The two SM4 back-ends (issue #10 footprint, issue #7 crypto): the system
+libcrypto through ctypes (uplink/sm4_openssl.py) and ``cryptography``
+(uplink/sm4_cryptography.py) give the same bytes, the standard vectors, and
+the same refusals; the daemon picks the first that loads, and says which.
+
+Real parts: this machine's OpenSSL 3 libcrypto (Debian 12) and the
+``cryptography`` wheel; tests/test_crypto.py checks the chosen one against
+gmssl and the SP 800-38D oracle.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from uplink import crypto, sm4_openssl
+from uplink.sm4_cryptography import Sm4Cryptography
+
+# RFC 8998 A.1 and GB/T 32907-2016's example (as in tests/test_crypto.py).
+KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+NONCE = bytes.fromhex("00001234567800000000ABCD")
+AAD = bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
+PLAINTEXT = b"".join(bytes([b]) * 8 for b in (0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0xEE, 0xAA))
+SEALED = bytes.fromhex(
+    "17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
+    "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
+    "83DE3541E4C2B58177E065A9BF7B62EC"
+)
+
+OPENSSL = sm4_openssl.load()
+CRYPTOGRAPHY = Sm4Cryptography()
+BACKENDS = pytest.mark.parametrize("engine", [OPENSSL, CRYPTOGRAPHY], ids=["openssl", "crypto"])
+
+
+@BACKENDS
+def test_each_back_end_gives_the_standard_vectors(engine: crypto.Sm4Backend) -> None:
+    assert engine.ecb_encrypt(KEY, KEY).hex() == "681edf34d206965e86b3e94f536e4246"
+    assert engine.seal(KEY, NONCE, PLAINTEXT, AAD) == SEALED
+    assert engine.open(KEY, NONCE, SEALED[:-16], AAD, SEALED[-16:]) == PLAINTEXT
+
+
+@BACKENDS
+def test_each_back_end_refuses_every_altered_part(engine: crypto.Sm4Backend) -> None:
+    ct, tag = SEALED[:-16], SEALED[-16:]
+    flip = lambda b, i: b[:i] + bytes([b[i] ^ 1]) + b[i + 1 :]  # noqa: E731
+    assert engine.open(KEY, NONCE, flip(ct, 40), AAD, tag) is None
+    assert engine.open(KEY, NONCE, ct, AAD, flip(tag, 15)) is None
+    assert engine.open(KEY, flip(NONCE, 0), ct, AAD, tag) is None
+    assert engine.open(KEY, NONCE, ct, flip(AAD, 19), tag) is None
+    assert engine.open(flip(KEY, 3), NONCE, ct, AAD, tag) is None
+    assert engine.open(KEY, NONCE, ct, AAD + b"x", tag) is None
+
+
+# Sizes across OpenSSL's GHASH chunk (3 KiB: the stream callback's runs) and
+# partial blocks (the block callback), an empty message and an empty AAD.
+@settings(max_examples=300, deadline=None)
+@given(
+    key=st.binary(min_size=16, max_size=16),
+    nonce=st.binary(min_size=12, max_size=12),
+    plaintext=st.one_of(st.binary(max_size=70), st.binary(min_size=3000, max_size=7000)),
+    aad=st.binary(max_size=80),
+)
+def test_the_ctypes_back_end_agrees_with_cryptography(
+    key: bytes, nonce: bytes, plaintext: bytes, aad: bytes
+) -> None:
+    sealed = OPENSSL.seal(key, nonce, plaintext, aad)
+    assert sealed == CRYPTOGRAPHY.seal(key, nonce, plaintext, aad)
+    assert OPENSSL.open(key, nonce, sealed[:-16], aad, sealed[-16:]) == plaintext
+
+
+def test_wrong_sizes_are_refused_before_openssl_reads_them() -> None:
+    for call in (
+        lambda: OPENSSL.seal(KEY[:15], NONCE, b"x", b""),
+        lambda: OPENSSL.seal(KEY, NONCE[:11], b"x", b""),
+        lambda: OPENSSL.open(KEY, NONCE, b"x", b"", b"\0" * 15),
+        lambda: OPENSSL.ecb_encrypt(KEY, b"\0" * 17),
+    ):
+        with pytest.raises(ValueError, match="must be"):
+            call()
+
+
+def test_a_library_that_is_not_there_or_not_libcrypto_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    libc = ctypes.util.find_library("c")
+    assert libc
+    monkeypatch.setattr(sm4_openssl, "LIBCRYPTO_SONAMES", ("libnot-there.so.9", libc))
+    with pytest.raises(sm4_openssl.Unavailable) as caught:
+        sm4_openssl.load()
+    assert "libnot-there.so.9" in str(caught.value)
+    assert "lacks EVP_sm4_ecb" in str(caught.value)
+
+
+def test_the_daemon_uses_the_system_libcrypto_here_and_falls_back_with_a_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(crypto, "_backend", None)
+    assert crypto.backend_name() == ("openssl", "")
+    assert crypto.sm4_gcm_seal(KEY, NONCE, PLAINTEXT, AAD) == SEALED
+
+    monkeypatch.setattr(crypto, "_backend", None)
+    monkeypatch.setattr(sm4_openssl, "LIBCRYPTO_SONAMES", ("libnot-there.so.9",))
+    name, why = crypto.backend_name()
+    assert name == "cryptography" and "libnot-there.so.9" in why
+    assert crypto.sm4_gcm_seal(KEY, NONCE, PLAINTEXT, AAD) == SEALED
+    with pytest.raises(crypto.AuthenticationFailed):
+        crypto.sm4_gcm_open(KEY, NONCE, SEALED[:-1] + b"\0", AAD)
+    monkeypatch.setattr(crypto, "_backend", None)  # the next test chooses again
+
+
+def test_a_callback_failure_is_an_error_never_a_wrong_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = sm4_openssl.load()
+
+    # EVP_EncryptUpdate answers 0 inside the callbacks: ctypes would only
+    # print an exception raised there; the seal must raise instead.
+    real = engine._lib.EVP_EncryptUpdate
+    calls = {"n": 0}
+
+    def failing(*args: object) -> int:
+        calls["n"] += 1
+        return 0 if calls["n"] > 1 else int(real(*args))
+
+    class Lib:
+        def __getattr__(self, name: str) -> object:
+            return failing if name == "EVP_EncryptUpdate" else getattr(real_lib, name)
+
+    real_lib = engine._lib
+    monkeypatch.setattr(engine, "_lib", Lib())
+    with pytest.raises(sm4_openssl.CipherFailed):
+        engine.seal(KEY, NONCE, PLAINTEXT, AAD)
+    assert calls["n"] > 1
