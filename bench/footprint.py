@@ -1,6 +1,7 @@
 """Where the collector's memory and start-up time go, measured on the running daemon.
 
     .venv/bin/python bench/footprint.py station [--ports 32] [--settle 20] [--trace]
+        [--selling RATE --baseline S]
     .venv/bin/python bench/footprint.py imports MODULE [MODULE ...]
     .venv/bin/python bench/footprint.py chain MODULE [MODULE ...]
 
@@ -12,7 +13,10 @@ SIGTERM. The report: VmRSS / RssAnon / RssFile, resident kB per mapped file
 (/proc/self/smaps: the interpreter, libcrypto, each extension module), the
 loaded top-level packages, and with ``--trace`` the live Python heap by
 package (tracemalloc started before the first import; tracing itself
-inflates RSS, so read its sizes, not the RSS of that run).
+inflates RSS, so read its sizes, not the RSS of that run). ``--selling RATE``:
+every simulator sells (RATE sales/s each) for the whole run; with
+``--trace --baseline S``, a snapshot at S seconds and the lines whose live
+memory grew most from then to the report (a soak's growth, by line).
 
 ``chain``: the modules imported in order in one interpreter, each line what
 that import added to RSS (the marginal cost in the daemon's import order).
@@ -101,13 +105,20 @@ def imports(modules: list[str]) -> None:
 
 
 def station_report(
-    ports: int, settle_s: float, trace: bool, importtime: Path | None, profile: Path | None
+    ports: int,
+    settle_s: float,
+    trace: bool,
+    importtime: Path | None,
+    profile: Path | None,
+    selling: float = 0.0,
+    baseline_s: float = 0.0,
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         broker = stack.Mosquitto(work / "broker")
         broker.start()
-        sims = station.start_dispensers(work, ports, orders=0, rate=0.1)
+        orders = int(settle_s * selling) + 10 if selling else 0
+        sims = station.start_dispensers(work, ports, orders=orders, rate=selling or 0.1)
         config = station.write_config(
             work / "station.toml", work, broker.port, ports, poll_interval_ms=200
         )
@@ -117,6 +128,7 @@ def station_report(
             "FOOTPRINT_REPORT": str(report),
             "FOOTPRINT_SETTLE_S": str(settle_s),
             "FOOTPRINT_TRACE": "1" if trace else "",
+            "FOOTPRINT_BASELINE_S": str(baseline_s) if baseline_s else "",
         }
         if importtime is not None:
             env["PYTHONPROFILEIMPORTTIME"] = "1"
@@ -154,13 +166,18 @@ def main() -> None:
         "--profile", type=Path, metavar="PREFIX",
         help="pyinstrument of start-up: PREFIX.validate.txt, PREFIX.daemon.txt (to READY=1)",
     )  # fmt: skip
+    s.add_argument("--selling", type=float, default=0.0, metavar="RATE")
+    s.add_argument("--baseline", type=float, default=0.0, metavar="S")
     i = sub.add_parser("imports")
     i.add_argument("modules", nargs="+")
     c = sub.add_parser("chain")
     c.add_argument("modules", nargs="+")
     args = p.parse_args()
     if args.mode == "station":
-        station_report(args.ports, args.settle, args.trace, args.importtime, args.profile)
+        station_report(
+            args.ports, args.settle, args.trace, args.importtime, args.profile,
+            args.selling, args.baseline,
+        )  # fmt: skip
     elif args.mode == "chain":
         chain(args.modules)
     else:

@@ -1,11 +1,13 @@
 """``forecourt`` run in-process, with a report of its memory after it settled.
 
 Started by bench/footprint.py as ``python bench/footprint_probe.py run …``
-with FOOTPRINT_REPORT (output JSON path), FOOTPRINT_SETTLE_S, FOOTPRINT_TRACE
-and FOOTPRINT_PROFILE set. The daemon is the real one (collector.cli.main,
-after the same validate-and-exec step); a timer thread writes the report
-after the settle time, then sends SIGTERM so the daemon stops as under
-systemd. FOOTPRINT_PROFILE=PREFIX: pyinstrument of the validating step
+with FOOTPRINT_REPORT (output JSON path), FOOTPRINT_SETTLE_S, FOOTPRINT_TRACE,
+FOOTPRINT_BASELINE_S (with a trace: a first snapshot then, and the report
+lists the lines whose live memory grew most since) and FOOTPRINT_PROFILE
+set. The daemon is the real one (collector.cli.main, after the same
+validate-and-exec step); a timer thread writes the report after the settle
+time, then sends SIGTERM so the daemon stops as under systemd.
+FOOTPRINT_PROFILE=PREFIX: pyinstrument of the validating step
 (PREFIX.validate.txt) and of the daemon up to READY=1 (PREFIX.daemon.txt).
 """
 
@@ -90,6 +92,33 @@ def _trace() -> dict[str, int]:
     return out
 
 
+_baseline: list[object] = []
+
+
+def _take_baseline() -> None:
+    import tracemalloc
+
+    _baseline.append(tracemalloc.take_snapshot())
+
+
+def _growth() -> list[dict[str, object]]:
+    """The lines whose live allocations grew most since the baseline snapshot."""
+    import tracemalloc
+
+    now = tracemalloc.take_snapshot()
+    stats = now.compare_to(_baseline[0], "lineno")  # type: ignore[arg-type]
+    root = str(Path(__file__).resolve().parent.parent) + "/"
+    grown = sorted(stats, key=lambda stat: stat.size_diff, reverse=True)[:30]
+    return [
+        {
+            "where": f"{stat.traceback[0].filename.replace(root, '')}:{stat.traceback[0].lineno}",
+            "grew_kb": round(stat.size_diff / 1024, 1),
+            "count_diff": stat.count_diff,
+        }
+        for stat in grown
+    ]
+
+
 def _report() -> None:
     report: dict[str, object] = {"status": _status(), "smaps_kb": _smaps()}
     report["pyc_kb_by_package"] = _packages()
@@ -97,6 +126,9 @@ def _report() -> None:
     report["modules"] = len(sys.modules)
     if os.environ.get("FOOTPRINT_TRACE"):
         report["tracemalloc_kb"] = _trace()
+        if _baseline:
+            report["status_at_baseline"] = _baseline_status
+            report["growth_since_baseline"] = _growth()
     Path(os.environ["FOOTPRINT_REPORT"]).write_text(json.dumps(report))
     os.kill(os.getpid(), signal.SIGTERM)
 
@@ -158,6 +190,14 @@ if __name__ == "__main__":
     if profile:
         _profile_until_ready(Path(profile + ".daemon.txt"))
     threading.Timer(float(os.environ.get("FOOTPRINT_SETTLE_S", "20")), _report).start()
+    _baseline_status: dict[str, int] = {}
+    if os.environ.get("FOOTPRINT_TRACE") and os.environ.get("FOOTPRINT_BASELINE_S"):
+
+        def _baseline_now() -> None:
+            _baseline_status.update(_status())
+            _take_baseline()
+
+        threading.Timer(float(os.environ["FOOTPRINT_BASELINE_S"]), _baseline_now).start()
     from collector.cli import main
 
     raise SystemExit(main(sys.argv[1:]))
