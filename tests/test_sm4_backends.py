@@ -91,7 +91,15 @@ def test_a_library_that_is_not_there_or_not_libcrypto_is_unavailable(
     with pytest.raises(sm4_openssl.Unavailable) as caught:
         sm4_openssl.load()
     assert "libnot-there.so.9" in str(caught.value)
-    assert "lacks EVP_sm4_ecb" in str(caught.value)
+    assert f"{libc}: libcrypto lacks" in str(caught.value)
+
+
+def test_a_library_that_gives_other_bytes_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As if the system libcrypto's SM4 or GCM were wrong: the longer known
+    # answer (3 100 bytes: two stream runs, a partial block) does not match.
+    monkeypatch.setattr(sm4_openssl, "_LONG_SM3", "0" * 64)
+    with pytest.raises(sm4_openssl.Unavailable, match="3 100-byte self-test"):
+        sm4_openssl.load()
 
 
 def test_the_daemon_uses_the_system_libcrypto_here_and_falls_back_with_a_reason(
@@ -134,3 +142,23 @@ def test_a_callback_failure_is_an_error_never_a_wrong_message(
     with pytest.raises(sm4_openssl.CipherFailed):
         engine.seal(KEY, NONCE, PLAINTEXT, AAD)
     assert calls["n"] > 1
+
+
+@pytest.mark.parametrize("length", [0, 5, 16, 3100])
+def test_a_callback_that_never_ran_is_an_error_never_a_wrong_message(length: int) -> None:
+    # What ctypes does when a callback cannot even start (its arguments
+    # cannot be converted, an exception before its first line): prints, and
+    # returns to OpenSSL as if it had worked. The counts catch it.
+    engine = sm4_openssl.load()
+    engine._block_cb = sm4_openssl._BLOCK128_F(lambda *_: None)  # H would stay zero
+    with pytest.raises(sm4_openssl.CipherFailed, match="did not complete"):
+        engine.seal(KEY, NONCE, bytes(length), AAD)
+    engine = sm4_openssl.load()
+    engine._stream_cb = sm4_openssl._CTR128_F(lambda *_: None)  # the blocks never encrypted
+    if length >= 16:
+        with pytest.raises(sm4_openssl.CipherFailed, match="did not complete"):
+            engine.seal(KEY, NONCE, bytes(length), AAD)
+    else:  # no whole block: the stream is never asked for
+        assert engine.seal(KEY, NONCE, bytes(length), AAD) == CRYPTOGRAPHY.seal(
+            KEY, NONCE, bytes(length), AAD
+        )

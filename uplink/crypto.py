@@ -310,5 +310,6 @@ def sm2_decrypt(private_hex: str, ciphertext: bytes) -> bytes:
 def _check_len(name: str, value: bytes, expected: int) -> None:
     if not isinstance(value, bytes | bytearray | memoryview):
         raise TypeError(f"SM4 {name} must be bytes, got {type(value).__name__}")
-    if len(value) != expected:
-        raise ValueError(f"SM4 {name} must be {expected} bytes, got {len(value)}")
+    size = memoryview(value).nbytes  # a memoryview's len() counts items, not bytes
+    if size != expected:
+        raise ValueError(f"SM4 {name} must be {expected} bytes, got {size}")

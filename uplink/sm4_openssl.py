@@ -18,15 +18,21 @@ What OpenSSL 3.0 offers, and so how GCM is put together:
 
 So no cipher arithmetic is written here. What this module must get right is
 memory: every pointer is declared (``c_void_p``: a default ``int`` return
-would cut a 64-bit pointer), every context freed in ``finally``, and a
-callback never raises (ctypes would print the error and return, and the
-output would be wrong without a word): it records the failure, and the
-caller raises. :func:`load` checks the RFC 8998 vector before anything uses
-the binding.
+would cut a 64-bit pointer), sizes checked before OpenSSL reads a buffer,
+every context freed in ``finally`` — and no callback failure may pass
+unnoticed. An exception in a ctypes callback is only printed; the C caller
+goes on, and the output (or, for H, the tag's strength) would be wrong
+without a word. So each callback counts what it completed, as its last
+statement, and the caller checks the count against what GCM must have
+asked for (H, the tag mask, every byte of the message): any shortfall,
+whatever its cause, is :class:`CipherFailed`, never a message.
+:func:`load` proves the binding on RFC 8998 and on a longer known answer
+(several GHASH chunks, a partial block, an odd AAD, an open and a refused
+tag) before anything uses it.
 
-Thread safety: the callbacks find their EVP contexts in one module-level
-slot, so a lock serialises seals and opens. The daemon seals on its event
-loop only; the lock keeps a thread (an OTA check) from ever sharing a slot.
+Thread safety: the callbacks find their EVP contexts in a per-instance,
+per-thread slot, and a lock serialises seals and opens as well. The daemon
+seals on its event loop only.
 """
 
 from __future__ import annotations
@@ -57,16 +63,22 @@ class Unavailable(Exception):
     """This system's libcrypto cannot do SM4-GCM this way (missing, too old, or wrong)."""
 
 
-class CipherFailed(Exception):
-    """An OpenSSL call inside a seal or an open failed (out of memory, a bad state)."""
+class CipherFailed(OSError):
+    """An OpenSSL call inside a seal or an open failed (out of memory, a bad state).
+
+    An OSError: the uplink treats it as it treats a lost link (back off, try
+    again from the store), so a transient failure never takes the ports down.
+    """
 
 
 class _Slot(threading.local):
-    """The EVP contexts the callbacks work with during one call."""
+    """The EVP contexts the callbacks work with during one call, and what they did."""
 
     ecb: int | None = None
     ctr: int | None = None
     failed: bool = False
+    blocks_done: int = 0  # single blocks encrypted by _block
+    stream_bytes: int = 0  # bytes encrypted by _stream
 
 
 class Sm4OpenSSL:
@@ -90,6 +102,7 @@ class Sm4OpenSSL:
     def _declare(lib: ctypes.CDLL) -> None:
         vp, sz, cp, ci = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_int
         signatures: dict[str, tuple[Any, list[Any]]] = {
+            "ERR_clear_error": (None, []),
             "EVP_sm4_ecb": (vp, []),
             "EVP_sm4_ctr": (vp, []),
             "EVP_CIPHER_CTX_new": (vp, []),
@@ -114,35 +127,35 @@ class Sm4OpenSSL:
             function.restype = restype
             function.argtypes = argtypes
 
-    # --- the callbacks OpenSSL's GCM calls: never raise ----------------------
+    # --- the callbacks OpenSSL's GCM calls ----------------------------------
+    # Each counts its work as its last statement; gcm() checks the counts.
 
     def _block(self, block_in: int, block_out: int, _key: int) -> None:
-        slot = self._slot
         try:
+            slot = self._slot
             outl = ctypes.c_int(0)
             ok = self._lib.EVP_EncryptUpdate(slot.ecb, block_out, outl, block_in, _BLOCK)
-            if ok != 1 or outl.value != _BLOCK:
-                slot.failed = True
-        except BaseException:  # must not unwind through C
-            slot.failed = True
+            if ok == 1 and outl.value == _BLOCK:
+                slot.blocks_done += 1
+        except BaseException:  # noted by the count; ctypes would only print it
+            self._slot.failed = True
 
     def _stream(self, data_in: int, data_out: int, blocks: int, _key: int, ivec: int) -> None:
         # ctr128_f steps only the low 32 bits of the counter; EVP's CTR steps
         # all 128. They agree unless the low word wraps inside one call, and
         # GCM with a 96-bit nonce starts it at 2: a wrap needs a 64 GiB
         # message (MAX_MESSAGE_BYTES forbids far less).
-        slot = self._slot
         try:
-            lib = self._lib
+            slot, lib = self._slot, self._lib
             counter = ctypes.string_at(ivec, _BLOCK)
             outl = ctypes.c_int(0)
             size = blocks * _BLOCK
             ok = lib.EVP_EncryptInit_ex(slot.ctr, None, None, None, counter) == 1
             ok = ok and lib.EVP_EncryptUpdate(slot.ctr, data_out, outl, data_in, size) == 1
-            if not ok or outl.value != size:
-                slot.failed = True
-        except BaseException:  # must not unwind through C
-            slot.failed = True
+            if ok and outl.value == size:
+                slot.stream_bytes += size
+        except BaseException:  # noted by the count; ctypes would only print it
+            self._slot.failed = True
 
     # --- the public calls ------------------------------------------------------
 
@@ -150,23 +163,30 @@ class Sm4OpenSSL:
         lib = self._lib
         ctx = lib.EVP_CIPHER_CTX_new()
         if not ctx:
-            raise MemoryError("EVP_CIPHER_CTX_new")
-        if lib.EVP_EncryptInit_ex(ctx, cipher, None, bytes(key), iv) != 1:
+            raise self._failed("EVP_CIPHER_CTX_new")
+        if lib.EVP_EncryptInit_ex(ctx, cipher, None, key, iv) != 1:
             lib.EVP_CIPHER_CTX_free(ctx)
-            raise CipherFailed("EVP_EncryptInit_ex(SM4)")
+            raise self._failed("EVP_EncryptInit_ex(SM4)")
         lib.EVP_CIPHER_CTX_set_padding(ctx, 0)
         return int(ctx)
 
+    def _failed(self, what: str) -> CipherFailed:
+        # OpenSSL's per-thread error queue is shared with hashlib and ssl:
+        # leave nothing of ours in it.
+        self._lib.ERR_clear_error()
+        return CipherFailed(what)
+
     def ecb_encrypt(self, key: bytes, block16: bytes) -> bytes:
+        key, block16 = bytes(key), bytes(block16)
         _sizes(key=key, block=block16)
         out = ctypes.create_string_buffer(_BLOCK)
         with self._lock:
             ctx = self._context(self._ecb_cipher, key, None)
             try:
                 outl = ctypes.c_int(0)
-                ok = self._lib.EVP_EncryptUpdate(ctx, out, outl, bytes(block16), _BLOCK)
+                ok = self._lib.EVP_EncryptUpdate(ctx, out, outl, block16, _BLOCK)
                 if ok != 1 or outl.value != _BLOCK:
-                    raise CipherFailed("EVP_EncryptUpdate(SM4-ECB)")
+                    raise self._failed("EVP_EncryptUpdate(SM4-ECB)")
             finally:
                 self._lib.EVP_CIPHER_CTX_free(ctx)
         return out.raw
@@ -187,41 +207,43 @@ class Sm4OpenSSL:
     def _gcm(
         self, key: bytes, nonce: bytes, data: bytes, aad: bytes, tag: bytes | None
     ) -> bytes | None:
+        # Bytes first (a memoryview's len() counts items), then the sizes:
         # OpenSSL reads as many bytes as SM4 and GCM expect, whatever was
-        # passed: a short key here would be a read past its buffer.
+        # passed, so a short key here would be a read past its buffer.
+        key, nonce, data, aad = bytes(key), bytes(nonce), bytes(data), bytes(aad)
+        tag = None if tag is None else bytes(tag)
         _sizes(key=key, nonce=nonce, tag=tag)
         if len(data) > MAX_MESSAGE_BYTES or len(aad) > MAX_MESSAGE_BYTES:
             raise ValueError(f"SM4-GCM message over {MAX_MESSAGE_BYTES} bytes")
         lib, slot = self._lib, self._slot
-        data, aad = bytes(data), bytes(aad)
         out = ctypes.create_string_buffer(len(data) or 1)
         with self._lock:
-            slot.failed = False
+            slot.failed, slot.blocks_done, slot.stream_bytes = False, 0, 0
             slot.ecb = self._context(self._ecb_cipher, key, None)
             gcm = None
             try:
                 slot.ctr = self._context(self._ctr_cipher, key, _ZERO_IV)
                 gcm = lib.CRYPTO_gcm128_new(None, self._block_cb)  # calls _block for H
                 if not gcm:
-                    raise MemoryError("CRYPTO_gcm128_new")
-                lib.CRYPTO_gcm128_setiv(gcm, bytes(nonce), len(nonce))
+                    raise self._failed("CRYPTO_gcm128_new")
+                lib.CRYPTO_gcm128_setiv(gcm, nonce, len(nonce))  # _block for E(J0)
                 if lib.CRYPTO_gcm128_aad(gcm, aad, len(aad)) != 0:
-                    raise CipherFailed("CRYPTO_gcm128_aad")
+                    raise self._failed("CRYPTO_gcm128_aad")
                 step = (
                     lib.CRYPTO_gcm128_encrypt_ctr32
                     if tag is None
                     else lib.CRYPTO_gcm128_decrypt_ctr32
                 )
                 if step(gcm, data, out, len(data), self._stream_cb) != 0:
-                    raise CipherFailed("CRYPTO_gcm128_(en|de)crypt_ctr32")
+                    raise self._failed("CRYPTO_gcm128_(en|de)crypt_ctr32")
                 if tag is None:
                     mac = ctypes.create_string_buffer(_BLOCK)
                     lib.CRYPTO_gcm128_tag(gcm, mac, _BLOCK)
                     verified = True
                 else:
-                    verified = lib.CRYPTO_gcm128_finish(gcm, bytes(tag), len(tag)) == 0
-                if slot.failed:
-                    raise CipherFailed("an SM4 call inside GCM failed")
+                    verified = lib.CRYPTO_gcm128_finish(gcm, tag, len(tag)) == 0
+                if slot.failed or not _all_done(slot, len(data)):
+                    raise self._failed("an SM4 call inside GCM did not complete")
             finally:
                 if gcm:
                     lib.CRYPTO_gcm128_release(gcm)
@@ -232,6 +254,19 @@ class Sm4OpenSSL:
         if tag is None:
             return out.raw[: len(data)] + mac.raw
         return out.raw[: len(data)] if verified else None
+
+
+def _all_done(slot: _Slot, length: int) -> bool:
+    """Did the callbacks complete everything GCM needed for ``length`` bytes?
+
+    Two single blocks always (H at init, E(J0) at setiv); then every block of
+    the message, whole runs through ``_stream`` and the rest (a partial last
+    block, or every block in a build with OPENSSL_SMALL_FOOTPRINT) one by one
+    through ``_block``: together exactly the message rounded up to blocks.
+    """
+    padded = -(-length // _BLOCK) * _BLOCK
+    singles = slot.blocks_done - 2
+    return singles >= 0 and slot.stream_bytes + singles * _BLOCK == padded
 
 
 #: The sizes OpenSSL will read: SM4's key and block, the contract's nonce and tag.
@@ -260,8 +295,37 @@ _RFC8998_CT_TAG = bytes.fromhex(
 )
 
 
+#: A longer known answer, from ``cryptography`` (OpenSSL 3.x's own SM4-GCM):
+#: 3 100 bytes (the stream callback called again with a new counter after
+#: OpenSSL's 3 KiB GHASH chunk, then a 12-byte partial block), a 21-byte AAD.
+#: The SM3 of ciphertext || tag, to keep the constant short.
+_LONG_KEY = bytes(range(16))
+_LONG_NONCE = bytes(range(100, 112))
+_LONG_PT = bytes(i * 7 % 251 for i in range(3100))
+_LONG_AAD = b"forecourt-self-test:1"
+_LONG_SM3 = "c437b2fc50eb19fccf1007753a2c5d665608c8ae0372f246204ebc571277e0fa"
+
+
+def _self_test(backend: Sm4OpenSSL) -> str | None:
+    """What is wrong with ``backend``, or None when it gives the known answers."""
+    import hashlib
+
+    sealed = backend.seal(_RFC8998_KEY, _RFC8998_NONCE, _RFC8998_PT, _RFC8998_AAD)
+    if sealed != _RFC8998_CT_TAG:
+        return "RFC 8998 self-test gave the wrong ciphertext"
+    long = backend.seal(_LONG_KEY, _LONG_NONCE, _LONG_PT, _LONG_AAD)
+    if hashlib.new("sm3", long).hexdigest() != _LONG_SM3:
+        return "the 3 100-byte self-test gave the wrong ciphertext"
+    body, tag = long[:-_BLOCK], long[-_BLOCK:]
+    if backend.open(_LONG_KEY, _LONG_NONCE, body, _LONG_AAD, tag) != _LONG_PT:
+        return "the self-test's message did not open"
+    if backend.open(_LONG_KEY, _LONG_NONCE, body, _LONG_AAD, bytes(_BLOCK)) is not None:
+        return "a wrong tag was accepted"
+    return None
+
+
 def load() -> Sm4OpenSSL:
-    """The binding on this system's libcrypto, proven on RFC 8998; else :class:`Unavailable`."""
+    """The binding on this system's libcrypto, proven by its self-test, or :class:`Unavailable`."""
     errors = []
     for soname in LIBCRYPTO_SONAMES:
         try:
@@ -270,12 +334,10 @@ def load() -> Sm4OpenSSL:
             errors.append(f"{soname}: {exc}")
             continue
         try:
-            sealed = backend.seal(_RFC8998_KEY, _RFC8998_NONCE, _RFC8998_PT, _RFC8998_AAD)
-        except (CipherFailed, MemoryError) as exc:
-            errors.append(f"{soname}: RFC 8998 self-test raised {exc}")
-            continue
-        if sealed != _RFC8998_CT_TAG:
-            errors.append(f"{soname}: RFC 8998 self-test gave the wrong ciphertext")
-            continue
-        return backend
+            wrong = _self_test(backend)
+        except (CipherFailed, ValueError) as exc:
+            wrong = f"the self-test raised {exc}"
+        if wrong is None:
+            return backend
+        errors.append(f"{soname}: {wrong}")
     raise Unavailable("; ".join(errors) or "no libcrypto soname to try")
