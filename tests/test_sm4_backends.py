@@ -11,6 +11,9 @@ gmssl and the SP 800-38D oracle.
 from __future__ import annotations
 
 import ctypes.util
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -162,3 +165,33 @@ def test_a_callback_that_never_ran_is_an_error_never_a_wrong_message(length: int
         assert engine.seal(KEY, NONCE, bytes(length), AAD) == CRYPTOGRAPHY.seal(
             KEY, NONCE, bytes(length), AAD
         )
+
+
+#: In a child (the prctl cannot be undone): the kernel's memory-deny-write-
+#: execute (PR_SET_MDWE, Linux 6.3+), what systemd/forecourt-collector.service
+#: asks for with MemoryDenyWriteExecute=yes. ctypes callbacks need libffi
+#: closures; with libffi 3.4's static trampolines they need no W+X page.
+_UNDER_MDWE = """
+import ctypes, mmap, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(f"PR_SET_MDWE refused: errno {ctypes.get_errno()}")
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    sys.exit("a W+X page was still allowed: the guard is not on")
+except PermissionError:
+    pass
+from uplink import sm4_openssl
+engine = sm4_openssl.load()
+print(engine.seal(bytes(range(16)), bytes(12), bytes(range(256)) * 20, b"aad").hex())
+"""
+
+
+def test_the_ctypes_back_end_works_under_memory_deny_write_execute() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _UNDER_MDWE],
+        cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    expected = CRYPTOGRAPHY.seal(bytes(range(16)), bytes(12), bytes(range(256)) * 20, b"aad")
+    assert bytes.fromhex(done.stdout.strip()) == expected
