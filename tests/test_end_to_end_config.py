@@ -257,6 +257,15 @@ def test_an_unreachable_broker_is_reverted_by_the_device_itself(station: Station
     after = station.log().split('"config_reverted"')[-1]
     connects = [json.loads(x) for x in after.splitlines() if '"uplink_connected"' in x]
     assert connects and {c["port"] for c in connects} == {station.broker.port}
+    # The running file is now the previous one again: a rollback has nothing
+    # to switch, says so, and neither writes nor restarts.
+    again = station.command("config.rollback")
+    assert again["ok"] is True and again["result"] == {"changed": [], "apply": "none"}, again
+    assert station.config.read_bytes() == original
+    assert not files.pending_path(station.config).exists()
+    time.sleep(1)  # a restart would follow its reply within milliseconds
+    assert collector.exits == [75, -9, 75], "no restart for a rollback to the running config"
+    assert collector.current.popen.poll() is None
 
 
 def test_an_invalid_patch_is_refused_with_its_reasons_and_nothing_changes(
