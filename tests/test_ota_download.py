@@ -82,3 +82,27 @@ def test_missing_file_and_wrong_bytes_are_refused_without_a_leftover(
         download(url, SIZE, "0" * 64, tmp_path / "staging", DEADLINE_S)
     assert refused.value.code == "DIGEST_MISMATCH"
     assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_a_resume_past_the_servers_end_is_refused_and_the_part_kept(
+    tmp_path: Path, served: tuple[Path, list[ReleaseServer]]
+) -> None:
+    # The server now holds a shorter file than the one being resumed (a
+    # wrong upload at the same URL): it answers the Range with 416. That
+    # will not change by asking again; the .part stays for the right file.
+    www, servers = served
+    wanted = (www / "b.bundle").read_bytes()
+    digest = sm3_file(www / "b.bundle")
+    part = tmp_path / "staging" / f"{digest}.part"
+    part.parent.mkdir()
+    part.write_bytes(wanted[:600_000])
+    (www / "b.bundle").write_bytes(wanted[:500_000])
+    url = serve(www, servers)
+    with pytest.raises(BundleError) as refused:
+        download(url, SIZE, digest, part.parent, DEADLINE_S)
+    assert refused.value.code == "DOWNLOAD_FAILED"
+    assert "HTTP 416" in str(refused.value)
+    assert part.read_bytes() == wanted[:600_000]
+    (www / "b.bundle").write_bytes(wanted)  # the right file back: the part resumes
+    done = download(url, SIZE, digest, part.parent, DEADLINE_S)
+    assert done.read_bytes() == wanted
