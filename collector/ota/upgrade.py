@@ -72,6 +72,12 @@ class Ota:
         self.running = os.environ.get("FORECOURT_RELEASE") or installed_version()
         self.busy = False
         self._tasks: set[asyncio.Task[None]] = set()
+        # ota-state.json is read, changed and written back by the start's
+        # report, the health gate, a failed gate, ota.rollback and the trial's
+        # begin, each across awaits (worker threads): one at a time, or the
+        # last writer wins (a rollback asked during the gate's mark-good
+        # would be lost, or the mark itself).
+        self._state_lock = asyncio.Lock()
 
     # -- replies, alarms ------------------------------------------------------
 
@@ -118,9 +124,10 @@ class Ota:
         itself failed and stops, and the launcher goes back."""
         trial: dict[str, Any] | None = None
         try:
-            state = await asyncio.to_thread(launcher.read_state, self.root)
-            await asyncio.to_thread(self._tidy, state)
-            await self._report_last(state)
+            async with self._state_lock:
+                state = await asyncio.to_thread(launcher.read_state, self.root)
+                await asyncio.to_thread(self._tidy, state)
+                await self._report_last(state)
             trial = state.get("trial")
             if trial and trial.get("version") == self.running:
                 await self._gate(trial)
@@ -202,22 +209,28 @@ class Ota:
             if problem is None:
                 healthy_since = healthy_since or time.monotonic()
                 if time.monotonic() - healthy_since >= self.cfg.health_hold_s:
-                    state = await asyncio.to_thread(self._mark_good)
-                    if state is not None:
-                        await self._report_last(state)
+                    await self._commit_trial()
                     return
             else:
                 healthy_since, why = None, problem
             await asyncio.sleep(GATE_POLL_S)
         await self._fail(why)
 
+    async def _commit_trial(self) -> None:
+        """The gate passed: mark this release good and report it."""
+        async with self._state_lock:
+            state = await asyncio.to_thread(self._mark_good)
+            if state is not None:
+                await self._report_last(state)
+
     async def _fail(self, why: str) -> None:
         log.error("health_gate_failed", release=self.running, reason=why)
         try:
-            state = await asyncio.to_thread(launcher.read_state, self.root)
-            if state.get("trial"):
-                state["trial"]["failed"] = why
-                await asyncio.to_thread(launcher.write_state, self.root, state)
+            async with self._state_lock:
+                state = await asyncio.to_thread(launcher.read_state, self.root)
+                if state.get("trial"):
+                    state["trial"]["failed"] = why
+                    await asyncio.to_thread(launcher.write_state, self.root, state)
         except OSError as exc:  # the boot count and the deadline still judge it
             log.error("trial_state_not_written", error=str(exc))
         self.restart()  # the launcher rolls back (with the store downgrade, if any)
@@ -301,7 +314,8 @@ class Ota:
             finally:
                 bundle.unlink(missing_ok=True)
             self._reply(cid, {"stage": "installed", "version": version}, None)
-            await asyncio.to_thread(self._begin_trial, cid, version)
+            async with self._state_lock:
+                await asyncio.to_thread(self._begin_trial, cid, version)
             window_s = int(self.cfg.health_window_s)  # replies hold no floats
             self._reply(cid, {"stage": "switching", "version": version, "window_s": window_s}, None)
             await self._restart_after_reply()
@@ -343,17 +357,18 @@ class Ota:
 
         if self.busy:
             raise CommandError("BUSY", "an upgrade is under way")
-        state = await asyncio.to_thread(launcher.read_state, self.root)
-        trial = state.get("trial")
-        back = trial.get("from") if trial else state.get("previous")
-        if not back or back == self.running or not launcher.is_installed(self.root, back):
-            raise CommandError("NO_PREVIOUS", "no previous release is installed")
-        state["rollback"] = {
-            "to": back,
-            "from": self.running,
-            "command_id": current_command_id.get(),
-        }
-        await asyncio.to_thread(launcher.write_state, self.root, state)
+        async with self._state_lock:
+            state = await asyncio.to_thread(launcher.read_state, self.root)
+            trial = state.get("trial")
+            back = trial.get("from") if trial else state.get("previous")
+            if not back or back == self.running or not launcher.is_installed(self.root, back):
+                raise CommandError("NO_PREVIOUS", "no previous release is installed")
+            state["rollback"] = {
+                "to": back,
+                "from": self.running,
+                "command_id": current_command_id.get(),
+            }
+            await asyncio.to_thread(launcher.write_state, self.root, state)
         self._spawn(self._restart_after_reply())
         return {"stage": "rolling_back", "from": self.running, "to": back}
 
