@@ -185,6 +185,10 @@ class ConfigChanges:
         self._armed = asyncio.Event()
         self._pending: files.Pending | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Held from reading the file to writing it, by config.set / rollback
+        #: and by the web page's editor: a save landing while a change is
+        #: planned (a child reads the file) would be written over unseen.
+        self.file_lock = asyncio.Lock()
         try:
             pending = files.read_pending(config_path)
         except files.MarkerUnreadable:
@@ -294,12 +298,18 @@ class ConfigChanges:
             )
 
     async def config_set(self, args: dict[str, Any]) -> dict[str, Any]:
-        from collector.config_plan import in_child
         from uplink.commands import BAD_REQUEST, CommandError
 
         if unknown := sorted(set(args) - ARGS):
             raise CommandError(BAD_REQUEST, f"unknown arguments: {', '.join(unknown)}")
         window = confirm_window(args)
+        async with self.file_lock:
+            return await self._set(args, window)
+
+    async def _set(self, args: dict[str, Any], window: int) -> dict[str, Any]:
+        from collector.config_plan import in_child
+        from uplink.commands import CommandError
+
         self._check_idle()
         header = (
             f"Written by config.set {self._command_id()} at "
@@ -319,12 +329,18 @@ class ConfigChanges:
         return await self._switch("set", new, text, changed, window)
 
     async def config_rollback(self, args: dict[str, Any]) -> dict[str, Any]:
-        from collector.config_plan import in_child
         from uplink.commands import BAD_REQUEST, CommandError
 
         if unknown := sorted(set(args) - {"confirm_within_s"}):
             raise CommandError(BAD_REQUEST, f"unknown arguments: {', '.join(unknown)}")
         window = confirm_window(args)
+        async with self.file_lock:
+            return await self._rollback(window)
+
+    async def _rollback(self, window: int) -> dict[str, Any]:
+        from collector.config_plan import in_child
+        from uplink.commands import CommandError
+
         self._check_idle()
         previous = files.prev_path(self.path)
         if not previous.exists():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -91,3 +92,43 @@ def test_login_csrf_and_cookies(tmp_path: Path) -> None:
         assert "heartbeat_s = 30" in config_file.read_text()
 
     asyncio.run(main())
+
+
+def test_a_save_while_config_set_is_planned_waits_and_is_never_lost(tmp_path: Path) -> None:
+    """config.set reads the file in a child, then writes its result: a save
+    landing in between was written over unseen, the page having said
+    "saved". Now the two take turns on the file (ConfigChanges.file_lock):
+    the save waits, then finds the change waiting for its confirmation."""
+    from collector.config_change import ConfigChanges
+
+    config_file = tmp_path / "station.toml"
+    original = DEMO_CONFIG.read_text()
+    config_file.write_text(original)
+    password_file = tmp_path / "web-password"
+    write_hash_file(password_file, "pump-island-7")
+    collector = Collector(load_config(config_file), config_file)
+    collector.config_changes = ConfigChanges(collector, config_file, [])
+    app = make_app(collector, password_file, config_file)
+
+    async def main() -> tuple[dict[str, Any], str]:
+        client = TestClient(app)
+        pre = csrf_of((await client.get("/")).text)
+        await client.post("/login", body=f"csrf={pre}&password=pump-island-7", headers=form())
+        token = csrf_of((await client.get("/config")).text)
+        edited = original.replace("heartbeat_s = 10", "heartbeat_s = 30")
+        assert edited != original
+        assert collector.config_changes is not None
+        remote = asyncio.create_task(
+            collector.config_changes.config_set({"patch": {"uplink": {"heartbeat_s": 20}}})
+        )
+        await asyncio.sleep(0)  # config.set holds the file and starts its child
+        res = await client.post(
+            "/config", body=urlencode({"toml": edited, "csrf": token}), headers=form()
+        )
+        return await remote, res.text
+
+    reply, page = asyncio.run(main())
+    assert reply["apply"] == "live" and reply["changed"] == ["uplink.heartbeat_s"], reply
+    assert "waits for confirmation" in page, "the save came after, and was refused"
+    assert tomllib.loads(config_file.read_text())["uplink"]["heartbeat_s"] == 20
+    assert (tmp_path / "station.toml.prev").read_text() == original

@@ -11,6 +11,7 @@ in collector/web/static/page.html (package data), labels in Chinese and English.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import secrets
 from importlib import resources
@@ -211,16 +212,19 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
         if config_path is None:
             return config_page(session, None, [])
         edited = str(form.get("toml", "")).replace("\r\n", "\n")
-        text, errors = unmask(edited, config_path.read_text("utf-8"))
-        errors = errors or await check_config_text(text, config_path.parent)
-        from collector.config_files import pending_path
+        changes = collector.config_changes
+        # One writer at a time with config.set / rollback (their file lock).
+        async with changes.file_lock if changes is not None else contextlib.nullcontext():
+            text, errors = unmask(edited, config_path.read_text("utf-8"))
+            errors = errors or await check_config_text(text, config_path.parent)
+            from collector.config_files import pending_path
 
-        if pending_path(config_path).exists():
-            # Saving now would replace .prev, which a revert puts back.
-            errors = ["config: a remote change (config.set) waits for confirmation; try later"]
-        if errors:
-            return config_page(session, edited, errors)
-        write_config_atomically(config_path, text)
+            if pending_path(config_path).exists():
+                # Saving now would replace .prev, which a revert puts back.
+                errors = ["config: a remote change (config.set) waits for confirmation; try later"]
+            if errors:
+                return config_page(session, edited, errors)
+            write_config_atomically(config_path, text)
         return config_page(session, None, [], saved=True)
 
     @app.get("/logs")
