@@ -55,6 +55,13 @@ CONFIRM_MAX_S = 3600
 #: How often the watch looks at the store for the acknowledgement.
 CONFIRM_POLL_S = 0.5
 
+#: A revert that could not be written (a full or briefly read-only flash) is
+#: tried again, from this pause doubling to the next: the box must neither
+#: stay on a config the platform never confirmed nor, with its marker still
+#: there, refuse every later change until someone restarts it.
+REVERT_RETRY_MIN_S = 5.0
+REVERT_RETRY_MAX_S = 300.0
+
 #: Keys applied without a restart, each because the running part reads it
 #: anew: the heartbeat loop its period, each port's sink its edge settings
 #: per order, time.sync its thresholds. Anything else (links, ports, store,
@@ -275,11 +282,15 @@ class ConfigChanges:
                 log.warning("config_confirm_check_failed", error=str(exc))
             await asyncio.sleep(CONFIRM_POLL_S)
         reason = f"platform not reached within {pending.window_s} s"
-        try:
-            files.revert(self.path, files.revert_note(pending, reason))
-        except OSError as exc:
-            log.error("config_revert_failed", error=str(exc))
-            return
+        retry_s = REVERT_RETRY_MIN_S
+        while True:
+            try:  # each step idempotent: a retry after a partial revert is safe
+                files.revert(self.path, files.revert_note(pending, reason))
+                break
+            except OSError as exc:
+                log.error("config_revert_failed", error=str(exc), retry_s=retry_s)
+            await asyncio.sleep(retry_s)
+            retry_s = min(retry_s * 2, REVERT_RETRY_MAX_S)
         log.warning("config_reverted", command_id=pending.command_id, reason=reason)
         self.collector.request_restart()
 

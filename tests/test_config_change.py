@@ -350,3 +350,53 @@ def test_the_writer_keeps_the_mode_and_the_previous_file(tmp_path: Path) -> None
     assert path.read_bytes() == b"x = 1\n" and path.stat().st_mode & 0o777 == 0o600
     assert files.prev_path(path).read_text() == OLD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["collector.toml", "collector.toml.prev"]
+
+
+def test_a_revert_that_cannot_be_written_is_tried_again_until_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The window passed unconfirmed and the flash refuses the revert (full,
+    or read-only for a moment): before, the watch logged it and gave up, the
+    box stayed on the unconfirmed config and refused every later change.
+    Now it tries again, backing off, and reverts once it can."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from collector import config_change
+
+    path = config_file(tmp_path)
+    text = new_text(path, {"uplink": {"port": 9}})
+    pending = files.Pending.new("cmd-9", "set", ["uplink.port"], "restart", 1, text)
+    files.switch(path, text, pending)
+    pending = dataclasses.replace(pending, deadline_boot_s=files.boottime_s() - 1)  # window over
+
+    stored: list[str] = []
+    restarts: list[int] = []
+    store = SimpleNamespace(
+        is_published=lambda kind, rid: False, append_record=lambda k, rid, b: stored.append(rid)
+    )
+    uplink = SimpleNamespace(stats=SimpleNamespace(messages=0), wake=lambda: None)
+    collector = SimpleNamespace(
+        store=store,
+        uplink=uplink,
+        config=load_config(path),
+        request_restart=lambda: restarts.append(1),
+    )
+    changes = config_change.ConfigChanges(collector, path, [])  # type: ignore[arg-type]
+
+    real_revert, attempts = files.revert, []
+
+    def full_disk(config: Path, note: dict[str, Any]) -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise OSError(28, "No space left on device")
+        real_revert(config, note)
+
+    monkeypatch.setattr(files, "revert", full_disk)
+    monkeypatch.setattr(config_change, "REVERT_RETRY_MIN_S", 0.01)
+    asyncio.run(asyncio.wait_for(changes._watch(pending), 30))
+    assert len(attempts) == 3, "tried until it could be written"
+    assert path.read_text() == OLD and not files.pending_path(path).exists()
+    note = files.read_note(path)
+    assert note is not None and note["command_id"] == "cmd-9"
+    assert restarts == [1], "then the restart onto the old config"
