@@ -38,7 +38,7 @@ def plan_set_here(
     """In the child: the ``config.set`` plan for the file at ``path``."""
     import tomllib
 
-    from collector.config_change import BAD_PATCH, NO_CONFIG_FILE, plan_set
+    from collector.config_rules import BAD_PATCH, NO_CONFIG_FILE, plan_set
     from config.handoff import views_of
     from config.loader import ConfigError, read_toml
     from config.toml_write import dumps
@@ -65,7 +65,7 @@ def plan_set_here(
 
 def plan_rollback_here(path: str, overrides: Sequence[str], running: dict[str, Any]) -> Answer:
     """In the child: the ``config.rollback`` plan for ``<path>.prev``."""
-    from collector.config_change import INVALID_CONFIG
+    from collector.config_rules import INVALID_CONFIG
     from config.handoff import views_of
     from config.loader import ConfigError, config_from_data, parse_toml_text
     from config.patch import changed_paths

@@ -18,13 +18,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from collector import config_files as files
-from collector.config_change import (
+from collector.config_change import revert_failed_start
+from collector.config_rules import (
     BAD_PATCH,
     INVALID_CONFIG,
     check_fixed,
     is_live,
     plan_set,
-    revert_failed_start,
     shadowed,
 )
 from config.handoff import views_of
