@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from collector import config_files as files
-from collector.config_rules import plan_set
 from collector.config_plan import in_child
+from collector.config_rules import plan_set
 from config.handoff import views_of
 from config.loader import load_config, read_toml
 from config.toml_write import dumps

@@ -43,6 +43,7 @@ from collector.config_rules import (
     confirm_window,
     is_live,
 )
+from collector.retry import Retry
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
@@ -182,15 +183,15 @@ class ConfigChanges:
                 log.warning("config_confirm_check_failed", error=str(exc))
             await asyncio.sleep(CONFIRM_POLL_S)
         reason = f"platform not reached within {pending.window_s} s"
-        retry_s = REVERT_RETRY_MIN_S
+        retry = Retry(REVERT_RETRY_MIN_S, REVERT_RETRY_MAX_S)
         while True:
             try:  # each step idempotent: a retry after a partial revert is safe
                 files.revert(self.path, files.revert_note(pending, reason))
                 break
             except OSError as exc:
-                log.error("config_revert_failed", error=str(exc), retry_s=retry_s)
-            await asyncio.sleep(retry_s)
-            retry_s = min(retry_s * 2, REVERT_RETRY_MAX_S)
+                delay = retry.next_delay()
+                log.error("config_revert_failed", error=str(exc), retry_s=round(delay, 1))
+            await asyncio.sleep(delay)
         log.warning("config_reverted", command_id=pending.command_id, reason=reason)
         self.collector.request_restart()
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import sys
 import time
@@ -35,6 +34,7 @@ from collector.assembly import (
     make_seals,
     make_uplink_settings,
 )
+from collector.retry import Retry
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
@@ -322,7 +322,7 @@ class Collector:
         a write that does not drain, an open that fails) — not after the
         backoff — and cleared once the line is open again.
         """
-        delay = PORT_RETRY_MIN_S
+        retry = Retry(PORT_RETRY_MIN_S, PORT_RETRY_MAX_S)
         while True:
             began = time.monotonic()
             try:
@@ -343,9 +343,8 @@ class Collector:
                 log.exception("port_crashed", port=port.number)
             port.close()
             if time.monotonic() - began > PORT_RETRY_MAX_S:
-                delay = PORT_RETRY_MIN_S  # it ran well for a while: start over
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, PORT_RETRY_MAX_S)
+                retry.reset()  # it ran well for a while: start over
+            await asyncio.sleep(retry.next_delay())
 
     def _store_ok(self) -> bool:
         return self.store is not None and self.store.ping()

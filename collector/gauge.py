@@ -20,7 +20,6 @@ not there) raise ATG_OFFLINE; the first answer clears it.
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import structlog
 
 from buffer.store import OrderStore, StoreError
 from collector.gauge_records import GaugeState, Stored
+from collector.retry import Retry
 from protocols.tls import (
     Deliveries,
     Inventory,
@@ -146,7 +146,7 @@ class GaugeTask:
 
     async def run(self) -> None:
         """Forever: connect, read on schedule; on failure reconnect with backoff."""
-        delay = RETRY_MIN_S
+        retry = Retry(RETRY_MIN_S, RETRY_MAX_S)
         while True:
             began = self.clock()
             try:
@@ -159,9 +159,8 @@ class GaugeTask:
                 self.close()
             self.online = False
             if self.clock() - began > HEALTHY_AFTER_S:
-                delay = RETRY_MIN_S
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, RETRY_MAX_S)
+                retry.reset()
+            await asyncio.sleep(retry.next_delay())
 
     async def _serve(self) -> None:
         periods = self.settings.periods

@@ -13,7 +13,6 @@ another bundle can never be resumed into this one.
 from __future__ import annotations
 
 import http.client
-import random
 import re
 import time
 import urllib.error
@@ -21,6 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from collector.ota.bundle import CHUNK_BYTES, BundleError
+from collector.retry import Retry
 from uplink.crypto import Sm3Stream
 
 #: Resumes after a dropped connection. 4G links drop; 8 resumes with backoff
@@ -73,7 +73,7 @@ def download(
     digest, have = _start_hash(part, size)
     give_up = time.monotonic() + deadline_s
     resumes = 0
-    delay = RESUME_BACKOFF_MIN_S
+    retry = Retry(RESUME_BACKOFF_MIN_S, RESUME_BACKOFF_MAX_S)
     while have < size:
         if time.monotonic() > give_up:
             raise BundleError("DOWNLOAD_FAILED", f"not done within {deadline_s:.0f} s")
@@ -87,8 +87,7 @@ def download(
                 raise BundleError(
                     "DOWNLOAD_FAILED", f"{MAX_RESUMES} resumes, last: {exc}"
                 ) from None
-            time.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, RESUME_BACKOFF_MAX_S)
+            time.sleep(retry.next_delay())
             # The file is the truth: hash what it holds again and resume after it.
             digest, have = _start_hash(part, size)
     if digest.hexdigest() != sm3_hex.lower():
