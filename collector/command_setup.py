@@ -130,9 +130,7 @@ def register_time_sync(
     on_commit: Callable[[], None],
 ) -> None:
     """``time.sync`` (SPEC D16): measure, step beyond the threshold, RTC, CLOCK_DRIFT."""
-    from datetime import datetime
-
-    from collector.records import alarm_record
+    from collector.alarm_store import store_alarm
     from uplink.commands import BAD_REQUEST, CommandError
 
     async def time_sync(args: dict[str, Any]) -> dict[str, Any]:
@@ -145,12 +143,9 @@ def register_time_sync(
             raise CommandError("CLOCK_NOT_SET", f"cannot step the clock: {exc}") from None
         log.info("time_sync", **result.reply())
         if result.drift_alarm:
-            tz = config.device.tzinfo
-            now = datetime.now(tz).replace(tzinfo=None)
             detail = {"offset_ms": result.offset_ms, "stepped": result.stepped}
-            rid, body = alarm_record("device", "CLOCK_DRIFT", True, now, tz, detail)
-            if store.append_record("alarm", rid, body) is not None:
-                on_commit()
+            tz = config.device.tzinfo
+            store_alarm(store, "device", "CLOCK_DRIFT", True, tz, detail, wake=on_commit)
         return result.reply()
 
     processor.register("time.sync", time_sync)

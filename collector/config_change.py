@@ -138,21 +138,13 @@ class ConfigChanges:
                 log.error("config_note_not_removed", error=str(exc))
 
     def _store_alarm(self, code: str, rid: str, detail: dict[str, Any]) -> bool:
-        from buffer.store import StoreError
-        from collector.records import alarm_record
+        from collector.alarm_store import store_alarm
 
         store, uplink = self.collector.store, self.collector.uplink
         assert store is not None and uplink is not None
         tz = self.collector.config.device.tzinfo
-        now = datetime.now(tz).replace(tzinfo=None)
-        _, body = alarm_record("device", code, True, now, tz, detail)
-        try:
-            store.append_record("alarm", rid, body)  # idempotent on rid
-        except StoreError as exc:
-            log.error("record_not_stored", kind="alarm", rid=rid, error=str(exc))
-            return False
-        uplink.wake()
-        return True
+        # Its own rid, one per command: stored again at a restart, deduplicated.
+        return store_alarm(store, "device", code, True, tz, detail, rid=rid, wake=uplink.wake)
 
     async def _watch(self, pending: files.Pending) -> None:
         from buffer.store import StoreError

@@ -193,11 +193,8 @@ class Collector:
 
     def _check_previous_stop(self, store: OrderStore) -> None:
         """F1: an UNCLEAN_STOP alarm when the last run ended without stopping."""
-        from datetime import datetime
-
-        from buffer.store import StoreError
         from collector import selfcheck
-        from collector.records import alarm_record
+        from collector.alarm_store import store_alarm
 
         try:
             previous = selfcheck.begin_run(store.path)
@@ -206,14 +203,8 @@ class Collector:
             return
         if previous is None:
             return
-        tz = self.config.device.tzinfo
-        now = datetime.now(tz).replace(tzinfo=None)
         detail = {"previous_run_started_ms": previous}
-        rid, body = alarm_record("device", "UNCLEAN_STOP", True, now, tz, detail)
-        try:
-            store.append_record("alarm", rid, body)
-        except StoreError as exc:
-            log.error("record_not_stored", kind="alarm", rid=rid, error=str(exc))
+        store_alarm(store, "device", "UNCLEAN_STOP", True, self.config.device.tzinfo, detail)
         log.warning("unclean_previous_stop", previous_run_started_ms=previous)
 
     def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:

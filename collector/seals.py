@@ -40,13 +40,13 @@ import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from collector.records import alarm_record
+from collector.alarm_store import store_alarm
 from collector.selfcheck import alarm_raised
 
 log = structlog.get_logger("collector.seals")
@@ -242,19 +242,10 @@ class SealTask:
                 self._unstored.add(source)
 
     def _store(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> bool:
-        from buffer.store import StoreError
-
-        now = datetime.now(self.tz).replace(tzinfo=None)
-        rid, body = alarm_record(source, code, raised, now, self.tz, detail)
-        try:
-            stored = self.store.append_record("alarm", rid, body)
-        except StoreError as exc:
+        if not store_alarm(self.store, source, code, raised, self.tz, detail, wake=self.on_commit):
             self.store_errors += 1
-            log.error("record_not_stored", kind="alarm", rid=rid, error=str(exc))
             return False
         log.warning("alarm", code=code, source=source, raised=raised, **detail)
-        if stored is not None:
-            self.on_commit()
         return True
 
     async def run(self) -> None:

@@ -24,7 +24,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,19 +88,9 @@ class Ota:
 
     def _alarm(self, code: str, detail: dict[str, Any]) -> bool:
         """Store one device alarm; False (logged) when the store refused it."""
-        from buffer.store import StoreError
-        from collector.records import alarm_record
+        from collector.alarm_store import store_alarm
 
-        now = datetime.now(self.tz).replace(tzinfo=None)
-        rid, body = alarm_record("device", code, True, now, self.tz, detail)
-        try:
-            stored = self.store.append_record("alarm", rid, body)
-        except StoreError as exc:
-            log.error("record_not_stored", kind="alarm", code=code, error=str(exc))
-            return False
-        if stored is not None:
-            self.uplink.wake()
-        return True
+        return store_alarm(self.store, "device", code, True, self.tz, detail, wake=self.uplink.wake)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
