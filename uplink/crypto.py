@@ -87,15 +87,19 @@ def backend_name() -> tuple[str, str]:
     return _backend_name, _backend_why
 
 
-def _sm3_hashlib_works() -> bool:
+def _sm3_empty() -> Any:
+    """hashlib's SM3 with nothing hashed yet, or None (an OpenSSL without SM3).
+
+    Copied for each digest: ``hashlib.new("sm3")`` looks the name up in
+    OpenSSL every call (3.5 µs for 300 B against 2.6 µs copied), and ingest
+    hashes every record's chain link."""
     try:
-        hashlib.new("sm3")
-    except ValueError:  # an OpenSSL built without SM3
-        return False
-    return True
+        return hashlib.new("sm3")
+    except ValueError:
+        return None
 
 
-_SM3_IN_HASHLIB = _sm3_hashlib_works()
+_SM3_EMPTY = _sm3_empty()
 
 
 class Sm3Stream:
@@ -103,8 +107,8 @@ class Sm3Stream:
     download hashed as it streams (collector/ota/)."""
 
     def __init__(self) -> None:
-        if _SM3_IN_HASHLIB:
-            self._hash: Any = hashlib.new("sm3")
+        if _SM3_EMPTY is not None:
+            self._hash: Any = _SM3_EMPTY.copy()
         else:
             from cryptography.hazmat.primitives import hashes
 
@@ -136,8 +140,10 @@ class _FinalizingHash:
 
 def sm3(data: bytes) -> bytes:
     """SM3 digest (GB/T 32905-2016), 32 bytes."""
-    if _SM3_IN_HASHLIB:
-        return hashlib.new("sm3", data).digest()
+    if _SM3_EMPTY is not None:
+        digest = _SM3_EMPTY.copy()
+        digest.update(data)
+        return bytes(digest.digest())
     digest = Sm3Stream()
     digest.update(data)
     return digest.digest()
