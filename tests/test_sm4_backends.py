@@ -19,19 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.test_crypto import GCM_AAD, GCM_CIPHERTEXT, GCM_KEY, GCM_NONCE, GCM_PLAINTEXT, GCM_TAG
 from uplink import crypto, sm4_openssl
 from uplink.sm4_cryptography import Sm4Cryptography
 
-# RFC 8998 A.1 and GB/T 32907-2016's example (as in tests/test_crypto.py).
-KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-NONCE = bytes.fromhex("00001234567800000000ABCD")
-AAD = bytes.fromhex("FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2")
-PLAINTEXT = b"".join(bytes([b]) * 8 for b in (0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0xEE, 0xAA))
-SEALED = bytes.fromhex(
-    "17F399F08C67D5EE19D0DC9969C4BB7D5FD46FD3756489069157B282BB200735"
-    "D82710CA5C22F0CCFA7CBF93D496AC15A56834CBCF98C397B4024A2691233B8D"
-    "83DE3541E4C2B58177E065A9BF7B62EC"
-)
+# RFC 8998 A.1, as tests/test_crypto.py quotes it from platform-interface.md.
+KEY, NONCE, AAD, PLAINTEXT = GCM_KEY, GCM_NONCE, GCM_AAD, GCM_PLAINTEXT
+SEALED = GCM_CIPHERTEXT + GCM_TAG
 
 OPENSSL = sm4_openssl.load()
 CRYPTOGRAPHY = Sm4Cryptography()
