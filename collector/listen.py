@@ -5,7 +5,7 @@ in this module and the kernel would refuse one anyway, so the collector
 cannot disturb the bus it watches (SPEC D20). Both directions arrive mixed
 on one half-duplex pair; the protocol's bus monitor tells them apart
 (``receive_bus``). Only protocols whose frames say which side sent them
-can be listened to (``protocols.BUS_MONITORS``).
+can be listened to (``protocols.bus_monitors()``).
 
 If parsing fails the tap stops parsing (TAP_PARSER_FAILED) — there is no
 byte to pass on, so nothing else changes.

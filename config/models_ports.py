@@ -167,7 +167,7 @@ class PortConfig(BaseModel):
                 f"need a passive monitor ({', '.join(protocols.monitorable())})"
             )
             raise _fail([(("mode",), reason, self.mode)])
-        if self.mode == "listen" and self.protocol not in protocols.BUS_MONITORS:
+        if self.mode == "listen" and self.protocol not in protocols.bus_monitors():
             reason = f"a {self.protocol} bus cannot be told apart by direction; use relay"
             raise _fail([(("mode",), reason, self.mode)])
         return self

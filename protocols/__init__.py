@@ -1,9 +1,13 @@
 """Field protocols, sans-IO: bytes in → events out; requests → bytes.
 
-Nothing in this package imports asyncio or serial. The registry below maps a
-config's ``protocol`` name to its driver and imports the driver's module only
-when a config uses it (the python-can pattern). Third parties add drivers
-through the ``forecourt.protocols`` entry-point group.
+Nothing in this package imports asyncio or serial. Each dispenser protocol
+is a package that exports one :class:`~protocols.descriptor.ProtocolDescriptor`
+(``DESCRIPTOR``): driver, monitor, describer, options, line settings,
+census, simulator. The registry below is the list of those packages,
+imported when first asked (python-can's ``interfaces`` table); the parts a
+descriptor names are imported only when a config uses them. Third parties
+add protocols through the ``forecourt.protocols`` entry-point group: each
+entry point names a ``ProtocolDescriptor`` (``name = "pkg.module:DESCRIPTOR"``).
 """
 
 from __future__ import annotations
@@ -12,32 +16,33 @@ import importlib
 from functools import cache
 from typing import Any
 
-#: protocol name → (module, class). Imported on first use only.
-BUILTIN_DRIVERS: dict[str, tuple[str, str]] = {
-    "sinopec": ("protocols.sinopec.driver", "SinopecPoller"),
-    "dart": ("protocols.dart.driver", "DartPoller"),
-    "gilbarco": ("protocols.gilbarco.driver", "GilbarcoPoller"),
-}
+from protocols.descriptor import LineSetting, ProtocolDescriptor
 
-#: protocol name → module with ``describe(data: bytes) -> list[dict]`` for
-#: ``forecourt decode``: every frame found in a capture, or why it was rejected.
-BUILTIN_DESCRIBERS: dict[str, str] = {
-    "sinopec": "protocols.sinopec.describe",
-    "dart": "protocols.dart.describe",
-    "gilbarco": "protocols.gilbarco.describe",
-    "tls": "protocols.tls.describe",
-}
+__all__ = [
+    "LineSetting",
+    "ProtocolDescriptor",
+    "UnknownProtocol",
+    "available",
+    "describable",
+    "descriptor",
+    "descriptors",
+    "load_describer",
+    "load_driver",
+    "load_monitor",
+    "monitorable",
+]
 
-#: protocol name → (module, class) of its passive monitor, for port modes
-#: ``relay`` and ``listen`` (the POS is master; the collector only watches).
-#: A protocol without one can only be polled.
-BUILTIN_MONITORS: dict[str, tuple[str, str]] = {
-    "sinopec": ("protocols.sinopec.monitor", "SinopecMonitor"),
-}
+#: The built-in dispenser protocol packages, one line each. Each exports
+#: ``DESCRIPTOR`` from its ``__init__`` (light: names, not imports).
+BUILTIN_PACKAGES: tuple[str, ...] = (
+    "protocols.sinopec",
+    "protocols.dart",
+    "protocols.gilbarco",
+)
 
-#: Monitors that can also read a half-duplex bus carrying both directions
-#: (``listen``): their frames say which side sent them.
-BUS_MONITORS = frozenset({"sinopec"})
+#: Describers of protocols that are not dispensers (the tank gauge), for
+#: ``forecourt decode``.
+OTHER_DESCRIBERS: dict[str, str] = {"tls": "protocols.tls.describe:describe"}
 
 ENTRY_POINT_GROUP = "forecourt.protocols"
 
@@ -55,48 +60,90 @@ def _entry_points() -> Any:
 
 
 @cache
-def _available() -> tuple[str, ...]:
-    # Installed distributions do not change while a process runs; config
-    # validation asks once per port (32 scans of site-packages otherwise).
-    return tuple(sorted({*BUILTIN_DRIVERS, *(ep.name for ep in _entry_points())}))
+def _builtin() -> dict[str, ProtocolDescriptor]:
+    table: dict[str, ProtocolDescriptor] = {}
+    for package in BUILTIN_PACKAGES:
+        found = importlib.import_module(package).DESCRIPTOR
+        if not isinstance(found, ProtocolDescriptor):
+            raise TypeError(f"{package}.DESCRIPTOR is not a ProtocolDescriptor")
+        table[found.name] = found
+    return table
+
+
+@cache
+def _third_party() -> dict[str, ProtocolDescriptor]:
+    # Installed distributions do not change while a process runs.
+    table: dict[str, ProtocolDescriptor] = {}
+    for ep in _entry_points():
+        if ep.name in _builtin():
+            continue  # a built-in name is never replaced from outside
+        found = ep.load()
+        if not isinstance(found, ProtocolDescriptor):
+            raise TypeError(f"entry point {ep.name!r} ({ep.value}) is not a ProtocolDescriptor")
+        if found.name != ep.name:
+            raise ValueError(f"entry point {ep.name!r} names protocol {found.name!r}")
+        table[found.name] = found
+    return table
+
+
+def descriptor(name: str) -> ProtocolDescriptor:
+    """The descriptor of protocol ``name``: built in, else from an entry point."""
+    found = _builtin().get(name) or _third_party().get(name)
+    if found is None:
+        raise UnknownProtocol(f"unknown protocol {name!r}; known: {', '.join(available())}")
+    return found
+
+
+def descriptors() -> list[ProtocolDescriptor]:
+    """Every dispenser protocol: built-ins first, then entry points, by name."""
+    return [*_builtin().values(), *sorted(_third_party().values(), key=lambda d: d.name)]
 
 
 def available() -> list[str]:
     """Every protocol name a config may use: built-ins and entry points."""
-    return list(_available())
+    return sorted(d.name for d in descriptors())
 
 
 def load_driver(name: str) -> Any:
-    """Return the driver class registered under ``name``, importing it now."""
-    if name in BUILTIN_DRIVERS:
-        module_name, class_name = BUILTIN_DRIVERS[name]
-        return getattr(importlib.import_module(module_name), class_name)
-    for ep in _entry_points():
-        if ep.name == name:
-            return ep.load()
-    raise UnknownProtocol(f"unknown protocol {name!r}; known: {', '.join(available())}")
+    """The poll driver class of protocol ``name``, importing it now."""
+    found = descriptor(name)
+    if found.driver is None:
+        raise UnknownProtocol(f"protocol {name!r} cannot be polled: {found.poll_refused}")
+    return found.load("driver")
 
 
 def describable() -> list[str]:
-    return sorted(BUILTIN_DESCRIBERS)
+    return sorted({*(d.name for d in _builtin().values()), *OTHER_DESCRIBERS})
 
 
 def load_describer(name: str) -> Any:
     """The ``describe`` function of protocol ``name``, importing it now."""
-    if name not in BUILTIN_DESCRIBERS:
-        raise UnknownProtocol(f"unknown protocol {name!r}; known: {', '.join(describable())}")
-    return importlib.import_module(BUILTIN_DESCRIBERS[name]).describe
+    if name in OTHER_DESCRIBERS:
+        from protocols.descriptor import load_target
+
+        return load_target(OTHER_DESCRIBERS[name])
+    try:
+        return descriptor(name).load("describer")
+    except UnknownProtocol:
+        raise UnknownProtocol(
+            f"unknown protocol {name!r}; known: {', '.join(describable())}"
+        ) from None
 
 
 def monitorable() -> list[str]:
     """Protocols that can be relayed or listened to (they have a monitor)."""
-    return sorted(BUILTIN_MONITORS)
+    return sorted(d.name for d in descriptors() if d.monitor is not None)
+
+
+def bus_monitors() -> frozenset[str]:
+    """Monitors that can also read one line carrying both directions (``listen``)."""
+    return frozenset(d.name for d in descriptors() if d.bus_monitor)
 
 
 def load_monitor(name: str) -> Any:
     """The passive monitor class of protocol ``name``, importing it now."""
-    if name not in BUILTIN_MONITORS:
+    found = descriptor(name)
+    if found.monitor is None:
         known = ", ".join(monitorable())
         raise UnknownProtocol(f"protocol {name!r} has no passive monitor; known: {known}")
-    module_name, class_name = BUILTIN_MONITORS[name]
-    return getattr(importlib.import_module(module_name), class_name)
+    return found.load("monitor")

@@ -15,7 +15,7 @@ import pytest
 
 from hil.dispenser.model import PumpModel
 from hil.dispenser.sinopec import SinopecResponder
-from protocols import BUS_MONITORS, load_monitor, monitorable
+from protocols import bus_monitors, load_monitor, monitorable
 from protocols.events import DeviceAlarm, Event, Identity, NozzleStatus, PumpLink, Sale, Totals
 from protocols.sinopec.driver import SinopecPoller
 from protocols.sinopec.monitor import SinopecMonitor
@@ -107,7 +107,7 @@ def test_monitor_has_no_way_to_speak() -> None:
 
 
 def test_registry() -> None:
-    assert monitorable() == ["sinopec"] and sorted(BUS_MONITORS) == ["sinopec"]
+    assert monitorable() == ["sinopec"] and sorted(bus_monitors()) == ["sinopec"]
     assert load_monitor("sinopec") is SinopecMonitor
     with pytest.raises(LookupError, match="no passive monitor"):
         load_monitor("gilbarco")

@@ -1,1 +1,16 @@
 """Wayne DART (protocols.md §3): a read-only poll master, sans-IO."""
+
+from protocols.descriptor import LineSetting, ProtocolDescriptor
+
+DESCRIPTOR = ProtocolDescriptor(
+    name="dart",
+    title="Wayne DART (RS-485)",
+    driver="protocols.dart.driver:DartPoller",
+    describer="protocols.dart.describe:describe",
+    responder="hil.dispenser.dart:DartResponder",
+    # protocols.md §3, "Physical": 9600 or 19200 baud, 8O1 seen.
+    line_settings=(LineSetting(9600, "O"), LineSetting(19200, "O")),
+    inter_frame_gap_ms=5,
+    address_range=(1, 32),
+    sources=("shared/protocols.md §3",),
+)

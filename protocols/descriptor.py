@@ -1,0 +1,135 @@
+"""What one protocol package offers the collector, in one record.
+
+Every dispenser protocol package ``protocols/<name>/`` exports ``DESCRIPTOR``,
+a :class:`ProtocolDescriptor`, from its ``__init__`` — and nothing heavy:
+the descriptor names its parts as ``"module:attribute"`` strings, imported
+only when a config uses them (python-can's ``interfaces`` table). The
+registry (:mod:`protocols`) is a list of those packages plus the
+``forecourt.protocols`` entry points, so a new family touches its own
+package and one line of that list.
+
+The parts (each optional but ``describer``):
+
+``driver``
+    a :class:`protocols.base.PollDriver` class, constructed as
+    ``Driver(addresses, **options)`` (plus ``clock=`` when its signature
+    takes one). None when the protocol cannot be polled read-only; then
+    ``poll_refused`` says why (``config check`` repeats it).
+``monitor``
+    a passive interpreter for port modes ``relay`` and ``listen``:
+    ``Monitor(addresses)`` with ``receive_request(bytes)`` (POS → pump),
+    ``receive_response(bytes)`` (pump → POS), ``counters``,
+    ``foreign_addresses`` and, when ``bus_monitor``, ``receive_bus(bytes)``
+    for one line carrying both directions.
+``describer``
+    ``describe(data: bytes) -> list[dict]`` for ``forecourt decode``.
+``options``
+    a stdlib dataclass of the driver's keyword options (bounds as
+    ``annotated_types`` metadata); ``config`` validates the port's
+    ``[ports.<name>]`` table against it. None: the driver takes none.
+``census``
+    ``census(data: bytes) -> Census``: what a stretch of line bytes says
+    about this protocol (valid frames, framing errors, addresses, which
+    side sent them). Line checks and ``forecourt detect`` judge a line by
+    it; it never counts a frame whose checksum failed.
+``responder``
+    the ``hil/dispenser`` simulator's wire half for this protocol
+    (a ``hil.dispenser.responder.Responder`` class). Named here as text
+    only: ``protocols`` never imports ``hil``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Parity = Literal["N", "E", "O"]
+
+
+@dataclass(frozen=True, slots=True)
+class LineSetting:
+    """One serial setting a protocol is seen at in the field."""
+
+    baudrate: int
+    parity: Parity
+    bytesize: Literal[7, 8] = 8
+    stopbits: Literal[1, 2] = 1
+
+    def __str__(self) -> str:
+        return f"{self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+
+
+@dataclass(frozen=True, slots=True)
+class Census:
+    """What one stretch of line bytes says about one protocol.
+
+    ``good_frames`` passed the protocol's checksum and layout;
+    ``bad_frames`` are framing errors (bad checksum, bad length, garbage
+    runs counted once each). ``addresses`` are pump addresses named by good
+    frames; ``master_frames`` / ``pump_frames`` split the good frames by the
+    side that sent them where the protocol tells (else both 0).
+    """
+
+    good_frames: int = 0
+    bad_frames: int = 0
+    addresses: frozenset[int] = frozenset()
+    master_frames: int = 0
+    pump_frames: int = 0
+    #: A short human summary of what was seen (first frames decoded).
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolDescriptor:
+    """One protocol's parts; see the module docstring for each one's contract."""
+
+    name: str
+    #: Human title, with the brand family: "Sinopec 卡机联动 V1.1".
+    title: str
+    describer: str
+    driver: str | None = None
+    monitor: str | None = None
+    bus_monitor: bool = False
+    options: str | None = None
+    census: str | None = None
+    responder: str | None = None
+    #: Field line settings, the most common first; the first is the default.
+    line_settings: tuple[LineSetting, ...] = ()
+    #: Quiet time before the next step of an exchange, ms.
+    inter_frame_gap_ms: int = 10
+    #: Bus addresses a pump may have on this protocol (inclusive).
+    address_range: tuple[int, int] = (1, 99)
+    #: Why port mode ``poll`` is refused (the driver would have to change
+    #: the pump's state, SPEC D20); None when ``driver`` is given.
+    poll_refused: str | None = None
+    #: Where its facts come from, for docs/brands.md and the tests.
+    sources: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.driver is None and self.poll_refused is None and self.monitor is None:
+            raise ValueError(f"protocol {self.name!r} has neither a driver nor a monitor")
+        if self.bus_monitor and self.monitor is None:
+            raise ValueError(f"protocol {self.name!r}: bus_monitor without a monitor")
+
+    @property
+    def default_line(self) -> LineSetting | None:
+        return self.line_settings[0] if self.line_settings else None
+
+    def load(self, part: str) -> Any:
+        """Import and return one named part (``"driver"``, ``"monitor"`` …)."""
+        target = getattr(self, part)
+        if not isinstance(target, str):
+            raise LookupError(f"protocol {self.name!r} has no {part}")
+        return load_target(target)
+
+
+def load_target(target: str) -> Any:
+    """``"package.module:attribute"`` → the attribute, importing the module now."""
+    module_name, _, attribute = target.partition(":")
+    if not attribute:
+        raise ValueError(f"{target!r} is not 'module:attribute'")
+    value: Any = importlib.import_module(module_name)
+    for name in attribute.split("."):
+        value = getattr(value, name)
+    return value
