@@ -62,7 +62,7 @@ from typing import IO
 from hil.dispenser.faults import Fault, LineFaults, parse_fault
 from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, NozzleModel, PumpModel
 from hil.dispenser.ptylink import PtyLink
-from hil.dispenser.responder import RESPONDERS, Responder, answering, load_responder
+from hil.dispenser.responder import Responder, answering, load_responder, simulated
 
 #: Bytes read from the pty per wake-up: more than a few requests' worth.
 READ_CHUNK = 4096
@@ -328,7 +328,7 @@ class Simulator:
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p = argparse.ArgumentParser(prog="python -m hil.dispenser", description=__doc__.split("\n")[0])
-    p.add_argument("--protocol", choices=sorted(RESPONDERS), required=True)
+    p.add_argument("--protocol", choices=simulated(), required=True)
     p.add_argument("--link", type=Path, required=True, help="symlink to create to the pty")
     p.add_argument("--nozzles", type=int, required=True, help="nozzles per pump")
     p.add_argument("--orders", type=int, required=True, help="fuelling sessions in total")
