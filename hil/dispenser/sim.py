@@ -1,6 +1,6 @@
 """The simulated dispenser process: pumps on a pty, any protocol, driven by asyncio.
 
-``python -m hil.dispenser --protocol sinopec|dart|gilbarco --link PATH
+``python -m hil.dispenser --protocol NAME --link PATH
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
 [--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
@@ -11,8 +11,10 @@
   replaced atomically, removed on exit (SIGTERM / SIGINT exit 0).
 - The pumps (:class:`~hil.dispenser.model.PumpModel`, one per address:
   default one pump at address 1, ``--pumps P`` addresses 1..P) sit behind
-  the protocol's responder (:mod:`hil.dispenser.responder`), which answers
-  the master and renders the model in its wire format.
+  the protocol's responder (its descriptor's ``responder``, loaded by
+  :mod:`hil.dispenser.responder`; ``NAME`` is any protocol that names one,
+  an installed third party's too), which answers the master and renders the
+  model in its wire format.
 - Runs K fuelling sessions, started at R per second on average (exponential
   gaps), spread round robin over every nozzle of every pump (nozzle 1 of
   each pump, then nozzle 2 …), one session per nozzle at a time, nozzles in
