@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from collector import version
+from config.view import ConfigView
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
@@ -44,11 +45,22 @@ def make_driver(port: PortConfig, tz: tzinfo) -> Any:
     from protocols import load_driver
 
     cls = load_driver(port.protocol)
-    options = getattr(port, port.protocol, None)
-    kwargs: dict[str, Any] = options.model_dump() if options is not None else {}
+    kwargs = option_kwargs(port.options)
     if "clock" in inspect.signature(cls).parameters:
         kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
     return cls(port.addresses, **kwargs)
+
+
+def option_kwargs(options: Any) -> dict[str, Any]:
+    """A port's protocol options as the driver's keyword arguments: the daemon's
+    view of them (config/handoff.py), or the dataclass itself (tools, tests)."""
+    if options is None:
+        return {}
+    if isinstance(options, ConfigView):
+        return dict(options.view_fields)
+    import dataclasses
+
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
 
 
 def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) -> GaugeTask:

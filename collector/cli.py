@@ -11,7 +11,7 @@ usage or an invalid config (one ``key.path: reason`` line per error).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -97,13 +97,37 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "decode",
         help="decode captured bytes frame by frame (JSON lines; exit 1 if any is rejected)",
     )
-    decode.add_argument("--protocol", required=True, help="sinopec, dart, gilbarco or tls")
+    decode.add_argument(
+        "--protocol",
+        required=True,
+        choices=_Describable(),
+        metavar="NAME",
+        help="one of: %(choices)s",
+    )
     decode.add_argument(
         "bytes", nargs="+", metavar="BYTES", help="hex (FA 00 01 …), a TLS text frame, or -"
     )
     _add_verify(commands)
     techcli.register(commands)
     return parser, config
+
+
+class _Describable:
+    """``decode --protocol``'s choices, from the protocol registry when argparse
+    checks or shows them: a protocol installed through an entry point counts,
+    and building the parser imports no protocol (every command builds it)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    @staticmethod
+    def _names() -> list[str]:
+        from protocols import describable
+
+        return describable()
 
 
 def _add_verify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -36,18 +36,26 @@ log = structlog.get_logger("collector.port")
 #: response is usually one read, small enough to bound memory per port.
 READ_CHUNK = 512
 
-#: Pause before a follow-up request (see :meth:`PollPort.run`), per protocol,
-#: ms: the quiet time a link wants between frames. None of the protocol
-#: documents names a figure: a few character times (~1 ms each at 9600 baud,
-#: ~1.7 ms at Gilbarco's 5787) plus room for slow pumps. Overridable per port
-#: (``inter_frame_gap_ms``).
-INTER_FRAME_GAP_MS = {"sinopec": 5, "dart": 5, "gilbarco": 10}
+#: Pause before a follow-up request (see :meth:`PollPort.run`), ms, for a
+#: driver no protocol descriptor names. A protocol's own is its descriptor's
+#: ``inter_frame_gap_ms`` (the quiet time its link wants between frames);
+#: each port may override it (``inter_frame_gap_ms``).
 DEFAULT_INTER_FRAME_GAP_MS = 10
 
 #: Follow-ups in a row before the port takes a normal poll interval again:
 #: enough for the longest exchange (a DART sale: status, filling data,
 #: totals ...), bounded so a chatty pump cannot monopolise the line.
 MAX_FOLLOW_UPS = 8
+
+
+def protocol_gap_ms(name: str) -> int:
+    """The inter-frame gap protocol ``name`` wants (its descriptor's)."""
+    import protocols
+
+    try:
+        return protocols.descriptor(name).inter_frame_gap_ms
+    except protocols.UnknownProtocol:
+        return DEFAULT_INTER_FRAME_GAP_MS
 
 
 class PollPort:
@@ -80,8 +88,7 @@ class PollPort:
         self.poll_interval_s = poll_interval_s
         self.idle_poll_interval_s = max(poll_interval_s, idle_poll_interval_s or 0.0)
         if inter_frame_gap_s is None:
-            gap_ms = INTER_FRAME_GAP_MS.get(driver.name, DEFAULT_INTER_FRAME_GAP_MS)
-            inter_frame_gap_s = gap_ms / 1000
+            inter_frame_gap_s = protocol_gap_ms(driver.name) / 1000
         self.inter_frame_gap_s = inter_frame_gap_s
         self.response_timeout_s = response_timeout_s
         self.on_commit = on_commit

@@ -20,6 +20,7 @@ import structlog
 
 from buffer.store import OrderStore, StoreError
 from collector.edge import EdgeSettings, Finding, check_counter, check_order
+from collector.identities import NOZZLE_UID, Identities, changes
 from collector.nozzles import NozzleTable
 from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
 from protocols.events import (
@@ -99,9 +100,9 @@ class PortSink:
         #: compares it around a turn to know whether the turn moved anything.
         self.changes = 0
         self._tokens: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
-        #: Last identities seen per (address, nozzle or None): in memory only,
-        #: so after a restart the first report is a snapshot, not a change.
-        self._identities: dict[tuple[int, int | None], dict[str, str] | None] = {}
+        #: Last identity stored per pump / nozzle (read from the store on first
+        #: use): orders carry the nozzle's uid from it; reports compare with it.
+        self._identities = Identities(store)
 
     def handle(self, events: list[Event], confirm: Callable[[Sale], None] | None = None) -> None:
         """Apply ``events``; ``confirm(sale)`` is called once a sale is committed."""
@@ -170,6 +171,7 @@ class PortSink:
             station=self.station,
             tz=self.tz,
             started_at=self.nozzles.take_started_at(key),
+            nozzle_uid=self._nozzle_uid(sale.address, sale.nozzle),
         )
         try:
             findings = check_order(fields, self._last_order(key), self.edge)
@@ -337,50 +339,44 @@ class PortSink:
 
     def _on_identity(self, identity: Identity) -> None:
         """GB/T 9081 identities (SPEC D13): a ``nozzle`` record when first seen or
-        changed, and COMPONENT_CHANGED (SPEC A6) when a part was swapped."""
+        changed, and NOZZLE_UID_CHANGED / COMPONENT_CHANGED when one differs
+        from the identity last stored (SPEC A6; collector/identities.py).
+
+        Store first: the alarms, then the record, and only then is the new
+        identity the one orders carry and later reads compare with. A refusal
+        keeps the old one, so the next read tries again (an alarm already
+        stored may then be stored twice: never lost)."""
         where = (identity.address, identity.nozzle)
         source = self._source(identity.address, identity.nozzle)
-        if where not in self._identities:
-            # First read since start: compare with the last identity stored, so a
-            # part swapped while the collector was off is still found (A6).
-            self._identities[where] = self._stored_identity(source)
-        before = self._identities[where]
-        if before == identity.components:
+        before, after = self._identities.known(where, source), dict(identity.components)
+        if before == after:
             return
         self._changed()
-        self._identities[where] = dict(identity.components)
         now = datetime.now(self.tz)
+        stored = True
+        for code, detail in [] if before is None else changes(before, after):
+            naive = now.replace(tzinfo=None)
+            rid, alarm = alarm_record(source, code, True, naive, self.tz, detail)
+            stored = self._store("alarm", rid, alarm) and stored
+            log.warning("identity_changed", source=source, code=code)
         body = {
             "nozzle": source,
             "at": iso(now),
             "state": None,
             "totalizer_volume": None,
             "totalizer_amount": None,
-            "components": dict(sorted(identity.components.items())),
+            "components": dict(sorted(after.items())),
         }
         stamp_ms = int(now.timestamp() * 1000)
-        self._store("nozzle", f"{source}:components:{stamp_ms}", body)
-        if before is not None:
-            after = identity.components
-            changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
-            detail = {
-                "changed": changed,
-                "before": {k: before.get(k) for k in changed},
-                "after": {k: after.get(k) for k in changed},
-            }
-            naive = now.replace(tzinfo=None)
-            rid, alarm = alarm_record(source, "COMPONENT_CHANGED", True, naive, self.tz, detail)
-            self._store("alarm", rid, alarm)
-            log.warning("component_changed", source=source, changed=changed)
+        if stored and self._store("nozzle", f"{source}:components:{stamp_ms}", body):
+            self._identities.stored(where, after)
 
-    def _stored_identity(self, source: str) -> dict[str, str] | None:
-        try:
-            record = self.store.last_record_under("nozzle", f"{source}:components:")
-        except StoreError as exc:  # unreadable now: compare from the next read on
-            log.error("identity_not_read", source=source, error=str(exc))
-            return None
-        components = None if record is None else record.get("components")
-        return dict(components) if isinstance(components, dict) else None
+    def _nozzle_uid(self, address: int, nozzle: int) -> str | None:
+        """The nozzle's unique ID as last stored; None before its first identity
+        read (or on a protocol that carries none)."""
+        source = self._source(address, nozzle)
+        known = self._identities.known((address, nozzle), source)
+        return None if known is None else known.get(NOZZLE_UID)
 
     def _store(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
         """True once the record is in the store (now, or already: a duplicate)."""

@@ -16,6 +16,7 @@ holds — never from the network or a file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import sys
@@ -48,10 +49,18 @@ def to_view(value: Any, redacted: str | None = None) -> Any:
         if custom:
             dumped = value.model_dump(include=custom)
             serialized = {name: to_view(dumped[name]) for name in custom if name in dumped}
+        # A model serializer shapes the whole dump (a port's options under its
+        # protocol's name): the view keeps that dump as it is.
+        whole = to_view(value.model_dump()) if decorators.model_serializers else None
         mixins = tuple(
             c for c in cls.__mro__[1:] if not issubclass(c, BaseModel) and c is not object
         )
-        return make_view(cls.__name__, mixins, fields, serialized, redacted)
+        return make_view(cls.__name__, mixins, fields, serialized, redacted, whole)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # A protocol's options: a view of its fields, so the daemon never
+        # imports the module that declares them (nor annotated_types).
+        items = {f.name: to_view(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return make_view(type(value).__name__, (), items)
     if isinstance(value, SecretStr | SecretBytes):
         return Secret(value.get_secret_value())
     if isinstance(value, list | tuple):

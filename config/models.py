@@ -9,7 +9,8 @@ technician can find the line to fix.
 This module holds the root :class:`Config`, its cross-table checks and the
 small tables; the larger ones live beside it and are re-exported here, so
 ``from config.models import X`` works for every name: config/models_ports.py
-(``[[ports]]`` and the protocol options), config/models_uplink.py
+(``[[ports]]``; each protocol's options are its package's, validated by
+config/protocol_options.py), config/models_uplink.py
 (``[uplink]``, ``[[uplink.endpoints]]``), config/models_tanks.py
 (``[gauge]``, ``[[tanks]]``, ``[wetstock]``), config/models_base.py (the
 strict model config and located errors every model shares).
@@ -40,8 +41,6 @@ from config.models_base import STATION_MAX_CHARS as STATION_MAX_CHARS
 from config.models_base import TCP_PORT_MAX as TCP_PORT_MAX
 from config.models_base import TCP_PORT_MIN as TCP_PORT_MIN
 from config.models_ports import BAUDRATES as BAUDRATES
-from config.models_ports import DECIMALS_MAX as DECIMALS_MAX
-from config.models_ports import DECIMALS_MIN as DECIMALS_MIN
 from config.models_ports import LINE_CHECK_MAX_S as LINE_CHECK_MAX_S
 from config.models_ports import LINE_CHECK_MIN_S as LINE_CHECK_MIN_S
 from config.models_ports import LINE_REWIRED_MIN_S as LINE_REWIRED_MIN_S
@@ -50,17 +49,10 @@ from config.models_ports import OFFLINE_AFTER_MAX as OFFLINE_AFTER_MAX
 from config.models_ports import OFFLINE_AFTER_MIN as OFFLINE_AFTER_MIN
 from config.models_ports import PUMP_ADDRESS_MAX as PUMP_ADDRESS_MAX
 from config.models_ports import PUMP_ADDRESS_MIN as PUMP_ADDRESS_MIN
-from config.models_ports import READ_EVERY_MAX as READ_EVERY_MAX
 from config.models_ports import RS485_DELAY_MAX_MS as RS485_DELAY_MAX_MS
-from config.models_ports import SINOPEC_MASTER_MAX as SINOPEC_MASTER_MAX
-from config.models_ports import SINOPEC_MASTER_MIN as SINOPEC_MASTER_MIN
 from config.models_ports import TIMING_MAX_MS as TIMING_MAX_MS
 from config.models_ports import TIMING_MIN_MS as TIMING_MIN_MS
-from config.models_ports import DartOptions as DartOptions
-from config.models_ports import Decimals as Decimals
-from config.models_ports import GilbarcoOptions as GilbarcoOptions
 from config.models_ports import PortConfig as PortConfig
-from config.models_ports import SinopecOptions as SinopecOptions
 from config.models_tanks import GAUGE_PERIOD_MAX_S as GAUGE_PERIOD_MAX_S
 from config.models_tanks import GAUGE_PERIOD_MIN_S as GAUGE_PERIOD_MIN_S
 from config.models_tanks import GAUGE_TIMEOUT_MAX_MS as GAUGE_TIMEOUT_MAX_MS

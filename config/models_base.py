@@ -32,29 +32,41 @@ def _invalid(reason: str) -> PydanticCustomError:
 _LocatedError = tuple[tuple[str | int, ...], str, Any]
 
 
-def _fail(errors: Sequence[_LocatedError], other: ValidationError | None = None) -> ValidationError:
+def _fail(
+    errors: Sequence[_LocatedError],
+    other: ValidationError | None = None,
+    nested: Sequence[tuple[tuple[str | int, ...], ValidationError]] = (),
+) -> ValidationError:
     """Errors at locations below the validated value, e.g. ``("ports", 1, "number")``.
 
     pydantic prefixes the location of the value being validated, so the
     reported key is the one to fix, not the list that holds it. ``other``:
-    errors found by the ordinary validation, reported first.
+    errors found by the ordinary validation, reported first; ``nested``:
+    errors of a separately validated part, each located below its prefix
+    (a port's protocol options below ``("sinopec",)``).
     """
-    details: list[InitErrorDetails] = []
-    for err in other.errors(include_url=False) if other else []:
-        if err["type"] == "invalid":
-            details.append(
-                InitErrorDetails(type=_invalid(err["msg"]), loc=err["loc"], input=err["input"])
-            )
-        else:
-            details.append(
-                InitErrorDetails(
-                    type=err["type"], loc=err["loc"], input=err["input"], ctx=err.get("ctx", {})
-                )
-            )
+    details = _details(other, ()) if other else []
+    for prefix, exc in nested:
+        details += _details(exc, prefix)
     details += [
         InitErrorDetails(type=_invalid(msg), loc=loc, input=value) for loc, msg, value in errors
     ]
     return ValidationError.from_exception_data("Config", details)
+
+
+def _details(exc: ValidationError, prefix: tuple[str | int, ...]) -> list[InitErrorDetails]:
+    details: list[InitErrorDetails] = []
+    for err in exc.errors(include_url=False):
+        loc = (*prefix, *err["loc"])
+        if err["type"] == "invalid":
+            details.append(InitErrorDetails(type=_invalid(err["msg"]), loc=loc, input=err["input"]))
+        else:
+            details.append(
+                InitErrorDetails(
+                    type=err["type"], loc=loc, input=err["input"], ctx=err.get("ctx", {})
+                )
+            )
+    return details
 
 
 def _reject_non_int(value: Any) -> Any:

@@ -1,22 +1,36 @@
 """``[[ports]]``: one dispenser line each, and its protocol driver's options.
 
 Part of the config schema (config/models.py re-exports every name here).
+Nothing here names a protocol: the port's ``[ports.<protocol>]`` table, its
+default line settings, which modes it allows and its pump addresses all come
+from the protocol's descriptor (protocols/descriptor.py), so a new protocol
+package adds no line to ``config/``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_serializer, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 import protocols
 from config.models_base import _MODEL_CONFIG, _fail, _invalid, _LocatedError, _reject_non_int
+from config.protocol_options import validate_options
+from protocols.descriptor import ProtocolDescriptor
 
-#: Sinopec link protocol: the PC/POS side uses addresses 0xE0..0xF9
-#: (docs: /work/shared/protocols.md §2).
-SINOPEC_MASTER_MIN, SINOPEC_MASTER_MAX = 0xE0, 0xF9
-#: Consecutive timeouts before a pump is declared offline (SPEC D2, D14).
-OFFLINE_AFTER_MIN, OFFLINE_AFTER_MAX = 1, 100
+# The tank gauge's offline_after has the same bounds (config/models_tanks.py).
+from protocols.options import OFFLINE_AFTER_MAX as OFFLINE_AFTER_MAX
+from protocols.options import OFFLINE_AFTER_MIN as OFFLINE_AFTER_MIN
 
 #: SPEC D15: 32 dispenser interfaces per gateway.
 MAX_PORTS = 32
@@ -28,66 +42,6 @@ BAUDRATES = (1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400, 57600, 115200)
 #: Poll period and response timeout: below 20 ms a 9600-baud frame cannot even
 #: be sent; above 10 s an order's end is no longer "real time" (SPEC D2).
 TIMING_MIN_MS, TIMING_MAX_MS = 20, 10_000
-
-#: Upper bound of a "read every N polls" option: 100 000 polls is hours even
-#: at a fast poll, so anything larger is a typo.
-READ_EVERY_MAX = 100_000
-
-
-class SinopecOptions(BaseModel):
-    """Keyword arguments of the Sinopec driver (protocols.md §2)."""
-
-    model_config = _MODEL_CONFIG
-
-    master_address: Annotated[int, Field(ge=SINOPEC_MASTER_MIN, le=SINOPEC_MASTER_MAX)] = 0xE0
-    #: Polarity of ctrl bit 6 (the calling side): public sources disagree.
-    caller_bit_set: bool = True
-    offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
-    #: Polls of a pump between two reads of its error list (3B), totals (38)
-    #: and identities (3A): the driver's defaults, ≈ 2 s, 10 s, 2 min at 100 ms.
-    errors_every: Annotated[int, Field(ge=1, le=READ_EVERY_MAX)] = 20
-    totals_every: Annotated[int, Field(ge=1, le=READ_EVERY_MAX)] = 100
-    info_every: Annotated[int, Field(ge=1, le=READ_EVERY_MAX)] = 1200
-
-
-#: Decimal places a BCD / digit field carries (volume, amount, price). Pumps
-#: are configured for 2 or 3; 0..4 covers every model we know of.
-DECIMALS_MIN, DECIMALS_MAX = 0, 4
-
-Decimals = Annotated[int, Field(ge=DECIMALS_MIN, le=DECIMALS_MAX)]
-
-
-class DartOptions(BaseModel):
-    """Keyword arguments of the Wayne DART driver (protocols.md §3)."""
-
-    model_config = _MODEL_CONFIG
-
-    offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
-    volume_decimals: Decimals = 2
-    amount_decimals: Decimals = 2
-    price_decimals: Decimals = 2
-    #: DART carries no grade code: nozzle number ("1".."15") → grade code as
-    #: the platform knows it (e.g. "1092"). A nozzle not listed reports "".
-    grades: dict[Annotated[str, Field(pattern=r"^([1-9]|1[0-5])$")], str] = Field(
-        default_factory=dict
-    )
-
-    @field_serializer("grades")
-    def _grades_by_number(self, grades: dict[str, str]) -> dict[int, str]:
-        # The driver takes nozzle numbers; TOML keys are always text.
-        return {int(nozzle): grade for nozzle, grade in grades.items()}
-
-
-class GilbarcoOptions(BaseModel):
-    """Keyword arguments of the Gilbarco two-wire driver (protocols.md §4)."""
-
-    model_config = _MODEL_CONFIG
-
-    offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
-    volume_decimals: Decimals = 2
-    money_decimals: Decimals = 2
-    price_decimals: Decimals = 2
-
 
 #: Line self-check thresholds, seconds (SPEC F1; collector/linecheck.py has
 #: the defaults and why): below 1 s a poll port's idle pace (1 s) would look
@@ -112,6 +66,8 @@ class PortConfig(BaseModel):
     #: ``listen``: a receive-only tap on a bus (SPEC D19, D20; docs/relay.md).
     mode: Literal["poll", "relay", "listen"] = "poll"
     pos_device: Annotated[str, Field(min_length=1)] | None = None
+    #: Line settings; each one the TOML omits is the protocol's most common
+    #: (its descriptor's first ``line_settings``), these only without any.
     baudrate: int = 9600
     bytesize: Literal[7, 8] = 8
     parity: Literal["N", "E", "O"] = "E"
@@ -127,7 +83,7 @@ class PortConfig(BaseModel):
     #: shorter than ``poll_interval_ms`` (the larger of the two applies).
     idle_poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 1000
     #: Quiet time before the next step of an exchange; None: the protocol's
-    #: own (collector/port.py ``INTER_FRAME_GAP_MS``).
+    #: own (its descriptor's ``inter_frame_gap_ms``).
     inter_frame_gap_ms: Annotated[int, Field(ge=0, le=RS485_DELAY_MAX_MS)] | None = None
     #: Kernel RS-485 direction control for adapters whose transceiver needs
     #: RTS to switch (TIOCSRS485); off: the adapter switches by itself.
@@ -142,9 +98,59 @@ class PortConfig(BaseModel):
     #: Window of the LINE_REWIRED checks: another protocol's bytes, or only
     #: unconfigured pumps' frames, for this long (SPEC F1).
     line_rewired_after_s: Annotated[float, Field(ge=LINE_REWIRED_MIN_S, le=LINE_CHECK_MAX_S)] = 30.0
-    sinopec: SinopecOptions = Field(default_factory=SinopecOptions)
-    dart: DartOptions = Field(default_factory=DartOptions)
-    gilbarco: GilbarcoOptions = Field(default_factory=GilbarcoOptions)
+    #: The protocol's driver options: the ``[ports.<protocol>]`` table as an
+    #: instance of the descriptor's ``options`` dataclass (its defaults when
+    #: the table is absent); None for a protocol that takes none. Dumped
+    #: under the protocol's name, as the TOML has it.
+    options: Any = None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _protocol_tables(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> PortConfig:
+        """The ``[ports.<protocol>]`` table and the line defaults, from the descriptor."""
+        if not isinstance(data, dict):
+            port: PortConfig = handler(data)
+            return port
+        data = dict(data)
+        located: list[_LocatedError] = []
+        nested: list[tuple[tuple[str | int, ...], ValidationError]] = []
+        if "options" in data:  # set only through the protocol's own table
+            located.append((("options",), "unknown key", data.pop("options")))
+        protocol = data.get("protocol")
+        found = _descriptor(protocol)
+        known = set(protocols.available())
+        tables = {k: data.pop(k) for k in list(data) if k in known and k not in cls.model_fields}
+        for key, table in tables.items():
+            if found is None:
+                # The port's protocol is wrong (its own error says so): still
+                # check the table against the protocol it names.
+                _options(protocols.descriptor(key), table, located, nested)
+            elif key != found.name:
+                reason = f"options of protocol {key!r}, but this port's protocol is {found.name!r}"
+                located.append(((key,), reason, table))
+        if found is not None:
+            line = found.default_line
+            if line is not None:
+                for name in ("baudrate", "bytesize", "parity", "stopbits"):
+                    data.setdefault(name, getattr(line, name))
+            options = _options(found, tables.get(found.name), located, nested)
+            if options is not None:
+                data["options"] = options
+        try:
+            port = handler(data)
+        except ValidationError as exc:
+            raise _fail(located, exc, nested) from None
+        if located or nested:
+            raise _fail(located, None, nested)
+        return port
+
+    @model_serializer(mode="wrap")
+    def _options_under_protocol(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped: dict[str, Any] = handler(self)
+        dumped.pop("options", None)
+        if self.options is not None:
+            dumped[self.protocol] = dataclasses.asdict(self.options)
+        return dumped
 
     @field_validator("protocol")
     @classmethod
@@ -161,6 +167,18 @@ class PortConfig(BaseModel):
         if self.mode != "relay" and self.pos_device is not None:
             reason = f"only a relay has a POS side (mode is {self.mode!r})"
             raise _fail([(("pos_device",), reason, self.pos_device)])
+        found = protocols.descriptor(self.protocol)
+        if self.mode == "poll" and found.driver is None:
+            reason = f"protocol {self.protocol!r} cannot be polled: {found.poll_refused}"
+            raise _fail([(("mode",), reason, self.mode)])
+        low, high = found.address_range
+        outside = [
+            ((i,), f"protocol {self.protocol!r} addresses are {low}..{high}, got {a}", a)
+            for i, a in enumerate(self.addresses)
+            if not low <= a <= high
+        ]
+        if outside:
+            raise _fail([(("addresses", *loc), reason, a) for loc, reason, a in outside])
         if self.mode != "poll" and self.protocol not in protocols.monitorable():
             reason = (
                 f"protocol {self.protocol!r} can only be polled; relay and listen "
@@ -197,3 +215,34 @@ class PortConfig(BaseModel):
         if duplicates:
             raise _fail(duplicates)
         return value
+
+
+def _options(
+    found: ProtocolDescriptor,
+    table: Any,
+    located: list[_LocatedError],
+    nested: list[tuple[tuple[str | int, ...], ValidationError]],
+) -> Any:
+    """The protocol's options from its table (None: absent), or None with the
+    errors added to ``located`` / ``nested``."""
+    if found.options is None:
+        if table is not None:
+            located.append(((found.name,), f"protocol {found.name!r} takes no options", table))
+        return None
+    try:
+        return validate_options(found.load("options"), {} if table is None else table)
+    except ValidationError as exc:
+        nested.append(((found.name,), exc))
+    except (ValueError, TypeError) as exc:  # the dataclass's own cross-field checks
+        located.append(((found.name,), str(exc), table))
+    return None
+
+
+def _descriptor(protocol: Any) -> ProtocolDescriptor | None:
+    """The descriptor of a known protocol name, else None (``protocol`` says why)."""
+    if not isinstance(protocol, str):
+        return None
+    try:
+        return protocols.descriptor(protocol)
+    except protocols.UnknownProtocol:
+        return None

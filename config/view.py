@@ -8,7 +8,8 @@ turns the validated model into these views, and the daemon that is exec'd
 in its place never imports pydantic.
 
 A view has the model's attribute API, generically for every field of every
-model (no per-field code): ``config.uplink.host``, ``config.ports[0].dart``,
+model (no per-field code): ``config.uplink.host``, ``config.ports[0].options``
+(a protocol's options dataclass becomes a view of its fields too),
 ``Path`` fields as ``Path``, secrets as :class:`Secret` with
 ``get_secret_value()``, the model's derived properties through the
 pydantic-free mixins of config/derived.py (``config.device.tzinfo``), and
@@ -74,7 +75,11 @@ class ConfigView:
         return {name: self.__dict__[name] for name in self.__dict__["__names__"]}
 
     def model_dump(self) -> dict[str, Any]:
-        """As the model's ``model_dump()`` (python mode, its field serializers applied)."""
+        """As the model's ``model_dump()`` (python mode, its serializers applied)."""
+        whole = self.__dict__["__dumped__"]
+        if whole is not None:
+            dumped: dict[str, Any] = _plain(whole)
+            return dumped
         serialized = self.__dict__["__serialized__"]
         return {
             name: _plain(serialized.get(name, value)) for name, value in self.view_fields.items()
@@ -100,7 +105,14 @@ class ConfigView:
         mixins = tuple(c for c in type(self).__mro__[1:] if c not in (ConfigView, object))
         return (
             make_view,
-            (self.__model_name__, mixins, self.view_fields, d["__serialized__"], d["__redacted__"]),
+            (
+                self.__model_name__,
+                mixins,
+                self.view_fields,
+                d["__serialized__"],
+                d["__redacted__"],
+                d["__dumped__"],
+            ),
         )
 
 
@@ -120,11 +132,14 @@ def make_view(
     fields: dict[str, Any],
     serialized: dict[str, Any] | None = None,
     redacted: str | None = None,
+    dumped: dict[str, Any] | None = None,
 ) -> ConfigView:
     """A view of model ``name``; ``mixins``: its pydantic-free bases (config/derived.py).
 
     ``serialized``: the output of the model's field serializers, by field;
-    ``redacted``: for the root, ``dump_redacted`` of the model as JSON text.
+    ``redacted``: for the root, ``dump_redacted`` of the model as JSON text;
+    ``dumped``: the model's whole ``model_dump()`` when a model serializer
+    shapes it (its keys need not be the fields).
     """
     view = object.__new__(_view_class(name, mixins))
     d = view.__dict__
@@ -132,6 +147,7 @@ def make_view(
     d["__names__"] = tuple(fields)
     d["__serialized__"] = serialized or {}
     d["__redacted__"] = redacted
+    d["__dumped__"] = dumped
     return view
 
 

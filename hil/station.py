@@ -80,8 +80,8 @@ parity = "N"
 addresses = [1]
 poll_interval_ms = {poll_interval_ms}
 idle_poll_interval_ms = {idle_poll_interval_ms}
-[ports.dart]
-grades = {{1 = "1092", 2 = "1095", 3 = "2000", 4 = "1092"}}
 """
+        if protocol_of(number) == "dart":  # DART carries no grade code
+            text += '[ports.dart]\ngrades = {1 = "1092", 2 = "1095", 3 = "2000", 4 = "1092"}\n'
     path.write_text(text)
     return path

@@ -113,7 +113,9 @@ def load_driver(name: str) -> Any:
 
 
 def describable() -> list[str]:
-    return sorted({*(d.name for d in _builtin().values()), *OTHER_DESCRIBERS})
+    """Every name ``forecourt decode`` knows: dispenser protocols (built in and
+    from entry points) and the others (the tank gauge)."""
+    return sorted({*(d.name for d in descriptors()), *OTHER_DESCRIBERS})
 
 
 def load_describer(name: str) -> Any:

@@ -27,11 +27,18 @@ The parts (each optional but ``describer``):
     a stdlib dataclass of the driver's keyword options (bounds as
     ``annotated_types`` metadata); ``config`` validates the port's
     ``[ports.<name>]`` table against it. None: the driver takes none.
+    Validation is strict like every config key (unknown keys are errors,
+    nothing is coerced; TOML table keys are text, so a map keyed by nozzle
+    number has ``str`` keys); ``__post_init__`` may raise ValueError for a
+    cross-field rule, reported at the table. The driver gets the fields as
+    keyword arguments; the daemon receives their values, never the module
+    (which may import annotated_types, never pydantic).
 ``census``
     ``census(data: bytes) -> Census``: what a stretch of line bytes says
     about this protocol (valid frames, framing errors, addresses, which
     side sent them). Line checks and ``forecourt detect`` judge a line by
-    it; it never counts a frame whose checksum failed.
+    it; it never counts a frame whose checksum failed, nor one cut by the
+    end of ``data``.
 ``responder``
     the ``hil/dispenser`` simulator's wire half for this protocol
     (a ``hil.dispenser.responder.Responder`` class). Named here as text

@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import protocols
 from collector import cli
 from config.loader import REDACTED, ConfigError, dump_redacted, load_config
 from config.models import Config, PortConfig
@@ -271,22 +272,40 @@ def test_defaults() -> None:
             "totals_every": 100,
             "info_every": 1200,
         },
-        "dart": {
-            "offline_after": 3,
-            "volume_decimals": 2,
-            "amount_decimals": 2,
-            "price_decimals": 2,
-            "grades": {},
-        },
-        "gilbarco": {
-            "offline_after": 3,
-            "volume_decimals": 2,
-            "money_decimals": 2,
-            "price_decimals": 2,
-        },
     }
     assert config.log.model_dump() == {"level": "info", "format": "auto"}
-    assert PortConfig.model_fields["parity"].default == "E"
+    # A port of another protocol: its own options' defaults, its own line.
+    table = {"number": 1, "device": "/dev/ttyS0", "addresses": [1]}
+    dart = PortConfig.model_validate({**table, "protocol": "dart"}).model_dump()
+    assert dart["dart"] == {
+        "offline_after": 3,
+        "volume_decimals": 2,
+        "amount_decimals": 2,
+        "price_decimals": 2,
+        "grades": {},
+    }
+    assert "sinopec" not in dart and "options" not in dart
+    gilbarco = PortConfig.model_validate({**table, "protocol": "gilbarco"}).model_dump()
+    assert gilbarco["gilbarco"] == {
+        "offline_after": 3,
+        "volume_decimals": 2,
+        "money_decimals": 2,
+        "price_decimals": 2,
+    }
+
+
+def test_line_settings_default_to_the_protocols_most_common() -> None:
+    """Omitted baudrate / bytesize / parity / stopbits: the descriptor's first
+    line setting (DART 9600 8O1, Gilbarco 9600 8N1); given ones are kept."""
+    table = {"number": 1, "device": "/dev/ttyS0", "addresses": [1]}
+    line = ("baudrate", "bytesize", "parity", "stopbits")
+    for protocol in protocols.available():
+        port = PortConfig.model_validate({**table, "protocol": protocol})
+        expected = protocols.descriptor(protocol).default_line
+        assert expected is not None, protocol
+        assert tuple(getattr(port, k) for k in line) == tuple(getattr(expected, k) for k in line)
+    given = PortConfig.model_validate({**table, "protocol": "dart", "parity": "E"})
+    assert (given.baudrate, given.parity) == (9600, "E")
 
 
 # --- bad files through the CLI ---------------------------------------------
@@ -368,7 +387,7 @@ def test_overrides_typed_values(tmp_path: Path) -> None:
     assert config.uplink.host == "10.0.0.5"
     assert config.uplink.username == "collector"
     assert config.ports[1].addresses == [7, 8]
-    assert config.ports[1].sinopec.caller_bit_set is False
+    assert config.ports[1].options.caller_bit_set is False
     assert config.log.level == "debug"
     assert config.device.station == "140100001"
     assert config.uplink.password is not None

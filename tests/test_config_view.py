@@ -9,6 +9,7 @@ second interpreter reading a real memfd.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import os
@@ -22,6 +23,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 import config.models as models
+from collector.assembly import option_kwargs
 from config.handoff import read_views, to_view, views_of
 from config.loader import dump_redacted, load_config
 from config.view import ConfigView, Secret
@@ -59,6 +61,9 @@ def assert_same(model: Any, view: Any, where: str) -> None:
         assert isinstance(view, list) and len(view) == len(model), where
         for i, (m, v) in enumerate(zip(model, view, strict=True)):
             assert_same(m, v, f"{where}.{i}")
+    elif dataclasses.is_dataclass(model):  # a protocol's options: a view of its fields
+        assert isinstance(view, ConfigView), where
+        assert view.view_fields == dataclasses.asdict(model), where
     elif isinstance(model, dict):
         assert view.keys() == model.keys(), where
         for key in model:
@@ -78,12 +83,13 @@ def test_derived_attributes_and_model_dump_match(config: models.Config) -> None:
     view = views_of(config)
     assert view.device.tzinfo == config.device.tzinfo
     for model_port, view_port in zip(config.ports, view.ports, strict=True):
-        for protocol in ("sinopec", "dart", "gilbarco"):
-            # make_driver passes model_dump() to the driver: serializers applied
-            # (DART grades keyed by nozzle number, not by TOML's text keys).
-            expected = getattr(model_port, protocol).model_dump()
-            assert getattr(view_port, protocol).model_dump() == expected
-    assert any(p.dart.model_dump()["grades"] == {1: "1092", 2: "1095"} for p in view.ports)
+        # A port's options dump under its protocol's name, as the TOML has them.
+        assert view_port.model_dump() == model_port.model_dump()
+        assert view_port.model_dump()[model_port.protocol] == view_port.options.model_dump()
+        # make_driver passes the options' fields to the driver, from either.
+        assert option_kwargs(view_port.options) == option_kwargs(model_port.options)
+    dart = next(p for p in view.ports if p.protocol == "dart")
+    assert option_kwargs(dart.options)["grades"] == {"1": "1092", "2": "1095"}
 
 
 def test_config_get_dump_is_the_models_own(config: models.Config) -> None:
@@ -137,10 +143,12 @@ def test_a_fresh_interpreter_reads_the_views_without_pydantic(config: models.Con
             f"v, version = read_views({fd})\n"
             "print(json.dumps({'host': v.uplink.host, 'tz': str(v.device.tzinfo),\n"
             "  'pw': v.uplink.password.get_secret_value(), 'ports': len(v.ports),\n"
-            "  'grades': {str(k): g for k, g in v.ports[2].dart.model_dump()['grades'].items()},\n"
+            "  'grades': v.ports[2].options.grades,\n"
+            "  'options': type(v.ports[2].options).__module__,\n"
             "  'redacted': dump_redacted(v)['uplink']['password'],\n"
             "  'version': version, 'metadata': 'importlib.metadata' in sys.modules,\n"
-            "  'pydantic': sorted(m for m in sys.modules if 'pydantic' in m)}))\n"
+            "  'pydantic': sorted(m for m in sys.modules\n"
+            "    if 'pydantic' in m or 'annotated_types' in m)}))\n"
         )
         out = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, pass_fds=(fd,),
@@ -155,6 +163,7 @@ def test_a_fresh_interpreter_reads_the_views_without_pydantic(config: models.Con
         "pw": "s3cret-pw",
         "ports": len(config.ports),
         "grades": {"1": "1092", "2": "1095"},
+        "options": "config.view",  # a view: protocols.dart.options is never imported
         "redacted": "***",
         "version": "9.9.9",
         "metadata": False,

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import protocols
 from collector.decode import decode, parse_hex
 from hil.stack import ROOT
 
@@ -68,3 +69,13 @@ def test_tls_bad_checksum_exit_1() -> None:
     status, lines = cli("--protocol", "tls", TLS_EXAMPLE.replace("EF1F", "EF1E"))
     assert status == 1
     assert lines[0]["error"] == "bad_checksum"
+
+
+def test_protocol_choices_come_from_the_registry() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "collector", "decode", "--help"],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert f"one of: {', '.join(protocols.describable())}" in " ".join(done.stdout.split())
+    status, _ = cli("--protocol", "nosuch", "00")
+    assert status == 2  # argparse's usage error, naming the choices on stderr

@@ -63,9 +63,9 @@ def test_orders_of_each_protocol_reach_the_platform_exactly(
         "ports.0.poll_interval_ms=20",
         f"uplink.port={broker.port}",
         "log.format=json",
-        # DART and two-wire carry no grade code: the simulator's grades per nozzle.
-        'ports.0.dart.grades={1 = "1092", 2 = "1095"}',
     ]
+    if protocol == "dart":  # DART carries no grade code: the simulator's grades per nozzle
+        overrides.append('ports.0.dart.grades={1 = "1092", 2 = "1095"}')
     procs.append(stack.collector(tmp_path, DEMO_CONFIG, overrides))
     truth = sim.wait_lines(lambda line: "order_no" in line, ORDERS, 60)
     lines = receiver.wait_lines(lambda line: line.get("type") == "order", ORDERS, 90)

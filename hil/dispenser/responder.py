@@ -6,7 +6,7 @@ own beyond what its protocol needs (sequence bits, the last frame sent for a
 repeat), and renders / mutates the shared :class:`~hil.dispenser.model.PumpModel`
 objects it was built with. The simulator core (``hil/dispenser/sim.py``)
 owns fuelling sessions, faults and the line; a new protocol is one module
-here plus one entry in :data:`RESPONDERS`.
+here, named by its descriptor's ``responder`` (protocols/descriptor.py).
 
 Contract:
 
@@ -22,7 +22,6 @@ Contract:
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
@@ -48,26 +47,31 @@ class Responder(Protocol):
         ...
 
 
-#: protocol name → (module, class). Imported on first use only, so a
-#: protocol whose responder is still being written does not break the others.
-RESPONDERS: dict[str, tuple[str, str]] = {
-    "sinopec": ("hil.dispenser.sinopec", "SinopecResponder"),
-    "dart": ("hil.dispenser.dart", "DartResponder"),
-    "gilbarco": ("hil.dispenser.gilbarco", "GilbarcoResponder"),
-}
-
-
 class UnknownResponder(LookupError):
     pass
 
 
+def simulated() -> list[str]:
+    """Protocols with a simulated dispenser: their descriptor names a responder."""
+    import protocols
+
+    return sorted(d.name for d in protocols.descriptors() if d.responder is not None)
+
+
 def load_responder(name: str) -> type[Responder]:
-    """The responder class for protocol ``name``, importing its module now."""
-    if name not in RESPONDERS:
-        known = ", ".join(sorted(RESPONDERS))
+    """The responder class of protocol ``name`` (its descriptor's ``responder``),
+    importing its module now, so a protocol whose responder is still being
+    written does not break the others."""
+    import protocols
+
+    try:
+        found = protocols.descriptor(name)
+    except protocols.UnknownProtocol:
+        found = None
+    if found is None or found.responder is None:
+        known = ", ".join(simulated())
         raise UnknownResponder(f"no simulated dispenser for {name!r}; known: {known}")
-    module_name, class_name = RESPONDERS[name]
-    cls: type[Responder] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Responder] = found.load("responder")
     return cls
 
 

@@ -1,6 +1,6 @@
 """The simulated dispenser process: pumps on a pty, any protocol, driven by asyncio.
 
-``python -m hil.dispenser --protocol sinopec|dart|gilbarco --link PATH
+``python -m hil.dispenser --protocol NAME --link PATH
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
 [--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
@@ -11,8 +11,10 @@
   replaced atomically, removed on exit (SIGTERM / SIGINT exit 0).
 - The pumps (:class:`~hil.dispenser.model.PumpModel`, one per address:
   default one pump at address 1, ``--pumps P`` addresses 1..P) sit behind
-  the protocol's responder (:mod:`hil.dispenser.responder`), which answers
-  the master and renders the model in its wire format.
+  the protocol's responder (its descriptor's ``responder``, loaded by
+  :mod:`hil.dispenser.responder`; ``NAME`` is any protocol that names one,
+  an installed third party's too), which answers the master and renders the
+  model in its wire format.
 - Runs K fuelling sessions, started at R per second on average (exponential
   gaps), spread round robin over every nozzle of every pump (nozzle 1 of
   each pump, then nozzle 2 …), one session per nozzle at a time, nozzles in
@@ -62,7 +64,7 @@ from typing import IO
 from hil.dispenser.faults import Fault, LineFaults, parse_fault
 from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, NozzleModel, PumpModel
 from hil.dispenser.ptylink import PtyLink
-from hil.dispenser.responder import RESPONDERS, Responder, answering, load_responder
+from hil.dispenser.responder import Responder, answering, load_responder, simulated
 
 #: Bytes read from the pty per wake-up: more than a few requests' worth.
 READ_CHUNK = 4096
@@ -328,7 +330,7 @@ class Simulator:
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p = argparse.ArgumentParser(prog="python -m hil.dispenser", description=__doc__.split("\n")[0])
-    p.add_argument("--protocol", choices=sorted(RESPONDERS), required=True)
+    p.add_argument("--protocol", choices=simulated(), required=True)
     p.add_argument("--link", type=Path, required=True, help="symlink to create to the pty")
     p.add_argument("--nozzles", type=int, required=True, help="nozzles per pump")
     p.add_argument("--orders", type=int, required=True, help="fuelling sessions in total")

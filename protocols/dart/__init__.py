@@ -7,6 +7,8 @@ DESCRIPTOR = ProtocolDescriptor(
     title="Wayne DART (RS-485)",
     driver="protocols.dart.driver:DartPoller",
     describer="protocols.dart.describe:describe",
+    census="protocols.dart.census:census",
+    options="protocols.dart.options:DartOptions",
     responder="hil.dispenser.dart:DartResponder",
     # protocols.md §3, "Physical": 9600 or 19200 baud, 8O1 seen.
     line_settings=(LineSetting(9600, "O"), LineSetting(19200, "O")),

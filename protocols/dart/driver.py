@@ -143,7 +143,7 @@ class DartPoller:
         volume_decimals: int = 2,
         amount_decimals: int = 2,
         price_decimals: int = 2,
-        grades: Mapping[int, str] | None = None,
+        grades: Mapping[int, str] | Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
         if not addresses:
@@ -163,7 +163,8 @@ class DartPoller:
         self._by_number = {pump.number: pump for pump in self._pumps}
         self._offline_after = offline_after
         self._scale = Scale(volume_decimals, amount_decimals, price_decimals)
-        self._grades = dict(grades or {})
+        # By nozzle number; a config table's keys are TOML text ("1").
+        self._grades = {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
         self._clock = clock
         self._decoder = FrameDecoder()
         self._turn = 0  # index of the pump whose cycle starts next

@@ -9,6 +9,8 @@ DESCRIPTOR = ProtocolDescriptor(
     monitor="protocols.sinopec.monitor:SinopecMonitor",
     bus_monitor=True,
     describer="protocols.sinopec.describe:describe",
+    census="protocols.sinopec.census:census",
+    options="protocols.sinopec.options:SinopecOptions",
     responder="hil.dispenser.sinopec:SinopecResponder",
     # protocols.md §2, "Line settings seen in Chinese dispenser drivers".
     line_settings=(

@@ -1,0 +1,54 @@
+"""What a stretch of line bytes says about the Sinopec link protocol (protocols.md §2).
+
+:func:`census` walks the bytes with the decoder every Sinopec part uses
+(:func:`protocols.sinopec.framer.decode_at`, its recovery rules included),
+so a frame counts as good only when its length and CRC-16/ARC pass. The
+side is told by the addresses: the POS / PC side uses 0xE0–0xF9
+(protocols.md §2, "Addresses"), a pump its logical number, so a frame from
+the POS range to a pump is the master's and one back is the pump's.
+"""
+
+from __future__ import annotations
+
+from protocols.descriptor import Census
+from protocols.events import ProtocolError
+from protocols.sinopec.framer import decode_at
+
+#: The POS / PC side's addresses (protocols.md §2, "Addresses").
+MASTER_ADDRESSES = range(0xE0, 0xFA)
+
+#: Frames described in ``evidence``: enough for a technician to recognise
+#: the traffic, few enough to print on one screen.
+MAX_EVIDENCE = 4
+
+
+def census(data: bytes) -> Census:
+    """Good frames, framing errors (one per garbage run), pump addresses and
+    the master / pump split of ``data``. A frame cut by the end of ``data``
+    is not counted either way."""
+    good = bad = master = pump = 0
+    addresses: set[int] = set()
+    evidence: list[str] = []
+    pos = 0
+    while True:
+        item, consumed = decode_at(data, pos)
+        if consumed == 0:
+            break
+        pos += consumed
+        if isinstance(item, ProtocolError):
+            bad += 1
+            continue
+        if item is None:
+            continue
+        good += 1
+        from_master = item.src in MASTER_ADDRESSES
+        if from_master != (item.dst in MASTER_ADDRESSES):
+            if from_master:
+                master += 1
+                addresses.add(item.dst)
+            else:
+                pump += 1
+                addresses.add(item.src)
+        if len(evidence) < MAX_EVIDENCE:
+            evidence.append(f"sinopec {item.src:02X}→{item.dst:02X} command {item.command:02X}")
+    return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))
