@@ -6,6 +6,10 @@ DESCRIPTOR = ProtocolDescriptor(
     name="dart",
     title="Wayne DART (RS-485)",
     driver="protocols.dart.driver:DartPoller",
+    monitor="protocols.dart.monitor:DartMonitor",
+    # One RS-485 pair carries both directions; the conversation tells them
+    # apart (protocols/dart/monitor.py, docs/protocols/dart.md).
+    bus_monitor=True,
     describer="protocols.dart.describe:describe",
     responder="hil.dispenser.dart:DartResponder",
     # protocols.md §3, "Physical": 9600 or 19200 baud, 8O1 seen.
