@@ -404,7 +404,7 @@ def mutate(chunk: bytes, op: str, value: int) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations=st.lists(MUTATION, max_size=120), bus=st.booleans(), split=st.integers(1, 64))
 def test_mutated_streams_never_raise_nor_invent_a_sale(
     mutations: list[tuple[str, float, int]], bus: bool, split: int
@@ -426,3 +426,29 @@ def test_mutated_streams_never_raise_nor_invent_a_sale(
     assert {as_truth(s) for s in sales} <= truth
     if not mutations:
         assert {as_truth(s) for s in sales} == truth and len(truth) >= 8
+
+
+def test_the_port_config_reaches_the_monitor() -> None:
+    """collector.assembly.make_monitor: decimals and grades as for the poller,
+    the station's clock; options only a poller uses are left out."""
+    from datetime import timezone
+
+    from collector.assembly import make_monitor
+    from config.models_ports import PortConfig
+
+    port = PortConfig(
+        number=1, device="/dev/ttyS1", protocol="dart", mode="listen", addresses=[2],
+        dart={"volume_decimals": 3, "amount_decimals": 1, "grades": {"1": "1092"}},
+    )  # fmt: skip
+    monitor = make_monitor(port, timezone(timedelta(hours=8)))
+    stream = [CAPTURED["poll"], CAPTURED["dc2_dc3_dc1"], ack(0xA)]
+    stream += [CAPTURED["poll"], CAPTURED["dc101"], ack(0xD)]
+    (sale,) = [e for e in monitor.receive_bus(b"".join(stream)) if isinstance(e, Sale)]
+    assert (sale.grade, sale.totalizer_volume_end, sale.totalizer_amount_end) == (
+        "1092",
+        Decimal("0.002"),
+        Decimal("0.2"),
+    )
+    assert abs(sale.ended_at - datetime.now(timezone(timedelta(hours=8))).replace(tzinfo=None)) < (
+        timedelta(minutes=1)
+    )
