@@ -8,6 +8,11 @@ live-fill reports, sale records, totals and identities as on a busy bus.
 Only the driver's work is timed — ``next_request()`` (build) and
 ``receive_data()`` (parse into events) — and divided by the number of
 frames it built and parsed. The issue's goal: ≤ 50 µs per frame.
+A protocol with a passive monitor (relay, listen) also gets the monitor's
+parse cost on the same frames: ``relay_us_per_frame`` (requests and
+responses fed as two streams) and ``bus_us_per_frame`` (one stream, the
+sides told apart by the monitor), each the monitor's calls' time divided by
+the frames fed (goal ≤ 20 µs).
 One JSON line per protocol; ``--json``: one JSON object for all of them.
 """
 
@@ -25,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hil.dispenser.model import PumpModel
 from hil.dispenser.responder import load_responder
-from protocols import load_driver
+from protocols import descriptor, load_driver, load_monitor
 from protocols.events import Sale
 
 TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
@@ -37,6 +42,7 @@ def run(protocol: str, seconds: float) -> dict[str, object]:
     pumps = [PumpModel.create(address, 4, rng) for address in (1, 2)]
     responder = load_responder(protocol)(pumps)
     driver = load_driver(protocol)([1, 2])
+    watch = Watchers(protocol)
     now = 0.0
     timed = 0.0
     frames = sales = 0
@@ -61,6 +67,7 @@ def run(protocol: str, seconds: float) -> dict[str, object]:
             continue
         frames += 1
         reply = responder.receive_data(request, now)
+        watch.feed(request, reply)
         if not reply:
             driver.response_timeout()
             continue
@@ -77,7 +84,40 @@ def run(protocol: str, seconds: float) -> dict[str, object]:
         "frames": frames,
         "sales": sales,
         "us_per_frame": round(timed / frames * 1e6, 1),
+        **watch.result(frames),
     }
+
+
+class Watchers:
+    """The protocol's monitor as a relay and as a bus tap, timed apart."""
+
+    def __init__(self, protocol: str) -> None:
+        found = descriptor(protocol)
+        cls = load_monitor(protocol) if found.monitor else None
+        self.relay = cls([1, 2]) if cls else None
+        self.bus = cls([1, 2]) if cls and found.bus_monitor else None
+        self.relay_s = self.bus_s = 0.0
+        self.sales = 0
+
+    def feed(self, request: bytes, reply: bytes) -> None:
+        if self.relay is not None:
+            t0 = time.perf_counter()
+            events = self.relay.receive_request(request) + self.relay.receive_response(reply)
+            self.relay_s += time.perf_counter() - t0
+            self.sales += sum(isinstance(e, Sale) for e in events)
+        if self.bus is not None:
+            t0 = time.perf_counter()
+            self.bus.receive_bus(request + reply)
+            self.bus_s += time.perf_counter() - t0
+
+    def result(self, frames: int) -> dict[str, object]:
+        out: dict[str, object] = {}
+        if self.relay is not None:
+            out["relay_us_per_frame"] = round(self.relay_s / frames * 1e6, 1)
+            out["monitor_sales"] = self.sales
+        if self.bus is not None:
+            out["bus_us_per_frame"] = round(self.bus_s / frames * 1e6, 1)
+        return out
 
 
 def main() -> int:

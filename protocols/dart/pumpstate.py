@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypeVar
 
-from protocols.dart.framer import ADR_MIN, Transaction, transaction_bytes
+from protocols.dart.framer import ADR_MIN, Transaction
 from protocols.dart.messages import (
     ST_FILLING,
     ST_FILLING_COMPLETED,
@@ -98,6 +98,12 @@ def remember(memo: dict[K, V], key: K, value: V) -> V:
         while len(memo) > MAX_REMEMBERED_KEYS:
             del memo[next(iter(memo))]
     return memo[key]
+
+
+def as_sent(trans: int, data: bytes) -> bytes:
+    """A transaction of a decoded frame as it sat in the frame (TRANS, LNG, data):
+    plain bytes, as construct's build costs ~5 µs a piece on every sale read."""
+    return bytes((trans, len(data))) + data
 
 
 @dataclass(frozen=True)
@@ -203,13 +209,13 @@ class PumpState:
             if isinstance(reply, Dc1):
                 dc1 = reply
             elif isinstance(reply, Dc2 | Dc3):
-                fill_raw += transaction_bytes(trans, data)
+                fill_raw += as_sent(trans, data)
                 if isinstance(reply, Dc2):
                     dc2 = reply
                 else:
                     dc3 = reply
             elif isinstance(reply, Dc101):
-                totals.append((reply, transaction_bytes(trans, data)))
+                totals.append((reply, as_sent(trans, data)))
         for m in messages:
             if isinstance(m, Dc9):
                 events += self.identity_events(m.pump_id)
