@@ -452,3 +452,30 @@ def test_the_port_config_reaches_the_monitor() -> None:
     assert abs(sale.ended_at - datetime.now(timezone(timedelta(hours=8))).replace(tzinfo=None)) < (
         timedelta(minutes=1)
     )
+
+
+def test_the_pos_simulators_commands_are_what_the_driver_may_never_send() -> None:
+    """hil/pos_commands.py builds a station POS's authorise and price frames:
+    the monitor counts them by name, and the collector's driver refuses them (D20)."""
+    from hil.pos_commands import DartCommands
+    from protocols.base import ForbiddenCommand
+    from protocols.dart.framer import decode
+
+    commands = DartCommands([1], ["authorise", "price"])
+    assert commands.next_frame() is not None  # authorise: nozzle 1 before any is seen
+    assert commands.next_frame() is None  # price: no price read yet
+    commands.observe([NozzleStatus(1, 1, NozzleState.IDLE, price=Decimal("7.85"))])
+    authorise, price = commands.next_frame(), commands.next_frame()
+    assert authorise is not None and price is not None
+    monitor = DartMonitor([1])
+    monitor.receive_request(authorise + price)
+    c = monitor.counters
+    names = ("pos_cmd_allowed_nozzles", "pos_cmd_authorise", "pos_cmd_price_update")
+    assert [c[name] for name in names] == [1, 1, 1]
+    for wire in (authorise, price):
+        frame, _ = decode(wire)
+        assert isinstance(frame, Frame)
+        with pytest.raises(ForbiddenCommand):
+            DartPoller([1])._emit(frame)
+    assert decode(price)[0] == Frame.data(0x50, 2, [(0x05, H("000785"))])
+    assert commands.answered(encode_frame(Frame.ack(0x50, 2))) and commands.acked == 1
