@@ -479,3 +479,56 @@ def test_the_pos_simulators_commands_are_what_the_driver_may_never_send() -> Non
             DartPoller([1])._emit(frame)
     assert decode(price)[0] == Frame.data(0x50, 2, [(0x05, H("000785"))])
     assert commands.answered(encode_frame(Frame.ack(0x50, 2))) and commands.acked == 1
+
+
+def test_one_pump_losing_power_at_any_step_on_a_bus() -> None:
+    """One pump on the line goes silent at each step of the poller's
+    conversation in turn: after a POLL nobody answered, the master's next
+    DATA to that pump (``01 01 00``) must not be taken for the pump's."""
+    unconfirmed = 0
+    for phase in range(6):
+        rng = random.Random(phase)
+        pump = PumpModel.create(1, 2, rng)
+        responder = DartResponder([pump])
+        poller = DartPoller([1], clock=lambda: CLOCK)
+        monitor = DartMonitor([1], clock=lambda: CLOCK)
+        polled: list[Event] = []
+        watched: list[Event] = []
+        for turn in range(400):
+            now = turn * 0.02
+            if turn == 100 + phase:
+                pump.silent_until = now + 1.0
+            if turn % 50 == 5:
+                nozzle = pump.nozzle(1 + (turn // 50) % 2)
+                if pump.can_start(nozzle):
+                    pump.lift(nozzle, 900 + turn)
+                    pump.start_fuel(nozzle, now, 0.2)
+            for nozzle in pump.nozzles:
+                if nozzle.state == "fuelling" and nozzle.live_volume(now) >= nozzle.target:
+                    pump.hang_up(nozzle, CLOCK)
+            request = poller.next_request()
+            assert request is not None
+            watched += monitor.receive_bus(request)
+            answer = responder.receive_data(request, now)
+            events = []
+            if answer:
+                watched += monitor.receive_bus(answer)
+                events = poller.receive_data(answer)
+            if poller.awaiting_response:
+                events += poller.response_timeout()
+            for event in events:
+                if isinstance(event, Sale):
+                    poller.sale_committed(event)
+            polled += events
+        # The monitor is one frame behind (the last answer awaits its ACK).
+        mine = comparable(watched)
+        assert mine == comparable(polled)[: len(mine)] and len(mine) >= len(comparable(polled)) - 3
+        assert sum(isinstance(e, Sale) for e in mine) == 8
+        assert [(e.address, e.online) for e in watched if isinstance(e, PumpLink)] == [
+            (1, True),
+            (1, False),
+            (1, True),
+        ]
+        assert monitor.counters["unknown_side"] == 0
+        unconfirmed += monitor.counters["unconfirmed_answers"]
+    assert unconfirmed >= 2  # the case arose, and was read right
