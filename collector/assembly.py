@@ -39,14 +39,31 @@ def make_driver(port: PortConfig, tz: tzinfo) -> Any:
     the driver's ``clock``: give it the station's wall clock, naive like a
     dispenser's own TIME field, so every order's ``ended_at`` means the same.
     """
+    from protocols import load_driver
+
+    return _with_options(load_driver(port.protocol), port, tz, only_taken=False)
+
+
+def make_monitor(port: PortConfig, tz: tzinfo) -> Any:
+    """The port's passive monitor (relay, listen) with the options of its
+    protocol it takes (a DART monitor reads sales with the driver's decimal
+    places, grades and clock; the ones only a poller uses are left out)."""
+    from protocols import load_monitor
+
+    return _with_options(load_monitor(port.protocol), port, tz, only_taken=True)
+
+
+def _with_options(cls: Any, port: PortConfig, tz: tzinfo, *, only_taken: bool) -> Any:
+    """``cls(addresses, **options)``; ``only_taken``: the options its signature
+    names (a driver takes them all: one it does not is a bug, and raises)."""
     import inspect
     from datetime import datetime
 
-    from protocols import load_driver
-
-    cls = load_driver(port.protocol)
+    taken = inspect.signature(cls).parameters
     kwargs = option_kwargs(port.options)
-    if "clock" in inspect.signature(cls).parameters:
+    if only_taken:
+        kwargs = {k: v for k, v in kwargs.items() if k in taken}
+    if "clock" in taken:
         kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
     return cls(port.addresses, **kwargs)
 
@@ -194,8 +211,6 @@ def make_port(
             on_commit=uplink.wake,
             edge=edge,
         )
-    from protocols import load_monitor
-
     sink = PortSink(
         number=pc.number,
         store=store,
@@ -205,7 +220,7 @@ def make_port(
         on_commit=uplink.wake,
         edge=edge,
     )
-    monitor = load_monitor(pc.protocol)(pc.addresses)
+    monitor = make_monitor(pc, tz)
     if pc.mode == "relay":
         from collector.relay import RelayPort
 

@@ -1,13 +1,19 @@
 """A station POS on a pty: the master of a dispenser link, for relay tests.
 
 ``python -m hil.pos --protocol sinopec --link PATH --addresses 1,2
-[--poll-ms 30] [--timeout-ms 300] [--record PREFIX]``
+[--poll-ms 30] [--timeout-ms 300] [--record PREFIX]
+[--commands authorise,price --command-every-ms 500]``
 
 It creates a pty whose slave is reachable as ``--link`` (the collector's
 relay opens it as its POS side) and polls through it with our own poll
 driver, confirming every sale as a real POS would (the POS is allowed to:
 it is the station's business system). Each sale read prints one JSON line
-``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout.
+``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout; with
+``--commands``, ``{"commands_sent": {...}, "commands_acked": N}`` at exit.
+
+``--commands`` (DART): between its reads, at most every
+``--command-every-ms``, the POS also authorises and sets prices as a
+station's POS does (:mod:`hil.pos_commands`; never the collector, D20).
 
 ``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
 received to ``PREFIX.rx`` (flushed as it goes), so a test can compare
@@ -28,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from hil.dispenser.ptylink import PtyLink
+from hil.pos_commands import COMMANDS
 from protocols import load_driver
 from protocols.events import Sale
 
@@ -47,6 +54,12 @@ class Pos:
             self.rx = open(f"{args.record}.rx", "wb")  # noqa: SIM115
         self.received = asyncio.Queue[bytes]()
         self.stopping = False
+        self.commands = None
+        if args.commands:
+            if args.protocol not in COMMANDS:
+                raise SystemExit(f"--commands: none for protocol {args.protocol!r}")
+            self.commands = COMMANDS[args.protocol](args.addresses, args.commands.split(","))
+        self.next_command = 0.0
 
     def close(self) -> None:
         for f in (self.tx, self.rx):
@@ -73,6 +86,9 @@ class Pos:
             if request is not None:
                 self._write(request)
                 await self._response(loop, timeout)
+            if self._command_due(loop.time()):
+                self.next_command = loop.time() + self.args.command_every_ms / 1000
+                await self._command(loop, timeout)
             await asyncio.sleep(self.args.poll_ms / 1000)
         # One more window for the answer to the last request (kept in .rx).
         await asyncio.sleep(timeout)
@@ -86,6 +102,29 @@ class Pos:
             self.tx.write(data)
             self.tx.flush()
 
+    def _command_due(self, now: float) -> bool:
+        """A command may go now: asked for, its time, and not inside a read."""
+        between = not getattr(self.driver, "mid_exchange", False)
+        return self.commands is not None and between and now >= self.next_command
+
+    async def _command(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """One authorise / price frame and its ACK (bytes kept from the driver)."""
+        assert self.commands is not None
+        frame = self.commands.next_frame()
+        if frame is None:
+            return
+        self._write(frame)
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                async with asyncio.timeout(remaining):
+                    chunk = await self.received.get()
+            except TimeoutError:
+                break
+            if self.commands.answered(chunk):
+                return
+        self.commands.gave_up()
+
     async def _response(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         deadline = loop.time() + timeout
         while self.driver.awaiting_response:
@@ -98,7 +137,10 @@ class Pos:
                     chunk = await self.received.get()
             except TimeoutError:
                 continue
-            for event in self.driver.receive_data(chunk):
+            events = self.driver.receive_data(chunk)
+            if self.commands is not None:
+                self.commands.observe(events)
+            for event in events:
                 if isinstance(event, Sale):
                     self.driver.sale_committed(event)  # the POS confirms
                     line = {"nozzle": f"a{event.address}.n{event.nozzle}",
@@ -119,6 +161,9 @@ async def amain(args: argparse.Namespace) -> int:
         await pos.run()
     finally:
         pos.close()
+    if pos.commands is not None:
+        done = {"commands_sent": pos.commands.sent, "commands_acked": pos.commands.acked}
+        print(json.dumps(done), flush=True)
     return 0
 
 
@@ -130,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-ms", type=float, default=30)
     p.add_argument("--timeout-ms", type=float, default=300)
     p.add_argument("--record", help="write PREFIX.tx and PREFIX.rx")
+    p.add_argument("--commands", help="also send these, e.g. authorise,price (DART)")
+    p.add_argument("--command-every-ms", type=float, default=500)
     args = p.parse_args(argv)
     args.addresses = [int(a) for a in args.addresses.split(",")]
     print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)

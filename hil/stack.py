@@ -221,11 +221,13 @@ def pos(
     record: Path | None = None,
     poll_ms: int = 30,
     protocol: str = "sinopec",
+    extra: Sequence[str] = (),
 ) -> Proc:
-    """Start ``python -m hil.pos``: a station POS polling through ``link``."""
+    """Start ``python -m hil.pos``: a station POS polling through ``link``;
+    ``extra`` adds flags (``--commands authorise,price``)."""
     argv = [
         sys.executable, "-m", "hil.pos", "--protocol", protocol, "--link", str(link),
-        "--addresses", addresses, "--poll-ms", str(poll_ms),
+        "--addresses", addresses, "--poll-ms", str(poll_ms), *extra,
     ]  # fmt: skip
     if record is not None:
         argv += ["--record", str(record)]

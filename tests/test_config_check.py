@@ -64,3 +64,15 @@ def test_a_child_past_its_time_is_killed_and_reaped() -> None:
     assert status is None
     children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
     assert children == []
+
+
+def test_relay_and_listen_are_accepted_for_dart(tmp_path: Path) -> None:
+    """DART has a bus monitor (protocols/dart/monitor.py): both passive modes check."""
+    port = 'protocol = "sinopec"'
+    assert port in DEMO.read_text()
+    relay = f'protocol = "dart"\nmode = "relay"\npos_device = "{tmp_path}/pos"'
+    for edit in (relay, 'protocol = "dart"\nmode = "listen"'):
+        assert check(tmp_path, DEMO.read_text().replace(port, edit, 1)) == {
+            "errors": [],
+            "pydantic": False,
+        }

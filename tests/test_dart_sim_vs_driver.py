@@ -103,6 +103,7 @@ class Outcome:
     pumps: list[PumpModel]
     faults: LineFaults
     driver: DartPoller
+    responder: DartResponder
 
 
 def simulate(
@@ -149,7 +150,7 @@ def simulate(
                 links.append(event)
     else:
         pytest.fail(f"not finished: {len(sales)} of {len(sims)} sales read")
-    return Outcome(sims, sales, statuses, links, pumps, faults, driver)
+    return Outcome(sims, sales, statuses, links, pumps, faults, driver, responder)
 
 
 @pytest.mark.parametrize("seed", [20261122, 1, 2])
@@ -168,6 +169,8 @@ def test_every_sale_read_exactly_on_a_noisy_line(seed: int) -> None:
     assert live and {s.address for s in live} == {1, 2}
     assert {s.state for s in out.statuses} >= {NozzleState.IDLE, NozzleState.LIFTED}
     assert last_links(out.links) == {1: True, 2: True}
+    # D20, seen from the pump: the poller never sent a command a POS may send.
+    assert out.responder.writes == {} and out.responder.refused == 0
 
 
 def test_every_sale_read_exactly_on_a_bad_line() -> None:
@@ -231,12 +234,28 @@ def test_responder_link_level() -> None:
 
 
 @pytest.mark.parametrize(
-    "transactions", [[(0x01, H("06"))], [(0x05, H("000785"))], [(0x01, H("00")), (0x03, H("00"))]]
+    "transactions",
+    [[(0x01, H("07"))], [(0x05, H("0007"))], [(0x01, H("00")), (0x03, H("00"))], [(0x07, H(""))]],
 )
-def test_responder_refuses_writes(transactions: list[tuple[int, bytes]]) -> None:
+def test_responder_refuses_what_it_does_not_know(transactions: list[tuple[int, bytes]]) -> None:
     responder, _, _ = responder_with_sale()
     assert say(responder, Frame.data(0x52, 1, transactions)) == Frame.nak(0x52, 1)
-    assert responder.refused == 1
+    assert responder.refused == 1 and responder.writes == {}
+
+
+def test_responder_acks_and_counts_a_pos_s_writes() -> None:
+    """A station POS authorises and sets prices (never the collector, D20)."""
+    responder, pump, _ = responder_with_sale()
+    authorise = [(0x02, H("0102")), (0x01, H("06"))]  # allowed nozzles 1, 2; authorise
+    assert say(responder, Frame.data(0x52, 1, authorise)) == Frame.ack(0x52, 1)
+    assert say(responder, Frame.poll(0x52)) == Frame.eot(0x52, 0)  # a write asks for no answer
+    prices = [(0x05, H("000799") + H("000812"))]  # nozzle 1: 7.99; nozzle 2 is busy: kept
+    busy = pump.nozzle(2).price
+    pump.lift(pump.nozzle(2), 500)
+    assert say(responder, Frame.data(0x52, 2, prices)) == Frame.ack(0x52, 2)
+    assert (pump.nozzle(1).price, pump.nozzle(2).price) == (799, busy)
+    assert responder.writes == {"allowed_nozzles": 1, "authorise": 1, "price_update": 1}
+    assert responder.refused == 0
 
 
 def test_responder_takes_a_sale_once_dc2_and_dc101_are_acknowledged() -> None:

@@ -6,11 +6,19 @@ powered off (``responder.answering``).
 
 Link level (the behaviour protocols/dart/driver.py expects of a pump):
 
-- DATA from the master → ACK with its seq. Its transactions are the command
-  answered at the next POLL; a reply not yet acknowledged is dropped (the
-  master moved on). A DATA with anything but CD1 DCC 00 / 04 or CD101 → NAK,
-  counted in :attr:`DartResponder.refused`: the simulated pump implements
-  no write command, so a D20 breach shows in that counter.
+- DATA from the master → ACK with its seq. Its read transactions (CD1 DCC
+  00 / 04, CD101) are the command answered at the next POLL; a reply not
+  yet acknowledged is dropped (the master moved on).
+- A station POS also sends what a collector never may (SPEC D20): the
+  commands named in :data:`protocols.dart.monitor.CD1_COMMANDS` and
+  :data:`~protocols.dart.monitor.POS_TRANSACTIONS` (authorise, reset, stop,
+  allowed nozzles, presets, price update …). They are ACKed and counted by
+  name in :attr:`DartResponder.writes` — the D20 witness: a poll driver run
+  against this pump must leave it empty. Only a price update acts: each
+  3-byte BCD price goes to the nozzle of its position, if idle (the
+  customers of the simulator fill on their own, authorised or not).
+  Anything else (an unknown TRANS or DCC, a layout that does not fit) →
+  NAK, counted in :attr:`DartResponder.refused`.
 - POLL → the reply not yet acknowledged, again with its seq; else the answer
   to the last command as a new DATA frame (our seq + 1, cycling 0–15); else
   EOT (nothing to say).
@@ -62,6 +70,7 @@ from protocols.dart.messages import (
     DCC_RETURN_FILLING_INFO,
     DCC_RETURN_STATUS,
     MAX_NOZZLE,
+    PRICE_BCD,
     ST_AUTHORISED,
     ST_FILLING,
     ST_FILLING_COMPLETED,
@@ -75,13 +84,34 @@ from protocols.dart.messages import (
     Dc9,
     Dc101,
     Request,
+    bcd_decode,
     build,
     parse_request,
 )
+from protocols.dart.monitor import CD1_COMMANDS, POS_TRANSACTIONS
 from protocols.dart.pumpstate import ADR_OFFSET, MAX_PUMP, MIN_PUMP
 
 #: Read-only requests a simulated pump answers (all the collector may send, D20).
 READ_DCC = frozenset({DCC_RETURN_STATUS, DCC_RETURN_FILLING_INFO})
+
+#: LNG a POS command must have to be accepted (the sources of
+#: protocols/dart/monitor.py: presets are 4 BCD bytes, a price 3 per nozzle).
+PRESET_LNG = 4
+TRANS_CD2, TRANS_CD3, TRANS_CD4, TRANS_CD5 = 0x02, 0x03, 0x04, 0x05
+
+
+def write_name(trans: int, data: bytes) -> str | None:
+    """The name of a POS command this pump accepts (module doc); None: refused."""
+    if trans == 0x01:
+        dcc = data[0] if len(data) == 1 else None
+        return CD1_COMMANDS.get(dcc) if dcc is not None and dcc not in READ_DCC else None
+    fits = {
+        TRANS_CD2: 1 <= len(data) <= MAX_NOZZLE and all(1 <= n <= MAX_NOZZLE for n in data),
+        TRANS_CD3: len(data) == PRESET_LNG and bcd_decode(data) is not None,
+        TRANS_CD4: len(data) == PRESET_LNG and bcd_decode(data) is not None,
+        TRANS_CD5: 0 < len(data) <= PRICE_BCD * MAX_NOZZLE and len(data) % PRICE_BCD == 0,
+    }
+    return POS_TRANSACTIONS[trans] if fits.get(trans, False) else None
 
 
 def order_no_of(sale: SimSale) -> str:
@@ -144,6 +174,7 @@ class DartResponder:
             self.links[adr] = _Link(pump)
         self.decoder = FrameDecoder()
         self.refused = 0  # DATA frames with a transaction we do not implement
+        self.writes: dict[str, int] = {}  # POS commands accepted, by name (D20 witness)
 
     def receive_data(self, data: bytes, now: float) -> bytes:
         out = bytearray()
@@ -162,11 +193,23 @@ class DartResponder:
         """The frame ``link``'s pump answers ``frame`` with; None: silence."""
         adr, kind, unacked = frame.adr, frame.kind, link.unacked
         if kind == "data":
-            requests = [parse_request(t, d) for t, d in frame.transactions]
-            if not all(self._readable(r) for r in requests):
-                self.refused += 1
-                return Frame.nak(adr, frame.seq)
-            link.command = tuple(r for r in requests if isinstance(r, Cd1 | Cd101))
+            reads: list[Request] = []
+            writes: list[tuple[str, int, bytes]] = []
+            for trans, data in frame.transactions:
+                request, name = parse_request(trans, data), write_name(trans, data)
+                if name is not None:
+                    writes.append((name, trans, data))
+                elif self._readable(request):
+                    assert isinstance(request, Cd1 | Cd101)
+                    reads.append(request)
+                else:
+                    self.refused += 1
+                    return Frame.nak(adr, frame.seq)
+            for name, trans, data in writes:
+                self.writes[name] = self.writes.get(name, 0) + 1
+                if trans == TRANS_CD5:
+                    self.set_prices(link.pump, data)
+            link.command = tuple(reads) or None
             link.unacked = None
             return Frame.ack(adr, frame.seq)
         if kind == "poll":
@@ -186,6 +229,15 @@ class DartResponder:
             link.unacked, link.seq = _Reply(again, unacked.dc2_of, unacked.dc101_of), 1
             return again
         return None
+
+    @staticmethod
+    def set_prices(pump: PumpModel, data: bytes) -> None:
+        """A CD5 price list: price i (3 BCD bytes) for nozzle i, applied while it is idle."""
+        for i in range(0, len(data), PRICE_BCD):
+            price = bcd_decode(data[i : i + PRICE_BCD])
+            nzn = i // PRICE_BCD + 1
+            if price and nzn <= len(pump.nozzles) and not pump.nozzle(nzn).busy:
+                pump.nozzle(nzn).price = price
 
     @staticmethod
     def _readable(request: object) -> bool:

@@ -6,6 +6,10 @@ DESCRIPTOR = ProtocolDescriptor(
     name="dart",
     title="Wayne DART (RS-485)",
     driver="protocols.dart.driver:DartPoller",
+    monitor="protocols.dart.monitor:DartMonitor",
+    # One RS-485 pair carries both directions; the conversation tells them
+    # apart (protocols/dart/monitor.py, docs/protocols/dart.md).
+    bus_monitor=True,
     describer="protocols.dart.describe:describe",
     census="protocols.dart.census:census",
     options="protocols.dart.options:DartOptions",

@@ -82,9 +82,7 @@ from protocols.dart.framer import (
     SEQ_MASK,
     Frame,
     FrameDecoder,
-    Transaction,
     encode_frame,
-    transaction_bytes,
 )
 from protocols.dart.messages import (
     DCC_RETURN_FILLING_INFO,
@@ -94,24 +92,14 @@ from protocols.dart.messages import (
     TRANS_CD101,
     Cd1,
     Cd101,
-    Dc1,
-    Dc2,
-    Dc3,
-    Dc5,
-    Dc9,
-    Dc101,
-    Reply,
     build,
-    parse_reply,
     parse_request,
 )
 from protocols.dart.pumpstate import (
-    COMPLETED_STATUSES,
     FUELLING_STATUSES,
     MAX_PUMP,
     MIN_PUMP,
     Cycle,
-    Fill,
     PumpState,
     Scale,
     remember,
@@ -347,50 +335,23 @@ class DartPoller:
         return [PumpLink(pump.number, online=True)]
 
     def _on_data(self, cycle: Cycle, frame: Frame) -> list[Event]:
-        pump, events = cycle.pump, list[Event]()
-        replies: list[tuple[Reply, Transaction]] = []
-        for trans, data in frame.transactions:
-            reply = parse_reply(trans, data)
-            if reply is None:
-                self._counts["unknown_trans"] += 1
-            elif isinstance(reply, ProtocolError):
-                events.append(ProtocolError(reply.kind, reply.detail, pump.number))
-            else:
-                replies.append((reply, (trans, data)))
-        msgs = [r for r, _ in replies]
-        dc1 = next((m for m in reversed(msgs) if isinstance(m, Dc1)), None)
-        dc2 = next((m for m in reversed(msgs) if isinstance(m, Dc2)), None)
-        dc3 = next((m for m in reversed(msgs) if isinstance(m, Dc3)), None)
-        for m in msgs:
-            if isinstance(m, Dc9):
-                events += pump.identity_events(m.pump_id)
-        codes = [m.code for m in msgs if isinstance(m, Dc5)]
-        if codes or (dc1 is not None and cycle.goal == "status"):
-            events += pump.alarm_events(codes, complete=dc1 is not None and cycle.goal == "status")
-        if dc1 is not None:
-            pump.status = dc1.status
-            cycle.completed = dc1.status in COMPLETED_STATUSES
+        pump = cycle.pump
+        events, reading = pump.read(
+            frame.transactions,
+            status_answer=cycle.goal == "status",
+            scale=self._scale,
+            clock=self._clock,
+        )
+        self._counts["unknown_trans"] += reading.unknown
+        if reading.dc1 is not None:
+            cycle.completed = pump.completed
             if not cycle.completed:
-                pump.seen_at, cycle.fill = None, None
-            elif pump.seen_at is None:
-                pump.seen_at = self._clock()
-        if dc3 is not None:
-            pump.nozzle = dc3.nozzle or None
-            pump.nozzle_out, pump.price = dc3.nozzle_out, dc3.price
-        if dc1 is not None or dc2 is not None or dc3 is not None:
-            events += pump.statuses(dc2, self._scale)
-        if (
-            dc2 is not None
-            and cycle.goal == "final"
-            and cycle.completed
-            and pump.nozzle == cycle.nozzle
-            and pump.price is not None
-        ):
-            raw = b"".join(transaction_bytes(*t) for m, t in replies if isinstance(m, Dc2 | Dc3))
-            cycle.fill = Fill(cycle.nozzle, dc2.volume, dc2.amount, pump.price, raw)
-        for m, (trans, data) in replies:
-            if isinstance(m, Dc101):
-                wire = transaction_bytes(trans, data)
-                events += cycle.totals(m, wire, self._scale, self._grades, self._clock)
-        cycle.answered = cycle.answered or cycle.answered_by(msgs)
+                cycle.fill = None
+        final = cycle.goal == "final" and cycle.completed
+        if final and pump.nozzle == cycle.nozzle:
+            cycle.fill = pump.fill(reading) or cycle.fill
+        for dc101, wire in reading.totals:
+            fill = cycle.fill if final else None
+            events += pump.sale_or_totals(dc101, wire, fill, self._scale, self._grades, self._clock)
+        cycle.answered = cycle.answered or cycle.answered_by(reading.messages)
         return events

@@ -1,9 +1,14 @@
-"""What :class:`~protocols.dart.driver.DartPoller` knows about one fuelling point.
+"""What a DART master knows about one fuelling point, and how a pump's words read.
 
-The driver owns the conversation; this module holds what it learnt (a
-:class:`PumpState` per pump, a :class:`Cycle` for the pump being read) and
-turns what a pump said into normalised events. Rules (sales in the driver's
-doc):
+The poll driver (:class:`~protocols.dart.driver.DartPoller`) owns its
+conversation and the passive monitor (:class:`~protocols.dart.monitor.DartMonitor`)
+watches someone else's; both keep a :class:`PumpState` per pump and read
+every DATA frame a pump sends with the one interpreter here,
+:meth:`PumpState.read`, so both turn the same words into the same events.
+What differs is only when a DC2 counts as a completed fill's final values
+(the poller: in the answer to its own final read, :class:`Cycle`; the
+monitor: see its doc) — both through :meth:`PumpState.fill` and
+:meth:`PumpState.sale_or_totals`. Rules (sales in the driver's doc):
 
 Nozzle state from DC1 (pump status) and DC3 (NOZIO of the pump's current
 nozzle); a DART fuelling point uses one nozzle at a time:
@@ -21,7 +26,8 @@ with a nozzle 1–15) no :class:`NozzleStatus` is emitted for it.
 
 Alarms: the answer to a status request (CD1 DCC 00) lists every active
 alarm as one DC5 each; a code that appears is raised, a code that an answer
-to a status request no longer lists is cleared. A pump that sends DC5 only
+to a status request no longer lists is cleared (the reader says whether the
+frame answers a status request: ``status_answer``). A pump that sends DC5 only
 once therefore shows as an alarm raised and cleared (an alarm event).
 
 Identity: DC9 is reported when it differs from the last one reported.
@@ -29,12 +35,12 @@ Identity: DC9 is reported when it differs from the last one reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypeVar
 
-from protocols.dart.framer import ADR_MIN
+from protocols.dart.framer import ADR_MIN, Transaction
 from protocols.dart.messages import (
     ST_FILLING,
     ST_FILLING_COMPLETED,
@@ -44,12 +50,25 @@ from protocols.dart.messages import (
     ST_SWITCHED_OFF,
     Dc1,
     Dc2,
+    Dc3,
+    Dc5,
+    Dc9,
     Dc101,
     Reply,
     alarm_code,
+    parse_reply,
     scaled,
 )
-from protocols.events import DeviceAlarm, Event, Identity, NozzleState, NozzleStatus, Sale, Totals
+from protocols.events import (
+    DeviceAlarm,
+    Event,
+    Identity,
+    NozzleState,
+    NozzleStatus,
+    ProtocolError,
+    Sale,
+    Totals,
+)
 
 #: Pump number n (1..32, what a config's ``addresses`` list) ↔ ADR 0x4F + n:
 #: the 32 fuelling points of protocols.md §3 map onto ADR 0x50–0x6F.
@@ -81,6 +100,12 @@ def remember(memo: dict[K, V], key: K, value: V) -> V:
     return memo[key]
 
 
+def as_sent(trans: int, data: bytes) -> bytes:
+    """A transaction of a decoded frame as it sat in the frame (TRANS, LNG, data):
+    plain bytes, as construct's build costs ~5 µs a piece on every sale read."""
+    return bytes((trans, len(data))) + data
+
+
 @dataclass(frozen=True)
 class Scale:
     """Implied decimal places of the BCD values (configuration, protocols.md §3)."""
@@ -88,6 +113,25 @@ class Scale:
     volume: int = 2
     amount: int = 2
     price: int = 2
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What one DATA frame from a pump said, parsed (the last of each kind wins).
+
+    ``messages`` are its good transactions in order; ``totals`` each DC101
+    with its transaction bytes (the sale's evidence); ``fill_raw`` the DC2
+    and DC3 transactions as received; ``unknown`` counts transactions of a
+    TRANS we do not read.
+    """
+
+    messages: tuple[Reply, ...]
+    dc1: Dc1 | None
+    dc2: Dc2 | None
+    dc3: Dc3 | None
+    totals: tuple[tuple[Dc101, bytes], ...]
+    fill_raw: bytes
+    unknown: int
 
 
 @dataclass(frozen=True)
@@ -124,6 +168,118 @@ class PumpState:
     @property
     def adr(self) -> int:
         return ADR_OFFSET + self.number
+
+    @property
+    def completed(self) -> bool:
+        """The last DC1 shows a completed fill (filling completed / max reached)."""
+        return self.status in COMPLETED_STATUSES
+
+    def read(
+        self,
+        transactions: Iterable[Transaction],
+        *,
+        status_answer: bool,
+        scale: Scale,
+        clock: Callable[[], datetime],
+    ) -> tuple[list[Event], Reading]:
+        """Take in one DATA frame this pump sent; the events it means (module doc).
+
+        ``status_answer``: the frame answers a status request (CD1 DCC 00),
+        so its DC5 list is complete and a code it lacks is cleared. DC101 is
+        left to :meth:`sale_or_totals` (whether it closes a sale is the
+        caller's rule); everything else is applied here: identity, alarms,
+        status (and when a completed fill was first seen), nozzle, price
+        and the nozzle statuses.
+        """
+        events: list[Event] = []
+        messages: list[Reply] = []
+        totals: list[tuple[Dc101, bytes]] = []
+        fill_raw = b""
+        unknown = 0
+        dc1 = dc2 = dc3 = None
+        for trans, data in transactions:
+            reply = parse_reply(trans, data)
+            if reply is None:
+                unknown += 1
+                continue
+            if isinstance(reply, ProtocolError):
+                events.append(ProtocolError(reply.kind, reply.detail, self.number))
+                continue
+            messages.append(reply)
+            if isinstance(reply, Dc1):
+                dc1 = reply
+            elif isinstance(reply, Dc2 | Dc3):
+                fill_raw += as_sent(trans, data)
+                if isinstance(reply, Dc2):
+                    dc2 = reply
+                else:
+                    dc3 = reply
+            elif isinstance(reply, Dc101):
+                totals.append((reply, as_sent(trans, data)))
+        for m in messages:
+            if isinstance(m, Dc9):
+                events += self.identity_events(m.pump_id)
+        codes = [m.code for m in messages if isinstance(m, Dc5)]
+        complete = dc1 is not None and status_answer
+        if codes or complete:
+            events += self.alarm_events(codes, complete=complete)
+        if dc1 is not None:
+            self.status = dc1.status
+            if not self.completed:
+                self.seen_at = None
+            elif self.seen_at is None:
+                self.seen_at = clock()
+        if dc3 is not None:
+            self.nozzle = dc3.nozzle or None
+            self.nozzle_out, self.price = dc3.nozzle_out, dc3.price
+        if dc1 is not None or dc2 is not None or dc3 is not None:
+            events += self.statuses(dc2, scale)
+        reading = Reading(tuple(messages), dc1, dc2, dc3, tuple(totals), fill_raw, unknown)
+        return events, reading
+
+    def fill(self, reading: Reading) -> Fill | None:
+        """The completed fill ``reading`` shows: its DC2 while the pump shows a
+        completed fill on a named nozzle at a known price; else None."""
+        dc2 = reading.dc2
+        if dc2 is None or not self.completed or self.nozzle is None or self.price is None:
+            return None
+        return Fill(self.nozzle, dc2.volume, dc2.amount, self.price, reading.fill_raw)
+
+    def sale_or_totals(
+        self,
+        dc101: Dc101,
+        wire: bytes,
+        fill: Fill | None,
+        scale: Scale,
+        grades: Mapping[int, str],
+        clock: Callable[[], datetime],
+    ) -> list[Event]:
+        """DC101 → the :class:`Sale` of ``fill`` when it is that nozzle's (see the
+        driver doc), else :class:`Totals`; nothing for a sale already committed."""
+        volume_total = scaled(dc101.volume, scale.volume)
+        amount_total = scaled(dc101.amount, scale.amount)
+        if fill is None or dc101.counter != fill.nozzle:
+            return [Totals(self.number, dc101.counter, volume_total, amount_total)]
+        key = f"{fill.nozzle}:{dc101.volume}"
+        ended_at = remember(self.ended_at, key, self.seen_at or clock())
+        self.seen_at = None  # the next completed fill gets its own time
+        if key in self.committed:
+            return []
+        sale = Sale(
+            address=self.number,
+            nozzle=fill.nozzle,
+            order_no=str(dc101.volume),
+            ended_at=ended_at,
+            grade=grades.get(fill.nozzle, ""),
+            price=scaled(fill.price, scale.price),
+            volume=scaled(fill.volume, scale.volume),
+            amount=scaled(fill.amount, scale.amount),
+            totalizer_volume_end=volume_total,
+            totalizer_amount_end=amount_total,
+            key=key,
+            raw=fill.raw + wire,
+        )
+        return [sale]
 
     def current_state(self) -> NozzleState:
         if self.status in FUELLING_STATUSES:
@@ -193,7 +349,7 @@ class Cycle:
     nozzle: int = 0  # the nozzle of that fill (the final goal's CD101 COUN)
     fill: Fill | None = None  # its DC2, read by the final goal
 
-    def answered_by(self, msgs: list[Reply]) -> bool:
+    def answered_by(self, msgs: Sequence[Reply]) -> bool:
         """Do these replies answer the goal (DC1 / DC2 / DC101 of the nozzle)?"""
         if self.goal == "status":
             return any(isinstance(m, Dc1) for m in msgs)
@@ -201,39 +357,3 @@ class Cycle:
             return any(isinstance(m, Dc2) for m in msgs)
         nozzle = self.nozzle if self.fill is not None else None
         return any(isinstance(m, Dc101) and m.counter == nozzle for m in msgs)
-
-    def totals(
-        self,
-        dc101: Dc101,
-        wire: bytes,
-        scale: Scale,
-        grades: Mapping[int, str],
-        clock: Callable[[], datetime],
-    ) -> list[Event]:
-        """DC101 → the completed fill's :class:`Sale` (see the driver doc), or :class:`Totals`."""
-        pump, fill = self.pump, self.fill
-        volume_total = scaled(dc101.volume, scale.volume)
-        amount_total = scaled(dc101.amount, scale.amount)
-        final = self.goal == "final" and self.completed
-        if not (final and fill is not None and dc101.counter == fill.nozzle):
-            return [Totals(pump.number, dc101.counter, volume_total, amount_total)]
-        key = f"{fill.nozzle}:{dc101.volume}"
-        ended_at = remember(pump.ended_at, key, pump.seen_at or clock())
-        pump.seen_at = None  # the next completed fill gets its own time
-        if key in pump.committed:
-            return []
-        sale = Sale(
-            address=pump.number,
-            nozzle=fill.nozzle,
-            order_no=str(dc101.volume),
-            ended_at=ended_at,
-            grade=grades.get(fill.nozzle, ""),
-            price=scaled(fill.price, scale.price),
-            volume=scaled(fill.volume, scale.volume),
-            amount=scaled(fill.amount, scale.amount),
-            totalizer_volume_end=volume_total,
-            totalizer_amount_end=amount_total,
-            key=key,
-            raw=fill.raw + wire,
-        )
-        return [sale]

@@ -1,0 +1,102 @@
+"""What a station POS sends besides its reads: authorisations and prices.
+
+A real POS owns its pumps: it authorises each fill and sets the prices —
+what SPEC D20 forbids the collector. ``python -m hil.pos --commands
+authorise,price`` interleaves such frames between its reads (which are our
+own poll driver's), so relay and listen tests see a line as a station has
+it. One class per protocol that has them; DART only for now.
+
+DART (the layouts the sources of protocols/dart/monitor.py give):
+
+- ``authorise``: one DATA frame ``[CD2 allowed nozzles, CD1 DCC 06]`` to a
+  pump — its nozzles seen so far (nozzle 1 before any), then authorise;
+- ``price``: ``[CD5 prices]`` — the price of nozzles 1..n as last read
+  from the pump's DC3 (so the simulated pump's prices, and the ground
+  truth, do not change); skipped until every nozzle up to n has been seen.
+
+Each goes to the next pump in turn and waits for its ACK or NAK. Its
+sequence nibble is the POS's own per pump (the simulated pump does not
+check it). These frames are built here, in ``hil/``, never in
+``protocols/``: no product code can send them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from protocols.dart.framer import SEQ_MASK, Frame, FrameDecoder, encode_frame
+from protocols.dart.messages import PRICE_BCD, bcd_encode
+from protocols.dart.monitor import CD1_COMMANDS
+from protocols.dart.pumpstate import ADR_OFFSET
+from protocols.events import Event, NozzleStatus
+
+TRANS_CD1, TRANS_CD2, TRANS_CD5 = 0x01, 0x02, 0x05
+DCC_AUTHORISE = next(dcc for dcc, name in CD1_COMMANDS.items() if name == "authorise")
+#: Price decimals of the simulated pumps (0.01 yuan/L, hil/dispenser/model.py).
+PRICE_DECIMALS = 2
+
+
+class DartCommands:
+    """Authorise / price frames for DART pumps, round robin (module doc)."""
+
+    KINDS = ("authorise", "price")
+
+    def __init__(self, addresses: Sequence[int], kinds: Sequence[str]) -> None:
+        unknown = set(kinds) - set(self.KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"commands must be among {', '.join(self.KINDS)}: {sorted(unknown)}")
+        self.addresses = list(addresses)
+        self.kinds = list(kinds)
+        self.turn = 0
+        self.seq: dict[int, int] = {}
+        self.prices: dict[int, dict[int, Decimal]] = {a: {} for a in addresses}
+        self.decoder = FrameDecoder()
+        self.waiting: int | None = None  # ADR whose ACK / NAK we wait for
+        self.sent: dict[str, int] = {}
+        self.acked = 0  # commands the pump acknowledged (NAK: refused)
+
+    def observe(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, NozzleStatus) and event.price is not None:
+                self.prices.setdefault(event.address, {})[event.nozzle] = event.price
+
+    def next_frame(self) -> bytes | None:
+        """The next command on the wire; None when it has nothing to say yet."""
+        kind = self.kinds[self.turn % len(self.kinds)]
+        address = self.addresses[(self.turn // len(self.kinds)) % len(self.addresses)]
+        self.turn += 1
+        known = self.prices.get(address, {})
+        if kind == "authorise":
+            nozzles = bytes(sorted(known) or [1])
+            items = [(TRANS_CD2, nozzles), (TRANS_CD1, bytes([DCC_AUTHORISE]))]
+        else:
+            count = max(known, default=0)
+            if not count or any(n not in known for n in range(1, count + 1)):
+                return None
+            raw = [int(known[n].scaleb(PRICE_DECIMALS)) for n in range(1, count + 1)]
+            items = [(TRANS_CD5, b"".join(bcd_encode(p, PRICE_BCD) for p in raw))]
+        adr = ADR_OFFSET + address
+        seq = self.seq.get(adr, 0)
+        self.seq[adr] = (seq + 1) & SEQ_MASK
+        self.waiting = adr
+        self.sent[kind] = self.sent.get(kind, 0) + 1
+        return encode_frame(Frame.data(adr, seq, items))
+
+    def answered(self, data: bytes) -> bool:
+        """Did ``data`` bring the pump's ACK or NAK to the last command?"""
+        for item in self.decoder.receive_data(data):
+            if isinstance(item, Frame) and item.adr == self.waiting and item.kind in ("ack", "nak"):
+                self.waiting = None
+                self.acked += item.kind == "ack"
+                return True
+        return False
+
+    def gave_up(self) -> None:
+        """No answer within the deadline: forget it (and any half frame)."""
+        self.waiting = None
+        self.decoder.flush()
+
+
+#: protocol → its commands class (``--commands`` is refused for the others).
+COMMANDS = {"dart": DartCommands}
