@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +18,7 @@ import structlog
 
 from collector.daemon import Collector
 from collector.web.app import WebApp
-from collector.web.auth import write_hash_file
+from collector.web.auth import FREE_FAILURES, write_hash_file
 from collector.web.server import WebServer
 from config.loader import load_config
 from tests.web_client import Client, csrf_of
@@ -127,3 +128,151 @@ def test_a_save_while_config_set_is_planned_waits_and_is_never_lost(tmp_path: Pa
     assert "waits for confirmation" in page, "the save came after, and was refused"
     assert tomllib.loads(config_file.read_text())["uplink"]["heartbeat_s"] == 20
     assert (tmp_path / "station.toml.prev").read_text() == original
+
+
+def started_app(tmp_path: Path, config_text: str | None = None) -> tuple[WebApp, Path]:
+    config_file = tmp_path / "station.toml"
+    text = config_text or DEMO_CONFIG.read_text()
+    store = tmp_path / "store.sqlite"
+    config_file.write_text(text.replace('path = ".demo/store.sqlite"', f'path = "{store}"'))
+    password_file = tmp_path / "web-password"
+    write_hash_file(password_file, "pump-island-7")
+    collector = Collector(load_config(config_file), config_file)
+    return WebApp(
+        collector, password_file, config_file, hosts=["collector.station.lan"]
+    ), config_file
+
+
+def test_every_answer_carries_the_security_headers_and_the_page_no_inline_code(
+    tmp_path: Path,
+) -> None:
+    app, _ = started_app(tmp_path)
+
+    async def main() -> None:
+        async with serving(app) as port:
+            client = Client(port)
+            login = await client.get("/")
+            await client.login("pump-island-7")
+            state = await client.get("/api/state")
+            assert state.status == 503 and "no such store file" in state.text, "answered, no 500"
+            for reply in (login, await client.get("/config"), state):
+                csp = reply.header("Content-Security-Policy") or ""
+                assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+                assert "unsafe-inline" not in csp
+                assert reply.header("X-Content-Type-Options") == "nosniff"
+                assert reply.header("Referrer-Policy") == "no-referrer"
+            for page in (login, await client.get("/config"), await client.get("/orders")):
+                assert "<script>" not in page.text and "style=" not in page.text
+            js = await client.get("/static/page.js")
+            assert "javascript" in (js.header("Content-Type") or "")
+
+    asyncio.run(main())
+
+
+def test_a_host_the_page_does_not_serve_is_refused(tmp_path: Path) -> None:
+    app, _ = started_app(tmp_path)
+
+    async def main() -> None:
+        async with serving(app) as port:
+            for host, status in (
+                (f"127.0.0.1:{port}", 200),
+                (f"localhost:{port}", 200),
+                ("collector.station.lan", 200),  # [web] hosts: a TLS proxy's name
+                (f"evil.example:{port}", 421),  # DNS rebinding
+                (f"127.0.0.1:{port + 1}", 421),
+                ("127.0.0.1", 421),
+                (f"127.0.0.1:{port}0", 421),
+            ):
+                reply = await Client(port, host=host).get("/api/status")
+                assert reply.status == status, (host, reply.status)
+
+    asyncio.run(main())
+
+
+def test_logout_without_its_token_still_ends_the_session(tmp_path: Path) -> None:
+    app, _ = started_app(tmp_path)
+
+    async def main() -> None:
+        async with serving(app) as port:
+            client = Client(port)
+            await client.login("pump-island-7")
+            token = client.cookies["fc_session"]
+            assert (await client.get("/config")).status == 200
+            await client.post("/logout", {})
+            client.cookies["fc_session"] = token  # a copy of the cookie kept
+            assert (await client.get("/config")).status == 302, "back to the login"
+            assert len(app.sessions) == 0
+
+    asyncio.run(main())
+
+
+def test_slots_in_page_content_are_never_filled(tmp_path: Path) -> None:
+    text = DEMO_CONFIG.read_text() + "\n# {{CSRF}} {{AUTH}} {{VIEW}} {{BODY}}\n"
+    app, _ = started_app(tmp_path, text)
+
+    async def main() -> None:
+        async with serving(app) as port:
+            client = Client(port)
+            await client.login("pump-island-7")
+            page = (await client.get("/config")).text
+            assert "# {{CSRF}} {{AUTH}} {{VIEW}} {{BODY}}" in page
+            csrf = csrf_of(page)
+            assert page.count(csrf) == 2, "the logout form's and the editor's, nowhere else"
+
+    asyncio.run(main())
+
+
+def test_malformed_forms_are_400_never_a_traceback(tmp_path: Path) -> None:
+    app, _ = started_app(tmp_path)
+
+    async def main() -> None:
+        async with serving(app) as port:
+            assert app.server is not None
+            client = Client(port)
+            await client.get("/")
+            for body, ctype, status in (
+                (b"csrf=%zz&password=x", "application/x-www-form-urlencoded", 400),
+                (b"csrf=\xff", "application/x-www-form-urlencoded", 400),
+                (b"csrf=a&csrf=b", "application/x-www-form-urlencoded", 400),
+                (b'{"password": "x"}', "application/json", 415),
+                (b"x" * 2000, "application/x-www-form-urlencoded", 413),  # no session: 1 KiB
+            ):
+                reply = await client.request("POST", "/login", body, {"Content-Type": ctype})
+                assert reply.status == status, (body[:20], reply.status, reply.text)
+            refused = app.server.refusals.total
+            assert "handler_error" not in refused and refused["bad_request"] == 4
+
+    asyncio.run(main())
+
+
+def test_the_anonymous_status_never_reads_the_store(tmp_path: Path) -> None:
+    app, _ = started_app(tmp_path)
+    store = Path(app.collector.config.store.path)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    store.write_bytes(b"not a database")  # any store query would fail
+
+    async def main() -> None:
+        async with serving(app) as port:
+            reply = await Client(port).get("/api/status")
+            assert reply.status == 200
+            status = json.loads(reply.body)
+            assert set(status) == {
+                "running", "ports_online", "ports_total", "uplink_connected", "clock"
+            }  # fmt: skip
+
+    asyncio.run(main())
+
+
+def test_one_address_locked_while_another_logs_in(tmp_path: Path) -> None:
+    app, _ = started_app(tmp_path)
+
+    async def main() -> None:
+        async with serving(app) as port:
+            stranger, technician = Client(port, "127.0.0.66"), Client(port, "127.0.0.1")
+            for _ in range(FREE_FAILURES):
+                assert "Wrong password" in (await stranger.login("guess-guess")).text
+            locked = await stranger.login("pump-island-7")
+            assert locked.status == 429 and 'id="locked"' in locked.text
+            assert (await technician.login("pump-island-7")).status == 302
+
+    asyncio.run(main())

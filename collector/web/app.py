@@ -20,6 +20,7 @@ import ipaddress
 import json
 import re
 import secrets
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from collector import control, logs
+from collector import control, logs, storeview
 from collector.config_check import check_config_text
 from collector.web.auth import (
     ChecksBusy,
@@ -76,6 +77,8 @@ SECURITY_HEADERS = (
     ("Referrer-Policy", "no-referrer"),
     ("Cache-Control", "no-store"),
 )
+#: What a store query may raise (a missing or damaged store): answered, not a 500.
+STORE_ERRORS = (storeview.StoreUnavailable, sqlite3.Error)
 STATIC = {"/static/page.js": "text/javascript; charset=utf-8", "/static/page.css": "text/css"}
 _PLACEHOLDER = re.compile(r"(\{\{[A-Z]+\}\})")
 
@@ -305,10 +308,14 @@ class WebApp:
         if self.session_of(request.head) is None:
             return Response(401, b'{"error": "login required"}', "application/json")
         c, state = self.collector, {}
-        # Not "buffer": it counts every stored record; status has the unsent count.
-        for name in ("status", "ports", "nozzles", "tanks", "alarms", "uplink"):
-            state[name] = await control.QUERIES[name](c, {"query": name, "limit": 10})
-        state["orders"] = await control.q_orders(c, {"query": "orders", "limit": 10})
+        try:
+            # Not "buffer": it counts every stored record; status has the unsent count.
+            for name in ("status", "ports", "nozzles", "tanks", "alarms", "uplink"):
+                state[name] = await control.QUERIES[name](c, {"query": name, "limit": 10})
+            state["orders"] = await control.q_orders(c, {"query": "orders", "limit": 10})
+        except STORE_ERRORS as exc:
+            error = json.dumps({"error": f"store: {exc}"}).encode()
+            return Response(503, error, "application/json")
         state["web"] = self.server.stats() if self.server is not None else {}
         return Response(200, json.dumps(state, default=str).encode(), "application/json")
 
@@ -316,7 +323,10 @@ class WebApp:
         session = self.session_of(request.head)
         if session is None:
             return redirect("/")
-        rows = await control.q_orders(self.collector, {"query": "orders", "limit": 100})
+        try:
+            rows = await control.q_orders(self.collector, {"query": "orders", "limit": 100})
+        except STORE_ERRORS as exc:
+            return self.page("orders", f'<p class="err">{html.escape(str(exc))}</p>', session)
         cols = ("nozzle", "nseq", "order_no", "grade", "volume", "amount", "ended_at", "sent")
         head = "".join(f"<th>{c}</th>" for c in cols)
         body = "".join(
