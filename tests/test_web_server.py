@@ -95,23 +95,52 @@ def test_connections_per_address_and_in_all() -> None:
             extra_r, _ = await connect(port, "127.0.0.2")
             assert await closed_by_server(extra_r) == b"", "the 4th from one address: closed"
             held += [await connect(port, "127.0.0.3") for _ in range(3)]
-            # A 7th from a new address: the total is full and nobody is idle.
+            for _, writer in held:  # all six busy: none can make room
+                writer.write(get("/slow"))
+            while not all(c.state == "handling" for c in server.connections):
+                await asyncio.sleep(0.01)  # polls the condition, it sets no pace
             seventh_r, _ = await connect(port, "127.0.0.4")
             assert await closed_by_server(seventh_r) == b""
             assert len(server.connections) == 6
-            # One held connection finishes a request and idles in keep-alive:
-            # a newcomer takes its place.
-            reader, writer = held[0]
-            writer.write(get("/a"))
-            assert (await reader.readuntil(b"GET /a b''")).startswith(b"HTTP/1.1 200")
-            newcomer_r, newcomer_w = await connect(port, "127.0.0.5")
-            assert await closed_by_server(reader) == b"", "the idle one made room"
-            newcomer_w.write(get("/b", "Connection: close\r\n"))
-            assert b"GET /b" in await closed_by_server(newcomer_r)
             refused = server.refusals.total
             assert refused["too_many_from_address"] == 1 and refused["too_many_connections"] == 1
             for _, writer in held:
                 writer.close()
+
+    run(main())
+
+
+def test_an_idle_connection_makes_room() -> None:
+    async def main() -> None:
+        async with serving(Limits(connections=2)) as (server, port, _log):
+            first_r, first_w = await connect(port, "127.0.0.2")
+            first_w.write(get("/a"))
+            assert (await first_r.readuntil(b"GET /a b''")).startswith(b"HTTP/1.1 200")
+            second_r, second_w = await connect(port, "127.0.0.3")
+            second_w.write(get("/b"))  # busy, cannot be closed for room
+            await second_r.readuntil(b"GET /b b''")
+            third_r, third_w = await connect(port, "127.0.0.4")
+            third_w.write(get("/c", "Connection: close\r\n"))
+            assert b"GET /c" in await closed_by_server(third_r)
+            assert await closed_by_server(first_r) == b"", "the one idle longest made room"
+            assert not server.refusals.total, "closing an idle keep-alive is no refusal"
+            second_w.close()
+
+    run(main())
+
+
+def test_a_silent_connection_of_the_busiest_address_makes_room() -> None:
+    async def main() -> None:
+        async with serving(Limits(connections=4, per_address=3)) as (server, port, _log):
+            silent = [await connect(port, "127.0.1.1") for _ in range(3)]
+            silent.append(await connect(port, "127.0.1.2"))
+            reader, writer = await connect(port, "127.0.0.1")  # the technician
+            writer.write(get("/page", "Connection: close\r\n"))
+            assert b"GET /page" in await closed_by_server(reader)
+            assert await closed_by_server(silent[0][0]) == b"", "the busiest address's oldest"
+            assert server.refusals.total["evicted_waiting"] == 1
+            for _, w in silent:
+                w.close()
 
     run(main())
 

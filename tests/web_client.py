@@ -34,6 +34,9 @@ class Reply:
 
 
 def parse_reply(raw: bytes) -> Reply:
+    """An answer; status 0 when the server closed without one (a bound)."""
+    if not raw:
+        return Reply(0, [], b"")
     head, _, body = raw.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])

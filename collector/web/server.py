@@ -6,11 +6,14 @@ connection, in the daemon's own event loop:
 
 * **Admission** — at most :data:`MAX_CONNECTIONS` open, at most
   :data:`MAX_PER_ADDRESS` from one address (an IPv6 address counts by its
-  /64). Past the total, the connection idle the longest in keep-alive is
-  closed to make room; if none is idle, the new one is closed at once. The
-  file descriptors the page can hold are thus ≤ :data:`MAX_CONNECTIONS`, far
-  below the unit's 1024, so the uplink and the control socket always have
-  theirs.
+  /64). Past the total, room is made by closing the connection idle the
+  longest in keep-alive, else one still waiting for its request head — from
+  the address holding the most connections, the oldest of them. A browser
+  sends its head as soon as it connects and is then never closed for room,
+  so a flood of silent connections churns among itself and the technician
+  still gets in; with no such connection, the new one is closed at once. The file descriptors the
+  page can hold are thus ≤ :data:`MAX_CONNECTIONS`, far below the unit's
+  1024, so the uplink and the control socket always have theirs.
 * **Memory** — the kernel reads into one preallocated buffer of
   :data:`~collector.web.http.MAX_HEAD_BYTES` per connection (no allocation
   per read, no unbounded stream buffer); a body is read into a buffer of
@@ -179,14 +182,27 @@ class WebServer:
         if self.per_address[conn.peer] >= self.limits.per_address:
             return "too_many_from_address"
         if len(self.connections) >= self.limits.connections:
-            idle = [c for c in self.connections if c.state == "idle"]
-            if not idle:
+            victim = self.victim()
+            if victim is None:
                 return "too_many_connections"
-            self.release(min(idle, key=lambda c: c.idle_since))
+            if victim.state != "idle":
+                self.refusals.add("evicted_waiting", victim.peer, "room for a new connection")
+            self.release(victim)
         self.connections.add(conn)
         self.per_address[conn.peer] += 1
         conn.admitted = True
         return None
+
+    def victim(self) -> Connection | None:
+        """The connection to close for a new one: idle the longest, else one
+        waiting for its head from the busiest address, the oldest of those."""
+        idle = [c for c in self.connections if c.state == "idle"]
+        if idle:
+            return min(idle, key=lambda c: c.since)
+        waiting = [c for c in self.connections if c.state == "head"]
+        if not waiting:
+            return None
+        return min(waiting, key=lambda c: (-self.per_address[c.peer], c.since))
 
     def release(self, conn: Connection) -> None:
         """Forget ``conn`` and close it (idempotent)."""
@@ -223,7 +239,8 @@ class Connection(asyncio.BufferedProtocol):
         self.task: asyncio.Task[None] | None = None
         self.requests = 0
         self.keep_alive = False
-        self.idle_since = 0.0
+        #: When the current state began (idle or waiting for a head).
+        self.since = time.monotonic()
 
     # -- asyncio callbacks ------------------------------------------------
 
@@ -242,7 +259,7 @@ class Connection(asyncio.BufferedProtocol):
         # Any unsent byte pauses us: a response is taken before the next is read.
         transport.set_write_buffer_limits(high=0)
         self.buffer = bytearray(MAX_HEAD_BYTES)
-        self.state = "head"
+        self.state, self.since = "head", time.monotonic()
         self.arm(self.limits.head_s, "head_timeout")
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -257,7 +274,7 @@ class Connection(asyncio.BufferedProtocol):
                 self.dispatch()
             return
         if self.state == "idle":
-            self.state = "head"
+            self.state, self.since = "head", time.monotonic()
             self.arm(self.limits.head_s, "head_timeout")
         if self.state == "head":
             self.filled += nbytes
@@ -355,8 +372,7 @@ class Connection(asyncio.BufferedProtocol):
             self.state = "closed"
             self.transport.close()
             return
-        self.state = "idle"
-        self.idle_since = time.monotonic()
+        self.state, self.since = "idle", time.monotonic()
         self.transport.resume_reading()
         if self.filled:  # a pipelined request already read
             self.state = "head"
