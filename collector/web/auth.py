@@ -21,8 +21,6 @@ Pure Python and no I/O but the hash file: tested without a browser.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import hashlib
 import hmac
 import os
@@ -30,7 +28,6 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,8 +184,10 @@ def _malloc_trim() -> None:
     """
     global _trim
     if _trim is None:
-        try:
-            _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        import ctypes  # imported by the first login, not by the daemon's start
+
+        try:  # the process's own symbols: the C library it runs on
+            _trim = ctypes.CDLL(None).malloc_trim
         except (OSError, AttributeError):
             _trim = False
     if _trim:
@@ -220,7 +219,7 @@ class PasswordChecks:
     """
 
     def __init__(self) -> None:
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: Any = None  # a ThreadPoolExecutor from the first check on
         self._addresses: set[str] = set()
 
     @property
@@ -231,6 +230,8 @@ class PasswordChecks:
         if address in self._addresses or len(self._addresses) > MAX_WAITING_CHECKS:
             raise ChecksBusy
         if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="web-password")
         self._addresses.add(address)
         loop = asyncio.get_running_loop()

@@ -24,7 +24,6 @@ fails closed, never open.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator
 from typing import Any
 
@@ -213,6 +212,8 @@ class _Scanner:
 
 def _decode_quoted_key(token: str) -> str:
     """A quoted key as the TOML parser reads it (escapes included)."""
+    import tomllib  # on the config editor's first use, not at the daemon's start
+
     try:
         return str(tomllib.loads(f"k = {token}")["k"])
     except tomllib.TOMLDecodeError:
@@ -267,6 +268,8 @@ def _secrets_in(data: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
 
 def mask_checked(text: str) -> str:
     """:func:`mask`, then proven by ``tomllib``: every secret is the placeholder."""
+    import tomllib
+
     masked = mask(text)
     try:
         data = tomllib.loads(masked)
