@@ -25,6 +25,7 @@ from collector.web.http import (
     RequestHead,
     Response,
     decode_form,
+    host_allowed,
     parse_cookies,
     parse_head,
 )
@@ -219,3 +220,18 @@ def test_fuzz_the_form_decoder() -> None:
         expected = {k.encode("latin-1").decode(): v.encode("latin-1").decode() for k, v in pairs}
         assert form == expected, data
     assert decoded > FUZZ_INPUTS // 5
+
+
+def test_host_names_the_address_served_or_a_configured_name() -> None:
+    local = ("192.168.1.10", 8080)
+    assert host_allowed("192.168.1.10:8080", local)
+    assert host_allowed("COLLECTOR.lan", local, ["collector.lan"]), "a name: any port"
+    assert host_allowed("collector.lan:8443", local, ["collector.lan:8443"])
+    assert not host_allowed("collector.lan:9999", local, ["collector.lan:8443"])
+    assert not host_allowed("localhost:8080", local), "localhost only on loopback"
+    assert host_allowed("localhost:8080", ("127.0.0.1", 8080))
+    assert host_allowed("[::1]:8080", ("::1", 8080, 0, 0)[:2])
+    assert host_allowed("192.168.1.10:8080", ("::ffff:192.168.1.10", 8080))
+    assert host_allowed("192.168.1.10", ("192.168.1.10", 80)), "no port: 80"
+    for bad in ("", "evil.example:8080", "192.168.1.10:80", "192.168.1.10:8080x", "[::1"):
+        assert not host_allowed(bad, local), bad

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import ipaddress
 import json
 import re
 import secrets
@@ -46,6 +45,7 @@ from collector.web.http import (
     RequestHead,
     Response,
     decode_form,
+    host_allowed,
     media_type,
     parse_cookies,
 )
@@ -106,48 +106,6 @@ def _cookie(name: str, value: str, max_age: int | None = None) -> tuple[str, str
 
 def redirect(location: str, *headers: tuple[str, str]) -> Response:
     return Response(302, b"", headers=[("Location", location), *headers])
-
-
-def _split_host(host: str) -> tuple[str, int | None]:
-    """``name:port`` / ``[v6]:port`` / ``name`` → (name, port)."""
-    if host.startswith("["):
-        name, _, rest = host[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    else:
-        name, colon, port_text = host.rpartition(":")
-        name, port = (name, port_text) if colon else (host, None)
-    if port is None:
-        return name, None
-    return name, int(port) if port.isdigit() and len(port) <= 5 else -1
-
-
-def _normal_ip(text: str) -> str | None:
-    try:
-        ip = ipaddress.ip_address(text.partition("%")[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return str(ip)
-
-
-def host_allowed(host: str, local: tuple[str, int], names: Sequence[str] = ()) -> bool:
-    """Whether a request's ``Host`` names this page: the address and port the
-    connection arrived at (``localhost`` too on loopback), or a name of
-    ``[web] hosts`` (a TLS proxy's; a name without a port matches any). A
-    page reached under another name (DNS rebinding) is refused."""
-    host = host.strip().lower()
-    name, port = _split_host(host)
-    for allowed in names:
-        allowed = allowed.lower()
-        if host == allowed or (":" not in allowed.strip("[]") and name == allowed):
-            return True
-    if port == -1 or (port or 80) != local[1]:
-        return False
-    local_ip = _normal_ip(local[0])
-    if name == "localhost":
-        return local_ip is not None and ipaddress.ip_address(local_ip).is_loopback
-    return local_ip is not None and _normal_ip(name) == local_ip
 
 
 Route = Callable[[Request, dict[str, str]], Awaitable[Response]]

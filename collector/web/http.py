@@ -26,7 +26,9 @@ for the log); no other exception leaves these functions, whatever the bytes
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 #: The whole head (request line and headers). A browser's request to this page
@@ -172,6 +174,48 @@ def parse_cookies(header: str) -> dict[str, str]:
         if eq and name and name not in out:
             out[name] = value.strip().strip('"')
     return out
+
+
+def _split_host(host: str) -> tuple[str, int | None]:
+    """``name:port`` / ``[v6]:port`` / ``name`` → (name, port)."""
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    else:
+        name, colon, port_text = host.rpartition(":")
+        name, port = (name, port_text) if colon else (host, None)
+    if port is None:
+        return name, None
+    return name, int(port) if port.isdigit() and len(port) <= 5 else -1
+
+
+def _normal_ip(text: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return str(ip)
+
+
+def host_allowed(host: str, local: tuple[str, int], names: Sequence[str] = ()) -> bool:
+    """Whether a request's ``Host`` names this page: the address and port the
+    connection arrived at (``localhost`` too on loopback), or a name of
+    ``[web] hosts`` (a TLS proxy's; a name without a port matches any). A
+    page reached under another name (DNS rebinding) is refused."""
+    host = host.strip().lower()
+    name, port = _split_host(host)
+    for allowed in names:
+        allowed = allowed.lower()
+        if host == allowed or (":" not in allowed.strip("[]") and name == allowed):
+            return True
+    if port == -1 or (port or 80) != local[1]:
+        return False
+    local_ip = _normal_ip(local[0])
+    if name == "localhost":
+        return local_ip is not None and ipaddress.ip_address(local_ip).is_loopback
+    return local_ip is not None and _normal_ip(name) == local_ip
 
 
 def media_type(content_type: str) -> str:
