@@ -171,6 +171,11 @@ class WebApp:
         response.headers.extend(SECURITY_HEADERS)
         return response
 
+    def count(self, kind: str, peer: str, detail: str = "") -> None:
+        """A refused login, counted and logged like the server's refusals."""
+        if self.server is not None:
+            self.server.refusals.add(kind, peer, detail)
+
     def page(
         self, view: str, body: str, session: Session | None, *headers: tuple[str, str]
     ) -> Response:
@@ -232,12 +237,15 @@ class WebApp:
         if stored is None or not hash_is_usable(stored):
             return self.login_page(peer)
         if (wait := self.guard.locked_for(peer)) > 0:
+            self.count("login_locked", peer, f"{wait:.0f} s to wait")
             return self.login_page(peer, f"登录已锁定 Login locked for {wait:.0f} s", 429)
         try:
             ok = await self.checks.verify(peer, form.get("password", ""), stored)
         except ChecksBusy:
+            self.count("login_busy", peer, f"{self.checks.pending} checks pending")
             return self.login_page(peer, "稍后再试 Busy checking passwords; try again", 429)
         if not self.guard.attempt(peer, ok):
+            self.count("wrong_password", peer)
             return self.login_page(peer, "密码错误 Wrong password")
         log.info("web_login", peer=peer)
         return redirect("/", _cookie(COOKIE, self.sessions.create()))
