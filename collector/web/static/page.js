@@ -9,7 +9,8 @@ function render(s){
     `平台 Uplink: <b class="${up.connected?"on":"off"}" id="uplink">${up.connected?"已连接 connected":"断开 down"}</b>` +
     (up.link ? ` <span id="link">${esc(up.link.name)}${up.link.primary?"":" (备用 backup)"}</span>` : "") + ` · ` +
     `未上传 Unsent: <b id="unsent">${st.unsent}</b> · 端口 Ports ${st.ports_online}/${st.ports_total} · ` +
-    `时钟偏差 Clock offset: ${st.clock_offset_ms} ms · ${esc(st.clock)}`;
+    `时钟偏差 Clock offset: ${st.clock_offset_ms} ms · ${esc(st.clock)}` +
+    (s.web && s.web.refused ? ` · 网页拒绝 Web refused: <b id="web-refused">${Object.values(s.web.refused).reduce((a, b) => a + b, 0)}</b>` : "");
   document.getElementById("ports").innerHTML = cards(s.ports.map(p =>
     `<div class="card ${p.online?"idle":"offline"}" id="port-${p.number}">端口 Port ${p.number}<br>` +
     `<b class="${p.online?"on":"off"}">${p.online?"在线 online":"离线 offline"}</b><br>${esc(p.protocol)} · ${p.sales}</div>`));
