@@ -280,8 +280,8 @@ class Collector:
                 tasks.append(tg.create_task(self.config_changes.run()))
             if self.ota is not None:
                 tasks.append(tg.create_task(self.ota.run()))
-            if self.config.web.listen:
-                tasks.append(tg.create_task(self._web(self.config.web.listen)))
+            if self.config.web.bind is not None:
+                tasks.append(tg.create_task(self._web(self.config.web.bind)))
             await self._stop.wait()
             log.info("stopping")
             sdnotify.notify("STOPPING=1")
@@ -297,14 +297,15 @@ class Collector:
         except OSError as exc:
             log.error("control_failed", socket=self.config.control.socket, error=str(exc))
 
-    async def _web(self, listen: str) -> None:
-        """The local web page (issue #9); a failure never stops collecting."""
+    async def _web(self, bind: tuple[str, int]) -> None:
+        """The local web page; a failure never stops collecting."""
         from collector.web.app import serve
 
+        web = self.config.web
         try:
-            await serve(self, listen, Path(self.config.web.password_file), self.config_path)
+            await serve(self, bind, Path(web.password_file), self.config_path, web.hosts)
         except OSError as exc:
-            log.error("web_failed", listen=listen, error=str(exc))
+            log.error("web_failed", listen=web.listen, error=str(exc))
 
     async def _supervise(self, port: Port) -> None:
         """Keep one port running; a failed line is reopened with backoff.

@@ -13,9 +13,9 @@ import sys
 
 #: Top-level packages a running collector must not have imported at start:
 #: the config validator (pydantic: ≈ 18 MB; the daemon holds config/view.py
-#: views), tools and test libraries installed beside it, and parts imported
-#: only on demand — microdot (only with ``[web] listen``; collector/web),
-#: sqlite_utils (``forecourt`` tools, not the store). Not listed: gmssl
+#: views), tools and test libraries installed beside it (microdot: the web
+#: page has its own small server, collector/web/server.py), and parts imported
+#: only on demand — sqlite_utils (``forecourt`` tools, not the store). Not listed: gmssl
 #: (≈ 0.9 MB) — with commands on, the start checks that the device's SM2 key
 #: pair belongs together (uplink/keys.py), and every command's signature
 #: needs it anyway, so it would be loaded by the first command of the day.

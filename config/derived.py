@@ -35,6 +35,59 @@ def parse_offset(text: str) -> dt.timedelta:
     return -offset if sign == "-" else offset
 
 
+#: ``[web] listen`` given as a port alone binds this: the page is on the
+#: gateway itself unless another interface is named.
+WEB_DEFAULT_HOST = "127.0.0.1"
+_LISTEN_PORT = re.compile(r"^[0-9]{1,5}$")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``[web] listen`` → (host, port): ``"8080"`` or ``":8080"`` (loopback),
+    ``"127.0.0.1:8080"``, ``"0.0.0.0:8080"`` (every interface, explicitly),
+    ``"[::1]:8080"``, ``"localhost:8080"``. ValueError with the reason."""
+    import ipaddress
+
+    reason = (
+        'must be "host:port" (an IP address or localhost, and a port 1..65535) or a port'
+        f" alone for loopback, got {text!r}"
+    )
+    if text.startswith("["):
+        host, bracket, port = text[1:].partition("]")
+        if not bracket or not port.startswith(":"):
+            raise ValueError(reason)
+        port = port[1:]
+        version = 6
+    else:
+        host, colon, port = text.rpartition(":")
+        if not colon:
+            host, port = "", text
+        version = 4
+    if not _LISTEN_PORT.match(port) or not 1 <= int(port) <= 65535:
+        raise ValueError(reason)
+    if host == "" or host == "localhost":
+        host = WEB_DEFAULT_HOST
+    else:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(reason) from None
+        if address.version != version:  # "::1:8080" without brackets
+            raise ValueError(reason)
+    return host, int(port)
+
+
+class WebDerived:
+    """``[web]``: the address the page binds."""
+
+    if TYPE_CHECKING:
+        listen: str | None
+
+    @property
+    def bind(self) -> tuple[str, int] | None:
+        """(host, port), or None when the page is off."""
+        return None if self.listen is None else parse_listen(self.listen)
+
+
 class DeviceDerived:
     """``[device]``: the station's wall-clock zone."""
 

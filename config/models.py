@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from config.derived import DeviceDerived, parse_offset
+from config.derived import DeviceDerived, WebDerived, parse_listen, parse_offset
 from config.models_base import _MODEL_CONFIG, _fail, _invalid, _LocatedError, _reject_non_int
 from config.models_base import STATION_MAX_CHARS as STATION_MAX_CHARS
 from config.models_base import TCP_PORT_MAX as TCP_PORT_MAX
@@ -269,15 +269,43 @@ class ControlConfig(BaseModel):
     socket: Annotated[str, Field(min_length=1)] = "/run/forecourt/control.sock"
 
 
-class WebConfig(BaseModel):
-    """The local technician web page (issue #9); off unless ``listen`` is set."""
+#: Names in ``[web] hosts``: a TLS proxy's name or two is all a station needs.
+WEB_HOSTS_MAX = 8
+WEB_HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,253}$")
+
+
+class WebConfig(WebDerived, BaseModel):
+    """The local technician web page; off unless ``listen`` is set."""
 
     model_config = _MODEL_CONFIG
 
-    #: ``host:port`` to serve on, e.g. ``0.0.0.0:8080``; absent: no web page.
+    #: ``host:port`` to serve on; a port alone (``"8080"``) is loopback only.
+    #: Other interfaces are named explicitly (``"0.0.0.0:8080"``); put TLS in
+    #: front for a LAN (docs/security.md).
     listen: str | None = None
+    #: Other names the page is reached by (``Host``), e.g. a TLS proxy's
+    #: ``collector.station.lan``; the address it is bound to always works.
+    hosts: Annotated[list[str], Field(max_length=WEB_HOSTS_MAX)] = Field(default_factory=list)
     #: The salted scrypt hash file ``forecourt web passwd`` writes (mode 0600).
     password_file: Annotated[str, Field(min_length=1)] = "/etc/forecourt/web-password"
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_listen(value)
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not WEB_HOST_PATTERN.match(host):
+                raise _invalid(f"must be host names or host:port, got {host!r}")
+        return value
 
 
 class Config(BaseModel):

@@ -1,5 +1,7 @@
-"""The local technician web page (issue #9): microdot, served by the collector.
+"""The local technician web page, served by the collector on its own bounded server.
 
-Off unless ``[web] listen`` is set. See collector/web/app.py for the pages and
-collector/web/auth.py for the login.
+Off unless ``[web] listen`` is set. collector/web/http.py parses requests
+(sans-IO), collector/web/server.py holds the connections and their limits,
+collector/web/app.py the pages, collector/web/auth.py the login
+(docs/security.md: every bound and what a client gets past it).
 """

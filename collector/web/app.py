@@ -1,86 +1,209 @@
-"""The local web page's routes (issue #9): dashboard, orders, config, log tail.
+"""The local web page's routes: dashboard, orders, config, log tail.
 
-Served by the collector itself (one process, one loop) with microdot when
-``[web] listen`` is set. Everything but ``/`` (login form plus a minimal
-status) and ``/api/status`` needs a login (collector/web/auth.py). The live
-data are the control socket's own queries (collector/control.py), so the CLI
-and the page never disagree. No CDN, no external file: CSS and JS are inline
-in collector/web/static/page.html (package data), labels in Chinese and English.
+Served by the collector itself (one process, one loop) on the bounded
+server of collector/web/server.py when ``[web] listen`` is set. Everything
+but ``/`` (login form plus a minimal status), ``/api/status`` and the two
+static files needs a login (collector/web/auth.py). The live data are the
+control socket's own queries (collector/control.py), so the CLI and the page
+never disagree; the anonymous status reads only what the daemon holds in
+memory (no store query for a stranger). No CDN, no external file, no inline
+script or style: page.js and page.css are package data served from memory,
+so the Content-Security-Policy allows nothing but this origin. Labels in
+Chinese and English.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import html
+import json
+import re
 import secrets
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from microdot import Microdot, Request, Response
+import structlog
 
-from collector import control, logs
+from collector import control, logs, storeview
 from collector.config_check import check_config_text
-from collector.web.auth import LoginGuard, Session, Sessions, read_hash_file, verify_password
-from collector.web.secrets_mask import mask, unmask
+from collector.web.auth import (
+    ChecksBusy,
+    LoginGuard,
+    PasswordChecks,
+    Session,
+    Sessions,
+    hash_is_usable,
+    read_hash_file,
+)
+from collector.web.http import (
+    FORM_TYPE,
+    HttpError,
+    RequestHead,
+    Response,
+    decode_form,
+    host_allowed,
+    media_type,
+    parse_cookies,
+)
+from collector.web.secrets_mask import MaskError, mask, mask_checked, unmask
+from collector.web.server import Request, WebServer
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
 
+log = structlog.get_logger("collector.web")
+
 COOKIE = "fc_session"
 PRE_COOKIE = "fc_login"  # the login form's CSRF token (no session yet)
-#: The documented example config is ~12 KiB; a bigger POST is refused by
-#: microdot (and a body past max_body_length would not be parsed as a form).
+#: A body from a logged-in session: the documented example config is ~12 KiB.
 MAX_BODY = 64 * 1024
-HTML = {"Content-Type": "text/html; charset=utf-8"}
+#: A body without a session: the login form (a token and a password).
+MAX_ANONYMOUS_BODY = 1024
+HTML = "text/html; charset=utf-8"
+#: Sent with every answer. Scripts, styles and fetches from this origin
+#: only (no inline script: page.js), no framing, no referrer, no sniffing.
+SECURITY_HEADERS = (
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+#: What a store query may raise (a missing or damaged store): answered, not a 500.
+STORE_ERRORS = (storeview.StoreUnavailable, sqlite3.Error)
+STATIC = {"/static/page.js": "text/javascript; charset=utf-8", "/static/page.css": "text/css"}
+_PLACEHOLDER = re.compile(r"(\{\{[A-Z]+\}\})")
 
 
-def _template() -> str:
-    return resources.files("collector.web").joinpath("static/page.html").read_text("utf-8")
+def _package_file(name: str) -> str:
+    return resources.files("collector.web").joinpath(name).read_text("utf-8")
 
 
-def _cookie(name: str, value: str, max_age: int | None = None) -> str:
+class Template:
+    """page.html split once at its ``{{NAME}}`` slots; a value put in a slot is
+    never read for slots again (``{{CSRF}}`` in a config file stays text)."""
+
+    def __init__(self, text: str) -> None:
+        self.parts = _PLACEHOLDER.split(text)
+
+    def render(self, values: dict[str, str]) -> str:
+        # Odd indexes are the slots (re.split keeps the captured group).
+        return "".join(values[part[2:-2]] if i % 2 else part for i, part in enumerate(self.parts))
+
+
+def _cookie(name: str, value: str, max_age: int | None = None) -> tuple[str, str]:
     age = "" if max_age is None else f"; Max-Age={max_age}"
-    return f"{name}={value}; Path=/; HttpOnly; SameSite=Strict{age}"
+    return ("Set-Cookie", f"{name}={value}; Path=/; HttpOnly; SameSite=Strict{age}")
 
 
-def write_config_atomically(path: Path, text: str) -> None:
-    """Temp file + fsync + rename + fsync dir; the file it replaces is kept as
-    ``<file>.prev`` (the same writer ``config.set`` uses: collector/config_files.py)."""
-    from collector.config_files import replace_keeping_prev
-
-    replace_keeping_prev(path, text.encode("utf-8"))
+def redirect(location: str, *headers: tuple[str, str]) -> Response:
+    return Response(302, b"", headers=[("Location", location), *headers])
 
 
-def make_app(collector: Collector, password_file: Path, config_path: Path | None) -> Microdot:
-    app = Microdot()
-    Request.max_content_length = Request.max_body_length = MAX_BODY
-    guard, sessions = LoginGuard(), Sessions()
-    template = _template()
+Route = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
-    def session_of(request: Request) -> Session | None:
-        return sessions.get(request.cookies.get(COOKIE))
 
-    def page(view: str, body: str, session: Session | None, headers: Any = None) -> Response:
-        csrf = session.csrf if session else ""
-        text = (
-            template.replace("{{VIEW}}", view)
-            .replace("{{BODY}}", body)
-            .replace("{{CSRF}}", html.escape(csrf))
-            .replace("{{AUTH}}", "1" if session else "0")
-        )
-        return Response(text, headers={**HTML, **(headers or {})})
+class WebApp:
+    """The page: routes, the login and what every answer carries."""
 
-    def login_page(message: str = "") -> Response:
-        pre = secrets.token_urlsafe(32)  # the login form's CSRF token, bound to a cookie
-        if read_hash_file(password_file) is None:
-            form = (
-                '<p class="err">未设置密码 No password is set. On the gateway run: '
-                f"<code>forecourt web passwd --file {html.escape(str(password_file))}</code></p>"
-            )
+    def __init__(
+        self,
+        collector: Collector,
+        password_file: Path,
+        config_path: Path | None,
+        hosts: Sequence[str] = (),
+    ) -> None:
+        self.collector = collector
+        self.password_file = password_file
+        self.config_path = config_path
+        self.hosts = tuple(hosts)
+        self.guard, self.sessions, self.checks = LoginGuard(), Sessions(), PasswordChecks()
+        self.template = Template(_package_file("static/page.html"))
+        self.static = {path: _package_file(path[1:]).encode() for path in STATIC}
+        self.server: WebServer | None = None  # set by serve(): its counters on the dashboard
+        self.routes: dict[tuple[str, str], Route] = {
+            ("GET", "/"): self.index,
+            ("POST", "/login"): self.login,
+            ("POST", "/logout"): self.logout,
+            ("GET", "/api/status"): self.minimal_status,
+            ("GET", "/api/state"): self.state,
+            ("GET", "/orders"): self.orders,
+            ("GET", "/config"): self.config_view,
+            ("POST", "/config"): self.config_save,
+            ("GET", "/logs"): self.log_tail,
+        }
+
+    # -- what every request goes through -------------------------------
+
+    def session_of(self, head: RequestHead) -> Session | None:
+        return self.sessions.get(parse_cookies(head.headers.get("cookie", "")).get(COOKIE))
+
+    def body_limit(self, head: RequestHead) -> int:
+        """A body the server reads: a logged-in session's, or the login form."""
+        return MAX_BODY if self.session_of(head) is not None else MAX_ANONYMOUS_BODY
+
+    async def handle(self, request: Request) -> Response:
+        head = request.head
+        if not host_allowed(head.host, request.local, self.hosts):
+            raise HttpError(421, f"Host {head.host[:64]!r} is not this page's")
+        method = "GET" if head.method == "HEAD" else head.method
+        if method == "GET" and head.path in self.static:
+            response = Response(200, self.static[head.path], STATIC[head.path])
         else:
-            locked = guard.locked_for()
+            route = self.routes.get((method, head.path))
+            if route is None:
+                known = any(path == head.path for _, path in self.routes)
+                raise HttpError(405 if known else 404, f"{head.method} {head.path[:64]}")
+            form: dict[str, str] = {}
+            if method == "POST":
+                if media_type(head.headers.get("content-type", "")) != FORM_TYPE:
+                    raise HttpError(415, "a form is application/x-www-form-urlencoded")
+                form = decode_form(request.body)
+            response = await route(request, form)
+        response.headers.extend(SECURITY_HEADERS)
+        return response
+
+    def count(self, kind: str, peer: str, detail: str = "") -> None:
+        """A refused login, counted and logged like the server's refusals."""
+        if self.server is not None:
+            self.server.refusals.add(kind, peer, detail)
+
+    def page(
+        self, view: str, body: str, session: Session | None, *headers: tuple[str, str]
+    ) -> Response:
+        text = self.template.render(
+            {
+                "VIEW": view,
+                "BODY": body,
+                "CSRF": html.escape(session.csrf if session else ""),
+                "AUTH": "1" if session else "0",
+            }
+        )
+        return Response(200, text.encode(), HTML, list(headers))
+
+    # -- login -----------------------------------------------------------
+
+    def login_page(self, peer: str, message: str = "", status: int = 200) -> Response:
+        pre = secrets.token_urlsafe(32)  # the login form's CSRF token, bound to a cookie
+        stored = read_hash_file(self.password_file)
+        set_it = (
+            "On the gateway run: "
+            f"<code>forecourt web passwd --file {html.escape(str(self.password_file))}</code>"
+        )
+        if stored is None:
+            form = f'<p class="err">未设置密码 No password is set. {set_it}</p>'
+        elif not hash_is_usable(stored):
+            form = f'<p class="err">密码文件需要更新 The password file needs renewing. {set_it}</p>'
+        else:
+            locked = self.guard.locked_for(peer)
             lock = (
                 f'<p class="err" id="locked">登录已锁定 Login locked for {locked:.0f} s</p>'
                 if locked
@@ -94,94 +217,119 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
                 '<button type="submit" id="login-button">登录 Log in</button></form>'
             )
         msg = f'<p class="err" id="message">{html.escape(message)}</p>' if message else ""
-        body = f'<div id="mini"></div>{msg}{form}'
-        return page("login", body, None, {"Set-Cookie": [_cookie(PRE_COOKIE, pre)]})
+        response = self.page("login", f'<div id="mini"></div>{msg}{form}', None)
+        response.status = status
+        response.headers.append(_cookie(PRE_COOKIE, pre))
+        return response
 
-    def need_login(request: Request) -> Response | None:
-        return None if session_of(request) else Response.redirect("/")
-
-    @app.get("/")
-    async def index(request: Request) -> Response:
-        session = session_of(request)
+    async def index(self, request: Request, form: dict[str, str]) -> Response:
+        session = self.session_of(request.head)
         if session is None:
-            return login_page()
-        return page("dashboard", "", session)
+            return self.login_page(request.peer)
+        return self.page("dashboard", "", session)
 
-    @app.post("/login")
-    async def login(request: Request) -> Response:
-        form = request.form or {}
-        pre = request.cookies.get(PRE_COOKIE)
-        if not pre or form.get("csrf") != pre:
-            return login_page("表单已过期 The form expired; try again")
-        stored = read_hash_file(password_file)
-        if stored is None:
-            return login_page()
-        if guard.locked_for() > 0:
-            return login_page("登录已锁定 Login locked")
-        # scrypt takes tens of ms (and 16 MiB) on the gateway: off the event
-        # loop, so the ports keep polling while a password is checked.
-        ok = await asyncio.to_thread(verify_password, str(form.get("password", "")), stored)
-        if not guard.attempt(ok):
-            return login_page("密码错误 Wrong password")
-        token = sessions.create()
-        response = Response.redirect("/")
-        response.headers["Set-Cookie"] = [_cookie(COOKIE, token)]
-        return response
+    async def login(self, request: Request, form: dict[str, str]) -> Response:
+        peer = request.peer
+        pre = parse_cookies(request.head.headers.get("cookie", "")).get(PRE_COOKIE)
+        if not pre or not secrets.compare_digest(form.get("csrf", ""), pre):
+            return self.login_page(peer, "表单已过期 The form expired; try again")
+        stored = read_hash_file(self.password_file)
+        if stored is None or not hash_is_usable(stored):
+            return self.login_page(peer)
+        if (wait := self.guard.locked_for(peer)) > 0:
+            self.count("login_locked", peer, f"{wait:.0f} s to wait")
+            return self.login_page(peer, f"登录已锁定 Login locked for {wait:.0f} s", 429)
+        try:
+            ok = await self.checks.verify(peer, form.get("password", ""), stored)
+        except ChecksBusy:
+            self.count("login_busy", peer, f"{self.checks.pending} checks pending")
+            return self.login_page(peer, "稍后再试 Busy checking passwords; try again", 429)
+        if not self.guard.attempt(peer, ok):
+            self.count("wrong_password", peer)
+            return self.login_page(peer, "密码错误 Wrong password")
+        log.info("web_login", peer=peer)
+        return redirect("/", _cookie(COOKIE, self.sessions.create()))
 
-    @app.post("/logout")
-    async def logout(request: Request) -> Response:
-        session = session_of(request)
-        if Sessions.csrf_ok(session, (request.form or {}).get("csrf")):
-            sessions.drop(request.cookies.get(COOKIE))
-        response = Response.redirect("/")
-        response.headers["Set-Cookie"] = [_cookie(COOKIE, "", 0)]
-        return response
+    async def logout(self, request: Request, form: dict[str, str]) -> Response:
+        # Always ends the session, token or not: ending one is never harmful.
+        token = parse_cookies(request.head.headers.get("cookie", "")).get(COOKIE)
+        self.sessions.drop(token)
+        return redirect("/", _cookie(COOKIE, "", 0))
 
-    @app.get("/api/status")
-    async def minimal_status(request: Request) -> Any:
-        status = await control.q_status(collector, {"query": "status"})
-        keys = ("running", "ports_online", "ports_total", "uplink_connected", "clock")
-        return {k: status[k] for k in keys}
+    # -- data --------------------------------------------------------------
 
-    @app.get("/api/state")
-    async def state(request: Request) -> Any:
-        if session_of(request) is None:
-            return {"error": "login required"}, 401
-        state = {}
-        # Not "buffer": it counts every stored record; status has the unsent count.
-        for name in ("status", "ports", "nozzles", "tanks", "alarms", "uplink"):
-            state[name] = await control.QUERIES[name](collector, {"query": name, "limit": 10})
-        state["orders"] = await control.q_orders(collector, {"query": "orders", "limit": 10})
-        return state
+    async def minimal_status(self, request: Request, form: dict[str, str]) -> Response:
+        """For anyone: what the daemon holds in memory, never a store query."""
+        c = self.collector
+        status = {
+            "running": True,
+            "ports_online": sum(1 for p in c.ports if p.stats.online),
+            "ports_total": len(c.config.ports),
+            "uplink_connected": bool(c.uplink and c.uplink.stats.connected),
+            "clock": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        return Response(200, json.dumps(status).encode(), "application/json")
 
-    @app.get("/orders")
-    async def orders(request: Request) -> Response:
-        if (redirect := need_login(request)) is not None:
-            return redirect
-        rows = await control.q_orders(collector, {"query": "orders", "limit": 100})
+    async def state(self, request: Request, form: dict[str, str]) -> Response:
+        if self.session_of(request.head) is None:
+            return Response(401, b'{"error": "login required"}', "application/json")
+        c, state = self.collector, {}
+        try:
+            # Not "buffer": it counts every stored record; status has the unsent count.
+            for name in ("status", "ports", "nozzles", "tanks", "alarms", "uplink"):
+                state[name] = await control.QUERIES[name](c, {"query": name, "limit": 10})
+            state["orders"] = await control.q_orders(c, {"query": "orders", "limit": 10})
+        except STORE_ERRORS as exc:
+            error = json.dumps({"error": f"store: {exc}"}).encode()
+            return Response(503, error, "application/json")
+        state["web"] = self.server.stats() if self.server is not None else {}
+        return Response(200, json.dumps(state, default=str).encode(), "application/json")
+
+    async def orders(self, request: Request, form: dict[str, str]) -> Response:
+        session = self.session_of(request.head)
+        if session is None:
+            return redirect("/")
+        try:
+            rows = await control.q_orders(self.collector, {"query": "orders", "limit": 100})
+        except STORE_ERRORS as exc:
+            return self.page("orders", f'<p class="err">{html.escape(str(exc))}</p>', session)
         cols = ("nozzle", "nseq", "order_no", "grade", "volume", "amount", "ended_at", "sent")
         head = "".join(f"<th>{c}</th>" for c in cols)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
             for r in rows
         )
-        table = f'<table id="orders"><tr>{head}</tr>{body}</table>'
-        return page("orders", table, session_of(request))
+        return self.page("orders", f'<table id="orders"><tr>{head}</tr>{body}</table>', session)
 
-    @app.get("/config")
-    async def config_view(request: Request) -> Response:
-        if (redirect := need_login(request)) is not None:
-            return redirect
-        return config_page(session_of(request), None, [])
+    async def log_tail(self, request: Request, form: dict[str, str]) -> Response:
+        session = self.session_of(request.head)
+        if session is None:
+            return redirect("/")
+        lines = "\n".join(html.escape(line) for line in logs.RECENT)
+        return self.page("logs", f'<pre id="log">{lines}</pre>', session)
+
+    # -- config editor -------------------------------------------------
+
+    async def config_view(self, request: Request, form: dict[str, str]) -> Response:
+        session = self.session_of(request.head)
+        if session is None:
+            return redirect("/")
+        return self.config_page(session, None, [])
 
     def config_page(
-        session: Session | None, text: str | None, errors: list[str], saved: bool = False
+        self, session: Session, edited: str | None, errors: list[str], saved: bool = False
     ) -> Response:
-        if config_path is None:
-            return page("config", "<p>配置文件未知 The config file is not known.</p>", session)
-        if text is None:
-            text = config_path.read_text("utf-8")
-        text = mask(text)  # secrets never reach the page (D9)
+        if self.config_path is None:
+            return self.page("config", "<p>配置文件未知 The config file is not known.</p>", session)
+        if edited is None:
+            try:  # secrets never reach the page (D9): proven, or no text at all
+                text = mask_checked(self.config_path.read_text("utf-8"))
+            except (MaskError, OSError, UnicodeDecodeError) as exc:
+                reason = html.escape(str(exc))
+                body = f'<p class="err" id="unshown">配置无法显示 Not shown: {reason}</p>'
+                return self.page("config", body, session)
+        else:
+            text = mask(edited)  # what this session sent, placeholders kept
         note = (
             '<p class="ok" id="saved">已保存，重启后生效 Saved (previous kept as .prev). '
             "A restart of the collector applies it.</p>"
@@ -190,64 +338,64 @@ def make_app(collector: Collector, password_file: Path, config_path: Path | None
         )
         errs = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
         errs = f'<ul class="err" id="errors">{errs}</ul>' if errors else ""
-        csrf = html.escape(session.csrf if session else "")
         body = (
-            f"{note}{errs}<p>{html.escape(str(config_path))}</p>"
+            f"{note}{errs}<p>{html.escape(str(self.config_path))}</p>"
             f'<form method="post" action="/config" id="config-form">'
-            f'<input type="hidden" name="csrf" value="{csrf}">'
+            f'<input type="hidden" name="csrf" value="{html.escape(session.csrf)}">'
             '<textarea name="toml" id="toml" rows="30" spellcheck="false">'
             f"{html.escape(text)}</textarea>"
             '<button type="submit" id="save">校验并保存 Check and save</button></form>'
         )
-        return page("config", body, session)
+        return self.page("config", body, session)
 
-    @app.post("/config")
-    async def config_save(request: Request) -> Response:
-        session = session_of(request)
+    async def config_save(self, request: Request, form: dict[str, str]) -> Response:
+        session = self.session_of(request.head)
         if session is None:
-            return Response.redirect("/")
-        form = request.form or {}
+            return redirect("/")
         if not Sessions.csrf_ok(session, form.get("csrf")):
-            return Response("CSRF token missing or wrong", 403)
-        if config_path is None:
-            return config_page(session, None, [])
-        edited = str(form.get("toml", "")).replace("\r\n", "\n")
-        changes = collector.config_changes
+            return Response(403, b"CSRF token missing or wrong\n")
+        if self.config_path is None:
+            return self.config_page(session, None, [])
+        edited = form.get("toml", "").replace("\r\n", "\n")
+        changes = self.collector.config_changes
         # One writer at a time with config.set / rollback (their file lock).
         async with changes.file_lock if changes is not None else contextlib.nullcontext():
-            text, errors = unmask(edited, config_path.read_text("utf-8"))
-            errors = errors or await check_config_text(text, config_path.parent)
+            text, errors = unmask(edited, self.config_path.read_text("utf-8"))
+            errors = errors or await check_config_text(text, self.config_path.parent)
             from collector.config_files import pending_path
 
-            if pending_path(config_path).exists():
+            if pending_path(self.config_path).exists():
                 # Saving now would replace .prev, which a revert puts back.
                 errors = ["config: a remote change (config.set) waits for confirmation; try later"]
             if errors:
-                return config_page(session, edited, errors)
-            write_config_atomically(config_path, text)
-        return config_page(session, None, [], saved=True)
+                return self.config_page(session, edited, errors)
+            write_config_atomically(self.config_path, text)
+        return self.config_page(session, None, [], saved=True)
 
-    @app.get("/logs")
-    async def log_tail(request: Request) -> Response:
-        if (redirect := need_login(request)) is not None:
-            return redirect
-        lines = "\n".join(html.escape(line) for line in logs.RECENT)
-        return page("logs", f'<pre id="log">{lines}</pre>', session_of(request))
 
-    return app
+def write_config_atomically(path: Path, text: str) -> None:
+    """Temp file + fsync + rename + fsync dir; the file it replaces is kept as
+    ``<file>.prev`` (the same writer ``config.set`` uses: collector/config_files.py)."""
+    from collector.config_files import replace_keeping_prev
+
+    replace_keeping_prev(path, text.encode("utf-8"))
 
 
 async def serve(
-    collector: Collector, listen: str, password_file: Path, config_path: Path | None
+    collector: Collector,
+    bind: tuple[str, int],
+    password_file: Path,
+    config_path: Path | None,
+    hosts: Sequence[str] = (),
 ) -> None:
-    """Serve the page on ``host:port`` until cancelled."""
-    import structlog
-
-    host, _, port = listen.rpartition(":")
-    app = make_app(collector, password_file, config_path)
-    server: Any = await app.start_server(  # type: ignore[func-returns-value]
-        host=host or "0.0.0.0", port=int(port), start_serving=False
-    )
-    structlog.get_logger("collector.web").info("web_listening", listen=listen)
-    async with server:
-        await server.serve_forever()
+    """Serve the page on ``bind`` (config/derived.py ``WebDerived.bind``) until cancelled."""
+    app = WebApp(collector, password_file, config_path, hosts)
+    server = app.server = WebServer(app, log)
+    listener = await server.start(*bind)
+    host, port = bind
+    log.info("web_listening", listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    try:
+        async with listener:
+            await listener.serve_forever()
+    finally:
+        server.refusals.close()
