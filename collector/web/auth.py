@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from config.atomic import write_atomically
 
 #: scrypt cost: n=2**14, r=8 takes ~50 ms and 16 MiB on a slow ARM gateway —
 #: slow enough against guessing, small enough for 64 MB of RAM.
@@ -36,6 +36,8 @@ SESSION_IDLE_S = 3600.0
 #: Sessions kept at once; the oldest is dropped past this (bounded memory).
 MAX_SESSIONS = 16
 MIN_PASSWORD_CHARS = 8
+#: The hash file: its owner only (a hash is still something to guess against).
+HASH_FILE_MODE = 0o600
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -66,20 +68,11 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def write_hash_file(path: Path, password: str) -> None:
-    """Write the hash atomically (temp file, fsync, rename), mode 0600."""
+    """Write the hash atomically (config/atomic.py), mode 0600 whatever it was."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (hash_password(password) + "\n").encode())
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, (hash_password(password) + "\n").encode(), mode=HASH_FILE_MODE)
 
 
 def read_hash_file(path: Path) -> str | None:
