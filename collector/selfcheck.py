@@ -58,7 +58,7 @@ def last_raise(store: Any, source: str, code: str) -> dict[str, Any] | None:
     try:
         last = store.last_record_under("alarm", f"{source}:{code}:")
     except StoreError as exc:  # unreadable now: start from "not raised"
-        log.error("alarm_state_not_read", source=source, code=code, error=str(exc))
+        log.error("alarm_state_not_read", source=source, code=code, exc_info=exc)
         return None
     return last if last is not None and last.get("state") == "raised" else None
 
