@@ -169,7 +169,7 @@ class PortSink:
             sale,
             station=self.station,
             tz=self.tz,
-            started_at=self.nozzles.take_started_at(key),
+            started_at=self.nozzles.take_started_at(key, sale.ended_at.replace(tzinfo=self.tz)),
         )
         try:
             findings = check_order(fields, self._last_order(key), self.edge)
