@@ -22,6 +22,7 @@ from buffer.store import OrderStore, StoreError
 from collector.edge import EdgeSettings, Finding, check_counter, check_order
 from collector.nozzles import NozzleTable
 from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
+from config import testpoints
 from protocols.events import (
     DeviceAlarm,
     Event,
@@ -184,8 +185,12 @@ class PortSink:
             log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=str(exc))
             return
         # Only now, with the order committed, may the dispenser forget it.
+        if testpoints.active:
+            testpoints.reached("order_committed")
         if confirm is not None:
             confirm(sale)
+        if testpoints.active:
+            testpoints.passed("order_committed")
         if stored is None:
             self.stats.duplicates += 1
             log.info("order_duplicate", nozzle=key, order_no=sale.order_no)

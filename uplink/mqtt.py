@@ -29,6 +29,7 @@ import aiomqtt
 import structlog
 
 from buffer.store import OrderStore, StoredRecord, StoreError
+from config import testpoints
 from uplink import links
 from uplink.batching import PAGE_BATCHES, batches
 from uplink.envelope import seal, seal_plaintext
@@ -380,8 +381,12 @@ class Uplink:
             await client.publish(
                 self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=PUBLISH_TIMEOUT_S
             )
+            if testpoints.active:
+                testpoints.reached("batch_acked", kind)
             # PUBACK received: only now are these copies sent — one transaction.
             self.store.mark_published(run)
+            if testpoints.active:
+                testpoints.passed("batch_acked")
             self.stats.messages += 1
             self.stats.records += len(run)
             self.stats.bytes += len(payload)
