@@ -23,7 +23,6 @@ cannot start is reverted at once instead of looping until its deadline).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -75,8 +74,8 @@ def revert_failed_start(config_path: Path, error: str) -> bool:
             return False
         reason = f"the new config did not start: {error}"
         files.revert(config_path, files.revert_note(pending, reason))
-    except (OSError, files.MarkerUnreadable) as exc:
-        log.error("config_revert_failed", error=str(exc))
+    except (OSError, files.MarkerUnreadable):
+        log.exception("config_revert_failed")
         return False
     log.warning("config_reverted", command_id=pending.command_id, reason="start failed")
     return True
@@ -97,6 +96,8 @@ class ConfigChanges:
         #: and by the web page's editor: a save landing while a change is
         #: planned (a child reads the file) would be written over unseen.
         self.file_lock = asyncio.Lock()
+        #: Failures caught and survived, by log event (``forecourt status``).
+        self.errors: dict[str, int] = {}
         try:
             pending = files.read_pending(config_path)
         except files.MarkerUnreadable:
@@ -116,7 +117,7 @@ class ConfigChanges:
         try:
             self._deliver_note()
         except Exception:
-            log.exception("config_note_failed")
+            self._failed("config_note_failed")
         while True:
             await self._armed.wait()
             self._armed.clear()
@@ -124,7 +125,12 @@ class ConfigChanges:
                 try:
                     await self._watch(self._pending)
                 except Exception:
-                    log.exception("config_watch_failed")
+                    self._failed("config_watch_failed")
+
+    def _failed(self, event: str, **fields: Any) -> None:
+        """Inside an ``except``: logged with the traceback, counted; collecting goes on."""
+        self.errors[event] = self.errors.get(event, 0) + 1
+        log.exception(event, **fields)
 
     def _deliver_note(self) -> None:
         note = files.read_note(self.path)
@@ -134,8 +140,8 @@ class ConfigChanges:
         if self._store_alarm(REVERTED_CODE, rid, note):
             try:
                 files.drop_note(self.path)  # stored twice at worst: the same rid, deduplicated
-            except OSError as exc:  # never a reason to stop collecting
-                log.error("config_note_not_removed", error=str(exc))
+            except OSError:  # never a reason to stop collecting
+                self._failed("config_note_not_removed")
 
     def _store_alarm(self, code: str, rid: str, detail: dict[str, Any]) -> bool:
         from collector.alarm_store import store_alarm
@@ -171,8 +177,8 @@ class ConfigChanges:
                     self._pending = None
                     log.info("config_confirmed", command_id=pending.command_id)
                     return
-            except (StoreError, OSError) as exc:
-                log.warning("config_confirm_check_failed", error=str(exc))
+            except (StoreError, OSError):
+                self._failed("config_confirm_check_failed")
             await asyncio.sleep(CONFIRM_POLL_S)
         reason = f"platform not reached within {pending.window_s} s"
         retry = Retry(REVERT_RETRY_MIN_S, REVERT_RETRY_MAX_S)
@@ -180,9 +186,9 @@ class ConfigChanges:
             try:  # each step idempotent: a retry after a partial revert is safe
                 files.revert(self.path, files.revert_note(pending, reason))
                 break
-            except OSError as exc:
+            except OSError:
                 delay = retry.next_delay()
-                log.error("config_revert_failed", error=str(exc), retry_s=round(delay, 1))
+                self._failed("config_revert_failed", retry_s=round(delay, 1))
             await asyncio.sleep(delay)
         log.warning("config_reverted", command_id=pending.command_id, reason=reason)
         self.collector.request_restart()
@@ -280,11 +286,14 @@ class ConfigChanges:
             # (a marker already written does not match it, so it goes); after
             # it (only the directory fsync failed) the change is in effect.
             if not files.in_effect(self.path, pending):
-                with contextlib.suppress(OSError):
+                self._failed("config_switch_failed")
+                try:
                     files.drop_marker(self.path)
+                except OSError:  # it does not match the file: the next start drops it
+                    self._failed("config_marker_not_removed")
                 reason = f"{self.path.name}: {exc.strerror or exc}"
                 raise CommandError(WRITE_FAILED, reason) from None
-            log.warning("config_switch_incomplete", error=str(exc))
+            self._failed("config_switch_incomplete")
         log.info("config_switched", action=action, changed=keys, apply=apply, window_s=window)
         if apply == "live":
             self._apply_live(new)

@@ -10,8 +10,9 @@ Files beside the config ``<config>``:
 - ``<config>.reverted`` — JSON note of a revert, turned into a
   ``CONFIG_REVERTED`` alarm by the next start once its store is open.
 
-Every write is temp file + fsync + rename + fsync of the directory, so a
-SIGKILL or a power loss leaves each file old or new, never half. The steps
+Every write is config/atomic.py's (temp file, fsync, rename, fsync of the
+directory; the mode of the file replaced kept), so a SIGKILL or a power loss
+leaves each file old or new, never half. The steps
 are generators (:func:`switch_steps`, :func:`revert_steps`) yielding after
 each durable step, so tests can stop them at every point, as a SIGKILL would,
 and check what a start then does (tests/test_config_change.py). Which file a
@@ -32,17 +33,16 @@ old config restored        marker's digest ≠ file: marker dropped; note → al
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from config.atomic import fsync_dir, write_atomically
 
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
@@ -57,33 +57,6 @@ def pending_path(config: Path) -> Path:
 
 def note_path(config: Path) -> Path:
     return config.with_name(config.name + ".reverted")
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temp file in the same directory, fsync, rename over ``path``, fsync the
-    directory. The mode of a file it replaces is kept (a config may be 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
-    try:
-        with contextlib.suppress(FileNotFoundError):
-            os.fchmod(fd, path.stat().st_mode & 0o7777)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
 
 
 def replace_keeping_prev(path: Path, data: bytes) -> None:

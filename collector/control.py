@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -25,11 +26,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from collector import capture, footprint, storeview, version
+from collector.localtime import local_times
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
@@ -46,6 +48,21 @@ MAX_CAPTURE_S = 600.0
 SOCKET_MODE = 0o660
 
 Handler = Callable[["Collector", dict[str, Any]], Awaitable[Any]]
+_Answer = TypeVar("_Answer")
+
+
+def station_time(
+    query: Callable[[Collector, dict[str, Any]], Awaitable[_Answer]],
+) -> Callable[[Collector, dict[str, Any]], Awaitable[_Answer]]:
+    """The query's times at ``device.timezone`` (collector/localtime.py): the
+    CLI and the web page show the forecourt's clock, never the box's TZ."""
+
+    @functools.wraps(query)
+    async def at_station(c: Collector, request: dict[str, Any]) -> _Answer:
+        answer: _Answer = local_times(await query(c, request), c.config.device.tzinfo)
+        return answer
+
+    return at_station
 
 
 class RequestError(Exception):
@@ -95,6 +112,7 @@ def _answers(sock: Path) -> bool:
 async def _client(
     collector: Collector, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
+    request: Any = {}
     try:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
@@ -112,6 +130,13 @@ async def _client(
             reply = {"ok": False, "error": "request timed out"}
         except (RequestError, storeview.StoreUnavailable, sqlite3.Error) as exc:
             reply = {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a query's bug: the technician is told, the daemon goes on
+            collector.errors["control_query_failed"] = (
+                collector.errors.get("control_query_failed", 0) + 1
+            )
+            query = request.get("query") if isinstance(request, dict) else None
+            log.exception("control_query_failed", query=query)
+            reply = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
         await writer.drain()
     except (ConnectionError, OSError):
@@ -150,6 +175,7 @@ def _int(request: dict[str, Any], key: str, default: int | None) -> int | None:
     return value
 
 
+@station_time
 async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     states = c.nozzles.states() if c.nozzles is not None else {}
     busy = [k for k, s in states.items() if s not in ("idle", "offline")]
@@ -174,6 +200,8 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "seals": {} if c.seals is None else c.seals.watch.states(),  # SPEC F3
         # Deny-listed packages loaded (collector/footprint.py): none expected.
         "heavy_modules": footprint.heavy_modules(),
+        # Failures caught and survived, by log event (each logged with its traceback).
+        "errors": {**c.errors, **(c.config_changes.errors if c.config_changes else {})},
     }
 
 
@@ -202,6 +230,7 @@ async def q_nozzles(c: Collector, request: dict[str, Any]) -> list[dict[str, Any
     return [{"nozzle": key, "state": state} for key, state in states.items()]
 
 
+@station_time
 async def q_orders(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
     nozzle = request.get("nozzle")
     if nozzle is not None and not isinstance(nozzle, str):
@@ -212,6 +241,7 @@ async def q_orders(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]
         )
 
 
+@station_time
 async def q_tanks(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     with _store_db(c) as db:
         tanks = storeview.latest_tanks(db)
@@ -221,6 +251,7 @@ async def q_tanks(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     return {"gauge_online": None if c.gauge is None else c.gauge.online, "tanks": tanks}
 
 
+@station_time
 async def q_alarms(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     with _store_db(c) as db:
         return {
@@ -248,9 +279,11 @@ async def q_uplink(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "records": stats.records if stats else 0,
         "bytes": stats.bytes if stats else 0,
         "last_error": stats.last_error if stats else None,
+        "errors": dict(stats.errors) if stats else {},
     }
 
 
+@station_time
 async def q_capture(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     """Raw frames of one port for N seconds, each with its decoded summary."""
     number = _int(request, "port", None)
@@ -280,6 +313,7 @@ def _frame(protocol: str, at: float, direction: str, data: bytes) -> dict[str, A
     try:
         summary: Any = load_describer(protocol)(data)
     except Exception as exc:  # a describer must not end a capture
+        log.warning("describe_failed", protocol=protocol, exc_info=True)
         summary = f"undecodable: {exc}"
     return {
         "at": datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds"),

@@ -107,6 +107,9 @@ class Collector:
         self.seals: SealTask | None = None  # SPEC F3, when [[seals]] names any
         self._stop = asyncio.Event()
         self.restart_requested = False
+        #: Failures the daemon caught and survived, by log event (each logged
+        #: with its traceback): ``forecourt status`` shows them.
+        self.errors: dict[str, int] = {}
         from collector.clock import ClockSync
 
         self.clock = ClockSync(
@@ -198,8 +201,8 @@ class Collector:
 
         try:
             previous = selfcheck.begin_run(store.path)
-        except OSError as exc:  # the store's directory took the store: rare; say it
-            log.error("run_marker_failed", error=str(exc))
+        except OSError:  # the store's directory took the store: rare; say it
+            self._failed("run_marker_failed")
             return
         if previous is None:
             return
@@ -294,8 +297,8 @@ class Collector:
 
         try:
             await control.serve(self, self.config.control.socket)
-        except OSError as exc:
-            log.error("control_failed", socket=self.config.control.socket, error=str(exc))
+        except OSError:
+            self._failed("control_failed", socket=self.config.control.socket)
 
     async def _web(self, bind: tuple[str, int]) -> None:
         """The local web page; a failure never stops collecting."""
@@ -304,8 +307,8 @@ class Collector:
         web = self.config.web
         try:
             await serve(self, bind, Path(web.password_file), self.config_path, web.hosts)
-        except OSError as exc:
-            log.error("web_failed", listen=web.listen, error=str(exc))
+        except OSError:
+            self._failed("web_failed", listen=web.listen)
 
     async def _supervise(self, port: Port) -> None:
         """Keep one port running; a failed line is reopened with backoff.
@@ -326,17 +329,23 @@ class Collector:
             except (OSError, ConnectionError) as exc:
                 port.stats.online = False
                 port.sink.port_link(False, str(exc))
-                log.error("port_failed", port=port.number, error=str(exc))
+                self._failed("port_failed", port=port.number)
             except Exception as exc:
                 # A driver bug (or a ForbiddenCommand, D20) stops this port only:
                 # the other ports and the uplink keep going (loudly logged).
                 port.stats.online = False
                 port.sink.port_link(False, f"{type(exc).__name__}: {exc}")
-                log.exception("port_crashed", port=port.number)
+                self._failed("port_crashed", port=port.number)
             port.close()
             if time.monotonic() - began > PORT_RETRY_MAX_S:
                 retry.reset()  # it ran well for a while: start over
             await asyncio.sleep(retry.next_delay())
+
+    def _failed(self, event: str, **fields: Any) -> None:
+        """Inside an ``except``: the failure logged as ``event`` with its
+        traceback and counted in :attr:`errors`; the daemon goes on."""
+        self.errors[event] = self.errors.get(event, 0) + 1
+        log.exception(event, **fields)
 
     def _store_ok(self) -> bool:
         return self.store is not None and self.store.ping()

@@ -74,7 +74,7 @@ class SysfsLed:
         try:
             self.brightness.write_text("1" if level else "0")
         except OSError as exc:  # an LED is never worth stopping the collector
-            log.warning("led_write_failed", path=str(self.brightness), error=str(exc))
+            log.warning("led_write_failed", path=str(self.brightness), exc_info=exc)
             return
         self._level = level
 

@@ -9,10 +9,20 @@ so none of it needs to survive a restart. It feeds the heartbeat and the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from protocols.events import NozzleState, NozzleStatus, PumpLink
+
+#: How much later than a sale's end (the dispenser's clock, whole seconds,
+#: truncated) the lift the collector saw may be and still be that sale's
+#: start: the truncation. A lift later than that began another fill (seen in
+#: the torture runs: a sale the dispenser kept through a restart, read after
+#: the next lift, took that lift as its start, up to 18 s after its end).
+#: Unverified against real dispensers' clocks: one running behind the
+#: gateway's by more than a fill's length gets no ``started_at`` (null, never
+#: a wrong one) until both clocks agree (``time.sync`` sets only the gateway's).
+LIFT_AFTER_END_SLACK = timedelta(seconds=1)
 
 
 @dataclass(slots=True)
@@ -84,10 +94,19 @@ class NozzleTable:
     def keys_under(self, prefix: str) -> list[str]:
         return sorted(k for k in self._nozzles if k.startswith(prefix))
 
-    def take_started_at(self, key: str) -> datetime | None:
-        """When the fill that just ended began, if we saw it begin."""
+    def take_started_at(self, key: str, ended_at: datetime | None = None) -> datetime | None:
+        """When the fill that just ended began, if we saw it begin.
+
+        ``ended_at`` (aware: the dispenser's end of the sale): a lift seen
+        later than that (beyond :data:`LIFT_AFTER_END_SLACK`) began another
+        fill — the sale is one the dispenser kept while the collector was
+        down or the link was cut, offered after the next lift. It gets no
+        start, and the lift stays for the fill it belongs to.
+        """
         nozzle = self._nozzles.get(key)
-        if nozzle is None:
+        if nozzle is None or nozzle.lifted_at is None:
+            return None
+        if ended_at is not None and nozzle.lifted_at > ended_at + LIFT_AFTER_END_SLACK:
             return None
         started, nozzle.lifted_at = nozzle.lifted_at, None
         return started

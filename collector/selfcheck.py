@@ -11,12 +11,13 @@ regulator's picture of the box.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from config.atomic import fsync_dir, write_atomically
 
 log = structlog.get_logger("collector.selfcheck")
 
@@ -36,18 +37,16 @@ def begin_run(store_path: Path) -> int | None:
         previous = None
     except (OSError, ValueError):
         previous = 0  # there, but unreadable: still an unclean stop
-    tmp = marker.with_name(marker.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(str(time.time_ns() // 1_000_000))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, marker)
+    write_atomically(marker, str(time.time_ns() // 1_000_000).encode("ascii"))
     return previous
 
 
 def end_run(store_path: Path) -> None:
-    """A clean stop: the next start finds no marker."""
-    marker_path(store_path).unlink(missing_ok=True)
+    """A clean stop: the next start finds no marker (its removal on flash too,
+    or a power cut soon after would bring it back as an unclean stop)."""
+    marker = marker_path(store_path)
+    marker.unlink(missing_ok=True)
+    fsync_dir(marker.parent)
 
 
 def last_raise(store: Any, source: str, code: str) -> dict[str, Any] | None:
@@ -59,7 +58,7 @@ def last_raise(store: Any, source: str, code: str) -> dict[str, Any] | None:
     try:
         last = store.last_record_under("alarm", f"{source}:{code}:")
     except StoreError as exc:  # unreadable now: start from "not raised"
-        log.error("alarm_state_not_read", source=source, code=code, error=str(exc))
+        log.error("alarm_state_not_read", source=source, code=code, exc_info=exc)
         return None
     return last if last is not None and last.get("state") == "raised" else None
 

@@ -3,16 +3,17 @@
 Each check is one line ``ok|FAIL name: detail``; exit 1 when any fails.
 Checks: the collector answers (informational), every configured port's
 device exists, the store opens read-only and passes ``quick_check``, the
-key file loads with the configured kid, the broker's TCP port accepts a
-connection, the system clock is plausible.
+key file loads with the configured kid, every endpoint the config names
+(``[[uplink.endpoints]]``, else ``uplink.host``/``port``) accepts a TCP
+connection through its interface, the system clock is plausible.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ BROKER_TIMEOUT_S = 3.0
 
 
 def checks(raw: dict[str, Any], sock: str, store: str | None) -> list[dict[str, Any]]:
+    from collector.localtime import station_tz
     from collector.techcli import Down, ask
 
     out: list[dict[str, Any]] = []
@@ -44,9 +46,11 @@ def checks(raw: dict[str, Any], sock: str, store: str | None) -> list[dict[str, 
     else:
         add("store", *_store(store))
     add("keys", *_keys(raw.get("uplink", {})))
-    add("broker", *_broker(raw.get("uplink", {})))
+    for name, ok, detail in _brokers(raw.get("uplink", {})):
+        add(name, ok, detail)
     now = time.time()
-    add("clock", now > CLOCK_FLOOR, time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)))
+    shown = datetime.fromtimestamp(now, station_tz(raw)).isoformat(timespec="seconds")
+    add("clock", now > CLOCK_FLOOR, shown)
     return out
 
 
@@ -79,13 +83,39 @@ def _keys(uplink: dict[str, Any]) -> tuple[bool, str]:
     return True, f"{path}: kid {kid}"
 
 
-def _broker(uplink: dict[str, Any]) -> tuple[bool, str]:
-    host, port = uplink.get("host", "127.0.0.1"), int(uplink.get("port", 1883))
-    try:
-        with socket.create_connection((host, port), timeout=BROKER_TIMEOUT_S):
-            return True, f"{host}:{port} reachable"
-    except OSError as exc:
-        return False, f"{host}:{port}: {exc}"
+def endpoints(uplink: dict[str, Any]) -> list[tuple[str, str, int, str | None]]:
+    """(label, host, port, interface) of every endpoint the config names, the
+    primary first: ``[[uplink.endpoints]]``, else ``uplink.host``/``port``
+    (their defaults as in config/models_uplink.py)."""
+    listed = uplink.get("endpoints") or []
+    if not listed:
+        host, port = str(uplink.get("host", "127.0.0.1")), int(uplink.get("port", 1883))
+        return [(f"{host}:{port}", host, port, None)]
+    out = []
+    for endpoint in listed:
+        host, port = str(endpoint.get("host", "")), int(endpoint.get("port", 1883))
+        label = str(endpoint.get("name") or f"{host}:{port}")
+        out.append((label, host, port, endpoint.get("interface")))
+    return out
+
+
+def _brokers(uplink: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    """One check per endpoint: a TCP connect through its interface, the way the
+    uplink connects (uplink/links.py). One endpoint: the check is ``broker``."""
+    from uplink.links import open_connection
+
+    found = endpoints(uplink)
+    out = []
+    for label, host, port, interface in found:
+        name = "broker" if len(found) == 1 else f"broker {label}"
+        via = f" via {interface}" if interface else ""
+        try:
+            open_connection(host, port, interface, BROKER_TIMEOUT_S).close()
+        except OSError as exc:
+            out.append((name, False, f"{host}:{port}{via}: {exc}"))
+        else:
+            out.append((name, True, f"{host}:{port}{via} reachable"))
+    return out
 
 
 def selftest(raw: dict[str, Any], sock: str, store: str | None, as_json: bool) -> int:

@@ -23,6 +23,7 @@ from collector.edge import EdgeSettings, Finding, check_counter, check_order
 from collector.identities import NOZZLE_UID, Identities, changes
 from collector.nozzles import NozzleTable
 from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
+from config import testpoints
 from protocols.events import (
     DeviceAlarm,
     Event,
@@ -170,7 +171,7 @@ class PortSink:
             sale,
             station=self.station,
             tz=self.tz,
-            started_at=self.nozzles.take_started_at(key),
+            started_at=self.nozzles.take_started_at(key, sale.ended_at.replace(tzinfo=self.tz)),
             nozzle_uid=self._nozzle_uid(sale.address, sale.nozzle),
         )
         try:
@@ -186,8 +187,12 @@ class PortSink:
             log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=str(exc))
             return
         # Only now, with the order committed, may the dispenser forget it.
+        if testpoints.active:
+            testpoints.reached("order_committed")
         if confirm is not None:
             confirm(sale)
+        if testpoints.active:
+            testpoints.passed("order_committed")
         if stored is None:
             self.stats.duplicates += 1
             log.info("order_duplicate", nozzle=key, order_no=sale.order_no)

@@ -117,7 +117,7 @@ def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
     try:
         reply = ask(sock, request, timeout=wait)
     except Down as exc:
-        return _offline(args, request, store, str(exc))
+        return _offline(args, request, store, str(exc), raw)
     if not reply.get("ok"):
         print(f"forecourt: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILED
@@ -190,7 +190,13 @@ def ask(path: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, 
     return reply
 
 
-def _offline(args: argparse.Namespace, request: dict[str, Any], store: str | None, why: str) -> int:
+def _offline(
+    args: argparse.Namespace,
+    request: dict[str, Any],
+    store: str | None,
+    why: str,
+    raw: dict[str, Any],
+) -> int:
     print(f"forecourt: the collector is not running ({why})", file=sys.stderr)
     if args.command not in STORE_COMMANDS or store is None:
         if args.json:
@@ -221,7 +227,9 @@ def _offline(args: argparse.Namespace, request: dict[str, Any], store: str | Non
             }
     db.close()
     print("(from the store: the collector is not running)", file=sys.stderr)
-    _show(args.command, data, args.json)
+    from collector.localtime import local_times, station_tz
+
+    _show(args.command, local_times(data, station_tz(raw)), args.json)
     return EXIT_DOWN
 
 

@@ -60,6 +60,7 @@ async def run(
         try:
             healthy = healthy and store_ok()
         except Exception:  # a store that raises is not healthy
+            log.exception("store_check_failed")
             healthy = False
         if healthy:
             send("WATCHDOG=1")

@@ -56,6 +56,7 @@ class Proc:
         log_dir: Path,
         cwd: Path = ROOT,
         tee: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -70,7 +71,7 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -246,14 +247,21 @@ def bus(work: Path, *, pos: Path, pump: Path, tap: Path) -> Proc:
     return proc
 
 
-def collector(work: Path, config: Path, overrides: Sequence[str], name: str = "collector") -> Proc:
+def collector(
+    work: Path,
+    config: Path,
+    overrides: Sequence[str],
+    name: str = "collector",
+    env: Mapping[str, str] | None = None,
+) -> Proc:
     """Start ``forecourt run``; its control socket is in ``work`` (tests run side by
-    side), unless the config file or ``overrides`` name another."""
+    side), unless the config file or ``overrides`` name another. ``env``: added
+    to the environment (``FORECOURT_TESTPOINTS``, config/testpoints.py)."""
     argv = [sys.executable, "-m", "collector", "run", "--config", str(config)]
     own = [] if "[control]" in config.read_text() else [f"control.socket={work / 'control.sock'}"]
     for item in (*own, *overrides):
         argv += ["--set", item]
-    return Proc(name, argv, work)
+    return Proc(name, argv, work, env=env)
 
 
 def receiver(work: Path, broker_port: int, keys: Path, client_id: str = "hil-platform") -> Proc:

@@ -90,3 +90,29 @@ def test_pty_link_and_ground_truth(tmp_path: Path) -> None:
     assert tanks[1]["capacity_l"] > 20000  # A4: the real tank is bigger than declared
     truth = [(d["tank"], d["litres"], d["hidden"]) for d in lines if d["event"] == "delivery"]
     assert truth == [(1, 3000.0, False), (2, 2000.0, True)]
+
+
+def test_the_console_clock_is_the_station_time_whatever_the_host_tz(tmp_path: Path) -> None:
+    """Without --start the console reads now at --tz (the station's +08:00),
+    not the host's TZ: a gauge record is stamped with the station's time."""
+    from datetime import datetime, timedelta, timezone
+
+    link = tmp_path / "atg"
+    argv = [sys.executable, "-m", "hil.atg", "--link", str(link), "--tanks", "1", "--speed", "0"]
+    env = {**os.environ, "TZ": "America/New_York"}
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        wait_for_link(proc)
+        fd = os.open(link, os.O_RDWR | os.O_NOCTTY)
+        try:
+            inventory = ask(fd, build_command("i201"))
+        finally:
+            os.close(fd)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert isinstance(inventory, Inventory)
+    station_now = datetime.now(timezone(timedelta(hours=8))).replace(tzinfo=None)
+    assert abs(inventory.at - station_now) < timedelta(minutes=2), inventory.at

@@ -61,3 +61,21 @@ def test_amount_totalizer_start_is_derived_when_present() -> None:
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         iso(datetime(2026, 1, 1))
+
+
+def test_a_lift_after_the_sale_ended_is_not_its_start() -> None:
+    """A sale the dispenser kept through a restart, read after the nozzle's
+    next lift: that lift began the next fill (seen in the torture runs)."""
+    from datetime import UTC, datetime
+
+    from collector.nozzles import NozzleTable
+    from protocols.events import NozzleState, NozzleStatus
+
+    table = NozzleTable()
+    lifted = datetime(2026, 3, 1, 4, 47, 18, tzinfo=UTC)
+    table.update("p01.a1.n1", NozzleStatus(1, 1, NozzleState.LIFTED), now=lifted)
+    old_sale_end = datetime(2026, 3, 1, 12, 47, 0, tzinfo=CST)  # 18 s before the lift
+    assert table.take_started_at("p01.a1.n1", old_sale_end) is None
+    this_sale_end = datetime(2026, 3, 1, 12, 47, 18, tzinfo=CST)  # truncated: within 1 s
+    assert table.take_started_at("p01.a1.n1", this_sale_end) == lifted, "kept for its own sale"
+    assert table.take_started_at("p01.a1.n1", this_sale_end) is None, "taken once"

@@ -8,7 +8,7 @@ import random
 import time
 from pathlib import Path
 
-from hil.torture import Station, check
+from hil.torture import Station, summary
 
 
 def test_broker_down_then_flapping_loses_nothing(tmp_path: Path) -> None:
@@ -23,9 +23,9 @@ def test_broker_down_then_flapping_loses_nothing(tmp_path: Path) -> None:
         assert station.stored_orders() > before
         station.broker.start()
         station.flap_broker(4, random.Random(3), up=(1.0, 3.0))
-        truth = station.truth(timeout=120)
-        lines = station.received(timeout=120)
-        assert check(truth, lines) == []
-        assert len(lines) == station.total_orders
+        verdict = station.judge(timeout=120)
+        print(summary(verdict))
+        assert verdict.problems == []
+        assert verdict.report["received"] == station.total_orders
     finally:
         station.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hil.torture import Station, check
+from hil.torture import Station
 
 
 def test_corrupt_store_at_start_is_moved_aside_alarmed_and_collection_runs(
@@ -25,6 +25,6 @@ def test_corrupt_store_at_start_is_moved_aside_alarmed_and_collection_runs(
         )
         moved = Path(alarm["record"]["detail"]["moved_to"])
         assert moved.read_bytes() == junk and moved.parent == station.store.parent
-        assert check(station.truth(timeout=60), station.received(timeout=60)) == []
+        assert station.judge(timeout=60).problems == []
     finally:
         station.stop()

@@ -8,7 +8,8 @@ fuels, sees the order appear, edits a config value (saved atomically with
 ``.prev``), sees a bad value refused with its reason, and three wrong
 passwords lock the login from this address. The browser reports no
 Content-Security-Policy violation on any page (page.js and page.css are
-files; no inline script or style). Screenshots go to ``test-artifacts/web/``.
+files; no inline script or style); an alarm the store stamped in UTC shows
+at the station's time. Screenshots go to ``test-artifacts/web/``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from buffer.store import OrderStore
 from hil import stack
 from hil.stack import Mosquitto
 
@@ -34,6 +36,7 @@ DEMO_CONFIG = stack.ROOT / "config" / "demo.toml"
 ARTIFACTS = stack.ROOT / "test-artifacts" / "web"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 PASSWORD = "pump-island-7"
+RAISED_UTC = "2026-03-01T04:47:00.000+00:00"
 
 
 @pytest.fixture
@@ -104,6 +107,12 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
     config = tmp_path / "station.toml"
     config.write_text(text)
     url = f"http://127.0.0.1:{web_port}/"
+    # An alarm the store raised at 12:47 station time (+08:00), stamped in UTC
+    # as the store stamps its own: the page shows the station's time.
+    store = OrderStore(tmp_path / "store.sqlite")
+    body = {"code": "STORE_FAULT", "state": "raised", "source": "store", "detail": {}}
+    store.append_record("alarm", "store:STORE_FAULT:raised:1", {**body, "at": RAISED_UTC})
+    store.close()
 
     dispenser = stack.dispenser(
         tmp_path, tmp_path / "pump1", orders=6, nozzles=1, rate=0.2, fill_seconds=3
@@ -125,6 +134,8 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
 
         login(browser, url, PASSWORD)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ports .card"))
+        alarms = element("alarms").text
+        assert "STORE_FAULT 2026-03-01T12:47:00.000+08:00" in alarms, alarms
         link = wait.until(lambda d: d.find_elements(By.ID, "link"))[0].text
         assert link == f"127.0.0.1:{broker.port}", "the endpoint in use (D18), the primary"
         nozzle = "#nozzles [data-state='fuelling']"

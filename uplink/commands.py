@@ -23,6 +23,11 @@ is cheapest first, so a flood of forgeries costs little:
 9. dispatch by name — ``UNKNOWN_COMMAND``; the handler's
    :class:`CommandError` code, or ``INTERNAL``.
 
+Any other exception, in a handler or in the checks (the replay log's disk
+full, a bug), is logged with its traceback, counted as ``INTERNAL`` and
+answered with an ``INTERNAL`` reply: :meth:`CommandProcessor.handle` never
+raises, and the uplink stays up.
+
 Every refusal is counted in :attr:`CommandProcessor.counters` and answered
 with a reply body ``{"id", "ok": false, "error": {"code", "message"}}``.
 """
@@ -37,6 +42,8 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import structlog
 
 from uplink.crypto import sm2_verify
 from uplink.envelope import EnvelopeError, canonical_json, open_envelope
@@ -75,6 +82,8 @@ NOT_YET_VALID = "NOT_YET_VALID"
 REPLAYED = "REPLAYED"
 UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
 INTERNAL = "INTERNAL"
+
+log = structlog.get_logger("uplink.commands")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -228,12 +237,20 @@ class CommandProcessor:
             except CommandError:
                 raise
             except Exception as exc:  # a handler bug is a reply, never a dead uplink
+                log.exception("command_handler_failed", id=command_id, name=name)
                 raise CommandError(INTERNAL, f"{name} failed: {type(exc).__name__}") from None
             finally:
                 current_command_id.reset(token)
         except CommandError as exc:
             self.counters[exc.code] += 1
             return reply_body(command_id, None, exc)
+        except Exception as exc:
+            # A failure in the checks themselves (the replay log's disk, a bug):
+            # the platform still learns the command did not run, and why.
+            log.exception("command_check_failed", id=command_id)
+            self.counters[INTERNAL] += 1
+            error = CommandError(INTERNAL, f"command not run: {type(exc).__name__}")
+            return reply_body(command_id, None, error)
         self.counters[OK] += 1
         return reply_body(command_id, result, None)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
 import time
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
+from config.atomic import write_atomically
 from uplink.commands import BAD_REQUEST, CommandError, CommandProcessor
 from uplink.crypto import KEY_BYTES, AuthenticationFailed, sm2_decrypt
 from uplink.keys import redact
@@ -24,6 +24,10 @@ from uplink.keys import redact
 #: the platform can still send commands sealed under it while it switches and
 #: the device can still open them. The device seals only with the new key.
 KEY_GRACE_S = 24 * 3600
+
+#: The key file holds every live SM4 key: its owner only (uplink/keys.py
+#: refuses one that others can read).
+KEY_FILE_MODE = 0o600
 
 _KID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -79,24 +83,11 @@ class KeyRing:
         return kid if kid in keys else default
 
     def _write(self, keys: dict[str, bytes], current: str) -> None:
+        """The key file (0600 whatever it was: it holds the keys), then the
+        marker: each atomic, so the marker never names a kid the file lacks."""
         text = "".join(f'{k} = "{v.hex()}"\n' for k, v in keys.items())
-        tmp = self.path.with_name(self.path.name + ".new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, text.encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        marker = self.current_path(self.path)
-        tmp = marker.with_name(marker.name + ".new")
-        tmp.write_text(f"{current}\n")
-        os.replace(tmp, marker)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, text.encode("ascii"), mode=KEY_FILE_MODE)
+        write_atomically(self.current_path(self.path), f"{current}\n".encode("ascii"))
 
 
 def register_device_commands(

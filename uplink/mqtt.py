@@ -20,7 +20,6 @@ and when to go back to the primary, uplink/links.py binds and probes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +29,7 @@ import aiomqtt
 import structlog
 
 from buffer.store import OrderStore, StoredRecord, StoreError
+from config import testpoints
 from uplink import links
 from uplink.batching import PAGE_BATCHES, batches
 from uplink.envelope import seal, seal_plaintext
@@ -150,10 +150,13 @@ class Uplink:
                 expected = (aiomqtt.MqttError, OSError, StoreError, _BackToPrimary)
                 link_errors, rest = group.split(expected)
                 if rest is not None:
-                    raise rest from None
-                assert link_errors is not None
-                back = link_errors.subgroup(_BackToPrimary)
-                error = (back or link_errors).exceptions[0]
+                    error = self._crashed(rest)
+                else:
+                    assert link_errors is not None
+                    back = link_errors.subgroup(_BackToPrimary)
+                    error = (back or link_errors).exceptions[0]
+            except Exception as exc:
+                error = self._crashed(exc)
             was_up = self.stats.connected
             now = time.monotonic()
             if isinstance(error, _BackToPrimary):
@@ -192,16 +195,24 @@ class Uplink:
                 try:
                     self.on_alarm(alarm.code, alarm.raised, alarm.detail)
                 except StoreError as exc:  # the store's own alarm says why
-                    log.error("record_not_stored", kind="alarm", code=alarm.code, error=str(exc))
+                    log.error("record_not_stored", kind="alarm", code=alarm.code, exc_info=exc)
                     self.stats.alarms_not_stored += 1
                     self.failover.undo(alarm)  # emitted again at the next transition point
         if alarms:
             self.wake()
 
+    def _crashed(self, exc: Exception) -> Exception:
+        """A bug ended the session (not the link, not the store): logged with
+        its traceback and counted; the session starts over like after a lost
+        link, and the ports, which never wait for the uplink, go on."""
+        self.stats.count_error("session")
+        log.error("uplink_failed", exc_info=exc)
+        return exc
+
     def _down(self, exc: BaseException | None, endpoint: Endpoint) -> None:
         self.stats.connected = False
         self.stats.last_error = f"{endpoint.name}: {exc}"
-        log.warning("uplink_down", endpoint=endpoint.name, error=str(exc))
+        log.warning("uplink_down", endpoint=endpoint.name, error=str(exc), exc_info=exc)
 
     async def _session(self, endpoint: Endpoint) -> None:
         s = self.settings
@@ -250,11 +261,13 @@ class Uplink:
             except asyncio.CancelledError:
                 # A clean stop sends DISCONNECT, which discards the last will:
                 # say "offline" ourselves, or the platform keeps seeing "online".
-                with contextlib.suppress(Exception):
+                try:
                     async with asyncio.timeout(OFFLINE_NOTICE_S):
                         await client.publish(
                             s.topic("state"), json.dumps({"online": False}), qos=1, retain=True
                         )
+                except Exception:  # stopping anyway; the retained will may say it later
+                    log.warning("offline_notice_failed", exc_info=True)
                 raise
 
     async def _watch_interface(self, interface: str) -> None:
@@ -308,8 +321,9 @@ class Uplink:
             payload = await self._commands.get()
             try:
                 await self.on_command(payload)
-            except Exception as exc:  # a command bug never ends the session
-                log.error("command_failed", error=type(exc).__name__)
+            except Exception:  # a command bug never ends the session
+                self.stats.count_error("command")
+                log.exception("command_failed")
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while True:
@@ -319,11 +333,12 @@ class Uplink:
                 await client.publish(
                     self.settings.topic("up/heartbeat"), payload, qos=0, timeout=PUBLISH_TIMEOUT_S
                 )
-            except Exception as exc:
+            except Exception:
                 # A heartbeat is a snapshot: a missed one (slow 4G link, a busy
                 # store) must not tear down the session and its in-flight batches.
                 # A lost link is noticed by _watch and keepalive.
-                log.warning("heartbeat_skipped", error=str(exc))
+                self.stats.count_error("heartbeat")
+                log.warning("heartbeat_skipped", exc_info=True)
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _sender(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
@@ -366,8 +381,12 @@ class Uplink:
             await client.publish(
                 self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=PUBLISH_TIMEOUT_S
             )
+            if testpoints.active:
+                testpoints.reached("batch_acked", kind)
             # PUBACK received: only now are these copies sent — one transaction.
             self.store.mark_published(run)
+            if testpoints.active:
+                testpoints.passed("batch_acked")
             self.stats.messages += 1
             self.stats.records += len(run)
             self.stats.bytes += len(payload)

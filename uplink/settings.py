@@ -53,3 +53,10 @@ class UplinkStats:
     #: Link alarms (UPLINK_FAILOVER, NETWORK_LOSS) the store refused; each is
     #: emitted again at the policy's next transition point.
     alarms_not_stored: int = 0
+    #: Failures caught and survived, by where (each logged with its traceback):
+    #: ``session`` (a bug ended a session: reconnected), ``heartbeat`` (one
+    #: skipped), ``command`` (a command's handling failed outside its reply).
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def count_error(self, where: str) -> None:
+        self.errors[where] = self.errors.get(where, 0) + 1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from collector.ota.bundle import CHUNK_BYTES, BundleError
 from collector.retry import Retry
+from config.atomic import replace_durably
 from uplink.crypto import Sm3Stream
 
 #: Resumes after a dropped connection. 4G links drop; 8 resumes with backoff
@@ -94,7 +95,7 @@ def download(
         part.unlink()
         raise BundleError("DIGEST_MISMATCH", "the bundle's SM3 differs from the command's")
     done = staging / f"{sm3_hex}.bundle"
-    part.replace(done)
+    replace_durably(part, done)  # verified: on flash before its name says "whole"
     return done
 
 

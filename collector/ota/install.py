@@ -19,15 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from collector.config_files import write_atomically
 from collector.ota import launcher
 from collector.ota.bundle import BundleError, unpack
+from config.atomic import write_atomically
 
 #: ``python -m venv`` takes ~1 s on a desktop, tens of seconds on the gateway.
 VENV_TIMEOUT_S = 300
@@ -81,6 +82,9 @@ def install(root: Path, bundle: Path, expect_version: str | None = None) -> dict
              INSTALL_TIMEOUT_S, "compileall")  # fmt: skip
         _smoke(python, version)
         info = {k: manifest.get(k) for k in ("version", "python", "store_schema")}
+        # The venv's files were written by child processes without fsync:
+        # all of them on flash before the markers that declare the release whole.
+        os.sync()
         # Both durable, release.json first: a power cut must never leave an
         # INSTALLED release whose schema the launcher cannot read (the store
         # downgrade on a rollback keys on it).

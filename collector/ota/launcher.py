@@ -9,7 +9,12 @@ Issue #8 item 2, SPEC D8; docs/upgrade.md. systemd's ExecStart runs this file
 
 It is **stdlib only and imports nothing of the project**: a release that
 cannot even be imported must still be rolled back, so the judge cannot live
-inside the thing judged. Boot counting as in RAUC / U-Boot ``bootcount``: a
+inside the thing judged. For the same reason it carries its own copy of the
+project's one atomic file write (config/atomic.py, between the ``atomic
+write`` markers): installed as this one file, it has nothing beside it to
+import, and tests/test_atomic_write.py checks that both copies are the same text.
+
+Boot counting as in RAUC / U-Boot ``bootcount``: a
 trial release started :data:`MAX_TRIAL_STARTS` times without being marked
 good, past its deadline, or marked failed by its own health gate, is
 abandoned and the good release started instead. Then the process execs the
@@ -26,6 +31,7 @@ read and write one format.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -67,12 +73,93 @@ def _log(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, "logger": "launcher", **fields}), file=sys.stderr, flush=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+# --- atomic write: begin (the same text in config/atomic.py and the launcher) ---
+
+#: Mode of a file that did not exist before: owner only (keys, hashes, state).
+NEW_FILE_MODE = 0o600
+#: Suffix of the temporary file; ``.<name>.`` is its prefix.
+TEMP_SUFFIX = ".new"
+#: A temporary file older than this is a killed write's leftover: no write
+#: takes an hour, so a younger one may still be another writer's.
+STALE_TEMP_S = 3600.0
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the directory's entries (a rename, a new or removed name) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_S) -> list[Path]:
+    """Remove the temporary files killed writes of ``path`` left; returns them."""
+    prefix, removed = f".{path.name}.", []
+    cutoff = time.time() - older_than_s
+    with contextlib.suppress(FileNotFoundError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            if not (entry.name.startswith(prefix) and entry.name.endswith(TEMP_SUFFIX)):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace ``path`` by ``data``: the old content or the new, never a torn file.
+
+    ``mode``: the new file's permission bits; None keeps the replaced file's
+    (and its owner, when running as root), or :data:`NEW_FILE_MODE` for a new file.
+    """
+    path = Path(path)
+    remove_stale_temps(path)
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    name = f".{path.name}.{os.urandom(6).hex()}{TEMP_SUFFIX}"
+    tmp = path.with_name(name)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            if mode is not None:
+                os.fchmod(fd, mode)
+            elif old is not None:
+                os.fchmod(fd, old.st_mode & 0o7777)
+                if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (0, 0):
+                    os.fchown(fd, old.st_uid, old.st_gid)  # root edits the daemon's file
+            else:
+                os.fchmod(fd, NEW_FILE_MODE)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def replace_durably(source: Path, path: Path) -> None:
+    """Rename a file written by other means (a resumable download) over ``path``,
+    its data and the rename both on flash first and after."""
+    fd = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(source, path)
+    fsync_dir(Path(path).parent)
+
+
+# --- atomic write: end ------------------------------------------------------
 
 
 def read_state(root: Path) -> dict[str, Any]:
@@ -89,19 +176,9 @@ def read_state(root: Path) -> dict[str, Any]:
     return state
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def write_state(root: Path, state: dict[str, Any]) -> None:
-    """Temp file, fsync, rename, fsync the directory: the old or the new state, never half."""
-    _write_atomic(root / STATE_FILE, json.dumps(state, sort_keys=True, indent=1).encode())
+    """Written atomically (:func:`write_atomically`): the old or the new state, never half."""
+    write_atomically(root / STATE_FILE, json.dumps(state, sort_keys=True, indent=1).encode())
 
 
 def release_dir(root: Path, version: str) -> Path:
@@ -139,7 +216,7 @@ def switch_current(root: Path, version: str) -> None:
     tmp.unlink(missing_ok=True)  # a leftover of a kill between symlink and rename
     os.symlink(Path(RELEASES) / version, tmp)
     os.replace(tmp, root / CURRENT)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def config_path_from_args(args: list[str]) -> Path | None:
@@ -205,7 +282,7 @@ def snapshot_config(root: Path, older: str, args: list[str]) -> None:
     config = config_path_from_args(args)
     if config is None or not config.exists() or not is_installed(root, older):
         return
-    _write_atomic(release_dir(root, older) / CONFIG_SNAPSHOT, config.read_bytes())
+    write_atomically(release_dir(root, older) / CONFIG_SNAPSHOT, config.read_bytes())
 
 
 def restore_config(root: Path, older: str, leaving: str, args: list[str]) -> str:
@@ -242,8 +319,8 @@ def restore_config(root: Path, older: str, leaving: str, args: list[str]) -> str
     if not snapshot.exists():
         _log("config_refused_no_snapshot", release=older, errors=done.stdout.strip()[-500:])
         return "refused"
-    _write_atomic(config.with_name(f"{config.name}.rejected-{leaving}"), config.read_bytes())
-    _write_atomic(config, snapshot.read_bytes())
+    write_atomically(config.with_name(f"{config.name}.rejected-{leaving}"), config.read_bytes())
+    write_atomically(config, snapshot.read_bytes())
     _log("config_restored", release=older, errors=done.stdout.strip()[-500:])
     return "restored"
 

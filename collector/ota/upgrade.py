@@ -221,7 +221,7 @@ class Ota:
                     state["trial"]["failed"] = why
                     await asyncio.to_thread(launcher.write_state, self.root, state)
         except OSError as exc:  # the boot count and the deadline still judge it
-            log.error("trial_state_not_written", error=str(exc))
+            log.error("trial_state_not_written", exc_info=exc)
         self.restart()  # the launcher rolls back (with the store downgrade, if any)
 
     def _mark_good(self) -> dict[str, Any] | None:
@@ -335,7 +335,7 @@ class Ota:
         except OSError as exc:
             # The trial state is durable and is the truth: the launcher finishes
             # the switch at the restart that follows (docs/upgrade.md, step 6).
-            log.warning("ota_switch_deferred", version=version, error=str(exc))
+            log.warning("ota_switch_deferred", version=version, exc_info=exc)
             return
         log.info("ota_switched", version=version, previous=self.running)
 

@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from config.atomic import write_atomically
 
 #: scrypt cost n=2**12, r=8, p=4: the CPU of the classic n=2**14, r=8, p=1
 #: (≈ 0.1–0.2 s on the x86 development VM, more on the gateway) with a
@@ -61,6 +61,8 @@ SESSION_MAX_S = 8 * 3600.0
 #: Sessions kept at once; the oldest is dropped past this (bounded memory).
 MAX_SESSIONS = 16
 MIN_PASSWORD_CHARS = 8
+#: The hash file: its owner only (a hash is still something to guess against).
+HASH_FILE_MODE = 0o600
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -112,20 +114,11 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 def write_hash_file(path: Path, password: str) -> None:
-    """Write the hash atomically (temp file, fsync, rename), mode 0600."""
+    """Write the hash atomically (config/atomic.py), mode 0600 whatever it was."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, (hash_password(password) + "\n").encode())
-        os.fsync(fd)
-        os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, (hash_password(password) + "\n").encode(), mode=HASH_FILE_MODE)
 
 
 def read_hash_file(path: Path) -> str | None:

@@ -12,8 +12,9 @@
   it on 10001); ``0`` picks a free port. Any number of connections, one
   console. At least one of ``--link`` / ``--tcp`` is required.
 - The console's clock starts at ``--start`` (or the scenario's ``start``,
-  or now) and runs ``--speed`` times real time; ``--speed 0`` freezes it
-  (a constant state, for tests that compare two readers).
+  or now at ``--tz``, the station's offset, +08:00 by default) and runs
+  ``--speed`` times real time; ``--speed 0`` freezes it (a constant state,
+  for tests that compare two readers).
 - Scenario events (:mod:`hil.atg.scenario`) fire at their simulated time;
   those at ``at_s`` ≤ 0 before the console answers anything.
 - ``--sales FILE``: the dispenser simulator's stdout (one ground-truth JSON
@@ -41,10 +42,11 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from config.derived import parse_offset
 from hil.atg.commands import ABORT, CommandReader
 from hil.atg.console import MAX_DEVICE, SECURITY_CODE_LEN, Console
 from hil.atg.scenario import Scenario, apply, apply_sale, make_tanks, parse_tank_map
@@ -220,7 +222,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--scenario", type=Path)
     p.add_argument("--speed", type=float, default=1.0, help="simulated s per real s; 0 freezes")
-    p.add_argument("--start", help="console clock at start, naive ISO (default: now)")
+    p.add_argument("--start", help="console clock at start, naive ISO (default: now at --tz)")
+    p.add_argument(
+        "--tz", default="+08:00", help="offset of the console's wall clock (the station's)"
+    )
     p.add_argument("--security-code", help="6 characters every command must carry (§5)")
     p.add_argument("--sales", type=Path, help="the dispenser simulator's stdout, followed")
     p.add_argument(
@@ -246,6 +251,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--tcp must be 0..65535")
     if args.speed < 0:
         p.error("--speed must be >= 0")
+    try:
+        parse_offset(args.tz)
+    except ValueError as exc:
+        p.error(f"--tz {exc}")
     if args.security_code is not None and len(args.security_code) != SECURITY_CODE_LEN:
         p.error("--security-code must have 6 characters")
     return args
@@ -258,7 +267,9 @@ async def amain(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     scenario = Scenario.load(args.scenario)
     start = args.start and datetime.fromisoformat(args.start)
-    clock = SimClock(start or scenario.start or datetime.now().replace(microsecond=0), args.speed)
+    # A console's clock shows the station's wall time, whatever the host's TZ.
+    now = datetime.now(timezone(parse_offset(args.tz))).replace(tzinfo=None, microsecond=0)
+    clock = SimClock(start or scenario.start or now, args.speed)
     tanks = make_tanks(args.tanks, args.seed, scenario.tanks)
     console = Console(tanks, clock, security_code=args.security_code)
     for t in tanks:

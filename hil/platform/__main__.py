@@ -1,12 +1,17 @@
 """``python -m hil.platform --broker HOST:PORT --keys FILE``
 
 Subscribes to every device's ``up`` topics and ``state``, and prints one
-JSON line per accepted record (``{"dev", "type", "seq", "chain", "record",
-"rx_ms"}``, ``rx_ms`` its arrival time in epoch ms), heartbeat, state
-change and (re)connection (``{"receiver": "connected"}``) on stdout;
-rejections and chain problems go to stderr as JSON lines. The session is
-persistent (clean_session false), so a receiver that reconnects gets what
-the broker queued for it meanwhile.
+JSON line per accepted record (``{"dev", "type", "seq", "ts", "chain",
+"record", "rx_ms"}``, ``ts`` the envelope's sealing time and ``rx_ms`` the
+arrival time, epoch ms), per repeated record (``{"duplicate": {…}}``),
+heartbeat, state change and (re)connection (``{"receiver": "connected"}``)
+on stdout; rejections and chain problems go to stderr as JSON lines. The
+session is persistent (clean_session false), so a receiver that reconnects
+gets what the broker queued for it meanwhile.
+
+It implements the contract on its own (hil/platform/contract.py: gmssl's
+SM4 and SM3, its own GCM, canonical JSON and chain rule) and imports
+nothing of the collector's uplink, buffer or collector packages.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from typing import TextIO
 
 import aiomqtt
 
+from hil.platform.contract import load_keys
 from hil.platform.receiver import Receiver
-from uplink.keys import KeyFileError, load_keys
 
 #: Seconds between reconnect attempts: a test tool, so short and fixed.
 RECONNECT_S = 0.5
@@ -47,8 +52,9 @@ async def serve(host: str, port: int, receiver: Receiver, client_id: str, device
                     payload = message.payload
                     if not isinstance(payload, bytes | bytearray):
                         payload = str(payload).encode()
+                    # Arrival, for latency figures: before the (slow, pure-Python) checks.
+                    rx_ms = time.time_ns() // 1_000_000
                     lines, problems = receiver.handle(str(message.topic), bytes(payload))
-                    rx_ms = time.time_ns() // 1_000_000  # arrival, for latency figures
                     for line in lines:
                         _emit(sys.stdout, {**line, "rx_ms": rx_ms})
                     for problem in problems:
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     host, _, port = args.broker.rpartition(":")
     try:
         keys = load_keys(args.keys)
-    except KeyFileError as exc:
+    except (OSError, ValueError) as exc:
         print(f"hil.platform: {exc}", file=sys.stderr)
         return 2
     receiver = Receiver(keys)
