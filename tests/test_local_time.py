@@ -19,14 +19,13 @@ from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from microdot.test_client import TestClient
-
 from buffer.store import OrderStore
 from collector.daemon import Collector
 from collector.localtime import local_iso, local_times, station_tz
-from collector.web.app import make_app
+from collector.web.app import WebApp
 from collector.web.auth import write_hash_file
 from config.loader import load_config
+from tests.web_client import Client, csrf_of, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = ROOT / "config" / "demo.toml"
@@ -70,20 +69,16 @@ def test_the_page_data_and_the_cli_show_the_station_time(tmp_path: Path) -> None
     password = tmp_path / "web-password"
     write_hash_file(password, "pump-island-7")
     collector = Collector(load_config(config), config)
-    app = make_app(collector, password, config)
+    app = WebApp(collector, password, config)
 
     async def page_state() -> dict[str, Any]:
-        client = TestClient(app)
-        res = await client.get("/")
-        csrf = res.text.split('name="csrf" value="')[-1].split('"')[0]
-        await client.post(
-            "/login",
-            body=f"csrf={csrf}&password=pump-island-7",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        res = await client.get("/api/state")
-        assert res.status_code == 200
-        return dict(res.json)
+        async with serving(app) as port:
+            client = Client(port)
+            csrf = csrf_of((await client.get("/")).text)
+            await client.post("/login", {"csrf": csrf, "password": "pump-island-7"})
+            res = await client.get("/api/state")
+            assert res.status == 200
+            return dict(json.loads(res.text))
 
     state = asyncio.run(page_state())
     [alarm] = state["alarms"]["active"]

@@ -8,34 +8,17 @@ on its own server on a loopback port, asked over real sockets
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import structlog
 
 from collector.daemon import Collector
 from collector.web.app import WebApp
 from collector.web.auth import FREE_FAILURES, write_hash_file
-from collector.web.server import WebServer
 from config.loader import load_config
-from tests.web_client import Client, csrf_of
+from tests.web_client import Client, csrf_of, serving
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
-
-
-@contextlib.asynccontextmanager
-async def serving(app: WebApp) -> AsyncIterator[int]:
-    """``app`` on a free loopback port, for the block's length."""
-    server = app.server = WebServer(app, structlog.get_logger("test"))
-    listener = await server.start("127.0.0.1", 0)
-    try:
-        yield listener.sockets[0].getsockname()[1]
-    finally:
-        listener.close()
-        server.refusals.close()
 
 
 def test_login_csrf_and_cookies(tmp_path: Path) -> None:

@@ -9,9 +9,15 @@ browser's, and the raw answer kept for assertions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
+
+if TYPE_CHECKING:
+    from collector.web.app import WebApp
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 
@@ -102,3 +108,19 @@ class Client:
     async def login(self, password: str) -> Reply:
         pre = csrf_of((await self.get("/")).text)
         return await self.post("/login", {"csrf": pre, "password": password})
+
+
+@contextlib.asynccontextmanager
+async def serving(app: WebApp) -> AsyncIterator[int]:
+    """``app`` on a free loopback port, for the block's length."""
+    import structlog
+
+    from collector.web.server import WebServer
+
+    server = app.server = WebServer(app, structlog.get_logger("test"))
+    listener = await server.start("127.0.0.1", 0)
+    try:
+        yield listener.sockets[0].getsockname()[1]
+    finally:
+        listener.close()
+        server.refusals.close()

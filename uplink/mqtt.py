@@ -212,7 +212,11 @@ class Uplink:
     def _down(self, exc: BaseException | None, endpoint: Endpoint) -> None:
         self.stats.connected = False
         self.stats.last_error = f"{endpoint.name}: {exc}"
-        log.warning("uplink_down", endpoint=endpoint.name, error=str(exc), exc_info=exc)
+        # A lost or refused link is the uplink's daily weather: one line. A
+        # traceback only for what is not (a crash was logged with it already).
+        ordinary = isinstance(exc, aiomqtt.MqttError | OSError | StoreError)
+        trace = {} if ordinary or exc is None else {"exc_info": exc}
+        log.warning("uplink_down", endpoint=endpoint.name, error=str(exc), **trace)
 
     async def _session(self, endpoint: Endpoint) -> None:
         s = self.settings
