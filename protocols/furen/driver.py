@@ -260,8 +260,11 @@ class FurenPoller:
         events: list[Event] = []
         if self._online is not True:
             self._online = True
-            # (Back) online: read every nozzle's totals first.
-            self._plan.extendleft((CMD_TOTALS, n) for n in range(self._nozzles, 0, -1))
+            # (Back) online: every nozzle's totals next, unless this answer or
+            # the plan already has them.
+            due = [(CMD_TOTALS, n) for n in range(1, self._nozzles + 1)]
+            skip = {*self._plan, (command, nozzle)}
+            self._plan.extendleft(reversed([t for t in due if t not in skip]))
             events.append(PumpLink(ADDRESS, online=True))
         if command == CMD_STATUS:
             events += self._reader.status(frame)
