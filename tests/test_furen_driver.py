@@ -145,15 +145,26 @@ def test_the_status_request_carries_the_clock_and_is_off_by_default() -> None:
         plain._emit(Frame(0, 0, 0, bytes.fromhex("3020080820103000")))
 
 
-def test_a_nozzle_shown_out_holds_its_record_until_it_is_back() -> None:
+#: Nozzle 2 fuelling with 25.00 L so far: the volume of SALE_REPLY.
+FUELLING_2_AT_25 = fcc_frame(0xFA, 0x00, 0x01, 0xF1, 0x00, 0x07, 0x5B,
+                             0x00, 0x25, 0x00, 0x01, 0x96, 0x25)  # fmt: skip
+
+
+def test_a_record_with_the_volume_of_the_fill_going_on_is_held() -> None:
     driver = poller(status_with_clock=True)
     ask(driver, 0x30, 0)
-    driver.receive_data(LIFTED_2)
+    driver.receive_data(FUELLING_2_AT_25)  # the record may be this fill, paused
     for _ in range(3):
         ask(driver, 0x56, 2)
         assert sales(driver.receive_data(SALE_REPLY)) == []
+    # Fuelling at another volume: the record is not that fill, it counts —
+    # the two reads before a sale go on across the fill.
     ask(driver, 0x30, 0)
-    driver.receive_data(IDLE)
+    driver.receive_data(FUELLING_2)
+    ask(driver, 0x56, 2)
+    assert sales(driver.receive_data(SALE_REPLY)) == []
+    ask(driver, 0x30, 0)
+    driver.receive_data(LIFTED_2)
     ask(driver, 0x56, 2)
     assert [s.key for s in sales(driver.receive_data(SALE_REPLY))] == ["2:123456"]
 

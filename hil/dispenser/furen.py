@@ -10,14 +10,13 @@ the source. What each request gets (layouts: protocols/furen/messages.py):
   ``[2]`` = 00. A fuelling point shows one nozzle: the first fuelling, else
   the first lifted. The time it carries is counted in :attr:`writes` as
   ``clock`` (the pump may set its clock from it: the D20 witness counts it).
-- ``56`` nozzle n → its oldest sale not yet taken, else the last one taken,
-  else a record of volume 0 with the nozzle's totals. A sale is taken
-  (:meth:`PumpModel.take`) once it has been sent :data:`SERVED_TO_TAKE`
-  times — the poller's default number of identical reads, since the
-  protocol has no acknowledgement — and stays the nozzle's record until a
-  newer sale of that nozzle comes. A real pump keeps one record per nozzle;
-  this queue keeps fills that end faster than a master reads them, so the
-  ground truth stays whole.
+- ``56`` nozzle n → its newest sale, else a record of volume 0 with the
+  nozzle's totals (a pump keeps one record per nozzle). Sending a sale
+  takes it (:meth:`PumpModel.take`): the protocol has no acknowledgement,
+  the read is all. A new fill on a nozzle whose sale no master has read
+  yet waits (:meth:`FurenResponder.may_start`): a real pump would let the
+  customer go on and overwrite the record, which the ground truth could
+  not follow.
 - ``58`` → the nozzle's totals now; ``50`` → its price.
 - What a station's controller sends and the collector never may (SPEC
   D20): ``51`` price (applied to the nozzle if idle), ``59`` / ``60``
@@ -65,10 +64,6 @@ from protocols.furen.messages import (
     parse_time,
 )
 
-#: Sends of a sale record before the pump counts it as read: the poller's
-#: default ``sale_reads`` (protocols/furen/driver.py).
-SERVED_TO_TAKE = 2
-
 #: The one pump address a Furen line has.
 ADDRESS = 1
 
@@ -102,8 +97,7 @@ class FurenResponder:
         if not 1 <= len(self.pump.nozzles) <= MAX_NOZZLE:
             raise ValueError(f"a Furen pump has 1..{MAX_NOZZLE} nozzles")
         self.decoder = FrameDecoder()
-        self.served: dict[int, int] = {}  # txn_no → times sent
-        self.last: dict[int, SimSale] = {}  # nozzle → its last sale taken
+        self.last: dict[int, SimSale] = {}  # nozzle → its newest sale taken
         self.refused = 0
         #: Requests that change the pump, by name (the D20 witness: a poll
         #: driver with the status off must leave it empty).
@@ -187,19 +181,16 @@ class FurenResponder:
             return build_price(nozzle.price, ctrl=ctrl)
         return build_record(self._record(nozzle), ctrl=ctrl)
 
+    def may_start(self, pump: PumpModel, nozzle: NozzleModel) -> bool:
+        """False while ``nozzle`` holds a sale not yet sent (module doc)."""
+        return not any(s.nozzle == nozzle.nzn for s in pump.pending)
+
     def _record(self, nozzle: NozzleModel) -> SaleRecord:
-        """The nozzle's record now; a pending sale counts one more send (module doc)."""
-        pending = next((s for s in self.pump.pending if s.nozzle == nozzle.nzn), None)
-        if pending is not None:
-            sent = self.served.get(pending.txn_no, 0) + 1
-            self.served[pending.txn_no] = sent
-            if sent >= SERVED_TO_TAKE:
-                del self.served[pending.txn_no]
-                self.pump.take(pending.txn_no)
-                self.last[nozzle.nzn] = pending
-            sale: SimSale | None = pending
-        else:
-            sale = self.last.get(nozzle.nzn)
+        """The nozzle's newest sale; sending a pending one takes it (module doc)."""
+        for pending in [s for s in self.pump.pending if s.nozzle == nozzle.nzn]:
+            self.pump.take(pending.txn_no)
+            self.last[nozzle.nzn] = pending
+        sale = self.last.get(nozzle.nzn)
         if sale is None:
             return SaleRecord(0, 0, nozzle.price, nozzle.totalizer_volume, nozzle.totalizer_amount)
         return SaleRecord(

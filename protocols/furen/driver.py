@@ -25,11 +25,14 @@ the request's ``F0 | n`` (as the FCC checks, ``:1177``); any other frame is
 Sales (docs/protocols/furen.md, "Sales"). A pump keeps each nozzle's last
 record and needs no acknowledgement: the read is all. A record becomes a
 :class:`Sale` once ``sale_reads`` reads of that nozzle in a row, a round
-apart, returned the same bytes (a record that still moves is a fill in
-progress, should a pump show one) and, with the status on, while the
-status does not show that nozzle lifted or fuelling (the FCC reads the
-record only once the status shows the nozzle back in, ``:547-562``, or,
-after its own stop command, stopped, ``:596-619``). Key, order number and time:
+apart, returned the same bytes — a record that still moves is a fill in
+progress, should a pump show one (a missed read between two does not
+matter: a fill's record only grows). With the status on, a read whose
+volume is the volume the last status showed fuelling on that nozzle (5B
+``[7..9]``) does not count: it may be that fill, paused. A record read
+during a fill with another volume is not that fill, so it counts. The FCC
+itself reads the record once, after the nozzle is back (``:547-562``) or
+after its own stop (``:596-619``). Key, order number and time:
 :mod:`protocols.furen.reading`. Store first: a sale not yet committed is
 emitted again at its next stable reading (same key, same ``ended_at``);
 one :meth:`sale_committed` reported is not.
@@ -182,8 +185,6 @@ class FurenPoller:
         self._counts["timeouts"] += 1
         what = "status" if command == CMD_STATUS else f"nozzle {nozzle} {command:02X}"
         events.append(ProtocolError("timeout", f"no answer to {what}", ADDRESS))
-        if command == CMD_SALE:
-            self._seen.pop(nozzle, None)  # "in a row" is broken
         self._misses += 1
         if self._misses >= self._offline_after and self._online is not False:
             self._online = False
@@ -279,13 +280,13 @@ class FurenPoller:
         if isinstance(record, ProtocolError):
             self._seen.pop(nozzle, None)
             return [record]
+        if self._reader.live_volume(nozzle) == record.volume:
+            return []  # what the status shows fuelling: it may be that fill
         data = frame.data
         last, reads = self._seen.get(nozzle, (b"", 0))
         reads = reads + 1 if data == last else 1
         self._seen[nozzle] = (data, reads)
         if reads < self._sale_reads or sale_key(nozzle, record) in self._committed:
             return []
-        if self._status and self._reader.out(nozzle):
-            return []  # that nozzle is out: the record may still change
         sale = self._reader.sale(nozzle, record, data)
         return [] if sale is None else [sale]

@@ -12,6 +12,9 @@ Directions (RS-422: one pair each way, docs/protocols/furen.md):
   answer is read as what was asked, about the nozzle asked (``ctrl``
   ``F0 | n``); requests that change the pump are counted by name
   (``pos_cmd_authorise`` …, :data:`~protocols.furen.messages.REQUEST_NAMES`).
+  A request also closes the window of the answer before it: bytes of the
+  answer side still buffered are flushed then (a garbled answer's bytes
+  must not carry a later good frame into the next request's answer).
 - :meth:`FurenMonitor.receive_response` — bytes the pump sent.
 - :meth:`FurenMonitor.receive_bus` — one line whose frames say their side
   by their command and length (:func:`~protocols.furen.messages.side`): a
@@ -30,8 +33,8 @@ Pump replies are read with the poll driver's reader
 Totals and Sale — same ``key`` — so the store keeps a record read by the
 controller and by us once. A sale: every sale record the controller reads
 (the FCC reads it once, after the fill, ``:547-562``), unless the last
-status seen shows that nozzle still fuelling (a record read mid-fill may be
-a fill in progress), and once per key (a controller that reads the record
+status seen shows that nozzle fuelling with the record's volume (it may be
+that fill, read mid-way), and once per key (a controller that reads the record
 every round, as our own poller does, gives one sale).
 
 Link state: online from the pump's first frame; offline after
@@ -150,7 +153,15 @@ class FurenMonitor:
     def receive_request(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         for item in self._requests.receive_data(data):
-            events += [item] if isinstance(item, ProtocolError) else self._on_request(item)
+            if isinstance(item, ProtocolError):
+                events.append(item)
+                continue
+            # A new request closes the last answer's window: what the answer
+            # side still holds is given up now, and any frame it hid is read
+            # as that answer, not as the answer to this request.
+            for held in self._responses.flush():
+                events += [held] if isinstance(held, ProtocolError) else self._on_response(held)
+            events += self._on_request(item)
         return events
 
     def receive_response(self, data: bytes) -> list[Event]:
@@ -244,7 +255,8 @@ class FurenMonitor:
         record = self._reader.record(frame)
         if isinstance(record, ProtocolError):
             return [record]
-        if self._reader.fuelling(nozzle):
+        if self._reader.live_volume(nozzle) == record.volume:
+            # The volume the last status showed fuelling: may be that fill.
             self._counts["records_while_fuelling"] += 1
             return []
         key = sale_key(nozzle, record)

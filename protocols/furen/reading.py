@@ -91,8 +91,8 @@ class PumpReader:
         self._clock = clock
         #: Nozzle → the state last reported (absent: not reported since forget()).
         self._shown: dict[int, tuple[NozzleState, int | None, int | None]] = {}
-        #: The nozzle the last status named out (lifted / fuelling), and how.
-        self._out: tuple[int, NozzleState] | None = None
+        #: (nozzle, raw volume) of the fill the last status showed going on.
+        self._live: tuple[int, int] | None = None
         self._ended_at: dict[str, datetime] = {}
         self.transients = 0
 
@@ -110,17 +110,15 @@ class PumpReader:
             return ProtocolError("bad_message", detail, self.address)
         return named
 
-    def out(self, nozzle: int) -> bool:
-        """The last status had ``nozzle`` lifted or fuelling."""
-        return self._out is not None and self._out[0] == nozzle
-
-    def fuelling(self, nozzle: int) -> bool:
-        return self._out == (nozzle, NozzleState.FUELLING)
+    def live_volume(self, nozzle: int) -> int | None:
+        """The raw volume of the fill the last status showed going on at
+        ``nozzle`` (5B ``[7..9]``), else None."""
+        return self._live[1] if self._live is not None and self._live[0] == nozzle else None
 
     def forget(self) -> None:
         """The link went down: states are unknown until the next status."""
         self._shown.clear()
-        self._out = None
+        self._live = None
 
     def status(self, frame: Frame) -> list[Event]:
         """A status reply → the nozzle states that changed (module doc)."""
@@ -131,15 +129,15 @@ class PumpReader:
             self.transients += 1
             return []
         now: dict[int, tuple[NozzleState, int | None, int | None]] = {}
+        self._live = None
         if reply.out:
             nozzle = self.nozzle_of(frame)
             if isinstance(nozzle, ProtocolError):
                 return [nozzle]
             state = NozzleState.FUELLING if reply.fuelling else NozzleState.LIFTED
             now[nozzle] = (state, reply.volume, reply.amount)
-            self._out = (nozzle, state)
-        else:
-            self._out = None
+            if reply.fuelling and reply.volume is not None:
+                self._live = (nozzle, reply.volume)
         events: list[Event] = []
         for n in range(1, self.nozzles + 1):
             shown = now.get(n, (NozzleState.IDLE, None, None))
