@@ -210,3 +210,66 @@ def test_mutated_streams_never_raise_nor_invent_a_sale(seed: int, hits: int, how
     # The only sale on this line is nozzle 2's record: whatever the mutations
     # let through the CRC is that record or nothing.
     assert all(s.key == "2:123456" and str(s.volume) == "25.00" for s in sales(events))
+
+
+def test_the_port_config_reaches_the_monitor() -> None:
+    """collector.assembly.make_monitor: nozzles, decimals and grades as for the
+    poller, the station's clock; options only a poller uses are left out."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from collector.assembly import make_monitor
+    from config.models_ports import PortConfig
+
+    port = PortConfig(
+        number=1, device="/dev/ttyS1", protocol="furen", mode="listen", addresses=[1],
+        furen={"nozzles": 3, "volume_decimals": 3, "sale_reads": 5, "grades": {"2": "1092"}},
+    )  # fmt: skip
+    tz = timezone(timedelta(hours=8))
+    watcher = make_monitor(port, tz)
+    [sale] = sales(watcher.receive_bus(SALE_REPLY))
+    assert (sale.nozzle, sale.grade, sale.volume) == (2, "1092", Decimal("2.500"))
+    assert abs(sale.ended_at - datetime.now(tz).replace(tzinfo=None)) < timedelta(minutes=1)
+    # Three nozzles: [3] naming a fourth is refused.
+    beyond = fcc_frame(*SALE_REPLY[:3], 0xF3, *SALE_REPLY[4:-2])
+    assert [e.kind for e in watcher.receive_bus(beyond) if isinstance(e, ProtocolError)] == [
+        "bad_message"
+    ]
+
+
+def test_the_controllers_commands_are_what_the_driver_may_never_send() -> None:
+    """hil/pos_commands.py builds a station controller's authorise and price
+    frames: the monitor counts them by name, the driver refuses them (D20)."""
+    from decimal import Decimal
+
+    from hil.pos_commands import FurenCommands
+    from protocols.base import ForbiddenCommand
+
+    commands = FurenCommands([1], ["authorise", "price"])
+    authorise = commands.next_frame()
+    assert authorise == AUTHORISE  # lischn009.c:1283-1293, byte for byte
+    assert commands.next_frame() is None  # no price read yet
+    commands.observe([poller_sale(Decimal("7.85"))])
+    commands.next_frame()
+    price = commands.next_frame()
+    assert price == SET_PRICE  # lischn009.c:822-834
+    watcher = monitor()
+    watcher.receive_request(authorise + price)
+    assert watcher.counters["pos_cmd_authorise"] == 1
+    assert watcher.counters["pos_cmd_set_price"] == 1
+    driver = poller()
+    for wire in (authorise, price):
+        with pytest.raises(ForbiddenCommand):
+            driver._emit(frame(wire))
+
+
+def poller_sale(price: object) -> Sale:
+    """The poller's sale of nozzle 1 at ``price``."""
+    from dataclasses import replace
+
+    driver = poller()
+    record = fcc_frame(*SALE_REPLY[:3], 0xF0, *SALE_REPLY[4:-2])
+    for _ in range(2):
+        ask(driver, 0x56, 1)
+        found = sales(driver.receive_data(record))
+    return replace(found[0], price=price)
