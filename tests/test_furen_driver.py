@@ -29,7 +29,7 @@ NOW = datetime(2008, 8, 20, 10, 30, 0)
 
 #: 58's answer as GetGunTotal / InitPumpTotal read it (lischn009.c:1088-1092,
 #: :1111, :1930, :1947): 19 bytes, volume total [7..11] 1234.56 L, amount total
-#: [12..16] 98765.43 yuan; nozzle 1 echoed in [3] (:1127).
+#: [12..16] 98765.43 yuan; nozzle 1 echoed in [3] (:1137).
 TOTALS_REPLY = fcc_frame(0xFA, 0x00, 0x00, 0xF0, 0x00, 0x0B, 0x58,
                          0x00, 0x00, 0x12, 0x34, 0x56, 0x00, 0x09, 0x87, 0x65, 0x43)  # fmt: skip
 #: Status answers (lischn009.c:1544-1586): idle; nozzle 2 lifted ([2] 01,

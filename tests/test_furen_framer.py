@@ -88,7 +88,7 @@ def test_the_literal_frames_stay_what_they_were() -> None:
 
 
 def test_nozzle_ctrl_is_f0_or_the_nozzle_index() -> None:
-    # lischn009.c:1162 ("0xF0 | lnz"), :1572-1573 ("0xF0 - 0xF7: LNZ 1 - 8").
+    # lischn009.c:1162 ("0xF0 | lnz"), :1581 ("0xF0 - 0xF7: LNZ 1 - 8").
     assert [nozzle_ctrl(n) for n in (1, 2, 8)] == [0xF0, 0xF1, 0xF7]
     assert Frame(0, 0, 0xF3, b"\x56").nozzle_byte == 4
     assert Frame(0, 0, 0x01, b"\x56").nozzle_byte is None

@@ -27,7 +27,7 @@ the source. What each request gets (layouts: protocols/furen/messages.py):
   that does not fit) → silence, counted in :attr:`refused`.
 
 Replies echo the request's ``[6]`` and, on a pump of several nozzles, its
-``ctrl`` ``F0 | n`` in ``[3]`` (the FCC checks the latter, ``:1177``); a
+``ctrl`` ``F0 | n`` in ``[3]`` (the FCC checks the latter, ``:1137``, ``:1195``); a
 single-nozzle pump puts 00 there.
 
 Ground truth: Furen carries no transaction number; the collector's

@@ -19,7 +19,7 @@ before each when ``status_with_clock``; every nozzle's ``58`` when the
 pump comes online and then every ``totals_every`` rounds. A reply is the
 answer to the request in flight when its length fits (sale 27 bytes, totals
 19, status 5A / 5B) and, on a pump with several nozzles, its ``[3]`` echoes
-the request's ``F0 | n`` (as the FCC checks, ``:1177``); any other frame is
+the request's ``F0 | n`` (as the FCC checks, ``:1137``, ``:1195``); any other frame is
 ``ProtocolError("unexpected")`` and we keep waiting.
 
 Sales (docs/protocols/furen.md, "Sales"). A pump keeps each nozzle's last

@@ -15,7 +15,7 @@ request ``:1505-1515``, the sale read ``:1159-1170``)::
 - ``CRC`` is CRC-16/ARC (``CRC_16``: table polynomial 0xA001, initial 0,
   ``fangym0335/first src/lrc.c:122-134``, ``src/lrc.h:9``) over ``[1]`` …
   last data byte (``CRC_16(&cmd[1], cmd[5] + 5)``), high byte first
-  (``:1513-1515``); replies are checked the same way (``:1531-1536``).
+  (``:1513-1515``); replies are checked the same way (``:1537-1542``).
 - ``[1]`` and ``[2]`` are 00 in every request; in a status reply ``[2]`` is
   01 while a nozzle is lifted (``:1546``). ``ctrl`` ``[3]`` is ``F0 | n``
   for a request about nozzle ``n + 1`` (``:1157``) and 00 otherwise
@@ -41,7 +41,7 @@ from protocols.fa_frame import CRC_LEN, HEADER_LEN, FaFrameDecoder, FaFraming
 
 #: Largest LEN accepted. The longest reply the source reads is the sale
 #: record, LEN 19 (27 bytes, ``:1170``); a status reply is variable
-#: (``:1518``) and carries at least volume and amount (``[7..12]``,
+#: (``:1517``) and carries at least volume and amount (``[7..12]``,
 #: ``:1354-1362``). 64 leaves room for a longer one while a garbled length
 #: holds good frames back by at most ~70 bytes (70 ms at 9600 Bd).
 MAX_DATA_LEN = 64
@@ -50,7 +50,7 @@ MAX_DATA_LEN = 64
 LEN_BYTES = 2
 
 #: ``ctrl`` of a request about one nozzle: ``F0 | (nozzle - 1)``, nozzles
-#: 1..8 ("枪号 0xF0 - 0xF7: LNZ 1 - 8", ``:1572-1573``).
+#: 1..8 ("枪号 0xF0 - 0xF7: LNZ 1 - 8", ``:1581``).
 NOZZLE_CTRL = 0xF0
 NOZZLE_MASK = 0x0F
 MAX_NOZZLE = 8

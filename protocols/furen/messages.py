@@ -55,7 +55,7 @@ Replies (pump → controller):
 
 ``[6]`` of the sale, totals and price replies is never read by the FCC
 (it checks length and CRC, and ``[3]`` on a multi-nozzle pump,
-``:1177``): this module identifies those replies by their length, never
+``:1137``, ``:1195``): this module identifies those replies by their length, never
 by ``[6]`` (our simulator echoes the request's command there).
 
 Decimal places: the FCC hands these bytes on unchanged behind IFSF format

@@ -10,7 +10,7 @@ from annotated_types import Interval
 from protocols.options import Decimals, OfflineAfter, ReadEvery
 
 #: Nozzles of the fuelling point: ctrl ``F0 | n`` names nozzles 1..8
-#: (``fangym0335/first src/lischn009.c:1572-1573``).
+#: (``fangym0335/first src/lischn009.c:1581``).
 Nozzles = Annotated[int, Interval(ge=1, le=8)]
 
 #: A nozzle number as a TOML key (TOML keys are always text).
