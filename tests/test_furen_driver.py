@@ -23,6 +23,16 @@ from protocols.events import (
 )
 from protocols.furen.driver import FurenPoller
 from protocols.furen.framer import Frame, FrameDecoder, encode_frame
+from protocols.furen.messages import (
+    SaleRecord,
+    TotalsReply,
+    build_record,
+    build_status_reply,
+    build_totals,
+    parse_record,
+    parse_status,
+    parse_totals,
+)
 from tests.test_furen_framer import SALE_REPLY, fcc_frame
 
 NOW = datetime(2008, 8, 20, 10, 30, 0)
@@ -325,3 +335,37 @@ def test_d20_only_allowed_commands_ever_leave(
         found += sales(events)
     # The only sale these answers hold is the FCC's record of nozzle 2.
     assert all(s.key == "2:123456" and s.volume == Decimal("25.00") for s in found)
+
+
+# ---------------------------------------------------------------- messages
+
+bcd3 = st.integers(0, 999_999)
+bcd2 = st.integers(0, 9_999)
+bcd5 = st.integers(0, 9_999_999_999)
+
+
+@settings(max_examples=100, deadline=None)
+@given(bcd3, bcd3, bcd2, bcd5, bcd5, st.integers(0, 7), st.booleans())
+def test_replies_build_then_parse_round_trip(
+    volume: int, amount: int, price: int, vtot: int, atot: int, lnz: int, fuelling: bool
+) -> None:
+    record = SaleRecord(volume, amount, price, vtot, atot)
+    wire = encode_frame(build_record(record, ctrl=0xF0 | lnz))
+    assert len(wire) == 27  # lischn009.c:1170
+    assert parse_record(request_of(wire).data) == record
+    totals = TotalsReply(vtot, atot)
+    wire = encode_frame(build_totals(totals, ctrl=0xF0 | lnz))
+    assert len(wire) == 19  # lischn009.c:1111
+    assert parse_totals(request_of(wire).data) == totals
+    status = request_of(
+        encode_frame(
+            build_status_reply(
+                nozzle_byte=0xF0 | lnz, out=True, fuelling=fuelling, volume=volume, amount=amount
+            )
+        )
+    )
+    reply = parse_status(status)
+    assert not isinstance(reply, ProtocolError)
+    assert (reply.fuelling, reply.out, status.nozzle_byte) == (fuelling, True, lnz + 1)
+    if fuelling:
+        assert (reply.volume, reply.amount) == (volume, amount)
