@@ -22,7 +22,7 @@ from decimal import Decimal
 import pytest
 
 from hil.dispenser.faults import LineFaults
-from hil.dispenser.furen import FurenResponder, order_no_of
+from hil.dispenser.furen import READ_HOLD_S, FurenResponder, order_no_of
 from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, PumpModel, SimSale
 from protocols.events import Event, NozzleState, NozzleStatus, Sale
 from protocols.fa_frame import bcd_encode
@@ -325,7 +325,16 @@ def test_the_responder_answers_as_the_source_lays_out_and_counts_writes() -> Non
     )
     assert isinstance(record, Frame) and len(record.data) == 19 and record.ctrl == 0xF1
     assert record.data[9:14] == bcd_encode(sale.totalizer_volume_end, 5)
+    # Sent once: not taken until a second send or READ_HOLD_S later.
+    assert not responder.may_start(pump, nozzle) and pump.taken == 0
+    responder.receive_data(b"", 1.0 + READ_HOLD_S)
     assert responder.may_start(pump, nozzle) and pump.taken == 1
+    pump.lift(nozzle, 1000)
+    pump.start_fuel(nozzle, 5.0, 1.0)
+    pump.hang_up(nozzle, EPOCH)
+    for _ in range(2):
+        responder.receive_data(encode_frame(build_read(0x56, 2)), 6.0)
+    assert pump.taken == 2  # two sends: taken at once
     # Writes are acknowledged ([7] 01) and counted; a nozzle it lacks, silence.
     for request in (b"\x61\x01", b"\x62\x01", b"\x5d\x01\x01"):
         [ack] = FrameDecoder().receive_data(

@@ -11,12 +11,14 @@ the source. What each request gets (layouts: protocols/furen/messages.py):
   the first lifted. The time it carries is counted in :attr:`writes` as
   ``clock`` (the pump may set its clock from it: the D20 witness counts it).
 - ``56`` nozzle n → its newest sale, else a record of volume 0 with the
-  nozzle's totals (a pump keeps one record per nozzle). Sending a sale
-  takes it (:meth:`PumpModel.take`): the protocol has no acknowledgement,
-  the read is all. A new fill on a nozzle whose sale no master has read
-  yet waits (:meth:`FurenResponder.may_start`): a real pump would let the
-  customer go on and overwrite the record, which the ground truth could
-  not follow.
+  nozzle's totals (a pump keeps one record per nozzle). The protocol has no
+  acknowledgement, the read is all: a sale is taken (:meth:`PumpModel.take`)
+  once sent twice (a poller's two reads) or :data:`READ_HOLD_S` after it
+  was first sent (a controller that reads once). A new fill on a nozzle
+  whose sale is not taken yet waits (:meth:`FurenResponder.may_start`): a
+  real pump would let the customer go on and overwrite the record — its
+  fills take far longer than a master's round, the simulator's do not —
+  which the ground truth could not follow.
 - ``58`` → the nozzle's totals now; ``50`` → its price.
 - What a station's controller sends and the collector never may (SPEC
   D20): ``51`` price (applied to the nozzle if idle), ``59`` / ``60``
@@ -67,6 +69,10 @@ from protocols.furen.messages import (
 #: The one pump address a Furen line has.
 ADDRESS = 1
 
+#: Seconds after its first send a sale counts as read though sent once: more
+#: than a poller's round at the idle pace (two nozzles, one request a second).
+READ_HOLD_S = 3.0
+
 #: Accepted: [7] of an acknowledgement (lischn009.c:871).
 ACCEPTED = 0x01
 
@@ -97,13 +103,18 @@ class FurenResponder:
         if not 1 <= len(self.pump.nozzles) <= MAX_NOZZLE:
             raise ValueError(f"a Furen pump has 1..{MAX_NOZZLE} nozzles")
         self.decoder = FrameDecoder()
-        self.last: dict[int, SimSale] = {}  # nozzle → its newest sale taken
+        self.last: dict[int, SimSale] = {}  # nozzle → its newest sale sent
+        self.sent: dict[int, tuple[int, float]] = {}  # txn_no → (sends, first at)
         self.refused = 0
         #: Requests that change the pump, by name (the D20 witness: a poll
         #: driver with the status off must leave it empty).
         self.writes: dict[str, int] = {}
 
     def receive_data(self, data: bytes, now: float) -> bytes:
+        for sale in list(self.pump.pending):
+            sends, first = self.sent.get(sale.txn_no, (0, now))
+            if sends and now - first >= READ_HOLD_S:
+                self._take(sale)
         out = bytearray()
         for item in self.decoder.receive_data(data):
             if not isinstance(item, Frame) or not answering(self.pump, now):
@@ -131,7 +142,7 @@ class FurenResponder:
             if nozzle is None:
                 return None
             ctrl = frame.ctrl if self.multi else 0x00
-            return self._read(command, self.pump.nozzle(nozzle), ctrl)
+            return self._read(command, self.pump.nozzle(nozzle), ctrl, now)
         name = REQUEST_NAMES.get(command)
         if name is None:
             return None
@@ -173,23 +184,30 @@ class FurenResponder:
             amount=shown.live_amount(now),
         )
 
-    def _read(self, command: int, nozzle: NozzleModel, ctrl: int) -> Frame:
+    def _read(self, command: int, nozzle: NozzleModel, ctrl: int, now: float) -> Frame:
         if command == CMD_TOTALS:
             totals = TotalsReply(nozzle.totalizer_volume, nozzle.totalizer_amount)
             return build_totals(totals, ctrl=ctrl)
         if command == CMD_PRICE:
             return build_price(nozzle.price, ctrl=ctrl)
-        return build_record(self._record(nozzle), ctrl=ctrl)
+        return build_record(self._record(nozzle, now), ctrl=ctrl)
 
     def may_start(self, pump: PumpModel, nozzle: NozzleModel) -> bool:
-        """False while ``nozzle`` holds a sale not yet sent (module doc)."""
+        """False while ``nozzle`` holds a sale not yet taken (module doc)."""
         return not any(s.nozzle == nozzle.nzn for s in pump.pending)
 
-    def _record(self, nozzle: NozzleModel) -> SaleRecord:
-        """The nozzle's newest sale; sending a pending one takes it (module doc)."""
+    def _take(self, sale: SimSale) -> None:
+        self.sent.pop(sale.txn_no, None)
+        self.pump.take(sale.txn_no)
+
+    def _record(self, nozzle: NozzleModel, now: float) -> SaleRecord:
+        """The nozzle's newest sale; each send of a pending one counts (module doc)."""
         for pending in [s for s in self.pump.pending if s.nozzle == nozzle.nzn]:
-            self.pump.take(pending.txn_no)
+            sends, first = self.sent.get(pending.txn_no, (0, now))
+            self.sent[pending.txn_no] = (sends + 1, first)
             self.last[nozzle.nzn] = pending
+            if sends + 1 >= 2:
+                self._take(pending)
         sale = self.last.get(nozzle.nzn)
         if sale is None:
             return SaleRecord(0, 0, nozzle.price, nozzle.totalizer_volume, nozzle.totalizer_amount)
