@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/frames.py [--seconds 60] [--protocol NAME] [--json]
 
-Each driver polls its simulator responder in-process (no I/O): two pumps,
-four nozzles, fills every few simulated seconds, so the mix holds polls,
+Each driver polls its simulator responder in-process (no I/O): two pumps
+(one where the protocol has a single address: Furen), four nozzles, fills
+every few simulated seconds, so the mix holds polls,
 live-fill reports, sale records, totals and identities as on a busy bus.
 Only the driver's work is timed — ``next_request()`` (build) and
 ``receive_data()`` (parse into events) — and divided by the number of
@@ -21,6 +22,7 @@ One JSON line per protocol; ``--json``: one JSON object for all of them.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import random
 import sys
@@ -39,12 +41,28 @@ TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
 TZ = timezone(timedelta(hours=8))
 
 
+NOZZLES = 4
+
+
+def addresses_of(protocol: str) -> list[int]:
+    """Pumps 1 and 2, or those of them the protocol's address range allows."""
+    low, high = descriptor(protocol).address_range
+    return [a for a in (1, 2) if low <= a <= high]
+
+
+def nozzle_option(cls: type) -> dict[str, int]:
+    """``nozzles=`` for a driver or monitor that must be told (Furen)."""
+    return {"nozzles": NOZZLES} if "nozzles" in inspect.signature(cls).parameters else {}
+
+
 def run(protocol: str, seconds: float) -> dict[str, object]:
     rng = random.Random(1)
-    pumps = [PumpModel.create(address, 4, rng) for address in (1, 2)]
+    addresses = addresses_of(protocol)
+    pumps = [PumpModel.create(address, NOZZLES, rng) for address in addresses]
     responder = load_responder(protocol)(pumps)
-    driver = load_driver(protocol)([1, 2])
-    watch = Watchers(protocol)
+    cls = load_driver(protocol)
+    driver = cls(addresses, **nozzle_option(cls))
+    watch = Watchers(protocol, addresses)
     now = 0.0
     timed = cpu = 0.0
     frames = sales = 0
@@ -52,7 +70,7 @@ def run(protocol: str, seconds: float) -> dict[str, object]:
     while now < seconds:
         now += TICK_S
         if now >= next_fill:  # one fill at a time per nozzle, round robin
-            pump = pumps[int(now) % 2]
+            pump = pumps[int(now) % len(pumps)]
             nozzle = next((n for n in pump.nozzles if pump.can_start(n)), None)
             if nozzle is not None:
                 pump.lift(nozzle, rng.randint(200, 8000))
@@ -96,11 +114,12 @@ def run(protocol: str, seconds: float) -> dict[str, object]:
 class Watchers:
     """The protocol's monitor as a relay and as a bus tap, timed apart."""
 
-    def __init__(self, protocol: str) -> None:
+    def __init__(self, protocol: str, addresses: list[int]) -> None:
         found = descriptor(protocol)
         cls = load_monitor(protocol) if found.monitor else None
-        self.relay = cls([1, 2]) if cls else None
-        self.bus = cls([1, 2]) if cls and found.bus_monitor else None
+        options = nozzle_option(cls) if cls else {}
+        self.relay = cls(addresses, **options) if cls else None
+        self.bus = cls(addresses, **options) if cls and found.bus_monitor else None
         self.wall = {"relay": 0.0, "bus": 0.0}
         self.cpu = {"relay": 0.0, "bus": 0.0}
         self.sales = 0
@@ -138,7 +157,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args()
     results = {}
-    for protocol in args.protocol or ["sinopec", "dart", "gilbarco"]:
+    for protocol in args.protocol or ["sinopec", "dart", "gilbarco", "furen"]:
         results[protocol] = run(protocol, args.seconds)
         if not args.json:
             print(json.dumps(results[protocol]))

@@ -2,7 +2,7 @@
 
 ``python -m hil.pos --protocol sinopec --link PATH --addresses 1,2
 [--poll-ms 30] [--timeout-ms 300] [--record PREFIX]
-[--commands authorise,price --command-every-ms 500]``
+[--commands authorise,price --command-every-ms 500] [--option KEY=VALUE ...]``
 
 It creates a pty whose slave is reachable as ``--link`` (the collector's
 relay opens it as its POS side) and polls through it with our own poll
@@ -11,9 +11,13 @@ it is the station's business system). Each sale read prints one JSON line
 ``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout; with
 ``--commands``, ``{"commands_sent": {...}, "commands_acked": N}`` at exit.
 
-``--commands`` (DART): between its reads, at most every
+``--commands`` (DART, Furen): between its reads, at most every
 ``--command-every-ms``, the POS also authorises and sets prices as a
 station's POS does (:mod:`hil.pos_commands`; never the collector, D20).
+
+``--option KEY=VALUE`` passes a keyword option to the driver (the value read
+as JSON when it is JSON: ``nozzles=2``, ``status_with_clock=true``), as a
+port's ``[ports.<protocol>]`` table would.
 
 ``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
 received to ``PREFIX.rx`` (flushed as it goes), so a test can compare
@@ -45,7 +49,7 @@ READ_CHUNK = 4096
 class Pos:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.driver = load_driver(args.protocol)(args.addresses)
+        self.driver = load_driver(args.protocol)(args.addresses, **args.options)
         self.link = PtyLink(args.link)
         self.tx: IO[bytes] | None = None
         self.rx: IO[bytes] | None = None
@@ -167,6 +171,14 @@ async def amain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _option(item: str) -> tuple[str, object]:
+    key, _, text = item.partition("=")
+    try:
+        return key, json.loads(text)
+    except json.JSONDecodeError:
+        return key, text
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hil.pos", description=__doc__.split("\n")[0])
     p.add_argument("--protocol", default="sinopec")
@@ -175,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-ms", type=float, default=30)
     p.add_argument("--timeout-ms", type=float, default=300)
     p.add_argument("--record", help="write PREFIX.tx and PREFIX.rx")
-    p.add_argument("--commands", help="also send these, e.g. authorise,price (DART)")
+    p.add_argument("--commands", help="also send these, e.g. authorise,price (DART, Furen)")
     p.add_argument("--command-every-ms", type=float, default=500)
+    p.add_argument("--option", action="append", default=[], help="driver option KEY=VALUE")
     args = p.parse_args(argv)
     args.addresses = [int(a) for a in args.addresses.split(",")]
+    args.options = dict(_option(item) for item in args.option)
     print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)
     return asyncio.run(amain(args))
 

@@ -4,7 +4,7 @@ A real POS owns its pumps: it authorises each fill and sets the prices —
 what SPEC D20 forbids the collector. ``python -m hil.pos --commands
 authorise,price`` interleaves such frames between its reads (which are our
 own poll driver's), so relay and listen tests see a line as a station has
-it. One class per protocol that has them; DART only for now.
+it. One class per protocol that has them: DART and Furen.
 
 DART (the layouts the sources of protocols/dart/monitor.py give):
 
@@ -16,8 +16,20 @@ DART (the layouts the sources of protocols/dart/monitor.py give):
 
 Each goes to the next pump in turn and waits for its ACK or NAK. Its
 sequence nibble is the POS's own per pump (the simulated pump does not
-check it). These frames are built here, in ``hil/``, never in
-``protocols/``: no product code can send them.
+check it).
+
+Furen Haosheng (fangym0335/first src/lischn009.c):
+
+- ``authorise``: ``61 01``, ctrl 00 (``:1283-1293``);
+- ``price``: ``51 <price, 2 BCD bytes> 01`` to nozzle n, ctrl ``F0 | n-1``
+  (``:822-834``) — the price of nozzle n as last read in a sale (so the
+  simulated pump's prices, and the ground truth, do not change); nothing
+  before a sale was read.
+
+Each waits for the pump's acknowledgement (``[7]`` 01 accepted).
+
+These frames are built here, in ``hil/``, never in ``protocols/``: no
+product code can send them.
 """
 
 from __future__ import annotations
@@ -29,7 +41,11 @@ from protocols.dart.framer import SEQ_MASK, Frame, FrameDecoder, encode_frame
 from protocols.dart.messages import PRICE_BCD, bcd_encode
 from protocols.dart.monitor import CD1_COMMANDS
 from protocols.dart.pumpstate import ADR_OFFSET
-from protocols.events import Event, NozzleStatus
+from protocols.events import Event, NozzleStatus, Sale
+from protocols.furen.framer import Frame as FurenFrame
+from protocols.furen.framer import FrameDecoder as FurenDecoder
+from protocols.furen.framer import encode_frame as furen_encode
+from protocols.furen.framer import nozzle_ctrl
 
 TRANS_CD1, TRANS_CD2, TRANS_CD5 = 0x01, 0x02, 0x05
 DCC_AUTHORISE = next(dcc for dcc, name in CD1_COMMANDS.items() if name == "authorise")
@@ -98,5 +114,62 @@ class DartCommands:
         self.decoder.flush()
 
 
+class FurenCommands:
+    """Authorise / price frames for a Furen fuelling point, in turn (module doc)."""
+
+    KINDS = ("authorise", "price")
+
+    def __init__(self, addresses: Sequence[int], kinds: Sequence[str]) -> None:
+        unknown = set(kinds) - set(self.KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"commands must be among {', '.join(self.KINDS)}: {sorted(unknown)}")
+        self.kinds = list(kinds)
+        self.turn = 0
+        self.prices: dict[int, Decimal] = {}  # nozzle → price last read in a sale
+        self.decoder = FurenDecoder()
+        self.waiting: int | None = None  # the command whose acknowledgement we wait for
+        self.sent: dict[str, int] = {}
+        self.acked = 0
+
+    def observe(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Sale):
+                self.prices[event.nozzle] = event.price
+
+    def next_frame(self) -> bytes | None:
+        """The next command on the wire; None when it has nothing to say yet."""
+        kind = self.kinds[self.turn % len(self.kinds)]
+        self.turn += 1
+        if kind == "authorise":
+            frame = FurenFrame(0x00, 0x00, 0x00, b"\x61\x01")
+        elif not self.prices:
+            return None
+        else:
+            nozzle = sorted(self.prices)[self.turn % len(self.prices)]
+            raw = int(self.prices[nozzle].scaleb(PRICE_DECIMALS))
+            data = b"\x51" + bcd_encode(raw, 2) + b"\x01"
+            frame = FurenFrame(0x00, 0x00, nozzle_ctrl(nozzle), data)
+        self.waiting = frame.command
+        self.sent[kind] = self.sent.get(kind, 0) + 1
+        return furen_encode(frame)
+
+    def answered(self, data: bytes) -> bool:
+        """Did ``data`` bring the pump's acknowledgement of the last command?"""
+        for item in self.decoder.receive_data(data):
+            if isinstance(item, FurenFrame) and item.command == self.waiting:
+                self.waiting = None
+                self.acked += len(item.data) > 1 and item.data[1] == 0x01
+                return True
+        return False
+
+    def gave_up(self) -> None:
+        """No answer within the deadline: forget it (and any half frame)."""
+        self.waiting = None
+        self.decoder.flush()
+
+
 #: protocol → its commands class (``--commands`` is refused for the others).
-COMMANDS = {"dart": DartCommands}
+COMMANDS: dict[str, type[DartCommands] | type[FurenCommands]] = {
+    "dart": DartCommands,
+    "furen": FurenCommands,
+}

@@ -237,10 +237,12 @@ def pos(
     return proc
 
 
-def bus(work: Path, *, pos: Path, pump: Path, tap: Path) -> Proc:
-    """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``."""
+def bus(work: Path, *, pos: Path, pump: Path, tap: Path, tap_side: str = "both") -> Proc:
+    """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``
+    (``tap_side="pump"``: only what the pump sends, an RS-422 tap)."""
     argv = [
         sys.executable, "-m", "hil.bus", "--pos", str(pos), "--pump", str(pump), "--tap", str(tap),
+        "--tap-side", tap_side,
     ]  # fmt: skip
     proc = Proc("bus", argv, work)
     wait_until(lambda: tap.exists(), 10, f"the bus tap {tap}")

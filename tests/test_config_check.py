@@ -76,3 +76,21 @@ def test_relay_and_listen_are_accepted_for_dart(tmp_path: Path) -> None:
             "errors": [],
             "pydantic": False,
         }
+
+
+def test_furen_is_checked_in_every_mode(tmp_path: Path) -> None:
+    """Furen has a poller and a monitor whose frames say their side
+    (protocols/furen): poll, relay and listen check; an address other than 1
+    is refused (one fuelling point a line, no address on the wire)."""
+    port = 'protocol = "sinopec"'
+    furen = 'protocol = "furen"'
+    relay = f'{furen}\nmode = "relay"\npos_device = "{tmp_path}/pos"'
+    for edit in (furen, relay, f'{furen}\nmode = "listen"'):
+        assert check(tmp_path, DEMO.read_text().replace(port, edit, 1)) == {
+            "errors": [],
+            "pydantic": False,
+        }
+    text = DEMO.read_text().replace(port, furen, 1).replace("addresses = [1]", "addresses = [2]", 1)
+    assert check(tmp_path, text)["errors"] == [
+        "ports.0.addresses.0: protocol 'furen' addresses are 1..1, got 2"
+    ]

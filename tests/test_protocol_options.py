@@ -72,6 +72,7 @@ def test_options_are_the_dataclass_with_its_defaults() -> None:
         "SinopecOptions",
         "DartOptions",
         "GilbarcoOptions",
+        "FurenOptions",
     ]
 
 

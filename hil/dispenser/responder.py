@@ -41,6 +41,9 @@ class Responder(Protocol):
     # Optional: ``truth(sale, port_number) -> dict`` when the wire cannot carry
     # every field of SimSale.truth (e.g. no transaction number): the ground
     # truth is then what the collector can really read off this protocol.
+    # Optional: ``may_start(pump, nozzle) -> bool``, False while a new fill on
+    # that nozzle would end over a record no master has read yet (a pump that
+    # keeps one record per nozzle): the core waits, so the truth stays whole.
 
     def receive_data(self, data: bytes, now: float) -> bytes:
         """Bytes from the master → bytes to write back (``b""`` = silent)."""

@@ -195,7 +195,11 @@ class Simulator:
             pump, nozzle = slots[i % len(slots)]
             volume = rng.randint(MIN_VOLUME, MAX_VOLUME)
             await asyncio.sleep(max(0.0, planned - self._loop.time()))
-            while not (pump.can_start(nozzle) and answering(pump, self._loop.time())):
+            while not (
+                pump.can_start(nozzle)
+                and answering(pump, self._loop.time())
+                and self._may_start(pump, nozzle)
+            ):
                 self.changed.clear()
                 await self.changed.wait()
             pump.lift(nozzle, volume)
@@ -206,6 +210,11 @@ class Simulator:
             previous = done
         await asyncio.gather(*tasks)
         log(done=args.orders, sales=self.sales, pending=sum(len(p.pending) for p in self.pumps))
+
+    def _may_start(self, pump: PumpModel, nozzle: NozzleModel) -> bool:
+        """The responder's say, if it has one (hil/dispenser/responder.py)."""
+        may_start = getattr(self.responder, "may_start", None)
+        return True if may_start is None else bool(may_start(pump, nozzle))
 
     async def _session(
         self, session: Session, previous: asyncio.Future[None] | None, done: asyncio.Future[None]
