@@ -51,6 +51,23 @@ def make_driver(port: PortConfig, tz: tzinfo) -> Any:
     return cls(port.addresses, **kwargs)
 
 
+def make_monitor(port: PortConfig, tz: tzinfo) -> Any:
+    """The port's passive monitor (relay, listen). It takes those of the
+    protocol's options its signature names (a protocol without a driver has
+    its options for the monitor alone), and ``clock`` like a driver."""
+    import inspect
+    from datetime import datetime
+
+    from protocols import load_monitor
+
+    cls = load_monitor(port.protocol)
+    params = inspect.signature(cls).parameters
+    kwargs = {k: v for k, v in option_kwargs(port.options).items() if k in params}
+    if "clock" in params:
+        kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
+    return cls(port.addresses, **kwargs)
+
+
 def option_kwargs(options: Any) -> dict[str, Any]:
     """A port's protocol options as the driver's keyword arguments: the daemon's
     view of them (config/handoff.py), or the dataclass itself (tools, tests)."""
@@ -194,8 +211,6 @@ def make_port(
             on_commit=uplink.wake,
             edge=edge,
         )
-    from protocols import load_monitor
-
     sink = PortSink(
         number=pc.number,
         store=store,
@@ -205,7 +220,7 @@ def make_port(
         on_commit=uplink.wake,
         edge=edge,
     )
-    monitor = load_monitor(pc.protocol)(pc.addresses)
+    monitor = make_monitor(pc, tz)
     if pc.mode == "relay":
         from collector.relay import RelayPort
 

@@ -140,6 +140,10 @@ class PumpModel:
     #: Clock until which the pump is powered off and answers nothing (a
     #: ``power-cycle`` fault); responders check it via ``responder.answering``.
     silent_until: float = 0.0
+    #: One fill at a time, and none while a sale is pending: a pump whose
+    #: one display holds the last sale until the controller acknowledges it
+    #: (a UDC pump ignores a lift until then). Its responder sets it.
+    one_fill_at_a_time: bool = False
 
     @classmethod
     def create(cls, address: int, nozzles: int, rng: random.Random) -> PumpModel:
@@ -172,6 +176,8 @@ class PumpModel:
     def can_start(self, nozzle: NozzleModel) -> bool:
         """Idle, and the journal has room for this fill's sale."""
         busy = sum(1 for n in self.nozzles if n.busy)
+        if self.one_fill_at_a_time and (busy or self.pending):
+            return False
         return not nozzle.busy and len(self.pending) + busy < MAX_PENDING_SALES
 
     def lift(self, nozzle: NozzleModel, volume: int) -> None:
