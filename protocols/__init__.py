@@ -38,6 +38,7 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "protocols.sinopec",
     "protocols.dart",
     "protocols.gilbarco",
+    "protocols.udc",
 )
 
 #: Describers of protocols that are not dispensers (the tank gauge), for
