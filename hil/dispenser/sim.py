@@ -3,7 +3,7 @@
 ``python -m hil.dispenser --protocol NAME --link PATH
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
-[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
+[--start-after S] [--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
@@ -15,10 +15,12 @@
   :mod:`hil.dispenser.responder`; ``NAME`` is any protocol that names one,
   an installed third party's too), which answers the master and renders the
   model in its wire format.
-- Runs K fuelling sessions, started at R per second on average (exponential
-  gaps), spread round robin over every nozzle of every pump (nozzle 1 of
-  each pump, then nozzle 2 …), one session per nozzle at a time, nozzles in
-  parallel: lifted ~0.1·F s, fuelling F s, hung up → a pending sale.
+- Runs K fuelling sessions (the first ``--start-after`` seconds after the
+  start: for a protocol whose controller must be on the line before a fill
+  ends), started at R per second on average (exponential gaps), spread round
+  robin over every nozzle of every pump (nozzle 1 of each pump, then nozzle
+  2 …), one session per nozzle at a time, nozzles in parallel: lifted
+  ~0.1·F s, fuelling F s, hung up → a pending sale.
 - Prints one JSON line per sale on stdout (the ground truth,
   ``SimSale.truth``; with the amount totalizer when the protocol carries
   it), nothing else; diagnostics go to stderr, where ``{"done": K, ...}``
@@ -187,7 +189,7 @@ class Simulator:
     async def run_sessions(self) -> None:
         args, rng = self.args, self.rng
         slots = [(p, p.nozzle(n)) for n in range(1, args.nozzles + 1) for p in self.pumps]
-        planned = self._loop.time()
+        planned = self._loop.time() + args.start_after
         previous: asyncio.Future[None] | None = None
         tasks = []
         for i in range(args.orders):
@@ -343,6 +345,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tz", default="+08:00", help="offset of the pumps' wall clock")
     p.add_argument("--fill-seconds", type=float, default=0.5)
+    p.add_argument(
+        "--start-after", type=float, default=0.0, help="seconds before the first session starts"
+    )
     p.add_argument("--bit-error-rate", type=float, default=0.0, help="per bit written")
     p.add_argument("--drop-rate", type=float, default=0.0, help="per byte written")
     p.add_argument("--fault", action="append", default=[], help="e.g. at=5:line-cut=3")
@@ -356,8 +361,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     args = p.parse_args(argv)
     if not 1 <= args.nozzles <= MAX_NOZZLES:
         p.error(f"--nozzles must be 1..{MAX_NOZZLES}")
-    if args.orders < 0 or args.rate <= 0 or args.fill_seconds <= 0:
-        p.error("--orders must be >= 0, --rate and --fill-seconds > 0")
+    if args.orders < 0 or args.rate <= 0 or args.fill_seconds <= 0 or args.start_after < 0:
+        p.error("--orders and --start-after must be >= 0, --rate and --fill-seconds > 0")
     if not (0 <= args.bit_error_rate < 1 and 0 <= args.drop_rate < 1):
         p.error("--bit-error-rate and --drop-rate must be in [0, 1)")
     try:

@@ -12,8 +12,9 @@ FCC does in that state:
   authorise it at its price, no preset (F·A5, 019:1462-1506); any other
   state of a fill whose nozzle is not read yet: read it (019:625-633);
 - fuelling: read the display (the running fill, 019:1549-1600);
-- idle after a fill: that nozzle's totals, the display (the sale), the
-  hang-up acknowledgement, the display again (019:544-575, 1216-1342);
+- idle after a fill: that nozzle's totals (every nozzle's when the nozzle
+  read came too late), the display (the sale), the hang-up acknowledgement,
+  the display again (019:544-575, 1216-1342);
 - idle, every :data:`TOTALS_EVERY` turns of a pump: every nozzle's totals
   (a back office reading them; it gives a monitor its readings before the
   next fill);
@@ -209,6 +210,8 @@ class Master:
             pump.open = pump.authorised = pump.lifted = False
             if pump.known:
                 self._queue(address, READ_TOTALS, bytes((totals_selector(pump.nozzle),)))
+            else:  # the lift was missed: every nozzle's (the one that moved is the sale's)
+                self._all_totals(pump)
             self._queue(address, READ_DISPLAY)
             self._queue(address, ACK_HANGUP)
             self._queue(address, READ_DISPLAY)

@@ -14,14 +14,20 @@ with both, told apart by the layout (the framer's module doc).
 A fill cycle per pump. The pump shows one sale at a time: the F·A1 display
 holds the last fill until the next one starts (019:1744-1749, 1268-1294).
 A cycle opens at the first state of a nozzle out of its holster (lifted,
-authorised, fuelling, suspended), ends at the first idle state after it
-(``ended_at``: the monitor's clock then; the wire carries no time), and
-closes when the pump accepts the controller's hang-up acknowledgement
-(C·A2 answered ``B0``, 019:546-565, 2093-2122) — or, failing that, when
-the next cycle opens. What the controller read between the end and the
-close is the sale: the last idle display (price, amount, volume) and the
-last F·A9 totals of the sale's nozzle. The nozzle is the C·A1 reply of the
-cycle (019:1867-1896), else the one nozzle whose totals moved, else 0.
+authorised, fuelling, suspended) and ends at the first idle state after it
+(``ended_at``: the monitor's clock then; the wire carries no time). The
+sale is the idle display the controller reads after the end: both FCCs
+read it before and again after their hang-up acknowledgement (C·A2,
+019:546-575), so the Sale is emitted at the second read alike — one
+corrupted read that still passes its complements (the same bit flipped in
+a byte and in its complement) cannot make a sale. The cycle closes at the
+first state poll after the pump accepted the acknowledgement (``B0``,
+019:2093-2122), or at the next fill; a sale read only once by then is
+emitted from that read (``unconfirmed_sales``); of reads that disagree
+(a ``display_disagrees`` error) the first whose amount is price × volume
+is taken, else the last. Its totals are the last F·A9 of the
+sale's nozzle read after the end; the nozzle is the C·A1 reply of the cycle
+(019:1867-1896), else the one nozzle whose totals moved, else 0.
 
 Sale identity (no transaction number on the wire). A cycle yields at most
 one Sale, however often the display is read (019 reads it before and after
@@ -101,9 +107,11 @@ class _Cycle:
     before: dict[int, NozzleTotals]
     nozzle: int = 0
     ended_at: datetime | None = None
-    display: Display | None = None
-    raw: bytes = b""
+    #: Idle display data read after the end, while no two were alike.
+    reads: list[bytes] = field(default_factory=list)
     after: dict[int, NozzleTotals] = field(default_factory=dict)
+    acked: bool = False  # the pump accepted the hang-up acknowledgement
+    emitted: bool = False
 
 
 @dataclass
@@ -115,6 +123,7 @@ class _Pump:
     cycle: _Cycle | None = None
     readings: dict[int, NozzleTotals] = field(default_factory=dict)
     nozzle: int = 0  # the nozzle of the last cycle, for its state reports
+    state: NozzleState = NozzleState.IDLE  # as last reported by the pump
     reported: tuple[object, ...] = ()
 
 
@@ -149,7 +158,7 @@ class UdcMonitor:
             (
                 *("requests", "responses", "own_responses", "foreign", "sales"),
                 *("acks", "acks_refused", "controls", "stale_totals", "zero_sales"),
-                "ends_unread",
+                *("ends_unread", "unconfirmed_sales"),
             ),
             0,
         )
@@ -229,7 +238,7 @@ class UdcMonitor:
             events.append(PumpLink(pump.address, online=True))
         command, data = reply.request.command, reply.data
         if command == READ_STATUS:
-            events.extend(self._state(pump, data[0]))
+            events.extend(self._state(pump, data[0], polled=True))
         elif command == READ_DISPLAY:
             events.extend(self._display(pump, reply))
         elif command == READ_TOTALS:
@@ -240,27 +249,33 @@ class UdcMonitor:
                 pump.nozzle = nozzle
                 if pump.cycle is not None:
                     pump.cycle.nozzle = nozzle
+                    events.extend(self._report(pump, pump.state, None))
         elif command == ACK_HANGUP:
             events.extend(self._ack(pump, data[0]))
         return events
 
-    def _state(self, pump: _Pump, state: int, display: Display | None = None) -> list[Event]:
-        """A state the pump reported (status or display): the cycle moves on."""
+    def _state(
+        self, pump: _Pump, state: int, display: Display | None = None, polled: bool = False
+    ) -> list[Event]:
+        """A state the pump reported (``polled``: by F·A2, else in a display)."""
         events: list[Event] = []
         state = masked(state)
         cycle = pump.cycle
         if state in ACTIVE_STATES:
             if cycle is not None and cycle.ended_at is not None:
-                events.extend(self._close(pump, cycle))  # not acknowledged: closed anyway
+                events.extend(self._close(pump, cycle))  # the next fill: closed anyway
                 cycle = None
             if cycle is None:
                 pump.cycle = _Cycle(before=dict(pump.readings))
         elif state == ST_IDLE:
             if cycle is not None and cycle.ended_at is None:
                 cycle.ended_at = self._clock()
+            elif cycle is not None and cycle.acked and polled:
+                events.extend(self._close(pump, cycle))  # the controller moved on
         elif state != ST_UNINITIALISED:
             return [ProtocolError("bad_message", f"state {state:02X}", pump.address)]
-        events.extend(self._report(pump, NOZZLE_STATES[state], display))
+        pump.state = NOZZLE_STATES[state]
+        events.extend(self._report(pump, pump.state, display))
         return events
 
     def _report(self, pump: _Pump, state: NozzleState, display: Display | None) -> list[Event]:
@@ -286,8 +301,16 @@ class UdcMonitor:
             return [ProtocolError("bad_message", "display digits are not BCD", pump.address)]
         events = self._state(pump, display.state, display)
         cycle = pump.cycle
-        if cycle is not None and cycle.ended_at is not None and masked(display.state) == ST_IDLE:
-            cycle.display, cycle.raw = display, reply.data
+        if (
+            cycle is None
+            or cycle.ended_at is None
+            or cycle.emitted
+            or masked(display.state) != ST_IDLE
+        ):
+            return events
+        if reply.data in cycle.reads:  # read twice alike: the sale
+            return events + self._emit(pump, cycle, reply.data)
+        cycle.reads.append(reply.data)
         return events
 
     def _totals(self, pump: _Pump, reply: Reply) -> list[Event]:
@@ -316,17 +339,45 @@ class UdcMonitor:
             return []
         self._counts["acks"] += 1
         cycle = pump.cycle
-        if cycle is None or cycle.ended_at is None:
-            return []  # nothing ended (the controller's start-up acknowledgement)
-        return self._close(pump, cycle)
+        if cycle is not None and cycle.ended_at is not None:
+            cycle.acked = True  # closed at the next state poll (the re-read comes first)
+        return []  # else nothing ended (the controller's start-up acknowledgement)
 
     def _close(self, pump: _Pump, cycle: _Cycle) -> list[Event]:
+        """The cycle is over: a sale not yet confirmed by two alike reads is the
+        last display read (``unconfirmed_sales``), if any."""
         pump.cycle = None
+        if cycle.emitted:
+            return []
+        if not cycle.reads:
+            return self._emit(pump, cycle, None)
+        events: list[Event] = []
+        self._counts["unconfirmed_sales"] += 1
+        chosen = cycle.reads[-1]
+        if len(set(cycle.reads)) > 1:
+            chosen = next((r for r in cycle.reads if self._consistent(r)), chosen)
+            shown = ", ".join(r.hex(" ") for r in cycle.reads)
+            detail = f"the display reads disagree ({shown}); {chosen.hex(' ')} is taken"
+            events.append(ProtocolError("display_disagrees", detail, pump.address))
+        return events + self._emit(pump, cycle, chosen)
+
+    def _consistent(self, raw: bytes) -> bool:
+        """Amount = price × volume within one unit of the amount's last place:
+        what a read corrupted past its complements rarely keeps."""
+        display = parse_display(raw)
+        if display is None:
+            return False
+        volume, amount, price = self._values(display)
+        return abs(price * volume - amount) <= Decimal(1).scaleb(-self._decimals[1])
+
+    def _emit(self, pump: _Pump, cycle: _Cycle, raw: bytes | None) -> list[Event]:
+        """The cycle's sale from display data ``raw`` (None: none was read)."""
+        cycle.emitted = True
         assert cycle.ended_at is not None
         nozzle = cycle.nozzle or self._moved_nozzle(cycle)
         pump.nozzle = nozzle or pump.nozzle
         after = cycle.after.get(nozzle)
-        display = cycle.display
+        display = None if raw is None else parse_display(raw)
         if display is None or display.empty:
             if after is not None and cycle.before.get(nozzle) not in (None, after):
                 self._counts["zero_sales"] += 1
@@ -362,7 +413,7 @@ class UdcMonitor:
                 totalizer_volume_end=totals[0],
                 totalizer_amount_end=totals[1],
                 key=key,
-                raw=cycle.raw,
+                raw=raw or b"",
             )
         ]
 
