@@ -7,11 +7,11 @@ FCC does in that state:
 
 - at start, per pump: acknowledge (C·A2), read the display, the prices and
   then the totals of every nozzle the price read counts (019:2031-2136
-  Wait4PumpReady, 1919-1929, 1960-2010 InitPumpTotal);
+  Wait4PumpReady, 1917-1929, 1976-2020 InitPumpTotal);
 - lifted (A0/A1) and not yet authorised: read the nozzle (C·A1), then
   authorise it at its price, no preset (F·A5, 019:1462-1506); any other
-  state of a fill whose nozzle is not read yet: read it (019:625-633);
-- fuelling: read the display (the running fill, 019:1549-1600);
+  state of a fill whose nozzle is not read yet: read it (019:642-649);
+- fuelling: read the display (the running fill, 019:1554-1600);
 - idle after a fill: that nozzle's totals (every nozzle's when the nozzle
   read came too late), the display (the sale), the hang-up acknowledgement,
   the display again (019:544-575, 1216-1342);

@@ -2,7 +2,7 @@
 
 UDC cannot be polled read-only, so these reach the passive monitor (relay,
 listen). Decimal places are not on the wire; 2 is what the FCC's own logs
-print (``fangym0335/first src/lischn020.c:1310``, volume; ``:1319-1323``,
+print (``fangym0335/first src/lischn020.c:1310``, volume; ``:1347-1348``,
 totals) and is unverified for price and amount.
 """
 
