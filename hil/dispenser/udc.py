@@ -20,8 +20,9 @@ request gets:
   the next lift, as the source says a UDC pump does (the controller "masks
   the lift" until the transaction is handled, lischn019.c:546-565) —
   :attr:`PumpModel.one_fill_at_a_time`.
-- F·A5 authorise: a lifted nozzle goes to 90 (fuel starts when the
-  simulator core says, authorised or not); answered with the state.
+- F·A5 authorise: a lifted nozzle goes to 90 and fuel may flow — not
+  before: the controller authorises every fill
+  (:attr:`PumpModel.authorisation_required`); answered with the state.
   F·A3 stop, F·A6 write display and C·A3 write prices are answered (state,
   state, ``B0``) and change nothing.
 - anything else: silence.
@@ -98,11 +99,10 @@ class UdcResponder:
                 raise ValueError(f"pump address {pump.address}: not 1..16 or used twice")
             if not 1 <= len(pump.nozzles) <= PRICE_NOZZLES:
                 raise ValueError(f"a UDC pump has 1..{PRICE_NOZZLES} nozzles")
-            pump.one_fill_at_a_time = True
+            pump.one_fill_at_a_time = pump.authorisation_required = True
             self.pumps[pump.address] = pump
         self.decoder = RequestDecoder()
         self.shown: dict[int, SimSale] = {}  # the last sale on each display
-        self.authorised: set[int] = set()
         self.ignored = 0
 
     def truth(self, sale: SimSale, port_number: int) -> dict[str, Any]:
@@ -131,8 +131,6 @@ class UdcResponder:
         if pump.pending:
             self.shown[pump.address] = pump.pending[-1]
         busy = next((n for n in pump.nozzles if n.busy), None)
-        if busy is None:
-            self.authorised.discard(pump.address)
         command = request.command
         if command in (READ_STATUS, STOP, WRITE_DISPLAY):
             return bytes((self.state(pump, busy, now),))
@@ -157,8 +155,8 @@ class UdcResponder:
                 pump.take(pump.pending[0].txn_no)
             return bytes((ACCEPTED,))
         if command == AUTHORISE:
-            if busy is not None and busy.state == "lifted":
-                self.authorised.add(pump.address)
+            if busy is not None:
+                pump.authorise(busy)
             return bytes((self.state(pump, busy, now),))
         if command == WRITE_PRICES:
             return bytes((ACCEPTED,))
@@ -168,7 +166,7 @@ class UdcResponder:
         if busy is None:
             return ST_IDLE
         if busy.state == "lifted":
-            return ST_AUTHORISED if pump.address in self.authorised else ST_LIFTED_CASH
+            return ST_AUTHORISED if busy.nzn in pump.authorised else ST_LIFTED_CASH
         if busy.live_volume(now) >= SLOW_FLOW_FROM * busy.target:
             return ST_FUELLING_SLOW
         return ST_FUELLING_FAST

@@ -66,6 +66,10 @@ from protocols.udc.monitor import UdcMonitor
 #: Attempts of one request before the controller moves on (019:42 TRY_TIME).
 TRIES = 5
 
+#: Requests in a row without a reply before a pump is started again when it
+#: answers (019:462-500, DoOffline / DoOnline).
+OFFLINE_AFTER = 3
+
 #: Turns of an idle pump between two reads of all its totals.
 TOTALS_EVERY = 20
 
@@ -91,6 +95,7 @@ class _Pump:
     nozzle: int = 0
     known: bool = False  # the cycle's nozzle was read (C·A1)
     turns: int = 0
+    silent: int = 0  # requests in a row without a reply
     prices: list[int] = field(default_factory=list)
     grades: int = 0  # nozzles in use, from the price read (019:1929)
 
@@ -149,6 +154,10 @@ class Master:
         step, self.step = self.step, None
         self.counters["timeouts"] += 1
         if step is not None:
+            pump = self.pumps[step.address]
+            pump.silent += 1
+            if pump.silent >= OFFLINE_AFTER:
+                pump.started = False  # back online: start it again, as the FCC does
             self._retry(step)
         return []
 
@@ -180,6 +189,7 @@ class Master:
 
     def _handle(self, step: _Step, reply: bytes) -> None:
         pump = self.pumps[step.address]
+        pump.silent = 0
         if step.command == READ_PRICES:
             found = parse_prices(reply)
             if found is not None:
