@@ -30,7 +30,8 @@ MAX_SEEN_LAG_S = 10.0
 
 #: The first fill waits until the collector reads the controller's traffic
 #: (:func:`start`): a UDC fill that starts and ends unseen is not recorded
-#: (the monitor keeps no sale it did not see begin: docs/protocols/udc.md).
+#: (the monitor keeps no sale it did not see begin: docs/protocols/udc.md),
+#: and a Censtar sale's totals are proven against totals read before it.
 START = ["--start-on-usr2"]
 
 
@@ -59,6 +60,8 @@ EXACT_FIELDS = (
 #: the wire carries none; the simulator's are 1092, 1095 by nozzle).
 SETUP: dict[str, tuple[int, list[str]]] = {
     "udc": (2, ['ports.0.udc.grades={1 = "1092", 2 = "1095"}']),
+    # One nozzle per fuelling point (the source's view); grades by address.
+    "censtar": (1, ['ports.0.censtar.grades={1 = "1092", 2 = "1092"}']),
 }
 
 
