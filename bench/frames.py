@@ -16,12 +16,19 @@ sides told apart by the monitor), each the monitor's calls' time divided by
 the frames fed (goal ≤ 20 µs). ``*cpu_us_per_frame``: the same work in
 this thread's CPU time (``time.thread_time``), which a machine shared with
 other jobs does not inflate as it does the wall-clock figures.
+
+A protocol without a driver (relay and listen only: udc, censtar) is run by
+its station controller (hil/masters/<protocol>.py) instead, and what is
+timed is the collector's part: its monitor reading both directions
+(``receive_request`` + ``receive_response``, a relay's work), divided by the
+requests and replies it read; it builds nothing.
 One JSON line per protocol; ``--json``: one JSON object for all of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import json
 import random
@@ -38,6 +45,9 @@ from protocols import descriptor, load_driver, load_monitor
 from protocols.events import Sale
 
 TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
+
+#: The built-in protocols the bench runs by default.
+PROTOCOLS = ("sinopec", "dart", "gilbarco", "furen", "udc", "censtar")
 TZ = timezone(timedelta(hours=8))
 
 
@@ -56,6 +66,8 @@ def nozzle_option(cls: type) -> dict[str, int]:
 
 
 def run(protocol: str, seconds: float) -> dict[str, object]:
+    if descriptor(protocol).driver is None:
+        return run_monitor(protocol, seconds)
     rng = random.Random(1)
     addresses = addresses_of(protocol)
     pumps = [PumpModel.create(address, NOZZLES, rng) for address in addresses]
@@ -150,6 +162,58 @@ class Watchers:
         return out
 
 
+def run_monitor(protocol: str, seconds: float) -> dict[str, object]:
+    """The monitor of a relay/listen-only protocol, fed by its station controller."""
+    rng = random.Random(1)
+    responder_cls = load_responder(protocol)
+    nozzles = 1 if protocol == "censtar" else 4  # a Censtar fuelling point has one
+    pumps = [PumpModel.create(address, nozzles, rng) for address in (1, 2)]
+    responder = responder_cls(pumps)
+    master = importlib.import_module(f"hil.masters.{protocol}").Master([1, 2])
+    monitor = load_monitor(protocol)([1, 2], clock=lambda: datetime(2026, 11, 22, 8, 0))
+    now = 0.0
+    timed = 0.0
+    frames = sales = 0
+    next_fill = 1.0
+    while now < seconds:
+        now += TICK_S
+        if now >= next_fill:  # one fill at a time per pump, round robin
+            pump = pumps[int(now) % 2]
+            nozzle = next((n for n in pump.nozzles if pump.can_start(n)), None)
+            if nozzle is not None:
+                pump.lift(nozzle, rng.randint(200, 8000))
+            next_fill = now + 2.0
+        for pump in pumps:
+            for nozzle in pump.nozzles:
+                if nozzle.state == "lifted" and pump.may_fuel(nozzle):
+                    pump.start_fuel(nozzle, now, 1.0)
+                if nozzle.state == "fuelling" and nozzle.live_volume(now) >= nozzle.target:
+                    pump.hang_up(nozzle, datetime(2026, 11, 22, 8, 0, tzinfo=TZ))
+        request = master.next_request()
+        if request is None:
+            continue
+        t0 = time.perf_counter()
+        monitor.receive_request(request)
+        timed += time.perf_counter() - t0
+        frames += 1
+        reply = responder.receive_data(request, now)
+        if not reply:
+            master.response_timeout()
+            continue
+        t0 = time.perf_counter()
+        events = monitor.receive_response(reply)
+        timed += time.perf_counter() - t0
+        frames += 1
+        master.receive_data(reply)
+        sales += sum(isinstance(e, Sale) for e in events)
+    return {
+        "protocol": protocol,
+        "frames": frames,
+        "sales": sales,
+        "us_per_frame": round(timed / frames * 1e6, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=600.0, help="simulated seconds")
@@ -157,7 +221,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args()
     results = {}
-    for protocol in args.protocol or ["sinopec", "dart", "gilbarco", "furen"]:
+    for protocol in args.protocol or list(PROTOCOLS):
         results[protocol] = run(protocol, args.seconds)
         if not args.json:
             print(json.dumps(results[protocol]))

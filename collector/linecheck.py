@@ -82,6 +82,7 @@ REWIRED_MIN_FOREIGN = 5
 #: (the framers' and message decoders' kinds; protocols/*/framer.py).
 FRAMING_ERRORS = frozenset(
     {"garbage", "bad_crc", "bad_length", "truncated", "bad_escape", "bad_lrc", "bad_message"}
+    | {"bad_pair", "bad_xor"}  # UDC's complement pairs, Censtar's XOR
 )
 
 #: Counters of good frames, by the framers' convention (protocols/stream.py

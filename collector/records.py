@@ -45,9 +45,11 @@ def order_fields(
     The store adds ``rid``, ``nozzle``, ``nseq``, ``prev`` and ``h`` in the
     transaction that commits the order. ``totalizer_volume_start`` is what
     the dispenser's own record implies (end − volume); the edge checks
-    compare it with the previous order's end (SPEC A1).
+    compare it with the previous order's end (SPEC A1). Both are null when
+    the sale came without a totalizer (a passive monitor whose controller
+    did not read one).
     """
-    start = sale.totalizer_volume_end - sale.volume
+    start = None if sale.totalizer_volume_end is None else sale.totalizer_volume_end - sale.volume
     amount_start = (
         None if sale.totalizer_amount_end is None else sale.totalizer_amount_end - sale.amount
     )

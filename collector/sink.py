@@ -202,7 +202,8 @@ class PortSink:
         if sale.counter is not None:
             self._last_counters[pump] = sale.counter
         nozzle = self.nozzles.get(key)
-        nozzle.totalizer_volume = sale.totalizer_volume_end
+        if sale.totalizer_volume_end is not None:
+            nozzle.totalizer_volume = sale.totalizer_volume_end
         if sale.totalizer_amount_end is not None:
             nozzle.totalizer_amount = sale.totalizer_amount_end
         nozzle.grade, nozzle.price = sale.grade, sale.price

@@ -7,8 +7,11 @@
 It creates a pty whose slave is reachable as ``--link`` (the collector's
 relay opens it as its POS side) and polls through it with our own poll
 driver, confirming every sale as a real POS would (the POS is allowed to:
-it is the station's business system). Each sale read prints one JSON line
-``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout; with
+it is the station's business system). A protocol that cannot be polled
+read-only (no driver: the controller must acknowledge or authorise) is
+driven by the station controller in ``hil/masters/<protocol>.py``
+(``Master``), which sends those commands. Each sale read prints one JSON
+line ``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout; with
 ``--commands``, ``{"commands_sent": {...}, "commands_acked": N}`` at exit.
 
 ``--commands`` (DART, Furen): between its reads, at most every
@@ -30,26 +33,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from hil.dispenser.ptylink import PtyLink
 from hil.pos_commands import COMMANDS
-from protocols import load_driver
+from protocols import descriptor, load_driver
 from protocols.events import Sale
 
 #: Bytes read from the pty per wakeup.
 READ_CHUNK = 4096
 
 
+def master_class(protocol: str) -> Any:
+    """The POS's master for ``protocol``: the station controller of
+    ``hil/masters/<protocol>.py`` when the protocol has no read-only driver,
+    else our own poll driver."""
+    if descriptor(protocol).driver is not None:
+        return load_driver(protocol)
+    module = importlib.import_module(f"hil.masters.{protocol}")
+    return module.Master
+
+
 class Pos:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.driver = load_driver(args.protocol)(args.addresses, **args.options)
+        self.driver = master_class(args.protocol)(args.addresses, **args.options)
         self.link = PtyLink(args.link)
         self.tx: IO[bytes] | None = None
         self.rx: IO[bytes] | None = None

@@ -39,6 +39,8 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "protocols.dart",
     "protocols.gilbarco",
     "protocols.furen",
+    "protocols.udc",
+    "protocols.censtar",
 )
 
 #: Describers of protocols that are not dispensers (the tank gauge), for

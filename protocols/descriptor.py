@@ -17,7 +17,9 @@ The parts (each optional but ``describer``):
     ``poll_refused`` says why (``config check`` repeats it).
 ``monitor``
     a passive interpreter for port modes ``relay`` and ``listen``:
-    ``Monitor(addresses)`` with ``receive_request(bytes)`` (POS → pump),
+    ``Monitor(addresses)`` (plus those of the protocol's options its
+    signature names, and ``clock=`` when it takes one: a protocol whose sales
+    carry no time stamps them), with ``receive_request(bytes)`` (POS → pump),
     ``receive_response(bytes)`` (pump → POS), ``counters``,
     ``foreign_addresses`` and, when ``bus_monitor``, ``receive_bus(bytes)``
     for one line carrying both directions.

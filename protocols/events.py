@@ -56,7 +56,9 @@ class Sale:
     price: Decimal
     volume: Decimal
     amount: Decimal
-    totalizer_volume_end: Decimal
+    #: None only where the wire carried no totalizer with this sale: a passive
+    #: monitor whose controller did not read the totals (protocols/udc).
+    totalizer_volume_end: Decimal | None
     totalizer_amount_end: Decimal | None  # None when the record carries none
     key: str  # stable identity of the dispenser's record (see class doc)
     raw: bytes = field(default=b"", repr=False)  # the record as received, for evidence

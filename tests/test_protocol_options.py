@@ -67,13 +67,15 @@ def test_options_are_the_dataclass_with_its_defaults() -> None:
     assert validate_options(SinopecOptions, {}) == SinopecOptions()
     assert validate_options(SinopecOptions, {"master_address": 0xE3}).master_address == 0xE3
     config = load_config(EXAMPLE)
-    assert [type(p.options).__name__ for p in config.ports] == [
+    assert [type(p.options).__name__ for p in config.ports[:4]] == [
         "SinopecOptions",
         "SinopecOptions",
         "DartOptions",
         "GilbarcoOptions",
-        "FurenOptions",
     ]
+    for port in config.ports[4:]:  # one per further protocol
+        expected = protocols.descriptor(port.protocol).load("options")
+        assert type(port.options) is expected, port.protocol
 
 
 def test_addresses_outside_the_protocols_range_are_refused() -> None:

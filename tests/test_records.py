@@ -58,6 +58,17 @@ def test_amount_totalizer_start_is_derived_when_present() -> None:
     assert body["started_at"] is None
 
 
+def test_a_sale_without_totalizer_has_null_totalizers_and_no_continuity_finding() -> None:
+    """A passive monitor whose controller read no totals (protocols/udc): the
+    order carries null totalizers and the A1 check has nothing to compare."""
+    from collector.edge import EdgeSettings, check_order
+
+    body = order_fields(sale(totalizer_volume_end=None), station="S", tz=CST, started_at=None)
+    assert (body["totalizer_volume_start"], body["totalizer_volume_end"]) == (None, None)
+    previous = order_fields(sale(), station="S", tz=CST, started_at=None)
+    assert check_order(body, previous, EdgeSettings()) == []
+
+
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="naive"):
         iso(datetime(2026, 1, 1))

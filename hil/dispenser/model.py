@@ -140,6 +140,15 @@ class PumpModel:
     #: Clock until which the pump is powered off and answers nothing (a
     #: ``power-cycle`` fault); responders check it via ``responder.answering``.
     silent_until: float = 0.0
+    #: One fill at a time, and none while a sale is pending: a pump whose
+    #: one display holds the last sale until the controller acknowledges it
+    #: (a UDC pump ignores a lift until then). Its responder sets it.
+    one_fill_at_a_time: bool = False
+    #: No fuel flows until the controller authorises the lifted nozzle
+    #: (:meth:`authorise`); its responder sets it.
+    authorisation_required: bool = False
+    authorised: set[int] = field(default_factory=set)  # nozzle numbers
+    authorisations: int = 0
 
     @classmethod
     def create(cls, address: int, nozzles: int, rng: random.Random) -> PumpModel:
@@ -172,10 +181,21 @@ class PumpModel:
     def can_start(self, nozzle: NozzleModel) -> bool:
         """Idle, and the journal has room for this fill's sale."""
         busy = sum(1 for n in self.nozzles if n.busy)
+        if self.one_fill_at_a_time and (busy or self.pending):
+            return False
         return not nozzle.busy and len(self.pending) + busy < MAX_PENDING_SALES
 
     def lift(self, nozzle: NozzleModel, volume: int) -> None:
         nozzle.state, nozzle.target, nozzle.fuel_start = "lifted", volume, None
+
+    def authorise(self, nozzle: NozzleModel) -> None:
+        """The controller authorised this lifted nozzle: fuel may flow."""
+        if nozzle.state == "lifted" and nozzle.nzn not in self.authorised:
+            self.authorised.add(nozzle.nzn)
+            self.authorisations += 1
+
+    def may_fuel(self, nozzle: NozzleModel) -> bool:
+        return not self.authorisation_required or nozzle.nzn in self.authorised
 
     def start_fuel(self, nozzle: NozzleModel, now: float, seconds: float) -> None:
         nozzle.state, nozzle.fuel_start, nozzle.fuel_seconds = "fuelling", now, seconds
@@ -202,6 +222,7 @@ class PumpModel:
         nozzle.totalizer_volume += volume
         nozzle.totalizer_amount += amount
         self.next_txn += 1
+        self.authorised.discard(nozzle.nzn)
         nozzle.state, nozzle.target, nozzle.fuel_start = "idle", 0, None
         self.pending.append(sale)
         return sale
@@ -248,5 +269,6 @@ class PumpModel:
 
     def power_cycle(self) -> None:
         """Power lost and back: totalizers and the journal survive, fills do not."""
+        self.authorised.clear()
         for nozzle in self.nozzles:
             nozzle.state, nozzle.target, nozzle.fuel_start = "idle", 0, None

@@ -3,7 +3,7 @@
 ``python -m hil.dispenser --protocol NAME --link PATH
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
-[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
+[--start-on-usr2] [--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
@@ -15,10 +15,14 @@
   :mod:`hil.dispenser.responder`; ``NAME`` is any protocol that names one,
   an installed third party's too), which answers the master and renders the
   model in its wire format.
-- Runs K fuelling sessions, started at R per second on average (exponential
-  gaps), spread round robin over every nozzle of every pump (nozzle 1 of
-  each pump, then nozzle 2 …), one session per nozzle at a time, nozzles in
-  parallel: lifted ~0.1·F s, fuelling F s, hung up → a pending sale.
+- Runs K fuelling sessions (from the start, or with ``--start-on-usr2``
+  from a SIGUSR2: a test whose controller and collector must be on the line
+  before the first fill sends it when they are), started at R per second on
+  average (exponential gaps), spread round robin over every nozzle of every
+  pump (nozzle 1 of each pump, then nozzle 2 …), one session per nozzle at a
+  time, nozzles in parallel: lifted ~0.1·F s (and until the controller
+  authorises the fill, for a pump that needs it: ``PumpModel.authorise``),
+  fuelling F s, hung up → a pending sale.
 - Prints one JSON line per sale on stdout (the ground truth,
   ``SimSale.truth``; with the amount totalizer when the protocol carries
   it), nothing else; diagnostics go to stderr, where ``{"done": K, ...}``
@@ -113,6 +117,9 @@ class Simulator:
         )
         self.fault_rng = random.Random(f"{args.seed}:faults")
         self.changed = asyncio.Event()  # a nozzle freed, a sale taken, power back
+        self.go = asyncio.Event()  # the sessions may start
+        if not args.start_on_usr2:
+            self.go.set()
         self.link: PtyLink | None = None
         self.fills: dict[tuple[int, int], Session] = {}
         self.sales = 0
@@ -153,11 +160,11 @@ class Simulator:
         if self.line.cut:
             self.line.dropped_bytes += len(chunk)
             return
-        taken = sum(p.taken for p in self.pumps)
+        taken = sum(p.taken + p.authorisations for p in self.pumps)
         reply = self.responder.receive_data(chunk, self._loop.time())
         if reply:
             self._send(self.line.apply(reply))
-        if sum(p.taken for p in self.pumps) != taken:
+        if sum(p.taken + p.authorisations for p in self.pumps) != taken:
             self.changed.set()
 
     def _send(self, data: bytes) -> None:
@@ -187,6 +194,7 @@ class Simulator:
     async def run_sessions(self) -> None:
         args, rng = self.args, self.rng
         slots = [(p, p.nozzle(n)) for n in range(1, args.nozzles + 1) for p in self.pumps]
+        await self.go.wait()
         planned = self._loop.time()
         previous: asyncio.Future[None] | None = None
         tasks = []
@@ -219,10 +227,13 @@ class Simulator:
     async def _session(
         self, session: Session, previous: asyncio.Future[None] | None, done: asyncio.Future[None]
     ) -> None:
-        fill = self.args.fill_seconds
+        fill, pump = self.args.fill_seconds, session.pump
         await asyncio.sleep(LIFT_FRACTION * fill)
+        while not (session.ended or pump.may_fuel(session.nozzle)):
+            self.changed.clear()  # a pump whose controller must authorise the fill
+            await self.changed.wait()
         if not session.ended:
-            session.pump.start_fuel(session.nozzle, self._loop.time(), fill)
+            pump.start_fuel(session.nozzle, self._loop.time(), fill)
             await asyncio.sleep(fill)
         if previous is not None:
             await previous  # sales are numbered in session order
@@ -352,6 +363,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--tz", default="+08:00", help="offset of the pumps' wall clock")
     p.add_argument("--fill-seconds", type=float, default=0.5)
+    p.add_argument(
+        "--start-on-usr2", action="store_true", help="start the sessions at SIGUSR2, not at once"
+    )
     p.add_argument("--bit-error-rate", type=float, default=0.0, help="per bit written")
     p.add_argument("--drop-rate", type=float, default=0.0, help="per byte written")
     p.add_argument("--fault", action="append", default=[], help="e.g. at=5:line-cut=3")
@@ -425,6 +439,8 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
         sim.attach(link)
         log(link=str(args.link), device=link.device, addresses=args.addresses)
         sim.schedule(args.faults)
+        if args.start_on_usr2:
+            loop.add_signal_handler(signal.SIGUSR2, sim.go.set)
         if args.unplug_on_usr1:
             fault = Fault(0.0, "unplug", args.unplug_on_usr1)
             loop.add_signal_handler(signal.SIGUSR1, sim.apply, fault)

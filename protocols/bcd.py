@@ -1,0 +1,32 @@
+"""Packed BCD, the digit format most Chinese dispenser protocols carry.
+
+Shared by the protocol packages that need nothing else from each other
+(protocols/udc, protocols/censtar). Two nibbles per byte, each 0–9.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+
+def bcd_encode(value: int, width: int) -> bytes:
+    """``value`` as ``width`` bytes of packed BCD, most significant digit first."""
+    digits = f"{value:0{2 * width}d}"
+    if value < 0 or len(digits) != 2 * width:
+        raise ValueError(f"{value} does not fit {width} BCD bytes")
+    return bytes.fromhex(digits)
+
+
+def bcd_decode(raw: bytes) -> int | None:
+    """Packed BCD, most significant byte first → int; None when a nibble is above 9."""
+    digits = raw.hex()
+    return int(digits) if digits.isdigit() else None
+
+
+def is_bcd(raw: bytes) -> bool:
+    return raw.hex().isdigit() or not raw
+
+
+def scaled(raw: int, decimals: int) -> Decimal:
+    """A raw count with ``decimals`` implied places (``scaled(1234, 2)`` = 12.34)."""
+    return Decimal(raw).scaleb(-decimals)
