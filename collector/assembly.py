@@ -51,6 +51,25 @@ def make_driver(port: PortConfig, tz: tzinfo) -> Any:
     return cls(port.addresses, **kwargs)
 
 
+def make_monitor(port: PortConfig, tz: tzinfo) -> Any:
+    """The port's passive monitor (relay, listen) with the options it shares
+    with the driver: the keywords its signature names (decimals, ``offline_after``,
+    ``clock``), so a sale seen in passing is scaled and stamped as a polled one."""
+    import inspect
+    from datetime import datetime
+
+    from protocols import load_monitor
+
+    cls = load_monitor(port.protocol)
+    accepted = inspect.signature(cls).parameters
+    options = getattr(port, port.protocol, None)
+    given: dict[str, Any] = options.model_dump() if options is not None else {}
+    kwargs = {name: value for name, value in given.items() if name in accepted}
+    if "clock" in accepted:
+        kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
+    return cls(port.addresses, **kwargs)
+
+
 def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) -> GaugeTask:
     """The gauge task with its wet-stock analytics, from ``[gauge]``, ``[[tanks]]``
     and ``[wetstock]``."""
@@ -182,8 +201,6 @@ def make_port(
             on_commit=uplink.wake,
             edge=edge,
         )
-    from protocols import load_monitor
-
     sink = PortSink(
         number=pc.number,
         store=store,
@@ -193,7 +210,7 @@ def make_port(
         on_commit=uplink.wake,
         edge=edge,
     )
-    monitor = load_monitor(pc.protocol)(pc.addresses)
+    monitor = make_monitor(pc, tz)
     if pc.mode == "relay":
         from collector.relay import RelayPort
 

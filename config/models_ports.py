@@ -79,7 +79,8 @@ class DartOptions(BaseModel):
 
 
 class GilbarcoOptions(BaseModel):
-    """Keyword arguments of the Gilbarco two-wire driver (protocols.md §4)."""
+    """Keyword arguments of the Gilbarco two-wire driver and monitor (protocols.md §4;
+    docs/protocols/gilbarco.md: why each is a setting)."""
 
     model_config = _MODEL_CONFIG
 
@@ -87,6 +88,10 @@ class GilbarcoOptions(BaseModel):
     volume_decimals: Decimals = 2
     money_decimals: Decimals = 2
     price_decimals: Decimals = 2
+    #: The totals reply's decimal places: FCC builds show them differ from the
+    #: transaction's by model (fangym0335/first src/lischn022.c:1401-1441).
+    volume_total_decimals: Decimals = 2
+    money_total_decimals: Decimals = 2
 
 
 #: Line self-check thresholds, seconds (SPEC F1; collector/linecheck.py has

@@ -1,13 +1,17 @@
 """A two-wire bus with a tap, for listen tests: POS ⇄ pump, copied to a tap.
 
-``python -m hil.bus --pos PATH --pump PATH --tap PATH``
+``python -m hil.bus --pos PATH --pump PATH --tap PATH [--loop]``
 
 ``--pos`` and ``--pump`` are links the POS and dispenser simulators made;
 the bus opens both and passes every byte between them (one half-duplex
 pair has both directions on it). ``--tap`` is a new pty link where the
 collector listens: it gets a copy of every byte in both directions, in
 line order. Whatever is written *into* the tap would go onto the bus of a
-real installation; here it is only counted. On SIGTERM the bus prints
+real installation; here it is only counted. ``--loop``: a two-wire current
+loop (Gilbarco, protocols.md §4), where the master hears its own bytes
+before the reply: every byte from the POS side is also written back to it
+(the pump simulator then runs ``--no-echo``; a pump does not hear itself —
+its UART ignores the loop while it sends). On SIGTERM the bus prints
 ``{"tap_written": N, "bus_bytes": M}`` on stdout and exits.
 """
 
@@ -46,6 +50,8 @@ async def amain(args: argparse.Namespace) -> int:
             return
         counts["bus_bytes"] += len(data)
         os.write(dst, data)  # test traffic: a few bytes, the pty always has room
+        if args.loop and src == pos:
+            os.write(pos, data)  # the loop returns the master's bytes to it
         tap.write(data)  # a full tap drops bytes: a tap never holds the bus up
 
     def tapped() -> None:
@@ -75,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pos", type=Path, required=True)
     p.add_argument("--pump", type=Path, required=True)
     p.add_argument("--tap", type=Path, required=True)
+    p.add_argument("--loop", action="store_true", help="the POS hears its own bytes (current loop)")
     return asyncio.run(amain(p.parse_args(argv)))
 
 

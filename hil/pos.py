@@ -1,12 +1,16 @@
 """A station POS on a pty: the master of a dispenser link, for relay tests.
 
 ``python -m hil.pos --protocol sinopec --link PATH --addresses 1,2
-[--poll-ms 30] [--timeout-ms 300] [--record PREFIX]``
+[--poll-ms 30] [--timeout-ms 300] [--record PREFIX] [--master fcc]``
 
 It creates a pty whose slave is reachable as ``--link`` (the collector's
 relay opens it as its POS side) and polls through it with our own poll
 driver, confirming every sale as a real POS would (the POS is allowed to:
-it is the station's business system). Each sale read prints one JSON line
+it is the station's business system). ``--master fcc`` (Gilbarco only)
+polls the way the open FCC does instead (hil/fcc_gilbarco.py: reads each
+reply once, totals before the transaction, authorises on a call). A
+Gilbarco loop returns the master's bytes before each reply; the drivers
+skip that echo. Each sale read prints one JSON line
 ``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout.
 
 ``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
@@ -25,7 +29,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from hil.dispenser.ptylink import PtyLink
 from protocols import load_driver
@@ -38,7 +42,13 @@ READ_CHUNK = 4096
 class Pos:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.driver = load_driver(args.protocol)(args.addresses)
+        self.driver: Any
+        if args.master == "fcc":
+            from hil.fcc_gilbarco import GilbarcoFcc
+
+            self.driver = GilbarcoFcc(args.addresses)
+        else:
+            self.driver = load_driver(args.protocol)(args.addresses)
         self.link = PtyLink(args.link)
         self.tx: IO[bytes] | None = None
         self.rx: IO[bytes] | None = None
@@ -130,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll-ms", type=float, default=30)
     p.add_argument("--timeout-ms", type=float, default=300)
     p.add_argument("--record", help="write PREFIX.tx and PREFIX.rx")
+    p.add_argument("--master", choices=("driver", "fcc"), default="driver")
     args = p.parse_args(argv)
+    if args.master == "fcc" and args.protocol != "gilbarco":
+        p.error("--master fcc: Gilbarco only")
     args.addresses = [int(a) for a in args.addresses.split(",")]
     print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)
     return asyncio.run(amain(args))

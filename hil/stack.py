@@ -221,11 +221,13 @@ def pos(
     record: Path | None = None,
     poll_ms: int = 30,
     protocol: str = "sinopec",
+    master: str = "driver",
 ) -> Proc:
-    """Start ``python -m hil.pos``: a station POS polling through ``link``."""
+    """Start ``python -m hil.pos``: a station POS polling through ``link``
+    (``master="fcc"``: Gilbarco polled the way the open FCC does)."""
     argv = [
         sys.executable, "-m", "hil.pos", "--protocol", protocol, "--link", str(link),
-        "--addresses", addresses, "--poll-ms", str(poll_ms),
+        "--addresses", addresses, "--poll-ms", str(poll_ms), "--master", master,
     ]  # fmt: skip
     if record is not None:
         argv += ["--record", str(record)]
@@ -234,10 +236,12 @@ def pos(
     return proc
 
 
-def bus(work: Path, *, pos: Path, pump: Path, tap: Path) -> Proc:
-    """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``."""
+def bus(work: Path, *, pos: Path, pump: Path, tap: Path, loop: bool = False) -> Proc:
+    """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``;
+    ``loop``: the POS hears its own bytes (a current loop)."""
     argv = [
         sys.executable, "-m", "hil.bus", "--pos", str(pos), "--pump", str(pump), "--tap", str(tap),
+        *(["--loop"] if loop else []),
     ]  # fmt: skip
     proc = Proc("bus", argv, work)
     wait_until(lambda: tap.exists(), 10, f"the bus tap {tap}")

@@ -283,6 +283,8 @@ def test_defaults() -> None:
             "volume_decimals": 2,
             "money_decimals": 2,
             "price_decimals": 2,
+            "volume_total_decimals": 2,
+            "money_total_decimals": 2,
         },
     }
     assert config.log.model_dump() == {"level": "info", "format": "auto"}
@@ -583,7 +585,7 @@ def test_run_hands_the_config_to_the_daemon(tmp_path: Path) -> None:
     [
         ({"mode": "relay"}, "ports.0.pos_device: relay mode needs the POS side's device"),
         ({"pos_device": "/dev/ttyS9"}, "ports.0.pos_device: only a relay has a POS side"),
-        ({"mode": "listen", "protocol": "gilbarco"}, "ports.0.mode: protocol 'gilbarco' can"),
+        ({"mode": "listen", "protocol": "dart"}, "ports.0.mode: protocol 'dart' can"),
         ({"mode": "relay", "pos_device": "/dev/ttyS0"}, "ports.0.pos_device: duplicate device"),
     ],
 )

@@ -3,7 +3,7 @@
 ``python -m hil.dispenser --protocol sinopec|dart|gilbarco --link PATH
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
-[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
+[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...] [--no-echo]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
@@ -103,6 +103,10 @@ class Simulator:
         self.pumps = [PumpModel.create(a, args.nozzles, self.rng) for a in args.addresses]
         self.by_address = {p.address: p for p in self.pumps}
         self.responder = responder(self.pumps)
+        if args.no_echo:  # a loop that echoes by itself (hil/bus.py --loop)
+            if not hasattr(self.responder, "echo"):
+                raise SystemExit(f"--no-echo: protocol {args.protocol} has no line echo")
+            self.responder.echo = False
         self.amount_totalizer = responder.AMOUNT_TOTALIZER
         self.line = LineFaults(
             random.Random(f"{args.seed}:line"),
@@ -351,6 +355,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
         "--stamp-hangup", action="store_true", help="add hung_up_ms (epoch ms) to each truth line"
     )
     p.add_argument("--record", help="write every byte received to PREFIX.rx, sent to PREFIX.tx")
+    p.add_argument(
+        "--no-echo",
+        action="store_true",
+        help="do not play the line's echo (Gilbarco on a loop that echoes: hil.bus --loop)",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.nozzles <= MAX_NOZZLES:
         p.error(f"--nozzles must be 1..{MAX_NOZZLES}")
