@@ -180,6 +180,19 @@ def test_a_reading_unlike_the_last_replaces_it() -> None:
     assert monitor.counters["unconfirmed_sales"] == 0
 
 
+def test_another_hoses_totals_may_move_between_readings() -> None:
+    """Totals readings agree when the sale's grade agrees (as the poller reads)."""
+    other = TotalsData((GradeTotals(1, 5, 6), *AFTER.grades))
+    moved = TotalsData((GradeTotals(1, 7, 8), *AFTER.grades))
+    monitor = GilbarcoMonitor([1])
+    ask(monitor, 0x01, b"\xa1")
+    ask(monitor, 0x41, TXN)
+    ask(monitor, 0x41, TXN)
+    assert not sales(ask(monitor, 0x51, encode_frame(totals_body(other))))
+    (sale,) = sales(ask(monitor, 0x51, encode_frame(totals_body(moved))))
+    assert sale.key == "2:10002000"
+
+
 def test_states_link_and_foreign_pumps() -> None:
     monitor = GilbarcoMonitor([1], offline_after=2)
     assert ask(monitor, 0x01, b"\x61") == [PumpLink(1, True), NozzleStatus(1, 0, NozzleState.IDLE)]

@@ -35,16 +35,20 @@ transaction readings (T) and totals readings (S) of the current end, each
 with how many times it came, and the totals seen before the pump last
 fuelled (``before``). A sale T + S (S holding T's grade) is emitted once
 
-- each came twice (the LRC is 4 bits, and a dropped or added E0 word does
-  not change it: one reading can be a corrupted frame that passed; two
-  alike cannot), or
+- each came twice — for the totals, their entry for T's grade (another
+  hose's totals may move meanwhile); the LRC is 4 bits, and a dropped or
+  added E0 word does not change it: one reading can be a corrupted frame
+  that passed, two alike cannot — or
 - S minus ``before`` for that grade is T's volume and money (two readings
   that agree by arithmetic), or
-- the pump starts its next fill (8 / 9) with one T and one S read, nothing
-  confirmed, and T's money is its price × volume (give or take a rounding):
+- the pump starts its next fill (8 / 9) with one T and one S entry read,
+  nothing confirmed, and T's money is its price × volume (give or take a rounding):
   the master will not read them again; emitted as read (counted
   ``unconfirmed_sales``; the edge checks, SPEC A1, judge its totalizer).
-  Otherwise no sale: ``unresolved`` (an error event), never a guess.
+  Otherwise no sale: ``unresolved`` (an error event), never a guess. So a
+  sale read once and not confirmable (the first after the monitor starts,
+  before any totals were seen) is recorded when that pump's next fill
+  starts.
 
 Once the end's sale is out, a reading unlike the ones before starts a new
 end (a pump that queued two sales, or a master that read across a fill
@@ -123,6 +127,11 @@ class _Reading:
     value: TransactionData | TotalsData
     raw: bytes
     count: int = 1
+
+
+def _totals(reading: _Reading) -> TotalsData:
+    assert isinstance(reading.value, TotalsData)
+    return reading.value
 
 
 @dataclass
@@ -339,16 +348,14 @@ class GilbarcoMonitor:
         for t in reversed(watch.t):
             txn = t.value
             assert isinstance(txn, TransactionData)
-            for s in reversed(watch.s):
-                tot = s.value
-                assert isinstance(tot, TotalsData)
-                grade = tot.of(txn.grade)
-                if grade is None:
-                    continue
-                confirmed = (t.count >= 2 and s.count >= 2) or self._adds_up(
-                    watch.before, grade, txn
-                )
-                single = closing and len(watch.t) == 1 and len(watch.s) == 1
+            # Totals readings agree for this sale when its grade's entry does:
+            # another hose's totals may move between two readings.
+            entries = [(s, _totals(s).of(txn.grade)) for s in watch.s]
+            found = [(s, grade) for s, grade in entries if grade is not None]
+            for s, grade in reversed(found):
+                alike = sum(other.count for other, seen in found if seen == grade)
+                confirmed = (t.count >= 2 and alike >= 2) or self._adds_up(watch.before, grade, txn)
+                single = closing and len(watch.t) == 1 and len({g for _, g in found}) == 1
                 if confirmed or (single and self._plausible(txn)):
                     return self._emit(address, watch, t, s, grade, confirmed)
         if closing:
