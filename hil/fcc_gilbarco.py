@@ -5,7 +5,7 @@ poll per pump; on 7 (call) it authorises (``1p``, no reply; ``DoCall`` with
 automatic authorisation); on 9 it reads the running display (``6p``,
 ``DoBusy``); on an end (A / B, or 6 after a fill) it reads the totals
 (``5p``) and, when a totalizer moved, the transaction (``4p``) once
-(``DoEot``, lines 1379-1582). At start it reads every pump's totals
+(``DoEot``, lines 1400, 1474-1477). At start it reads every pump's totals
 (``InitPumpTotal``). Unlike our poller it reads each reply once and sends a
 command that changes the pump — it is the station's system, allowed to.
 

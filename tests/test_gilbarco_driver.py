@@ -149,7 +149,7 @@ def test_status_to_nozzle_state(status: int, state: NozzleState) -> None:
 
 
 def test_the_echo_is_optional() -> None:
-    """Behind the FCC's IO board no echo reaches the driver (lischn001.c:2055)."""
+    """Behind the FCC's IO board no echo reaches the driver (lischn001.c:2051-2056)."""
     driver = GilbarcoPoller([1])
     assert turn(driver, b"\x01", b"\x71", echo=False)[1:] == [
         NozzleStatus(1, 0, NozzleState.LIFTED)
@@ -258,7 +258,7 @@ def test_one_corrupted_end_status_starts_no_read() -> None:
 
 def test_off_after_a_fill_is_read_too() -> None:
     """Some pumps skip the end status: 9 then 6 (the FCC reads then too,
-    lischn001.c:678-690)."""
+    lischn001.c:676-686)."""
     clock = Clock()
     driver = GilbarcoPoller([1], clock=clock)
     turn(driver, b"\x01", b"\x91")

@@ -76,7 +76,7 @@ def test_a_poller_hears_its_echo_then_the_reply() -> None:
 
 def test_without_the_echo_too() -> None:
     """Behind the FCC's IO board the driver reads the reply at cmd[0]
-    (lischn001.c:2055-2060): no echo."""
+    (lischn001.c:2051-2056): no echo."""
     reader = LineReader()
     reader.sent(0x05)
     assert reader.receive(b"\xa5", "pump") == [StatusReply(0, 0xA5, 0x05)]
@@ -226,8 +226,11 @@ def test_every_byte_is_in_exactly_one_item(pieces: list[bytes], source: Source, 
         assert item.offset == offset, items
         offset += size(item)
     assert offset == len(data)
-    if source is None:  # garbage is reported as it arrives: runs split with the reads
+    if source is None:  # garbage and echoes are reported as they arrive: runs split
         whole = read(data, source)
-        assert [i for i in items if not isinstance(i, Rejected)] == [
-            i for i in whole if not isinstance(i, Rejected)
+        runs = (Rejected, Echo)
+        assert [i for i in items if not isinstance(i, runs)] == [
+            i for i in whole if not isinstance(i, runs)
         ]
+        echoed = [sum(i.size for i in got if isinstance(i, Echo)) for got in (items, whole)]
+        assert echoed[0] == echoed[1]

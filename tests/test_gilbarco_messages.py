@@ -54,9 +54,9 @@ CAPTURED_BAD = bytes.fromhex(
 # A transaction reply as lischn001.c reads it (GetTransData, 1701-1757): 33
 # words (1711), F0 last (1729), LRC over all but the last two (1735-1736),
 # pump − 1 at [4] (1742-1746), grade − 1 at [9] (1750), price [12..15]
-# (1522-1523), volume [17..22] (1491-1493 / lischn022.c:1463-1465), money
-# [24..29] (1498-1500); control words as §4. Pump 3, grade 2, 7.85, 20.00 L,
-# 157.00 — digits least significant first.
+# (1522-1523), volume [17..22] (lischn022.c:1463-1465; lischn001.c:1505-1507
+# drops [17]), money [24..29] (1512-1514); control words as §4. Pump 3,
+# grade 2, 7.85, 20.00 L, 157.00 — digits least significant first.
 FCC_TXN = bytes(
     [
         0xFF, 0xF1, 0xF8,  # [0] STX, [1] header, [2] pump data next
@@ -119,7 +119,7 @@ def test_pump_nibbles_16_is_0() -> None:
 def test_command_and_status_bytes() -> None:
     """lischn001.c:2030 ``0x00 | pump``, 1709 ``0x40 | pump``, 1593 ``0x50 |``,
     1884 ``0x60 |``; a status is ``cmd[0] >> 4`` with the pump in the low
-    nibble (2055-2060)."""
+    nibble (2051-2056)."""
     assert [command_byte(c, 3) for c in (0, 4, 5, 6)] == [0x03, 0x43, 0x53, 0x63]
     assert command_byte(4, 16) == 0x40
     assert status_byte(0xA, 16) == 0xA0 and status_byte(6, 2) == 0x62

@@ -18,16 +18,17 @@ Nozzle state. Status is per pump and does not name the hose, so
 whole: 6 / A / B idle, 7 / 8 lifted, 9 fuelling (with the running display's
 amount), C abnormal (codes.py says why); 0 (data error) and D change nothing.
 
-Reading a sale. A finished transaction shows as A / B (end of transaction),
-and on some pumps as 6 or 7 straight after 9 (the FCC reads on those too,
-lischn001.c:678-690, 713-716). A status byte has no check, so the pump must
-show one of those :data:`END_POLLS` times in a row; then the driver reads
-at once, before the next pump: ``4p`` transaction, then ``5p`` totals, each
-until two readings agree (:class:`~protocols.gilbarco.reading.SaleRead`:
-why, and how spoilt replies are retried, parked, or given up). It reads on
-every A (a simulated pump may queue several sales behind it), on B when
-the end is new, its read failed or its sale is not committed, and on 6 / 7
-once after a fill (9) was seen. A silent pump ends the read at once.
+Reading a sale. A finished transaction shows as A / B (end of
+transaction), and on some pumps as 6 or 7 straight after 9 (the FCC reads
+after 6, lischn001.c:676-686, and marks a 9 → 7 for it, lischn001.c:181).
+A status byte has no check, so the pump must show one of those
+:data:`END_POLLS` times in a row; then the driver reads at once, before the
+next pump: ``4p`` transaction, then ``5p`` totals, each until two readings
+agree (:class:`~protocols.gilbarco.reading.SaleRead`: why, and how spoilt
+replies are retried, parked, or given up). It reads on every A (a simulated
+pump may queue several sales behind it), on B when the end is new, its read
+failed or its sale is not committed, and on 6 / 7 once after a fill (9) was
+seen. A silent pump ends the read at once.
 
 Sale. No transaction number exists. ``nozzle`` = the grade number (the
 hose as the pump numbers it), ``grade = str(nozzle)``; ``order_no`` = that

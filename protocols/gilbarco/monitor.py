@@ -28,7 +28,7 @@ deduplicates a sale the master read twice).
 
 Pairing readings into a sale. The master reads as it likes — our poller
 reads 4, 4, 5, 5; the FCC reads 5 on every end poll and 4 once when a
-totalizer moved (lischn001.c:800-812, 1399-1484). A pump shows one finished
+totalizer moved (lischn001.c:800-812, 1400, 1474-1477). A pump shows one finished
 transaction and its totals until the next fill, so readings of a pump
 between two fills belong together. Per pump the monitor keeps the distinct
 transaction readings (T) and totals readings (S) of the current end, each

@@ -3,7 +3,7 @@
 A :class:`SaleRead` is the driver's read of one pump's end of transaction
 (:mod:`protocols.gilbarco.driver`, "Reading a sale"), sans-IO. The FCC
 reads each once (totals, then the transaction when a totalizer moved,
-lischn001.c:1399-1484); we read each until two readings agree, because
+lischn001.c:1400, 1474-1477); we read each until two readings agree, because
 the LRC is 4 bits:
 
 - ``step`` is the command to send next: 4 (transaction data), then 5
