@@ -90,9 +90,9 @@ STATUS_STATE: dict[int, NozzleState] = {
     STATUS_STOPPED: NozzleState.ABNORMAL,
 }
 
-#: The commands each command's reply is: one status byte (0, and D to 2),
-#: a data frame (4, 5), the running display's data words (6); 1, 3 and FC
-#: are not answered (lischn001.c:1776, 1827: ``wantLen = 0``).
+#: What answers each command: one status byte (0; D to 2), a data frame
+#: (4, 5), the running display's data words (6). 1, 3 and FC get no answer
+#: (lischn001.c:1776, 1827: ``wantLen = 0``).
 STATUS_REPLY = frozenset({CMD_STATUS, CMD_DATA_NEXT})
 FRAME_REPLY = frozenset({CMD_TRANSACTION, CMD_TOTALS})
 ANSWERED = STATUS_REPLY | FRAME_REPLY | {CMD_RUNNING}

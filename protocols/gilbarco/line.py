@@ -27,10 +27,10 @@ pump may send back to that is not read here: bytes from 0x70 up are
 skipped (``unexpected``) until the next command.
 
 Echo: the master's bytes not yet heard back are kept; bytes from the pump
-side (or the line) equal to them, in order, are the echo. A reply never
-equals its command (no status 0 and 6 answer commands 0 and 6 alike) but
-one: status 0 "data error" to command 0 — with the echo on the line it is
-the second such byte, without one (a tap) it is taken for the echo.
+side (or the line) equal to them, in order, are the echo. A reply can equal
+its command only as status 0 ("data error") to a status poll ``0p``: with
+the echo on the line it is the second such byte; without one (a tap, the
+FCC's IO board) it is taken for the echo — a lost data-error report.
 
 Recovery. A status byte that does not fit is ``unexpected`` (still
 waiting); bytes that fit nothing are one ``garbage`` run; a broken frame is
