@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import tty
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -190,7 +191,7 @@ def test_listen_records_every_order_and_writes_nothing(tmp_path: Path, broker: M
 
 # ---------------------------------------------------------------- Gilbarco two-wire
 
-GILBARCO_ORDERS = 16
+GILBARCO_ORDERS = 12
 
 
 def gilbarco_overrides(tmp_path: Path, broker: Mosquitto, **port: str) -> list[str]:
@@ -254,13 +255,15 @@ def test_gilbarco_listen_taps_an_fcc_polled_loop_and_writes_nothing(
     its own bytes, the tap sees command then reply once each)."""
     pump_link, pos_link, tap_link = tmp_path / "pump", tmp_path / "pos", tmp_path / "tap"
     receiver = stack.receiver(tmp_path, broker.port, DEMO_KEYS, client_id=f"rx-{tmp_path.name}")
-    # One fill at a time per pump (rate 2 over two pumps): the FCC reads each
-    # transaction once, and the monitor confirms it by the totals before and
-    # after; a simulated pump that queues sales (no real one can) would leave
-    # the last one to the next fill.
+    # The FCC reads each transaction once; the monitor confirms it by the
+    # totals before and after, so it must hear the loop before the first fill
+    # (--start-on-usr2, below), and fills must not pile up on a pump faster
+    # than the master reads them (rate 1 over two pumps): a simulated pump
+    # queues sales, which no real one can, and shows totals past the queued
+    # ones.
     sim = stack.dispenser(
-        tmp_path, pump_link, orders=GILBARCO_ORDERS, nozzles=2, rate=2, seed=8, protocol="gilbarco",
-        extra=["--pumps", "2", "--no-echo"],
+        tmp_path, pump_link, orders=GILBARCO_ORDERS, nozzles=2, rate=1, seed=8, protocol="gilbarco",
+        extra=["--pumps", "2", "--no-echo", "--start-on-usr2"],
     )  # fmt: skip
     pos_proc = bus = collector = None
     try:
@@ -270,6 +273,10 @@ def test_gilbarco_listen_taps_an_fcc_polled_loop_and_writes_nothing(
             tmp_path, DEMO_CONFIG,
             gilbarco_overrides(tmp_path, broker, mode="listen", device=str(tap_link)),
         )  # fmt: skip
+        stack.wait_until(
+            lambda: "tap_open" in collector.log_path.read_text(), 30, "the collector's tap"
+        )
+        sim.signal(signal.SIGUSR2)
         truth = sim.wait_lines(lambda line: "order_no" in line, GILBARCO_ORDERS, 90)
         orders = orders_of(receiver, GILBARCO_ORDERS)
         fcc_sales = pos_proc.wait_lines(lambda line: "order_no" in line, GILBARCO_ORDERS, 30)

@@ -3,7 +3,8 @@
 ``python -m hil.dispenser --protocol sinopec|dart|gilbarco --link PATH
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
-[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...] [--no-echo]``
+[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...] [--no-echo]
+[--start-on-usr2]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
@@ -186,7 +187,11 @@ class Simulator:
 
     # ------------------------------------------------------------ fuelling
 
-    async def run_sessions(self) -> None:
+    async def run_sessions(self, *, start_on_usr2: bool = False) -> None:
+        if start_on_usr2:  # the pumps answer from the start; nobody lifts a nozzle yet
+            go = asyncio.Event()
+            self._loop.add_signal_handler(signal.SIGUSR2, go.set)
+            await go.wait()
         args, rng = self.args, self.rng
         slots = [(p, p.nozzle(n)) for n in range(1, args.nozzles + 1) for p in self.pumps]
         planned = self._loop.time()
@@ -356,6 +361,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     )
     p.add_argument("--record", help="write every byte received to PREFIX.rx, sent to PREFIX.tx")
     p.add_argument(
+        "--start-on-usr2",
+        action="store_true",
+        help="start the fuelling sessions on SIGUSR2 (a test's listener is ready)",
+    )
+    p.add_argument(
         "--no-echo",
         action="store_true",
         help="do not play the line's echo (Gilbarco on a loop that echoes: hil.bus --loop)",
@@ -426,7 +436,7 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
         if args.unplug_on_usr1:
             fault = Fault(0.0, "unplug", args.unplug_on_usr1)
             loop.add_signal_handler(signal.SIGUSR1, sim.apply, fault)
-        sessions = asyncio.create_task(sim.run_sessions())
+        sessions = asyncio.create_task(sim.run_sessions(start_on_usr2=args.start_on_usr2))
         sessions.add_done_callback(finished)
         await stop.wait()
         sessions.cancel()

@@ -32,15 +32,17 @@ totalizer moved (lischn001.c:800-812, 1400, 1474-1477). A pump shows one finishe
 transaction and its totals until the next fill, so readings of a pump
 between two fills belong together. Per pump the monitor keeps the distinct
 transaction readings (T) and totals readings (S) of the current end, each
-with how many times it came, and the totals seen before the pump last
-fuelled (``before``). A sale T + S (S holding T's grade) is emitted once
+with how many times it came, and per grade the totals entries seen lately.
+A sale T + S (S holding T's grade) is emitted once
 
 - each came twice — for the totals, their entry for T's grade (another
   hose's totals may move meanwhile); the LRC is 4 bits, and a dropped or
   added E0 word does not change it: one reading can be a corrupted frame
   that passed, two alike cannot — or
-- S minus ``before`` for that grade is T's volume and money (two readings
-  that agree by arithmetic), or
+- S minus an earlier totals entry of that grade is T's volume and money
+  (two readings that agree by arithmetic; earlier entries of every grade
+  are kept, so a pump that queued sales, showing totals already past some
+  of them, still adds up), or
 - the pump starts its next fill (8 / 9) with one T and one S entry read,
   nothing confirmed, and T's money is its price × volume (give or take a rounding):
   the master will not read them again; emitted as read (counted
@@ -119,6 +121,10 @@ FILL_STATUSES = frozenset({STATUS_AUTHORISED, STATUS_BUSY})
 #: anything (the least seen is dropped).
 MAX_CANDIDATES = 4
 
+#: Totals entries kept per grade for the arithmetic: the ones before the
+#: last few sales (a pump that queued sales shows totals past some of them).
+MAX_HISTORY = 8
+
 
 @dataclass
 class _Reading:
@@ -143,7 +149,9 @@ class _Watch:
     shown: tuple[NozzleState, Decimal | None] | None = None  # the last NozzleStatus
     t: list[_Reading] = field(default_factory=list)  # distinct readings, oldest first
     s: list[_Reading] = field(default_factory=list)
-    before: TotalsData | None = None  # totals seen before the pump last fuelled
+    #: Per grade, the distinct totals entries seen lately: where a sale's
+    #: arithmetic may start from.
+    history: dict[int, deque[GradeTotals]] = field(default_factory=dict)
     done: bool = False  # the current end's sale was emitted
     end_seen_at: datetime | None = None
     emitted: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_COMMITTED_KEYS))
@@ -326,6 +334,11 @@ class GilbarcoMonitor:
         if isinstance(data, ProtocolError):
             self._counts["bad_readings"] += 1
             return [ProtocolError(data.kind, data.detail, address)]
+        if isinstance(data, TotalsData):
+            for entry in data.grades:
+                kept = watch.history.setdefault(entry.grade, deque(maxlen=MAX_HISTORY))
+                if entry not in kept:
+                    kept.append(entry)
         slot: list[_Reading] = watch.t if isinstance(data, TransactionData) else watch.s
         events: list[Event] = []
         seen = next((r for r in slot if r.value == data), None)
@@ -354,7 +367,7 @@ class GilbarcoMonitor:
             found = [(s, grade) for s, grade in entries if grade is not None]
             for s, grade in reversed(found):
                 alike = sum(other.count for other, seen in found if seen == grade)
-                confirmed = (t.count >= 2 and alike >= 2) or self._adds_up(watch.before, grade, txn)
+                confirmed = (t.count >= 2 and alike >= 2) or self._adds_up(watch, grade, txn)
                 single = closing and len(watch.t) == 1 and len({g for _, g in found}) == 1
                 if confirmed or (single and self._plausible(txn)):
                     return self._emit(address, watch, t, s, grade, confirmed)
@@ -396,12 +409,14 @@ class GilbarcoMonitor:
         slack = scaled(1, dp.money) + price * scaled(1, dp.volume)
         return abs(scaled(txn.money, dp.money) - price * scaled(txn.volume, dp.volume)) <= slack
 
-    def _adds_up(self, before: TotalsData | None, grade: GradeTotals, txn: TransactionData) -> bool:
-        """The grade's totalizers moved by exactly the transaction's volume and money."""
-        if before is None:
-            return False
-        old = before.of(grade.grade)
-        if old is None or old.digits[:2] != grade.digits[:2]:
+    def _adds_up(self, watch: _Watch, grade: GradeTotals, txn: TransactionData) -> bool:
+        """The grade's totalizers moved by exactly the transaction's volume and
+        money since totals seen earlier for that grade."""
+        seen = watch.history.get(grade.grade, ())
+        return any(old != grade and self._moved_by(old, grade, txn) for old in seen)
+
+    def _moved_by(self, old: GradeTotals, grade: GradeTotals, txn: TransactionData) -> bool:
+        if old.digits[:2] != grade.digits[:2]:
             return False
         dp = self._dp
         volume = (grade.volume - old.volume) % 10 ** grade.digits[0]
@@ -411,13 +426,8 @@ class GilbarcoMonitor:
         ) == scaled(txn.money, dp.money)
 
     def _close(self, address: int, watch: _Watch) -> list[Event]:
-        """The end shown so far is over: its sale as read, if still owed; the
-        totals seen become ``before`` for the next one."""
+        """The end shown so far is over: its sale as read, if still owed."""
         events = self._try_sale(address, watch, closing=True)
-        if watch.s:
-            best = max(watch.s, key=lambda r: r.count)
-            assert isinstance(best.value, TotalsData)
-            watch.before = best.value
         watch.t, watch.s = [], []
         watch.done, watch.end_seen_at = False, None
         return events
