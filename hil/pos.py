@@ -1,7 +1,7 @@
 """A station POS on a pty: the master of a dispenser link, for relay tests.
 
 ``python -m hil.pos --protocol sinopec --link PATH --addresses 1,2
-[--poll-ms 30] [--timeout-ms 300] [--record PREFIX]
+[--poll-ms 30] [--timeout-ms 300] [--record PREFIX] [--master fcc]
 [--commands authorise,price --command-every-ms 500] [--option KEY=VALUE ...]``
 
 It creates a pty whose slave is reachable as ``--link`` (the collector's
@@ -21,6 +21,11 @@ station's POS does (:mod:`hil.pos_commands`; never the collector, D20).
 ``--option KEY=VALUE`` passes a keyword option to the driver (the value read
 as JSON when it is JSON: ``nozzles=2``, ``status_with_clock=true``), as a
 port's ``[ports.<protocol>]`` table would.
+
+``--master fcc`` (Gilbarco only) polls the way the open FCC does instead
+(hil/fcc_gilbarco.py: reads each reply once, totals before the transaction,
+authorises on a call). A Gilbarco loop returns the master's bytes before
+each reply; the drivers skip that echo.
 
 ``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
 received to ``PREFIX.rx`` (flushed as it goes), so a test can compare
@@ -63,7 +68,13 @@ def master_class(protocol: str) -> Any:
 class Pos:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.driver = master_class(args.protocol)(args.addresses, **args.options)
+        self.driver: Any
+        if args.master == "fcc":
+            from hil.fcc_gilbarco import GilbarcoFcc
+
+            self.driver = GilbarcoFcc(args.addresses)
+        else:
+            self.driver = master_class(args.protocol)(args.addresses, **args.options)
         self.link = PtyLink(args.link)
         self.tx: IO[bytes] | None = None
         self.rx: IO[bytes] | None = None
@@ -204,7 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--commands", help="also send these, e.g. authorise,price (DART, Furen)")
     p.add_argument("--command-every-ms", type=float, default=500)
     p.add_argument("--option", action="append", default=[], help="driver option KEY=VALUE")
+    p.add_argument("--master", choices=("driver", "fcc"), default="driver")
     args = p.parse_args(argv)
+    if args.master == "fcc" and args.protocol != "gilbarco":
+        p.error("--master fcc: Gilbarco only")
     args.addresses = [int(a) for a in args.addresses.split(",")]
     args.options = dict(_option(item) for item in args.option)
     print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)

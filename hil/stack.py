@@ -223,12 +223,14 @@ def pos(
     poll_ms: int = 30,
     protocol: str = "sinopec",
     extra: Sequence[str] = (),
+    master: str = "driver",
 ) -> Proc:
     """Start ``python -m hil.pos``: a station POS polling through ``link``;
-    ``extra`` adds flags (``--commands authorise,price``)."""
+    ``extra`` adds flags (``--commands authorise,price``); ``master="fcc"``:
+    Gilbarco polled the way the open FCC does."""
     argv = [
         sys.executable, "-m", "hil.pos", "--protocol", protocol, "--link", str(link),
-        "--addresses", addresses, "--poll-ms", str(poll_ms), *extra,
+        "--addresses", addresses, "--poll-ms", str(poll_ms), "--master", master, *extra,
     ]  # fmt: skip
     if record is not None:
         argv += ["--record", str(record)]
@@ -237,12 +239,15 @@ def pos(
     return proc
 
 
-def bus(work: Path, *, pos: Path, pump: Path, tap: Path, tap_side: str = "both") -> Proc:
+def bus(
+    work: Path, *, pos: Path, pump: Path, tap: Path, tap_side: str = "both", loop: bool = False
+) -> Proc:
     """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``
-    (``tap_side="pump"``: only what the pump sends, an RS-422 tap)."""
+    (``tap_side="pump"``: only what the pump sends, an RS-422 tap); ``loop``:
+    the POS hears its own bytes (a current loop)."""
     argv = [
         sys.executable, "-m", "hil.bus", "--pos", str(pos), "--pump", str(pump), "--tap", str(tap),
-        "--tap-side", tap_side,
+        "--tap-side", tap_side, *(["--loop"] if loop else []),
     ]  # fmt: skip
     proc = Proc("bus", argv, work)
     wait_until(lambda: tap.exists(), 10, f"the bus tap {tap}")

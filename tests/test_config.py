@@ -204,7 +204,6 @@ def test_example_validates() -> None:
         (2, "/dev/ttyS2", 5760, "E"),
         (3, "/dev/ttyS3", 9600, "O"),
         (4, "/dev/ttyS4", 5787, "E"),
-        (5, "/dev/ttyS6", 9600, "N"),
     ]
     assert [p.protocol for p in config.ports[:4]] == ["sinopec", "sinopec", "dart", "gilbarco"]
     assert config.store.path == Path("/var/lib/forecourt/store.sqlite")
@@ -296,6 +295,8 @@ def test_defaults() -> None:
         "volume_decimals": 2,
         "money_decimals": 2,
         "price_decimals": 2,
+        "volume_total_decimals": 2,
+        "money_total_decimals": 2,
     }
 
 
@@ -609,7 +610,7 @@ def test_run_hands_the_config_to_the_daemon(tmp_path: Path) -> None:
     [
         ({"mode": "relay"}, "ports.0.pos_device: relay mode needs the POS side's device"),
         ({"pos_device": "/dev/ttyS9"}, "ports.0.pos_device: only a relay has a POS side"),
-        ({"mode": "listen", "protocol": "gilbarco"}, "ports.0.mode: protocol 'gilbarco' can"),
+        ({"mode": "listen", "protocol": "dart"}, "ports.0.mode: protocol 'dart' can"),
         ({"mode": "relay", "pos_device": "/dev/ttyS0"}, "ports.0.pos_device: duplicate device"),
     ],
 )

@@ -1,135 +1,171 @@
-"""``forecourt decode --protocol gilbarco``: describe()."""
+"""``forecourt decode --protocol gilbarco``: real captures, with and without the echo.
+
+The captures are the external frames of test_gilbarco_messages.py (a
+published SK700-II capture, frames laid out from the FCC's driver) in the
+line order protocols.md §4 gives: command, then reply; on the master's own
+receive line each command comes back first (the echo).
+"""
 
 from __future__ import annotations
 
-import json
-
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from collector.decode import decode
+from protocols.gilbarco.census import census
 from protocols.gilbarco.describe import describe
-from protocols.gilbarco.framer import encode_frame
-from protocols.gilbarco.messages import (
-    GradeTotals,
-    TotalsData,
-    TransactionData,
-    totals_body,
-    transaction_body,
-)
+from protocols.gilbarco.messages import running_words
+from tests.test_gilbarco_messages import CAPTURED_BAD, CAPTURED_TXN, FCC_SFC, FCC_TOTALS, FCC_TXN
 
-TXN = encode_frame(transaction_body(TransactionData(1, 785, 2000, 15700)))
-TOT = encode_frame(totals_body(TotalsData((GradeTotals(1, 10_002_000, 80_000_000),))))
 BASE = {"protocol": "gilbarco"}
+CAPTURED_VALUES = {
+    "pump": 2,
+    "grade": "3",
+    "price": "10.70",
+    "volume": "23.360",
+    "amount": "250.00",
+}
 
 
-def test_a_capture_in_stream_order() -> None:
-    bad = TXN[:-2] + b"\xe3\xf0"
-    other = encode_frame(b"\xf8\xe1")
-    capture = b"\x91" + TXN + b"\x01\xe3\xe4" + TOT + bad + other + b"\xa0" + TXN[:5]
-    assert describe(capture) == [
-        {
-            **BASE,
-            "ok": True,
-            "offset": 0,
-            "message": "status",
-            "fields": {"status": 9, "pump": 1},
-            "values": {"status": "busy", "nozzle_state": "fuelling"},
+def messages(lines: list[dict[str, object]]) -> list[object]:
+    return [line.get("message", line.get("error")) for line in lines]
+
+
+def test_the_issues_capture_is_accepted() -> None:
+    """The frame ``describe`` once rejected with "unexpected byte F1 at frame offset 1"."""
+    (line,) = describe(CAPTURED_TXN, volume_decimals=3)
+    assert line == {
+        **BASE,
+        "ok": True,
+        "offset": 0,
+        "message": "transaction",
+        "fields": {
+            "pump": 2,
+            "grade": 3,
+            "price": 1070,
+            "volume": 23_360,
+            "money": 25_000,
+            "level": 1,
+            "header": "0B 00 00 02",
+            "digits": [4, 6, 6],
+            "lrc": 0xC,
         },
-        {
-            **BASE,
-            "ok": True,
-            "offset": 1,
-            "message": "transaction",
-            "fields": {"grade": 1, "price": 785, "volume": 2000, "money": 15700, "lrc": 2},
-            "values": {"grade": "1", "price": "7.85", "volume": "20.00", "amount": "157.00"},
-        },
-        {
-            **BASE,
-            "ok": False,
-            "offset": 26,
-            "error": "bad_message",
-            "detail": "01: status 0 (pump 1) is not one of this subset; "
-            "as a command: status (try direction='master')",
-        },
-        {
-            **BASE,
-            "ok": False,
-            "offset": 27,
-            "error": "garbage",
-            "detail": "2 words outside a frame: E3 E4",
-        },
-        {
-            **BASE,
-            "ok": True,
-            "offset": 29,
-            "message": "totals",
-            "fields": {"grades": [{"grade": 1, "volume": 10002000, "money": 80000000}], "lrc": 1},
-            "values": {"grades": [{"grade": "1", "volume": "100020.00", "amount": "800000.00"}]},
-        },
-        {**BASE, "ok": False, "offset": 53, "error": "bad_lrc", "detail": "LRC 3, computed 2"},
-        {
-            **BASE,
-            "ok": False,
-            "offset": 78,
-            "error": "bad_message",
-            "detail": "good LRC, but neither transaction nor totals: F8×1",
-        },
-        {
-            **BASE,
-            "ok": True,
-            "offset": 84,
-            "message": "status",
-            "fields": {"status": 10, "pump": 16},
-            "values": {"status": "end of transaction", "nozzle_state": "idle"},
-        },
-        {
-            **BASE,
-            "ok": False,
-            "offset": 85,
-            "error": "truncated",
-            "detail": "frame of 5 bytes without its end",
-        },
+        "values": CAPTURED_VALUES,
+    }
+    status, lines = decode("gilbarco", [CAPTURED_TXN.hex(" ").upper()])  # the CLI's path
+    assert status == 0 and lines[0]["message"] == "transaction"
+
+
+def test_a_masters_receive_line_with_the_echo() -> None:
+    capture = b"\x02\x02\xa2" + b"\x42\x42" + CAPTURED_TXN + b"\x52\x52" + FCC_TOTALS
+    lines = describe(capture, volume_decimals=3)
+    assert messages(lines) == [
+        "command",
+        "echo",
+        "status",
+        "command",
+        "echo",
+        "transaction",
+        "command",
+        "echo",
+        "totals",
     ]
-    json.dumps(describe(capture))  # JSON-able
+    assert lines[2]["values"] == {"status": "end of transaction (PEOT)", "nozzle_state": "idle"}
+    assert lines[5]["values"] == CAPTURED_VALUES
+    assert [line["offset"] for line in lines] == [0, 1, 2, 3, 4, 5, 38, 39, 40]
+    assert lines[8]["values"] == {
+        "grades": [
+            {
+                "grade": "1",
+                "volume": "123456.78",
+                "amount": "876543.21",
+                "price_1": "7.85",
+                "price_2": "7.90",
+            },
+            {
+                "grade": "2",
+                "volume": "10000.00",
+                "amount": "800000.00",
+                "price_1": "8.36",
+                "price_2": "8.36",
+            },
+        ]
+    }
 
 
-def test_master_direction_reads_single_bytes_as_commands() -> None:
-    got = describe(bytes([0x01, 0x40, 0x5F, 0x13, 0x21]), direction="master")
-    assert [(d["fields"], d["values"]) for d in got] == [
-        ({"command": 0, "pump": 1}, {"command": "status", "read_only": True}),
-        ({"command": 4, "pump": 16}, {"command": "transaction data", "read_only": True}),
-        ({"command": 5, "pump": 15}, {"command": "totals", "read_only": True}),
-        ({"command": 1, "pump": 3}, {"command": "authorise", "read_only": False}),
-        ({"command": 2, "pump": 1}, {"command": "data next", "read_only": False}),
+def test_a_tap_without_the_echo() -> None:
+    capture = b"\x03\x93" + b"\x63" + running_words(4210) + b"\x03\xa3\x43" + FCC_TXN
+    lines = describe(capture)
+    assert messages(lines) == [
+        "command",
+        "status",
+        "command",
+        "running display",
+        "command",
+        "status",
+        "command",
+        "transaction",
     ]
-    assert describe(b"\xd1", direction="master")[0]["values"]["command"] == "unknown D"
+    assert lines[3]["values"] == {"amount": "42.10"}
+    assert lines[7]["values"] == {
+        "pump": 3,
+        "grade": "2",
+        "price": "7.85",
+        "volume": "20.00",
+        "amount": "157.00",
+    }
+    assert all(line["ok"] for line in lines)
 
 
-def test_pump_direction_and_unknown_status() -> None:
-    assert describe(b"\x7f", direction="pump")[0]["values"]["status"] == "call"
-    (got,) = describe(b"\xd2")
-    assert got["error"] == "bad_message" and "status D (pump 2)" in got["detail"]
-    assert "as a command" not in got["detail"]
-    with pytest.raises(ValueError):
-        describe(b"", direction="sideways")
-    assert describe(b"") == []
+def test_replies_only_and_commands_only() -> None:
+    lines = describe(b"\x61\x72" + FCC_TXN, direction="pump")
+    assert messages(lines) == ["status", "status", "transaction"]
+    assert lines[0]["values"] == {"status": "off", "nozzle_state": "idle"}
+    lines = describe(b"\x01\x41\x21\x11\x31\xfc", direction="master")
+    assert [line["values"] for line in lines] == [
+        {"command": "status", "read_only": True},
+        {"command": "transaction data", "read_only": True},
+        {"command": "data next", "read_only": False},
+        {"command": "authorise", "read_only": False},
+        {"command": "stop", "read_only": False},
+        {"command": "all stop", "read_only": False},
+    ]
 
 
-def test_totals_breaking_a_rule() -> None:
-    one = totals_body(TotalsData((GradeTotals(1, 5, 6),)))
-    (got,) = describe(encode_frame(one + one))
-    assert (got["error"], got["detail"]) == ("bad_message", "totals name a grade twice")
+def test_a_price_change_and_a_special_function() -> None:
+    lines = describe(b"\x21\xd1" + FCC_SFC)
+    assert messages(lines) == ["command", "status", "master data"]
+    assert lines[1]["values"] == {"status": "ready to receive data"}
+    assert lines[2]["fields"] == {"fields": "00×1 FE×3"}
+    (alone,) = describe(FCC_SFC)
+    assert alone["message"] == "frame"  # neither layout: its fields, its LRC checked
 
 
-@settings(max_examples=500)
-@given(st.binary(max_size=300), st.sampled_from(["auto", "pump", "master"]))
+def test_rejected_frames_say_why() -> None:
+    assert describe(CAPTURED_BAD) == [
+        {**BASE, "ok": False, "offset": 0, "error": "bad_lrc", "detail": "LRC E, computed 0"}
+    ]
+    lines = describe(b"\x41" + FCC_TOTALS)  # totals where a transaction was asked
+    assert lines[1]["error"] == "bad_message" and "not a transaction layout" in lines[1]["detail"]
+    assert messages(describe(b"\x41" + CAPTURED_TXN[:12])) == ["command", "truncated"]
+    assert messages(describe(b"\xe3\xe4\x01\x61")) == ["garbage", "command", "status"]
+
+
+def test_census_counts_answered_commands_and_checked_frames() -> None:
+    capture = (
+        b"\x02\x02\xa2\x42\x42" + CAPTURED_TXN + b"\x52" + FCC_TOTALS + CAPTURED_BAD + b"\xe1\xe2"
+    )
+    found = census(capture)
+    assert (found.good_frames, found.master_frames, found.pump_frames) == (3, 3, 3)
+    assert found.bad_frames == 2 and found.addresses == frozenset({2})
+    assert found.evidence[0].startswith("status at 2")
+    assert census(bytes(range(0x70, 0xE0))).good_frames == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=120), st.sampled_from(["auto", "pump", "master"]))
 def test_random_bytes_every_byte_is_accounted_for(data: bytes, direction: str) -> None:
-    got = describe(data, direction=direction)
-    offsets = [d["offset"] for d in got]
-    assert offsets == sorted(set(offsets)) and all(0 <= o < len(data) for o in offsets)
-    assert (not data) == (not got)
-    for d in got:
-        assert d["protocol"] == "gilbarco" and isinstance(d["ok"], bool)
-        assert d.get("error") in (None, "bad_lrc", "truncated", "garbage", "bad_message")
-    json.dumps(got)
+    lines = describe(data, direction=direction)
+    assert [line["offset"] for line in lines] == sorted({line["offset"] for line in lines})
+    assert all(line["protocol"] == "gilbarco" for line in lines)
+    census(data)  # never raises either

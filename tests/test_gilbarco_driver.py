@@ -1,4 +1,9 @@
-"""GilbarcoPoller: polling, reading a sale, store first, link state, D20, fuzz."""
+"""GilbarcoPoller: polling with the echo, reading a sale, store first, link state.
+
+Replies are the real layouts (protocols.md §4; the FCC's offsets are tested
+frame by frame in test_gilbarco_messages.py); the pump answers as a loop
+does: the echo of our command first (§4), except where a test says not.
+"""
 
 from __future__ import annotations
 
@@ -13,25 +18,39 @@ from protocols.base import PollDriver
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale
 from protocols.gilbarco.codes import nibble_pump, status_byte
 from protocols.gilbarco.driver import GilbarcoPoller
-from protocols.gilbarco.framer import encode_frame
 from protocols.gilbarco.messages import (
     Decimals,
     GradeTotals,
+    SaleParts,
     TotalsData,
     TransactionData,
+    encode_frame,
+    running_words,
     sale_of,
     totals_body,
     transaction_body,
 )
 from protocols.gilbarco.reading import MAX_PARKS, MAX_READ_ATTEMPTS
+from tests.test_gilbarco_messages import CAPTURED_TXN
 
 EPOCH = datetime(2026, 5, 1, 12, 0, 0)
 E = TypeVar("E", NozzleStatus, Sale, PumpLink, ProtocolError)
 
-TXN_DATA = TransactionData(grade=2, price=836, volume=2000, money=16720)
-TOT_DATA = TotalsData((GradeTotals(1, 111, 222), GradeTotals(2, 10_002_000, 80_000_000)))
-TXN = encode_frame(transaction_body(TXN_DATA))
+TOT_DATA = TotalsData(
+    (GradeTotals(1, 111, 222, 785, 785), GradeTotals(2, 10_002_000, 80_000_000, 836, 836))
+)
 TOT = encode_frame(totals_body(TOT_DATA))
+
+
+def txn_data(pump: int) -> TransactionData:
+    return TransactionData(pump=pump, grade=2, price=836, volume=2000, money=16_720)
+
+
+def txn(pump: int) -> bytes:
+    return encode_frame(transaction_body(txn_data(pump)))
+
+
+TXN = txn(1)
 BAD_LRC = TXN[:-2] + bytes([TXN[-2] ^ 0x01, 0xF0])
 
 
@@ -58,16 +77,20 @@ def errors(events: list[Event]) -> list[str]:
     return [e.kind for e in events if isinstance(e, ProtocolError)]
 
 
-def expected_sale(address: int, ended_at: datetime) -> Sale:
+def expected_sale(address: int, ended_at: datetime, dp: Decimals | None = None) -> Sale:
     grade = TOT_DATA.of(2)
     assert grade is not None
-    return sale_of(address, TXN_DATA, grade, ended_at, Decimals(), TXN + TOT)
+    wire = txn(address)
+    return sale_of(
+        address, SaleParts(txn_data(address), grade, wire + TOT), ended_at, dp or Decimals()
+    )
 
 
-def turn(driver: GilbarcoPoller, want: bytes, reply: bytes) -> list[Event]:
-    """One request (checked) and its reply; a timeout if the reply did not complete it."""
+def turn(driver: GilbarcoPoller, want: bytes, reply: bytes, *, echo: bool = True) -> list[Event]:
+    """One request (checked), the loop's echo and the reply; a timeout if that
+    did not complete it."""
     assert driver.next_request() == want
-    events = driver.receive_data(reply)
+    events = driver.receive_data((want if echo else b"") + reply)
     if driver.awaiting_response:
         events += driver.response_timeout()
     return events
@@ -78,8 +101,8 @@ def read_sale(driver: GilbarcoPoller, pump: int, end: int = 0xA) -> list[Event]:
     nib = pump & 0x0F
     turn(driver, bytes([nib]), st_byte(end, pump))
     turn(driver, bytes([nib]), st_byte(end, pump))
-    assert turn(driver, bytes([0x40 | nib]), TXN) == []
-    assert turn(driver, bytes([0x40 | nib]), TXN) == []
+    assert turn(driver, bytes([0x40 | nib]), txn(pump)) == []
+    assert turn(driver, bytes([0x40 | nib]), txn(pump)) == []
     assert turn(driver, bytes([0x50 | nib]), TOT) == []
     return turn(driver, bytes([0x50 | nib]), TOT)
 
@@ -90,7 +113,7 @@ def read_sale(driver: GilbarcoPoller, pump: int, end: int = 0xA) -> list[Event]:
 def test_is_a_poll_driver() -> None:
     driver: PollDriver = GilbarcoPoller([1])
     assert driver.name == "gilbarco"
-    assert frozenset({0x0, 0x4, 0x5}) == driver.ALLOWED_COMMANDS
+    assert frozenset({0x0, 0x4, 0x5, 0x6}) == driver.ALLOWED_COMMANDS
 
 
 def test_round_robin_status_polls_pump_16_is_nibble_0() -> None:
@@ -100,9 +123,10 @@ def test_round_robin_status_polls_pump_16_is_nibble_0() -> None:
         request = driver.next_request()
         assert request is not None and driver.awaiting_response
         got.append(request)
-        driver.receive_data(st_byte(6, nibble_pump(request[0])))
+        driver.receive_data(request + st_byte(6, nibble_pump(request[0])))
         assert not driver.awaiting_response
     assert got == [b"\x01", b"\x02", b"\x00"] * 2
+    assert driver.counters["echo"] == 6 and driver.counters["status_rx"] == 6
 
 
 @pytest.mark.parametrize(
@@ -110,8 +134,7 @@ def test_round_robin_status_polls_pump_16_is_nibble_0() -> None:
     [
         (0x6, NozzleState.IDLE),
         (0x7, NozzleState.LIFTED),
-        (0x8, NozzleState.IDLE),
-        (0x9, NozzleState.FUELLING),
+        (0x8, NozzleState.LIFTED),  # authorised after a lift (lischn001.c:770)
         (0xA, NozzleState.IDLE),
         (0xB, NozzleState.IDLE),
         (0xC, NozzleState.ABNORMAL),
@@ -121,34 +144,45 @@ def test_status_to_nozzle_state(status: int, state: NozzleState) -> None:
     driver = GilbarcoPoller([3])
     assert turn(driver, b"\x03", st_byte(status, 3)) == [
         PumpLink(3, online=True),
-        NozzleStatus(3, 0, state),  # per pump: nozzle 0, no live volume
+        NozzleStatus(3, 0, state),  # per pump: nozzle 0
     ]
 
 
-def test_unknown_status_is_bad_message_but_a_reply() -> None:
+def test_the_echo_is_optional() -> None:
+    """Behind the FCC's IO board no echo reaches the driver (lischn001.c:2051-2056)."""
     driver = GilbarcoPoller([1])
-    events = turn(driver, b"\x01", b"\xd1")
-    assert events[0] == PumpLink(1, True) and errors(events[1:]) == ["bad_message"]
-    assert driver.counters["bad_status"] == 1
+    assert turn(driver, b"\x01", b"\x71", echo=False)[1:] == [
+        NozzleStatus(1, 0, NozzleState.LIFTED)
+    ]
+    assert driver.counters["echo"] == 0
 
 
-def test_other_pumps_byte_is_unexpected_and_we_keep_waiting() -> None:
+def test_data_error_and_send_data_change_nothing() -> None:
+    driver = GilbarcoPoller([1])
+    assert turn(driver, b"\x01", b"\x01") == [PumpLink(1, True)]  # echo, then status 0
+    assert turn(driver, b"\x01", b"\xd1") == []
+    assert driver.counters["data_errors"] == 1 and driver.counters["status_rx"] == 2
+
+
+def test_busy_then_the_running_display() -> None:
+    driver = GilbarcoPoller([1, 2], money_decimals=2)
+    assert turn(driver, b"\x01", b"\x91")[1:] == [NozzleStatus(1, 0, NozzleState.FUELLING)]
+    assert driver.mid_exchange  # 6p right after, not a poll interval later
+    assert turn(driver, b"\x61", running_words(1250)) == [
+        NozzleStatus(1, 0, NozzleState.FUELLING, amount=Decimal("12.50"))
+    ]
+    assert not driver.mid_exchange and driver.next_request() == b"\x02"
+    assert driver.counters["running_rx"] == 1
+
+
+def test_other_pumps_status_is_unexpected_and_we_keep_waiting() -> None:
     driver = GilbarcoPoller([1, 2])
     assert driver.next_request() == b"\x01"
-    assert errors(driver.receive_data(b"\x62")) == ["unexpected"]
+    assert errors(driver.receive_data(b"\x01\x72")) == ["unexpected"]
     assert driver.awaiting_response
     assert only(driver.receive_data(b"\x71"), NozzleStatus) == [
         NozzleStatus(1, 0, NozzleState.LIFTED)
     ]
-
-
-def test_our_echo_is_skipped() -> None:
-    driver = GilbarcoPoller([1])
-    assert turn(driver, b"\x01", b"\x01\x61")[1:] == [NozzleStatus(1, 0, NozzleState.IDLE)]
-    turn(driver, b"\x01", b"\xa1")
-    turn(driver, b"\x01", b"\xa1")
-    assert turn(driver, b"\x41", b"\x41" + TXN) == []
-    assert driver.counters["echo"] == 2
 
 
 def test_bytes_nobody_asked_for_are_unexpected() -> None:
@@ -162,7 +196,17 @@ def test_port_task_moving_on_without_a_timeout() -> None:
     driver = GilbarcoPoller([1, 2])
     assert driver.next_request() == b"\x01"
     assert driver.next_request() == b"\x02"  # no error, nothing counted as a miss
-    assert only(driver.receive_data(b"\x62"), PumpLink) == [PumpLink(2, True)]
+    assert only(driver.receive_data(b"\x02\x62"), PumpLink) == [PumpLink(2, True)]
+
+
+def test_the_captured_frame_is_read_as_pump_2s() -> None:
+    """The published capture (test_gilbarco_messages.py) names pump 2 in its
+    pump data; asked of pump 2 it is read, asked of pump 1 it is not ours."""
+    for pump, kinds in ((2, []), (1, ["bad_message"])):
+        driver = GilbarcoPoller([pump])
+        turn(driver, bytes([pump]), st_byte(0xA, pump))
+        turn(driver, bytes([pump]), st_byte(0xA, pump))
+        assert errors(turn(driver, bytes([0x40 | pump]), CAPTURED_TXN)) == kinds
 
 
 # ---------------------------------------------------------------- reading a sale
@@ -195,19 +239,39 @@ def test_read_sequence_and_the_sale() -> None:
     )
     assert sale.raw == TXN + TOT
     c = driver.counters
-    assert (c["requests"], c["frames"], c["frames_rx"], c["reads"], c["sales"]) == (7, 4, 4, 1, 1)
+    assert (c["requests"], c["frames"], c["reads"], c["sales"], c["echo"]) == (7, 4, 1, 1, 7)
     assert turn(driver, b"\x02", b"\x62") == [NozzleStatus(2, 0, NozzleState.IDLE)]
 
 
 def test_one_corrupted_end_status_starts_no_read() -> None:
     driver = GilbarcoPoller([1])
-    for reply in (b"\x91", b"\xb1", b"\x91", b"\xa1", b"\xd1", b"\x91"):  # D: changes nothing
+    for reply in (b"\x91", b"\xb1", b"\x91", b"\xa1", b"\xd1", b"\x91"):
         turn(driver, b"\x01", reply)
+        if reply == b"\x91":
+            turn(driver, b"\x61", running_words(0))
     assert driver.counters["reads"] == 0
     turn(driver, b"\x01", b"\xa1")
-    turn(driver, b"\x01", b"\xd1")  # outside the subset: neither ends nor breaks the run
+    turn(driver, b"\x01", b"\xd1")  # D: changes nothing, breaks nothing
     turn(driver, b"\x01", b"\xb1")
     assert driver.next_request() == b"\x41"
+
+
+def test_off_after_a_fill_is_read_too() -> None:
+    """Some pumps skip the end status: 9 then 6 (the FCC reads then too,
+    lischn001.c:676-686)."""
+    clock = Clock()
+    driver = GilbarcoPoller([1], clock=clock)
+    turn(driver, b"\x01", b"\x91")
+    turn(driver, b"\x61", running_words(100))
+    clock.advance(2)
+    turn(driver, b"\x01", b"\x61")
+    turn(driver, b"\x01", b"\x61")
+    for request, reply in ((b"\x41", TXN), (b"\x41", TXN), (b"\x51", TOT)):
+        assert turn(driver, request, reply) == []
+    assert only(turn(driver, b"\x51", TOT), Sale) == [expected_sale(1, clock.now)]
+    for _ in range(3):  # read once: 6 goes on without reads
+        turn(driver, b"\x01", b"\x61")
+    assert driver.counters["reads"] == 1
 
 
 def test_store_first_re_emits_the_same_sale_until_committed() -> None:
@@ -235,13 +299,14 @@ def test_new_end_after_a_fill_is_read_even_as_b() -> None:
     driver = GilbarcoPoller([1], clock=clock)
     driver.sale_committed(only(read_sale(driver, 1), Sale)[0])
     turn(driver, b"\x01", b"\x91")  # fuelling again
+    turn(driver, b"\x61", running_words(5))
     clock.advance(60)
     assert read_sale(driver, 1, end=0xB) == []  # same key (this test pump's data): nothing
     assert driver.counters["rereads"] == 1
 
 
 def test_readings_that_differ_do_not_count() -> None:
-    other = encode_frame(transaction_body(dataclasses.replace(TXN_DATA, volume=2001)))
+    other = encode_frame(transaction_body(dataclasses.replace(txn_data(1), volume=2001)))
     driver = GilbarcoPoller([1])
     turn(driver, b"\x01", b"\xa1")
     turn(driver, b"\x01", b"\xa1")
@@ -259,6 +324,7 @@ def test_readings_that_differ_do_not_count() -> None:
     [
         (4, BAD_LRC, "bad_lrc"),
         (4, TOT, "bad_message"),  # totals where the transaction was asked
+        (4, txn(2), "bad_message"),  # another pump's transaction
         (5, TXN, "bad_message"),  # a transaction where totals were asked
         (5, encode_frame(totals_body(TotalsData((GradeTotals(1, 5, 6),)))), "bad_message"),
         (5, TOT[:9], "truncated"),  # then the deadline
@@ -289,16 +355,16 @@ def test_retry_succeeds_and_keeps_the_first_sighting() -> None:
     turn(driver, b"\x01", b"\xa1")
     turn(driver, b"\x02", b"\x62")
     turn(driver, b"\x01", b"\xa1")
-    assert errors(turn(driver, b"\x41", b"")) == ["timeout"]  # silent: the read stops at once
+    assert errors(turn(driver, b"\x41", b"")) == ["timeout"]  # only the echo: the read stops
     turn(driver, b"\x02", b"\x62")
     clock.advance(3)
     turn(driver, b"\x01", b"\xa1")
     assert errors(turn(driver, b"\x41", TXN[:10])) == ["truncated", "timeout"]  # spoilt: retried
-    assert errors(turn(driver, b"\x41", b"\x13" + TXN)) == ["garbage"]
+    assert errors(turn(driver, b"\x41", b"\xe3" + TXN)) == ["garbage"]
     turn(driver, b"\x41", TXN)
     turn(driver, b"\x51", TOT)
     assert driver.next_request() == b"\x51"
-    assert driver.receive_data(TOT[:7]) == [] and driver.awaiting_response  # the rest comes later
+    assert driver.receive_data(b"\x51" + TOT[:7]) == [] and driver.awaiting_response
     assert driver.receive_data(TOT[7:]) == [expected_sale(1, EPOCH)]
     assert not driver.awaiting_response
 
@@ -308,23 +374,26 @@ def test_reply_split_into_single_bytes() -> None:
     turn(driver, b"\x01", b"\xa1")
     turn(driver, b"\x01", b"\xa1")
     assert driver.next_request() == b"\x41"
-    for byte in TXN:
+    for byte in b"\x41" + TXN:
         assert driver.awaiting_response
         assert driver.receive_data(bytes([byte])) == []
     assert not driver.awaiting_response
 
 
-def test_bytes_after_a_data_reply_are_unexpected() -> None:
+def test_bytes_after_a_reply_are_unexpected() -> None:
     driver = GilbarcoPoller([1])
     turn(driver, b"\x01", b"\xa1")
     turn(driver, b"\x01", b"\xa1")
-    assert errors(turn(driver, b"\x41", TXN + b"\xff\xf6")) == ["unexpected"]
-    assert errors(turn(driver, b"\x41", TXN + BAD_LRC + b"\x13")) == ["unexpected"]
-    assert driver.counters["stale_bytes"] == 2
+    assert errors(turn(driver, b"\x41", TXN + b"\xe3\xf6")) == ["unexpected"]
+    assert errors(turn(driver, b"\x41", TXN + TXN[:5])) == []
+    assert driver.next_request() == b"\x51"
+    assert driver.counters["stale_bytes"] == 5  # dropped at the next request
+    assert driver.counters["unexpected"] == 1
 
 
 def test_decimal_places_and_pump_16() -> None:
-    driver = GilbarcoPoller([16], volume_decimals=3, money_decimals=1, price_decimals=3)
+    dp = dict(volume_decimals=3, money_decimals=1, price_decimals=3, volume_total_decimals=1)
+    driver = GilbarcoPoller([16], **dp, money_total_decimals=0)
     (sale,) = only(read_sale(driver, 16), Sale)
     assert (sale.address, sale.price, sale.volume, sale.amount) == (
         16,
@@ -333,8 +402,8 @@ def test_decimal_places_and_pump_16() -> None:
         Decimal("1672.0"),
     )
     assert (sale.totalizer_volume_end, sale.totalizer_amount_end) == (
-        Decimal("10002.000"),
-        Decimal("8000000.0"),
+        Decimal("1000200.0"),
+        Decimal("80000000"),
     )
 
 
@@ -345,11 +414,11 @@ def test_offline_after_n_silent_requests_then_back_online() -> None:
     driver = GilbarcoPoller([1], offline_after=3)
     links: list[PumpLink] = []
     for _ in range(5):
-        events = turn(driver, b"\x01", b"")
+        events = turn(driver, b"\x01", b"")  # the echo only: nobody answered
         assert errors(events) == ["timeout"]
         links += only(events, PumpLink)
     assert links == [PumpLink(1, online=False)] and driver.counters["timeouts"] == 5
-    assert errors(turn(driver, b"\x01", b"\x37")) == ["unexpected", "timeout"]  # not a reply
+    assert errors(turn(driver, b"\x01", b"\xe7")) == ["unexpected", "timeout"]  # not a reply
     assert only(turn(driver, b"\x01", b"\x61"), PumpLink) == [PumpLink(1, online=True)]
     for _ in range(2):  # misses count from zero again
         assert not only(turn(driver, b"\x01", b""), PumpLink)
@@ -371,4 +440,4 @@ def test_constructor_checks() -> None:
     with pytest.raises(ValueError):
         GilbarcoPoller([1], offline_after=0)
     with pytest.raises(ValueError):
-        GilbarcoPoller([1], volume_decimals=4)
+        GilbarcoPoller([1], volume_decimals=5)

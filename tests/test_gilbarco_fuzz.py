@@ -1,4 +1,9 @@
-"""GilbarcoPoller under arbitrary input: D20 (read-only) and the 35 000-case fuzz."""
+"""GilbarcoPoller under arbitrary input: D20 (read-only) and the 35 000-case fuzz.
+
+The pump in the fuzz answers as a loop does (protocols.md §4): the echo of
+the command, then the reply in the real layouts; each reply then suffers at
+most one mutation.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +20,15 @@ from protocols.base import ForbiddenCommand
 from protocols.events import Event, Sale
 from protocols.gilbarco.codes import nibble_pump
 from protocols.gilbarco.driver import GilbarcoPoller
-from protocols.gilbarco.framer import FrameDecoder, encode_frame
+from protocols.gilbarco.line import LineReader
 from protocols.gilbarco.messages import (
     Decimals,
     GradeTotals,
+    SaleParts,
     TotalsData,
     TransactionData,
+    encode_frame,
+    running_words,
     sale_of,
     totals_body,
     transaction_body,
@@ -30,7 +38,7 @@ from tests.test_gilbarco_driver import BAD_LRC, EPOCH, TOT, TXN, expected_sale, 
 # ---------------------------------------------------------------- D20
 
 
-@pytest.mark.parametrize("command", [c for c in range(-1, 0x20) if c not in (0x0, 0x4, 0x5)])
+@pytest.mark.parametrize("command", [c for c in range(-1, 0x20) if c not in (0x0, 0x4, 0x5, 0x6)])
 def test_emitting_anything_else_is_forbidden(command: int) -> None:
     with pytest.raises(ForbiddenCommand):
         GilbarcoPoller([1])._emit(command, 1)
@@ -47,7 +55,7 @@ def test_emitting_to_a_pump_not_polled_is_forbidden() -> None:
 PUMPS = [1, 16]
 replies = st.one_of(
     st.binary(max_size=60),
-    st.sampled_from([TXN, TOT, BAD_LRC, TXN[:9], TOT + TXN]),
+    st.sampled_from([TXN, TOT, BAD_LRC, TXN[:9], TOT + TXN, running_words(12), b"\x01" + TXN]),
     st.builds(lambda s, p: st_byte(s, p), st.integers(0, 15), st.sampled_from([1, 16, 2])),
 )
 operations = st.lists(
@@ -73,7 +81,7 @@ def test_d20_only_allowed_commands_ever_leave(ops: list[tuple[str, object]]) -> 
         if op in ("turn", "request"):
             request = driver.next_request()
             assert request is not None and len(request) == 1
-            assert request[0] >> 4 in {0x0, 0x4, 0x5}
+            assert request[0] >> 4 in {0x0, 0x4, 0x5, 0x6}
             assert nibble_pump(request[0]) in PUMPS
         if op in ("turn", "bytes"):
             assert isinstance(arg, bytes)
@@ -102,7 +110,7 @@ def _grade_totals(grade: int, volume: int, money: int) -> TotalsData:
 Pair = tuple[TransactionData, TotalsData]
 true_sales = st.lists(
     st.builds(
-        lambda g, p, v, m, tv, tm: (TransactionData(g, p, v, m), _grade_totals(g, tv, tm)),
+        lambda g, p, v, m, tv, tm: (TransactionData(0, g, p, v, m), _grade_totals(g, tv, tm)),
         st.integers(1, 3),
         st.integers(0, 9999),
         st.integers(0, 999_999),
@@ -183,14 +191,15 @@ def _digits(rng: random.Random, count: int) -> int:
 
 def _random_pair(rng: random.Random) -> Pair:
     grade = rng.randint(1, 3)
-    txn = TransactionData(grade, _digits(rng, 4), _digits(rng, 6), _digits(rng, 6))
+    txn = TransactionData(0, grade, _digits(rng, 4), _digits(rng, 6), _digits(rng, 6))
     return txn, _grade_totals(grade, _digits(rng, 8), _digits(rng, 8))
 
 
 @functools.lru_cache(maxsize=64)
-def _frames(pair: Pair) -> tuple[bytes, bytes]:
-    """The pump's replies to 4 and 5 for ``pair``, built once."""
-    return encode_frame(transaction_body(pair[0])), encode_frame(totals_body(pair[1]))
+def _frames(pair: Pair, pump: int) -> tuple[bytes, bytes]:
+    """Pump ``pump``'s replies to 4 and 5 for ``pair``, built once."""
+    txn = dataclasses.replace(pair[0], pump=pump)
+    return encode_frame(transaction_body(txn)), encode_frame(totals_body(pair[1]))
 
 
 def _truth(by_pump: dict[int, list[Pair]]) -> set[Sale]:
@@ -200,7 +209,8 @@ def _truth(by_pump: dict[int, list[Pair]]) -> set[Sale]:
         for txn, tot in pairs:
             grade = tot.of(txn.grade)
             assert grade is not None
-            truth.add(sale_of(pump, txn, grade, EPOCH, Decimals()))
+            parts = SaleParts(dataclasses.replace(txn, pump=pump), grade)
+            truth.add(sale_of(pump, parts, EPOCH, Decimals()))
     return truth
 
 
@@ -212,21 +222,23 @@ def run_fuzz(sales: tuple[list[Pair], list[Pair]], script: list[int]) -> None:
     by_pump = dict(zip(PUMPS, sales, strict=True))
     shown: dict[int, Pair | None] = dict.fromkeys(PUMPS)
     driver = GilbarcoPoller(PUMPS, clock=lambda: EPOCH)
-    decoder = FrameDecoder()
+    tap = LineReader()  # the same bytes as a tap reads them: it must not raise either
     for t in map(Turn.of, script):
         request = driver.next_request()
-        assert request is not None and request[0] >> 4 in (0x0, 0x4, 0x5)
+        assert request is not None and request[0] >> 4 in (0x0, 0x4, 0x5, 0x6)
         pump, command = nibble_pump(request[0]), request[0] >> 4
         if command == 0:
             pairs = by_pump[pump]
             shown[pump] = pairs[t.sale] if t.sale < len(pairs) else None
             reply = st_byte(t.status, pump)
+        elif command == 6:
+            reply = running_words(t.value)
         elif (pair := shown[pump]) is None:
             reply = b""
         else:
-            reply = _frames(pair)[command == 5]
-        reply = t.mutate(reply)
-        decoder.receive_data(reply)
+            reply = _frames(pair, pump)[command == 5]
+        reply = t.mutate(request + reply)  # the loop's echo, then the reply
+        tap.receive(reply)
         events = driver.receive_data(reply[: t.split])
         if len(reply) > t.split:
             events += driver.receive_data(reply[t.split :])

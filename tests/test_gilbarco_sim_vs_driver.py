@@ -1,12 +1,13 @@
 """GilbarcoResponder on its own, then against GilbarcoPoller in-process.
 
-No pty: the driver's requests go straight to the responder and its replies
-back through :class:`LineFaults` (bit errors on the pump → master bytes),
-on a simulated clock, seeded.
+No pty: the driver's requests go to the responder through :class:`LineFaults`
+(bit errors on the way to the pump) and its replies — the loop's echo of
+every command byte, then the reply (protocols.md §4) — back through another,
+on a simulated clock, seeded. About 1 % of bytes are hit each way.
 
 Mapping to the ground truth (``SimSale.truth()``): the driver reports
 ``order_no`` = the volume totalizer after the sale as 8 digits (Gilbarco has
-no transaction number), not ``str(txn_no)``; ``grade`` = the nozzle digit, not
+no transaction number), not ``str(txn_no)``; ``grade`` = the nozzle number, not
 ``SimSale.grade``; ``ended_at`` = when the driver first saw the end (naive),
 not the pump's clock. Everything else is compared field by field below.
 """
@@ -27,15 +28,18 @@ from hil.dispenser.model import PumpModel, SimSale
 from protocols.events import Event, ProtocolError, PumpLink, Sale
 from protocols.gilbarco.codes import status_byte
 from protocols.gilbarco.driver import GilbarcoPoller
-from protocols.gilbarco.framer import Frame, decode, encode_frame
+from protocols.gilbarco.framer import Frame, decode
 from protocols.gilbarco.messages import (
     GradeTotals,
     TotalsData,
     TransactionData,
+    encode_frame,
     parse_totals,
     parse_transaction,
+    running_words,
     totals_body,
     transaction_body,
+    words_value,
 )
 
 EPOCH = datetime(2026, 5, 1, 8, 0, 0)  # the driver's naive local clock at t = 0
@@ -60,66 +64,70 @@ def hundredths(value: int) -> Decimal:
 # ---------------------------------------------------------------- responder
 
 
-def test_responder_renders_state_and_takes_after_both_reads() -> None:
+def test_responder_echoes_renders_state_and_takes_after_both_reads() -> None:
     (pump,) = pumps((16,), nozzles=2)
     responder = GilbarcoResponder([pump])
     assert responder.protocol == "gilbarco" and responder.AMOUNT_TOTALIZER is True
     ask = responder.receive_data
-    assert ask(b"\x00", 0.0) == bytes([status_byte(0x6, 16)])  # off; pump 16 is nibble 0
-    assert ask(b"\x40", 0.0) == b""  # nothing sold yet: silence
+    assert ask(b"\x00", 0.0) == b"\x00" + bytes([status_byte(0x6, 16)])  # echo; pump 16 is 0
+    assert ask(b"\x40", 0.0) == b"\x40"  # nothing sold yet: the echo, then silence
     nozzle = pump.nozzle(2)
     before = (nozzle.totalizer_volume, nozzle.totalizer_amount)
     pump.lift(nozzle, 2000)
-    assert ask(b"\x00", 1.0) == b"\x70"  # call
+    assert ask(b"\x00", 1.0) == b"\x00\x70"  # call
     pump.start_fuel(nozzle, 1.0, seconds=2.0)
-    assert ask(b"\x00", 2.0) == b"\x90"  # busy
+    assert ask(b"\x00", 2.0) == b"\x00\x90"  # busy
+    live = ask(b"\x60", 2.0)
+    assert live[0] == 0x60 and words_value(live[1:]) == nozzle.live_amount(2.0) > 0
     sale = pump.hang_up(nozzle, PUMP_CLOCK)
-    assert ask(b"\x00", 3.0) == b"\xa0"  # end of transaction, not collected
-    txn = parse_transaction(frame(ask(b"\x40", 3.0)).body)
-    assert txn == TransactionData(grade=2, price=sale.price, volume=2000, money=sale.amount)
+    assert ask(b"\x00", 3.0) == b"\x00\xa0"  # end of transaction, not collected
+    wire = ask(b"\x40", 3.0)[1:]
+    assert wire[:3] == b"\xff\xf1\xf8"  # the real header (§4)
+    txn = parse_transaction(frame(wire).body)
+    assert txn == TransactionData(16, 2, sale.price, 2000, sale.amount)
     assert isinstance(txn, TransactionData)
-    tot = parse_totals(frame(ask(b"\x50", 3.0)).body)
+    tot = parse_totals(frame(ask(b"\x50", 3.0)[1:]).body)
     assert isinstance(tot, TotalsData)
     other = pump.nozzle(1)
     assert tot.grades == (
-        GradeTotals(1, other.totalizer_volume, other.totalizer_amount),
-        GradeTotals(2, before[0] + 2000, before[1] + sale.amount),
-    )
-    assert (sale.totalizer_volume_end, sale.totalizer_amount_end) == (
-        tot.grades[1].volume,
-        tot.grades[1].money,
+        GradeTotals(1, other.totalizer_volume, other.totalizer_amount, other.price, other.price),
+        GradeTotals(2, before[0] + 2000, before[1] + sale.amount, nozzle.price, nozzle.price),
     )
     assert pump.pending and pump.taken == 0  # both read, but collected only on the next poll
-    assert ask(b"\x40", 3.0) == encode_frame(transaction_body(txn))  # a master may re-read
-    assert ask(b"\x00", 4.0) == b"\xb0"  # collected, still shown
+    assert ask(b"\x40", 3.0) == b"\x40" + encode_frame(transaction_body(txn))  # may re-read
+    assert ask(b"\x00", 4.0) == b"\x00\xb0"  # collected, still shown
     assert not pump.pending and pump.taken == 1
-    assert ask(b"\x40\x50", 4.0) == encode_frame(transaction_body(txn)) + encode_frame(
-        totals_body(tot)
+    assert ask(b"\x40\x50", 4.0) == (
+        b"\x40" + encode_frame(transaction_body(txn)) + b"\x50" + encode_frame(totals_body(tot))
     )
     pump.lift(nozzle, 300)
-    assert ask(b"\x00", 5.0) == b"\x70"
+    assert ask(b"\x00", 5.0) == b"\x00\x70"
     pump.hang_up(nozzle, PUMP_CLOCK)
-    assert ask(b"\x00", 6.0) == b"\xa0"
+    assert ask(b"\x00", 6.0) == b"\x00\xa0"
+    assert ask(b"\x60", 6.0) == b"\x60" + running_words(0)
 
 
-def test_responder_queue_unknown_pumps_and_silence() -> None:
+def test_responder_queue_unknown_pumps_silence_and_no_echo() -> None:
     one, two = pumps((1, 2), nozzles=1)
-    responder = GilbarcoResponder([one, two])
+    responder = GilbarcoResponder([one, two], echo=False)
     nozzle = one.nozzle(1)
     for i in range(2):
         one.lift(nozzle, 1000 + i)
         one.hang_up(nozzle, PUMP_CLOCK)
-    assert responder.receive_data(b"\x01\x02\x03\x11\x31\xf1", 0.0) == b"\xa1\x62"
+    # 03: no pump 3; 11, 31: authorise, stop (not implemented); F1, A1: not commands.
+    assert responder.receive_data(b"\x01\x02\x03\x11\x31\xf1\xa1", 0.0) == b"\xa1\x62"
     assert responder.receive_data(b"\x41\x51\x01", 0.0)[-1] == 0xA1  # the second sale next
     assert one.taken == 1 and len(one.pending) == 1
     two.silent_until = 10.0
     assert responder.receive_data(b"\x02", 5.0) == b""  # powered off
+    responder.echo = True
+    assert responder.receive_data(b"\x02", 5.0) == b"\x02"  # the loop still echoes
     with pytest.raises(ValueError):
         GilbarcoResponder([one, one])
     with pytest.raises(ValueError):
         GilbarcoResponder(pumps((17,), nozzles=1))
     with pytest.raises(ValueError):
-        GilbarcoResponder(pumps((3,), nozzles=10))
+        GilbarcoResponder(pumps((3,), nozzles=11))
 
 
 # ---------------------------------------------------------------- sim vs driver
@@ -127,6 +135,8 @@ def test_responder_queue_unknown_pumps_and_silence() -> None:
 #: Simulated time per request: the request and reply bytes at 5787 baud 8E1
 #: (11 bits a byte) plus a 20 ms poll gap; a timeout costs the deadline.
 BAUD, BITS_PER_BYTE, POLL_GAP_S, TIMEOUT_S = 5787, 11, 0.020, 0.150
+#: Per bit written: about 1 % of bytes hit (8 bits a byte).
+BIT_ERROR_RATE = 0.00125
 
 
 @dataclass
@@ -176,7 +186,8 @@ def test_sim_vs_driver_over_a_noisy_line(seed: int) -> None:
     rng = random.Random(seed)
     models = [PumpModel.create(a, n, rng) for a, n in ((1, 3), (2, 2), (16, 1))]
     responder = GilbarcoResponder(models)
-    faults = LineFaults(rng=random.Random(seed + 100), bit_error_rate=1e-3)  # ~0.8 % of bytes
+    to_master = LineFaults(rng=random.Random(seed + 100), bit_error_rate=BIT_ERROR_RATE)
+    to_pump = LineFaults(rng=random.Random(seed + 200), bit_error_rate=BIT_ERROR_RATE)
     now = 0.0
     driver = GilbarcoPoller([1, 2, 16], clock=lambda: EPOCH + timedelta(seconds=now))
     sessions = plan(models, per_pump=15, rng=rng)
@@ -190,6 +201,7 @@ def test_sim_vs_driver_over_a_noisy_line(seed: int) -> None:
     got: dict[str, list[Sale]] = {}
     errors: dict[str, int] = {}
     links: list[PumpLink] = []
+    delays: list[float] = []
     while now < 600:
         while actions and actions[0][0] <= now:
             _, what, i = actions.pop(0)
@@ -205,7 +217,7 @@ def test_sim_vs_driver_over_a_noisy_line(seed: int) -> None:
                 hung_up[(sim.address, sim.nozzle, sim.totalizer_volume_end)] = now
         request = driver.next_request()
         assert request is not None
-        reply = faults.apply(responder.receive_data(request, now))
+        reply = to_master.apply(responder.receive_data(to_pump.apply(request), now))
         cut = rng.randint(0, len(reply))  # replies arrive in one or two reads
         events: list[Event] = driver.receive_data(reply[:cut])
         if cut < len(reply):
@@ -218,10 +230,7 @@ def test_sim_vs_driver_over_a_noisy_line(seed: int) -> None:
             if isinstance(event, Sale):
                 sim = check(event, sims)  # zero wrong sales
                 seen = hung_up[(sim.address, sim.nozzle, sim.totalizer_volume_end)]
-                delay = (event.ended_at - EPOCH).total_seconds() - seen
-                # Seen within a few polls; up to one poll cycle early when a status
-                # corrupted into an end came right before the real end (no check on it).
-                assert -0.5 < delay < 2.0
+                delays.append((event.ended_at - EPOCH).total_seconds() - seen)
                 got.setdefault(event.key, []).append(event)
                 driver.sale_committed(event)  # store first: committed at once
             elif isinstance(event, ProtocolError):
@@ -233,8 +242,19 @@ def test_sim_vs_driver_over_a_noisy_line(seed: int) -> None:
     assert len(sims) == 45 and len(got) == len(sims)  # every sale eventually read
     assert all(len(v) == 1 for v in got.values())  # committed at once: emitted once
     assert sum(m.taken for m in models) == len(sims)
-    assert links == [PumpLink(1, True), PumpLink(2, True), PumpLink(16, True)]
+    # ended_at: when the end was first seen, within a few polls. A read at 1 %
+    # noise can take seconds, and meanwhile this simulator (unlike a pump)
+    # queues the next sale behind the unread one, its fill hidden behind A:
+    # that sale's end is dated from the first A after the read, up to a fill
+    # early. Most are seen at once; none is off by more than a fill and a read.
+    assert all(-6.0 < d < 6.0 for d in delays), delays
+    assert sum(-0.5 < d < 2.0 for d in delays) >= 0.8 * len(delays), delays
+    # Online at once; a pump whose commands were corrupted (to another
+    # address) several times in a row may look offline for a moment.
+    assert set(links[:3]) == {PumpLink(1, True), PumpLink(2, True), PumpLink(16, True)}
+    last = {link.address: link.online for link in links}
+    assert last == dict.fromkeys((1, 2, 16), True)
     # The line really was noisy and the driver really recovered.
-    assert faults.flipped_bits > 50
+    assert to_master.flipped_bits > 50 and to_pump.flipped_bits > 5
     assert errors.get("bad_lrc", 0) + errors.get("bad_message", 0) > 5
     assert time.monotonic() - started < 10

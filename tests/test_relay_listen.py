@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import tty
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -184,5 +185,112 @@ def test_listen_records_every_order_and_writes_nothing(tmp_path: Path, broker: M
     assert sorted((o["nozzle"], o["order_no"]) for o in orders) == sorted(
         (t["nozzle"], t["order_no"]) for t in truth
     )
+    assert counts is not None and counts["bus_bytes"] > 1000
+    assert counts["tap_written"] == 0, "nothing is ever written to the line"
+
+
+# ---------------------------------------------------------------- Gilbarco two-wire
+
+GILBARCO_ORDERS = 12
+
+
+def gilbarco_overrides(tmp_path: Path, broker: Mosquitto, **port: str) -> list[str]:
+    # Replies come 80-130 ms after a command on a real loop (protocols.md §4);
+    # the simulator answers at once, so the demo's timing stands.
+    return [*overrides(tmp_path, broker, **port), "ports.0.protocol=gilbarco"]
+
+
+def same_orders(orders: list[dict[str, Any]], truth: list[dict[str, Any]]) -> None:
+    fields = ("nozzle", "order_no", "price", "volume", "amount", "totalizer_volume_end")
+    assert sorted(tuple(o[f] for f in fields) for o in orders) == sorted(
+        tuple(t[f] for f in fields) for t in truth
+    )
+
+
+def test_gilbarco_relay_passes_every_byte_and_records_every_order(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """Our poller as the POS; the simulator plays the loop's echo, which the
+    relay passes to the POS like every other byte (docs/relay.md, Gilbarco)."""
+    pump_link, pos_link = tmp_path / "pump", tmp_path / "pos"
+    receiver = stack.receiver(tmp_path, broker.port, DEMO_KEYS, client_id=f"rx-{tmp_path.name}")
+    sim = stack.dispenser(
+        tmp_path, pump_link, orders=GILBARCO_ORDERS, nozzles=2, rate=4, seed=7, protocol="gilbarco",
+        extra=["--pumps", "2", "--record", str(tmp_path / "pump")],
+    )  # fmt: skip
+    pos = stack.pos(
+        tmp_path, pos_link, addresses="1,2", record=tmp_path / "pos", protocol="gilbarco"
+    )
+    collector = stack.collector(
+        tmp_path, DEMO_CONFIG,
+        gilbarco_overrides(
+            tmp_path, broker, mode="relay", device=str(pump_link), pos_device=str(pos_link)
+        ),
+    )  # fmt: skip
+    try:
+        truth = sim.wait_lines(lambda line: "order_no" in line, GILBARCO_ORDERS, 90)
+        orders = orders_of(receiver, GILBARCO_ORDERS)
+        pos_sales = pos.wait_lines(lambda line: "order_no" in line, GILBARCO_ORDERS, 30)
+    finally:
+        pos.stop()
+        sim.stop()
+        collector.stop()
+        receiver.stop()
+    assert {s["order_no"] for s in pos_sales} == {t["order_no"] for t in truth}
+    assert len(orders) == GILBARCO_ORDERS
+    same_orders(orders, truth)
+    pos_tx, pos_rx = (tmp_path / "pos.tx").read_bytes(), (tmp_path / "pos.rx").read_bytes()
+    pump_tx, pump_rx = (tmp_path / "pump.tx").read_bytes(), (tmp_path / "pump.rx").read_bytes()
+    assert len(pos_tx) > 4 * GILBARCO_ORDERS and len(pump_tx) > 60 * GILBARCO_ORDERS
+    assert pump_rx == pos_tx, "the pumps received exactly what the POS sent"
+    assert pos_rx == pump_tx, "the POS received exactly what the loop returned: echo and replies"
+    assert pump_tx.startswith(pos_tx[:1]), "the loop's echo comes first"
+
+
+def test_gilbarco_listen_taps_an_fcc_polled_loop_and_writes_nothing(
+    tmp_path: Path, broker: Mosquitto
+) -> None:
+    """A master polling as the open FCC does (one reading each, totals first,
+    authorise on a call) on a current loop (hil.bus --loop: the master hears
+    its own bytes, the tap sees command then reply once each)."""
+    pump_link, pos_link, tap_link = tmp_path / "pump", tmp_path / "pos", tmp_path / "tap"
+    receiver = stack.receiver(tmp_path, broker.port, DEMO_KEYS, client_id=f"rx-{tmp_path.name}")
+    # The FCC reads each transaction once; the monitor confirms it by the
+    # totals before and after, so it must hear the loop before the first fill
+    # (--start-on-usr2, below), and fills must not pile up on a pump faster
+    # than the master reads them (rate 1 over two pumps): a simulated pump
+    # queues sales, which no real one can, and shows totals past the queued
+    # ones.
+    sim = stack.dispenser(
+        tmp_path, pump_link, orders=GILBARCO_ORDERS, nozzles=2, rate=1, seed=8, protocol="gilbarco",
+        extra=["--pumps", "2", "--no-echo", "--start-on-usr2"],
+    )  # fmt: skip
+    pos_proc = bus = collector = None
+    try:
+        pos_proc = stack.pos(tmp_path, pos_link, addresses="1,2", protocol="gilbarco", master="fcc")
+        bus = stack.bus(tmp_path, pos=pos_link, pump=pump_link, tap=tap_link, loop=True)
+        collector = stack.collector(
+            tmp_path, DEMO_CONFIG,
+            gilbarco_overrides(tmp_path, broker, mode="listen", device=str(tap_link)),
+        )  # fmt: skip
+        stack.wait_until(
+            lambda: "tap_open" in collector.log_path.read_text(), 30, "the collector's tap"
+        )
+        sim.signal(signal.SIGUSR2)
+        truth = sim.wait_lines(lambda line: "order_no" in line, GILBARCO_ORDERS, 90)
+        orders = orders_of(receiver, GILBARCO_ORDERS)
+        fcc_sales = pos_proc.wait_lines(lambda line: "order_no" in line, GILBARCO_ORDERS, 30)
+    finally:
+        for proc in (collector, pos_proc):
+            if proc is not None:
+                proc.stop()
+        counts = None
+        if bus is not None:
+            bus.stop()
+            counts = bus.snapshot()[-1]
+        sim.stop()
+        receiver.stop()
+    assert {s["order_no"] for s in fcc_sales} == {t["order_no"] for t in truth}
+    same_orders(orders, truth)
     assert counts is not None and counts["bus_bytes"] > 1000
     assert counts["tap_written"] == 0, "nothing is ever written to the line"

@@ -3,7 +3,8 @@
 ``python -m hil.dispenser --protocol NAME --link PATH
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
-[--start-on-usr2] [--bit-error-rate X] [--drop-rate X] [--fault SPEC ...]``
+[--bit-error-rate X] [--drop-rate X] [--fault SPEC ...] [--no-echo]
+[--start-on-usr2]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
@@ -109,6 +110,10 @@ class Simulator:
         self.pumps = [PumpModel.create(a, args.nozzles, self.rng) for a in args.addresses]
         self.by_address = {p.address: p for p in self.pumps}
         self.responder = responder(self.pumps)
+        if args.no_echo:  # a loop that echoes by itself (hil/bus.py --loop)
+            if not hasattr(self.responder, "echo"):
+                raise SystemExit(f"--no-echo: protocol {args.protocol} has no line echo")
+            self.responder.echo = False
         self.amount_totalizer = responder.AMOUNT_TOTALIZER
         self.line = LineFaults(
             random.Random(f"{args.seed}:line"),
@@ -194,7 +199,7 @@ class Simulator:
     async def run_sessions(self) -> None:
         args, rng = self.args, self.rng
         slots = [(p, p.nozzle(n)) for n in range(1, args.nozzles + 1) for p in self.pumps]
-        await self.go.wait()
+        await self.go.wait()  # the pumps answer from the start; nobody lifts yet
         planned = self._loop.time()
         previous: asyncio.Future[None] | None = None
         tasks = []
@@ -376,6 +381,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
         "--stamp-hangup", action="store_true", help="add hung_up_ms (epoch ms) to each truth line"
     )
     p.add_argument("--record", help="write every byte received to PREFIX.rx, sent to PREFIX.tx")
+    p.add_argument(
+        "--no-echo",
+        action="store_true",
+        help="do not play the line's echo (Gilbarco on a loop that echoes: hil.bus --loop)",
+    )
     args = p.parse_args(argv)
     if not 1 <= args.nozzles <= MAX_NOZZLES:
         p.error(f"--nozzles must be 1..{MAX_NOZZLES}")

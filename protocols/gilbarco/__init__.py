@@ -1,17 +1,30 @@
-"""Gilbarco two-wire current loop (protocols.md §4), read-only master, sans-IO."""
+"""Gilbarco two-wire current loop (protocols.md §4): poll, relay, listen, decode.
+
+Layout, sources and where they differ: docs/protocols/gilbarco.md.
+"""
 
 from protocols.descriptor import LineSetting, ProtocolDescriptor
 
 DESCRIPTOR = ProtocolDescriptor(
     name="gilbarco",
-    title="Gilbarco two-wire current loop",
+    title="Gilbarco two-wire current loop (美国长吉 / 北京长吉)",
     driver="protocols.gilbarco.driver:GilbarcoPoller",
+    monitor="protocols.gilbarco.monitor:GilbarcoMonitor",
+    # The loop is shared: a tap sees command, then reply, on one line
+    # (§4), and the line reader tells them apart (protocols/gilbarco/line.py).
+    bus_monitor=True,
     describer="protocols.gilbarco.describe:describe",
     options="protocols.gilbarco.options:GilbarcoOptions",
+    census="protocols.gilbarco.census:census",
     responder="hil.dispenser.gilbarco:GilbarcoResponder",
-    # protocols.md §4, "Physical": 9600 8N1 today, 5787 (5760) 8E1 on older sites.
+    # §4 "Physical": 9600 8N1 today, 5787 8E1 on older sites, driven at 5760
+    # by the FCC's IO board (fangym0335/first src/lischn001.c:4, 2464-2466).
     line_settings=(LineSetting(9600, "N"), LineSetting(5787, "E"), LineSetting(5760, "E")),
     inter_frame_gap_ms=10,
     address_range=(1, 16),
-    sources=("shared/protocols.md §4",),
+    sources=(
+        "shared/protocols.md §4",
+        "fangym0335/first src/lischn001.c",
+        "fangym0335/first src/lischn022.c",
+    ),
 )

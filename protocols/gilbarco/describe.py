@@ -1,23 +1,20 @@
-"""``forecourt decode --protocol gilbarco``: every frame and byte in a capture.
+"""``forecourt decode --protocol gilbarco``: every byte of a capture, in line order.
 
-:func:`describe` walks captured bytes in stream order and returns one
-JSON-able dict per thing found:
+A capture is read as the loop carries it (protocols/gilbarco/line.py):
+commands, the echo of the master's bytes (a capture from the master's
+receive line has it, a tap's has not — both are read), status replies,
+data frames, running displays, a master's data frames after a D. A frame
+whose command is not in the capture (a frame pasted alone) is read by its
+layout: a transaction, totals, or just its fields.
 
-- a data frame (STX FF … ETX F0, see :mod:`protocols.gilbarco.framer`):
-  ``message`` ``"transaction"`` (reply to 4) or ``"totals"`` (reply to 5),
-  ``fields`` the raw counts and the LRC, ``values`` the scaled decimal
-  strings; a frame with a good LRC but neither layout is ``bad_message``;
-- a run of words (E0–FE) outside a frame: ``garbage``;
-- any other single byte outside a frame: single bytes are ambiguous between
-  a master's command ``cmd<<4 | pump`` and a pump's status ``status<<4 |
-  pump``, so they are described as status replies unless
-  ``direction="master"`` (``"auto"`` and ``"pump"`` read them as status). A
-  status nibble outside this subset is ``bad_message``.
+``direction``: ``"auto"`` (both sides on one line), ``"pump"`` (replies
+only: every single byte is a status) or ``"master"`` (commands only).
 
 Accepted: ``{"ok": true, "offset": n, "protocol": "gilbarco", "message": …,
 "fields": {…}, "values": {…}}``. Rejected: ``{"ok": false, "offset": n,
 "protocol": "gilbarco", "error": "bad_lrc" | "truncated" | "garbage" |
-"bad_message", "detail": "…"}``. Offsets are byte offsets into ``data``.
+"bad_message" | "unexpected", "detail": "…"}``. Offsets are byte offsets
+into ``data``; every byte is in exactly one line.
 """
 
 from __future__ import annotations
@@ -26,27 +23,38 @@ from typing import Any
 
 from protocols.events import ProtocolError
 from protocols.gilbarco.codes import (
+    ALL_STOP,
+    CMD_TRANSACTION,
     COMMAND_NAMES,
-    NIBBLE,
     STATUS_NAMES,
     STATUS_STATE,
-    nibble_pump,
 )
 from protocols.gilbarco.driver import GilbarcoPoller
-from protocols.gilbarco.framer import Frame, decode_at
+from protocols.gilbarco.line import (
+    Command,
+    DataReply,
+    Echo,
+    Item,
+    LineReader,
+    MasterData,
+    Rejected,
+    RunningReply,
+    Source,
+    StatusReply,
+)
 from protocols.gilbarco.messages import (
-    DATA_WORD,
-    STX,
+    Decimals,
     TotalsData,
     TransactionData,
     describe_fields,
     parse_totals,
     parse_transaction,
     scaled,
+    words_value,
 )
 
 PROTOCOL = "gilbarco"
-DIRECTIONS = ("auto", "pump", "master")
+DIRECTIONS: dict[str, Source] = {"auto": None, "pump": "pump", "master": "master"}
 
 
 def describe(
@@ -56,40 +64,42 @@ def describe(
     volume_decimals: int = 2,
     money_decimals: int = 2,
     price_decimals: int = 2,
+    volume_total_decimals: int = 2,
+    money_total_decimals: int = 2,
 ) -> list[dict[str, Any]]:
-    """Every frame, byte run and single byte of ``data``, accepted or rejected."""
+    """Every item of ``data``, accepted or rejected (module doc)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
-    dp = (volume_decimals, money_decimals, price_decimals)
-    out: list[dict[str, Any]] = []
-    pos, n = 0, len(data)
-    while pos < n:
-        byte = data[pos]
-        if byte == STX:
-            result, consumed = decode_at(data, pos)
-            if result is None:
-                out.append(_error(pos, "truncated", f"frame of {n - pos} bytes without its end"))
-                break
-            if isinstance(result, Frame):
-                out.append(_frame(pos, result, dp))
-            else:
-                out.append(_error(pos, result.kind, result.detail))
-            pos += consumed
-        elif byte >= DATA_WORD:
-            end = pos
-            while end < n and DATA_WORD <= data[end] < STX:
-                end += 1
-            words = data[pos:end].hex(" ").upper()
-            out.append(_error(pos, "garbage", f"{end - pos} words outside a frame: {words}"))
-            pos = end
-        else:
-            out.append(_command(pos, byte) if direction == "master" else _status(pos, byte))
-            pos += 1
-    return out
+    dp = Decimals(
+        volume_decimals, money_decimals, price_decimals, volume_total_decimals, money_total_decimals
+    )
+    reader = LineReader()
+    items = reader.receive(data, DIRECTIONS[direction]) + reader.flush()
+    return [describe_item(item, dp) for item in items]
 
 
-def _error(offset: int, kind: str, detail: str) -> dict[str, Any]:
-    return {"ok": False, "offset": offset, "protocol": PROTOCOL, "error": kind, "detail": detail}
+def describe_item(item: Item, dp: Decimals) -> dict[str, Any]:
+    """One :data:`~protocols.gilbarco.line.Item` as a ``forecourt decode`` line."""
+    if isinstance(item, Command):
+        return _command(item)
+    if isinstance(item, Echo):
+        return _ok(item.offset, "echo", {"bytes": item.size}, {})
+    if isinstance(item, StatusReply):
+        values = {"status": STATUS_NAMES[item.status]}
+        if item.status in STATUS_STATE:
+            values["nozzle_state"] = str(STATUS_STATE[item.status])
+        return _ok(item.offset, "status", {"status": item.status, "pump": item.pump}, values)
+    if isinstance(item, RunningReply):
+        money = words_value(item.words)
+        if money is None:
+            return _error(item.offset, "bad_message", "running display words are not digits")
+        fields = {"pump": item.request & 0x0F or 16, "money": money}
+        return _ok(item.offset, "running display", fields, {"amount": str(scaled(money, dp.money))})
+    if isinstance(item, MasterData):
+        return _ok(item.offset, "master data", {"fields": describe_fields(item.frame.body)}, {})
+    if isinstance(item, Rejected):
+        return _error(item.offset, item.error.kind, item.error.detail)
+    return _frame(item, dp)
 
 
 def _ok(
@@ -105,58 +115,82 @@ def _ok(
     }
 
 
-def _status(offset: int, byte: int) -> dict[str, Any]:
-    status, pump = byte >> 4, nibble_pump(byte & NIBBLE)
-    if status not in STATUS_NAMES:
-        detail = f"{byte:02X}: status {status:X} (pump {pump}) is not one of this subset"
-        if status in COMMAND_NAMES:
-            detail += f"; as a command: {COMMAND_NAMES[status]} (try direction='master')"
-        return _error(offset, "bad_message", detail)
-    values = {"status": STATUS_NAMES[status], "nozzle_state": str(STATUS_STATE[status])}
-    return _ok(offset, "status", {"status": status, "pump": pump}, values)
+def _error(offset: int, kind: str, detail: str) -> dict[str, Any]:
+    return {"ok": False, "offset": offset, "protocol": PROTOCOL, "error": kind, "detail": detail}
 
 
-def _command(offset: int, byte: int) -> dict[str, Any]:
-    command, pump = byte >> 4, nibble_pump(byte & NIBBLE)
+def _command(item: Command) -> dict[str, Any]:
+    if item.byte == ALL_STOP:
+        return _ok(
+            item.offset, "command", {"command": 0xF}, {"command": "all stop", "read_only": False}
+        )
     values = {
-        "command": COMMAND_NAMES.get(command, f"unknown {command:X}"),
-        "read_only": command in GilbarcoPoller.ALLOWED_COMMANDS,
+        "command": COMMAND_NAMES.get(item.command, f"unknown {item.command:X}"),
+        "read_only": item.command in GilbarcoPoller.ALLOWED_COMMANDS,
     }
-    return _ok(offset, "command", {"command": command, "pump": pump}, values)
+    return _ok(item.offset, "command", {"command": item.command, "pump": item.pump}, values)
 
 
-def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any]:
-    volume_dp, money_dp, price_dp = dp
-    transaction = parse_transaction(frame.body)
-    if isinstance(transaction, TransactionData):
-        fields = {
-            "grade": transaction.grade,
-            "price": transaction.price,
-            "volume": transaction.volume,
-            "money": transaction.money,
-            "lrc": frame.lrc,
-        }
-        values = {
-            "grade": str(transaction.grade),
-            "price": str(scaled(transaction.price, price_dp)),
-            "volume": str(scaled(transaction.volume, volume_dp)),
-            "amount": str(scaled(transaction.money, money_dp)),
-        }
-        return _ok(offset, "transaction", fields, values)
-    totals = parse_totals(frame.body)
+def _frame(item: DataReply, dp: Decimals) -> dict[str, Any]:
+    body, offset = item.frame.body, item.offset
+    kind = None if item.request is None else item.request >> 4
+    if kind in (CMD_TRANSACTION, None):
+        txn = parse_transaction(body)
+        if isinstance(txn, TransactionData):
+            return _transaction(offset, txn, item.frame.lrc, dp)
+        if kind is not None:
+            return _error(offset, txn.kind, txn.detail)
+    totals = parse_totals(body)
     if isinstance(totals, TotalsData):
-        raw = [{"grade": g.grade, "volume": g.volume, "money": g.money} for g in totals.grades]
-        scaled_grades = [
-            {
-                "grade": str(g.grade),
-                "volume": str(scaled(g.volume, volume_dp)),
-                "amount": str(scaled(g.money, money_dp)),
-            }
-            for g in totals.grades
-        ]
-        return _ok(offset, "totals", {"grades": raw, "lrc": frame.lrc}, {"grades": scaled_grades})
+        return _totals(offset, totals, item.frame.lrc, dp)
     assert isinstance(totals, ProtocolError)
-    detail = totals.detail  # a totals layout that breaks a rule (no / repeated grade)
-    if detail.startswith("not a totals layout"):
-        detail = f"good LRC, but neither transaction nor totals: {describe_fields(frame.body)}"
-    return _error(offset, "bad_message", detail)
+    if kind is not None:
+        return _error(offset, totals.kind, totals.detail)
+    return _ok(offset, "frame", {"fields": describe_fields(body), "lrc": item.frame.lrc}, {})
+
+
+def _transaction(offset: int, txn: TransactionData, lrc: int, dp: Decimals) -> dict[str, Any]:
+    fields = {
+        "pump": txn.pump,
+        "grade": txn.grade,
+        "price": txn.price,
+        "volume": txn.volume,
+        "money": txn.money,
+        "level": txn.level,
+        "header": txn.header.hex(" ").upper(),
+        "digits": list(txn.digits),
+        "lrc": lrc,
+    }
+    values = {
+        "pump": txn.pump,
+        "grade": str(txn.grade),
+        "price": str(scaled(txn.price, dp.price)),
+        "volume": str(scaled(txn.volume, dp.volume)),
+        "amount": str(scaled(txn.money, dp.money)),
+    }
+    return _ok(offset, "transaction", fields, values)
+
+
+def _totals(offset: int, totals: TotalsData, lrc: int, dp: Decimals) -> dict[str, Any]:
+    raw = []
+    scaled_grades = []
+    for g in totals.grades:
+        raw.append(
+            {
+                "grade": g.grade,
+                "volume": g.volume,
+                "money": g.money,
+                "price_1": g.price_1,
+                "price_2": g.price_2,
+            }
+        )
+        line = {
+            "grade": str(g.grade),
+            "volume": str(scaled(g.volume, dp.volume_total)),
+            "amount": str(scaled(g.money, dp.money_total)),
+        }
+        for name, price in (("price_1", g.price_1), ("price_2", g.price_2)):
+            if price is not None:
+                line[name] = str(scaled(price, dp.price))
+        scaled_grades.append(line)
+    return _ok(offset, "totals", {"grades": raw, "lrc": lrc}, {"grades": scaled_grades})

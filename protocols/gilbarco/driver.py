@@ -1,55 +1,63 @@
 """Gilbarco two-wire current loop as a read-only poll master, sans-IO.
 
 :class:`GilbarcoPoller` implements :class:`protocols.base.PollDriver` for one
-loop, pumps 1..16, 5787 baud 8E1 (protocols.md §4). Words, layouts and our
-documented assumptions: :mod:`~protocols.gilbarco.messages`; framing and
-recovery: :mod:`~protocols.gilbarco.framer`.
+loop, pumps 1..16 (protocols.md §4; docs/protocols/gilbarco.md has every
+fact with its source). Words and layouts: :mod:`~protocols.gilbarco.messages`;
+the line's conversation (echo, replies, recovery):
+:mod:`~protocols.gilbarco.line`, which this driver tells what it sent.
 
-Polling. Each turn asks one pump its status (``0p``), round robin. The reply
-to 0 is ONE byte ``status<<4 | pump``; replies to 4 and 5 end at ETX F0: the
-driver knows which it awaits. A status byte with another pump's nibble is
-``unexpected`` (we keep waiting); the first byte after a request equal to
-it is our echo on the loop (status 0 does not exist) and is skipped.
+Polling. Each turn asks one pump its status (``0p``), round robin; a pump
+that answers 9 (busy) is asked its running display (``6p``) right after,
+which gives the fill's money so far. Only 0, 4, 5 and 6 ever leave
+(:attr:`GilbarcoPoller.ALLOWED_COMMANDS`, SPEC D20). Every command comes
+back as an echo before the reply (§4); the reader skips it (and works
+without one, as behind the FCC's IO board).
 
 Nozzle state. Status is per pump and does not name the hose, so
 :class:`NozzleStatus` goes to nozzle :data:`PUMP_NOZZLE` = 0, the pump as a
-whole (our documented choice): 7 lifted, 9 fuelling, 6 / 8 / A / B idle, C
-abnormal; no live volume in this subset.
+whole: 6 / A / B idle, 7 / 8 lifted, 9 fuelling (with the running display's
+amount), C abnormal (codes.py says why); 0 (data error) and D change nothing.
 
-Reading a sale. An end of transaction (A/B) must be seen on two status
-polls in a row — one corrupted status byte cannot start a read — then the
-driver reads at once, before the next pump: ``4p`` transaction, then ``5p``
-totals, each until two good readings agree; the Sale is emitted with the
-totals (:class:`~protocols.gilbarco.reading.SaleRead`: why, and how spoilt
-replies are retried, parked while the other pumps have their turn, or given
-up). It reads on every A; on B only when the end is new to it (the second
-end status in a row), its last read failed or its sale is not committed. A
-silent pump ends the read at once.
+Reading a sale. A finished transaction shows as A / B (end of
+transaction), and on some pumps as 6 or 7 straight after 9 (the FCC reads
+after 6, lischn001.c:676-686, and marks a 9 → 7 for it, lischn001.c:181).
+A status byte has no check, so the pump must show one of those
+:data:`END_POLLS` times in a row; then the driver reads at once, before the
+next pump: ``4p`` transaction, then ``5p`` totals, each until two readings
+agree (:class:`~protocols.gilbarco.reading.SaleRead`: why, and how spoilt
+replies are retried, parked, or given up). It reads on every A (a simulated
+pump may queue several sales behind it), on B when the end is new, its read
+failed or its sale is not committed, and on 6 / 7 once after a fill (9) was
+seen. A silent pump ends the read at once.
 
-Sale. No transaction number exists. ``nozzle`` = the grade digit (the hose
-as the pump numbers it), ``grade = str(digit)``; ``order_no`` = that
-grade's volume totalizer after the sale, 8 raw digits, most significant
-first; ``key = f"{nozzle}:{order_no}"`` — a totalizer only grows, so it is
-unique per nozzle and stable across re-reads. ``ended_at`` = ``clock()`` at
-the first of the end statuses in a row (naive local time; a status corrupted
-into an end right before the real one makes it one poll cycle early).
+Sale. No transaction number exists. ``nozzle`` = the grade number (the
+hose as the pump numbers it), ``grade = str(nozzle)``; ``order_no`` = that
+grade's volume totalizer after the sale, its digits as sent, most
+significant first; ``key = f"{nozzle}:{order_no}"`` — a totalizer only
+grows, so the key is unique per nozzle and stable across re-reads.
+``ended_at`` = ``clock()`` at the first of the end statuses in a row
+(naive local time).
 
 Store first. The pump shows its finished transaction until the next one
 starts; each re-read re-emits the very same :class:`Sale` until
 :meth:`sale_committed` names its key, then nothing (a crash before the
 commit loses nothing; the store deduplicates by key).
 
-Line errors. A status byte has no check: a corrupted one shows a wrong
-state for one poll; it takes two in a row, both into A/B, to start an extra
-read, which returns the last sale again (known by key). A status outside this
-subset changes nothing (bad_message). A sale needs a transaction frame and
-a totals frame holding its grade, each LRC-checked, of the exact layout and
-read twice alike.
+Line errors. A corrupted status shows a wrong state for one poll; it takes
+:data:`END_POLLS` of them in a row to start an extra read, which returns the
+last sale again (known by key). A sale needs a transaction frame of this
+pump and a totals frame holding its grade, each LRC-checked, of the exact
+layout and read twice alike.
+
+Residual risk: a read started as a fill ends takes ~0.5 s; a new fill on
+the same pump that starts within it moves the totals between readings —
+they disagree and are read again until they agree, after that fill. The
+edge checks (totalizer continuity, SPEC A1) flag such a sale.
 
 Link. ``PumpLink(online=False)`` after ``offline_after`` consecutive
-requests got no byte at all (a silent pump also ends a read at once);
-``online=True`` on the first recognisable reply: a status byte with the
-pump's nibble or a complete frame, even with a bad LRC.
+requests got nothing but their echo; ``online=True`` on the first reply of
+the pump (a status byte, a complete frame even with a bad LRC, a running
+display).
 """
 
 from __future__ import annotations
@@ -61,42 +69,67 @@ from datetime import datetime
 from typing import ClassVar
 
 from protocols.base import ForbiddenCommand
-from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale
 from protocols.gilbarco.codes import (
+    CMD_RUNNING,
     CMD_STATUS,
     CMD_TOTALS,
     CMD_TRANSACTION,
-    END_STATUSES,
     MAX_PUMP,
     MIN_PUMP,
-    NIBBLE,
-    STATUS_END,
+    STATUS_BUSY,
+    STATUS_CALL,
+    STATUS_DATA_ERROR,
+    STATUS_FEOT,
+    STATUS_OFF,
+    STATUS_PEOT,
     STATUS_STATE,
     command_byte,
-    pump_nibble,
 )
-from protocols.gilbarco.framer import Frame, FrameDecoder
-from protocols.gilbarco.messages import Decimals, GradeTotals, sale_key, sale_of
+from protocols.gilbarco.line import (
+    DataReply,
+    Echo,
+    LineReader,
+    Rejected,
+    RunningReply,
+    StatusReply,
+)
+from protocols.gilbarco.messages import (
+    Decimals,
+    GradeTotals,
+    SaleParts,
+    sale_key,
+    sale_of,
+    scaled,
+    words_value,
+)
 from protocols.gilbarco.reading import SaleRead
 
 #: Status is per pump; NozzleStatus for the pump as a whole uses nozzle 0.
 PUMP_NOZZLE = 0
 
-#: End-of-transaction statuses in a row before a read: a status byte has no
-#: check, so one corrupted byte must not start a read (a real end shows for
-#: seconds, until the next customer lifts a nozzle; two polls are well inside).
+#: Statuses in a row before a read: a status byte has no check, so one
+#: corrupted byte must not start a read (a real end shows for seconds, until
+#: the next customer lifts a nozzle; two polls are well inside).
 END_POLLS = 2
+
+#: Statuses after which a finished fill can be read: no fuel flows.
+QUIET_STATUSES = frozenset({STATUS_OFF, STATUS_CALL, STATUS_PEOT, STATUS_FEOT})
 
 #: Committed keys remembered per pump: the pump shows only its last sale, so
 #: a few cover every re-read; bounded so memory per line stays fixed.
 MAX_COMMITTED_KEYS = 8
 
-#: The driver's own counters (the decoder adds frames, bad_lrc, garbage_bytes …).
+#: The driver's own counters; ``frames``, ``bad_lrc``, ``bad_message``,
+#: ``truncated``, ``garbage_bytes`` follow the framers' convention
+#: (collector/linecheck.py reads ``frames`` and ``status_rx``).
 _COUNTERS = (
-    *("requests", "timeouts", "unexpected", "echo", "status_rx", "frames_rx", "sales"),
+    *("requests", "timeouts", "unexpected", "echo", "status_rx", "frames", "running_rx"),
+    *("bad_lrc", "bad_message", "truncated", "garbage_bytes"),
+    "sales",
     "stale_bytes",  # bytes of an earlier reply still buffered at the next request
-    "bad_status",  # status nibbles outside this subset
-    "bad_readings",  # good frames that do not count: layout, grade, disagreeing
+    "data_errors",  # status 0: the pump did not understand a command
+    "bad_readings",  # good frames that do not count: layout, pump, grade, disagreeing
     "reads",  # reads started (4 then 5)
     "reads_parked",  # MAX_READ_ATTEMPTS spoilt replies in a row: other pumps first
     "reads_failed",  # given up (MAX_PARKS, or a silent pump)
@@ -107,8 +140,9 @@ _COUNTERS = (
 @dataclass
 class _Pump:
     address: int
-    end_polls: int = 0  # end-of-transaction statuses seen in a row
-    end_seen_at: datetime | None = None  # when the current end was first seen
+    quiet_polls: int = 0  # QUIET_STATUSES in a row
+    fuelled: bool = False  # a 9 was seen since the last read
+    end_seen_at: datetime | None = None  # the first of the quiet statuses in a row
     settled: bool = False  # the shown end was read and its sale committed
     misses: int = 0
     online: bool | None = None  # None: never answered yet
@@ -121,9 +155,9 @@ class _Pump:
 class _Await:
     pump: _Pump
     command: int
-    request: int  # the request byte, to recognise our echo
-    echo_possible: bool = True
-    received: bool = False  # any byte but our echo: not a miss
+    request: int  # the request byte
+    received: bool = False  # any reply byte (not the echo): not a miss
+    answered: bool = False  # a complete reply came, good or spoilt
 
 
 class GilbarcoPoller:
@@ -131,10 +165,10 @@ class GilbarcoPoller:
 
     name: ClassVar[str] = "gilbarco"
     # The only commands that may ever leave this driver (SPEC D20): 0 status,
-    # 4 transaction data, 5 totals. Never 1 authorise, 2 data next / price,
-    # 3 stop or anything else.
+    # 4 transaction data, 5 totals, 6 running display. Never 1 authorise,
+    # 2 data next (price, preset), 3 stop, FC all stop or anything else.
     ALLOWED_COMMANDS: ClassVar[frozenset[int]] = frozenset(
-        {CMD_STATUS, CMD_TRANSACTION, CMD_TOTALS}
+        {CMD_STATUS, CMD_TRANSACTION, CMD_TOTALS, CMD_RUNNING}
     )
 
     def __init__(
@@ -145,6 +179,8 @@ class GilbarcoPoller:
         volume_decimals: int = 2,
         money_decimals: int = 2,
         price_decimals: int = 2,
+        volume_total_decimals: int = 2,
+        money_total_decimals: int = 2,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
         if not addresses or len(set(addresses)) != len(addresses):
@@ -156,11 +192,18 @@ class GilbarcoPoller:
         self._pumps = {a: _Pump(a) for a in addresses}
         self._order = tuple(self._pumps.values())
         self._offline_after = offline_after
-        self._dp = Decimals(volume=volume_decimals, money=money_decimals, price=price_decimals)
+        self._dp = Decimals(
+            volume=volume_decimals,
+            money=money_decimals,
+            price=price_decimals,
+            volume_total=volume_total_decimals,
+            money_total=money_total_decimals,
+        )
         self._clock = clock
-        self._decoder = FrameDecoder()
+        self._reader = LineReader()
         self._turn = 0
         self._read: SaleRead | None = None
+        self._live: _Pump | None = None  # its running display is asked next
         self._await: _Await | None = None
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
@@ -172,50 +215,69 @@ class GilbarcoPoller:
 
     @property
     def counters(self) -> dict[str, int]:
-        return {**self._decoder.counters, **self._counts}
+        return dict(self._counts)
 
     @property
     def mid_exchange(self) -> bool:
-        """A sale is being read (4p / 5p until two readings agree): the port
-        sends the next step after the inter-frame gap, not a poll interval later."""
-        return self._read is not None
+        """A sale is being read or a running display is due: the port sends the
+        next request after the inter-frame gap, not a poll interval later."""
+        return self._read is not None or self._live is not None
 
     def next_request(self) -> bytes | None:
         if self._await is not None:  # the port task moved on without telling us
             self._await = None
             self._fail_step()
-        if self._read is None:  # the next pump's turn: its parked read, or a status poll
-            pump = self._order[self._turn]
-            self._turn = (self._turn + 1) % len(self._order)
-            self._read, pump.parked = pump.parked, None
-        read = self._read
-        if read is not None:
-            pump, command = self._pumps[read.address], read.step
+        if self._live is not None:
+            pump, command, self._live = self._live, CMD_RUNNING, None
         else:
-            command = CMD_STATUS
+            if self._read is None:  # the next pump's turn: its parked read, or a status poll
+                pump = self._order[self._turn]
+                self._turn = (self._turn + 1) % len(self._order)
+                self._read, pump.parked = pump.parked, None
+            read = self._read
+            if read is not None:
+                pump, command = self._pumps[read.address], read.step
+            else:
+                command = CMD_STATUS
         wire = self._emit(command, pump.address)
-        self._counts["stale_bytes"] += self._decoder.reset()  # an earlier reply's rest
+        self._counts["stale_bytes"] += self._reader.reset()  # an earlier reply's rest
+        self._reader.sent(wire[0])
         self._await = _Await(pump, command, wire[0])
         self._counts["requests"] += 1
         return wire
 
     def receive_data(self, data: bytes) -> list[Event]:
         events: list[Event] = []
-        aw, pos = self._await, 0
-        if aw is not None and data and aw.echo_possible:
-            aw.echo_possible = False
-            if data[0] == aw.request:  # our own byte heard back on the loop
+        for item in self._reader.receive(data, "pump"):
+            if isinstance(item, Echo):
                 self._counts["echo"] += 1
-                pos = 1
-        if aw is not None and pos < len(data):
+                continue
+            aw = self._await
+            if aw is None or getattr(item, "request", None) != aw.request:
+                events += self._unexpected(item)
+                continue
             aw.received = True
-            if aw.command != CMD_STATUS:
-                return self._on_items(aw, self._decoder.receive_data(data[pos:]))
-            events, pos = self._on_status_bytes(aw, data, pos)
-        if pos < len(data):
-            self._counts["unexpected"] += 1
-            detail = f"{len(data) - pos} bytes while no reply is awaited"
-            events.append(ProtocolError("unexpected", detail))
+            if isinstance(item, Rejected):
+                events += self._rejected(aw, item)
+                continue
+            events += self._link_up(aw.pump)
+            self._await = None
+            if isinstance(item, StatusReply):
+                events += self._on_status(aw.pump, item.status)
+            elif isinstance(item, DataReply):
+                self._counts["frames"] += 1
+                events += self._on_frame(aw.pump, item)
+            elif isinstance(item, RunningReply):
+                self._counts["running_rx"] += 1
+                events += self._on_running(aw.pump, item.words)
+        aw = self._await
+        if aw is not None and self._reader.buffered:
+            aw.received = True  # part of a reply: the pump is there
+        if aw is not None and self._reader.pending is None and not self._reader.buffered:
+            self._await = None  # the exchange ended without a good reply: spoilt
+            if aw.answered:
+                events += self._link_up(aw.pump)
+            self._fail_step()
         return events
 
     def response_timeout(self) -> list[Event]:
@@ -223,9 +285,9 @@ class GilbarcoPoller:
         if aw is None:
             return []
         events: list[Event] = []
-        for item in self._decoder.flush():
-            assert isinstance(item, ProtocolError)  # flush reports only truncation
-            events.append(ProtocolError(item.kind, item.detail, aw.pump.address))
+        for item in self._reader.flush():
+            if isinstance(item, Rejected):
+                events += self._rejected(aw, item)
         self._counts["timeouts"] += 1
         detail = "no complete reply" if aw.received else "no reply"
         events.append(
@@ -252,11 +314,32 @@ class GilbarcoPoller:
             raise ForbiddenCommand(f"pump {pump} is not polled on this line")
         return bytes([command_byte(command, pump)])
 
+    def _unexpected(self, item: object) -> list[Event]:
+        self._counts["unexpected"] += 1
+        if isinstance(item, Rejected):
+            self._count_error(item)
+        address = self._await.pump.address if self._await is not None else None
+        detail = f"{type(item).__name__} while no reply of ours is awaited"
+        return [ProtocolError("unexpected", detail, address)]
+
+    def _count_error(self, item: Rejected) -> None:
+        kind = item.error.kind
+        if kind == "garbage":
+            self._counts["garbage_bytes"] += item.size
+        elif kind in self._counts:
+            self._counts[kind] += 1
+
+    def _rejected(self, aw: _Await, item: Rejected) -> list[Event]:
+        self._count_error(item)
+        if item.error.kind == "bad_lrc":
+            aw.answered = True  # a whole frame came: the pump is there
+        return [ProtocolError(item.error.kind, item.error.detail, aw.pump.address)]
+
     def _end_without_reply(self) -> list[Event]:
         """The awaited reply will not come: count a miss, fail the read step.
 
-        No byte at all is a miss, and a read then stops at once (a silent pump
-        is not helped by asking again); a spoilt reply is retried.
+        Nothing but the echo is a miss, and a read then stops at once (a
+        silent pump is not helped by asking again); a spoilt reply is retried.
         """
         aw = self._await
         assert aw is not None
@@ -275,81 +358,65 @@ class GilbarcoPoller:
                 self._fail_step()
         return events
 
-    def _link_up(self, aw: _Await) -> list[Event]:
-        pump = aw.pump
+    def _link_up(self, pump: _Pump) -> list[Event]:
         pump.misses = 0
         if pump.online is True:
             return []
         pump.online = True
         return [PumpLink(pump.address, online=True)]
 
-    def _on_status_bytes(self, aw: _Await, data: bytes, pos: int) -> tuple[list[Event], int]:
-        """The first byte from the polled pump in ``data[pos:]`` is its reply."""
-        address, nibble = aw.pump.address, pump_nibble(aw.pump.address)
-        end = next((j for j in range(pos, len(data)) if data[j] & NIBBLE == nibble), len(data))
-        events: list[Event] = []
-        if end > pos:
-            self._counts["unexpected"] += 1
-            detail = f"{data[pos:end].hex(' ').upper()} not from pump {address}, its status awaited"
-            events.append(ProtocolError("unexpected", detail, address))
-        if end == len(data):
-            return events, end
-        events += self._link_up(aw)
-        self._await = None
-        self._counts["status_rx"] += 1
-        return events + self._on_status(aw.pump, data[end] >> 4), end + 1
-
     def _on_status(self, pump: _Pump, status: int) -> list[Event]:
+        self._counts["status_rx"] += 1
         state = STATUS_STATE.get(status)
-        if state is None:  # says nothing about the pump (a corrupted byte?): state kept
-            self._counts["bad_status"] += 1
-            detail = f"status {status:X} is not one of this subset"
-            return [ProtocolError("bad_message", detail, pump.address)]
-        if status not in END_STATUSES:
-            pump.end_polls, pump.end_seen_at, pump.settled = 0, None, False
-        else:
-            pump.end_polls += 1
-            if pump.end_seen_at is None:
-                pump.end_seen_at = self._clock()
-            new_end = pump.end_polls == END_POLLS
-            if pump.end_polls >= END_POLLS and (
-                status == STATUS_END or new_end or not pump.settled
+        if state is None:  # 0 data error or D: says nothing of the nozzle
+            if status == STATUS_DATA_ERROR:
+                self._counts["data_errors"] += 1
+            return []
+        if status == STATUS_BUSY:
+            pump.fuelled = True
+            self._live = pump
+        if status not in QUIET_STATUSES or (status == STATUS_CALL and not pump.fuelled):
+            # A lift with no fill to read: the next transaction begins; the end
+            # shown so far is over (a later end gets its own time).
+            pump.quiet_polls, pump.end_seen_at, pump.settled = 0, None, False
+            return [NozzleStatus(pump.address, PUMP_NOZZLE, state)]
+        pump.quiet_polls += 1
+        if pump.end_seen_at is None:
+            pump.end_seen_at = self._clock()
+        if pump.quiet_polls >= END_POLLS and self._read is None:
+            new_end = pump.quiet_polls == END_POLLS
+            if (
+                status == STATUS_PEOT
+                or (status == STATUS_FEOT and (new_end or not pump.settled))
+                or pump.fuelled
             ):
                 self._read = SaleRead(pump.address)
                 self._counts["reads"] += 1
         return [NozzleStatus(pump.address, PUMP_NOZZLE, state)]
 
-    def _on_items(self, aw: _Await, items: list[Frame | ProtocolError]) -> list[Event]:
-        events: list[Event] = []
-        address, rest = aw.pump.address, 0
-        for item in items:
-            if self._await is None:
-                rest += 1
-            elif isinstance(item, ProtocolError):
-                events.append(ProtocolError(item.kind, item.detail, address))
-                if item.kind == "bad_lrc":  # a complete frame arrived: the reply, spoilt
-                    events += self._link_up(aw)
-                    self._await = None
-                    self._fail_step()
-            else:
-                self._counts["frames_rx"] += 1
-                events += self._link_up(aw)
-                self._await = None
-                read = self._read
-                assert read is not None  # 4 and 5 are only sent while reading
-                result = read.on_frame(item)
-                if isinstance(result, ProtocolError):
-                    self._counts["bad_readings"] += 1
-                    events.append(ProtocolError(result.kind, result.detail, address))
-                    self._fail_step()
-                elif result is not None:
-                    self._read = None
-                    events += self._complete(read, result)
-        if self._await is None and (rest or self._decoder.buffered):
-            self._counts["unexpected"] += 1
-            self._counts["stale_bytes"] += self._decoder.reset()
-            events.append(ProtocolError("unexpected", "bytes after the reply", address))
-        return events
+    def _on_running(self, pump: _Pump, words: bytes) -> list[Event]:
+        money = words_value(words)
+        if money is None:
+            self._counts["bad_message"] += 1
+            detail = f"running display {words.hex(' ').upper()} is not digits"
+            return [ProtocolError("bad_message", detail, pump.address)]
+        amount = scaled(money, self._dp.money)
+        return [NozzleStatus(pump.address, PUMP_NOZZLE, NozzleState.FUELLING, amount=amount)]
+
+    def _on_frame(self, pump: _Pump, item: DataReply) -> list[Event]:
+        read = self._read
+        if read is None or read.address != pump.address:  # 4 and 5 are only sent while reading
+            self._counts["bad_readings"] += 1
+            return [ProtocolError("unexpected", "a data frame outside a read", pump.address)]
+        result = read.on_frame(item.frame)
+        if isinstance(result, ProtocolError):
+            self._counts["bad_readings"] += 1
+            self._fail_step()
+            return [ProtocolError(result.kind, result.detail, pump.address)]
+        if result is None:
+            return []
+        self._read = None
+        return self._complete(read, result)
 
     def _fail_step(self) -> None:
         """A spoilt reply: ask again, park the read or give it up (SaleRead.spoilt)."""
@@ -367,13 +434,15 @@ class GilbarcoPoller:
         read = self._read
         assert read is not None
         self._read = None
-        self._pumps[read.address].settled = False
+        pump = self._pumps[read.address]
+        pump.settled = pump.fuelled = False
         self._counts["reads_failed"] += 1
 
     def _complete(self, read: SaleRead, grade: GradeTotals) -> list[Event]:
         """The read is complete: the Sale, unless its key is already committed."""
         pump, txn = self._pumps[read.address], read.transaction
         assert txn is not None
+        pump.fuelled = False
         key = sale_key(txn, grade)
         ended_at, pump.end_seen_at = pump.end_seen_at, None
         if key in pump.committed:
@@ -383,6 +452,7 @@ class GilbarcoPoller:
         pump.settled = False
         if pump.last_sale is None or pump.last_sale.key != key:
             when = ended_at or self._clock()
-            pump.last_sale = sale_of(pump.address, txn, grade, when, self._dp, read.raw)
+            parts = SaleParts(txn, grade, read.raw)
+            pump.last_sale = sale_of(pump.address, parts, when, self._dp)
         self._counts["sales"] += 1
         return [pump.last_sale]

@@ -15,3 +15,7 @@ class GilbarcoOptions:
     volume_decimals: Decimals = 2
     money_decimals: Decimals = 2
     price_decimals: Decimals = 2
+    #: The totals reply's decimal places: FCC builds show them differ from the
+    #: transaction's by model (fangym0335/first src/lischn022.c:1401-1441).
+    volume_total_decimals: Decimals = 2
+    money_total_decimals: Decimals = 2

@@ -1,7 +1,10 @@
 """Reading one finished Gilbarco transaction: 4 then 5, until two readings agree.
 
 A :class:`SaleRead` is the driver's read of one pump's end of transaction
-(:mod:`protocols.gilbarco.driver`, "Reading a sale"), sans-IO:
+(:mod:`protocols.gilbarco.driver`, "Reading a sale"), sans-IO. The FCC
+reads each once (totals, then the transaction when a totalizer moved,
+lischn001.c:1400, 1474-1477); we read each until two readings agree, because
+the LRC is 4 bits:
 
 - ``step`` is the command to send next: 4 (transaction data), then 5
   (totals).
@@ -11,8 +14,10 @@ A :class:`SaleRead` is the driver's read of one pump's end of transaction
   reply with several corrupted bytes passes it about 1 time in 16; two equal
   wrong readings do not happen. A good reading unlike the previous one is
   reported ``bad_message`` and counts as spoilt.
-- A spoilt reply (bad LRC, incomplete, another layout, totals without the
-  grade, a disagreeing reading) is asked again; after
+- A transaction naming another pump in its pump data is not ours (the
+  FCC checks the same word, lischn001.c:1742-1751).
+- A spoilt reply (bad LRC, incomplete, another layout, another pump's,
+  totals without the grade, a disagreeing reading) is asked again; after
   :data:`MAX_READ_ATTEMPTS` in a row the read is *parked* (the other pumps
   have their turn, then it goes on), after :data:`MAX_PARKS` parks it is
   given up.
@@ -37,8 +42,9 @@ from protocols.gilbarco.messages import (
 #: Spoilt replies in a row to one step before the read is parked: the other
 #: pumps get their turn, then the read goes on (no status poll between, which
 #: a simulated pump would take as collection). A totals reply of 4 grades is
-#: 84 bytes, about half spoilt at a bit error rate of 1e-3; six tries at
-#: ~0.17 s bound what one pump costs the others per round (~1 s).
+#: 124 words (30 a grade + 4, lischn001.c:1595), about 70 % spoilt when 1 %
+#: of bytes are hit; six tries at ~0.25 s bound what one pump costs the
+#: others per round (~1.5 s).
 MAX_READ_ATTEMPTS = 6
 
 #: Parks before the read is given up (48 spoilt replies: the pump does not
@@ -76,6 +82,10 @@ class SaleRead:
             data = parse_totals(frame.body)
         if isinstance(data, ProtocolError):
             return data
+        if isinstance(data, TransactionData) and data.pump != self.address:
+            return ProtocolError(
+                "bad_message", f"pump {data.pump}'s transaction, not {self.address}'s"
+            )
         used = data.of(grade) if isinstance(data, TotalsData) else data
         if used is None:
             return ProtocolError("bad_message", f"totals lack grade {grade}")
