@@ -3,8 +3,9 @@
     .venv/bin/python bench/frames.py [--seconds 60] [--protocol NAME] [--json]
 
 Each driver polls its simulator responder in-process (no I/O): two pumps,
-four nozzles, fills every few simulated seconds, so the mix holds polls,
-live-fill reports, sale records, totals and identities as on a busy bus.
+four nozzles each (one where a fuelling point has one), fills every few
+simulated seconds, so the mix holds polls, live-fill reports, sale records,
+totals and identities as on a busy bus.
 Only the driver's work is timed — ``next_request()`` (build) and
 ``receive_data()`` (parse into events) — and divided by the number of
 frames it built and parsed. The issue's goal: ≤ 50 µs per frame.
@@ -30,11 +31,14 @@ from protocols.events import Sale
 
 TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
 TZ = timezone(timedelta(hours=8))
+PROTOCOLS = ["sinopec", "dart", "gilbarco", "ck1313"]  # bench/table.py PROTOCOLS too
+#: Nozzles per pump: four, but one where a fuelling point has one (CK1313).
+NOZZLES = {"ck1313": 1}
 
 
 def run(protocol: str, seconds: float) -> dict[str, object]:
     rng = random.Random(1)
-    pumps = [PumpModel.create(address, 4, rng) for address in (1, 2)]
+    pumps = [PumpModel.create(address, NOZZLES.get(protocol, 4), rng) for address in (1, 2)]
     responder = load_responder(protocol)(pumps)
     driver = load_driver(protocol)([1, 2])
     now = 0.0
@@ -87,7 +91,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args()
     results = {}
-    for protocol in args.protocol or ["sinopec", "dart", "gilbarco"]:
+    for protocol in args.protocol or PROTOCOLS:
         results[protocol] = run(protocol, args.seconds)
         if not args.json:
             print(json.dumps(results[protocol]))

@@ -182,6 +182,9 @@ def make_port(
             on_commit=uplink.wake,
             edge=edge,
         )
+    import inspect
+    from datetime import datetime
+
     from protocols import load_monitor
 
     sink = PortSink(
@@ -193,7 +196,12 @@ def make_port(
         on_commit=uplink.wake,
         edge=edge,
     )
-    monitor = load_monitor(pc.protocol)(pc.addresses)
+    monitor_cls = load_monitor(pc.protocol)
+    monitor_kwargs: dict[str, Any] = {}
+    if "clock" in inspect.signature(monitor_cls).parameters:
+        # Sales that carry no time are stamped when seen, as by make_driver.
+        monitor_kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
+    monitor = monitor_cls(pc.addresses, **monitor_kwargs)
     if pc.mode == "relay":
         from collector.relay import RelayPort
 

@@ -1,13 +1,15 @@
-"""A two-wire bus with a tap, for listen tests: POS ⇄ pump, copied to a tap.
+"""A line with a tap, for listen tests: POS ⇄ pump, copied to a tap.
 
-``python -m hil.bus --pos PATH --pump PATH --tap PATH``
+``python -m hil.bus --pos PATH --pump PATH --tap PATH [--tap-from both|pump]``
 
 ``--pos`` and ``--pump`` are links the POS and dispenser simulators made;
-the bus opens both and passes every byte between them (one half-duplex
-pair has both directions on it). ``--tap`` is a new pty link where the
-collector listens: it gets a copy of every byte in both directions, in
-line order. Whatever is written *into* the tap would go onto the bus of a
-real installation; here it is only counted. On SIGTERM the bus prints
+the bus opens both and passes every byte between them. ``--tap`` is a new
+pty link where the collector listens: it gets a copy of every byte in both
+directions, in line order (one half-duplex pair has both directions on
+it), or with ``--tap-from pump`` only the pump's bytes (a 4-wire loop or
+RS-422: each direction has its own pair, and the tap sits on the pump's
+transmit pair). Whatever is written *into* the tap would go onto the line
+of a real installation; here it is only counted. On SIGTERM the bus prints
 ``{"tap_written": N, "bus_bytes": M}`` on stdout and exits.
 """
 
@@ -46,7 +48,8 @@ async def amain(args: argparse.Namespace) -> int:
             return
         counts["bus_bytes"] += len(data)
         os.write(dst, data)  # test traffic: a few bytes, the pty always has room
-        tap.write(data)  # a full tap drops bytes: a tap never holds the bus up
+        if args.tap_from == "both" or src == pump:
+            tap.write(data)  # a full tap drops bytes: a tap never holds the bus up
 
     def tapped() -> None:
         try:
@@ -75,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pos", type=Path, required=True)
     p.add_argument("--pump", type=Path, required=True)
     p.add_argument("--tap", type=Path, required=True)
+    p.add_argument("--tap-from", choices=("both", "pump"), default="both")
     return asyncio.run(amain(p.parse_args(argv)))
 
 

@@ -234,10 +234,12 @@ def pos(
     return proc
 
 
-def bus(work: Path, *, pos: Path, pump: Path, tap: Path) -> Proc:
-    """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``."""
+def bus(work: Path, *, pos: Path, pump: Path, tap: Path, tap_from: str = "both") -> Proc:
+    """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways (or, with
+    ``tap_from="pump"``, of the pump's side only) on ``tap``."""
     argv = [
         sys.executable, "-m", "hil.bus", "--pos", str(pos), "--pump", str(pump), "--tap", str(tap),
+        "--tap-from", tap_from,
     ]  # fmt: skip
     proc = Proc("bus", argv, work)
     wait_until(lambda: tap.exists(), 10, f"the bus tap {tap}")

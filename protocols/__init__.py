@@ -38,6 +38,7 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "protocols.sinopec",
     "protocols.dart",
     "protocols.gilbarco",
+    "protocols.ck1313",
 )
 
 #: Describers of protocols that are not dispensers (the tank gauge), for

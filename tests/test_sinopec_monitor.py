@@ -107,7 +107,7 @@ def test_monitor_has_no_way_to_speak() -> None:
 
 
 def test_registry() -> None:
-    assert monitorable() == ["sinopec"] and sorted(bus_monitors()) == ["sinopec"]
+    assert "sinopec" in monitorable() and "sinopec" in bus_monitors()
     assert load_monitor("sinopec") is SinopecMonitor
     with pytest.raises(LookupError, match="no passive monitor"):
         load_monitor("gilbarco")

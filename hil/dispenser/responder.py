@@ -54,6 +54,7 @@ RESPONDERS: dict[str, tuple[str, str]] = {
     "sinopec": ("hil.dispenser.sinopec", "SinopecResponder"),
     "dart": ("hil.dispenser.dart", "DartResponder"),
     "gilbarco": ("hil.dispenser.gilbarco", "GilbarcoResponder"),
+    "ck1313": ("hil.dispenser.ck1313", "Ck1313Responder"),
 }
 
 
