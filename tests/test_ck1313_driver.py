@@ -287,7 +287,7 @@ def test_readings_that_never_agree_give_up() -> None:
             pump.volume, pump.amount = 1000 + i, 2000 + i
         events += driver.receive_data(pump.answer(request))
     assert only(events, Sale) == []
-    assert "no two readings" in only(events, ProtocolError)[0].detail
+    assert "no readings of its last sale agree" in only(events, ProtocolError)[0].detail
     assert driver.counters["reads_failed"] == 1
 
 

@@ -166,6 +166,7 @@ class SaleShown:
     volume: int
     amount: int
     command: ClassVar[int] = CMD_SALE
+    state: ClassVar[None] = None  # not a status
 
     def part(self) -> dict[str, int]:
         return {"volume": self.volume, "amount": self.amount}
@@ -178,6 +179,7 @@ class TotalsShown:
     volume_total: int
     amount_total: int
     command: ClassVar[int] = CMD_TOTALS
+    state: ClassVar[None] = None
 
     def part(self) -> dict[str, int]:
         return {"volume_total": self.volume_total, "amount_total": self.amount_total}
@@ -189,6 +191,7 @@ class PriceShown:
 
     price: int
     command: ClassVar[int] = CMD_PRICE
+    state: ClassVar[None] = None
 
     def part(self) -> dict[str, int]:
         return {"price": self.price}

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from annotated_types import Interval
 
-from protocols.ck1313.driver import TOTALS_EVERY
+from protocols.totalpoll import TOTALS_EVERY
 
 #: Decimal places a pump may be set to: 0..4 covers every model we know of.
 Decimals = Annotated[int, Interval(ge=0, le=4)]
