@@ -34,8 +34,13 @@ it (the same object) on every read that finds it until
 
 Link. ``PumpLink(online=False)`` after ``offline_after`` requests in a row
 got no byte at all; ``online=True`` at the first reply, even a spoilt one.
-A spoilt reply (bad check, wrong layout) asks the step again, up to
-:data:`protocols.totalsale.MAX_STEP_TRIES`; a silent pump ends a read.
+A spoilt reply (bad check, wrong layout) starts the reading under way
+again from its first step (so a reading is always consecutive good
+replies), up to :data:`protocols.totalsale.MAX_STEP_TRIES` in a row; then
+the read is parked — the
+other pumps have their turns and it goes on at this pump's next turn,
+before any status poll, up to :data:`protocols.totalsale.MAX_PARKS` times.
+A silent pump ends a read at once (and a parked one, when it goes offline).
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ BUSY = (NozzleState.LIFTED, NozzleState.FUELLING)
 _COUNTERS = (
     *("requests", "timeouts", "unexpected", "echo", "frames_rx", "sales", "stale_bytes"),
     "reads",  # reads started (the steps until readings agree)
-    "reads_failed",  # given up: spoilt replies, a silent pump, no readings alike, busy again
+    "reads_parked",  # spoilt replies in a row: other pumps first, then the read goes on
+    "reads_failed",  # given up: parked too often, a silent pump, no readings alike, busy again
     "rereads",  # reads that found the uncommitted sale again
     "bad_readings",  # replies that do not count: layout, command, BCD, state
     "no_sale_shown",  # totals moved, the pump shows no sale
@@ -116,6 +122,7 @@ class _Pump:
     pending: Sale | None = None  # offered, not yet committed
     pending_totals: tuple[int, int] | None = None
     totals: tuple[int, int] | None = None  # last Totals reported
+    parked: SaleRead | None = None  # a read spoilt by noise, resumed at the next turn
 
     def known(self) -> set[tuple[int, int]]:
         return {t for t in (self.baseline, self.pending_totals) if t is not None}
@@ -191,7 +198,8 @@ class TotalsPoller:
         if self._read is None:
             pump = self._order[self._turn]
             self._turn = (self._turn + 1) % len(self._order)
-            if pump.read_due and pump.online and pump.state not in BUSY:
+            self._read, pump.parked = pump.parked, None
+            if self._read is None and pump.read_due and pump.online and pump.state not in BUSY:
                 pump.read_due, pump.idle_polls = False, 0
                 self._read = SaleRead(pump.address, self.STEPS, pump.known(), pump.baseline)
                 self._counts["reads"] += 1
@@ -244,7 +252,7 @@ class TotalsPoller:
         if self._read is not None and self._read.address == address:
             self._give_up()  # a silent pump is not helped by asking again
         if pump.misses >= self._offline_after and pump.online is not False:
-            pump.online, pump.state, pump.reported = False, None, None
+            pump.online, pump.state, pump.reported, pump.parked = False, None, None, None
             events.append(PumpLink(address, online=False))
         return events
 
@@ -333,8 +341,14 @@ class TotalsPoller:
         return events
 
     def _spoilt(self) -> None:
+        """A spoilt reply: ask the step again, park the read, or give it up."""
         read = self._read
-        if read is not None and not read.spoilt():
+        if read is None or read.spoilt():
+            return
+        if read.park():
+            self._read, self._pumps[read.address].parked = None, read
+            self._counts["reads_parked"] += 1
+        else:
             self._give_up()
 
     def _give_up(self) -> None:

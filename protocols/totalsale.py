@@ -69,9 +69,15 @@ MAX_READINGS = 6
 AGREE_CHECKED, AGREE_UNCHECKED = 2, 3
 
 #: Spoilt replies (bad checksum, wrong layout, silence after a partial
-#: reply) to one step in a row before the read gives up; the pump's next
-#: turn starts a new one.
+#: reply) in a row before the read is parked: the other pumps' turns first,
+#: then it goes on (a noisy moment passes). Each spoilt reply starts the
+#: reading under way again from its first step.
 MAX_STEP_TRIES = 3
+
+#: Times one read is parked before it is given up (the next totals check
+#: starts a new one): 3 × 3 spoilt replies in a row is a line too noisy to
+#: read now.
+MAX_PARKS = 3
 
 #: Keys a monitor remembers per pump as reported: the POS re-reads the last
 #: sale a few times at most; bounded so memory per pump stays fixed.
@@ -209,6 +215,7 @@ class SaleRead:
         self._previous: Reading | None = None
         self._run = 0  # readings in a row equal to _previous
         self._tries = 0
+        self.parks = 0
 
     @property
     def step(self) -> int:
@@ -252,9 +259,17 @@ class SaleRead:
         return None
 
     def spoilt(self) -> bool:
-        """The reply to :attr:`step` was spoilt: True to ask again, False to give up."""
+        """The reply to :attr:`step` was spoilt: the reading starts again from its first
+        step (a reading is consecutive good replies); False: stop for now."""
+        self._index, self._parts, self._raw = 0, {}, bytearray()
         self._tries += 1
         return self._tries < MAX_STEP_TRIES
+
+    def park(self) -> bool:
+        """Stopped by spoilt replies: True to go on at the pump's next turn, False to give up."""
+        self._tries = 0
+        self.parks += 1
+        return self.parks <= MAX_PARKS
 
 
 # ---------------------------------------------------------------- passive

@@ -350,8 +350,9 @@ def test_other_pumps_frames_and_our_echo() -> None:
     assert PumpLink(1, True) in events and not driver.awaiting_response
 
 
-def test_a_sale_reply_carrying_another_command_is_spoilt_and_asked_again() -> None:
-    """D9 must sit at [8] (lischn006.c:1354)."""
+def test_a_sale_reply_carrying_another_command_is_spoilt_and_the_reading_restarts() -> None:
+    """D9 must sit at [8] (lischn006.c:1354); a spoilt reply starts the reading
+    again from C5, so a reading is always consecutive good replies."""
     driver = make()
     pump = SourcePump()
     turn(driver, {1: pump})
@@ -360,7 +361,7 @@ def test_a_sale_reply_carrying_another_command_is_spoilt_and_asked_again() -> No
     events = turn(driver, {1: pump}, wrong)
     assert [e.kind for e in only(events, ProtocolError)] == ["bad_message"]
     request = driver.next_request()
-    assert request is not None and request[2] == 0xD9
+    assert request is not None and request[2] == 0xC5
 
 
 def test_decimals_are_options() -> None:

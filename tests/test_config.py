@@ -23,6 +23,10 @@ from hypothesis import strategies as st
 from collector import cli
 from config.loader import REDACTED, ConfigError, dump_redacted, load_config
 from config.models import Config, PortConfig
+from protocols import available
+
+#: Every protocol name a config may use, as the error lists them.
+KNOWN = ", ".join(available())
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.toml"
@@ -109,7 +113,7 @@ BAD_FIELDS_ERRORS = [
     "uplink.heartbeat_s: must be a finite number, got nan",
     "uplink.hots: unknown key",
     "ports.0.number: must be <= 32, got 33",
-    "ports.0.protocol: unknown protocol 'tokheim'; known: dart, gilbarco, sinopec",
+    f"ports.0.protocol: unknown protocol 'tokheim'; known: {KNOWN}",
     "ports.0.baudrate: must be one of 1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400,"
     " 57600, 115200; got 9601",
     "ports.0.bytesize: expected an integer, got true",
@@ -444,9 +448,7 @@ def test_override_ok_through_cli(tmp_path: Path) -> None:
 def test_config_error_lines_in_process(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, GOOD), ["ports.0.protocol=tokheim"])
-    assert caught.value.errors == [
-        "ports.0.protocol: unknown protocol 'tokheim'; known: dart, gilbarco, sinopec"
-    ]
+    assert caught.value.errors == [f"ports.0.protocol: unknown protocol 'tokheim'; known: {KNOWN}"]
     assert str(caught.value) == caught.value.errors[0]
 
 
