@@ -17,9 +17,11 @@ its price (:attr:`TotalsMonitor.STEPS`, the FCC's order at a sale's end).
 A reading is those steps in **consecutive** exchanges with one pump: in
 relay, the POS asked that pump nothing else in between (the same question
 again after a spoilt reply is fine); with replies only, that pump replied
-nothing else and the tap saw no spoilt bytes in between
-(:meth:`TotalsMonitor._lost`: a lost frame may have been its status).
-Otherwise totals read long ago could be paired with a sale much later. A
+nothing else; and, until the sale is in, no spoilt or unplaceable bytes
+came on either pair (:meth:`TotalsMonitor._lost`: a lost frame may have
+been that pump's other question or reply), but for a spoilt reply to the
+very question the reading waits for. Otherwise totals read long ago could
+be paired with a sale much later. A
 step reply that shows the pump busy abandons the reading. A reading that
 has all but the price when its pump's next exchange is something else is
 completed with the last price seen (a POS that skips the price read).
@@ -162,11 +164,16 @@ class TotalsMonitor:
             events += self._on_status(address, watch, reply.state, reply)
         return events
 
-    def _lost(self) -> None:
-        """Spoilt bytes on a replies-only tap: readings still missing their sale end."""
-        for watch in self._watch.values():
-            if watch.step and "volume" not in watch.parts:
-                self._drop(watch)
+    def _lost(self, asked: tuple[int, int | None] | None = None) -> None:
+        """Spoilt or unplaceable bytes: readings still missing their sale end —
+        except the one whose next step is ``asked`` (pump, command), the POS's
+        question still out (a spoilt reply to it is asked again)."""
+        for address, watch in self._watch.items():
+            if not watch.step or "volume" in watch.parts:
+                continue
+            if asked is not None and asked == (address, self.STEPS[watch.step]):
+                continue
+            self._drop(watch)
 
     def _nozzle_status(self, address: int, state: NozzleState, reply: Reply) -> NozzleStatus:
         """The state as reported; a family adds the running fill's values it has."""

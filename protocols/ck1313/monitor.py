@@ -31,8 +31,9 @@ totals moved, then B6 (price) (``DoEot``, ``:1092-1173``); it reads D9
 alone while fuelling (running display, ``DoBusy``, ``:1010``,
 ``:1446-1457``) and C5 alone at start-up and reconnection (``:192``,
 ``:835``); it asks again after a spoilt reply (``:1329-1366``,
-``:1145-1156``). On a replies-only tap, spoilt bytes between C5 and D9
-end the reading (a lost frame may have been that pump's status).
+``:1145-1156``). Spoilt or unplaceable bytes on either pair between C5
+and D9 end the reading (a lost frame may have been that pump's status or
+another question), but for a spoilt reply to the D9 the POS just asked.
 
 Only pumps in ``addresses`` are reported; other pumps' frames count as
 ``foreign`` (:attr:`foreign_addresses`). Commands that change a pump (the
@@ -87,14 +88,26 @@ class Ck1313Monitor(TotalsMonitor):
     def receive_request(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         for item in self._requests.receive_data(data):
-            events += [item] if isinstance(item, ProtocolError) else self._request(item)
+            if isinstance(item, ProtocolError):
+                events.append(item)
+                self._asked = None
+                self._lost()  # a question to any pump may be in there
+            else:
+                events += self._request(item)
         return events
+
+    def _outstanding(self) -> tuple[int, int | None] | None:
+        """(pump, command) of the question the POS asked last and no reply answered."""
+        if self._asked is None:
+            return None
+        return (pump_of(self._asked[0]) or NO_PUMP, self._asked[1])
 
     def receive_response(self, data: bytes) -> list[Event]:
         events: list[Event] = []
         for item in self._responses.receive_data(data):
             if isinstance(item, ProtocolError):
                 events.append(item)
+                self._lost(self._outstanding())  # the reply asked for, spoilt: asked again
                 continue
             asked, self._asked = self._asked, None
             if asked is not None and asked[0] == item.unit and len(item.raw) == REPLY_LEN[asked[1]]:
@@ -108,8 +121,7 @@ class Ck1313Monitor(TotalsMonitor):
         for item in self._bus.receive_data(data):
             if isinstance(item, ProtocolError):
                 events.append(item)
-                if not self.counters["requests"]:  # replies only: it may have been a status
-                    self._lost()
+                self._lost()  # it may have been a status, or a question
                 continue
             side = direction(item)
             if side == "master":
@@ -119,6 +131,7 @@ class Ck1313Monitor(TotalsMonitor):
             elif side == "either":
                 self._count("ambiguous")  # an E5 / CA ack and its request look alike
             else:
+                self._lost()
                 self._count("unexpected")
                 detail = f"{item.raw.hex(' ').upper()} is no CK1313 frame"
                 events.append(ProtocolError("unexpected", detail))
@@ -138,6 +151,7 @@ class Ck1313Monitor(TotalsMonitor):
         command = asked
         if command is None:
             if (len(frame.raw), frame.command) not in REPLY_SHAPES:
+                self._lost()
                 self._count("unexpected")
                 detail = f"{frame.raw.hex(' ').upper()} is no CK1313 reply"
                 return [ProtocolError("unexpected", detail, address)]
