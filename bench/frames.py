@@ -31,9 +31,9 @@ from protocols.events import Sale
 
 TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
 TZ = timezone(timedelta(hours=8))
-PROTOCOLS = ["sinopec", "dart", "gilbarco", "ck1313"]  # bench/table.py PROTOCOLS too
-#: Nozzles per pump: four, but one where a fuelling point has one (CK1313).
-NOZZLES = {"ck1313": 1}
+PROTOCOLS = ["sinopec", "dart", "gilbarco", "ck1313", "lanfeng"]  # bench/table.py too
+#: Nozzles per pump: four, but one where a fuelling point has one (CK1313, Lanfeng).
+NOZZLES = {"ck1313": 1, "lanfeng": 1}
 
 
 def run(protocol: str, seconds: float) -> dict[str, object]:

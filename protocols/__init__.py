@@ -39,6 +39,7 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "protocols.dart",
     "protocols.gilbarco",
     "protocols.ck1313",
+    "protocols.lanfeng",
 )
 
 #: Describers of protocols that are not dispensers (the tank gauge), for

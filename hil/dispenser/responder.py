@@ -55,6 +55,7 @@ RESPONDERS: dict[str, tuple[str, str]] = {
     "dart": ("hil.dispenser.dart", "DartResponder"),
     "gilbarco": ("hil.dispenser.gilbarco", "GilbarcoResponder"),
     "ck1313": ("hil.dispenser.ck1313", "Ck1313Responder"),
+    "lanfeng": ("hil.dispenser.lanfeng", "LanfengResponder"),
 }
 
 
