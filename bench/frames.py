@@ -3,9 +3,10 @@
     .venv/bin/python bench/frames.py [--seconds 60] [--protocol NAME] [--json]
 
 Each driver polls its simulator responder in-process (no I/O): two pumps
-(one where the protocol has a single address: Furen), four nozzles, fills
-every few simulated seconds, so the mix holds polls,
-live-fill reports, sale records, totals and identities as on a busy bus.
+(one where the protocol has a single address: Furen), four nozzles each
+(one where a fuelling point has one), fills every few simulated seconds, so
+the mix holds polls, live-fill reports, sale records, totals and identities
+as on a busy bus.
 Only the driver's work is timed — ``next_request()`` (build) and
 ``receive_data()`` (parse into events) — and divided by the number of
 frames it built and parsed. The issue's goal: ≤ 50 µs per frame.
@@ -47,11 +48,11 @@ from protocols.events import Sale
 TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
 
 #: The built-in protocols the bench runs by default.
-PROTOCOLS = ("sinopec", "dart", "gilbarco", "furen", "udc", "censtar")
+PROTOCOLS = ("sinopec", "dart", "gilbarco", "furen", "ck1313", "lanfeng", "udc", "censtar")
 TZ = timezone(timedelta(hours=8))
-
-
+#: Nozzles per pump: four, but one where a fuelling point has one (CK1313, Lanfeng).
 NOZZLES = 4
+NOZZLES_OF = {"ck1313": 1, "lanfeng": 1}
 
 
 def addresses_of(protocol: str) -> list[int]:
@@ -70,7 +71,7 @@ def run(protocol: str, seconds: float) -> dict[str, object]:
         return run_monitor(protocol, seconds)
     rng = random.Random(1)
     addresses = addresses_of(protocol)
-    pumps = [PumpModel.create(address, NOZZLES, rng) for address in addresses]
+    pumps = [PumpModel.create(a, NOZZLES_OF.get(protocol, NOZZLES), rng) for a in addresses]
     responder = load_responder(protocol)(pumps)
     cls = load_driver(protocol)
     driver = cls(addresses, **nozzle_option(cls))

@@ -1,4 +1,4 @@
-"""A two-wire bus with a tap, for listen tests: POS ⇄ pump, copied to a tap.
+"""A line with a tap, for listen tests: POS ⇄ pump, copied to a tap.
 
 ``python -m hil.bus --pos PATH --pump PATH --tap PATH [--tap-side both|pump] [--loop]``
 

@@ -41,6 +41,8 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "protocols.furen",
     "protocols.udc",
     "protocols.censtar",
+    "protocols.ck1313",
+    "protocols.lanfeng",
 )
 
 #: Describers of protocols that are not dispensers (the tank gauge), for

@@ -24,6 +24,10 @@ import protocols
 from collector import cli
 from config.loader import REDACTED, ConfigError, dump_redacted, load_config
 from config.models import Config, PortConfig
+from protocols import available
+
+#: Every protocol name a config may use, as the error lists them.
+KNOWN = ", ".join(available())
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config" / "example.toml"
@@ -610,7 +614,7 @@ def test_run_hands_the_config_to_the_daemon(tmp_path: Path) -> None:
     [
         ({"mode": "relay"}, "ports.0.pos_device: relay mode needs the POS side's device"),
         ({"pos_device": "/dev/ttyS9"}, "ports.0.pos_device: only a relay has a POS side"),
-        ({"mode": "listen", "protocol": "dart"}, "ports.0.mode: protocol 'dart' can"),
+        ({"mode": "listen", "protocol": "lanfeng"}, "ports.0.mode: a lanfeng bus cannot"),
         ({"mode": "relay", "pos_device": "/dev/ttyS0"}, "ports.0.pos_device: duplicate device"),
     ],
 )

@@ -1,0 +1,131 @@
+"""``forecourt decode --protocol ck1313``: every frame and byte run in a capture.
+
+:func:`describe` walks captured bytes in stream order with the
+self-delimiting framer (:mod:`protocols.ck1313.framer`) and returns one
+JSON-able dict per thing found. A frame tells its side by its length and
+command (:func:`protocols.ck1313.messages.direction`): ``"master"`` (a
+request), ``"pump"`` (a reply) or ``"either"`` (the 4-byte E5 / CA frames,
+where the pump's acknowledgement looks like the request).
+
+Accepted: ``{"ok": true, "offset": n, "protocol": "ck1313", "message": …,
+"direction": …, "fields": {…}, "values": {…}}`` — ``fields`` raw (pump,
+``k``, command, check, counts), ``values`` scaled decimal strings and names;
+a request says whether it is ``read_only`` (one the collector may send).
+Rejected: ``{"ok": false, "offset": n, "protocol": "ck1313", "error":
+"bad_lrc" | "truncated" | "garbage" | "bad_message", "detail": "…"}``. A
+frame whose check is good but whose (length, command) is no CK1313 frame is
+``bad_message``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from protocols.bcd import bcd_decode, scaled
+from protocols.ck1313.framer import Frame, decode_at
+from protocols.ck1313.messages import (
+    ACK,
+    COMMAND_NAMES,
+    READ_COMMANDS,
+    REPLY_LEN,
+    STATE_BITS,
+    STATE_NAMES,
+    PriceShown,
+    SaleShown,
+    Status,
+    TotalsShown,
+    direction,
+    parse_reply,
+)
+from protocols.events import ProtocolError
+
+PROTOCOL = "ck1313"
+
+
+def describe(
+    data: bytes,
+    *,
+    volume_decimals: int = 2,
+    amount_decimals: int = 2,
+    price_decimals: int = 2,
+) -> list[dict[str, Any]]:
+    """Every frame and byte run of ``data``, accepted or rejected."""
+    dp = (volume_decimals, amount_decimals, price_decimals)
+    out: list[dict[str, Any]] = []
+    pos, n = 0, len(data)
+    while pos < n:
+        result, consumed = decode_at(data, pos)
+        if result is None:
+            out.append(_error(pos, "truncated", f"frame of {n - pos} bytes without its end"))
+            break
+        if isinstance(result, Frame):
+            out.append(_frame(pos, result, dp))
+        else:
+            out.append(_error(pos, result.kind, result.detail))
+        pos += consumed
+    return out
+
+
+def _error(offset: int, kind: str, detail: str) -> dict[str, Any]:
+    return {"ok": False, "offset": offset, "protocol": PROTOCOL, "error": kind, "detail": detail}
+
+
+def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any]:
+    side = direction(frame)
+    command = frame.command
+    fields: dict[str, Any] = {
+        "pump": frame.address,
+        "k": frame.count,
+        "command": command,
+        "check": frame.raw[-1],
+    }
+    values: dict[str, Any] = {"command": COMMAND_NAMES.get(command, f"unknown {command:02X}")}
+    shape = f"{len(frame.raw)}-byte frame with command {command:02X}"
+    if side is None:
+        return _error(offset, "bad_message", f"good check, but a {shape} is no CK1313 frame")
+    ok = {"ok": True, "offset": offset, "protocol": PROTOCOL, "direction": side}
+    if side in ("master", "either"):
+        values["read_only"] = command in READ_COMMANDS and len(frame.raw) == 4
+        if frame.payload:
+            fields["data"] = frame.payload.hex().upper()
+            value = bcd_decode(frame.payload)
+            if value is not None:
+                fields["value"] = value
+        message = "request" if side == "master" else "request or acknowledgement"
+        return {**ok, "message": message, "fields": fields, "values": values}
+    if command not in READ_COMMANDS or len(frame.raw) != REPLY_LEN[command]:
+        fields["data"] = frame.payload.hex().upper()
+        values["acknowledged"] = frame.payload[:1] == bytes([ACK]) or not frame.payload
+        return {**ok, "message": "acknowledgement", "fields": fields, "values": values}
+    reply = parse_reply(frame, command)
+    if isinstance(reply, ProtocolError):
+        return _error(offset, reply.kind, reply.detail)
+    volume_dp, amount_dp, price_dp = dp
+    if isinstance(reply, Status):
+        fields["status"] = reply.status
+        values.update(
+            state=STATE_NAMES[reply.status & STATE_BITS],
+            nozzle_state=str(reply.state),
+            host_control=reply.host_control,
+        )
+        message = "status"
+    elif isinstance(reply, SaleShown):
+        fields.update(volume=reply.volume, amount=reply.amount)
+        values.update(
+            volume=str(scaled(reply.volume, volume_dp)),
+            amount=str(scaled(reply.amount, amount_dp)),
+        )
+        message = "sale"
+    elif isinstance(reply, TotalsShown):
+        fields.update(volume_total=reply.volume_total, amount_total=reply.amount_total)
+        values.update(
+            volume_total=str(scaled(reply.volume_total, volume_dp)),
+            amount_total=str(scaled(reply.amount_total, amount_dp)),
+        )
+        message = "totals"
+    else:
+        assert isinstance(reply, PriceShown)
+        fields["price"] = reply.price
+        values["price"] = str(scaled(reply.price, price_dp))
+        message = "price"
+    return {**ok, "message": message, "fields": fields, "values": values}
