@@ -151,8 +151,9 @@ def config_path_from_args(args: list[str]) -> Path | None:
 
 
 def store_path_from_args(args: list[str]) -> Path | None:
-    """``store.path`` from ``--set store.path=`` or the ``--config`` TOML (tomllib)."""
-    import tomllib
+    """``store.path`` from ``--set store.path=`` or the ``--config`` TOML (tomllib,
+    within config/toml_read.py's bounds: past them, a ValueError like any bad TOML)."""
+    from config import toml_read
 
     for i, arg in enumerate(args):
         if arg == "--set" and i + 1 < len(args) and args[i + 1].startswith("store.path="):
@@ -161,7 +162,7 @@ def store_path_from_args(args: list[str]) -> Path | None:
     if config is None:
         return None
     try:
-        path = tomllib.loads(config.read_text())["store"]["path"]
+        path = toml_read.loads(config.read_text())["store"]["path"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return Path(path)
