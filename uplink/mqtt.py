@@ -236,6 +236,12 @@ class Uplink:
                 s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
             )
             await self._subscribe_commands(client)
+            # aiomqtt awaits with asyncio.wait_for, which on Python 3.11 can
+            # swallow a cancel landing as the awaited step completes: a stop
+            # asked meanwhile would start the session's tasks and never end.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._watch(client))
