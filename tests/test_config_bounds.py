@@ -254,3 +254,38 @@ def test_each_refusal_names_its_key(tmp_path: Path, setting: str, line: str) -> 
     assert done.returncode == 2, done.stdout
     assert done.stdout.startswith(line.format(tmp=tmp_path)), done.stdout
     assert done.stderr == ""
+
+
+def test_technician_commands_on_values_of_the_wrong_type_are_one_line_each(
+    tmp_path: Path,
+) -> None:
+    """They read the raw TOML for two paths (no pydantic): a number where a
+    path belongs, a table where a list belongs, is a line, not a TypeError."""
+    path = tmp_path / "odd.toml"
+    path.write_text('ports = 5\nuplink = "x"\n[control]\nsocket = 5\n[store]\npath = [1]\n')
+    for command in ("status", "orders", "export", "selftest"):
+        done = forecourt(command, "--config", str(path))
+        assert "Traceback" not in done.stderr, (command, done.stderr)
+        assert done.returncode in (1, 2, 3), (command, done.returncode, done.stderr)
+        assert len(done.stderr.splitlines()) <= 1, (command, done.stderr)
+    selftest = forecourt("selftest", "--config", str(path))
+    assert "FAIL store: no store path" in selftest.stdout
+    assert "FAIL keys: no uplink.keys_file" in selftest.stdout
+
+
+def test_a_bug_is_one_line_and_exit_70(tmp_path: Path) -> None:
+    """The safety net of collector/cli.py: what no handler expected is still one
+    line (FORECOURT_TRACEBACK=1 shows the traceback for a report)."""
+    script = (
+        "import sys; from collector import cli, techcli;"
+        " techcli.run = lambda args: 1 / 0;"
+        " sys.exit(cli.main(['status', '--socket', 'x', '--store', 'y']))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (
+        70,
+        "forecourt: internal error: ZeroDivisionError: division by zero"
+        " (set FORECOURT_TRACEBACK=1 for the traceback)\n",
+    )
