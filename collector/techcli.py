@@ -89,9 +89,12 @@ MAX_CAPTURE_S = 600.0
 
 def _capture_seconds(text: str) -> float:
     """``--seconds``: a number in (0, 600], refused by argparse otherwise."""
-    seconds = float(text)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
     if not (math.isfinite(seconds) and 0 < seconds <= MAX_CAPTURE_S):
-        raise ValueError(text)
+        raise argparse.ArgumentTypeError(f"a number in (0, {MAX_CAPTURE_S:g}], got {text!r}")
     return seconds
 
 
