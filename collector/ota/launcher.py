@@ -151,9 +151,8 @@ def config_path_from_args(args: list[str]) -> Path | None:
 
 
 def store_path_from_args(args: list[str]) -> Path | None:
-    """``store.path`` from ``--set store.path=`` or the ``--config`` TOML (tomllib,
-    within config/toml_read.py's bounds: past them, a ValueError like any bad TOML)."""
-    from config import toml_read
+    """``store.path`` from ``--set store.path=`` or the ``--config`` TOML (tomllib)."""
+    import tomllib
 
     for i, arg in enumerate(args):
         if arg == "--set" and i + 1 < len(args) and args[i + 1].startswith("store.path="):
@@ -162,8 +161,10 @@ def store_path_from_args(args: list[str]) -> Path | None:
     if config is None:
         return None
     try:
-        path = toml_read.loads(config.read_text())["store"]["path"]
-    except (OSError, ValueError, KeyError, TypeError):
+        path = tomllib.loads(config.read_text())["store"]["path"]
+    # RecursionError: a config nested past the parser (the launcher imports
+    # nothing of the project, so not config/toml_read.py's bound either).
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return Path(path)
 
