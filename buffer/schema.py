@@ -15,6 +15,14 @@ Durability settings (argued in docs/decisions.md):
   is what "committed" must mean for a regulator's record;
 * ``PRAGMA quick_check`` at open — a store damaged by a power cut is found
   before anything is appended to it.
+
+Ours or not: a store carries :data:`APPLICATION_ID` in its SQLite header
+(``PRAGMA application_id``), set with its schema in one transaction; a store
+of ours from before (application_id 0, a ``user_version`` and our tables)
+gets it at its first open. A file at the store's path that is anything else
+— the config file typed into ``store.path``, another program's database —
+is refused and left exactly as it is: never written, never moved aside.
+Only a damaged store whose header still says it is ours is moved aside.
 """
 
 from __future__ import annotations
@@ -25,6 +33,17 @@ from pathlib import Path
 
 #: Schema version in ``PRAGMA user_version``; migrations key on it.
 SCHEMA_VERSION = 3
+
+#: ``PRAGMA application_id`` of a collector store: "FCst" in ASCII. SQLite
+#: keeps it at byte 68 of the file's header, where ``file(1)`` and this
+#: module look for it without opening the database.
+APPLICATION_ID = 0x46437374
+#: The file header: SQLite's magic string, then user_version and
+#: application_id as 4-byte big-endian integers at these offsets.
+_MAGIC = b"SQLite format 3\x00"
+_USER_VERSION_AT, _APPLICATION_ID_AT, _HEADER_BYTES = 60, 68, 100
+#: Tables every schema version of ours has had (v1 onwards).
+_OUR_TABLES = frozenset({"records", "meta"})
 
 #: Migrations from each older ``user_version`` to the next (v1 → v2: the
 #: resend generation column; v2 → v3: the order indexes without ``kind``, which
@@ -99,7 +118,61 @@ class StoreError(RuntimeError):
 
 
 class _Corrupt(StoreError):
-    """The file is not a sound SQLite store: move it aside and start afresh."""
+    """The file is one of our stores and not sound: move it aside and start afresh."""
+
+
+class NotOurStore(StoreError):
+    """An existing file at the store's path that is not a collector store:
+    refused, and never written, moved or renamed."""
+
+
+def store_version(db: sqlite3.Connection, path: Path | str) -> int:
+    """The schema version of the store ``db`` has open (0: an empty database,
+    nothing stored yet), read before anything is written to it.
+
+    Raises :class:`NotOurStore` for another program's database and
+    :class:`StoreError` for a store of a newer schema than this release reads;
+    ``sqlite3.DatabaseError`` when SQLite cannot read the file at all.
+    """
+    application_id = db.execute("PRAGMA application_id").fetchone()[0]
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if application_id != APPLICATION_ID:
+        if application_id != 0:
+            raise NotOurStore(
+                f"{path}: not a collector store (an SQLite database of another program,"
+                f" application_id {application_id:#x}); left as it is"
+            )
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if version == 0 and not tables:
+            return 0  # created, killed before its schema committed: nothing in it
+        if version < 1 or not tables >= _OUR_TABLES:
+            raise NotOurStore(
+                f"{path}: not a collector store (an SQLite database of another program);"
+                " left as it is"
+            )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: store schema {version} is newer than the {SCHEMA_VERSION} this release reads"
+        )
+    return int(version)
+
+
+def header_is_ours(path: Path) -> bool:
+    """Whether the file's raw header names it a collector store (its
+    application_id, or a schema version of ours from before it had one):
+    how a store SQLite cannot open is still told from anybody else's file."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(_HEADER_BYTES)
+    except OSError:
+        return False
+    if len(header) < _HEADER_BYTES or not header.startswith(_MAGIC):
+        return False
+    application_id = int.from_bytes(header[_APPLICATION_ID_AT : _APPLICATION_ID_AT + 4], "big")
+    version = int.from_bytes(header[_USER_VERSION_AT : _USER_VERSION_AT + 4], "big")
+    return application_id == APPLICATION_ID or (
+        application_id == 0 and 1 <= version <= SCHEMA_VERSION
+    )
 
 
 def move_aside(path: Path) -> Path:
@@ -124,14 +197,21 @@ def move_aside(path: Path) -> Path:
 def open_store(path: Path) -> sqlite3.Connection:
     """Open (creating or migrating) the store at ``path`` with the durability pragmas.
 
-    Raises :class:`StoreError`; ``_Corrupt`` when the file must be moved aside.
+    Raises :class:`StoreError`: :class:`NotOurStore` for a file that is not
+    ours (left untouched), ``_Corrupt`` when the file is ours and must be
+    moved aside.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_file():
+            raise StoreError(f"{path}: not a regular file")
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{path}: cannot open store: {exc}") from exc
     try:
+        # Before anything writes: switching to WAL alone rewrites the header
+        # of whatever database this is.
+        version = store_version(db, path)
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if mode != "wal":
@@ -143,27 +223,35 @@ def open_store(path: Path) -> sqlite3.Connection:
         check = db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise _Corrupt(f"{path}: store failed its integrity check: {check}")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:  # a new file: the current schema, nothing to migrate
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            # One transaction: a kill half way leaves an empty database, which
+            # the next open takes as new, never a half-made store.
+            db.executescript(
+                f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA application_id={APPLICATION_ID};"
+                f"PRAGMA user_version={SCHEMA_VERSION};COMMIT;"
+            )
             version = SCHEMA_VERSION
+        if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            with _Transaction(db):  # a store of ours from before application_id
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
         while 0 < version < SCHEMA_VERSION:
             with _Transaction(db):
                 for statement in _MIGRATIONS[version]:
                     db.execute(statement)
                 version += 1
                 db.execute(f"PRAGMA user_version={version}")
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{path}: store schema {version} is newer than the {SCHEMA_VERSION} "
-                "this version reads"
-            )
     except sqlite3.DatabaseError as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         db.close()
         if isinstance(exc, sqlite3.OperationalError):
             raise StoreError(f"{path}: cannot use store: {exc}") from exc
         # "file is not a database", "database disk image is malformed"
+        if not header_is_ours(path):
+            raise NotOurStore(
+                f"{path}: not a collector store ({exc}); left as it is: point store.path"
+                " elsewhere, or move the file away if it is a store whose header is damaged"
+            ) from exc
         raise _Corrupt(f"{path}: store unreadable: {exc}") from exc
     except StoreError:
         db.close()

@@ -4,8 +4,15 @@ Starts fast: pydantic (~100 ms) and the daemon's modules are imported only
 inside the subcommands that need them, so ``--version`` and usage errors
 answer at once on a 300 MHz gateway.
 
-Exit status: 0 ok, 1 the daemon could not start (its own message), 2 bad
-usage or an invalid config (one ``key.path: reason`` line per error).
+``config check`` and ``run`` validate in one step: the models, then what the
+config names outside itself (collector/config_env.py) — what ``check``
+accepts, ``run`` can use.
+
+Exit status (docs/cli.md, one table for every command): 0 ok, 1 the daemon
+could not start (its own line), 2 bad usage or an invalid config (one
+``key.path: reason`` line per error), 70 an internal error (one line, never
+a traceback), 75 a clean stop to be started again; the technician commands
+add theirs (collector/techcli.py).
 """
 
 from __future__ import annotations
@@ -25,6 +32,12 @@ if TYPE_CHECKING:
 PROG = "forecourt"
 #: argparse's own status for usage errors; invalid configs use it too.
 EXIT_USAGE = 2
+#: A bug (EX_SOFTWARE): one line naming the exception, not a traceback.
+EXIT_INTERNAL = 70
+#: A clean stop to be started again (EX_TEMPFAIL; collector/daemon.py).
+EXIT_RESTART = 75
+#: Set to print the traceback of an internal error (for a bug report).
+TRACEBACK_ENV = "FORECOURT_TRACEBACK"
 #: The option the validating step adds when it execs the daemon
 #: (config/handoff.py ``FD_OPTION``): that argv is this program's own, so it
 #: is read without argparse and the technician commands (≈ 0.3 MB the daemon
@@ -36,7 +49,26 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; ``raise SystemExit(main())``."""
     given = sys.argv[1:] if argv is None else list(argv)
     if given[:1] == ["run"] and VALIDATED_FD in given:
+        # The daemon: its own failures are logged with their traceback.
         return _run_validated(given)
+    try:
+        return _command(argv)
+    except KeyboardInterrupt:
+        return 130  # Ctrl-C: the shell's own status for SIGINT, quietly
+    except Exception as exc:
+        import os
+
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc}"
+            f" (set {TRACEBACK_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _command(argv: list[str] | None) -> int:
     from collector import techcli
 
     parser, config_parser = _parser()
@@ -153,14 +185,26 @@ def _verify(store: Path | None, config_path: Path | None) -> int:
 
 def _load(path: Path, overrides: Sequence[str], out: TextIO) -> Config | None:
     """The validated config, or None after printing one line per error to ``out``."""
+    errors = _errors(path, overrides)
+    if isinstance(errors, list):
+        for line in errors:
+            print(line, file=out)
+        return None
+    return errors
+
+
+def _errors(path: Path, overrides: Sequence[str]) -> Config | list[str]:
+    """The config if a start can use it, else its ``key.path: reason`` lines:
+    the models first, then what it names outside itself (files, devices, the
+    store) — only once the models accept it, as those checks read its values."""
+    from collector.config_env import check_environment
     from config.loader import ConfigError, load_config
 
     try:
-        return load_config(path, overrides)
+        config = load_config(path, overrides)
     except ConfigError as exc:
-        for line in exc.errors:
-            print(line, file=out)
-        return None
+        return exc.errors
+    return check_environment(config) or config
 
 
 def _config_check(path: Path, overrides: Sequence[str]) -> int:
@@ -188,8 +232,16 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
         if done == "reverted":
             print(f"forecourt: {path}: unconfirmed change reverted to .prev", file=sys.stderr)
     # A daemon's diagnostics go to stderr (the journal), not stdout.
-    config = _load(path, overrides, sys.stderr)
-    if config is None:
+    config = _errors(path, overrides)
+    if isinstance(config, list):
+        for line in config:
+            print(line, file=sys.stderr)
+        from collector.config_change import revert_failed_start
+
+        # A config.set whose config cannot start is undone now (exit 75: the
+        # unit starts the previous one), not left to fail until its deadline.
+        if revert_failed_start(path, "; ".join(config)):
+            return EXIT_RESTART
         return EXIT_USAGE
     from config.handoff import exec_daemon
 

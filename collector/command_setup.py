@@ -62,9 +62,12 @@ def setup_commands(
         )
     try:
         device_private, _ = load_sm2_pair(u.device_key_file)
+    except KeyFileError as exc:
+        raise StartError(f"uplink.device_key_file: {exc}") from None
+    try:
         platform_public = load_sm2_public(u.platform_public_key_file)
     except KeyFileError as exc:
-        raise StartError(str(exc)) from None
+        raise StartError(f"uplink.platform_public_key_file: {exc}") from None
     live = dict(keys)
     ring = KeyRing(u.keys_file, live, KeyRing.current_kid(u.keys_file, u.kid, live))
 
@@ -79,7 +82,7 @@ def setup_commands(
     try:
         replay = ReplayLog(replay_log_path(config.store.path))
     except Exception as exc:  # sqlite3.Error or OSError: one start-up line either way
-        raise StartError(f"{replay_log_path(config.store.path)}: {exc}") from None
+        raise StartError(f"store.path: {replay_log_path(config.store.path)}: {exc}") from None
     processor = CommandProcessor(
         device_id=config.device.id, platform_public=platform_public, keys=live, replay=replay
     )

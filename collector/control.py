@@ -1,4 +1,4 @@
-"""The control socket: the technician CLI's window into the running daemon (issue #9).
+"""The control socket: the technician CLI's window into the running daemon.
 
 A unix socket (``[control] socket``, mode 0660) speaking one JSON request
 line → one JSON response line per connection, then close:
@@ -8,8 +8,11 @@ line → one JSON response line per connection, then close:
 
 Bounded: a request longer than :data:`MAX_REQUEST` or slower than
 :data:`REQUEST_TIMEOUT_S` is refused, a capture lasts at most
-:data:`MAX_CAPTURE_S`. Queries read live state (ports, nozzles, uplink) from
-the :class:`~collector.daemon.Collector` and stored records through a
+:data:`MAX_CAPTURE_S`, an integer is within SQLite's 64 bits. Every request
+gets a reply line — a malformed one its reason, a query that fails on a bug
+``internal error`` (and the traceback in the log), never silence. Queries
+read live state (ports, nozzles, uplink) from the
+:class:`~collector.daemon.Collector` and stored records through a
 read-only connection of their own (collector/storeview.py), so a query never
 uses — or blocks — the writer's connection. Nothing here writes anything.
 """
@@ -46,6 +49,9 @@ REQUEST_TIMEOUT_S = 5.0
 MAX_CAPTURE_S = 600.0
 #: Socket mode: root and the service group may query; others may not.
 SOCKET_MODE = 0o660
+#: Integers in a request (``since_ms``, ``limit``, ``port``) reach SQLite,
+#: whose integers are signed 64-bit: anything wider is refused, not overflowed.
+REQUEST_INT_MIN, REQUEST_INT_MAX = -(2**63), 2**63 - 1
 
 Handler = Callable[["Collector", dict[str, Any]], Awaitable[Any]]
 _Answer = TypeVar("_Answer")
@@ -112,7 +118,7 @@ def _answers(sock: Path) -> bool:
 async def _client(
     collector: Collector, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
-    request: Any = {}
+    line = b""
     try:
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT_S):
@@ -124,7 +130,8 @@ async def _client(
             if handler is None:
                 raise RequestError(f"unknown query {request['query']!r}")
             reply: dict[str, Any] = {"ok": True, "data": await handler(collector, request)}
-        except (ValueError, asyncio.LimitOverrunError):
+        except (ValueError, RecursionError, asyncio.LimitOverrunError):
+            # RecursionError: 4 KiB of "[[[[…" is deeper than json recurses.
             reply = {"ok": False, "error": "bad request (one JSON line of at most 4 KiB)"}
         except TimeoutError:
             reply = {"ok": False, "error": "request timed out"}
@@ -134,9 +141,8 @@ async def _client(
             collector.errors["control_query_failed"] = (
                 collector.errors.get("control_query_failed", 0) + 1
             )
-            query = request.get("query") if isinstance(request, dict) else None
-            log.exception("control_query_failed", query=query)
-            reply = {"ok": False, "error": f"internal error: {type(exc).__name__}"}
+            log.exception("control_query_failed", query=_query_name(line))
+            reply = {"ok": False, "error": f"internal error ({type(exc).__name__})"}
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
         await writer.drain()
     except (ConnectionError, OSError):
@@ -145,6 +151,11 @@ async def _client(
         log.exception("control_failed")
     finally:
         writer.close()
+
+
+def _query_name(line: bytes) -> str:
+    """The request's first bytes for the log line (it may not be JSON at all)."""
+    return line[:64].decode("utf-8", "replace")
 
 
 #: One read-only connection per store file, reused by every query: the web
@@ -170,8 +181,12 @@ def _store_db(c: Collector) -> Iterator[sqlite3.Connection]:
 
 def _int(request: dict[str, Any], key: str, default: int | None) -> int | None:
     value = request.get(key, default)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-        raise RequestError(f"{key}: an integer")
+    if value is not None and (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or not REQUEST_INT_MIN <= value <= REQUEST_INT_MAX
+    ):
+        raise RequestError(f"{key}: an integer of at most 64 bits")
     return value
 
 

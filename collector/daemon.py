@@ -1,9 +1,13 @@
 """The supervisor: one process, one event loop, every task in one TaskGroup.
 
 Start-up order is the data path's order: keys, store, ports, then
-``READY=1`` to systemd, then the uplink. Anything that cannot start stops
-the start with one clear line on stderr and exit status 1 — a collector that
-silently runs without its store or its port collects nothing.
+``READY=1`` to systemd, then the uplink. Keys and store that cannot be used
+stop the start with one clear line on stderr naming the config key and exit
+status 1 — a collector that silently runs without its store collects
+nothing. ``forecourt run`` checked them before the exec (collector/cli.py,
+collector/config_env.py), so this is a file changed in between. A port
+whose line cannot be opened does not stop the others: it starts offline,
+alarmed, and is retried.
 
 The parts it starts are built from the config in collector/assembly.py.
 
@@ -135,9 +139,9 @@ class Collector:
             check_owner_only(cfg.uplink.keys_file)
             keys = load_keys(cfg.uplink.keys_file)
         except KeyFileError as exc:
-            raise StartError(str(exc)) from None
+            raise StartError(f"uplink.keys_file: {exc}") from None
         if cfg.uplink.kid not in keys:
-            raise StartError(f"{cfg.uplink.keys_file}: no key with kid {cfg.uplink.kid!r}")
+            raise StartError(f"uplink.kid: no key {cfg.uplink.kid!r} in {cfg.uplink.keys_file}")
         try:
             store = OrderStore(
                 cfg.store.path,
@@ -146,7 +150,7 @@ class Collector:
                 ),
             )
         except StoreError as exc:
-            raise StartError(str(exc)) from None
+            raise StartError(f"store.path: {exc}") from None
         self._check_previous_stop(store)
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
@@ -238,11 +242,13 @@ class Collector:
     async def _open_ports(self, store: OrderStore, nozzles: NozzleTable, uplink: Uplink) -> None:
         """Build every port and open its line.
 
-        A device that is missing at start (an adapter unplugged, a USB hub
-        that did not come up) does not stop the other 31 ports: the port
-        starts offline with PORT_OFFLINE raised and is retried like a port
-        that failed later. Line settings a present device refuses are a
-        configuration error and do stop the start.
+        A line that cannot be opened at start does not stop the other 31
+        ports: the port starts offline with PORT_OFFLINE raised (the reason
+        in its detail) and is retried like a port that failed later — a
+        device that is missing (an adapter unplugged, a USB hub that did
+        not come up) as much as one that refuses the configured line
+        settings (a wrong parity, a rate or RS-485 mode the adapter lacks:
+        the technician fixes the config; the others collect meanwhile).
         """
         cfg = self.config
         edge = make_edge(cfg)
@@ -257,7 +263,10 @@ class Collector:
             try:
                 await port.open()
             except (OSError, ValueError) as exc:
-                raise StartError(f"port {pc.number}: {pc.device}: {exc}") from None
+                reason = f"{pc.device}: {exc}"
+                log.error("port_failed", port=pc.number, error=reason)
+                port.sink.port_link(False, reason)
+                continue
             port.stats.online = True
 
     async def _run(self, uplink: Uplink) -> None:

@@ -1,4 +1,4 @@
-"""``forecourt export``: stored orders as CSV or JSON lines (issue #9).
+"""``forecourt export``: stored orders as CSV or JSON lines (docs/cli.md).
 
 Read-only (``mode=ro``) through sqlite-utils, streamed row by row, so a
 month of orders is exported in constant memory whether or not the collector
@@ -11,6 +11,9 @@ import csv
 import json
 import sys
 from typing import Any, TextIO
+
+#: Exit status (docs/cli.md): no store path given; the store cannot be read.
+EXIT_USAGE, EXIT_STORE = 2, 4
 
 #: Columns of the CSV, in the order a spreadsheet shows them; the order's
 #: fields (platform-interface.md) plus the store's own id, nseq and sent state.
@@ -50,11 +53,13 @@ def rows(store: str, since_ms: int | None, until_ms: int | None) -> Any:
 def export(
     store: str | None, since_ms: int | None, until_ms: int | None, fmt: str, out: TextIO
 ) -> int:
+    import sqlite3
+
     from collector.storeview import StoreUnavailable
 
     if store is None:
         print("forecourt: no store path (give --store or --config)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         if fmt == "jsonl":
             for order in rows(store, since_ms, until_ms):
@@ -66,5 +71,9 @@ def export(
                 writer.writerow(order)
     except StoreUnavailable as exc:
         print(f"forecourt: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_STORE
+    except (sqlite3.Error, ValueError) as exc:  # damaged pages, an unreadable body
+        out.flush()
+        print(f"forecourt: {store}: cannot read store: {exc} (export incomplete)", file=sys.stderr)
+        return EXIT_STORE
     return 0

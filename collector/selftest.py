@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,20 +40,38 @@ def checks(raw: dict[str, Any], sock: str, store: str | None) -> list[dict[str, 
         add("collector", True, f"running, {status.get('ports_online')} ports online", False)
     except Down as exc:
         add("collector", False, f"not running ({exc})", False)
-    for port in raw.get("ports", []):
-        device = str(port.get("device", ""))
+    ports = raw.get("ports")
+    for port in ports if isinstance(ports, list) else []:
+        port = port if isinstance(port, dict) else {}
+        device = port.get("device")
+        device = device if isinstance(device, str) and "\x00" not in device else ""
         add(f"port {port.get('number')}", os.path.exists(device), device or "no device")
     if store is None:
         add("store", False, "no store path")
     else:
-        add("store", *_store(store))
-    add("keys", *_keys(raw.get("uplink", {})))
-    for name, ok, detail in _brokers(raw.get("uplink", {})):
+        add("store", *_guarded(lambda: _store(store)))
+    uplink = raw.get("uplink")
+    uplink = uplink if isinstance(uplink, dict) else {}
+    add("keys", *_guarded(lambda: _keys(uplink)))
+    try:
+        brokers = _brokers(uplink)
+    except (ValueError, TypeError, OverflowError) as exc:  # the raw TOML is not validated
+        brokers = [("broker", False, f"{type(exc).__name__}: {exc}")]
+    for name, ok, detail in brokers:
         add(name, ok, detail)
     now = time.time()
     shown = datetime.fromtimestamp(now, station_tz(raw)).isoformat(timespec="seconds")
     add("clock", now > CLOCK_FLOOR, shown)
     return out
+
+
+def _guarded(check: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+    """A check whose config values are of the wrong type (the raw TOML is not
+    validated here) or whose store is damaged fails with its reason, on its line."""
+    try:
+        return check()
+    except (ValueError, TypeError, OverflowError, sqlite3.Error) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
 
 
 def _store(path: str) -> tuple[bool, str]:
@@ -72,7 +92,7 @@ def _keys(uplink: dict[str, Any]) -> tuple[bool, str]:
     from uplink.keys import KeyFileError, load_keys
 
     path, kid = uplink.get("keys_file"), uplink.get("kid")
-    if not path:
+    if not path or not isinstance(path, str):
         return False, "no uplink.keys_file"
     try:
         keys = load_keys(Path(path))

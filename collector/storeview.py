@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from buffer.codec import to_text
+from buffer.schema import StoreError, store_version
 
 #: Most rows one query returns: a phone or a terminal shows no more, and the
 #: reply must stay small on a 64 MB gateway. ``export`` streams instead.
@@ -39,18 +40,31 @@ READONLY_CACHE_KIB = 256
 
 
 def open_readonly(path: str | Path) -> sqlite3.Connection:
-    """A read-only connection: ``mode=ro`` never creates or writes the file."""
+    """A read-only connection: ``mode=ro`` never creates or writes the file.
+
+    Refused (:class:`StoreUnavailable`): no such file, not a collector store,
+    a store of a newer schema than this release reads (its rows would be
+    misread), or one SQLite cannot read.
+    """
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise StoreUnavailable(f"{p}: no such store file")
     try:
         db = sqlite3.connect(f"file:{p.resolve()}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"{p}: cannot read store: {exc}") from None
+    try:
+        store_version(db, p)
         db.execute(f"PRAGMA cache_size=-{READONLY_CACHE_KIB}")
         db.execute("SELECT 1 FROM records LIMIT 1").fetchall()
         # Bodies are compressed (buffer/codec.py): SQL that looks inside one
         # (json_extract) reads it through this function.
         db.create_function("body_text", 1, _body_text, deterministic=True)
+    except StoreError as exc:
+        db.close()
+        raise StoreUnavailable(str(exc)) from None
     except sqlite3.Error as exc:
+        db.close()
         raise StoreUnavailable(f"{p}: cannot read store: {exc}") from None
     return db
 

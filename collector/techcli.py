@@ -1,28 +1,33 @@
-"""Technician commands: ``forecourt status|ports|nozzles|orders|…`` (issue #9, docs/cli.md).
+"""Technician commands: ``forecourt status|ports|nozzles|orders|…`` (docs/cli.md).
 
 They ask the running collector over its control socket (collector/control.py);
 when it is down, what the store can answer (orders, tanks, alarms, buffer) is
 read from the SQLite file read-only, and the command says the collector is not
 running (exit 3). Quick commands import neither pydantic nor aiomqtt: the
-config file is read as plain TOML for the two paths they need.
+config file is read as plain TOML (config/toml_read.py's bounds) for the two
+paths they need.
 
 Exit status: 0 ok; 1 a check failed or the collector refused the request;
 2 bad usage or unreadable config; 3 the collector is not running (the store's
-answer, when there is one, is still printed).
+answer, when there is one, is still printed); 4 the store cannot be read (no
+such file, not a collector store, a newer schema, damaged pages). Every
+failure is one line on stderr (collector/cli.py: 70 for a bug, no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import socket
+import sqlite3
 import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DOWN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DOWN, EXIT_STORE = 0, 1, 2, 3, 4
 DEFAULT_CONFIG = Path("/etc/forecourt/config.toml")
 DEFAULT_SOCKET = "/run/forecourt/control.sock"
 #: A reply larger than this is a bug, not a station: stop reading.
@@ -61,7 +66,7 @@ def register(commands: Any) -> None:
             p.add_argument("--limit", type=int, default=20)
     cap = commands.add_parser("capture", parents=[common], help="raw frames of one port")
     cap.add_argument("port", type=int, metavar="PORT")
-    cap.add_argument("--seconds", type=float, default=5.0)
+    cap.add_argument("--seconds", type=_capture_seconds, default=5.0)
     exp = commands.add_parser("export", parents=[common], help="orders as CSV or JSON lines")
     exp.add_argument("--since", help="ISO date/time (local)")
     exp.add_argument("--until", help="ISO date/time (local), exclusive")
@@ -78,6 +83,19 @@ def register(commands: Any) -> None:
 
 NAMES = (*COMMANDS, "capture", "export", "selftest", "web")
 DEFAULT_PASSWORD_FILE = "/etc/forecourt/web-password"
+#: The control socket's own bound on a capture (collector/control.py).
+MAX_CAPTURE_S = 600.0
+
+
+def _capture_seconds(text: str) -> float:
+    """``--seconds``: a number in (0, 600], refused by argparse otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_CAPTURE_S):
+        raise argparse.ArgumentTypeError(f"a number in (0, {MAX_CAPTURE_S:g}], got {text!r}")
+    return seconds
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,21 +103,37 @@ def run(args: argparse.Namespace) -> int:
         return _passwd(args)
     try:
         raw = _raw_config(args.config)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        if args.socket is None or args.store is None:
-            print(f"forecourt: {args.config}: {exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:  # TOMLDecodeError, UnicodeDecodeError are ValueErrors
+        # Given both paths (export needs only the store), no config is needed.
+        if args.store is None or (args.socket is None and args.command != "export"):
+            print(f"forecourt: {args.config}: {_why(exc)}", file=sys.stderr)
             return EXIT_USAGE
         raw = {}
     try:
         return _dispatch(args, raw)
-    except ValueError as exc:  # a --since / --until that is no ISO date
+    except (ValueError, OverflowError) as exc:  # a --since / --until that is no ISO date
         print(f"forecourt: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
 
+def _why(exc: Exception) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return f"not valid TOML: {exc}"
+
+
+def _path_in(raw: dict[str, Any], table: str, key: str) -> str | None:
+    """``[table] key`` when it is a string (the loader judges the rest)."""
+    section = raw.get(table)
+    value = section.get(key) if isinstance(section, dict) else None
+    return value if isinstance(value, str) and value and "\x00" not in value else None
+
+
 def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
-    sock = args.socket or raw.get("control", {}).get("socket", DEFAULT_SOCKET)
-    store = args.store or raw.get("store", {}).get("path")
+    sock = args.socket or _path_in(raw, "control", "socket") or DEFAULT_SOCKET
+    store = args.store or _path_in(raw, "store", "path")
     if args.command == "export":
         from collector.export import export
 
@@ -135,9 +169,9 @@ def _passwd(args: argparse.Namespace) -> int:
     if path is None:
         try:
             raw = _raw_config(args.config)
-        except (OSError, tomllib.TOMLDecodeError):
+        except (OSError, ValueError):
             raw = {}
-        path = Path(raw.get("web", {}).get("password_file", DEFAULT_PASSWORD_FILE))
+        path = Path(_path_in(raw, "web", "password_file") or DEFAULT_PASSWORD_FILE)
     if sys.stdin.isatty():
         password = getpass.getpass("new web password: ")
         if getpass.getpass("again: ") != password:
@@ -155,8 +189,13 @@ def _passwd(args: argparse.Namespace) -> int:
 
 
 def _raw_config(path: Path) -> dict[str, Any]:
+    from config import toml_read
+
     with open(path, "rb") as f:
-        return tomllib.load(f)
+        raw = f.read(toml_read.MAX_TOML_BYTES + 1)
+    if len(raw) > toml_read.MAX_TOML_BYTES:
+        raise tomllib.TOMLDecodeError(f"larger than {toml_read.MAX_TOML_BYTES // 1024} KiB")
+    return toml_read.load_bytes(raw)
 
 
 def _ms(text: str | None) -> int | None:
@@ -208,16 +247,34 @@ def _offline(
         db = storeview.open_readonly(store)
     except storeview.StoreUnavailable as exc:
         print(f"forecourt: {exc}", file=sys.stderr)
-        return EXIT_DOWN
+        return EXIT_STORE
+    try:
+        data = _from_store(args.command, request, db, store)
+    except (sqlite3.Error, ValueError) as exc:  # damaged pages, an unreadable body
+        print(f"forecourt: {store}: cannot read store: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    finally:
+        db.close()
+    print("(from the store: the collector is not running)", file=sys.stderr)
+    from collector.localtime import local_times, station_tz
+
+    _show(args.command, local_times(data, station_tz(raw)), args.json)
+    return EXIT_DOWN
+
+
+def _from_store(command: str, request: dict[str, Any], db: sqlite3.Connection, store: str) -> Any:
+    """What ``command`` answers from the store alone."""
+    from collector import storeview
+
     with db:
         data: Any
-        if args.command == "orders":
+        if command == "orders":
             data = storeview.orders(db, request["nozzle"], request["since_ms"], request["limit"])
-        elif args.command == "tanks":
+        elif command == "tanks":
             data = {"gauge_online": None, "tanks": storeview.latest_tanks(db)}
-        elif args.command == "alarms":
+        elif command == "alarms":
             data = {"active": storeview.active_alarms(db), "recent": storeview.alarms(db)}
-        elif args.command == "buffer":
+        elif command == "buffer":
             data = storeview.buffer(db, store)
         else:
             data = {
@@ -225,12 +282,7 @@ def _offline(
                 "unsent": storeview.unsent_total(db),
                 "alarms_active": len(storeview.active_alarms(db)),
             }
-    db.close()
-    print("(from the store: the collector is not running)", file=sys.stderr)
-    from collector.localtime import local_times, station_tz
-
-    _show(args.command, local_times(data, station_tz(raw)), args.json)
-    return EXIT_DOWN
+    return data
 
 
 # -- human output --------------------------------------------------------------

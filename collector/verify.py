@@ -7,8 +7,9 @@ nseq order: each order's ``h`` is the SM3 of its body (uplink.chain), each
 columns (``nseq``, ``h``) agree with the body. It prints the first break per
 nozzle — e.g. a row edited by hand with the sqlite3 shell.
 
-Exit status: 0 every chain intact, 1 at least one break, 2 usage (no such
-store, unreadable, not a collector store, or an invalid config).
+Exit status (docs/cli.md): 0 every chain intact, 1 at least one break,
+2 usage (an invalid config), 4 the store cannot be read (no such file, not a
+collector store, a newer schema than this release reads, damaged pages).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, TextIO
 EXIT_OK = 0
 EXIT_BROKEN = 1
 EXIT_USAGE = 2
+EXIT_STORE = 4
 
 
 def _rows(
@@ -72,18 +74,24 @@ def first_breaks(db: sqlite3.Connection) -> tuple[dict[str, str], dict[str, int]
 
 def verify_store(path: Path, out: TextIO, err: TextIO) -> int:
     """Check the store at ``path``; print one line per nozzle; the exit status."""
+    from buffer.schema import StoreError, store_version
+
     if not path.is_file():
         print(f"{path}: no such store", file=err)
-        return EXIT_USAGE
+        return EXIT_STORE
     try:
         db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
         try:
+            store_version(db, path)
             breaks, counts = first_breaks(db)
         finally:
             db.close()
+    except StoreError as exc:
+        print(exc, file=err)
+        return EXIT_STORE
     except sqlite3.Error as exc:
         print(f"{path}: cannot read store: {exc}", file=err)
-        return EXIT_USAGE
+        return EXIT_STORE
     for nozzle in sorted(counts):
         state = f"BROKEN at {breaks[nozzle]}" if nozzle in breaks else "ok"
         print(f"{nozzle}: {counts[nozzle]} orders: {state}", file=out)

@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
+from config import toml_read
 from config.models import Config
 
 #: What ``dump_redacted`` shows instead of a secret.
@@ -71,6 +72,10 @@ def config_from_data(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> 
     """Validate parsed file data as :func:`load_config` does the file: the one
     path the file at start, the web page's editor and ``config.set`` share.
     ``data`` is not modified (overrides go into a copy)."""
+    try:
+        toml_read.check_data(data)  # a config.set patch nests like any TOML
+    except toml_read.TomlBoundError as exc:
+        raise ConfigError([f"config: {exc}"]) from None
     work = copy.deepcopy(dict(data))
     raw_texts = _apply_overrides(work, overrides)
     return _validate(work, raw_texts)
@@ -99,9 +104,12 @@ def floats_from_decimal_strings(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_toml_text(text: str, name: str = "config") -> dict[str, Any]:
-    """TOML text (the web page's editor) → data; a syntax error is ``name: …``."""
+    """TOML text (the web page's editor) → data; a syntax error is ``name: …``,
+    and so is text past config/toml_read.py's size and depth bounds."""
     try:
-        return tomllib.loads(text)
+        return toml_read.loads(text)
+    except toml_read.TomlBoundError as exc:
+        raise ConfigError([f"{name}: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{name}: TOML syntax error: {exc}"]) from None
 
@@ -122,13 +130,17 @@ def dump_redacted(config: Config) -> dict[str, Any]:
 def read_toml(path: Path) -> dict[str, Any]:
     """The file's data, unvalidated; problems as ``<file>: reason``."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:  # bounded: a config path at /dev/zero ends
+            raw = f.read(toml_read.MAX_TOML_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError([f"{path}: no such file"]) from None
     except IsADirectoryError:
         raise ConfigError([f"{path}: is a directory"]) from None
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    if len(raw) > toml_read.MAX_TOML_BYTES:
+        limit = toml_read.MAX_TOML_BYTES // 1024
+        raise ConfigError([f"{path}: larger than {limit} KiB"])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -174,8 +186,11 @@ def _parse_override(item: str) -> tuple[list[str], Any, bool]:
     if any(not segment.strip() for segment in segments):
         raise ValueError("empty segment in key path")
     segments = [segment.strip() for segment in segments]
+    if len(segments) > toml_read.MAX_TOML_DEPTH:
+        raise ValueError(f"key path deeper than {toml_read.MAX_TOML_DEPTH} levels")
     try:
-        parsed = tomllib.loads("v = " + text)
+        # Past the depth bound the value is plain text, like any other non-TOML.
+        parsed = toml_read.loads("v = " + text)
     except tomllib.TOMLDecodeError:
         return segments, text.strip(), False
     # A value with a newline could smuggle in more keys; dates and times are

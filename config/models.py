@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -36,7 +35,17 @@ from pydantic import (
 )
 
 from config.derived import DeviceDerived, WebDerived, parse_listen, parse_offset
-from config.models_base import _MODEL_CONFIG, _fail, _invalid, _LocatedError, _reject_non_int
+from config.models_base import (
+    _MODEL_CONFIG,
+    FilePath,
+    PathText,
+    _fail,
+    _invalid,
+    _LocatedError,
+    _reject_non_int,
+)
+from config.models_base import HOST_MAX_CHARS as HOST_MAX_CHARS
+from config.models_base import PATH_MAX_BYTES as PATH_MAX_BYTES
 from config.models_base import STATION_MAX_CHARS as STATION_MAX_CHARS
 from config.models_base import TCP_PORT_MAX as TCP_PORT_MAX
 from config.models_base import TCP_PORT_MIN as TCP_PORT_MIN
@@ -93,6 +102,14 @@ STORE_RETAIN_MIN = 2000
 STORE_MAX_RECORDS_MIN = 128_000
 #: 16 MiB: below it the D4 floor of a small station would not fit either.
 STORE_MAX_BYTES_MIN = 16 * 1024 * 1024
+#: 10 million records at ≥ 280 B each is ≥ 2.8 GB: more than the flash of any
+#: gateway this runs on (256 MB NAND, or an SD card of a few GB) can hold.
+STORE_MAX_RECORDS_MAX = 10_000_000
+#: 50 times the D4 floor: a nozzle's year of sales at a busy station.
+STORE_RETAIN_MAX = 100_000
+#: 64 GiB: past the largest storage a gateway carries; the disk fills first
+#: (STORE_FULL) and the cap never binds.
+STORE_MAX_BYTES_MAX = 64 * 1024**3
 
 
 class DeviceConfig(DeviceDerived, BaseModel):
@@ -130,15 +147,27 @@ class StoreConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     #: The SQLite file (SPEC D4, D6). TOML gives a string: allow str → Path.
-    path: Annotated[Path, Field(strict=False)]
+    #: An existing file must be one of our stores (collector/config_env.py).
+    path: FilePath
     #: Total records kept (every kind), sized for 30 days of a busy station
     #: (SPEC A9; arithmetic in docs/store.md). Above it acknowledged records go
     #: first, oldest first; unsent ones only when they alone exceed it (alarmed).
-    max_records: Annotated[int, Field(ge=STORE_MAX_RECORDS_MIN)] = 250_000
+    max_records: Annotated[int, Field(ge=STORE_MAX_RECORDS_MIN, le=STORE_MAX_RECORDS_MAX)] = 250_000
     #: Newest orders per nozzle never evicted (SPEC D4: at least 2000).
-    retain_per_nozzle: Annotated[int, Field(ge=STORE_RETAIN_MIN)] = 2000
+    retain_per_nozzle: Annotated[int, Field(ge=STORE_RETAIN_MIN, le=STORE_RETAIN_MAX)] = 2000
     #: Bytes of SQLite pages in use the records may take (same eviction rules).
-    max_bytes: Annotated[int, Field(ge=STORE_MAX_BYTES_MIN)] = 100 * 1024 * 1024
+    max_bytes: Annotated[int, Field(ge=STORE_MAX_BYTES_MIN, le=STORE_MAX_BYTES_MAX)] = (
+        100 * 1024 * 1024
+    )
+
+
+#: A unit price in yuan/L: fuel sells for about 5–10; 1 000 is a typo at any
+#: decimal place a pump uses.
+PRICE_MAX_YUAN_PER_L = 1000.0
+#: Grades a station sells: a handful; 64 is every code a province uses.
+EDGE_GRADES_MAX = 64
+#: An amount mismatch wider than 100 yuan is no rounding: it is the finding.
+AMOUNT_TOLERANCE_MAX_YUAN = 100.0
 
 
 class EdgeConfig(BaseModel):
@@ -147,11 +176,20 @@ class EdgeConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     #: grade code → lowest plausible unit price, yuan/L (A10: dumping).
-    price_floors: dict[Annotated[str, Field(min_length=1)], Annotated[float, Field(gt=0)]] = Field(
-        default_factory=dict
-    )
+    price_floors: Annotated[
+        dict[
+            Annotated[str, Field(min_length=1, max_length=STATION_MAX_CHARS)],
+            Annotated[float, Field(gt=0, le=PRICE_MAX_YUAN_PER_L)],
+        ],
+        Field(max_length=EDGE_GRADES_MAX),
+    ] = Field(default_factory=dict)
     #: |price × volume − amount| above this many yuan is AMOUNT_MISMATCH (A2).
-    amount_tolerance: Annotated[float, Field(ge=0, le=100)] = 0.01
+    amount_tolerance: Annotated[float, Field(ge=0, le=AMOUNT_TOLERANCE_MAX_YUAN)] = 0.01
+
+
+#: A day: a clock further off than that is not drift but a wrong date, and the
+#: alarm threshold beyond it would never fire.
+CLOCK_THRESHOLD_MAX_MS = 86_400_000
 
 
 class ClockConfig(BaseModel):
@@ -162,9 +200,9 @@ class ClockConfig(BaseModel):
     #: Step the system clock (and write the RTC) when the platform's time is
     #: further than this, ms. Transit of the command (< 1 s on 4G) is inside
     #: the measured offset, so a step below ~1 s would chase the network.
-    step_threshold_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 1000
+    step_threshold_ms: Annotated[int, Field(ge=0, le=CLOCK_THRESHOLD_MAX_MS)] = 1000
     #: CLOCK_DRIFT alarm above this offset, ms: data were stamped by a wrong clock.
-    alarm_threshold_ms: Annotated[int, Field(ge=0, le=86_400_000)] = 5000
+    alarm_threshold_ms: Annotated[int, Field(ge=0, le=CLOCK_THRESHOLD_MAX_MS)] = 5000
 
 
 class LedsConfig(BaseModel):
@@ -174,8 +212,8 @@ class LedsConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    run: Annotated[Path, Field(strict=False)] | None = None
-    network: Annotated[Path, Field(strict=False)] | None = None
+    run: FilePath | None = None
+    network: FilePath | None = None
 
 
 #: A pump as an alarm source names it: ``p01.a1`` (port 1, bus address 1).
@@ -198,7 +236,7 @@ class SealConfig(BaseModel):
     #: The dispenser it guards, as alarm sources name a pump: ``p01.a1``.
     dispenser: str
     #: The input's sysfs value file, e.g. /sys/class/gpio/gpio17/value.
-    value: Annotated[Path, Field(strict=False)]
+    value: FilePath
     #: What the input reads while the seal's loop is closed (intact).
     intact_level: Literal[0, 1] = 1
     poll_ms: Annotated[int, Field(ge=SEAL_PERIOD_MIN_MS, le=SEAL_PERIOD_MAX_MS)] = 500
@@ -226,6 +264,14 @@ class SealConfig(BaseModel):
 #: Largest bundle ``ota.upgrade`` accepts by default: today's is ~14 MB; 64 MB
 #: leaves room to grow and still fits twice on the gateway's 256 MB NAND.
 OTA_MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+#: A bundle of at least 1 MiB (today's is ~14 MB) and at most 1 GiB: four
+#: times the gateway's whole NAND is a typo, not a release.
+OTA_BUNDLE_MIN_BYTES, OTA_BUNDLE_MAX_BYTES = 1024 * 1024, 1024**3
+#: A day: the longest a health window or a download may take before the
+#: upgrade is given up (a longer one leaves the box in a trial for days).
+OTA_WINDOW_MAX_S = 86_400
+#: An hour of staying healthy is proof enough before a release is marked good.
+OTA_HOLD_MAX_S = 3600
 
 
 class OtaConfig(BaseModel):
@@ -237,19 +283,32 @@ class OtaConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     #: The launcher's ``--root``: releases/, current, ota-state.json.
-    root: Annotated[Path | None, Field(strict=False)] = None
+    root: FilePath | None = None
     #: The platform's release SM2 public key (``public = "<128 hex>"``).
-    release_public_key_file: Annotated[Path | None, Field(strict=False)] = None
+    release_public_key_file: FilePath | None = None
     #: A new release must pass its health gate within this many seconds of
     #: the switch, or it is rolled back. 10 min covers a slow start and a 4G
     #: link that takes minutes to attach.
-    health_window_s: Annotated[float, Field(gt=0, le=86_400)] = 600
+    health_window_s: Annotated[float, Field(gt=0, le=OTA_WINDOW_MAX_S)] = 600
     #: ... and stay healthy this long before it is marked good: a release that
     #: dies a minute after start is not good.
-    health_hold_s: Annotated[float, Field(ge=0, le=3600)] = 60
-    max_bundle_bytes: Annotated[int, Field(ge=1024 * 1024, le=1024**3)] = OTA_MAX_BUNDLE_BYTES
+    health_hold_s: Annotated[float, Field(ge=0, le=OTA_HOLD_MAX_S)] = 60
+    max_bundle_bytes: Annotated[int, Field(ge=OTA_BUNDLE_MIN_BYTES, le=OTA_BUNDLE_MAX_BYTES)] = (
+        OTA_MAX_BUNDLE_BYTES
+    )
     #: Whole download, resumes included: 14 MB at 20 kB/s of poor 4G is 12 min.
-    download_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 3600
+    download_timeout_s: Annotated[float, Field(gt=0, le=OTA_WINDOW_MAX_S)] = 3600
+
+    @model_validator(mode="after")
+    def _check_both(self) -> OtaConfig:
+        # One without the other cannot upgrade: the start would refuse it.
+        for key, other in (
+            ("root", "release_public_key_file"),
+            ("release_public_key_file", "root"),
+        ):
+            if getattr(self, key) is None and getattr(self, other) is not None:
+                raise _fail([((key,), f"required with ota.{other} (or set neither)", None)])
+        return self
 
 
 class LogConfig(BaseModel):
@@ -260,13 +319,27 @@ class LogConfig(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+#: A unix socket's path is at most 107 bytes (sun_path is 108 with its NUL).
+UNIX_SOCKET_PATH_MAX_BYTES = 107
+
+
 class ControlConfig(BaseModel):
-    """The technician CLI's unix socket (issue #9, collector/control.py)."""
+    """The technician CLI's unix socket (collector/control.py)."""
 
     model_config = _MODEL_CONFIG
 
     #: Created mode 0660: root and the ``forecourt`` group may query the daemon.
-    socket: Annotated[str, Field(min_length=1)] = "/run/forecourt/control.sock"
+    socket: PathText = "/run/forecourt/control.sock"
+
+    @field_validator("socket")
+    @classmethod
+    def _check_socket(cls, value: str) -> str:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > UNIX_SOCKET_PATH_MAX_BYTES:
+            raise _invalid(
+                f"a unix socket path is at most {UNIX_SOCKET_PATH_MAX_BYTES} bytes, got {size}"
+            )
+        return value
 
 
 #: Names in ``[web] hosts``: a TLS proxy's name or two is all a station needs.
@@ -287,7 +360,7 @@ class WebConfig(WebDerived, BaseModel):
     #: ``collector.station.lan``; the address it is bound to always works.
     hosts: Annotated[list[str], Field(max_length=WEB_HOSTS_MAX)] = Field(default_factory=list)
     #: The salted scrypt hash file ``forecourt web passwd`` writes (mode 0600).
-    password_file: Annotated[str, Field(min_length=1)] = "/etc/forecourt/web-password"
+    password_file: PathText = "/etc/forecourt/web-password"
 
     @field_validator("listen")
     @classmethod
@@ -328,6 +401,16 @@ class Config(BaseModel):
     web: WebConfig = Field(default_factory=WebConfig)
     seals: Annotated[list[SealConfig], Field(max_length=MAX_SEALS)] = Field(default_factory=list)
     ota: OtaConfig = Field(default_factory=OtaConfig)
+
+    @model_validator(mode="after")
+    def _check_ota_commands(self) -> Config:
+        # An upgrade is a platform command: without commands OTA cannot run.
+        u = self.uplink
+        if self.ota.root is not None and u.device_key_file is None:
+            reason = "OTA needs platform commands (uplink.device_key_file and"
+            reason += " platform_public_key_file)"
+            raise _fail([(("ota", "root"), reason, str(self.ota.root))])
+        return self
 
     @model_validator(mode="after")
     def _check_seals(self) -> Config:

@@ -7,10 +7,12 @@ to fix (``ports.1.number``) with the reason as the message, verbatim.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: Shared by every model: unknown keys are errors, no type coercion, and no
@@ -21,6 +23,14 @@ _MODEL_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 STATION_MAX_CHARS = 64
 #: TCP port range.
 TCP_PORT_MIN, TCP_PORT_MAX = 1, 65535
+#: Linux PATH_MAX is 4096 bytes with the terminating NUL: a longer path fails
+#: every system call that takes it.
+PATH_MAX_BYTES = 4095
+#: A DNS name is at most 253 characters; an IPv6 literal is far shorter.
+HOST_MAX_CHARS = 253
+#: Host names and addresses: no space, control character or NUL (a NUL makes
+#: the resolver raise instead of failing to connect).
+_HOST_CHARS = re.compile(r"^[^\x00-\x20\x7f/]+$")
 
 
 def _invalid(reason: str) -> PydanticCustomError:
@@ -76,3 +86,38 @@ def _reject_non_int(value: Any) -> Any:
     if not isinstance(value, int):
         raise _invalid(f"expected an integer, got {value!r}")
     return value
+
+
+def _check_path_text(text: str) -> None:
+    if "\x00" in text:
+        raise _invalid("a path cannot contain a NUL character")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > PATH_MAX_BYTES:
+        raise _invalid(f"a path is at most {PATH_MAX_BYTES} bytes, got {size}")
+
+
+def _checked_path(value: Path) -> Path:
+    _check_path_text(str(value))
+    return value
+
+
+def _checked_path_text(value: str) -> str:
+    _check_path_text(value)
+    return value
+
+
+def _checked_host(value: str) -> str:
+    if not _HOST_CHARS.match(value):
+        raise _invalid(f"not a host name or address: {value[:40]!r}")
+    return value
+
+
+#: A file path as TOML gives it (a string, read as a Path): no NUL, at most
+#: PATH_MAX bytes, so the daemon's system calls fail only for what is on disk.
+FilePath = Annotated[Path, Field(strict=False), AfterValidator(_checked_path)]
+#: A path kept as text (a device, a socket, a password file), same bounds.
+PathText = Annotated[str, Field(min_length=1), AfterValidator(_checked_path_text)]
+#: A broker's or gauge's host name or address.
+HostName = Annotated[
+    str, Field(min_length=1, max_length=HOST_MAX_CHARS), AfterValidator(_checked_host)
+]

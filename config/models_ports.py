@@ -24,7 +24,14 @@ from pydantic import (
 )
 
 import protocols
-from config.models_base import _MODEL_CONFIG, _fail, _invalid, _LocatedError, _reject_non_int
+from config.models_base import (
+    _MODEL_CONFIG,
+    PathText,
+    _fail,
+    _invalid,
+    _LocatedError,
+    _reject_non_int,
+)
 from config.protocol_options import validate_options
 from protocols.descriptor import ProtocolDescriptor
 
@@ -59,13 +66,13 @@ class PortConfig(BaseModel):
 
     #: The nozzle key is ``p{number:02d}.a{address}.n{nozzle}``.
     number: Annotated[int, Field(ge=1, le=MAX_PORTS)]
-    device: Annotated[str, Field(min_length=1)]
+    device: PathText
     protocol: str
     #: ``poll``: the collector is master (read-only queries); ``relay``: in
     #: line between the dispenser (``device``) and the POS (``pos_device``);
     #: ``listen``: a receive-only tap on a bus (SPEC D19, D20; docs/relay.md).
     mode: Literal["poll", "relay", "listen"] = "poll"
-    pos_device: Annotated[str, Field(min_length=1)] | None = None
+    pos_device: PathText | None = None
     #: Line settings; each one the TOML omits is the protocol's most common
     #: (its descriptor's first ``line_settings``), these only without any.
     baudrate: int = 9600

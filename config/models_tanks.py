@@ -15,6 +15,8 @@ from config.models_base import (
     STATION_MAX_CHARS,
     TCP_PORT_MAX,
     TCP_PORT_MIN,
+    HostName,
+    PathText,
     _fail,
     _invalid,
     _LocatedError,
@@ -37,6 +39,14 @@ GAUGE_TIMEOUT_MIN_MS, GAUGE_TIMEOUT_MAX_MS = 20, 60_000
 SECURITY_CODE_PATTERN = re.compile(r"^[ -~]{6}$")
 #: Reconciliation period: 1 s for tests, at most a day (regulators reconcile daily).
 RECONCILE_MIN_S, RECONCILE_MAX_S = 1.0, 86_400.0
+#: A station's largest underground tank holds ~60 000 L; 1 000 000 L (a
+#: terminal's tank) is past any forecourt, and so is every volume threshold
+#: below (a delivery, a noise band, a variance larger than the tank).
+TANK_CAPACITY_MAX_L = 1_000_000.0
+#: A delivery settles (foam, temperature) within minutes; a day is the most.
+DELIVERY_SETTLE_MAX_S = 86_400.0
+#: Nozzles drawing from one tank: 32 ports × a few nozzles each at most.
+TANK_NOZZLES_MAX = 128
 
 
 class GaugeConfig(BaseModel):
@@ -46,12 +56,12 @@ class GaugeConfig(BaseModel):
 
     enabled: bool = False
     link: Literal["serial", "tcp"] = "serial"
-    device: Annotated[str, Field(min_length=1)] | None = None
+    device: PathText | None = None
     baudrate: int = 9600
     bytesize: Literal[7, 8] = 8
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
-    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    host: HostName = "127.0.0.1"
     port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 10001
     security_code: SecretStr | None = None
     inventory_s: Annotated[float, Field(ge=GAUGE_PERIOD_MIN_S, le=GAUGE_PERIOD_MAX_S)] = 10
@@ -94,8 +104,8 @@ class TankConfig(BaseModel):
 
     number: Annotated[int, Field(ge=TANK_NUMBER_MIN, le=TANK_NUMBER_MAX)]
     grade: Annotated[str, Field(min_length=1, max_length=STATION_MAX_CHARS)]
-    declared_capacity_l: Annotated[float, Field(gt=0)]
-    nozzles: list[str] = Field(default_factory=list)
+    declared_capacity_l: Annotated[float, Field(gt=0, le=TANK_CAPACITY_MAX_L)]
+    nozzles: Annotated[list[str], Field(max_length=TANK_NOZZLES_MAX)] = Field(default_factory=list)
 
     @field_validator("nozzles")
     @classmethod
@@ -118,11 +128,11 @@ class WetstockConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    delivery_min_rise_l: Annotated[float, Field(gt=0)] = 200
-    delivery_noise_l: Annotated[float, Field(ge=0)] = 20
-    delivery_settle_s: Annotated[float, Field(ge=0)] = 300
+    delivery_min_rise_l: Annotated[float, Field(gt=0, le=TANK_CAPACITY_MAX_L)] = 200
+    delivery_noise_l: Annotated[float, Field(ge=0, le=TANK_CAPACITY_MAX_L)] = 20
+    delivery_settle_s: Annotated[float, Field(ge=0, le=DELIVERY_SETTLE_MAX_S)] = 300
     reconcile_period_s: Annotated[float, Field(ge=RECONCILE_MIN_S, le=RECONCILE_MAX_S)] = 3600
-    variance_alarm_l: Annotated[float, Field(gt=0)] | None = 100
+    variance_alarm_l: Annotated[float, Field(gt=0, le=TANK_CAPACITY_MAX_L)] | None = 100
     variance_alarm_pct: Annotated[float, Field(gt=0, le=100)] | None = None
     capacity_tolerance_pct: Annotated[float, Field(ge=0, le=100)] = 2
 

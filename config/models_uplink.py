@@ -5,7 +5,6 @@ Part of the config schema (config/models.py re-exports every name here).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
@@ -15,6 +14,8 @@ from config.models_base import (
     _MODEL_CONFIG,
     TCP_PORT_MAX,
     TCP_PORT_MIN,
+    FilePath,
+    HostName,
     _fail,
     _invalid,
     _LocatedError,
@@ -47,6 +48,13 @@ PROBE_PRIMARY_MIN_S, PROBE_PRIMARY_MAX_S = 1, 86_400
 #: No endpoint reachable for this long raises NETWORK_LOSS (SPEC F1). At
 #: least 1 s (tests); at most a day (a longer outage going unalarmed is no check).
 NETWORK_LOSS_MIN_S, NETWORK_LOSS_MAX_S = 1, 86_400
+#: Reconnect backoff: below 0.1 s a dead broker costs a connect attempt per
+#: loop turn; above an hour without trying is an outage of our own making.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.1, 3600.0
+#: A kid is 1..64 characters (uplink/keys.py): it travels in every envelope.
+KID_MAX_CHARS = 64
+#: MQTT strings carry a 16-bit length (MQTT 3.1.1 §1.5.3).
+MQTT_STRING_MAX_BYTES = 65_535
 
 
 class EndpointConfig(EndpointDerived, BaseModel):
@@ -57,7 +65,7 @@ class EndpointConfig(EndpointDerived, BaseModel):
 
     #: What the heartbeat's ``link`` and the alarms call it ("wired", "4g").
     name: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    host: Annotated[str, Field(min_length=1)]
+    host: HostName
     port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 1883
     #: Bind the connection to this network interface (SO_BINDTODEVICE), so the
     #: 4G endpoint really goes out over the modem whatever the routing table says.
@@ -68,7 +76,9 @@ class EndpointConfig(EndpointDerived, BaseModel):
     @field_validator("interface")
     @classmethod
     def _check_interface(cls, value: str | None) -> str | None:
-        if value is not None and ("/" in value or value in (".", "..") or value != value.strip()):
+        if value is not None and (
+            "/" in value or value in (".", "..") or not value.isprintable() or " " in value
+        ):
             raise _invalid(f"not a network interface name: {value!r}")
         return value
 
@@ -77,7 +87,7 @@ class UplinkConfig(UplinkDerived, BaseModel):
     model_config = _MODEL_CONFIG
 
     #: The one-endpoint shorthand; ``endpoints`` replaces it (not both).
-    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    host: HostName = "127.0.0.1"
     port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 1883
     endpoints: Annotated[list[EndpointConfig], Field(max_length=MAX_ENDPOINTS)] = []
     attempts_per_endpoint: Annotated[int, Field(ge=1, le=ATTEMPTS_PER_ENDPOINT_MAX)] = 2
@@ -87,19 +97,37 @@ class UplinkConfig(UplinkDerived, BaseModel):
     )
     keepalive_s: Annotated[int, Field(ge=KEEPALIVE_MIN_S, le=KEEPALIVE_MAX_S)] = 60
     tls: bool = False
-    username: str | None = None
+    #: UTF-8 takes up to 4 bytes a character: this many always fit the 16 bits.
+    username: Annotated[str, Field(max_length=MQTT_STRING_MAX_BYTES // 4)] | None = None
     password: SecretStr | None = None
-    keys_file: Annotated[Path, Field(strict=False)]
-    kid: Annotated[str, Field(min_length=1)]
+    #: The SM4 key file; it must load and hold ``kid`` (collector/config_env.py).
+    keys_file: FilePath
+    kid: Annotated[str, Field(min_length=1, max_length=KID_MAX_CHARS)]
     zip: Literal["deflate", "none"] = "deflate"
     batch_max_records: Annotated[int, Field(ge=1, le=BATCH_MAX_RECORDS_LIMIT)] = 100
     max_inflight: Annotated[int, Field(ge=1, le=MAX_INFLIGHT_LIMIT)] = 4
     heartbeat_s: Annotated[float, Field(ge=HEARTBEAT_MIN_S, le=HEARTBEAT_MAX_S)] = 30
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
-    # Platform commands (issue #7): both files set = commands on (down/cmd).
-    device_key_file: Annotated[Path | None, Field(strict=False)] = None
-    platform_public_key_file: Annotated[Path | None, Field(strict=False)] = None
+    reconnect_min_s: Annotated[float, Field(ge=RECONNECT_MIN_S, le=RECONNECT_MAX_S)] = 1.0
+    reconnect_max_s: Annotated[float, Field(ge=RECONNECT_MIN_S, le=RECONNECT_MAX_S)] = 60.0
+    # Platform commands: both files set = commands on (down/cmd), or neither.
+    device_key_file: FilePath | None = None
+    platform_public_key_file: FilePath | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _check_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) > MQTT_STRING_MAX_BYTES:
+            raise _invalid(f"must be at most {MQTT_STRING_MAX_BYTES} bytes (an MQTT string)")
+        return value
+
+    @model_validator(mode="after")
+    def _check_command_keys(self) -> UplinkConfig:
+        pair = ("device_key_file", "platform_public_key_file")
+        for key, other in (pair, pair[::-1]):
+            if getattr(self, key) is None and getattr(self, other) is not None:
+                reason = f"required with uplink.{other} (platform commands), or set neither"
+                raise _fail([((key,), reason, None)])
+        return self
 
     @model_validator(mode="after")
     def _check_backoff(self) -> UplinkConfig:

@@ -9,6 +9,7 @@ codec can do with the sqlite3 shell and a few lines of Python.
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from buffer.codec import decode, encode
 
@@ -32,3 +33,22 @@ def stored_texts(db: sqlite3.Connection, kind: str) -> list[str]:
 
     rows = db.execute("SELECT body, h, prev FROM records WHERE kind=? ORDER BY id", (kind,))
     return [to_text(body, h, prev) for body, h, prev in rows]
+
+
+def damage_pages(path: Path, orders: int = 300) -> bytes:
+    """A closed store of ours with ``orders`` orders, every page after the
+    first overwritten with garbage: its header (page 1) still says it is ours,
+    its records are gone — what a torn write on flash leaves. Returns the bytes."""
+    from buffer.schema import PAGE_SIZE
+    from buffer.store import OrderStore
+
+    store = OrderStore(path)
+    for i in range(orders):
+        store.append_order("p01.a1.n1", {"order_no": str(i), "pad": "x" * 40}, source_key=str(i))
+    store.close()  # checkpointed: every page is in the file itself
+    size = path.stat().st_size
+    assert size > 2 * PAGE_SIZE, "a store of more than one page"
+    with open(path, "r+b") as f:
+        f.seek(PAGE_SIZE)
+        f.write(bytes((7 * i + 13) % 256 for i in range(size - PAGE_SIZE)))
+    return path.read_bytes()

@@ -1,4 +1,5 @@
-"""``forecourt run`` refuses command key files it must not use, with one line (issue #7, D9)."""
+"""``forecourt run`` refuses command key files it must not use, with one line
+naming the key (D9); ``config check`` refuses them alike."""
 
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ def files(tmp_path: Path, mode: int) -> list[str]:
 def test_group_readable_device_key_is_refused(tmp_path: Path, pty_path: str) -> None:  # noqa: F811
     done = start(f"store.path={tmp_path}/s.sqlite", f"ports.0.device={pty_path}",
                  *files(tmp_path, 0o640))  # fmt: skip
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"forecourt: cannot start: {tmp_path}/device-sm2.toml: key file mode is 0640, "
-        f"readable or writable by group or others; run: chmod 600 {tmp_path}/device-sm2.toml"
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"uplink.device_key_file: {tmp_path}/device-sm2.toml: key file mode is 0640, "
+        f"readable or writable by group or others; run: chmod 600 {tmp_path}/device-sm2.toml\n",
     )
     assert PRIVATE not in done.stderr + done.stdout
 
@@ -33,5 +34,8 @@ def test_group_readable_device_key_is_refused(tmp_path: Path, pty_path: str) -> 
 def test_only_one_command_key_file_is_refused(tmp_path: Path, pty_path: str) -> None:  # noqa: F811
     device_only = files(tmp_path, 0o600)[:1]
     done = start(f"store.path={tmp_path}/s.sqlite", f"ports.0.device={pty_path}", *device_only)
-    assert done.returncode == 1
-    assert "set both device_key_file and platform_public_key_file" in done.stderr
+    assert (done.returncode, done.stderr) == (
+        2,
+        "uplink.platform_public_key_file: required with uplink.device_key_file"
+        " (platform commands), or set neither\n",
+    )

@@ -187,6 +187,15 @@ def write(tmp_path: Path, text: str, name: str = "forecourt.toml") -> Path:
     return path
 
 
+def keys_for_good(tmp_path: Path) -> list[str]:
+    """A key file holding GOOD's kid, and the overrides that point GOOD at it
+    and at a store in ``tmp_path``: check reads what a config names."""
+    keys = tmp_path / "keys.toml"
+    keys.write_text('k1 = "00112233445566778899aabbccddeeff"\n')
+    keys.chmod(0o600)
+    return [f"uplink.keys_file={keys}", f"store.path={tmp_path / 'store.sqlite'}"]
+
+
 def check_lines(path: Path, *overrides: str) -> tuple[int, list[str]]:
     args = ["config", "check", str(path)]
     for item in overrides:
@@ -239,8 +248,12 @@ def test_demo_validates() -> None:
 
 
 @pytest.mark.parametrize("path", [EXAMPLE, DEMO], ids=["example", "demo"])
-def test_cli_check_ok(path: Path) -> None:
-    result = forecourt("config", "check", str(path))
+def test_cli_check_ok(path: Path, tmp_path: Path) -> None:
+    # The example names a gateway's files; check reads what a config names
+    # (collector/config_env.py), so here they are the demo's.
+    sets = [] if path == DEMO else ["uplink.keys_file=config/demo-keys.toml", "uplink.kid=demo-k1"]
+    args = [arg for item in sets for arg in ("--set", item)]
+    result = forecourt("config", "check", str(path), *args)
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: ok\n", "")
 
 
@@ -468,7 +481,8 @@ def test_malformed_overrides(tmp_path: Path) -> None:
 
 def test_override_ok_through_cli(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
-    assert check_lines(path, "uplink.host=broker.local", "ports.0.baudrate=5760") == (
+    sets = keys_for_good(tmp_path)
+    assert check_lines(path, *sets, "uplink.host=broker.local", "ports.0.baudrate=5760") == (
         0,
         [f"{path}: ok"],
     )
@@ -585,10 +599,11 @@ def test_run_hands_the_config_to_the_daemon(tmp_path: Path) -> None:
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "sitecustomize.py").write_text(FAKE_DAEMON)
     path = write(tmp_path, GOOD)
+    keys_for_good(tmp_path)  # GOOD's relative keys.toml and store, from cwd
     proc = subprocess.Popen(
         [sys.executable, "-m", "collector", "run", "--config", str(path),
          "--set", "log.format=json", "--set", "device.timezone=-03:30"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=tmp_path, stdout=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(tmp_path / "fake")},
     )  # fmt: skip
     out, _ = proc.communicate(timeout=60)

@@ -79,3 +79,49 @@ def test_requests_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
             await server
 
     asyncio.run(main())
+
+
+def test_every_malformed_request_gets_an_error_reply(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """since_ms above 2^63 was an OverflowError in the log and no reply at all."""
+    from buffer.store import OrderStore
+
+    store = tmp_path / "s.sqlite"
+    OrderStore(store).close()
+    sock = tmp_path / "ctl.sock"
+    collector = Collector(load_config(DEMO_CONFIG, [f"store.path={store}"]))
+
+    async def broken(c: Collector, request: dict[str, object]) -> object:
+        raise ZeroDivisionError("a bug in a query")
+
+    monkeypatch.setitem(control.QUERIES, "broken", broken)
+
+    async def main() -> None:
+        server = asyncio.create_task(control.serve(collector, sock))
+        for _ in range(100):
+            if sock.exists():
+                break
+            await asyncio.sleep(0.02)
+        bound = "an integer of at most 64 bits"
+        for value in (2**64, 2**63, -(2**63) - 1, "1", 1.5, True, 1e400):
+            request = json.dumps({"query": "orders", "since_ms": value}).encode() + b"\n"
+            assert await exchange(sock, request) == {"ok": False, "error": f"since_ms: {bound}"}
+        limit = await exchange(sock, b'{"query": "orders", "limit": 18446744073709551616}\n')
+        assert limit == {"ok": False, "error": f"limit: {bound}"}
+        edge = await exchange(sock, b'{"query": "orders", "since_ms": 9223372036854775807}\n')
+        assert edge == {"ok": True, "data": []}
+        deep = await exchange(sock, b"[" * 4000 + b"\n")
+        assert deep["ok"] is False and "bad request" in str(deep["error"])
+        assert await exchange(sock, b"\xff\xfe\n") == {
+            "ok": False,
+            "error": "bad request (one JSON line of at most 4 KiB)",
+        }
+        bug = await exchange(sock, b'{"query": "broken"}\n')
+        assert bug == {"ok": False, "error": "internal error (ZeroDivisionError)"}
+        assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
+        server.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await server
+
+    asyncio.run(main())

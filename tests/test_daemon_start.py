@@ -1,4 +1,5 @@
-"""``forecourt run``: what cannot start stops the start with one clear line."""
+"""``forecourt run``: what cannot start stops the start with one clear line
+naming the config key; a port that cannot open its line starts offline."""
 
 from __future__ import annotations
 
@@ -75,17 +76,39 @@ def test_missing_port_starts_offline_with_port_offline(tmp_path: Path) -> None:
 
 def test_missing_key_file(tmp_path: Path) -> None:
     done = start(f"store.path={tmp_path}/s.sqlite", f"uplink.keys_file={tmp_path}/none.toml")
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"forecourt: cannot start: {tmp_path}/none.toml: key file not found"
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"uplink.keys_file: {tmp_path}/none.toml: key file not found\n",
+    )
+
+
+def test_a_key_file_gone_after_the_check_is_named_by_its_key(tmp_path: Path) -> None:
+    """The daemon's own start line names the key too: the file went between
+    the validating step and the exec (the daemon is handed the checked config)."""
+    keys = tmp_path / "keys.toml"
+    keys.write_bytes((ROOT / "config" / "demo-keys.toml").read_bytes())
+    keys.chmod(0o600)
+    script = (
+        "import sys; from pathlib import Path; from config.loader import load_config;"
+        " from config.handoff import exec_daemon;"
+        f" c = load_config(Path({str(DEMO)!r}), ['store.path={tmp_path}/s.sqlite',"
+        f" 'uplink.keys_file={keys}']); Path({str(keys)!r}).unlink();"
+        f" exec_daemon(c, ['-m', 'collector', 'run', '--config', {str(DEMO)!r}], 'test')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (
+        1,
+        f"forecourt: cannot start: uplink.keys_file: {keys}: key file not found\n",
     )
 
 
 def test_unknown_kid(tmp_path: Path) -> None:
     done = start(f"store.path={tmp_path}/s.sqlite", "uplink.kid=k9")
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        "forecourt: cannot start: config/demo-keys.toml: no key with kid 'k9'"
+    assert (done.returncode, done.stderr) == (
+        2,
+        "uplink.kid: no key 'k9' in config/demo-keys.toml\n",
     )
 
 
@@ -93,22 +116,62 @@ def test_unwritable_store(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     done = start(f"store.path={blocker}/s.sqlite")
-    assert done.returncode == 1
-    assert done.stderr.startswith(f"forecourt: cannot start: {blocker}/s.sqlite: cannot open store")
-    assert done.stderr.count("\n") == 1
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"store.path: {blocker}/s.sqlite: {blocker} is not a directory\n",
+    )
 
 
-def test_line_settings_the_device_refuses(tmp_path: Path, pty_path: str) -> None:
-    # A pty drops even parity silently (tcsetattr "succeeds"): the collector
-    # reads the settings back and refuses a line that would garble frames.
-    done = start(
-        f"store.path={tmp_path}/s.sqlite", f"ports.0.device={pty_path}", "ports.0.parity=E"
-    )
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"forecourt: cannot start: port 1: {pty_path}: "
-        "the device refuses line settings 9600 8E1: not applied"
-    )
+@pytest.mark.parametrize(
+    ("setting", "reason"),
+    [
+        # A pty drops even parity silently (tcsetattr "succeeds"): the collector
+        # reads the settings back and refuses a line that would garble frames.
+        ("ports.0.parity=E", "the device refuses line settings 9600 8E1: not applied"),
+        # A pty has no RS-485 mode.
+        ("ports.0.rs485=true", "the device refuses line settings 9600 8N1: no RS-485 mode ("),
+    ],
+)
+def test_line_settings_the_device_refuses_start_the_port_offline(
+    tmp_path: Path, pty_path: str, setting: str, reason: str
+) -> None:
+    """A line the device cannot be set to is the technician's to fix, and never
+    stops the start (a restart loop would stop every other port too): the
+    port starts offline, PORT_OFFLINE names the reason, the daemon runs on."""
+    import json
+    import signal
+    import sqlite3
+
+    from hil import stack
+
+    argv = [sys.executable, "-m", "collector", "run", "--config", str(DEMO)]
+    for item in (
+        f"store.path={tmp_path}/s.sqlite",
+        f"ports.0.device={pty_path}",
+        setting,
+        f"uplink.port={stack.free_port()}",
+        f"control.socket={tmp_path}/ctl.sock",
+    ):
+        argv += ["--set", item]
+    proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def alarms() -> list[dict[str, object]]:
+            try:
+                with sqlite3.connect(tmp_path / "s.sqlite") as db:
+                    return [json.loads(t) for t in stored_texts(db, "alarm")]
+            except sqlite3.OperationalError:  # not created yet
+                return []
+
+        stack.wait_until(lambda: bool(alarms()), 30, "PORT_OFFLINE stored")
+        (alarm,) = alarms()
+        assert (alarm["code"], alarm["state"], alarm["source"]) == ("PORT_OFFLINE", "raised", "p01")
+        assert f"{pty_path}: {reason}" in alarm["detail"]["reason"]  # type: ignore[index]
+        assert proc.poll() is None, "still running"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        proc.kill()
 
 
 def test_bad_config_is_exit_2_with_key_paths(tmp_path: Path) -> None:
@@ -163,23 +226,11 @@ def test_key_file_readable_by_others_stops_the_start(tmp_path: Path) -> None:
     keys.write_text((ROOT / "config" / "demo-keys.toml").read_text())
     keys.chmod(0o644)
     done = start(f"store.path={tmp_path}/s.sqlite", f"uplink.keys_file={keys}")
-    assert done.returncode == 1
-    assert done.stderr.strip() == (
-        f"forecourt: cannot start: {keys}: key file mode is 0644, readable or writable by"
-        f" group or others; run: chmod 600 {keys}"
+    assert (done.returncode, done.stderr) == (
+        2,
+        f"uplink.keys_file: {keys}: key file mode is 0644, readable or writable by"
+        f" group or others; run: chmod 600 {keys}\n",
     )
-
-
-def test_rs485_mode_on_a_device_without_it_stops_the_start(tmp_path: Path, pty_path: str) -> None:
-    """A pty has no RS-485 mode: asking for it is a configuration error, said plainly."""
-    done = start(
-        f"store.path={tmp_path}/s.sqlite", f"ports.0.device={pty_path}", "ports.0.rs485=true"
-    )
-    assert done.returncode == 1
-    assert done.stderr.strip().startswith(
-        f"forecourt: cannot start: port 1: {pty_path}: "
-        "the device refuses line settings 9600 8N1: no RS-485 mode ("
-    ), done.stderr
 
 
 def test_an_unclean_previous_stop_is_alarmed_at_start(tmp_path: Path) -> None:

@@ -188,19 +188,6 @@ def test_an_unwritable_store_is_one_clear_error(tmp_path: Path) -> None:
         OrderStore(blocker / "s.sqlite")
 
 
-def test_a_file_that_is_not_a_database_is_moved_aside_and_alarmed(tmp_path: Path) -> None:
-    """D6: a damaged store is kept for recovery, a fresh one runs, the platform is told."""
-    path = tmp_path / "s.sqlite"
-    junk = b"this is not sqlite" * 100
-    path.write_bytes(junk)
-    store = OrderStore(path)
-    assert store.moved_aside is not None and store.moved_aside.read_bytes() == junk
-    [alarm] = store.unsent(0, 10)
-    assert alarm.kind == "alarm" and alarm.body["code"] == "STORE_CORRUPT"
-    assert alarm.body["detail"]["moved_to"] == str(store.moved_aside)
-    assert store.append_order("n1", fields("1"), source_key="1") is not None
-
-
 def test_what_could_never_be_published_is_refused_at_the_door(tmp_path: Path) -> None:
     """Floats (and NaN) cannot be sealed (decimal strings only): refusing them here
     keeps one bad record from blocking the uplink forever."""

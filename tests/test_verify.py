@@ -81,11 +81,15 @@ def test_tail_deletion_is_invisible_locally(tmp_path: Path) -> None:
     assert "p01.a1.n1: 3 orders: ok" in result.stdout
 
 
-def test_usage_errors(tmp_path: Path) -> None:
-    assert verify("--store", str(tmp_path / "none.sqlite")).returncode == 2
+def test_usage_errors_and_a_store_it_cannot_read(tmp_path: Path) -> None:
+    """2 for usage, 4 for a store it cannot read (docs/cli.md): one line each."""
     assert verify().returncode == 2
+    missing = verify("--store", str(tmp_path / "none.sqlite"))
+    line = f"{tmp_path / 'none.sqlite'}: no such store\n"
+    assert (missing.returncode, missing.stderr) == (4, line)
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
-    assert verify("--store", str(tmp_path / "junk.sqlite")).returncode == 2
+    junk = verify("--store", str(tmp_path / "junk.sqlite"))
+    assert junk.returncode == 4 and junk.stderr.count("\n") == 1
 
 
 def test_an_order_dropped_on_the_box_is_a_chain_break_at_the_receiver(tmp_path: Path) -> None:

@@ -6,10 +6,13 @@ the file and the kid, and :func:`redact` gives a fingerprint to log instead.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
+from config import toml_read
 from uplink.crypto import KEY_BYTES, sm3_hex
 
 #: A kid travels in every envelope and in its AAD: keep it a short plain
@@ -36,21 +39,41 @@ class KeyFileError(Exception):
     """A key file that cannot be used; the message is one line naming file and problem."""
 
 
-def load_keys(path: Path) -> dict[str, bytes]:
-    """Read a key file into {kid: 16-byte key}; raises :class:`KeyFileError`."""
+def _read(path: Path) -> bytes:
+    """The file's bytes: a regular file within config/toml_read.py's size bound
+    (a key path at /dev/zero or a FIFO must not hang or fill the memory)."""
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise KeyFileError(f"{path}: key file not found") from None
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read key file: {exc.strerror or exc}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise KeyFileError(f"{path}: cannot read key file: Is a directory")
+        raise KeyFileError(f"{path}: not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            raw = f.read(toml_read.MAX_TOML_BYTES + 1)
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read key file: {exc.strerror or exc}") from None
+    if len(raw) > toml_read.MAX_TOML_BYTES:
+        raise KeyFileError(f"{path}: larger than {toml_read.MAX_TOML_BYTES // 1024} KiB")
+    return raw
+
+
+def load_keys(path: Path) -> dict[str, bytes]:
+    """Read a key file into {kid: 16-byte key}; raises :class:`KeyFileError`."""
+    raw = _read(path)
     try:
         # The decode error message would quote a byte of the file: leave it out.
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise KeyFileError(f"{path}: not UTF-8 text") from None
     try:
-        table = tomllib.loads(text)
+        table = toml_read.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib reports position, not content, so no key leaks through here.
         raise KeyFileError(f"{path}: not valid TOML: {exc}") from None
@@ -108,13 +131,9 @@ _SM2_PUBLIC = re.compile(r"[0-9a-fA-F]{128}")
 
 
 def _toml_table(path: Path) -> dict[str, object]:
+    raw = _read(path)
     try:
-        text = path.read_bytes().decode("utf-8")
-        return tomllib.loads(text)
-    except FileNotFoundError:
-        raise KeyFileError(f"{path}: key file not found") from None
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read key file: {exc.strerror or exc}") from None
+        return toml_read.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise KeyFileError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -54,6 +55,20 @@ log = structlog.get_logger("uplink")
 #: Seconds to wait for a PUBACK before treating the link as dead. Keepalive
 #: (60 s) would notice too, but a wedged link should not hold a batch that long.
 PUBLISH_TIMEOUT_S = 20.0
+
+
+async def _bounded(call: Awaitable[object], timeout_s: float) -> None:
+    """An aiomqtt publish or subscribe (given ``timeout=math.inf``) within
+    ``timeout_s``. aiomqtt's own timeout is ``asyncio.wait_for``, which on
+    Python 3.11 can swallow a cancel landing as the call completes: a task
+    then runs on after a stop and the session never ends (the daemon ignored
+    SIGTERM). ``asyncio.timeout`` never does."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await call
+    except TimeoutError:
+        raise aiomqtt.MqttError("Operation timed out") from None
+
 
 #: Seconds allowed for the TCP + MQTT handshake over a slow 4G link.
 CONNECT_TIMEOUT_S = 15.0
@@ -235,6 +250,10 @@ class Uplink:
         )
         if endpoint.interface is not None:
             links.bind_client(client, endpoint.interface, CONNECT_TIMEOUT_S)
+        task = asyncio.current_task()
+        # Cancels asked of this task so far: Python 3.11's TaskGroup can leave
+        # the count raised after a failed session, so only a rise means "stop".
+        asked = task.cancelling() if task is not None else 0
         async with client:
             self.stats.connected = True
             self.stats.connects += 1
@@ -247,10 +266,17 @@ class Uplink:
             )
             self._emit(self.failover.connected(time.monotonic()))
             online = {"online": True, "version": s.version, "ts": time.time_ns() // 1_000_000}
-            await client.publish(
-                s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=PUBLISH_TIMEOUT_S
+            await _bounded(
+                client.publish(
+                    s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=math.inf
+                ),
+                PUBLISH_TIMEOUT_S,
             )
             await self._subscribe_commands(client)
+            # The connect is aiomqtt's asyncio.wait_for too (see _bounded): a
+            # stop asked meanwhile would start the session's tasks and never end.
+            if task is not None and task.cancelling() > asked:
+                raise asyncio.CancelledError
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(self._watch(client))
@@ -303,8 +329,9 @@ class Uplink:
         """Subscribe to down/cmd on every connect (the persistent session keeps
         it too, but a broker that lost its state must not leave us deaf)."""
         if self.on_command is not None:
-            await client.subscribe(
-                self.settings.topic("down/cmd"), qos=1, timeout=PUBLISH_TIMEOUT_S
+            await _bounded(
+                client.subscribe(self.settings.topic("down/cmd"), qos=1, timeout=math.inf),
+                PUBLISH_TIMEOUT_S,
             )
             log.info("commands_subscribed", topic=self.settings.topic("down/cmd"))
 
@@ -334,8 +361,11 @@ class Uplink:
             try:
                 body = self.heartbeat()
                 payload = self._seal(body, "heartbeat")
-                await client.publish(
-                    self.settings.topic("up/heartbeat"), payload, qos=0, timeout=PUBLISH_TIMEOUT_S
+                await _bounded(
+                    client.publish(
+                        self.settings.topic("up/heartbeat"), payload, qos=0, timeout=math.inf
+                    ),
+                    PUBLISH_TIMEOUT_S,
                 )
             except Exception:
                 # A heartbeat is a snapshot: a missed one (slow 4G link, a busy
@@ -382,8 +412,9 @@ class Uplink:
         try:
             kind = run[0].kind
             payload = self._seal_texts(run, kind)
-            await client.publish(
-                self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=PUBLISH_TIMEOUT_S
+            await _bounded(
+                client.publish(self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=math.inf),
+                PUBLISH_TIMEOUT_S,
             )
             if testpoints.active:
                 testpoints.reached("batch_acked", kind)

@@ -239,7 +239,9 @@ def store_path_from_args(args: list[str]) -> Path | None:
         return None
     try:
         path = tomllib.loads(config.read_text())["store"]["path"]
-    except (OSError, ValueError, KeyError, TypeError):
+    # RecursionError: a config nested past the parser (the launcher imports
+    # nothing of the project, so not config/toml_read.py's bound either).
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None
     return Path(path)
 

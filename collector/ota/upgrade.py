@@ -384,7 +384,7 @@ def setup_ota(
     try:
         release_public = load_sm2_public(o.release_public_key_file)
     except KeyFileError as exc:
-        raise StartError(str(exc)) from None
+        raise StartError(f"ota.release_public_key_file: {exc}") from None
     ota = Ota(config, store, uplink, restart, ports, release_public)
     processor.register("ota.upgrade", ota.upgrade)
     processor.register("ota.rollback", ota.rollback)

@@ -357,6 +357,12 @@ class WebApp:
         if self.config_path is None:
             return self.config_page(session, None, [])
         edited = form.get("toml", "").replace("\r\n", "\n")
+        from config import toml_read
+
+        try:  # before the secret scan, which recurses into the text as the parser does
+            toml_read.check_text(edited)
+        except toml_read.TomlBoundError as exc:
+            return self.config_page(session, None, [f"config: {exc}"])
         changes = self.collector.config_changes
         # One writer at a time with config.set / rollback (their file lock).
         async with changes.file_lock if changes is not None else contextlib.nullcontext():

@@ -267,12 +267,17 @@ def _secrets_in(data: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, Any]]:
 
 
 def mask_checked(text: str) -> str:
-    """:func:`mask`, then proven by ``tomllib``: every secret is the placeholder."""
+    """:func:`mask`, then proven by ``tomllib``: every secret is the placeholder.
+    Text past config/toml_read.py's size and depth bounds is not scanned at all
+    (the scanner, like the parser, recurses into arrays and inline tables)."""
     import tomllib
 
-    masked = mask(text)
+    from config import toml_read
+
     try:
-        data = tomllib.loads(masked)
+        toml_read.check_text(text)
+        masked = mask(text)
+        data = toml_read.loads(masked)
     except tomllib.TOMLDecodeError as exc:
         raise MaskError(f"the file is not valid TOML ({exc})") from None
     for path, value in _secrets_in(data):
