@@ -154,6 +154,16 @@ def test_a_raised_alarm_restored_from_the_store_is_cleared_and_a_refused_store_a
     assert p.subscribed_now(4.0, 4_000)[0].raised is False
 
 
+def test_a_raise_left_by_a_run_with_commands_on_is_cleared_once_they_are_off() -> None:
+    p = policy()
+    p.enable(False)
+    assert p.off_clear() == []
+    p.restore(alarm_raised=True)
+    [cleared] = p.off_clear()
+    assert cleared.code == COMMAND_CHANNEL_DOWN and not cleared.raised
+    assert p.off_clear() == []
+
+
 def test_the_broker_is_silent_only_while_a_request_waits_with_no_answer() -> None:
     clock = AckClock(timeout_s=10.0)
     assert clock.silent_for(100.0) == 0.0, "nothing waits: keepalive's business"

@@ -116,6 +116,14 @@ class CommandPolicy:
 
     # --- what happened -------------------------------------------------
 
+    def off_clear(self) -> list[LinkAlarm]:
+        """Commands off, but the store says the last run left the alarm raised
+        (commands turned off since): cleared, so it does not hang."""
+        if self.enabled or not self.alarm_raised:
+            return []
+        self.alarm_raised = False
+        return [LinkAlarm(COMMAND_CHANNEL_DOWN, False, {"down_s": 0, "reason": "commands off"})]
+
     def connected(self, now: float, now_ms: int, endpoint: int) -> float:
         """A connection to ``endpoint`` is up: seconds until the SUBSCRIBE is due."""
         self.endpoint = endpoint

@@ -289,7 +289,7 @@ class Uplink:
             port=endpoint.port,
             interface=endpoint.interface,
         )
-        self._emit(self.failover.connected(time.monotonic()))
+        self._emit(self.failover.connected(time.monotonic()) + self.commands.policy.off_clear())
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while True:
