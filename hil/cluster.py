@@ -16,6 +16,7 @@ node's death), frozen (SIGSTOP) and stopped by that PID, never by name.
 ``classic`` (its default: a persistent session's queue lives on one node) or
 ``quorum`` (replicated over the cluster; clean sessions stay classic).
 Retained messages are kept per node (the plugin's default DETS store).
+``net_ticktime``: Erlang's, in each node's advanced.config (default 60 s).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class RabbitNode:
             "log.file.level = info\n"
         )
         (self.base / "enabled_plugins").write_text("[rabbitmq_mqtt].\n")
+        if cluster.net_ticktime is not None:
+            (self.base / "advanced.config").write_text(
+                f"[{{kernel, [{{net_ticktime, {cluster.net_ticktime}}}]}}].\n"
+            )
 
     @property
     def env(self) -> dict[str, str]:
@@ -182,10 +187,20 @@ class RabbitNode:
 class RabbitCluster:
     """Three (``size``) joined nodes under ``work``; :meth:`close` stops them all."""
 
-    def __init__(self, work: Path, size: int = 3, durable_queue_type: str = "classic") -> None:
+    def __init__(
+        self,
+        work: Path,
+        size: int = 3,
+        durable_queue_type: str = "classic",
+        net_ticktime: int | None = None,
+    ) -> None:
         self.sbin = sbin()
         self.work = work
         self.durable_queue_type = durable_queue_type
+        #: Erlang's net_ticktime (default 60 s): how long a node that stopped
+        #: answering (frozen, not dead) takes to be declared down — the cluster
+        #: waits for it meanwhile.
+        self.net_ticktime = net_ticktime
         work.mkdir(parents=True, exist_ok=True)
         cookie = work / ".erlang.cookie"
         cookie.write_text(secrets.token_hex(16).upper())

@@ -106,12 +106,16 @@ def test_a_single_endpoint_never_moves() -> None:
 def test_the_alarm_counts_connected_time_only_and_clears_with_its_length() -> None:
     p = policy(refusals=100, alarm_s=30.0)
     assert p.alarm_in(500.0) == math.inf, "not connected: NETWORK_LOSS's business"
-    p.connected(10.0, 10_000, 0)
+    p.connected(5.0, 5_000, 0)
+    assert p.alarm_in(8.0) == math.inf, "connected, but the broker has answered nothing yet"
+    p.alive(10.0)
     p.refused(11.0, 11_000, "SUBACK refused: 0x80")
+    p.alive(12.0)
     assert p.alarm_in(30.0) == 10.0
     p.disconnected(30.0, 30_000)  # 20 s connected so far
     assert p.alarm_in(1000.0) == math.inf
     p.connected(1000.0, 1_000_000, 1)
+    p.alive(1000.0)
     assert p.alarm_in(1000.0) == 10.0
     assert p.check_alarm(1005.0, 1_005_000) == []
     [raised] = p.check_alarm(1010.0, 1_010_000)
@@ -127,6 +131,7 @@ def test_the_alarm_counts_connected_time_only_and_clears_with_its_length() -> No
     assert not cleared.raised and cleared.detail == {"down_s": 40, "endpoint": "rabbit2"}
     p.disconnected(1030.0, 1_030_000)
     p.connected(1040.0, 1_040_000, 1)
+    p.alive(1040.0)
     assert p.alarm_in(1040.0) == 30.0, "counting starts over after the channel was up"
 
 

@@ -24,8 +24,11 @@ Rules:
   refused, the collector stays where publishing works and retries in the
   background at the backoff; the round ends when a SUBSCRIBE succeeds.
 - ``COMMAND_CHANNEL_DOWN`` is raised once the channel has been down for
-  ``alarm_after_s`` of connected time (a network outage is NETWORK_LOSS's,
-  not this alarm's), and cleared at the next successful SUBSCRIBE.
+  ``alarm_after_s`` of connected time, counted from the first answer the
+  broker gave on each connection (a network outage is NETWORK_LOSS's, and a
+  broker that accepts connections but answers nothing — a cluster waiting
+  for a frozen node — is no working link either), and cleared at the next
+  successful SUBSCRIBE.
 """
 
 from __future__ import annotations
@@ -127,10 +130,13 @@ class CommandPolicy:
     def connected(self, now: float, now_ms: int, endpoint: int) -> float:
         """A connection to ``endpoint`` is up: seconds until the SUBSCRIBE is due."""
         self.endpoint = endpoint
-        if not self.enabled:
-            return math.inf
-        self._down_from = now
         return self.attempt_in(now)
+
+    def alive(self, now: float) -> None:
+        """The broker answered on this connection: its time counts from now."""
+        counting = self._down_from is not None or self.subscribed
+        if self.enabled and self.endpoint is not None and not counting:
+            self._down_from = now
 
     def attempt_in(self, now: float) -> float:
         return max(0.0, self._next_attempt - now) if self.enabled else math.inf

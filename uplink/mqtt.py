@@ -277,7 +277,11 @@ class Uplink:
             transport.settle(client)
 
     def _connected(self, endpoint: Endpoint) -> None:
-        self.acks = AckClock(self.settings.ack_timeout_s, last_answer_ms=self.acks.last_answer_ms)
+        self.acks = AckClock(
+            self.settings.ack_timeout_s,
+            last_answer_ms=self.acks.last_answer_ms,
+            on_answer=self.commands.policy.alive,
+        )
         self.stats.connected = True
         self.stats.connected_since_ms = _now_ms()
         self.stats.connects += 1

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import aiomqtt
@@ -54,8 +54,15 @@ class AckClock:
 
     Sans-IO: times are passed in (monotonic seconds; wall ms for status)."""
 
-    def __init__(self, timeout_s: float, last_answer_ms: int | None = None) -> None:
+    def __init__(
+        self,
+        timeout_s: float,
+        last_answer_ms: int | None = None,
+        on_answer: Callable[[float], None] | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
+        #: Called with the monotonic time of each answer (the link works).
+        self.on_answer = on_answer
         self.outstanding = 0
         self._waiting_since = math.inf  # monotonic: outstanding went 0 → 1
         self._last_answer = -math.inf  # monotonic
@@ -72,6 +79,8 @@ class AckClock:
         self._last_answer = now
         self.last_answer_ms = now_ms
         self._done()
+        if self.on_answer is not None:
+            self.on_answer(now)
 
     def given_up(self) -> None:
         """A request that ended without an answer (cancelled, failed)."""

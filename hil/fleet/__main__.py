@@ -27,7 +27,8 @@ def _spread(per_endpoint: dict[str, int]) -> str:
 
 def _nodes(nodes: dict[str, Any]) -> str:
     return "; ".join(
-        f"{name} {_slash(v['cpu_share_of_core'], v['idle_cpu_share_of_core'])}"
+        f"{name} {_slash(v['cpu_share_of_core'], v['empty_cpu_share_of_core'])}"
+        f" / {v['idle_cpu_share_of_core']}"
         f" / {' -> '.join(map(str, v['rss_kb_empty_idle_end']))}"
         for name, v in nodes.items()
     )
@@ -76,7 +77,10 @@ def table(r: dict[str, Any]) -> str:
         ("connections / retained online states",
          _slash(r["connections"], r["retained_online_states"])),
         ("stations per endpoint", _spread(r["stations_per_endpoint"])),
-        ("broker nodes: CPU / idle CPU / RSS kB empty -> idle -> end", _nodes(r["broker_nodes"])),
+        (
+            "broker nodes: CPU / CPU empty / idle / RSS kB empty -> idle -> end",
+            _nodes(r["broker_nodes"]),
+        ),
         ("worker loop lag p99 / max ms (simulation's own stalls)",
          " ".join(_slash(w["p99"], w["max"]) for w in r["worker_loop_lag_ms"])),
         ("drained / reconnects", _slash(r["drained"], r["reconnects"])),

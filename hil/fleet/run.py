@@ -114,6 +114,7 @@ class Fleet:
         self.workers: list[Proc] = []
         self.ready: list[dict[str, Any]] = []
         self.rss_empty: dict[str, int] = {}
+        self.cpu_empty: dict[str, float] = {}
 
     @property
     def ports(self) -> list[int]:
@@ -141,8 +142,15 @@ class Fleet:
         else:
             assert self.broker is not None
             self.broker.start()
-        # The broker's memory before any station connects: per-connection cost.
-        self.rss_empty = {name: rss_kb(pid) for name, pid in self.broker_pids().items()}
+        # The broker before any station connects (its own idle CPU: Erlang's
+        # schedulers, the cluster's heartbeats), for per-connection costs.
+        brokers = self.broker_pids()
+        self.rss_empty = {name: rss_kb(pid) for name, pid in brokers.items()}
+        cpu0, t0 = {name: cpu_seconds(pid) for name, pid in brokers.items()}, time.monotonic()
+        if self.cluster is not None:  # mosquitto idles at ~0: not worth the wait
+            time.sleep(o.idle_seconds)
+        elapsed = max(time.monotonic() - t0, 1e-3)
+        self.cpu_empty = {n: (cpu_seconds(pid) - cpu0[n]) / elapsed for n, pid in brokers.items()}
         ports = self.ports
         for i, d in enumerate(self.devices):
             d["home"] = str(i % len(ports))
@@ -327,6 +335,7 @@ def report(
         "broker_nodes": {
             name: {
                 "cpu_share_of_core": round(cpu[name] / window, 3),
+                "empty_cpu_share_of_core": round(m["cpu_empty"][name], 4),
                 "idle_cpu_share_of_core": round(m["idle"][name], 4),
                 "rss_kb_empty_idle_end": m["rss_kb"][name],
             }
@@ -356,6 +365,7 @@ def run_fleet(opts: FleetOptions) -> dict[str, Any]:
         fleet.start()
         measured = fleet.measure()
         measured["ready"] = fleet.ready
+        measured["cpu_empty"] = fleet.cpu_empty
     except BaseException:
         fleet.stop()
         print(f"hil.fleet: failed; logs kept in {work}", file=sys.stderr)
