@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cluster", action="store_true", help="three RabbitMQ nodes, stations spread over them"
     )
+    parser.add_argument("--kill-node", type=int, default=None, help="with --cluster: SIGKILL it")
+    parser.add_argument("--kill-after-s", type=float, default=10.0, help="… this long after go")
     parser.add_argument(
         "--quick", action="store_true", help=f"smoke run, overriding those options: {QUICK}"
     )

@@ -6,8 +6,10 @@ the go (SIGUSR1 to every worker) until the last published record was opened
 by a receiver.
 
 ``cluster``: the broker is three RabbitMQ 3.10 nodes (hil/cluster.py) instead
-of one mosquitto. Each station lists the three nodes as its endpoints,
-rotated (station *i* starts at node *i* mod 3), so the connections spread;
+of one mosquitto. Each station lists the three nodes as its endpoints in
+its own order (permutation *i* mod 3!), so the connections spread, and so do
+the stations of a node that dies (``kill_node``: SIGKILLed ``kill_after_s``
+into the run, its stations' moves inside the figures);
 RabbitMQ's MQTT plugin has no shared subscriptions, so receiver *k*
 subscribes on node *k* mod 3 to the up topics of its own share of the
 devices, one filter each.
@@ -15,12 +17,14 @@ devices, one filter each.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +70,8 @@ class FleetOptions:
     dir: Path | None = None
     keep: bool = False
     cluster: bool = False
+    kill_node: int | None = None
+    kill_after_s: float = 10.0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -152,8 +158,12 @@ class Fleet:
         elapsed = max(time.monotonic() - t0, 1e-3)
         self.cpu_empty = {n: (cpu_seconds(pid) - cpu0[n]) / elapsed for n, pid in brokers.items()}
         ports = self.ports
+        # Station i lists the nodes in permutation i mod n!: each node is the
+        # first of a third of the stations, and a dead node's stations split
+        # evenly over the others (a rotation would send them all to one).
+        orders = list(itertools.permutations(range(len(ports))))
         for i, d in enumerate(self.devices):
-            d["home"] = str(i % len(ports))
+            d["order"] = ",".join(map(str, orders[i % len(orders)]))
         keys = {d["kid"]: d["key"] for d in self.devices}
         kid_dev = {d["kid"]: d["dev"] for d in self.devices}
         for i in range(o.receivers):
@@ -209,6 +219,18 @@ class Fleet:
         go_ns, t0 = time.time_ns(), time.monotonic()
         for proc in self.workers:
             proc.signal(signal.SIGUSR1)
+        killer = None
+        last_cpu: dict[str, float] = {}  # a killed node's CPU up to its death
+        if self.cluster is not None and o.kill_node is not None:
+            node = self.cluster.node(o.kill_node)
+
+            def kill() -> None:
+                assert node.proc is not None
+                last_cpu[f"node{node.index}"] = cpu_seconds(node.proc.pid)
+                node.kill()
+
+            killer = threading.Timer(o.kill_after_s, kill)
+            killer.start()
         done = [
             p.wait_lines(lambda line: "done" in line, 1, o.seconds + DRAIN_TIMEOUT_S + 60)[0]
             for p in self.workers
@@ -223,17 +245,23 @@ class Fleet:
             return total
 
         drained = time.monotonic()
+        if killer is not None:
+            killer.cancel()
         wait_until(lambda: received() >= published, RECEIVE_TIMEOUT_S, "the receivers")
         window = time.monotonic() - t0
         # Every PUBACK was in when the workers reported; what the receivers
         # still had to open then is their backlog (a few ms when they keep up).
         catch_up = time.monotonic() - drained
-        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        cpu = {
+            name: (last_cpu[name] if name in last_cpu else cpu_seconds(pid)) - cpu0[name]
+            for name, pid in pids.items()
+        }
         # The broker as one figure (the sum of its nodes), each node beside it.
         for figures in (cpu, idle):
             figures["broker"] = sum(figures[name] for name in brokers)
         rss = {
-            name: [self.rss_empty[name], rss0[name], rss_kb(pid)] for name, pid in brokers.items()
+            name: [self.rss_empty[name], rss0[name], 0 if name in last_cpu else rss_kb(pid)]
+            for name, pid in brokers.items()
         }
         return {"go_ns": go_ns, "window_s": window, "cpu": cpu, "done": done, "idle": idle,
                 "catch_up_s": catch_up, "broker_nodes": sorted(brokers), "rss_kb": rss,

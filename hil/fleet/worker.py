@@ -144,11 +144,11 @@ def _emit(line: dict[str, Any]) -> None:
 def _station(spec: dict[str, Any], device: dict[str, str], index: int) -> Station:
     dev = device["dev"]
     store = OrderStore(Path(spec["dir"]) / f"{dev}.sqlite")
-    # The broker's nodes rotated: this station starts at its own ("home").
+    # The broker's nodes in this station's own order (run.py: a permutation
+    # per station, so homes and the nodes taking over a dead one's spread).
     ports = spec.get("ports") or [spec["port"]]
-    home = int(device.get("home", 0))
-    rotated = ports[home:] + ports[:home]
-    endpoints = tuple(Endpoint(f"node{ports.index(p) + 1}", spec["host"], p) for p in rotated)
+    order = [int(k) for k in device.get("order", "0").split(",")]
+    endpoints = tuple(Endpoint(f"node{k + 1}", spec["host"], ports[k]) for k in order)
     settings = UplinkSettings(
         device_id=dev,
         host=spec["host"],
