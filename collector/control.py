@@ -281,19 +281,28 @@ async def q_buffer(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def q_uplink(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
-    u = c.config.uplink
-    stats = c.uplink.stats if c.uplink is not None else None
-    link = c.uplink.link() if c.uplink is not None else None
+    """Publishing and the command channel separately (uplink/status.py), the
+    endpoint in use, the last error with its time (``old`` once its part
+    recovered), and the backlog of unsent records from the store."""
+    u, up = c.config.uplink, c.uplink
+    stats = up.stats if up is not None else None
+    link = up.link() if up is not None else None
+    status = up.status() if up is not None else {}
+    with _store_db(c) as db:
+        backlog = storeview.unsent_total(db)
     return {
         "endpoint": link["endpoint"] if link else f"{u.host}:{u.port}",
         "link": link,
         "tls": u.tls,
+        "session": u.session,
         "connected": bool(stats and stats.connected),
+        "publishing": {**status.get("publishing", {"connected": False}), "backlog": backlog},
+        "commands": status.get("commands", {"state": "off"}),
         "connects": stats.connects if stats else 0,
         "messages": stats.messages if stats else 0,
         "records": stats.records if stats else 0,
         "bytes": stats.bytes if stats else 0,
-        "last_error": stats.last_error if stats else None,
+        "last_error": status.get("last_error"),
         "errors": dict(stats.errors) if stats else {},
     }
 
