@@ -256,7 +256,8 @@ def _validate(data: dict[str, Any], raw_texts: Mapping[_Path, str]) -> Config:
 
 def format_error(err: ErrorDetails) -> str:
     """One pydantic error → ``key.path: reason``; a secret's value is never shown."""
-    where = ".".join(str(part) for part in err["loc"]) or "config"
+    # pydantic names a bad dict key ``…grades.92.[key]``: the key is the path.
+    where = ".".join(str(part) for part in err["loc"] if part != "[key]") or "config"
     last = err["loc"][-1] if err["loc"] else ""
     reason = _reason(err)
     if isinstance(last, str) and last in SECRET_FIELDS and err["type"] != "invalid":
