@@ -127,12 +127,21 @@ def _verify(store: Path | None, config_path: Path | None) -> int:
     return verify_store(store, sys.stdout, sys.stderr)
 
 
-def _load(path: Path, overrides: Sequence[str], out: TextIO) -> Config | None:
-    """The validated config, or None after printing one line per error to ``out``."""
-    from config.loader import ConfigError, load_config
+def _load(
+    path: Path, overrides: Sequence[str], out: TextIO, raw: bytes | None = None
+) -> Config | None:
+    """The validated config, or None after printing one line per error to ``out``.
+    ``raw``: the file's bytes when already read (validated as they are)."""
+    from config.loader import ConfigError, config_from_data, load_config, parse_toml_text
 
     try:
-        return load_config(path, overrides)
+        if raw is None:
+            return load_config(path, overrides)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError([f"{path}: not UTF-8 text (byte offset {exc.start})"]) from None
+        return config_from_data(parse_toml_text(text, str(path)), overrides)
     except ConfigError as exc:
         for line in exc.errors:
             print(line, file=out)
@@ -163,16 +172,32 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
     else:
         if done == "reverted":
             print(f"forecourt: {path}: unconfirmed change reverted to .prev", file=sys.stderr)
-    # A daemon's diagnostics go to stderr (the journal), not stdout.
-    config = _load(path, overrides, sys.stderr)
-    if config is None:
-        return EXIT_USAGE
-    from config.handoff import exec_daemon
-
     argv = ["-m", "collector", "run", "--config", str(path)]
     for item in overrides:
         argv += ["--set", item]  # shown by ps; already applied
-    exec_daemon(config, argv, version())
+    from config import validated_cache
+    from config.handoff import exec_payload
+
+    # The file as it is now (after the settle): the cache key and, on a miss,
+    # what is validated are the same bytes.
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raw = None  # _load says why, in its own words
+    cache = validated_cache.directory()
+    key = None if raw is None else validated_cache.key(raw, overrides, version())
+    payload = None if cache is None or key is None else validated_cache.load(cache, key)
+    if payload is None:
+        # A daemon's diagnostics go to stderr (the journal), not stdout.
+        config = _load(path, overrides, sys.stderr, raw)
+        if config is None:
+            return EXIT_USAGE
+        from config.handoff import payload_of
+
+        payload = payload_of(config, version())
+        if cache is not None and key is not None:
+            validated_cache.store(cache, key, payload)
+    exec_payload(payload, argv)
 
 
 def _overrides(argv: list[str]) -> list[str]:
