@@ -155,7 +155,7 @@ def _customize(root: Path, bundle_path: Path) -> None:
     modules_load = root / "usr" / "lib" / "modules-load.d"
     modules_load.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "systemd" / "forecourt-serial.conf", modules_load)
-    # The harness: a shell on hvc0, the network, a small journal.
+    # The harness: a shell on a virtio port, the network, a small journal.
     shutil.copy(GUEST / "gateway-shell.service", units)
     network = etc / "systemd" / "network"
     network.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,8 @@ def _customize(root: Path, bundle_path: Path) -> None:
         link.symlink_to(f"/etc/systemd/system/{unit}" if ours else f"/lib/systemd/system/{unit}")
     # Nothing on a station gateway needs these at boot; they cost the 64 MB VM.
     for masked in ("apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
-                   "fstrim.timer", "getty@tty1.service", "man-db.timer"):  # fmt: skip
+                   "fstrim.timer", "getty@tty1.service", "man-db.timer", "getty-static.service",
+                   "dpkg-db-backup.timer", "e2scrub_reap.service"):  # fmt: skip
         link = units / masked
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")

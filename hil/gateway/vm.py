@@ -16,7 +16,7 @@ enumerate in. Every line is ``-chardev serial`` on the host pty a
 null one when unused): otherwise the guest reads received bytes in 8-byte
 FIFO chunks hundreds of ms late (/work/shared/gateway-measured.md).
 
-The harness reaches the guest through a root shell on the virtio console
+The harness reaches the guest through a root shell on a virtio serial port
 (guest/gateway-shell.service) over a unix socket: :meth:`Gateway.sh` runs one
 command and returns its exit status and output (base64 both ways, so any
 bytes pass).
@@ -102,7 +102,8 @@ class Gateway:
                        f"{BROKER_GUEST[1]}-{relay}",
             "-device", "virtio-net-device,netdev=net",
             "-chardev", f"socket,id=shell,path={self.work / 'shell.sock'},server=on,wait=off",
-            "-device", "virtio-serial-device", "-device", "virtconsole,chardev=shell",
+            "-device", "virtio-serial-device",
+            "-device", "virtserialport,chardev=shell,name=org.forecourt.shell",
             "-qmp", f"unix:{self.work / 'qmp.sock'},server=on,wait=off",
         ]  # fmt: skip
         card = []
@@ -205,6 +206,7 @@ class Gateway:
 
     def wait_shell(self, timeout: float = BOOT_TIMEOUT_S) -> float:
         """Seconds from now until the guest's shell answers."""
+        print(f"gateway: boot {self.boots}: waiting for the guest", file=sys.stderr, flush=True)
         began = time.monotonic()
         deadline = began + timeout
         while True:
