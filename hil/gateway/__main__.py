@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--timeout", type=float, default=600)
     p_measure = commands.add_parser("measure", help="the figures of docs/performance.md")
     p_measure.add_argument("--quick", action="store_true", help="shorter phases (a smoke run)")
+    p_measure.add_argument("--phases", help="some of idle32,selling32,selling8_128mb,selling8_64mb")
     p_torture = commands.add_parser("torture", help="power cuts (make gateway-torture)")
     p_torture.add_argument("--cuts", type=int, default=20)
     p_torture.add_argument("--ports", type=int, default=3)
@@ -92,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "up":
         result = up(args)
     elif args.command == "measure":
-        from hil.gateway.measure import measure
+        from hil.gateway.measure import PHASES, measure
 
-        result = measure(workdir("measure"), quick=args.quick)
+        phases = tuple(args.phases.split(",")) if args.phases else PHASES
+        result = measure(workdir("measure"), quick=args.quick, phases=phases)
     else:
         from hil.gateway.torture import torture
 

@@ -51,6 +51,8 @@ STORE = "/var/lib/forecourt/store.sqlite"
 #: The disk: the release (~70 MB installed) and Debian (~330 MB) with room to
 #: spare, like a 1 GB eMMC; the file is sparse.
 DISK_BYTES = 1024 * 1024 * 1024
+#: Staged images kept in the cache (newest first).
+KEEP_STAGES = 3
 #: Bump when the staging steps change, so a cached stage is made again.
 STAGE_FORMAT = 3
 #: The project's packages the first install runs from (docs/upgrade.md,
@@ -124,9 +126,11 @@ def stage(cache: Path | None = None) -> Stage:
     if result.initrd.stat().st_size > 12 * 1024 * 1024:
         raise RuntimeError(f"{result.initrd}: larger than the short initrd (MODULES=list)")
     (where / "COMPLETE").write_text(json.dumps(made) + "\n")
-    for old in cache.glob("stage-*"):  # one stage at a time: ~450 MB each
-        if old != where:
-            shutil.rmtree(old, ignore_errors=True)
+    # ~500 MB each: keep the newest few (a run in progress holds its own
+    # kernel, initrd and disk copies, never the stage's).
+    stages = sorted(cache.glob("stage-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in stages[KEEP_STAGES:]:
+        shutil.rmtree(old, ignore_errors=True)
     return result
 
 
@@ -157,6 +161,9 @@ def _customize(root: Path, bundle_path: Path) -> None:
     shutil.copy(ROOT / "systemd" / "forecourt-serial.conf", modules_load)
     # The harness: a shell on a virtio port, the network, a small journal.
     shutil.copy(GUEST / "gateway-shell.service", units)
+    agent = root / "usr" / "local" / "lib" / "gateway-agent.py"
+    agent.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(GUEST / "gateway-agent.py", agent)
     network = etc / "systemd" / "network"
     network.mkdir(parents=True, exist_ok=True)
     shutil.copy(GUEST / "10-uplink.network", network)

@@ -9,6 +9,7 @@ the receiver's stamp minus the dispenser's.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -88,10 +89,12 @@ class Rig:
         image.write_config(staged.root, vm.port_lines(self.pumps), vm.BROKER_GUEST,
                            self.config_extra)  # fmt: skip
         disk = image.disk(staged.root, self.work / "disk.img")
+        kernel, initrd = self.work / "vmlinuz", self.work / "initrd.img"
+        shutil.copy(staged.kernel, kernel)
+        shutil.copy(staged.initrd, initrd)
         self.gateway = vm.Gateway(
-            self.work, staged.kernel, staged.initrd, disk, links, self.broker.port,
-            self.memory_mb,
-        )  # fmt: skip
+            self.work, kernel, initrd, disk, links, self.broker.port, self.memory_mb
+        )
 
     # --- the ground truth and what arrived ------------------------------------
 

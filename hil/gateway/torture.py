@@ -13,7 +13,7 @@ one. No mode models a disk that loses writes it had acknowledged.)
 Each cycle: boot, wait for the unit's READY, ``PRAGMA integrity_check`` (as
 the service user: a root connection would leave a root-owned ``-shm``),
 every few cycles ``forecourt verify`` in the guest, then a kill at a
-uniformly random moment 8–45 s later. After the last cut: one more boot,
+uniformly random moment 8–30 s later. After the last cut: one more boot,
 the dispensers finish, every sale must reach the receiver; then ``forecourt
 verify`` and the export in the guest, a clean power-off and ``e2fsck -fn``
 of the disk on the host.
@@ -44,7 +44,7 @@ from hil.gateway.vm import FORECOURT
 RATE = 0.12
 #: The kill comes this long after READY (uniform): sometimes mid-start of
 #: the uplink, sometimes deep in selling and draining.
-UP_S = (8.0, 45.0)
+UP_S = (8.0, 30.0)
 #: A boot under TCG with the unit's start: roughly, for sizing the sales.
 CYCLE_S = 80.0
 #: ``forecourt verify`` in the guest costs ≈ 10 s of TCG: every so many boots.

@@ -16,20 +16,18 @@ enumerate in. Every line is ``-chardev serial`` on the host pty a
 null one when unused): otherwise the guest reads received bytes in 8-byte
 FIFO chunks hundreds of ms late (/work/shared/gateway-measured.md).
 
-The harness reaches the guest through a root shell on a virtio serial port
-(guest/gateway-shell.service) over a unix socket: :meth:`Gateway.sh` runs one
-command and returns its exit status and output (base64 both ways, so any
-bytes pass).
+The harness reaches the guest through an agent on a virtio serial port
+(guest/gateway-agent.py, started by guest/gateway-shell.service) over a
+unix socket: :meth:`Gateway.sh` runs one shell command as root and returns
+its exit status and output (one JSON line each way).
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import itertools
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -170,32 +168,26 @@ class Gateway:
     # --- the shell -----------------------------------------------------------
 
     def sh(self, command: str, timeout: float = 120) -> tuple[int, str]:
-        """Run ``command`` in the guest's root shell: (exit status, stdout+stderr)."""
+        """Run ``command`` in the guest as root: (exit status, stdout+stderr)."""
         assert self._shell is not None, "not booted"
         n = next(self._count)
-        script = base64.b64encode(command.encode()).decode()
-        line = (
-            f'__o=$( {{ eval "$(echo {script} | base64 -d)"; }} 2>&1 ); __r=$?; '
-            f"printf '\\n__B{n}__\\n'; printf '%s' \"$__o\" | base64 -w0; "
-            f"printf '\\n__E{n}_%d__\\n' $__r\n"
-        )
-        self._shell.sendall(line.encode())
-        pattern = re.compile(rb"__B%d__\n([A-Za-z0-9+/=]*)\n__E%d_(\d+)__\n" % (n, n))
-        deadline = time.monotonic() + timeout
+        request = {"id": n, "cmd": command, "timeout": timeout}
+        self._shell.sendall(json.dumps(request).encode() + b"\n")
+        deadline = time.monotonic() + timeout + 10
         self._shell.settimeout(1.0)
         while True:
-            found = pattern.search(self._buffer)
-            if found:
-                self._buffer = self._buffer[found.end() :]
-                return int(found.group(2)), base64.b64decode(found.group(1)).decode(
-                    errors="replace"
-                )
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                with contextlib.suppress(ValueError):
+                    reply = json.loads(line)
+                    if reply.get("id") == n:
+                        return int(reply["rc"]), str(reply["out"])
             if time.monotonic() > deadline:
-                raise TimeoutError(f"guest shell: no answer to {command!r} in {timeout:.0f} s")
+                raise TimeoutError(f"guest agent: no answer to {command!r} in {timeout:.0f} s")
             with contextlib.suppress(TimeoutError, socket.timeout):
                 chunk = self._shell.recv(65536)
                 if not chunk:
-                    raise ConnectionError("guest shell closed")
+                    raise ConnectionError("guest agent closed")
                 self._buffer += chunk
 
     def check(self, command: str, timeout: float = 120) -> str:
@@ -211,7 +203,7 @@ class Gateway:
         deadline = began + timeout
         while True:
             try:
-                self.sh("true", timeout=5)
+                self.sh("true", timeout=3)
                 return time.monotonic() - began
             except TimeoutError:
                 if self.proc is None or self.proc.poll() is not None:
