@@ -12,8 +12,9 @@ one. No mode models a disk that loses writes it had acknowledged.)
 
 Each cycle: boot, wait for the unit's READY, ``PRAGMA integrity_check`` (as
 the service user: a root connection would leave a root-owned ``-shm``),
-every few cycles ``forecourt verify`` in the guest, then a kill at a
-uniformly random moment 8–30 s later. After the last cut: one more boot,
+every tenth boot ``forecourt verify`` in the guest, then a kill at a
+uniformly random moment 2–15 s later (the downtime's sales being read off
+the pumps and published). After the last cut: one more boot,
 the dispensers finish, every sale must reach the receiver; then ``forecourt
 verify`` and the export in the guest, a clean power-off and ``e2fsck -fn``
 of the disk on the host.
@@ -44,11 +45,11 @@ from hil.gateway.vm import FORECOURT
 RATE = 0.12
 #: The kill comes this long after READY (uniform): sometimes mid-start of
 #: the uplink, sometimes deep in selling and draining.
-UP_S = (8.0, 30.0)
+UP_S = (2.0, 15.0)
 #: A boot under TCG with the unit's start: roughly, for sizing the sales.
-CYCLE_S = 80.0
+CYCLE_S = 110.0
 #: ``forecourt verify`` in the guest costs ≈ 10 s of TCG: every so many boots.
-VERIFY_EVERY = 5
+VERIFY_EVERY = 10
 STORE = image.STORE
 
 
