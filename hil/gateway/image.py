@@ -88,6 +88,9 @@ def bundle(cache: Path, find_links: Path, keys: Path) -> dict[str, object]:
          "--glibc", GLIBC, "--find-links", str(find_links),
          "--wheelhouse", str(cache / "wheelhouse")],
         timeout=1800,
+        # The wheel's zip times fixed: the same tree gives the same bundle, so
+        # an unchanged product finds its staged image again.
+        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
     )  # fmt: skip
     result: dict[str, object] = json.loads(printed.strip().splitlines()[-1])
     return result
