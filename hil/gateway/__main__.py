@@ -37,7 +37,8 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
     from hil.gateway.rig import Rig
 
     work = workdir("up")
-    rig = Rig(work, pumps=args.ports, orders_per_pump=args.orders, rate=args.rate)
+    late = (args.ports,) if args.plug_late else ()
+    rig = Rig(work, args.ports, args.orders, args.rate, unplugged=late)
     gw = rig.gateway
     try:
         began = time.monotonic()
@@ -55,7 +56,14 @@ def up(args: argparse.Namespace) -> dict[str, Any]:
         result["cli_reaches_daemon"] = status_rc == 0 and '"running": true' in status.replace(
             '"running":true', '"running": true'
         )
+        if late:
+            # A USB adapter plugged in after the unit started (DeviceAllow's
+            # class resolved at start: EPERM before forecourt-serial.conf).
+            time.sleep(10)
+            result["plugged_late"] = gw.plug_usb_serial(args.ports, gw.links[-1])
         rig.wait_delivered(args.timeout)
+        journal = gw.journal(3000)
+        result["eperm_in_journal"] = journal.count("Operation not permitted")
         result["sales"] = len(rig.truth())
         result["arrived"] = len({(x["record"]["nozzle"], x["record"]["order_no"])
                                  for x in rig.arrived()})  # fmt: skip
@@ -77,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     p_up.add_argument("--orders", type=int, default=5, help="sales per dispenser")
     p_up.add_argument("--rate", type=float, default=0.2, help="sales started per second, each")
     p_up.add_argument("--timeout", type=float, default=600)
+    p_up.add_argument(
+        "--plug-late", action="store_true",
+        help="the last line's USB adapter is plugged in 10 s after READY",
+    )  # fmt: skip
     p_measure = commands.add_parser("measure", help="the figures of docs/performance.md")
     p_measure.add_argument("--quick", action="store_true", help="shorter phases (a smoke run)")
     p_measure.add_argument("--phases", help="some of idle32,selling32,selling8_128mb,selling8_64mb")

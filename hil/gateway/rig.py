@@ -55,6 +55,7 @@ class Rig:
     fill_seconds: float = 0.5
     seed: int = 1
     config_extra: str = ""
+    unplugged: tuple[int, ...] = ()
     broker: Mosquitto = field(init=False)
     receiver: Proc = field(init=False)
     dispensers: list[Proc] = field(default_factory=list)
@@ -93,8 +94,9 @@ class Rig:
         shutil.copy(staged.kernel, kernel)
         shutil.copy(staged.initrd, initrd)
         self.gateway = vm.Gateway(
-            self.work, kernel, initrd, disk, links, self.broker.port, self.memory_mb
-        )
+            self.work, kernel, initrd, disk, links, self.broker.port, self.memory_mb,
+            self.unplugged,
+        )  # fmt: skip
 
     # --- the ground truth and what arrived ------------------------------------
 

@@ -78,6 +78,8 @@ class Gateway:
     links: list[Path]
     broker_port: int
     memory_mb: int = 128
+    #: Lines whose USB adapter is not plugged in at power-on (:meth:`plug_usb_serial`).
+    unplugged: tuple[int, ...] = ()
     proc: subprocess.Popen[bytes] | None = None
     boots: int = 0
     _shell: socket.socket | None = field(default=None, repr=False)
@@ -120,6 +122,8 @@ class Gateway:
             argv += ["-device", f"qemu-xhci,id=xhci{c},p2={XHCI_PORTS},p3=1"]
         for j, link in enumerate(usb):
             number = CARD_PORTS + j + 1
+            if number in self.unplugged:
+                continue
             argv += [
                 "-chardev", f"serial,id=u{number},path={link}",
                 "-device", f"usb-serial,bus=xhci{j // XHCI_PORTS}.0,chardev=u{number},"
@@ -233,6 +237,32 @@ class Gateway:
                     f"the unit is not READY after {timeout:.0f} s: {state}\n{journal}"
                 )
             time.sleep(2)
+
+    def qmp(self, *commands: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run QMP commands (``{"execute": …, "arguments": …}``); their replies."""
+        replies = []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.connect(str(self.work / "qmp.sock"))
+            reader = s.makefile("rb")
+            json.loads(reader.readline())  # the greeting
+            for command in ({"execute": "qmp_capabilities"}, *commands):
+                s.sendall(json.dumps(command).encode() + b"\n")
+                while True:
+                    reply = json.loads(reader.readline())
+                    if "return" in reply or "error" in reply:
+                        break  # events are skipped
+                replies.append(reply)
+        return replies[1:]
+
+    def plug_usb_serial(self, number: int, link: Path) -> list[dict[str, Any]]:
+        """Plug in a USB serial adapter for line ``number`` while the guest runs."""
+        return self.qmp(
+            {"execute": "chardev-add", "arguments": {"id": f"u{number}", "backend": {
+                "type": "serial", "data": {"device": str(link)}}}},
+            {"execute": "device_add", "arguments": {
+                "driver": "usb-serial", "bus": "xhci0.0", "chardev": f"u{number}",
+                "serial": f"P{number:02d}", "id": f"usb{number}"}},
+        )  # fmt: skip
 
     def boot_figures(self) -> dict[str, Any]:
         """The unit's own start at boot: inactive → active (READY=1), from systemd."""
