@@ -51,6 +51,9 @@ CYCLE_S = 110.0
 #: ``forecourt verify`` in the guest costs ≈ 10 s of TCG: every so many boots.
 VERIFY_EVERY = 10
 STORE = image.STORE
+#: A file of this name in the run's directory ends the cuts early (the last
+#: boot, the drain and every check still run): a host that must be freed.
+STOP_FILE = "STOP"
 
 
 def torture(work: Path, cuts: int, ports: int, seed: int) -> dict[str, Any]:
@@ -83,7 +86,7 @@ def torture(work: Path, cuts: int, ports: int, seed: int) -> dict[str, Any]:
             cycle["ready_at"] = time.time()
             check_store(cycle, verify=n % VERIFY_EVERY == 0)
             log.append(cycle)
-            if n > cuts:
+            if n > cuts or (work / STOP_FILE).exists():
                 break
             up = rng.uniform(*UP_S)
             time.sleep(max(0.0, cycle["ready_at"] + up - time.time()))
