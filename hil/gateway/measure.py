@@ -211,6 +211,15 @@ def measure(work: Path, quick: bool = False, phases: tuple[str, ...] = PHASES) -
     if "selling8_128mb" in phases:
         result["selling8_128mb"] = phase_eight(work, 128, 120 if quick else 240)
     if "selling8_64mb" in phases:
-        result["selling8_64mb"] = phase_eight(work, 64, 180 if quick else 600)
+        try:
+            result["selling8_64mb"] = phase_eight(work, 64, 180 if quick else 600)
+        except (TimeoutError, RuntimeError, ConnectionError) as exc:
+            console = work / "c-sell8-64mb" / "console.log"
+            text = console.read_text(errors="replace") if console.exists() else ""
+            result["selling8_64mb"] = {
+                "failed": f"{type(exc).__name__}: {str(exc)[:300]}",
+                "console": [x for x in text.splitlines()
+                            if "Out of memory" in x or "panic" in x][:20],
+            }  # fmt: skip
     result["minutes"] = round((time.monotonic() - began) / 60, 1)
     return result
