@@ -115,14 +115,16 @@ class Rig:
 
         stack.wait_until(done, timeout, "every sale at the receiver")
 
-    def latencies(self) -> list[float]:
-        """Hang-up (the simulator printed the sale) → first arrival, seconds."""
+    def latencies(self, since: float = 0.0) -> list[float]:
+        """Hang-up (the simulator printed the sale) → first arrival, seconds; only
+        sales hung up at or after ``since`` (a host time: after READY, so the
+        boot's backlog is not counted as latency)."""
         first: dict[tuple[str, str], float] = {}
         for x in self.arrived():
             key = (x["record"]["nozzle"], x["record"]["order_no"])
             first.setdefault(key, x["_t"])
         return [first[(t["nozzle"], t["order_no"])] - t["_t"] for t in self.truth()
-                if (t["nozzle"], t["order_no"]) in first]  # fmt: skip
+                if (t["nozzle"], t["order_no"]) in first and t["_t"] >= since]  # fmt: skip
 
     def stop(self) -> None:
         self.gateway.kill()
