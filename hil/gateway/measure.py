@@ -23,6 +23,7 @@ D. 64 MB, 8 dispensers selling for the run: restarts, OOM kills, swap,
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -206,12 +207,21 @@ PHASES = ("idle32", "selling32", "selling8_128mb", "selling8_64mb")
 def measure(work: Path, quick: bool = False, phases: tuple[str, ...] = PHASES) -> dict[str, Any]:
     began = time.monotonic()
     result: dict[str, Any] = {"note": "TCG is an estimate of a slow ARM, not a real ARM"}
-    if "idle32" in phases:
-        result["idle32"] = phase_idle(work, quick)
-    if "selling32" in phases:
-        result["selling32"] = phase_selling(work, quick)
-    if "selling8_128mb" in phases:
-        result["selling8_128mb"] = phase_eight(work, 128, 120 if quick else 240)
+    steps = {
+        "idle32": lambda: phase_idle(work, quick),
+        "selling32": lambda: phase_selling(work, quick),
+        "selling8_128mb": lambda: phase_eight(work, 128, 120 if quick else 240),
+    }
+    for name, step in steps.items():
+        if name not in phases:
+            continue
+        try:
+            result[name] = step()
+        except (TimeoutError, RuntimeError, ConnectionError) as exc:
+            # One phase failing (a restart mid-phase, a boot that never
+            # answers) must not take the others' figures with it.
+            result[name] = {"failed": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        (work / f"{name}.json").write_text(json.dumps(result[name], indent=1, default=str))
     if "selling8_64mb" in phases:
         try:
             result["selling8_64mb"] = phase_eight(work, 64, 180 if quick else 600)
