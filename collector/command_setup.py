@@ -86,9 +86,17 @@ def setup_commands(
     processor = CommandProcessor(
         device_id=config.device.id, platform_public=platform_public, keys=live, replay=replay
     )
-    register_device_commands(
-        processor, status=uplink.heartbeat, ring=ring, device_private=device_private
-    )
+    from collector.ota.fit import device_tags
+
+    bundle_fit = device_tags()
+
+    def status() -> dict[str, Any]:
+        # The heartbeat body, plus which release bundles fit this device
+        # (platform and python tags, collector/ota/fit.py): the heartbeat's
+        # own fields are fixed by the platform's contract, a reply's are not.
+        return {**uplink.heartbeat(), "bundle": bundle_fit}
+
+    register_device_commands(processor, status=status, ring=ring, device_private=device_private)
     register_order_commands(processor, resend=uplink.resend)
     if clock is not None:
         register_time_sync(processor, clock, store, config, uplink.wake)

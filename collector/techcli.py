@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DOWN, EXIT_STORE = 0, 1, 2, 3, 4
-DEFAULT_CONFIG = Path("/etc/forecourt/config.toml")
+#: The file the unit runs with (systemd/forecourt-collector.service ExecStart).
+DEFAULT_CONFIG = Path("/etc/forecourt/collector.toml")
 DEFAULT_SOCKET = "/run/forecourt/control.sock"
 #: A reply larger than this is a bug, not a station: stop reading.
 MAX_REPLY = 16 * 1024 * 1024

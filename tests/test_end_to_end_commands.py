@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,7 +123,13 @@ def test_commands_are_checked_end_to_end(box: Box) -> None:
     rx = box.receiver
     valid = box.signed("device.status")
     box.send(valid)
-    assert box.reply(rx, valid["id"])["ok"] is True
+    status = box.reply(rx, valid["id"])
+    assert status["ok"] is True
+    # Which release bundles fit this device (collector/ota/fit.py).
+    assert status["result"]["bundle"] == {
+        "platform": sysconfig.get_platform(),
+        "python": f"cp{sys.version_info.major}{sys.version_info.minor}",
+    }
     other = sm2_generate()
     forged = command_body("device.status", None, private=other[0], public=other[1])
     box.send(forged)
