@@ -39,6 +39,7 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "protocols.dart",
     "protocols.gilbarco",
     "protocols.furen",
+    "protocols.uninfo",
 )
 
 #: Describers of protocols that are not dispensers (the tank gauge), for

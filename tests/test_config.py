@@ -110,7 +110,7 @@ BAD_FIELDS_ERRORS = [
     "uplink.heartbeat_s: must be a finite number, got nan",
     "uplink.hots: unknown key",
     "ports.0.number: must be <= 32, got 33",
-    "ports.0.protocol: unknown protocol 'tokheim'; known: dart, furen, gilbarco, sinopec",
+    "ports.0.protocol: unknown protocol 'tokheim'; known: dart, furen, gilbarco, sinopec, uninfo",
     "ports.0.baudrate: must be one of 1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400,"
     " 57600, 115200; got 9601",
     "ports.0.bytesize: expected an integer, got true",
@@ -201,9 +201,10 @@ def test_example_validates() -> None:
         (3, "/dev/ttyS3", 9600, "O"),
         (4, "/dev/ttyS4", 5787, "E"),
         (5, "/dev/ttyS6", 9600, "N"),
+        (6, "/dev/ttyS7", 9600, "E"),
     ]
     protocols = [p.protocol for p in config.ports]
-    assert protocols == ["sinopec", "sinopec", "dart", "gilbarco", "furen"]
+    assert protocols == ["sinopec", "sinopec", "dart", "gilbarco", "furen", "uninfo"]
     assert config.store.path == Path("/var/lib/forecourt/store.sqlite")
     assert config.uplink.keys_file == Path("/etc/forecourt/keys.toml")
     assert config.uplink.kid == "k1"
@@ -466,7 +467,8 @@ def test_config_error_lines_in_process(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, GOOD), ["ports.0.protocol=tokheim"])
     assert caught.value.errors == [
-        "ports.0.protocol: unknown protocol 'tokheim'; known: dart, furen, gilbarco, sinopec"
+        "ports.0.protocol: unknown protocol 'tokheim'; known: dart, furen, gilbarco, sinopec,"
+        " uninfo"
     ]
     assert str(caught.value) == caught.value.errors[0]
 

@@ -73,6 +73,7 @@ def test_options_are_the_dataclass_with_its_defaults() -> None:
         "DartOptions",
         "GilbarcoOptions",
         "FurenOptions",
+        "UninfoOptions",
     ]
 
 
