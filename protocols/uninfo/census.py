@@ -31,26 +31,27 @@ def census(data: bytes) -> Census:
     evidence: list[str] = []
     pos = 0
     while pos < len(buf):
-        item, consumed = reader.decode_at(buf, pos)
+        items, consumed = reader.step(buf, pos)
+        for item in items:
+            if isinstance(item, ProtocolError):
+                bad += 1
+            elif isinstance(item, Request) and item.block is not None:
+                master += 1
+                if item.address is not None:
+                    addresses.add(item.address)
+            elif isinstance(item, Reply):
+                master += item.request.block is None  # a block was counted on its own
+                pump += 1
+                if item.request.address is not None:
+                    addresses.add(item.request.address)
+                if len(evidence) < MAX_EVIDENCE:
+                    request = item.request
+                    evidence.append(
+                        f"uninfo {request.raw[0]:02X} ({request.kind} of pump"
+                        f" {request.address}) answered, {len(item.words)} words"
+                    )
         if consumed == 0:
             break
         pos += consumed
-        if isinstance(item, ProtocolError):
-            bad += 1
-        elif isinstance(item, Request) and item.block is not None:
-            master += 1
-            if item.address is not None:
-                addresses.add(item.address)
-        elif isinstance(item, Reply):
-            master += item.request.block is None  # a block was counted on its own
-            pump += 1
-            if item.request.address is not None:
-                addresses.add(item.request.address)
-            if len(evidence) < MAX_EVIDENCE:
-                request = item.request
-                evidence.append(
-                    f"uninfo {request.raw[0]:02X} ({request.kind} of pump {request.address})"
-                    f" answered, {len(item.words)} words"
-                )
     good = master + pump
     return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))

@@ -122,15 +122,16 @@ def describe(data: bytes) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     pos = 0
     while pos < len(buf):
-        item, consumed = reader.decode_at(buf, pos)
-        if consumed == 0:
+        items, consumed = reader.step(buf, pos)
+        for item in items:
+            if isinstance(item, ProtocolError):
+                error = {"ok": False, "offset": pos, "error": item.kind, "detail": item.detail}
+                out.append(error)
+            else:
+                out.append(_item(item, pos))
+        if consumed == 0 and not items:
             detail = f"{len(buf) - pos} words at the end of the capture complete nothing"
             out.append({"ok": False, "offset": pos, "error": "truncated", "detail": detail})
             break
-        if isinstance(item, ProtocolError):
-            error = {"ok": False, "offset": pos, "error": item.kind, "detail": item.detail}
-            out.append(error)
-        elif item is not None:
-            out.append(_item(item, pos))
         pos += consumed
     return out

@@ -48,9 +48,10 @@ Recovery — every case, and what each reader reports:
   the byte dropped, the window stays open (the FCC retries, ``:1647``).
 - *A fixed-length reply that fails its check* (check word, F0, pump, a
   non-digit): its error (``bad_lrc``, ``bad_message``, ``unexpected``) and the
-  window closes. ``BusReader`` then drops only the window's first byte and
-  reads the rest again from the top: a reply the pump never sent took the
-  next requests into its window, and they are found again.
+  window closes. ``BusReader`` then reads the window's words again from its
+  first, as requests and their replies: a reply the pump never sent took
+  the next exchanges into its window, and they are found again (the words
+  of a garbled reply are a ``garbage`` run then).
 - *A totals reply with no good end* within ``4 + 40·4`` words: ``bad_message``,
   the same recovery.
 - *A reply cut short*: ``ReplyReader.flush`` (the response deadline) reports
@@ -256,6 +257,8 @@ class ReplyReader(BufferedDecoder[Reply | ProtocolError]):
 
     def _decode_at(self, buf: bytearray, pos: int) -> tuple[Reply | ProtocolError | None, int]:
         request = self._request
+        if pos >= len(buf):
+            return None, 0
         if request is not None and self._echo_left:
             if buf[pos] == self._echo_left[0]:
                 self._echo_left = self._echo_left[1:]
@@ -308,7 +311,10 @@ def lex_request(buf: bytearray, pos: int) -> tuple[Request | ProtocolError | Non
     return Request(CMD_DATA, block.address, block.raw, block), length
 
 
-class BusReader(BufferedDecoder[Request | Reply | ProtocolError]):
+BusItem = Request | Reply | ProtocolError
+
+
+class BusReader(BufferedDecoder[BusItem]):
     """Requests and replies on one line (``listen``), see the module doc."""
 
     MAX_BUFFER = MAX_BUFFER
@@ -322,23 +328,19 @@ class BusReader(BufferedDecoder[Request | Reply | ProtocolError]):
         self._request: Request | None = None
         self._echo_left = b""
 
-    def decode_at(
-        self, buf: bytearray, pos: int
-    ) -> tuple[Request | Reply | ProtocolError | None, int]:
-        """One step at ``buf[pos]`` without the buffer (``forecourt decode``,
-        the census): what stands there and the words it took; (None, 0) when
-        more are needed."""
-        return self._decode_at(buf, pos)
-
-    def _decode_at(
-        self, buf: bytearray, pos: int
-    ) -> tuple[Request | Reply | ProtocolError | None, int]:
+    def step(self, buf: bytearray, pos: int) -> tuple[list[BusItem], int]:
+        """One step at ``buf[pos]`` without the buffer (also ``forecourt decode``
+        and the census): what stands there and the words it took; (``[]``, 0)
+        when more are needed. A window that fails is reported and its words
+        read again from its first (module doc): then the error comes with
+        what stands there, or alone with 0 words taken."""
         request = self._request
+        failed: list[BusItem] = []
         if request is not None and pos < len(buf):
             if self._echo_left and buf[pos] == self._echo_left[0]:
                 self._echo_left = self._echo_left[1:]
                 self.counters["echoes"] += not self._echo_left
-                return None, 1
+                return [], 1
             self._echo_left = b""
             if request.kind == "status" and status_state(buf[pos]) is None:
                 # Not a status at all: the pump did not answer, a request follows.
@@ -347,18 +349,35 @@ class BusReader(BufferedDecoder[Request | Reply | ProtocolError]):
             else:
                 item, taken = match_reply(request, buf, pos)
                 if item is None:
-                    return None, 0
+                    return [], 0
                 if isinstance(item, Reply):
                     self._request = None
-                    return item, taken
+                    return [item], taken
                 if request.kind == "status":
-                    return item, taken
-                # A window that fails: give up its first byte only, read the
-                # rest again (module doc).
+                    return [item], taken
                 self._request = None
-                return item, 1
+                failed.append(item)
         found, length = lex_request(buf, pos)
         if isinstance(found, Request):
             self._request = None if found.kind == "none" else found
             self._echo_left = found.raw if self.echo else b""
-        return found, length
+        return failed + ([] if found is None else [found]), length
+
+    def _drain(self, out: list[BusItem]) -> None:
+        # BufferedDecoder's loop, with a step that may report a failed window
+        # and what stands at its first word together.
+        buf, pos = self._buffer, 0
+        while True:
+            items, consumed = self.step(buf, pos)
+            for item in items:
+                out.append(item)
+                if not isinstance(item, ProtocolError):
+                    self.counters[self.OK_COUNTER] += 1
+                elif item.kind == "garbage":
+                    self.counters["garbage_bytes"] += consumed
+                else:
+                    self.counters[item.kind] += 1
+            if consumed == 0:
+                break
+            pos += consumed
+        del buf[:pos]

@@ -25,10 +25,13 @@ Pump replies are read with the poll driver's
 :class:`~protocols.uninfo.reading.FuellingPoint`: the same NozzleStatus,
 Totals and Sale — same ``key`` — so the store keeps a record the controller
 and we both read once. A sale: a record (``C``) the controller read, paired
-with a totals reply (``B``) read with no fill between them, in either order
-(the FCC reads the totals first, ``DoEot``, ``:1145-1180``; a record read
-before its totals waits for them, one per pump, and is dropped when a fill
-starts first: ``records_unpaired``). Its nozzle and key as in
+with a totals reply (``B``) of that pump right next to it — no other reply
+of the pump, no reply that failed its checks, no fill between them — in
+either order (the FCC reads the totals and at once the record, ``DoEot``,
+``:1128-1180``; a record read first waits for the totals right after it,
+one per pump, else it is dropped: ``records_unpaired``). A looser pairing
+would let a record meet totals from before its fill when the replies that
+told of the fill were garbled. Its nozzle and key as in
 :mod:`protocols.uninfo.reading`, against the totals the monitor saw before
 the fill (a monitor started between two fills takes the first totals it
 sees then). A record whose totals did not move since the last one
@@ -66,7 +69,7 @@ from protocols.uninfo.messages import (
     Display,
     SaleRecord,
 )
-from protocols.uninfo.reading import BUSY_STATES, FuellingPoint, Scale, nozzle_grades
+from protocols.uninfo.reading import FuellingPoint, Scale, nozzle_grades
 
 #: Requests in a row with no reply before a pump is reported offline: the
 #: poller's ``offline_after`` default.
@@ -109,6 +112,9 @@ class UninfoMonitor:
         self._unanswered = dict.fromkeys(addresses, 0)
         #: Pump → a record seen before the totals it pairs with.
         self._waiting: dict[int, Reply] = {}
+        #: Pump → its last good reply when it was totals or a record with no
+        #: other reply of it, nor a failed one, since (module doc).
+        self._chain: dict[int, str] = {}
         self._last_key: dict[int, str] = {}
         self._counts = dict.fromkeys(
             (
@@ -195,7 +201,18 @@ class UninfoMonitor:
         return []
 
     def _on_item(self, item: Reply | ProtocolError) -> list[Event]:
-        return [item] if isinstance(item, ProtocolError) else self._on_reply(item)
+        if isinstance(item, Reply):
+            return self._on_reply(item)
+        # A reply that failed breaks its pump's pairing (every pump's when
+        # the error names none): a record never pairs across it.
+        for address in self._points if item.address is None else [item.address]:
+            self._break(address)
+        return [item]
+
+    def _break(self, address: int) -> None:
+        self._chain.pop(address, None)
+        if self._waiting.pop(address, None) is not None:
+            self._counts["records_unpaired"] += 1
 
     def _on_reply(self, reply: Reply) -> list[Event]:
         address = reply.request.address
@@ -210,32 +227,36 @@ class UninfoMonitor:
         point = self._points[address]
         value = reply.value
         command = reply.request.command
+        if command in (CMD_STATUS, CMD_DISPLAY, CMD_DATA):
+            self._break(address)
         if command == CMD_STATUS:
             assert isinstance(value, int)
-            if value in BUSY_STATES and self._waiting.pop(address, None) is not None:
-                self._counts["records_unpaired"] += 1
             return events + point.status(value)
         if command == CMD_DISPLAY:
             assert isinstance(value, Display)
-            if self._waiting.pop(address, None) is not None:
-                self._counts["records_unpaired"] += 1
             return events + point.display(value)
         if command == CMD_DATA:
             self._counts["acks"] += value == 0
             return events
         if command == CMD_SALE:
-            if not point.pairable:
-                self._waiting[address] = reply
-                return events
-            return events + self._decide(point, reply)
+            if self._chain.get(address) == "totals" and point.pairable:
+                return events + self._decide(point, reply)
+            self._waiting[address] = reply
+            self._chain[address] = "record"
+            return events
         assert isinstance(value, tuple)
         if point.busy_since_totals and point.before is None and point.after is not None:
             # The first totals this monitor saw stand before this fill (module doc).
             point.account()
         events += point.totals(value)
         waiting = self._waiting.pop(address, None)
-        if waiting is not None:
+        paired = waiting is not None and self._chain.get(address) == "record"
+        self._chain[address] = "totals"
+        if paired:
+            assert waiting is not None
             events += self._decide(point, waiting)
+        elif waiting is not None:
+            self._counts["records_unpaired"] += 1
         return events
 
     def _decide(self, point: FuellingPoint, reply: Reply) -> list[Event]:
