@@ -1,6 +1,6 @@
 """A two-wire bus with a tap, for listen tests: POS ⇄ pump, copied to a tap.
 
-``python -m hil.bus --pos PATH --pump PATH --tap PATH [--tap-side both|pump]``
+``python -m hil.bus --pos PATH --pump PATH --tap PATH [--tap-side both|pump] [--echo]``
 
 ``--pos`` and ``--pump`` are links the POS and dispenser simulators made;
 the bus opens both and passes every byte between them (one half-duplex
@@ -8,8 +8,10 @@ pair has both directions on it). ``--tap`` is a new pty link where the
 collector listens: it gets a copy of every byte in both directions, in
 line order — or, with ``--tap-side pump``, only what the pump sends (a tap
 on the pump's transmit pair of an RS-422 line, where each direction has
-its own pair). Whatever is written *into* the tap would go onto the bus of a
-real installation; here it is only counted. On SIGTERM the bus prints
+its own pair). ``--echo``: every byte the POS sends also comes back to the
+POS, as on a current loop whose controller hears its own transmission; the
+tap, on the loop, still sees each byte once. Whatever is written *into* the
+tap would go onto the bus of a real installation; here it is only counted. On SIGTERM the bus prints
 ``{"tap_written": N, "bus_bytes": M}`` on stdout and exits.
 """
 
@@ -48,6 +50,8 @@ async def amain(args: argparse.Namespace) -> int:
             return
         counts["bus_bytes"] += len(data)
         os.write(dst, data)  # test traffic: a few bytes, the pty always has room
+        if args.echo and src == pos:
+            os.write(pos, data)  # the loop's echo to the controller
         if args.tap_side == "both" or src == pump:
             tap.write(data)  # a full tap drops bytes: a tap never holds the bus up
 
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pump", type=Path, required=True)
     p.add_argument("--tap", type=Path, required=True)
     p.add_argument("--tap-side", choices=("both", "pump"), default="both")
+    p.add_argument("--echo", action="store_true", help="the POS hears its own bytes (a loop)")
     return asyncio.run(amain(p.parse_args(argv)))
 
 

@@ -11,7 +11,7 @@ it is the station's business system). Each sale read prints one JSON line
 ``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout; with
 ``--commands``, ``{"commands_sent": {...}, "commands_acked": N}`` at exit.
 
-``--commands`` (DART, Furen): between its reads, at most every
+``--commands`` (DART, Furen, Uninfo): between its reads, at most every
 ``--command-every-ms``, the POS also authorises and sets prices as a
 station's POS does (:mod:`hil.pos_commands`; never the collector, D20).
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
 import os
 import signal
@@ -62,7 +63,11 @@ class Pos:
         if args.commands:
             if args.protocol not in COMMANDS:
                 raise SystemExit(f"--commands: none for protocol {args.protocol!r}")
-            self.commands = COMMANDS[args.protocol](args.addresses, args.commands.split(","))
+            cls = COMMANDS[args.protocol]
+            # The driver options its commands class also takes (Uninfo's echo).
+            taken = inspect.signature(cls).parameters
+            extra = {k: v for k, v in args.options.items() if k in taken}
+            self.commands = cls(args.addresses, args.commands.split(","), **extra)
         self.next_command = 0.0
 
     def close(self) -> None:
@@ -118,6 +123,8 @@ class Pos:
         if frame is None:
             return
         self._write(frame)
+        if not getattr(self.commands, "expects_answer", True):
+            return  # a command with no answer and no echo (Uninfo's authorise)
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
             try:

@@ -237,12 +237,15 @@ def pos(
     return proc
 
 
-def bus(work: Path, *, pos: Path, pump: Path, tap: Path, tap_side: str = "both") -> Proc:
+def bus(
+    work: Path, *, pos: Path, pump: Path, tap: Path, tap_side: str = "both", echo: bool = False
+) -> Proc:
     """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``
-    (``tap_side="pump"``: only what the pump sends, an RS-422 tap)."""
+    (``tap_side="pump"``: only what the pump sends, an RS-422 tap; ``echo``: the
+    POS hears its own bytes, a current loop)."""
     argv = [
         sys.executable, "-m", "hil.bus", "--pos", str(pos), "--pump", str(pump), "--tap", str(tap),
-        "--tap-side", tap_side,
+        "--tap-side", tap_side, *(["--echo"] if echo else []),
     ]  # fmt: skip
     proc = Proc("bus", argv, work)
     wait_until(lambda: tap.exists(), 10, f"the bus tap {tap}")

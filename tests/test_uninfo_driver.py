@@ -139,13 +139,21 @@ def test_a_fill_starting_before_the_records_reads_end_makes_no_sale() -> None:
     assert not driver.mid_exchange
 
 
-def test_reads_that_differ_count_nothing() -> None:
-    pump = Pump(totals=fcc_totals([T1]), record=fcc_sale(3, 785, 2500, 19625))
+def test_reads_that_never_agree_count_nothing() -> None:
+    """A record whose reads keep differing (a fill that moves it, a line that
+    garbles it alike in no two reads) is no sale after its tries."""
+    records = [fcc_sale(3, 785, 2500 + k, 19625 + k) for k in range(10)]
+    pump = Pump(totals=fcc_totals([T1]), record=records[0])
     driver = poller()
-    for _ in range(4):
-        step(driver, pump)  # A, B, B, C
-    pump.answers[0xC] = fcc_sale(3, 785, 2600, 20410)
-    assert sales(step(driver, pump) + step(driver, pump)) == []
+    events: list[Event] = []
+    for _ in range(3):
+        events += step(driver, pump)  # A, B, B
+    for record in records:
+        if not driver.mid_exchange:
+            break
+        pump.answers[0xC] = record
+        events += step(driver, pump)
+    assert sales(events) == [] and not driver.mid_exchange
     assert driver.counters["records_moving"] == 1
 
 

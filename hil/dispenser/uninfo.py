@@ -200,15 +200,15 @@ class UninfoResponder:
             pump.nozzle(nzn).price = price
 
     def _state(self, pump: PumpModel, now: float) -> int:
-        if any(n.state == "fuelling" for n in pump.nozzles):
-            return ST_FUELLING
-        if any(n.state == "lifted" for n in pump.nozzles):
-            return ST_LIFTED
         # A fill ended when the pump's transaction counter moved.
         txn, since = self.ended.get(pump.address, (pump.next_txn, -END_S))
         if txn != pump.next_txn:
             txn, since = pump.next_txn, now
         self.ended[pump.address] = (txn, since)
+        if any(n.state == "fuelling" for n in pump.nozzles):
+            return ST_FUELLING
+        if any(n.state == "lifted" for n in pump.nozzles):
+            return ST_LIFTED
         return ST_END if now - since < END_S else ST_IDLE
 
     def _take(self, pump: PumpModel, sale: SimSale) -> None:

@@ -18,17 +18,17 @@ the next after the line's gap while :attr:`UninfoPoller.mid_exchange`):
 3. idle, lifted or fill ended (1, 2, 6: no fill on; the FCC reads totals in
    these and in 5, ``:1785-1789``) and the totals are due — never read, a
    fill may have happened since (3, 4 or 5 seen), a sale is not yet stored,
-   or ``totals_every`` turns passed: ``B`` read ``reads`` times;
-4. when every read gave the same words they count (:class:`Totals` per
-   nozzle); if they moved since the last sale accounted (or none is
-   accounted yet, after start or a link loss): ``C`` read ``reads`` times,
-   then ``A`` again. When every read gave the same words and the point is
-   still not fuelling, the record is a sale, attributed and keyed as
+   or ``totals_every`` turns passed: ``B`` until ``reads`` good reads are
+   alike (at most ``reads`` + :data:`EXTRA_TRIES` requests);
+4. they count (:class:`Totals` per nozzle); if they moved since the last
+   sale accounted (or none is accounted yet, after start or a link loss):
+   ``C`` the same way, then ``A`` again. When the point is still not
+   fuelling, the record is a sale, attributed and keyed as
    :mod:`protocols.uninfo.reading` says, paired with the totals of step 3.
 
 Each reply's check word is 4 bits (``:1308-1309``): one garbled reply in
-sixteen that a single check would let through, ``reads`` identical reads do
-not (a line does not garble two reads alike).
+sixteen that a single check would let through, ``reads`` alike do not (a
+line does not garble two reads the same way).
 
 Store first: the totals the sale was paired with become the accounted
 ones only at :meth:`sale_committed`; until then each turn reads them and
@@ -76,6 +76,11 @@ TOTALS_EVERY = 50
 #: one after the other. Each reply's check word is 4 bits; a line that garbles
 #: a reply into one that passes it does not garble two reads alike.
 READS = 2
+
+#: Reads of the totals or the record beyond ``reads`` a turn may spend on
+#: replies that failed or differ: the FCC tries each read 5 times
+#: (``TRY_TIME``, ``:37``).
+EXTRA_TRIES = 3
 
 #: Committed sale keys remembered per line: one record per pump.
 MAX_COMMITTED = 64
@@ -130,8 +135,10 @@ class UninfoPoller:
         self._online: dict[int, bool | None] = dict.fromkeys(addresses)
         self._misses = dict.fromkeys(addresses, 0)
         self._since_totals = dict.fromkeys(addresses, 0)
-        self._totals_reads: list[Reply] = []  # the totals as read, this turn
-        self._record_reads: list[Reply] = []  # the record as read, this turn
+        self._max_tries = reads + EXTRA_TRIES
+        self._tries = 1  # requests of the current totals or record phase
+        self._phase: list[Reply] = []  # its good reads so far
+        self._record: Reply | None = None  # the record its reads agreed on
         self._deferred: list[Event] = []  # errors found between two calls
         #: Address → (key, totals) of a sale emitted and not yet committed.
         self._pending: dict[int, tuple[str, tuple[GradeTotals, ...]]] = {}
@@ -159,8 +166,9 @@ class UninfoPoller:
         if not self._plan:
             self._turn = (self._turn + 1) % len(self._order)
             self._plan.append((CMD_STATUS, "poll"))
-            self._totals_reads.clear()
-            self._record_reads.clear()
+            self._phase.clear()
+            self._record = None
+            self._tries = 1
         address = self._order[self._turn]
         command, purpose = self._plan.popleft()
         wire = self._emit(command, address)
@@ -180,7 +188,7 @@ class UninfoPoller:
             else:
                 events.append(item)
                 if self._step is not None and self._reader.waiting is None:
-                    self._abort()  # a whole reply that failed its checks
+                    self._failed()  # a whole reply that failed its checks
         return events
 
     def response_timeout(self) -> list[Event]:
@@ -194,8 +202,9 @@ class UninfoPoller:
             ProtocolError("timeout", f"no answer to {command:X} of pump {address}", address)
         )
         self._misses[address] += 1
-        self._abort()
+        self._failed()
         if self._misses[address] >= self._offline_after and self._online[address] is not False:
+            self._abort()
             self._online[address] = False
             self._points[address].forget()
             self._pending.pop(address, None)
@@ -223,11 +232,24 @@ class UninfoPoller:
         return bytes([byte])
 
     def _abort(self) -> None:
-        """The turn's step failed: its remaining steps are dropped."""
+        """The turn ends here: its remaining steps are dropped."""
         self._step = None
         self._plan.clear()
-        self._totals_reads.clear()
-        self._record_reads.clear()
+        self._phase.clear()
+        self._record = None
+
+    def _failed(self) -> None:
+        """The step in flight got no good reply: a read of the totals or the
+        record is tried again while its tries last, anything else ends the turn."""
+        step, self._step = self._step, None
+        if step is None:
+            return
+        command, _, purpose = step
+        if command in (CMD_TOTALS, CMD_SALE) and self._tries < self._max_tries:
+            self._tries += 1
+            self._plan.appendleft((command, purpose))
+        else:
+            self._abort()
 
     # ------------------------------------------------------------ replies
 
@@ -255,28 +277,36 @@ class UninfoPoller:
         elif command == CMD_DISPLAY:
             assert isinstance(value, Display)
             events += point.display(value)
-        elif command == CMD_TOTALS:
-            self._totals_reads.append(reply)
-            if len(self._totals_reads) == self._reads:
-                events += self._on_totals(point)
         else:
-            self._record_reads.append(reply)
+            events += self._on_read(point, reply)
         return events
 
-    def _on_totals(self, point: FuellingPoint) -> list[Event]:
-        """Every totals read of the turn is in: alike, they count (module doc)."""
-        reads, self._totals_reads = self._totals_reads, []
-        if any(r.words != reads[0].words for r in reads):
-            self._counts["totals_moving"] += 1
-            self._abort()
+    def _on_read(self, point: FuellingPoint, reply: Reply) -> list[Event]:
+        """A good read of the totals or the record: the phase ends once
+        ``reads`` of its reads are alike (module doc), else it reads again."""
+        command = reply.request.command
+        self._phase.append(reply)
+        alike = [r for r in self._phase if r.words == reply.words]
+        if len(alike) < self._reads:
+            if self._tries < self._max_tries:
+                self._tries += 1
+                self._plan.appendleft((command, "poll"))
+            else:
+                self._counts["totals_moving" if command == CMD_TOTALS else "records_moving"] += 1
+                self._abort()
             return []
-        grades = reads[0].value
+        self._phase.clear()
+        self._tries = 1
+        if command == CMD_SALE:
+            self._record = reply
+            self._plan.append((CMD_STATUS, "confirm"))
+            return []
+        grades = reply.value
         assert isinstance(grades, tuple)
         self._since_totals[point.address] = 0
         events = point.totals(grades)
         if point.moved:
-            self._plan.extend([(CMD_SALE, "poll")] * self._reads)
-            self._plan.append((CMD_STATUS, "confirm"))
+            self._plan.append((CMD_SALE, "poll"))
         else:
             point.account()
         return events
@@ -297,19 +327,16 @@ class UninfoPoller:
             or self._since_totals[address] >= self._totals_every
         )
         if due:
-            self._plan.extend([(CMD_TOTALS, "poll")] * self._reads)
+            self._plan.append((CMD_TOTALS, "poll"))
 
     def _decide(self, point: FuellingPoint) -> list[Event]:
         """After the record's reads and a status: is it a sale (module doc)?"""
-        reads, self._record_reads = self._record_reads, []
-        if len(reads) < self._reads or not point.pairable:
+        reply, self._record = self._record, None
+        if reply is None or not point.pairable:
             return []
-        words, record = reads[0].words, reads[0].value
-        if any(r.words != words for r in reads):
-            self._counts["records_moving"] += 1
-            return []
+        record = reply.value
         assert point.after is not None and isinstance(record, SaleRecord)
-        found = point.sale(record, words)
+        found = point.sale(record, reply.words)
         if not isinstance(found, Sale) or found.key in self._committed:
             point.account()
             return [] if found is None or isinstance(found, Sale) else [found]

@@ -26,13 +26,22 @@ paired with a totals reply read while the point was not fuelling (no state
 
 1. against the totals accounted before (``before``): the one nozzle whose
    volume total grew by exactly the record's volume; else the one nozzle
-   whose total grew at all (sales between were missed: the pump keeps one
-   record); else, among those that grew, the one whose price is the
-   record's;
+   whose volume and amount totals both grew by more than the record's
+   (sales between were missed: the pump keeps one record; totals that grew
+   by less are no sum of sales, a garbled reply); else, among those, the one
+   whose price is the record's;
 2. with no totals accounted yet (the first read after start or after the
    link came back): a point with one nozzle; else the one nozzle whose
    price is the record's;
 3. otherwise it cannot say, and the record is reported as an error.
+
+The amount total after the sale is reported when the totals moved by
+exactly this sale's volume and the amount total by exactly its amount, or
+when the totals are not known to have moved by this sale alone; when the
+volume total moved by this sale alone and the amount total by another sum,
+one reply was garbled past its 4-bit check (or the pump keeps its amount
+total otherwise, unverified): the sale carries no amount total then
+(``amounts_unmatched``), the :class:`Totals` events still do.
 
 Key: ``"<nozzle>:<that nozzle's volume total>"`` (raw digits), and the order
 number is that total: a record read again has the same totals and the same
@@ -116,16 +125,21 @@ def attribute(
         if len(priced) == 1:
             return priced[0]
         return f"{len(after)} nozzles, {len(priced)} at the record's price, none accounted before"
-    grown = [
-        g
-        for g in after
-        if g.nozzle not in before or g.volume_total != before[g.nozzle].volume_total
-    ]
-    exact = [
-        g
-        for g in grown
-        if g.nozzle in before and g.volume_total - before[g.nozzle].volume_total == record.volume
-    ]
+    exact: list[GradeTotals] = []
+    grown: list[GradeTotals] = []
+    for g in after:
+        last = before.get(g.nozzle)
+        if last is None:
+            grown.append(g)
+        elif g.volume_total - last.volume_total == record.volume:
+            exact.append(g)
+        elif (
+            g.volume_total - last.volume_total > record.volume
+            and g.amount_total - last.amount_total > record.amount
+        ):
+            # Sales missed between: both totals moved by more than the last
+            # sale (totals that moved by less, or back, are no sum of sales).
+            grown.append(g)
     for found in (exact, grown, [g for g in grown if g.price == record.price]):
         if len(found) == 1:
             return found[0]
@@ -160,6 +174,8 @@ class FuellingPoint:
         self.before: dict[int, GradeTotals] | None = None
         self._shown: dict[int, tuple[NozzleState, int | None, int | None]] = {}
         self._ended_at: dict[str, datetime] = {}
+        #: Sales whose amount total did not move by their amount (not reported).
+        self.amounts_unmatched = 0
 
     @property
     def nozzles(self) -> tuple[int, ...]:
@@ -257,6 +273,18 @@ class FuellingPoint:
             return ProtocolError(
                 "bad_message", f"sale record of no known nozzle: {found}", self.address
             )
+        amount_total: int | None = found.amount_total
+        last = None if self.before is None else self.before.get(found.nozzle)
+        if (
+            last is not None
+            and found.volume_total - last.volume_total == record.volume
+            and found.amount_total - last.amount_total != record.amount
+        ):
+            # The one sale since, yet the amount total did not move by its
+            # amount: one of the two replies is garbled past its 4-bit check,
+            # or the pump keeps that total otherwise. Not reported (module doc).
+            amount_total = None
+            self.amounts_unmatched += 1
         key = sale_key(found.nozzle, found.volume_total)
         ended_at = self._ended_at.get(key)
         if ended_at is None:
@@ -274,7 +302,9 @@ class FuellingPoint:
             volume=scaled(record.volume, scale.volume),
             amount=scaled(record.amount, scale.amount),
             totalizer_volume_end=scaled(found.volume_total, scale.volume),
-            totalizer_amount_end=scaled(found.amount_total, scale.amount),
+            totalizer_amount_end=None
+            if amount_total is None
+            else scaled(amount_total, scale.amount),
             key=key,
             raw=raw,
         )
