@@ -339,8 +339,10 @@ def test_the_responder_answers_as_the_source_lays_out_and_counts_writes() -> Non
     assert responder.receive_data(b"\xa0", 1.0) == b"\x60"  # fill ended
     record = responder.receive_data(b"\xc0", 1.0)
     assert len(record) == 73 and record[27:35] == digit_words(2500, 8)
-    assert pump.taken == 0  # sent once: taken at a second send or READ_HOLD_S later
+    assert pump.taken == 0  # sent once: taken once sent twice and then asked else
     responder.receive_data(b"\xc0", 1.1)
+    assert pump.taken == 0
+    responder.receive_data(b"\xa0", 1.2)
     assert pump.taken == 1 and responder.may_start(pump, nozzle)
     totals = responder.receive_data(b"\xb0", 2.0)
     assert len(totals) == 84 and totals[1 + 40 + 3 : 1 + 40 + 12] == digit_words(

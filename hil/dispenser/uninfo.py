@@ -13,7 +13,8 @@ silent while powered off (``responder.answering``). What each request gets
 - ``C`` → 73 words, the pump's newest sale (zeros before its first): price
   ``[19..24]``, volume ``[27..34]``, amount ``[37..44]``, pump ``[2]``. The
   protocol has no acknowledgement, the read is all: a sale is taken
-  (:meth:`PumpModel.take`) once sent twice (a poller's two reads) or
+  (:meth:`PumpModel.take`) once sent twice and the master then asks the pump
+  something else (a poller's two reads and its confirming status) or
   :data:`READ_HOLD_S` after it was first sent (a controller that reads
   once). A pump keeps one record: a new fill waits while the newest sale is
   untaken, and while another nozzle of the pump is busy
@@ -153,6 +154,7 @@ class UninfoResponder:
                 continue
             if self.echo:
                 out += item.raw
+            self._read_twice(item)
             reply = self.answer(item, now)
             if reply is None:
                 continue
@@ -189,6 +191,17 @@ class UninfoResponder:
         reply = bytes([request.raw[0], STX]) + bytes([E0] * 6) + bytes([E0, FB])
         return with_check(reply)
 
+    def _read_twice(self, request: Request) -> None:
+        """A request other than C to a pump whose newest sale went out twice:
+        the master has read it (module doc)."""
+        if request.address is None or request.command == CMD_SALE:
+            return
+        pump = self.by_nibble.get(pump_nibble(request.address))
+        if pump is not None and pump.pending:
+            newest = pump.pending[-1]
+            if self.sent.get(newest.txn_no, (0, 0.0))[0] >= 2:
+                self._take(pump, newest)
+
     def _count(self, name: str) -> None:
         self.writes[name] = self.writes.get(name, 0) + 1
 
@@ -224,8 +237,6 @@ class UninfoResponder:
             self.last[pump.address] = newest
             sends, first = self.sent.get(newest.txn_no, (0, now))
             self.sent[newest.txn_no] = (sends + 1, first)
-            if sends + 1 >= 2:
-                self._take(pump, newest)
         sale = self.last.get(pump.address)
         if sale is None:
             return sale_words(pump.address, 0, 0, 0)
