@@ -157,7 +157,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args()
     results = {}
-    for protocol in args.protocol or ["sinopec", "dart", "gilbarco", "furen"]:
+    for protocol in args.protocol or ["sinopec", "dart", "gilbarco", "furen", "uninfo"]:
         results[protocol] = run(protocol, args.seconds)
         if not args.json:
             print(json.dumps(results[protocol]))

@@ -23,7 +23,7 @@ END = "<!-- bench:latest end -->"
 YES, NO, NO_GOAL, ERROR = "yes", "**NO**", "—", "ERROR"
 
 #: Parse protocols in the order the station config cycles through them.
-PROTOCOLS = ("sinopec", "dart", "gilbarco", "furen")
+PROTOCOLS = ("sinopec", "dart", "gilbarco", "furen", "uninfo")
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ Changkong Uninfo (fangym0335/first src/lischn011.c):
 - ``price``: the ``D`` block of ``ChangePrice`` (``:953-991``): ``FF``, length,
   ``FD``, function 001, ``F5`` + nozzle, ``F3`` + 6 price words + ``E2``, ``F4`` + the
   same + ``E2``, ``FC``, check word, ``F0`` — the nozzle's price as last read in a
-  sale (nothing before one was read); answered by 12 words (``:992``, ``:1016-1042``).
+  sale (nothing before one was read); answered by 12 words (``:992``, ``:1014-1042``).
 
 With ``echo`` (an echoing loop) each command also waits for its own copy.
 

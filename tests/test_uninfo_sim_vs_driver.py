@@ -72,9 +72,9 @@ class Customer:
 @dataclass
 class FccMaster:
     """A controller that talks as lischn011.c: ``A`` to each pump in turn
-    (DoPolling, :386-396); ``8`` while it fuels (DoBusy, :1518-1536); ``9`` at a
-    lift (DoCall's auto-authorisation, :1593-1597); after a fill, at 6 or 1
-    (:520-527, :586-600), DoEot: ``B`` up to 5 times, and ``C`` up to 5 times
+    (DoPolling, :384-396); ``8`` while it fuels (DoBusy, :1518-1536); ``9`` at a
+    lift (DoCall's auto-authorisation, :1603-1604); after a fill, at 6 or 1
+    (:511-527, :604-620), DoEot: ``B`` up to 5 times, and ``C`` up to 5 times
     when nozzle 1's volume total moved (it compares ``gunLog`` 1's alone,
     :1146-1180); a price block for nozzle 1 at its own price now and then
     while idle (ChangePrice, :944-991). It starts by reading every pump's

@@ -9,7 +9,7 @@ Requests are ONE byte, ``command << 4 | pump``, pump = the fuelling point's
 number mod 16 ("1 -- Pump ID 1, …, 0 -- Pump ID 16", ``:113-114``):
 
 - ``A`` status (``:1626``, ``:1669``) → one byte ``state << 4 | pump``
-  (``:1647-1652``); states ``:27-34``;
+  (``:1647-1652``); states ``:28-34``;
 - ``8`` running display (``:1534-1536``) → 25 words: amount digits
   ``[0..7]`` (``:1570-1573``), volume ``[9..16]`` (``:1555-1558``); the FCC
   checks neither a check word nor an end word;
@@ -32,13 +32,13 @@ number mod 16 ("1 -- Pump ID 1, …, 0 -- Pump ID 16", ``:113-114``):
 - ``D`` data block (preset ``:749-791``, price ``:953-991``): the request
   byte, then ``FF``, a length, ``FD``, the function, fields, ``FC``,
   ``E0 | LRC_CK``, ``F0``; answered by 12 words whose ``[0]`` is the
-  request byte again and ``[8] & 0F`` the result (``:808``, ``:1016-1042``).
+  request byte again and ``[8] & 0F`` the result (``:808``, ``:1014-1042``).
 
 Digits: one per word, least significant first, the low nibble significant
 (``(cmd[k+1] << 4) | (cmd[k] & 0x0f)`` throughout, e.g. ``:1192``); a low
 nibble above 9 is no digit and the reply is refused. High nibbles of digit
 words are not checked (the FCC does not); the words the FCC itself sends
-are ``E0 | digit`` (``:735-742``, ``:940-945``).
+are ``E0 | digit`` (``:739-746``, ``:944-949``).
 
 Check word (``:1308-1309``, ``lrc.c:58-69``): the low nibble of the word
 before the final ``F0`` equals the low nibble of ``−(8-bit sum of every
@@ -318,7 +318,7 @@ class DataBlock:
 
 def block_len(words: bytes) -> int | None:
     """The length a D block announces (``E1 E6`` = 0x16 = 22 words from FD to
-    before FC, ``:955-956``, ``:751-753``), whole block; None if unreadable."""
+    before FC, ``:956-958``, ``:751-753``), whole block; None if unreadable."""
     if len(words) < 4 or words[1] != BLOCK_START:
         return None
     high, low = words[2] & 0x0F, words[3] & 0x0F

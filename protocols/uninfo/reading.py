@@ -19,7 +19,7 @@ Sales. The pump keeps one record, its last sale (``C``, 73 words), with no
 number, time or nozzle in the words the source reads (``:1191-1210``); the
 totals reply (``B``) has every nozzle's volume and amount totals. The FCC
 reads the totals when a fill ends and reads the record only when the
-nozzle's volume total moved (``DoEot``, ``:1145-1180``). So a record is
+nozzle's volume total moved (``DoEot``, ``:1128-1180``). So a record is
 paired with a totals reply read while the point was not fuelling (no state
 3, 4 or 5 seen between them, :meth:`FuellingPoint.pairable`), and
 :func:`attribute` names its nozzle:
