@@ -26,9 +26,9 @@ the next after the line's gap while :attr:`UninfoPoller.mid_exchange`):
    fuelling, the record is a sale, attributed and keyed as
    :mod:`protocols.uninfo.reading` says, paired with the totals of step 3.
 
-Each reply's check word is 4 bits (``:1308-1309``): one garbled reply in
-sixteen that a single check would let through, ``reads`` alike do not (a
-line does not garble two reads the same way).
+Each reply's check word is 4 bits (``:1308-1309``): a reply garbled in two
+words passes it one time in sixteen; ``reads`` alike do not (a line does not
+garble two reads the same way).
 
 Store first: the totals the sale was paired with become the accounted
 ones only at :meth:`sale_committed`; until then each turn reads them and
@@ -72,9 +72,9 @@ from protocols.uninfo.reading import READ_STATES, FuellingPoint, Scale, nozzle_g
 #: each sale brings its own, this only catches fuel drawn with no record.
 TOTALS_EVERY = 50
 
-#: Identical reads of the totals, and of the record, before they count: two,
-#: one after the other. Each reply's check word is 4 bits; a line that garbles
-#: a reply into one that passes it does not garble two reads alike.
+#: Good reads alike of the totals, and of the record, before they count: two.
+#: Each reply's check word is 4 bits; a line that garbles a reply into one
+#: that passes it does not garble two reads alike.
 READS = 2
 
 #: Reads of the totals or the record beyond ``reads`` a turn may spend on
