@@ -179,10 +179,8 @@ def _remember(logger: Any, method: str, line: Any) -> Any:
     return line
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
-    """``fmt``: ``json``, ``console`` (key=value) or ``auto`` (console on a tty)."""
-    if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
+def processors(fmt: str) -> list[structlog.typing.Processor]:
+    """The daemon's processor chain: ``fmt`` is ``json`` or ``console`` (key=value)."""
     renderer: structlog.typing.Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -190,14 +188,21 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         renderer = structlog.processors.KeyValueRenderer(
             key_order=["timestamp", "level", "event"], drop_missing=True
         )
+    return [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        renderer,
+        _remember,
+    ]
+
+
+def configure(level: str = "info", fmt: str = "auto") -> None:
+    """``fmt``: ``json``, ``console`` (key=value) or ``auto`` (console on a tty)."""
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
     structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-            _remember,
-        ],
+        processors=processors(fmt),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
