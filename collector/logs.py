@@ -173,6 +173,12 @@ def counters() -> dict[str, dict[str, Any]]:
     return {name: r.stats() for name, r in sorted(_REGISTRY.items()) if r.totals}
 
 
+def close_all() -> None:
+    """End every open window (at shutdown): no count goes unlogged."""
+    for repeats in _REGISTRY.values():
+        repeats.close()
+
+
 def _remember(logger: Any, method: str, line: Any) -> Any:
     """After the renderer: keep the rendered line for the log tail."""
     RECENT.append(str(line))

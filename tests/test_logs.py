@@ -106,3 +106,15 @@ def test_the_loop_timer_ends_a_window_when_the_events_stop() -> None:
         ]
 
     asyncio.run(main())
+
+
+def test_close_all_writes_every_open_window() -> None:
+    log, clock = Log(), Clock()
+    first = Repeats(log, "test_close_a", clock=clock)
+    second = Repeats(log, "test_close_b", clock=clock)
+    for _ in range(3):
+        first.add("x")
+        second.add("y")
+    logs.close_all()
+    assert log.events("test_close_a_repeated")[0]["more"] == 2
+    assert log.events("test_close_b_repeated")[0]["more"] == 2
