@@ -8,9 +8,12 @@ One set of rules for every record kind (docs/store.md):
 * above ``max_records`` the oldest *acknowledged* records go first;
 * only when unsent records alone still exceed the cap do the oldest unsent
   (non-retained) records go, and the caller commits a ``BUFFER_OVERFLOW``
-  alarm that counts exactly how many — eviction of unsent data is never silent.
+  alarm that counts exactly how many — eviction of unsent data is never silent;
+* local records (waiting for a decision, never published) never go.
 
-Everything here runs inside the caller's transaction.
+Everything here runs inside the caller's transaction; the store evicts in
+steps of a bounded number of rows (buffer/store.py ``evict_step``), each its
+own transaction, so no step holds the event loop for long.
 """
 
 from __future__ import annotations
@@ -34,14 +37,16 @@ MAX_BYTES = 100 * 1024 * 1024
 #: this fraction below it makes eviction one batch per ~1 % of the cap.
 HYSTERESIS = 0.01
 
-# Rows that may go: not the newest `retain` orders of a nozzle (D4), and not
-# the store's own alarms (BUFFER_OVERFLOW counts must survive the overflow
-# they count; there are few of them).
+# Rows that may go, oldest first: not the newest `retain` orders of a nozzle
+# (D4; the nozzle's top nseq is one seek in orders_by_nozzle per candidate, not
+# a scan of every order), not the store's own alarms (BUFFER_OVERFLOW counts
+# must survive the overflow they count; there are few of them), and not local
+# records (sent_ms 0: they wait for a decision and are never published).
 _EVICTABLE = """
-SELECT {cols} FROM records AS r
-LEFT JOIN (SELECT nozzle, max(nseq) AS top FROM records
-           WHERE kind='order' GROUP BY nozzle) AS t ON r.nozzle = t.nozzle
-WHERE {sent} AND NOT (r.kind = 'order' AND r.nseq > t.top - ?)
+SELECT r.id, r.kind FROM records AS r
+WHERE {sent} AND NOT (r.kind = 'order' AND r.nseq > (
+        SELECT max(t.nseq) FROM records AS t WHERE t.kind = 'order' AND t.nozzle = r.nozzle
+      ) - ?)
   AND NOT (r.kind = 'alarm' AND r.rid LIKE 'store:%')
 ORDER BY r.id LIMIT ?
 """
@@ -86,26 +91,20 @@ def used_bytes(db: sqlite3.Connection) -> int:
     return int((pages - free) * size)
 
 
-def evict(db: sqlite3.Connection, policy: CapacityPolicy, total: int) -> Eviction:
-    """Delete down to the policy's target; return how many of each went."""
-    excess = total - policy.target(total, used_bytes(db))
-    if excess <= 0:
-        return Eviction(0, {})
-    acked = _delete(db, "r.sent_ms IS NOT NULL", policy.retain_per_nozzle, excess)
-    excess -= acked
+def evict(db: sqlite3.Connection, policy: CapacityPolicy, limit: int) -> Eviction:
+    """Delete ``limit`` records: the oldest acknowledged ones, and only when none
+    of those may go, the oldest unsent ones — then one more, for the
+    BUFFER_OVERFLOW alarm the caller commits with them takes a place (else
+    each step would add as many records as it removed). How many of each went."""
+    rows = db.execute(
+        _EVICTABLE.format(sent="r.sent_ms > 0"), (policy.retain_per_nozzle, limit)
+    ).fetchall()
     unsent: dict[str, int] = {}
-    if excess > 0:
+    if not rows:
         rows = db.execute(
-            _EVICTABLE.format(cols="r.id, r.kind", sent="r.sent_ms IS NULL"),
-            (policy.retain_per_nozzle, excess),
+            _EVICTABLE.format(sent="r.sent_ms IS NULL"), (policy.retain_per_nozzle, limit + 1)
         ).fetchall()
-        db.executemany("DELETE FROM records WHERE id=?", [(i,) for i, _ in rows])
         for _, kind in rows:
             unsent[kind] = unsent.get(kind, 0) + 1
-    return Eviction(acked, unsent)
-
-
-def _delete(db: sqlite3.Connection, sent: str, retain: int, limit: int) -> int:
-    select = _EVICTABLE.format(cols="r.id", sent=sent)
-    cur = db.execute(f"DELETE FROM records WHERE id IN ({select})", (retain, limit))
-    return cur.rowcount
+    db.executemany("DELETE FROM records WHERE id=?", [(i,) for i, _ in rows])
+    return Eviction(0 if unsent else len(rows), unsent)

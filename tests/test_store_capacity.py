@@ -24,9 +24,13 @@ def test_group_commit_is_one_transaction_and_dedupes(tmp_path: Path) -> None:
         [("n1", fields("1"), "k1"), ("n2", fields("2"), "k2"), ("n1", fields("1"), "k1")]
     )
     assert [r.rid if r else None for r in out] == ["n1:1", "n2:1", None]
-    with pytest.raises(StoreError):  # a float refuses the whole batch: nothing stored
+    # Each order is decided on its own: a float is refused (and alarmed), the
+    # other order of the batch is stored — one bad record never holds back a good one.
+    with pytest.raises(StoreError, match="refusing order"):
         store.append_orders([("n1", fields("3"), "k3"), ("n1", {"volume": 1.5}, "k4")])
-    assert [o["nseq"] for o in store.orders("n1")] == [1]
+    assert [o["nseq"] for o in store.orders("n1")] == [1, 2]
+    [refused] = [a for a in store.records("alarm") if a["code"] == "RECORD_REFUSED"]
+    assert refused["detail"]["reason"] == "body" and refused["detail"]["key"] == "n1/k4"
 
 
 def test_overflow_alarms_in_one_millisecond_are_all_kept(
