@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from buffer.capacity import CapacityPolicy, Eviction, evict, used_bytes
 from buffer.codec import cut_prev, encode, h_hex, to_text
@@ -42,6 +42,9 @@ from buffer.schema import StoreError, _Corrupt, _Transaction, move_aside, open_s
 from uplink.chain import GENESIS, HASH_EXCLUDED
 from uplink.crypto import sm3_hex
 from uplink.envelope import canonical_json
+
+if TYPE_CHECKING:
+    from buffer.writer import RecordWriter
 
 #: Store alarms raised in one millisecond (each eviction pass commits one
 #: BUFFER_OVERFLOW): far more than a pass per millisecond can produce.
@@ -141,8 +144,19 @@ class OrderStore(Outbox, StoreQueries):
         self.last_eviction_error = ""
         #: While evicting: the record count to get down to (hysteresis).
         self._evict_to: int | None = None
+        self._writer: RecordWriter | None = None
         if corrupt is not None:
             self._alarm("STORE_CORRUPT", {"moved_to": str(self.moved_aside), "error": str(corrupt)})
+
+    @property
+    def writer(self) -> RecordWriter:
+        """The store's one writer (buffer/writer.py): how the daemon's parts
+        commit records — queued, committed in batches by one task, retried."""
+        if self._writer is None:
+            from buffer.writer import RecordWriter
+
+            self._writer = RecordWriter(self)
+        return self._writer
 
     def close(self) -> None:
         # A checkpoint on close keeps the WAL from growing across restarts.

@@ -1,7 +1,8 @@
 """The supervisor: one process, one event loop, every task in one TaskGroup.
 
 Start-up order is the data path's order: keys, store, ports, then
-``READY=1`` to systemd, then the uplink. Anything that cannot start stops
+``READY=1`` to systemd, then the store's writer, the ports' tasks and the
+uplink. Anything that cannot start stops
 the start with one clear line on stderr and exit status 1 — a collector that
 silently runs without its store or its port collects nothing.
 
@@ -147,6 +148,7 @@ class Collector:
         self._check_previous_stop(store)
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
+        store.writer.on_commit = uplink.wake  # every new record: look at the store
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
         if self.config_path is not None:
             from collector.config_change import ConfigChanges
@@ -166,6 +168,9 @@ class Collector:
         sm4, why_not_openssl = backend_name()  # loaded and self-tested before READY
         if why_not_openssl:
             log.warning("sm4_fallback", backend=sm4, reason=why_not_openssl)
+        # What start-up found (UNCLEAN_STOP, a device missing: PORT_OFFLINE) is
+        # committed before systemd hears we are ready; refused, it stays queued.
+        store.writer.flush()
         sdnotify.notify("READY=1")
         log.info(
             "started", version=version(), ports=len(self.ports), store=str(store.path), sm4=sm4
@@ -188,6 +193,10 @@ class Collector:
 
         for port in self.ports:
             port.close()
+        # What the parts handed to the writer and it has not committed yet
+        # (a port's last alarm, a command's reply): committed now, or said.
+        if not store.writer.flush():
+            log.error("records_not_stored_at_stop", queued=store.writer.queued)
         store.close()
         selfcheck.end_run(store.path)
 
@@ -261,7 +270,9 @@ class Collector:
         store = self.store
         assert store is not None  # main() opens it before the ports and the uplink
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
+            # The store's writer first: every record of the others goes through it.
+            tasks = [tg.create_task(store.writer.run())]
+            tasks += [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
             tasks.append(tg.create_task(make_line_check(self.config, self.ports, store).run()))
             if self.config.seals:

@@ -2,7 +2,8 @@
 NETWORK_LOSS; docs/alarms.md), source ``uplink``.
 
 uplink/failover.py decides the transitions; this stores them first, like
-every alarm, so an outage's alarms reach the platform once a link works. A
+every alarm (through the store's writer), so an outage's alarms reach the
+platform once a link works. A
 state the last run left raised (stopped on a backup, or during an outage) is
 read back from the store, so it is cleared when it ends instead of hanging.
 """
@@ -13,6 +14,8 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from buffer.commits import NewRecord
+from buffer.schema import StoreError
 from collector.records import alarm_record
 from collector.selfcheck import last_raise
 from uplink.failover import NETWORK_LOSS, UPLINK_FAILOVER
@@ -42,8 +45,12 @@ def hook_link_alarms(uplink: Uplink, store: OrderStore, tz: timezone) -> None:
     )
 
     def on_alarm(code: str, raised: bool, detail: dict[str, Any]) -> None:
+        """Hand the transition to the store's writer (committed in order, retried
+        while the store refuses); not taken, StoreError: the uplink undoes the
+        transition and emits it again at its next decision point."""
         now = datetime.now(tz).replace(tzinfo=None)
         rid, body = alarm_record(SOURCE, code, raised, now, tz, detail)
-        store.append_record("alarm", rid, body)
+        if not store.writer.submit(NewRecord("alarm", rid, body), lambda outcome: uplink.wake()):
+            raise StoreError(f"{store.path}: the store's queue is full: {rid} not taken")
 
     uplink.on_alarm = on_alarm

@@ -6,6 +6,15 @@ to the store (store first, SPEC D6), nozzle states go to the live
 identities become ``alarm`` / ``nozzle`` records. Only a poll port may tell
 the dispenser that a sale is safe (``confirm``); a relay or a tap never
 speaks to the dispenser (SPEC D19, D20).
+
+Records go to the store's writer (buffer/writer.py), never straight to
+SQLite: nothing here waits for a commit in a port's read callback. What
+depends on a record happens in its ``then``, once committed — a sale is
+confirmed there, its findings alarmed there. A state the sink keeps itself
+(PORT_OFFLINE, NOZZLE_OFFLINE, the last identity) advances when the writer
+took its record: the writer commits what it took in order and never drops
+it, so a raise is always stored before its clear; a record not taken (the
+writer's queue full while the store refuses) leaves the state as it was.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from buffer.commits import Item, NewOrder, NewRecord, Outcome, Result
 from buffer.store import OrderStore, StoreError
 from collector.edge import EdgeSettings, Finding, check_counter, check_order
 from collector.nozzles import NozzleTable
@@ -102,6 +112,9 @@ class PortSink:
         #: Last identities seen per (address, nozzle or None): in memory only,
         #: so after a restart the first report is a snapshot, not a change.
         self._identities: dict[tuple[int, int | None], dict[str, str] | None] = {}
+        #: Sales handed to the writer and not decided yet, by (nozzle, key): a
+        #: pump offering one again meanwhile is not queued twice.
+        self._deciding: set[tuple[str, str]] = set()
 
     def handle(self, events: list[Event], confirm: Callable[[Sale], None] | None = None) -> None:
         """Apply ``events``; ``confirm(sale)`` is called once a sale is committed."""
@@ -164,28 +177,65 @@ class PortSink:
     def _on_sale(self, sale: Sale, confirm: Callable[[Sale], None] | None) -> None:
         self._changed()
         key = nozzle_key(self.number, sale.address, sale.nozzle)
+        if (key, sale.key) in self._deciding:
+            return  # offered again before its commit: confirmed once that is done
         pump = f"p{self.number:02d}.a{sale.address}."
+        started_at = self.nozzles.take_started_at(key)
         fields: dict[str, Any] = order_fields(
-            sale,
-            station=self.station,
-            tz=self.tz,
-            started_at=self.nozzles.take_started_at(key),
+            sale, station=self.station, tz=self.tz, started_at=started_at
         )
         try:
             findings = check_order(fields, self._last_order(key), self.edge)
             if sale.counter is not None:
                 findings += check_counter(sale.counter, self._last_counter(pump))
-            fields["flags"] = [f.code for f in findings]
-            stored = self.store.append_order(key, fields, source_key=sale.key)
-        except StoreError as exc:
-            # Not committed (disk full, I/O error): do not confirm. The pump keeps
-            # the record and offers it again on a later poll; nothing is lost.
-            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
-            log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=str(exc))
+        except StoreError as exc:  # the references cannot be read now: checked next offer
+            self._not_stored(key, sale, started_at, str(exc))
+            return
+        fields["flags"] = [f.code for f in findings]
+
+        def then(outcome: Outcome) -> None:
+            self._deciding.discard((key, sale.key))
+            self._sale_decided(sale, key, pump, fields, findings, outcome, confirm, started_at)
+
+        # A poll port's pump keeps the sale until confirmed: if the store cannot
+        # take it now, it is handed back and the pump offers it again.
+        item = NewOrder(key, fields, sale.key)
+        if self.store.writer.submit(item, then, source_keeps=confirm is not None):
+            self._deciding.add((key, sale.key))
+        else:
+            self._not_stored(key, sale, started_at, "the store's queue is full")
+
+    def _not_stored(self, key: str, sale: Sale, started_at: datetime | None, error: str) -> None:
+        """Not committed (disk full, I/O error): nothing is confirmed. A pump keeps
+        the record and offers it again on a later poll; nothing is lost."""
+        self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+        self.nozzles.put_back_started_at(key, started_at)
+        log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=error)
+
+    def _sale_decided(
+        self,
+        sale: Sale,
+        key: str,
+        pump: str,
+        fields: dict[str, Any],
+        findings: list[Finding],
+        outcome: Outcome,
+        confirm: Callable[[Sale], None] | None,
+        started_at: datetime | None,
+    ) -> None:
+        if not outcome.kept:
+            self._not_stored(key, sale, started_at, outcome.detail)
             return
         # Only now, with the order committed, may the dispenser forget it.
         if confirm is not None:
             confirm(sale)
+        if outcome.result is Result.CONFLICT:
+            # Another sale holds its key; this one is kept in the store's
+            # RECORD_REFUSED alarm, so the pump may forget it too.
+            self.stats.errors["conflict"] = self.stats.errors.get("conflict", 0) + 1
+            log.error("order_conflict", nozzle=key, order_no=sale.order_no, error=outcome.detail)
+            return
+        stored = outcome.record
         if stored is None:
             self.stats.duplicates += 1
             log.info("order_duplicate", nozzle=key, order_no=sale.order_no)
@@ -235,10 +285,21 @@ class PortSink:
 
     def _rid(self, source: str, what: str) -> tuple[str, datetime]:
         """A unique rid for a snapshot of ``source`` now (ms, bumped on a tie)."""
+        now = self._stamp(source)
+        return f"{source}:{what}:{int(now.timestamp() * 1000)}", now
+
+    def _stamp(self, key: str) -> datetime:
+        """Now, at least 1 ms after the last stamp of ``key``: two transitions
+        handed to the writer in one millisecond (an episode that ends as it
+        begins) get two rids, never one record "already stored"."""
         now = datetime.now(self.tz)
-        ms = max(int(now.timestamp() * 1000), self._record_ms.get(source, 0) + 1)
-        self._record_ms[source] = ms
-        return f"{source}:{what}:{ms}", now
+        ms = int(now.timestamp() * 1000)
+        last = self._record_ms.get(key, 0)
+        if ms <= last:
+            ms = last + 1
+            now = datetime.fromtimestamp(ms / 1000, self.tz)
+        self._record_ms[key] = ms
+        return now
 
     def _allow(self, key: str) -> bool:
         """Token bucket per nozzle for state records (STATE_RECORD_BURST)."""
@@ -292,34 +353,38 @@ class PortSink:
         for source in sources:
             if link.online == (source not in self._offline):
                 continue
+            if not self.alarm("NOZZLE_OFFLINE", source, not link.online, {"address": link.address}):
+                continue  # not taken: the state stays, the next report of the pump tries again
             if link.online:
                 self._offline.discard(source)
             else:
                 self._offline.add(source)
-            self.alarm("NOZZLE_OFFLINE", source, not link.online, {"address": link.address})
         if link.online:  # a pump-level alarm raised before its nozzles were known
             pump = prefix[:-1]
-            if pump in self._offline:
+            if pump in self._offline and self.alarm(
+                "NOZZLE_OFFLINE", pump, False, {"address": link.address}
+            ):
                 self._offline.discard(pump)
-                self.alarm("NOZZLE_OFFLINE", pump, False, {"address": link.address})
 
     def port_link(self, online: bool, reason: str = "") -> None:
         """The serial line itself failed or is back (PORT_OFFLINE, raised and
         cleared once per episode). Distinct from a silent pump (NOZZLE_OFFLINE)."""
         if online != self._port_offline:
             return
-        self._port_offline = not online
         detail: dict[str, Any] = {"reason": reason} if reason else {}
-        self.alarm("PORT_OFFLINE", f"p{self.number:02d}", not online, detail)
+        # Not taken: the state stays, and the supervisor's next open or failure asks again.
+        if self.alarm("PORT_OFFLINE", f"p{self.number:02d}", not online, detail):
+            self._port_offline = not online
 
     def alarm(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> bool:
-        """Store one raise or clear; False when the store refused it (counted,
-        logged): a caller holding the alarm's state undoes it and tries again."""
-        now = datetime.now(self.tz).replace(tzinfo=None)
+        """Hand one raise or clear to the store's writer; False when it was not
+        taken (counted, logged): a caller holding the alarm's state leaves it
+        as it was and asks again. Taken, it is committed in order."""
+        now = self._stamp(f"{source}:{code}").replace(tzinfo=None)
         rid, body = alarm_record(source, code, raised, now, self.tz, detail)
-        stored = self._store("alarm", rid, body)
-        log.warning("alarm", code=code, source=source, raised=raised, **detail)
-        return stored
+        taken = self._store("alarm", rid, body)
+        log.warning("alarm", code=code, source=source, raised=raised, taken=taken, **detail)
+        return taken
 
     def _source(self, address: int, nozzle: int | None) -> str:
         if nozzle is None:
@@ -328,9 +393,9 @@ class PortSink:
 
     def _on_alarm(self, alarm: DeviceAlarm) -> None:
         """A dispenser's own alarm (SPEC D14: metering, security), raised or cleared."""
-        now = datetime.now(self.tz).replace(tzinfo=None)
         detail = {"raw_code": alarm.raw_code, "text": alarm.detail}
         source = self._source(alarm.address, alarm.nozzle)
+        now = self._stamp(f"{source}:{alarm.code}").replace(tzinfo=None)
         rid, body = alarm_record(source, alarm.code, alarm.active, now, self.tz, detail)
         self._store("alarm", rid, body)
         log.warning("dispenser_alarm", source=source, code=alarm.code, active=alarm.active)
@@ -348,7 +413,6 @@ class PortSink:
         if before == identity.components:
             return
         self._changed()
-        self._identities[where] = dict(identity.components)
         now = datetime.now(self.tz)
         body = {
             "nozzle": source,
@@ -359,7 +423,7 @@ class PortSink:
             "components": dict(sorted(identity.components.items())),
         }
         stamp_ms = int(now.timestamp() * 1000)
-        self._store("nozzle", f"{source}:components:{stamp_ms}", body)
+        items: list[Item] = [NewRecord("nozzle", f"{source}:components:{stamp_ms}", body)]
         if before is not None:
             after = identity.components
             changed = sorted(k for k in {*before, *after} if before.get(k) != after.get(k))
@@ -370,8 +434,14 @@ class PortSink:
             }
             naive = now.replace(tzinfo=None)
             rid, alarm = alarm_record(source, "COMPONENT_CHANGED", True, naive, self.tz, detail)
-            self._store("alarm", rid, alarm)
+            items.append(NewRecord("alarm", rid, alarm))
             log.warning("component_changed", source=source, changed=changed)
+        # The identity and its alarm together, or neither: not taken, the next
+        # read of the identity finds the same change again.
+        if self.store.writer.submit_all(items, self._decided):
+            self._identities[where] = dict(identity.components)
+        else:
+            self._not_taken(items)
 
     def _stored_identity(self, source: str) -> dict[str, str] | None:
         try:
@@ -383,13 +453,22 @@ class PortSink:
         return dict(components) if isinstance(components, dict) else None
 
     def _store(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
-        """True once the record is in the store (now, or already: a duplicate)."""
-        try:
-            stored = self.store.append_record(kind, rid, body)
-        except StoreError as exc:
-            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
-            log.error("record_not_stored", kind=kind, rid=rid, error=str(exc))
-            return False
-        if stored is not None:
+        """Hand a record to the store's writer; True once taken (it is then
+        committed in order, or already stored: a duplicate)."""
+        items: list[Item] = [NewRecord(kind, rid, body)]
+        if self.store.writer.submit_all(items, self._decided):
+            return True
+        self._not_taken(items)
+        return False
+
+    def _not_taken(self, items: list[Item]) -> None:
+        self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+        log.error("record_not_taken", kinds=[i.kind for i in items], keys=[i.key for i in items])
+
+    def _decided(self, outcomes: list[Outcome]) -> None:
+        if any(o.result is Result.STORED for o in outcomes):
             self.on_commit()
-        return True
+        for o in outcomes:
+            if not o.kept:  # a body the store can never take (a bug): said, counted
+                self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+                log.error("record_not_stored", error=o.detail)

@@ -7,7 +7,9 @@ the same with a real ENOSPC on a tmpfs).
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 from buffer.capacity import CapacityPolicy
@@ -141,3 +143,40 @@ def test_the_task_commits_waits_and_evicts_off_the_submit(tmp_path: Path) -> Non
     assert outcome.result is Result.STORED
     assert store._count < 200 and store.evicted_acknowledged >= 50
     assert [a["code"] for a in store.records("alarm")] == ["PORT_OFFLINE"]
+
+
+# -- one door, and its answer used ------------------------------------------------
+
+#: The daemon's packages: none of them may write the store but through the writer.
+DAEMON_PACKAGES = ("collector", "uplink", "config", "protocols")
+
+#: OrderStore's direct appends (tests, benches and tools use them; the daemon never).
+DIRECT_APPENDS = frozenset({"append_record", "append_order", "append_orders"})
+
+
+def _calls(tree: ast.AST) -> Iterator[tuple[ast.Call, bool]]:
+    """Every call, and whether its value is thrown away (a bare statement)."""
+    discarded = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            yield node, id(node) in discarded
+
+
+def test_the_daemon_appends_only_through_the_writer_and_never_ignores_its_answer() -> None:
+    """Store first is one mechanism: a record reaches SQLite through the store's
+    writer, and whether the writer took it decides what the caller's state does.
+    A direct append, a ``commit(items)``, or a ``submit`` whose answer is
+    dropped is found here, by file and line."""
+    root = Path(__file__).resolve().parent.parent
+    found: list[str] = []
+    for package in DAEMON_PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(), str(path))
+            for call, discarded in _calls(tree):
+                name = call.func.attr if isinstance(call.func, ast.Attribute) else None
+                where = f"{path.relative_to(root)}:{call.lineno}"
+                if name in DIRECT_APPENDS or (name == "commit" and call.args):
+                    found.append(f"{where}: {name}() writes the store past its writer")
+                if name in ("submit", "submit_all") and discarded:
+                    found.append(f"{where}: {name}()'s answer (taken or not) is dropped")
+    assert found == []
