@@ -34,7 +34,7 @@ from decimal import Decimal
 
 import structlog
 
-from buffer.commits import Item, Outcome, Result
+from buffer.commits import Item, NewRecord, Outcome, Result
 from buffer.store import OrderStore, StoreError
 from collector.gauge_records import DETECTED, GaugeState
 from collector.retry import Retry
@@ -274,7 +274,14 @@ class GaugeTask:
 
     def _store(self, records: list[Item], before: object | None) -> None:
         """One response's records, one commit; not taken: the state goes back."""
-        if not records or self.store.writer.submit_all(records, self._decided):
+        if not records:
+            return
+        if self.store.writer.submit_all(records, self._decided):
+            for r in records:  # a transition is said when decided, stored or not yet
+                if isinstance(r, NewRecord) and r.kind == "alarm":
+                    body = r.body
+                    log.warning("gauge_alarm", source=body["source"], code=body["code"],
+                                state=body["state"])  # fmt: skip
             return
         self._count("not_taken")
         if before is not None:
