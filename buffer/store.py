@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from buffer.capacity import CapacityPolicy, Eviction, evict, used_bytes
+from buffer.capacity import HYSTERESIS, CapacityPolicy, Eviction, evict, used_bytes
 from buffer.codec import cut_prev, encode, h_hex, to_text
 from buffer.commits import DUPLICATE, STORED, Item, NewOrder, NewRecord, Outcome, Result
 from buffer.outbox import LOCAL_SENT_MS, Outbox, StoredRecord, _now_ms
@@ -144,6 +144,8 @@ class OrderStore(Outbox, StoreQueries):
         self.last_eviction_error = ""
         #: While evicting: the record count to get down to (hysteresis).
         self._evict_to: int | None = None
+        #: After a pass that found nothing that may go: no pass below this count.
+        self._nothing_to_evict_below = 0
         self._writer: RecordWriter | None = None
         if corrupt is not None:
             self._alarm("STORE_CORRUPT", {"moved_to": str(self.moved_aside), "error": str(corrupt)})
@@ -434,6 +436,8 @@ class OrderStore(Outbox, StoreQueries):
         measured every :data:`SIZE_CHECK_EVERY` records (three PRAGMAs)."""
         if self._evict_to is not None:
             return True
+        if self._count < self._nothing_to_evict_below:
+            return False  # the last pass found nothing that may go: not before 1 % more
         over = self._count > self.policy.max_records
         if not over and self._since_size_check >= SIZE_CHECK_EVERY:
             self._since_size_check = 0
@@ -470,6 +474,11 @@ class OrderStore(Outbox, StoreQueries):
         self.evicted_acknowledged += gone.acknowledged
         self.evicted_unsent += gone.unsent_total
         went = gone.acknowledged + gone.unsent_total
+        if went == 0:
+            # Retained orders alone exceed the cap (D4 wins over the cap): look
+            # again once the store grew by the hysteresis, not after every commit.
+            step = max(1, int(self.policy.max_records * HYSTERESIS))
+            self._nothing_to_evict_below = self._count + step
         if went == 0 or self._count <= self._evict_to:
             self._evict_to = None  # down to the target, or nothing more may go
         return went

@@ -147,3 +147,20 @@ def test_the_byte_cap_evicts_acknowledged_records(tmp_path: Path) -> None:
     free = store._db.execute("PRAGMA freelist_count").fetchone()[0]
     assert (pages - free) * 4096 < 400_000 + SIZE_CHECK_EVERY * 1200
     assert [o["nseq"] for o in store.orders("n0")][-1] == 750  # newest kept
+
+
+def test_retained_orders_over_the_cap_are_kept_and_not_searched_after_every_commit(
+    tmp_path: Path,
+) -> None:
+    """D4 wins over the cap: when nothing may go, the store says so once and
+    looks again only after the hysteresis (1 %), not at every commit (each
+    search reads the whole table)."""
+    policy = CapacityPolicy(max_records=200, retain_per_nozzle=100, max_bytes=10**9)
+    store = OrderStore(tmp_path / "s.sqlite", policy)
+    for n in range(3):
+        store.append_orders([(f"n{n}", fields(str(i)), f"{n}:{i}") for i in range(100)])
+    assert store._count == 300 and store.evicted_acknowledged == store.evicted_unsent == 0
+    assert not store.over_capacity(), "nothing may go: not searched again at once"
+    store.append_order("n0", fields("x"), source_key="x")
+    store.append_order("n0", fields("y"), source_key="y")  # 1 % of 200 more
+    assert store.evicted_unsent == 2, "searched again: n0's two oldest are no longer retained"
