@@ -12,7 +12,9 @@ bench/readpath_probe.py, which times every poll port's read callback (the
 loop callback a dispenser's bytes are read, parsed and handed on in).
 
 Reported: p50 / p99 / max of the read callback's wall time over the whole
-run (goal p99 ≤ 2 ms: a Gilbarco or DART reply window is a few ms), and
+run (goal p99 ≤ 2 ms: a Gilbarco or DART reply window is a few ms), of the
+store writer's batched commits and eviction steps (they hold the loop
+between callbacks; absent before the writer existed), and
 p50 / p99 / max of hang-up → platform (goal p99 ≤ 500 ms) over the sales
 hung up once every port was collecting, as bench/ports32.py measures it;
 the records evicted (the store's count before and after). Prints one JSON

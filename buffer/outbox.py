@@ -69,6 +69,8 @@ class Outbox:
     _unsent: dict[str, int]
     #: True when a PUBACK mark could not put synchronous back to FULL.
     _sync_normal: bool = False
+    #: The eviction sweep looks at unsent rows (OrderStore.evict_step).
+    _evict_unsent: bool = False
 
     if TYPE_CHECKING:
 
@@ -136,6 +138,8 @@ class Outbox:
                 ).rowcount
         for kind, n in marked.items():
             self._unsent[kind] = self._unsent.get(kind, 0) - n
+        if any(marked.values()):
+            self._evict_unsent = False  # acknowledged rows exist: they go first
 
     @contextmanager
     def _no_fsync(self) -> Iterator[None]:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from buffer.capacity import HYSTERESIS, CapacityPolicy, Eviction, evict, used_bytes
+from buffer.capacity import HYSTERESIS, CapacityPolicy, evict, used_bytes
 from buffer.codec import cut_prev, encode, h_hex, to_text
 from buffer.commits import DUPLICATE, STORED, Item, NewOrder, NewRecord, Outcome, Result
 from buffer.outbox import LOCAL_SENT_MS, Outbox, StoredRecord, _now_ms
@@ -146,6 +146,13 @@ class OrderStore(Outbox, StoreQueries):
         self._evict_to: int | None = None
         #: After a pass that found nothing that may go: no pass below this count.
         self._nothing_to_evict_below = 0
+        #: The eviction sweep: where the next step looks from, whether it looks
+        #: at unsent rows, how many the current sweep took.
+        self._evict_cursor = 0
+        self._evict_unsent = False
+        self._swept_went = 0
+        self._idle_sweeps = 0
+        self._evict_tops: dict[str, int] = {}  # nozzle → top nseq, for one sweep
         self._writer: RecordWriter | None = None
         if corrupt is not None:
             self._alarm("STORE_CORRUPT", {"moved_to": str(self.moved_aside), "error": str(corrupt)})
@@ -448,9 +455,10 @@ class OrderStore(Outbox, StoreQueries):
                 self._evict_to = self.policy.target(self._count, used_bytes(self._db))
         return over
 
-    def evict_step(self, limit: int = EVICT_CHUNK) -> int:
+    def evict_step(self, limit: int = EVICT_CHUNK) -> bool:
         """One eviction transaction of at most ``limit`` records (buffer/capacity.py
-        rules), while :meth:`over_capacity`; returns how many went (0: none to go).
+        rules: a window of the table swept in id order), while
+        :meth:`over_capacity`; True while the pass wants another step.
 
         Unsent records evicted are counted in a ``BUFFER_OVERFLOW`` alarm
         committed in that same transaction: they never vanish silently.
@@ -458,30 +466,49 @@ class OrderStore(Outbox, StoreQueries):
         only brings its records (and its alarm) back.
         """
         if not self.over_capacity() or self._evict_to is None:
-            return 0
-        n = min(limit, self._count - self._evict_to)
+            return False
+        n = max(0, min(limit, self._count - self._evict_to))
         self._tx_added = Counter()
         with self._failing("evict records"), self._no_fsync(), self._transaction():
-            gone = evict(self._db, self.policy, n) if n > 0 else Eviction(0, {})
+            gone = evict(
+                self._db,
+                self.policy,
+                n,
+                cursor=self._evict_cursor,
+                unsent=self._evict_unsent,
+                tops=self._evict_tops,
+            )
             if gone.unsent_total:
                 self._insert_alarm(
                     "BUFFER_OVERFLOW", {"evicted_unsent": gone.unsent_total, "by_kind": gone.unsent}
                 )
         self._committed(self._tx_added)
-        self._count -= gone.acknowledged + gone.unsent_total
+        went = gone.acknowledged + gone.unsent_total
+        self._count -= went
         for kind, k in gone.unsent.items():
             self._unsent[kind] -= k
         self.evicted_acknowledged += gone.acknowledged
         self.evicted_unsent += gone.unsent_total
-        went = gone.acknowledged + gone.unsent_total
-        if went == 0:
-            # Retained orders alone exceed the cap (D4 wins over the cap): look
-            # again once the store grew by the hysteresis, not after every commit.
-            step = max(1, int(self.policy.max_records * HYSTERESIS))
-            self._nothing_to_evict_below = self._count + step
-        if went == 0 or self._count <= self._evict_to:
-            self._evict_to = None  # down to the target, or nothing more may go
-        return went
+        self._evict_cursor = gone.cursor
+        self._swept_went += went
+        if gone.swept:
+            self._evict_tops.clear()
+            self._idle_sweeps = 0 if self._swept_went else self._idle_sweeps + 1
+            if self._idle_sweeps >= 2:
+                # A sweep of each found nothing that may go: retained orders
+                # alone exceed the cap (D4 wins over the cap). Look again once
+                # the store grew by the hysteresis, not after every commit.
+                step = max(1, int(self.policy.max_records * HYSTERESIS))
+                self._nothing_to_evict_below = self._count + step
+                self._evict_to = None
+                self._idle_sweeps = 0
+            # Unsent rows only after a sweep that found no acknowledged one to
+            # take; after a sweep of unsent rows, acknowledged ones again.
+            self._evict_unsent = not self._evict_unsent and self._swept_went == 0
+            self._swept_went = 0
+        if self._evict_to is not None and self._count <= self._evict_to:
+            self._evict_to = None  # down to the target (the sweep goes on at the next pass)
+        return self._evict_to is not None
 
     def enforce_capacity(self) -> None:
         """Evict down below the cap now, in steps (:meth:`evict_step`)."""

@@ -309,7 +309,7 @@ class RecordWriter:
     def _evict_step(self) -> bool:
         """One eviction step if the store is over its cap; True when it did one."""
         try:
-            return self.store.evict_step() > 0
+            return self.store.evict_step()
         except StoreError as exc:
             self.store.eviction_errors += 1
             self.store.last_eviction_error = str(exc)

@@ -354,7 +354,7 @@ class PortSink:
             if link.online == (source not in self._offline):
                 continue
             if not self.alarm("NOZZLE_OFFLINE", source, not link.online, {"address": link.address}):
-                continue  # not taken: the state stays, the next report of the pump tries again
+                continue  # not taken (counted): the state stays as the store knows it
             if link.online:
                 self._offline.discard(source)
             else:

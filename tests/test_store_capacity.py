@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from buffer.capacity import CapacityPolicy
+from buffer.commits import NewRecord
 from buffer.migrate import downgrade_to_v2
 from buffer.store import SIZE_CHECK_EVERY, OrderStore, StoreError
 from uplink.chain import verify_chain
@@ -164,3 +165,27 @@ def test_retained_orders_over_the_cap_are_kept_and_not_searched_after_every_comm
     store.append_order("n0", fields("x"), source_key="x")
     store.append_order("n0", fields("y"), source_key="y")  # 1 % of 200 more
     assert store.evicted_unsent == 2, "searched again: n0's two oldest are no longer retained"
+
+
+def test_eviction_sweeps_past_retained_orders_at_the_head_in_bounded_steps(
+    tmp_path: Path,
+) -> None:
+    """The oldest rows are retained orders (a quiet nozzle's newest 2000 can be
+    the table's oldest months): each step looks at a bounded window and the
+    sweep goes on past them to what may go, keeping every retained order."""
+    from buffer.capacity import EXAMINE
+
+    retained = EXAMINE + 50
+    policy = CapacityPolicy(max_records=retained + 200, retain_per_nozzle=retained, max_bytes=10**9)
+    store = OrderStore(tmp_path / "s.sqlite", policy)
+    store.append_orders([("n1", fields(str(i)), str(i)) for i in range(retained)])
+    for i in range(250):
+        store.commit([NewRecord("tank", f"t{i}", {"v": str(i)})])
+    store.mark_published(store.unsent(0, 10_000))
+    steps = 1
+    while store.evict_step():
+        steps += 1
+    assert steps >= 2, "more than one window to get past the retained orders"
+    assert len(list(store.orders("n1"))) == retained
+    assert store.evicted_acknowledged >= 50 and store._count <= policy.max_records
+    assert next(r["rid"] for r in store.records("tank")) != "t0", "the oldest went first"

@@ -120,7 +120,7 @@ def test_an_eviction_that_fails_after_the_commit_leaves_the_record_stored(
     for i in range(5):
         store.append_order("n1", sale(str(i)), source_key=str(i))
 
-    def failing(*args: object) -> object:
+    def failing(*args: object, **kwargs: object) -> object:
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(buffer.store, "evict", failing)
