@@ -13,7 +13,7 @@ One set of rules for every record kind (docs/store.md):
 * local records (waiting for a decision, never published) never go.
 
 Everything here runs inside the caller's transaction; the store evicts in
-steps (buffer/store.py ``evict_step``), each its own transaction looking at a
+steps (buffer/eviction.py ``evict_step``), each its own transaction looking at a
 bounded window of rows, sweeping the table in id order from where the last
 step stopped: no step holds the event loop for long, and rows that may not
 go (retained orders) are looked at once per sweep, not once per step. A

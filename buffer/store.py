@@ -33,10 +33,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from buffer.capacity import HYSTERESIS, CapacityPolicy, evict, used_bytes
+from buffer.capacity import CapacityPolicy
 from buffer.codec import cut_prev, encode, h_hex, to_text
 from buffer.commits import DUPLICATE, STORED, Item, NewOrder, NewRecord, Outcome, Result
-from buffer.outbox import LOCAL_SENT_MS, Outbox, StoredRecord, _now_ms
+from buffer.eviction import SIZE_CHECK_EVERY, EvictionSteps
+from buffer.outbox import LOCAL_SENT_MS, StoredRecord, _now_ms
 from buffer.queries import StoreQueries
 from buffer.schema import StoreError, _Corrupt, _Transaction, move_aside, open_store
 from uplink.chain import GENESIS, HASH_EXCLUDED
@@ -50,20 +51,11 @@ if TYPE_CHECKING:
 #: BUFFER_OVERFLOW): far more than a pass per millisecond can produce.
 STORE_ALARM_RID_ATTEMPTS = 1000
 
-#: Records appended between two measurements of the bytes in use (three
-#: PRAGMAs): the byte cap is overshot by at most this many records' worth.
-SIZE_CHECK_EVERY = 256
-
 #: Envelope ``seq`` numbers are reserved in blocks so that a restart never
 #: reuses one (platform-interface.md: strictly increasing across restarts)
 #: while costing one commit per block rather than one per message. A crash
 #: skips at most this many numbers, which receivers do not mind.
 SEQ_BLOCK = 256
-
-#: Records one eviction step deletes (one transaction): the loop stays free
-#: for the ports between steps. 128 rows with their index entries take a few
-#: ms here (bench/readpath.py); a pass down to 1 % below the cap is ~20 steps.
-EVICT_CHUNK = 128
 
 #: The store's alarm for a record it refuses for good (buffer/commits.py).
 REFUSED_CODE = "RECORD_REFUSED"
@@ -94,7 +86,7 @@ class RecordRefused(StoreError):
         self.outcome = outcome
 
 
-class OrderStore(Outbox, StoreQueries):
+class OrderStore(EvictionSteps, StoreQueries):
     """Durable records plus the per-nozzle counters and chains.
 
     One instance per process, used from the event loop thread only.
@@ -134,25 +126,9 @@ class OrderStore(Outbox, StoreQueries):
         self._since_size_check = SIZE_CHECK_EVERY  # measure at the first append
         #: Bumped by every request_resend: the uplink re-reads from the start.
         self.resend_epoch = 0
-        #: Records evicted since open (acknowledged / unsent), for the heartbeat and CLI.
-        self.evicted_acknowledged = 0
-        self.evicted_unsent = 0
         #: Records refused for good (conflicts, errors: RECORD_REFUSED alarms).
         self.refused_records = 0
-        #: Eviction steps that failed after their records were committed.
-        self.eviction_errors = 0
-        self.last_eviction_error = ""
-        #: While evicting: the record count to get down to (hysteresis).
-        self._evict_to: int | None = None
-        #: After a pass that found nothing that may go: no pass below this count.
-        self._nothing_to_evict_below = 0
-        #: The eviction sweep: where the next step looks from, whether it looks
-        #: at unsent rows, how many the current sweep took.
-        self._evict_cursor = 0
-        self._evict_unsent = False
-        self._swept_went = 0
-        self._idle_sweeps = 0
-        self._evict_tops: dict[str, int] = {}  # nozzle → top nseq, for one sweep
+        self._init_eviction()
         self._writer: RecordWriter | None = None
         if corrupt is not None:
             self._alarm("STORE_CORRUPT", {"moved_to": str(self.moved_aside), "error": str(corrupt)})
@@ -434,96 +410,6 @@ class OrderStore(Outbox, StoreQueries):
             if kind:
                 self._unsent[kind] = self._unsent.get(kind, 0) + n
         self._since_size_check += added.total()
-
-    # -- capacity --------------------------------------------------------------
-
-    def over_capacity(self) -> bool:
-        """True while the store is above its cap (or still evicting down to 1 %
-        below it: the hysteresis of buffer/capacity.py). The bytes in use are
-        measured every :data:`SIZE_CHECK_EVERY` records (three PRAGMAs)."""
-        if self._evict_to is not None:
-            return True
-        if self._count < self._nothing_to_evict_below:
-            return False  # the last pass found nothing that may go: not before 1 % more
-        over = self._count > self.policy.max_records
-        if not over and self._since_size_check >= SIZE_CHECK_EVERY:
-            self._since_size_check = 0
-            with self._failing("measure the store"):
-                over = used_bytes(self._db) > self.policy.max_bytes
-        if over:
-            with self._failing("measure the store"):
-                self._evict_to = self.policy.target(self._count, used_bytes(self._db))
-        return over
-
-    def evict_step(self, limit: int = EVICT_CHUNK) -> bool:
-        """One eviction transaction of at most ``limit`` records (buffer/capacity.py
-        rules: a window of the table swept in id order), while
-        :meth:`over_capacity`; True while the pass wants another step.
-
-        Unsent records evicted are counted in a ``BUFFER_OVERFLOW`` alarm
-        committed in that same transaction: they never vanish silently.
-        Committed without an fsync of its own: a step lost to a power cut
-        only brings its records (and its alarm) back.
-        """
-        if not self.over_capacity() or self._evict_to is None:
-            return False
-        n = max(0, min(limit, self._count - self._evict_to))
-        self._tx_added = Counter()
-        with self._failing("evict records"), self._no_fsync(), self._transaction():
-            gone = evict(
-                self._db,
-                self.policy,
-                n,
-                cursor=self._evict_cursor,
-                unsent=self._evict_unsent,
-                tops=self._evict_tops,
-            )
-            if gone.unsent_total:
-                self._insert_alarm(
-                    "BUFFER_OVERFLOW", {"evicted_unsent": gone.unsent_total, "by_kind": gone.unsent}
-                )
-        self._committed(self._tx_added)
-        went = gone.acknowledged + gone.unsent_total
-        self._count -= went
-        for kind, k in gone.unsent.items():
-            self._unsent[kind] -= k
-        self.evicted_acknowledged += gone.acknowledged
-        self.evicted_unsent += gone.unsent_total
-        self._evict_cursor = gone.cursor
-        self._swept_went += went
-        if gone.swept:
-            self._evict_tops.clear()
-            self._idle_sweeps = 0 if self._swept_went else self._idle_sweeps + 1
-            if self._idle_sweeps >= 2:
-                # A sweep of each found nothing that may go: retained orders
-                # alone exceed the cap (D4 wins over the cap). Look again once
-                # the store grew by the hysteresis, not after every commit.
-                step = max(1, int(self.policy.max_records * HYSTERESIS))
-                self._nothing_to_evict_below = self._count + step
-                self._evict_to = None
-                self._idle_sweeps = 0
-            # Unsent rows only after a sweep that found no acknowledged one to
-            # take; after a sweep of unsent rows, acknowledged ones again.
-            self._evict_unsent = not self._evict_unsent and self._swept_went == 0
-            self._swept_went = 0
-        if self._evict_to is not None and self._count <= self._evict_to:
-            self._evict_to = None  # down to the target (the sweep goes on at the next pass)
-        return self._evict_to is not None
-
-    def enforce_capacity(self) -> None:
-        """Evict down below the cap now, in steps (:meth:`evict_step`)."""
-        while self.evict_step():
-            pass
-
-    def enforce_capacity_after_commit(self) -> None:
-        """:meth:`enforce_capacity` after records were committed: a failure is
-        counted and kept (:attr:`eviction_errors`, :attr:`last_eviction_error`),
-        never raised — the records are stored whatever eviction does."""
-        try:
-            self.enforce_capacity()
-        except StoreError as exc:
-            self.eviction_errors += 1
-            self.last_eviction_error = str(exc)
 
     def _alarm(self, code: str, detail: dict[str, Any]) -> None:
         self._tx_added = Counter()

@@ -113,7 +113,7 @@ def test_conflict_targets_hold_in_a_store_migrated_from_v2(tmp_path: Path) -> No
 def test_an_eviction_that_fails_after_the_commit_leaves_the_record_stored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import buffer.store
+    import buffer.eviction
 
     policy = CapacityPolicy(max_records=5, retain_per_nozzle=1, max_bytes=10**9)
     store = OrderStore(tmp_path / "s.sqlite", policy)
@@ -123,7 +123,7 @@ def test_an_eviction_that_fails_after_the_commit_leaves_the_record_stored(
     def failing(*args: object, **kwargs: object) -> object:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(buffer.store, "evict", failing)
+    monkeypatch.setattr(buffer.eviction, "evict", failing)
     stored = store.append_order("n1", sale("5"), source_key="5")  # the 6th: over the cap
     assert stored is not None and stored.body["nseq"] == 6
     assert store.eviction_errors == 1 and "disk I/O error" in store.last_eviction_error
