@@ -1,13 +1,13 @@
 """The supervisor: one process, one event loop, every task in one TaskGroup.
 
 Start-up order is the data path's order: keys, store, ports, then
-``READY=1`` to systemd, then the uplink. Keys and store that cannot be used
-stop the start with one clear line on stderr naming the config key and exit
-status 1 — a collector that silently runs without its store collects
-nothing. ``forecourt run`` checked them before the exec (collector/cli.py,
-collector/config_env.py), so this is a file changed in between. A port
-whose line cannot be opened does not stop the others: it starts offline,
-alarmed, and is retried.
+``READY=1`` to systemd, then the store's writer, the ports' tasks and the
+uplink. Keys and store that cannot be used stop the start with one clear
+line on stderr naming the config key and exit status 1 — a collector that
+silently runs without its store collects nothing. ``forecourt run``
+checked them before the exec (collector/cli.py, collector/config_env.py),
+so this is a file changed in between. A port whose line cannot be opened
+does not stop the others: it starts offline, alarmed, and is retried.
 
 The parts it starts are built from the config in collector/assembly.py.
 
@@ -154,6 +154,7 @@ class Collector:
         self._check_previous_stop(store)
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
+        store.writer.on_commit = uplink.wake  # every new record: look at the store
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
         if self.config_path is not None:
             from collector.config_change import ConfigChanges
@@ -173,6 +174,9 @@ class Collector:
         sm4, why_not_openssl = backend_name()  # loaded and self-tested before READY
         if why_not_openssl:
             log.warning("sm4_fallback", backend=sm4, reason=why_not_openssl)
+        # What start-up found (UNCLEAN_STOP, a device missing: PORT_OFFLINE) is
+        # committed before systemd hears we are ready; refused, it stays queued.
+        store.writer.flush()
         sdnotify.notify("READY=1")
         log.info(
             "started", version=version(), ports=len(self.ports), store=str(store.path), sm4=sm4
@@ -196,6 +200,10 @@ class Collector:
 
         for port in self.ports:
             port.close()
+        # What the parts handed to the writer and it has not committed yet
+        # (a port's last alarm, a command's reply): committed now, or said.
+        if not store.writer.flush():
+            log.error("records_not_stored_at_stop", queued=store.writer.queued)
         store.close()
         selfcheck.end_run(store.path)
 
@@ -274,7 +282,9 @@ class Collector:
         store = self.store
         assert store is not None  # main() opens it before the ports and the uplink
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
+            # The store's writer first: every record of the others goes through it.
+            tasks = [tg.create_task(store.writer.run())]
+            tasks += [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
             tasks.append(tg.create_task(make_line_check(self.config, self.ports, store).run()))
             if self.config.seals:

@@ -372,9 +372,8 @@ def test_a_revert_that_cannot_be_written_is_tried_again_until_it_is(
 
     stored: list[str] = []
     restarts: list[int] = []
-    store = SimpleNamespace(
-        is_published=lambda kind, rid: False, append_record=lambda k, rid, b: stored.append(rid)
-    )
+    writer = SimpleNamespace(submit=lambda record, then: stored.append(record.rid) or True)
+    store = SimpleNamespace(is_published=lambda kind, rid: False, writer=writer)
     uplink = SimpleNamespace(stats=SimpleNamespace(messages=0), wake=lambda: None)
     collector = SimpleNamespace(
         store=store,
