@@ -1,4 +1,4 @@
-"""Added latency of the relay (issue #4 goal: p99 ≤ 2 ms).
+"""Added latency of the relay (goal: p99 ≤ 2 ms).
 
 A Sinopec poll frame is written to the POS-side pty and read back on the
 dispenser-side pty, through a RelayPort running in a child process (its own

@@ -1,4 +1,4 @@
-"""`make bench`: every bench in one run, one table of figures beside their goals (issue #10).
+"""`make bench`: every bench in one run, one table of figures beside their goals.
 
     .venv/bin/python bench/run.py [--quick] [--only idle,busy,...] [--note TEXT]
     .venv/bin/python bench/run.py --update-docs [test-artifacts/bench/latest.json]

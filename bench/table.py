@@ -1,4 +1,4 @@
-"""The `make bench` table: each figure beside its goal (issue #10), from the benches' JSON.
+"""The `make bench` table: each figure beside its goal, from the benches' JSON.
 
 Pure functions only (no I/O), so tests/test_bench_table.py checks them on a
 result dict: :func:`rows` turns what bench/run.py collected (one JSON object

@@ -104,7 +104,7 @@ class Collector:
         self.gauge: GaugeTask | None = None
         self.commands: CommandProcessor | None = None
         self.ota: Ota | None = None  # signed upgrades (collector/ota/, docs/upgrade.md)
-        # Live parts the control socket reads (collector/control.py, issue #9).
+        # Live parts the control socket reads (collector/control.py).
         self.store: OrderStore | None = None
         self.nozzles: NozzleTable | None = None
         self.uplink: Uplink | None = None
@@ -224,7 +224,7 @@ class Collector:
         log.warning("unclean_previous_stop", previous_run_started_ms=previous)
 
     def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:
-        """Platform commands (issue #7), when the config names their keys."""
+        """Platform commands, when the config names their keys."""
         from collector.command_setup import setup_commands
 
         self.commands = setup_commands(
@@ -312,7 +312,7 @@ class Collector:
                 task.cancel()
 
     async def _control(self) -> None:
-        """The technician CLI's socket (issue #9); a failure never stops collecting."""
+        """The technician CLI's socket; a failure never stops collecting."""
         from collector import control
 
         try:

@@ -1,4 +1,4 @@
-"""The `make bench` table builder (bench/table.py, issue #10): JSON results → figure lines.
+"""The `make bench` table builder (bench/table.py): JSON results → figure lines.
 
 Pure functions on a results dict shaped like the benches' ``--json`` output;
 no bench is run here (timing belongs in bench/, not in tests).

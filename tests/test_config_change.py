@@ -1,4 +1,4 @@
-"""config.set's parts without a broker (issue #8, SPEC D8, D10): the patch
+"""config.set's parts without a broker (SPEC D8, D10): the patch
 merge, the TOML writer, the confirm deadline, and every crash point of the
 switch and of the revert, on real files (a generator stopped after a step is
 what a SIGKILL there leaves on disk).

@@ -1,4 +1,4 @@
-"""ota-state.json changed by two hands at once (issue #8, SPEC D8).
+"""ota-state.json changed by two hands at once (SPEC D8).
 
 The health gate marks a trial good in a worker thread while an
 ``ota.rollback`` arrives, each reading the state, changing it and writing it

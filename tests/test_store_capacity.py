@@ -1,4 +1,4 @@
-"""buffer capacity, group commit, resend and migration (SPEC D4, D5, D6, A9; issue #6)."""
+"""buffer capacity, group commit, resend and migration (SPEC D4, D5, D6, A9)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_group_commit_is_one_transaction_and_dedupes(tmp_path: Path) -> None:
 def test_overflow_alarms_in_one_millisecond_are_all_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """D4 / issue #6: every BUFFER_OVERFLOW is its own record, even when two
+    """D4: every BUFFER_OVERFLOW is its own record, even when two
     eviction passes commit within one millisecond (found as a CI flake: the
     second alarm's rid collided and its count was dropped as a duplicate)."""
     import buffer.store

@@ -1,4 +1,4 @@
-"""The systemd unit and the watchdog (issue #8 item 4; SPEC D7, D17).
+"""The systemd unit and the watchdog (SPEC D7, D17).
 
 ``systemd-analyze`` ships with systemd on every Debian machine and gateway
 image; on a machine without it there is nothing to check the unit with.
@@ -25,7 +25,7 @@ LAUNCHER = stack.ROOT / "collector" / "ota" / "launcher.py"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
-#: Issue #8: "hardening so that systemd-analyze security rates exposure <= 2.5".
+#: The unit's goal: "hardening so that systemd-analyze security rates exposure <= 2.5".
 MAX_EXPOSURE = 2.5
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The release launcher: picks the release to start, rolls a failed trial back, execs it.
 
-Issue #8 item 2, SPEC D8; docs/upgrade.md. systemd's ExecStart runs this file
+SPEC D8; docs/upgrade.md. systemd's ExecStart runs this file
 (installed once, outside the A/B release directories, at
 /usr/lib/forecourt/launcher.py) with the system python::
 
