@@ -216,6 +216,12 @@ NOT_ATOMIC = {
     "config/handoff.py": "open",
     # Test points' trace: counters in a shared mapping, for tests only.
     "config/testpoints.py": "os.open",
+    # The validated config kept for the next start: a cache (0600), its
+    # SHA-256 in front, so a torn or empty file reads as absent; no fsync.
+    "config/validated_cache.py": "mkstemp os.replace",
+    # An empty store or replay log made owner-only before SQLite opens it
+    # (SQLite writes it, and gives its -wal and -shm the same mode).
+    "config/filemodes.py": "os.open",
 }
 
 WRITE_MODES = ("w", "a", "x", "+")
