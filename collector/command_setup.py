@@ -169,6 +169,8 @@ def register_time_sync(
     on_commit: Callable[[], None],
 ) -> None:
     """``time.sync`` (SPEC D16): measure, step beyond the threshold, RTC, CLOCK_DRIFT."""
+    import asyncio
+
     from collector.alarm_store import store_alarm
     from uplink.commands import BAD_REQUEST, CommandError
 
@@ -177,8 +179,10 @@ def register_time_sync(
         if not isinstance(platform_ts, int) or isinstance(platform_ts, bool) or platform_ts < 0:
             raise CommandError(BAD_REQUEST, "platform_ts must be epoch milliseconds")
         try:
-            result = clock.sync(platform_ts)
-        except OSError as exc:  # no CAP_SYS_TIME, no RTC access
+            # In a thread: the clock helper and hwclock take seconds on a
+            # slow gateway, which the event loop (and its watchdog) must not wait.
+            result = await asyncio.to_thread(clock.sync, platform_ts)
+        except OSError as exc:  # no helper and no CAP_SYS_TIME, the helper refused
             raise CommandError("CLOCK_NOT_SET", f"cannot step the clock: {exc}") from None
         log.info("time_sync", **result.reply())
         if result.drift_alarm:

@@ -39,6 +39,7 @@ from collector.assembly import (
     make_uplink_settings,
 )
 from collector.retry import Retry
+from config.filemodes import DAEMON_UMASK
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
@@ -76,6 +77,9 @@ class StartError(Exception):
 def run_daemon(
     config: Config, config_path: Path | None = None, overrides: Sequence[str] = ()
 ) -> int:
+    # The unit's UMask=0077 whoever starts the daemon: root's usual 022 would
+    # leave what it creates (markers, a release's files) readable by all.
+    os.umask(DAEMON_UMASK)
     logs.configure(config.log.level, config.log.format)
     try:
         return asyncio.run(Collector(config, config_path, overrides).main())
