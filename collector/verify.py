@@ -2,7 +2,7 @@
 
 Reads the SQLite store read-only (``mode=ro``: verifying never writes, and
 works beside a running daemon thanks to WAL). For every nozzle it checks, in
-nseq order: each order's ``h`` is the SM3 of its body (uplink.chain), each
+nseq order: each order's ``h`` is the SM3 of its body (records.chain), each
 ``prev`` is the previous ``h``, nseq rises by exactly one, and the indexed
 columns (``nseq``, ``h``) agree with the body. It prints the first break per
 nozzle — e.g. a row edited by hand with the sqlite3 shell.
@@ -37,7 +37,7 @@ def _rows(
 def first_breaks(db: sqlite3.Connection) -> tuple[dict[str, str], dict[str, int]]:
     """({nozzle: description of its first break}, {nozzle: orders checked})."""
     from buffer.codec import BodyError, h_hex, to_text
-    from uplink.chain import verify_chain
+    from records.chain import verify_chain
 
     breaks: dict[str, str] = {}
     counts: dict[str, int] = {}

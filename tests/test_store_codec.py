@@ -23,9 +23,9 @@ from buffer.codec import DICTIONARIES, BodyError, cut_prev, decode, encode, to_t
 from buffer.migrate import downgrade_to_v2, main
 from buffer.store import OrderStore
 from collector.verify import first_breaks
-from uplink.chain import GENESIS, verify_chain
-from uplink.crypto import sm3_hex
-from uplink.envelope import canonical_json
+from records.canonical import canonical_json
+from records.chain import GENESIS, verify_chain
+from records.sm3 import sm3_hex
 
 #: SM3 (first 16 hex) of each shipped dictionary: stored rows name them by id,
 #: so their bytes may never change (a new dictionary takes a new id).

@@ -380,7 +380,7 @@ class Uplink:
     def _seal_texts(self, run: list[StoredRecord], kind: str) -> bytes:
         """``{"items":[…]}`` spliced from the stored canonical texts, each with
         ``resent`` appended (a transport field, outside the chain hash —
-        uplink/chain.py HASH_EXCLUDED — and never stored, so never doubled).
+        records/chain.py HASH_EXCLUDED — and never stored, so never doubled).
         The plaintext need not be canonical (platform-interface.md: UTF-8 JSON)."""
         if any(r.text is None for r in run):  # a record not from unsent_page: a bug
             raise StoreError("uplink: record without stored text")

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from uplink.crypto import sm3_hex
-from uplink.envelope import canonical_json
+from records.canonical import canonical_json
+from records.sm3 import sm3_hex
 
 #: ``prev`` of the first order of a nozzle (nseq 1): 64 zeros, per the contract.
 GENESIS = "0" * 64
