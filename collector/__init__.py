@@ -1,4 +1,9 @@
-"""The collector daemon: supervisor, port tasks, nozzle model, CLI."""
+"""The collector daemon: supervisor, port tasks, nozzle model, local tools, CLI.
+
+The top layer: builds the parts from the config and runs them
+(collector/daemon.py, collector/assembly.py); may import every layer below
+(records/, protocols/, config/, buffer/, uplink/), never hil/.
+"""
 
 from __future__ import annotations
 

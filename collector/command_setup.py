@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from collector.daemon import StartError
 from collector.logs import Repeats
+from collector.parts import StartError
 
 if TYPE_CHECKING:
     from buffer.commits import NewRecord, Outcome

@@ -46,7 +46,7 @@ from collector.retry import Retry
 
 if TYPE_CHECKING:
     from buffer.commits import Outcome
-    from collector.daemon import Collector
+    from collector.parts import LiveParts
     from config.models import Config
     from config.patch import Path as KeyPath
     from uplink.commands import CommandProcessor
@@ -86,7 +86,7 @@ class ConfigChanges:
     """The confirm watch (one task) and the ``config.set`` / ``config.rollback``
     handlers of one running collector."""
 
-    def __init__(self, collector: Collector, config_path: Path, overrides: Sequence[str]) -> None:
+    def __init__(self, collector: LiveParts, config_path: Path, overrides: Sequence[str]) -> None:
         self.collector = collector
         self.path = config_path
         self.overrides = list(overrides)

@@ -12,7 +12,7 @@ Bounded: a request longer than :data:`MAX_REQUEST` or slower than
 gets a reply line — a malformed one its reason, a query that fails on a bug
 ``internal error`` (and the traceback in the log), never silence. Queries
 read live state (ports, nozzles, uplink) from the
-:class:`~collector.daemon.Collector` and stored records through a
+running station (:class:`~collector.parts.Station`) and stored records through a
 read-only connection of their own (collector/storeview.py), so a query never
 uses — or blocks — the writer's connection. Nothing here writes anything.
 """
@@ -38,7 +38,7 @@ from collector.localtime import local_times
 from collector.logs import Repeats
 
 if TYPE_CHECKING:
-    from collector.daemon import Collector
+    from collector.parts import Station
 
 log = structlog.get_logger("collector.control")
 
@@ -60,18 +60,18 @@ REQUEST_INT_MIN, REQUEST_INT_MAX = -(2**63), 2**63 - 1
 REFUSED = Repeats(log, "control_refused", source_field=None)
 FAILED = Repeats(log, "control_query_failed", source_field=None)
 
-Handler = Callable[["Collector", dict[str, Any]], Awaitable[Any]]
+Handler = Callable[["Station", dict[str, Any]], Awaitable[Any]]
 _Answer = TypeVar("_Answer")
 
 
 def station_time(
-    query: Callable[[Collector, dict[str, Any]], Awaitable[_Answer]],
-) -> Callable[[Collector, dict[str, Any]], Awaitable[_Answer]]:
+    query: Callable[[Station, dict[str, Any]], Awaitable[_Answer]],
+) -> Callable[[Station, dict[str, Any]], Awaitable[_Answer]]:
     """The query's times at ``device.timezone`` (collector/localtime.py): the
     CLI and the web page show the forecourt's clock, never the box's TZ."""
 
     @functools.wraps(query)
-    async def at_station(c: Collector, request: dict[str, Any]) -> _Answer:
+    async def at_station(c: Station, request: dict[str, Any]) -> _Answer:
         answer: _Answer = local_times(await query(c, request), c.config.device.tzinfo)
         return answer
 
@@ -82,7 +82,7 @@ class RequestError(Exception):
     """The request is wrong; ``str()`` goes back to the client."""
 
 
-async def serve(collector: Collector, path: str | Path) -> None:
+async def serve(collector: Station, path: str | Path) -> None:
     """Serve the control socket until cancelled."""
     sock = Path(path)
     sock.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +123,7 @@ def _answers(sock: Path) -> bool:
 
 
 async def _client(
-    collector: Collector, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    collector: Station, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
     line = b""
     try:
@@ -179,7 +179,7 @@ _readers: dict[str, sqlite3.Connection] = {}
 
 
 @contextlib.contextmanager
-def _store_db(c: Collector) -> Iterator[sqlite3.Connection]:
+def _store_db(c: Station) -> Iterator[sqlite3.Connection]:
     path = str(c.config.store.path)
     db = _readers.get(path)
     if db is None:
@@ -204,7 +204,7 @@ def _int(request: dict[str, Any], key: str, default: int | None) -> int | None:
 
 
 @station_time
-async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+async def q_status(c: Station, request: dict[str, Any]) -> dict[str, Any]:
     states = c.nozzles.states() if c.nozzles is not None else {}
     busy = [k for k, s in states.items() if s not in ("idle", "offline")]
     with _store_db(c) as db:
@@ -243,7 +243,7 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def q_ports(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
+async def q_ports(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
     by_number = {p.number: p for p in c.ports}
     out = []
     for pc in c.config.ports:
@@ -263,13 +263,13 @@ async def q_ports(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]
     return out
 
 
-async def q_nozzles(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
+async def q_nozzles(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
     states = c.nozzles.states() if c.nozzles is not None else {}
     return [{"nozzle": key, "state": state} for key, state in states.items()]
 
 
 @station_time
-async def q_orders(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
+async def q_orders(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
     nozzle = request.get("nozzle")
     if nozzle is not None and not isinstance(nozzle, str):
         raise RequestError("nozzle: a nozzle key like 1-1-1")
@@ -280,7 +280,7 @@ async def q_orders(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]
 
 
 @station_time
-async def q_tanks(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+async def q_tanks(c: Station, request: dict[str, Any]) -> dict[str, Any]:
     with _store_db(c) as db:
         tanks = storeview.latest_tanks(db)
     capacity = {t.number: t.declared_capacity_l for t in c.config.tanks}
@@ -290,7 +290,7 @@ async def q_tanks(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
 
 
 @station_time
-async def q_alarms(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+async def q_alarms(c: Station, request: dict[str, Any]) -> dict[str, Any]:
     with _store_db(c) as db:
         return {
             "active": storeview.active_alarms(db),
@@ -298,12 +298,12 @@ async def q_alarms(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-async def q_buffer(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+async def q_buffer(c: Station, request: dict[str, Any]) -> dict[str, Any]:
     with _store_db(c) as db:
         return storeview.buffer(db, c.config.store.path)
 
 
-async def q_uplink(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+async def q_uplink(c: Station, request: dict[str, Any]) -> dict[str, Any]:
     """Publishing and the command channel separately (uplink/status.py), the
     endpoint in use, the last error with its time (``old`` once its part
     recovered), and the backlog of unsent records from the store."""
@@ -331,7 +331,7 @@ async def q_uplink(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
 
 
 @station_time
-async def q_capture(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
+async def q_capture(c: Station, request: dict[str, Any]) -> dict[str, Any]:
     """Raw frames of one port for N seconds, each with its decoded summary."""
     number = _int(request, "port", None)
     pc = next((p for p in c.config.ports if p.number == number), None)

@@ -38,6 +38,7 @@ from collector.assembly import (
     make_seals,
     make_uplink_settings,
 )
+from collector.parts import StartError
 from collector.retry import Retry
 from config.filemodes import DAEMON_UMASK
 
@@ -68,10 +69,6 @@ PORT_RETRY_MIN_S, PORT_RETRY_MAX_S = 0.5, 10.0
 #: Exit status of a clean stop asked for by ``device.restart`` (EX_TEMPFAIL):
 #: the unit restarts on it (RestartForceExitStatus=75).
 EXIT_RESTART = 75
-
-
-class StartError(Exception):
-    """Start-up cannot continue; ``str()`` is the one line a technician reads."""
 
 
 def run_daemon(

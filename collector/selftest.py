@@ -27,8 +27,8 @@ BROKER_TIMEOUT_S = 3.0
 
 
 def checks(raw: dict[str, Any], sock: str, store: str | None) -> list[dict[str, Any]]:
+    from collector.control_client import Down, ask
     from collector.localtime import station_tz
-    from collector.techcli import Down, ask
 
     out: list[dict[str, Any]] = []
 

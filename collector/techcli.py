@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import socket
 import sqlite3
 import sys
 import time
@@ -28,19 +27,15 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+from collector.control_client import Down, ask
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DOWN, EXIT_STORE = 0, 1, 2, 3, 4
 #: The file the unit runs with (systemd/forecourt-collector.service ExecStart).
 DEFAULT_CONFIG = Path("/etc/forecourt/collector.toml")
 DEFAULT_SOCKET = "/run/forecourt/control.sock"
-#: A reply larger than this is a bug, not a station: stop reading.
-MAX_REPLY = 16 * 1024 * 1024
 #: Store-answerable commands (the rest need the running collector).
 STORE_COMMANDS = ("orders", "tanks", "alarms", "buffer", "status")
 COMMANDS = ("status", "ports", "nozzles", "orders", "tanks", "alarms", "buffer", "uplink")
-
-
-class Down(Exception):
-    """The control socket does not answer."""
 
 
 def register(commands: Any) -> None:
@@ -241,30 +236,6 @@ def _ms(text: str | None) -> int | None:
         return None
     at = datetime.fromisoformat(text)
     return int(at.astimezone().timestamp() * 1000)
-
-
-def ask(path: str, request: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """One request over the control socket; raises :class:`Down` when nobody answers."""
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(path)
-            s.sendall(json.dumps(request).encode() + b"\n")
-            chunks, size = [], 0
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_REPLY:
-                    raise Down("reply too large")
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        raise Down(f"{path}: {exc.strerror}") from None
-    except OSError as exc:
-        raise Down(f"{path}: {exc}") from None
-    try:
-        reply: dict[str, Any] = json.loads(b"".join(chunks))
-    except ValueError:
-        raise Down(f"{path}: no valid reply") from None
-    return reply
 
 
 def _offline(

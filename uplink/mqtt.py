@@ -139,11 +139,11 @@ class Uplink:
 
     def link(self) -> dict[str, Any]:
         """The heartbeat's ``link`` (uplink/status.py)."""
-        return status.link(self)
+        return status.link(self.failover, self.stats, self.commands)
 
     def status(self) -> dict[str, Any]:
         """Publishing and the command channel, separately (uplink/status.py)."""
-        return status.full(self)
+        return status.full(self.stats, self.acks, self.commands)
 
     async def run(self) -> None:
         policy = self.failover

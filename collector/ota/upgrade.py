@@ -387,7 +387,7 @@ def setup_ota(
     ports: Callable[[], Sequence[Any]],
 ) -> Ota | None:
     """The OTA controller with its commands registered, or None when OTA is off."""
-    from collector.daemon import StartError
+    from collector.parts import StartError
     from uplink.keys import KeyFileError, load_sm2_public
 
     o = config.ota

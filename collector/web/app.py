@@ -53,7 +53,7 @@ from collector.web.secrets_mask import MaskError, mask, mask_checked, unmask
 from collector.web.server import Request, WebServer
 
 if TYPE_CHECKING:
-    from collector.daemon import Collector
+    from collector.parts import Station
 
 log = structlog.get_logger("collector.web")
 
@@ -116,7 +116,7 @@ class WebApp:
 
     def __init__(
         self,
-        collector: Collector,
+        collector: Station,
         password_file: Path,
         config_path: Path | None,
         hosts: Sequence[str] = (),
@@ -388,7 +388,7 @@ def write_config_atomically(path: Path, text: str) -> None:
 
 
 async def serve(
-    collector: Collector,
+    collector: Station,
     bind: tuple[str, int],
     password_file: Path,
     config_path: Path | None,
