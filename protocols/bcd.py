@@ -1,7 +1,8 @@
 """Packed BCD, the digit format most Chinese dispenser protocols carry.
 
-Shared by the protocol packages that need nothing else from each other
-(protocols/udc, protocols/censtar). Two nibbles per byte, each 0–9.
+The one encoder and decoder of every protocol that carries it (DART, the
+FA-framed Sinopec and Furen, CK1313, Lanfeng, UDC, Censtar). Two nibbles
+per byte, each 0–9.
 """
 
 from __future__ import annotations

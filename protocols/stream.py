@@ -44,6 +44,39 @@ class BufferedDecoder(Generic[Item]):
     def _decode_at(self, buf: bytearray, pos: int) -> tuple[Item | None, int]:
         raise NotImplementedError
 
+    def _next_start(self, buf: bytearray, pos: int) -> int:
+        """Where a plausible frame starts at or after ``pos``, or -1. A framer
+        that can resynchronise says so here; by default none does, and
+        :meth:`flush` gives up the whole buffer."""
+        return -1
+
+    def flush(self) -> list[Item]:
+        """No more bytes are coming for now (a response deadline passed).
+
+        The incomplete frame at the head of the buffer is given up and
+        reported ``truncated`` (up to the next frame start
+        :meth:`_next_start` finds); frames it had swallowed (a bogus start
+        in noise can swallow a good frame behind it) are still decoded and
+        returned. The buffer is empty afterwards.
+        """
+        out: list[Item] = []
+        buf = self._buffer
+        while buf:
+            nxt = self._next_start(buf, 1)
+            cut = nxt if nxt >= 0 else len(buf)
+            out.append(self.ERROR_TYPE("truncated", f"incomplete frame of {cut} bytes dropped"))
+            self.counters["truncated"] += 1
+            del buf[:cut]
+            if buf:
+                self._drain(out)
+        return out
+
+    def reset(self) -> int:
+        """Drop whatever is buffered, reporting nothing; return how many bytes."""
+        dropped = len(self._buffer)
+        self._buffer.clear()
+        return dropped
+
     @property
     def buffered(self) -> int:
         """Bytes held back waiting for the rest of a frame."""
