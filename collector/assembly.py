@@ -130,16 +130,6 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
     return GaugeTask(settings, state, store, nozzles, tz, on_commit)
 
 
-def make_edge(cfg: Config) -> EdgeSettings:
-    """The edge checks' settings from ``[edge]`` (SPEC A2, A10)."""
-    from collector.edge import EdgeSettings
-
-    return EdgeSettings(
-        price_floors={g: Decimal(str(p)) for g, p in cfg.edge.price_floors.items()},
-        amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
-    )
-
-
 def make_uplink_settings(cfg: Config, key: bytes) -> UplinkSettings:
     """The uplink's settings from ``[uplink]``: its endpoints in order, the SM4 key."""
     from uplink.failover import Endpoint

@@ -329,9 +329,9 @@ class ConfigChanges:
             c.uplink.settings = dataclasses.replace(
                 c.uplink.settings, heartbeat_s=new.uplink.heartbeat_s
             )
-        from collector.assembly import make_edge
+        from collector.edge import EdgeSettings
 
-        edge = make_edge(new)
+        edge = EdgeSettings.from_config(new)
         for port in c.ports:
             port.sink.edge = edge
         c.clock.step_threshold_ms = new.clock.step_threshold_ms

@@ -30,7 +30,6 @@ import structlog
 
 from collector import logs, sdnotify, version, watchdog
 from collector.assembly import (
-    make_edge,
     make_gauge,
     make_leds,
     make_line_check,
@@ -260,8 +259,10 @@ class Collector:
         settings (a wrong parity, a rate or RS-485 mode the adapter lacks:
         the technician fixes the config; the others collect meanwhile).
         """
+        from collector.edge import EdgeSettings
+
         cfg = self.config
-        edge = make_edge(cfg)
+        edge = EdgeSettings.from_config(cfg)
         for pc in cfg.ports:
             port = make_port(cfg, pc, store, nozzles, uplink, edge)
             self.ports.append(port)

@@ -28,7 +28,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from config.models import Config
 
 #: Dispensers compute the amount from price × volume and round it to the
 #: fen (0.01 yuan) — half up, down or to even depending on the make. Any of
@@ -43,6 +46,14 @@ class EdgeSettings:
     #: grade code → lowest plausible unit price (yuan/L), SPEC A10.
     price_floors: Mapping[str, Decimal] = field(default_factory=dict)
     amount_tolerance: Decimal = AMOUNT_TOLERANCE
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> EdgeSettings:
+        """From ``[edge]`` (SPEC A2, A10): at start and on a live ``config.set``."""
+        return cls(
+            price_floors={g: Decimal(str(p)) for g, p in cfg.edge.price_floors.items()},
+            amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
+        )
 
 
 @dataclass(frozen=True, slots=True)
