@@ -11,12 +11,28 @@ framer's docstring: they belong to the protocol, the loop does not.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 
 class _Error(Protocol):
     @property
     def kind(self) -> str: ...
+
+
+class _Counting(Protocol):
+    @property
+    def counters(self) -> dict[str, int]: ...
+
+
+def with_decoders(out: dict[str, int], decoders: Iterable[tuple[str, _Counting]]) -> dict[str, int]:
+    """A monitor's counters: ``out`` plus each of its decoders' under the
+    decoder's prefix (``pos_`` for the POS side, ``bus_`` for a tap), summed
+    where two share a name."""
+    for prefix, decoder in decoders:
+        for key, value in decoder.counters.items():
+            out[prefix + key] = out.get(prefix + key, 0) + value
+    return out
 
 
 Item = TypeVar("Item")

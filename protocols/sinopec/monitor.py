@@ -38,6 +38,7 @@ from typing import ClassVar
 from protocols.events import Event, ProtocolError, PumpLink
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.framer import Frame, FrameDecoder
+from protocols.stream import with_decoders
 
 #: The POS / PC side's address range (protocols.md §2, "Addresses").
 MASTER_ADDRESSES = range(0xE0, 0xFA)
@@ -71,14 +72,8 @@ class SinopecMonitor:
     @property
     def counters(self) -> dict[str, int]:
         out = {**self._counts, "unchanged_reports": self._reader.unchanged_reports}
-        for prefix, decoder in (
-            ("pos_", self._requests),
-            ("", self._responses),
-            ("bus_", self._bus),
-        ):
-            for key, value in decoder.counters.items():
-                out[prefix + key] = out.get(prefix + key, 0) + value
-        return out
+        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
+        return with_decoders(out, decoders)
 
     def receive_request(self, data: bytes) -> list[Event]:
         return self._take(self._requests.receive_data(data), from_master=True)
