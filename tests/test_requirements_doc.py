@@ -58,8 +58,11 @@ def rows(text: str) -> list[list[str]]:
 
 
 def named_paths(row: list[str]) -> list[str]:
-    """Every path a row names in backticks, in its module and test cells."""
-    return [m for cell in row[2:] for m in PATH.findall(cell)]
+    """Every path a row names in backticks, in its module and test cells
+    (what a test writes, under ``test-artifacts/``, is not in the checkout)."""
+    return [
+        m for cell in row[2:] for m in PATH.findall(cell) if not m.startswith("test-artifacts/")
+    ]
 
 
 @cache
