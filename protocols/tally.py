@@ -43,16 +43,16 @@ class Tally:
         self.addresses: set[int] = set()
         self.evidence: list[str] = []
 
-    def frame(self, side: str | None, address: int | None, say: str) -> None:
+    def frame(self, side: str | None, address: int | None, say: str | None) -> None:
         """A good frame: sent by ``side`` (``master``, ``pump``, None: not
         told), naming pump ``address`` (None: none); ``say`` is its line of
-        evidence, kept while there is room."""
+        evidence (None: it says nothing new), kept while there is room."""
         self.good += 1
         self.master += side == "master"
         self.pump += side == "pump"
         if address is not None:
             self.addresses.add(address)
-        if len(self.evidence) < self.most:
+        if say is not None and len(self.evidence) < self.most:
             self.evidence.append(say)
 
     def census(self) -> Census:
