@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from protocols.events import ProtocolError
+
 
 def bcd_encode(value: int, width: int) -> bytes:
     """``value`` as ``width`` bytes of packed BCD, most significant digit first."""
@@ -22,6 +24,14 @@ def bcd_decode(raw: bytes) -> int | None:
     """Packed BCD, most significant byte first → int; None when a nibble is above 9."""
     digits = raw.hex()
     return int(digits) if digits.isdigit() else None
+
+
+def bcd_field(raw: bytes, what: str) -> int | ProtocolError:
+    """A message's BCD field ``what``, or the refusal that names it."""
+    value = bcd_decode(raw)
+    if value is None:
+        return ProtocolError("bad_message", f"{what} {raw.hex(' ').upper()} is not BCD")
+    return value
 
 
 def is_bcd(raw: bytes) -> bool:
