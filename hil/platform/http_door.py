@@ -230,6 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         # Everything read and written since the last answer is this exchange's.
         marks = (self._in.n, self._out.n)
         wire = {"method": self.command, "status": status, "body_in": body_in}
+        wire["peer"] = f"{self.client_address[0]}:{self.client_address[1]}"  # one per connection
         wire["bytes_in"], wire["bytes_out"] = marks[0] - self._marks[0], marks[1] - self._marks[1]
         self._marks = marks
         self.intake.emit("stderr", {"http": wire})
