@@ -18,6 +18,7 @@ dedupe by rid (a copy sent twice is the same record), every chain link is
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ from uplink.crypto import sm2_generate
 
 DEV = "demo-gw-01"
 KEY = bytes(range(16))
-ORDERS = 45
+#: Sales start once the collector is on MQTT (SIGUSR2) and last ORDERS / RATE
+#: seconds: the three phases below need about half of that here.
+ORDERS = 32
+RATE = 1.6
 
 
 def secret(path: Path, text: str) -> Path:
@@ -118,23 +122,28 @@ def test_sales_go_over_https_while_the_broker_is_down_and_back_over_mqtt(
     try:
         rx.wait_lines(lambda line: line.get("receiver") == "connected", 1, 20)
         pump = stack.dispenser(
-            tmp_path, tmp_path / "pump1", orders=ORDERS, nozzles=2, rate=1.0, seed=7
-        )
+            tmp_path, tmp_path / "pump1", orders=ORDERS, nozzles=2, rate=RATE, seed=7,
+            extra=["--start-on-usr2"],
+        )  # fmt: skip
         procs.append(pump)
         collector = stack.collector(
             tmp_path, config(tmp_path, broker.port, intake, ca.cert_file), []
         )
         procs.append(collector)
+        up = lambda: logged(collector, "uplink_connected", endpoint="mqtt") >= 1  # noqa: E731
+        stack.wait_until(up, 30, "the collector on MQTT")
+        pump.signal(signal.SIGUSR2)
 
         # 1. MQTT, the primary.
         stack.wait_until(lambda: orders_via(rx, "mqtt") >= 3, 60, "orders over MQTT")
-        # 2. The broker stops: the sales go over HTTPS, commands by the command URL.
-        broker.stop()
-        stack.wait_until(lambda: orders_via(rx, "http") >= 4, 60, "orders over HTTPS")
-        assert logged(collector, "uplink_connected", endpoint="https") >= 1
+        # 2. The broker stops: the sales go over HTTPS; a command waiting at
+        # the command URL is taken by the first poll of the HTTPS session.
         command = command_body("device.status", private=platform[0], public=platform[1])
         sealed = seal_command(command, dev=DEV, kid="k1", key=KEY, seq=1)
         (spool / DEV / "001.json").write_bytes(sealed)
+        broker.stop()
+        stack.wait_until(lambda: orders_via(rx, "http") >= 4, 60, "orders over HTTPS")
+        assert logged(collector, "uplink_connected", endpoint="https") >= 1
         reply = rx.wait_lines(
             lambda line: line.get("type") == "reply" and line["record"]["id"] == command["id"],
             1,
