@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from collector import capture, footprint, storeview, version
+from collector import capture, footprint, logs, storeview, version
 from collector.localtime import local_times
+from collector.logs import Repeats
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
@@ -52,6 +53,12 @@ SOCKET_MODE = 0o660
 #: Integers in a request (``since_ms``, ``limit``, ``port``) reach SQLite,
 #: whose integers are signed 64-bit: anything wider is refused, not overflowed.
 REQUEST_INT_MIN, REQUEST_INT_MAX = -(2**63), 2**63 - 1
+
+#: Requests refused (not JSON, too long, too slow, an unknown query or a bad
+#: argument) and queries that failed, by kind: once a minute in full plus
+#: one summary line (collector/logs.py), however fast a client repeats them.
+REFUSED = Repeats(log, "control_refused", source_field=None)
+FAILED = Repeats(log, "control_query_failed", source_field=None)
 
 Handler = Callable[["Collector", dict[str, Any]], Awaitable[Any]]
 _Answer = TypeVar("_Answer")
@@ -130,18 +137,24 @@ async def _client(
             if handler is None:
                 raise RequestError(f"unknown query {request['query']!r}")
             reply: dict[str, Any] = {"ok": True, "data": await handler(collector, request)}
-        except (ValueError, RecursionError, asyncio.LimitOverrunError):
+        except (ValueError, RecursionError, asyncio.LimitOverrunError) as exc:
             # RecursionError: 4 KiB of "[[[[…" is deeper than json recurses.
             reply = {"ok": False, "error": "bad request (one JSON line of at most 4 KiB)"}
+            REFUSED.add("bad_request", detail=f"{type(exc).__name__}: {exc}"[:200])
         except TimeoutError:
             reply = {"ok": False, "error": "request timed out"}
-        except (RequestError, storeview.StoreUnavailable, sqlite3.Error) as exc:
+            REFUSED.add("timeout")
+        except RequestError as exc:
             reply = {"ok": False, "error": str(exc)}
+            REFUSED.add("bad_query", detail=str(exc)[:200])
+        except (storeview.StoreUnavailable, sqlite3.Error) as exc:
+            reply = {"ok": False, "error": str(exc)}
+            REFUSED.add("store", detail=str(exc)[:200])
         except Exception as exc:  # a query's bug: the technician is told, the daemon goes on
             collector.errors["control_query_failed"] = (
                 collector.errors.get("control_query_failed", 0) + 1
             )
-            log.exception("control_query_failed", query=_query_name(line))
+            FAILED.add(_query_name(line), exc=exc)
             reply = {"ok": False, "error": f"internal error ({type(exc).__name__})"}
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
         await writer.drain()
@@ -199,7 +212,13 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
     states = c.nozzles.states() if c.nozzles is not None else {}
     busy = [k for k, s in states.items() if s not in ("idle", "offline")]
     with _store_db(c) as db:
-        unsent = storeview.unsent_total(db)
+        # The writer's kept count when the daemon has its store open: counting
+        # a month of unsent rows each second (the web dashboard) is tens of ms.
+        unsent = (
+            sum(c.store.unsent_counts().values())
+            if c.store is not None
+            else storeview.unsent_total(db)
+        )
         active = storeview.active_alarms(db)
     return {
         "running": True,
@@ -215,12 +234,16 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "uplink_connected": bool(c.uplink and c.uplink.stats.connected),
         "unsent": unsent,
         "alarms_active": len(active),
+        # The store's writer: queued records, a STORE_FAULT going on (buffer/writer.py).
+        "store_writer": None if c.store is None else c.store.writer.stats(),
         "gauge_online": None if c.gauge is None else c.gauge.online,
         "seals": {} if c.seals is None else c.seals.watch.states(),  # SPEC F3
         # Deny-listed packages loaded (collector/footprint.py): none expected.
         "heavy_modules": footprint.heavy_modules(),
         # Failures caught and survived, by log event (each logged with its traceback).
         "errors": {**c.errors, **(c.config_changes.errors if c.config_changes else {})},
+        # Per-event warnings counted, and the log lines they cost (collector/logs.py).
+        "log": logs.counters(),
     }
 
 
