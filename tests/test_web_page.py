@@ -14,6 +14,7 @@ at the station's time. Screenshots go to ``test-artifacts/web/``.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import sys
@@ -251,9 +252,18 @@ def test_dashboard_charts_a_day_of_history(tmp_path: Path, browser: webdriver.Ch
         caption = browser.find_element(By.CSS_SELECTOR, "#chart-backlog figcaption").text
         assert "Uplink backlog" in caption and "上传积压" in caption
         assert not browser.find_elements(By.CSS_SELECTOR, "#charts [style]")
-        browser.set_window_size(700, 2000)  # the whole section, for people to look at
+        # The whole section, for people to look at (taller than the window).
+        browser.set_window_size(700, 915)
+        box = browser.execute_script(
+            "const r = document.getElementById('charts').getBoundingClientRect();"
+            "return {x: r.left + scrollX, y: r.top + scrollY,"
+            " width: r.width, height: r.height + 16};"
+        )
+        shot = browser.execute_cdp_cmd(
+            "Page.captureScreenshot", {"captureBeyondViewport": True, "clip": {**box, "scale": 1}}
+        )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        browser.find_element(By.ID, "charts").screenshot(str(ARTIFACTS / "7-charts.png"))
+        (ARTIFACTS / "7-charts.png").write_bytes(base64.b64decode(shot["data"]))
         console = [entry["message"] for entry in browser.get_log("browser")]
         assert not [m for m in console if "Content Security Policy" in m], console
     finally:

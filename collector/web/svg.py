@@ -105,7 +105,7 @@ def _y_axis(top: float, unit: str, right: bool) -> str:
         )
     ux = x + (6 if right else -6)
     out.append(
-        f'<text class="unit" x="{ux}" y="{TOP - 2}" text-anchor="{anchor}">'
+        f'<text class="unit" x="{ux}" y="{TOP - 12}" text-anchor="{anchor}">'
         f"{html.escape(unit)}</text></g>"
     )
     return "".join(out)
