@@ -19,6 +19,7 @@ def link(uplink: Uplink) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": endpoint.name,
         "endpoint": endpoint.address,
+        "transport": endpoint.scheme,
         "interface": endpoint.interface,
         "primary": policy.index == 0,
         "connected": stats.connected,
