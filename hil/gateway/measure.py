@@ -19,6 +19,8 @@ B. 128 MB, 32 dispensers selling: hang-up → platform p50/p99 and RSS while
 C. 128 MB, 8 dispensers selling: RSS.
 D. 64 MB, 8 dispensers selling for the run: restarts, OOM kills, swap,
    memory pressure, major faults, every sale stored and delivered.
+E. (``sm4``, not in the default run: A includes it) the seal benchmark
+   alone on a one-port box.
 """
 
 from __future__ import annotations
@@ -44,14 +46,16 @@ PYTHON = "/var/lib/forecourt/ota/current/venv/bin/python"
 #: calls on its first use, which an earlier version of this benchmark
 #: timed as if they were seals. Each back-end for two seconds per size: 1 KiB
 #: (a batch of two orders) and 16 KiB (a backlog batch of ~50); wall time
-#: and the process's CPU time, MB/s and µs per seal.
+#: and the process's CPU time, MB/s and µs per seal. ``load_s``: the first
+#: use (libcrypto loaded through ctypes, the self-test's four GCM calls).
 SM4_BENCH = """
 import json, time
 from uplink import crypto
 from uplink.sm4_cryptography import Sm4Cryptography
+w0 = time.perf_counter()
 picked, why = crypto.backend_name()
+out = {"picked": picked, "why": why, "load_s": round(time.perf_counter() - w0, 3)}
 key, nonce, aad = bytes(16), bytes(12), b"aad"
-out = {"picked": picked, "why": why}
 for name, backend in ((picked, crypto.backend()), ("cryptography", Sm4Cryptography())):
     for size in (1024, 16384):
         body = bytes(size)
@@ -155,6 +159,26 @@ def phase_idle(work: Path, quick: bool, result: dict[str, Any]) -> dict[str, Any
         result["start_to_ready_cached_s"] = [timed_start(gw) for _ in range(1 if quick else 3)]
         result["host_load"]["start_cached"] = host_load()
         result["free"] = gw.check("free -k")
+        gw.poweroff()
+        return result
+    finally:
+        rig.stop()
+
+
+def phase_sm4(work: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """The seal benchmark alone: one idle port, the unit stopped (a few minutes)."""
+    rig = Rig(work / "e-sm4", pumps=1, orders_per_pump=0, rate=0.1)
+    gw = rig.gateway
+    result["host_load"] = {"begin": host_load()}
+    try:
+        gw.boot()
+        gw.wait_shell()
+        gw.wait_ready()
+        result["started_line"] = started_line(gw)
+        gw.check("systemctl stop forecourt-collector", timeout=300)
+        sm4 = gw.check(f"cd /tmp && {PYTHON} -I - <<'EOF'\n{SM4_BENCH}\nEOF", timeout=600)
+        result["sm4_seal"] = json.loads(sm4.strip().splitlines()[-1])
+        result["host_load"]["sm4_seal"] = host_load()
         gw.poweroff()
         return result
     finally:
@@ -283,6 +307,7 @@ def measure(
         "selling32": lambda r: phase_selling(work, quick, r),
         "selling8_128mb": lambda r: phase_eight(work, 128, 120 if quick else 240, r),
         "selling8_64mb": lambda r: phase_eight(work, 64, 180 if quick else 600, r),
+        "sm4": lambda r: phase_sm4(work, r),
     }
     for name, step in steps.items():
         if name not in phases:
@@ -319,4 +344,4 @@ def wait_quiet(max_load: float) -> float:
 
 def phase_dir(name: str) -> str:
     return {"idle32": "a-idle32", "selling32": "b-sell32", "selling8_128mb": "c-sell8-128mb",
-            "selling8_64mb": "c-sell8-64mb"}[name]  # fmt: skip
+            "selling8_64mb": "c-sell8-64mb", "sm4": "e-sm4"}[name]  # fmt: skip
