@@ -90,13 +90,31 @@ def daemon_status(gw: Gateway, pid: int) -> dict[str, int]:
                                               if ":" in x) if k in wanted}  # fmt: skip
 
 
-def cpu_share(gw: Gateway, pid: int, seconds: float) -> float:
-    """The daemon's utime+stime over ``seconds`` of the guest's clock, in % of the core."""
+def cpu_share(gw: Gateway, pid: int, seconds: float) -> dict[str, float]:
+    """The daemon's utime+stime over ``seconds`` of the guest's clock, in % of
+    the emulated core (``guest_pct``), beside the host CPU qemu got in the
+    same window, in % of one host core (``qemu_host_pct``). The guest's clock
+    is the host's: when the host does not run qemu the guest's time goes on
+    and the daemon is charged for it, so a ``guest_pct`` whose
+    ``qemu_host_pct`` is well below 100 while the guest was busy is inflated
+    by the host's load, not spent by the daemon."""
     command = (f"a=$(awk '{{print $14+$15}}' /proc/{pid}/stat); t=$(cut -d' ' -f1 /proc/uptime);"
                f" sleep {seconds}; b=$(awk '{{print $14+$15}}' /proc/{pid}/stat);"
                " u=$(cut -d' ' -f1 /proc/uptime); echo $a $b $t $u $(getconf CLK_TCK)")  # fmt: skip
+    host0, wall0 = qemu_cpu_s(gw), time.monotonic()
     a, b, t0, t1, hz = gw.check(command, timeout=seconds + 120).split()
-    return round(100 * (int(b) - int(a)) / int(hz) / (float(t1) - float(t0)), 2)
+    host1, wall1 = qemu_cpu_s(gw), time.monotonic()
+    return {
+        "guest_pct": round(100 * (int(b) - int(a)) / int(hz) / (float(t1) - float(t0)), 2),
+        "qemu_host_pct": round(100 * (host1 - host0) / (wall1 - wall0), 1),
+    }
+
+
+def qemu_cpu_s(gw: Gateway) -> float:
+    """The qemu process's CPU time on the host (all its threads), in seconds."""
+    assert gw.proc is not None
+    fields = Path(f"/proc/{gw.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def timed_start(gw: Gateway) -> float:
