@@ -101,12 +101,16 @@ gateway: gateway-deps
 	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway up $(if $(PORTS),--ports $(PORTS))
 
 # N power cuts (SIGKILL of qemu) while dispensers sell and the uplink drains.
+# CYCLE_S: this host's boot-to-cut cycle (default 110 s), sizing the pumps' sales.
 gateway-torture: gateway-deps
-	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway torture --cuts $(N)
+	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway torture --cuts $(N) \
+		$(if $(CYCLE_S),--cycle-s $(CYCLE_S))
 
-# The figures of docs/performance.md "The gateway" (≈ 35 min).
+# The figures of docs/performance.md "The gateway" (≈ 35 min). MAX_LOAD=2.5:
+# each phase waits for the host's 1-minute load below it (TCG time is host time).
 gateway-measure: gateway-deps
-	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway measure $(if $(QUICK),--quick)
+	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway measure $(if $(QUICK),--quick) \
+		$(if $(MAX_LOAD),--max-load $(MAX_LOAD)) $(if $(PHASES),--phases $(PHASES))
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

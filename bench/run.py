@@ -71,6 +71,14 @@ STEPS: dict[str, tuple[list[str], list[str]]] = {
         ["readpath.py", "--records", "250000", "--orders", "6"],
     ),
     "relay": (["relay_latency.py", "--rounds", "5000"], ["relay_latency.py", "--rounds", "2000"]),
+    "http": (
+        ["http_drain.py", "--orders", "20000", "--checked", "2000"],
+        ["http_drain.py", "--orders", "5000", "--checked", "500"],
+    ),
+    "charts": (
+        ["charts.py", "--rows", "250000"],
+        ["charts.py", "--rows", "250000", "--renders", "5"],
+    ),
     "frames": (["frames.py", "--seconds", "600"], ["frames.py", "--seconds", "300"]),
 }
 

@@ -128,6 +128,23 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
         p99 = float(r["added_p99"])
         return f"p99 {p99:.3f} ms (p50 {r['added_p50']:.3f})", p99 <= 2.0
 
+    def https_rate(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        https, mqtt = r["https"], r["mqtt"]
+        text = f"{_n(https['orders_per_s'])} orders/s (MQTT {_n(mqtt['orders_per_s'])}, "
+        return text + f"{_n(r['orders'])} orders)", None
+
+    def https_wire(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        b = float(r["https"]["wire_bytes_per_order"])
+        return f"{b:.1f} B (MQTT {r['mqtt']['wire_bytes_per_order']:.1f})", b <= 120
+
+    def charts_time(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        text = f"{r['cold_ms']:.0f} ms first, {r['warm_ms']:.1f} ms refresh "
+        return text + f"({_n(r['rows'])} records)", None
+
+    def charts_rss(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        mb = _mb(r["extra_rss_kb"])
+        return f"{mb:.2f} MB", mb < 2.0
+
     def parse(protocol: str) -> Measure:
         def measure(r: Mapping[str, Any]) -> tuple[str, bool | None]:
             p = r["protocols"][protocol]
@@ -163,6 +180,10 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
             hangup_full,
         ),
         ("relay", "relay added latency", "p99 ≤ 2 ms", relay),
+        ("http", "HTTPS drain, one request at a time", NO_GOAL, https_rate),
+        ("http", "HTTPS wire bytes per order (heads included)", "≤ 120 B", https_wire),
+        ("charts", "dashboard charts, 24 h on a full store", NO_GOAL, charts_time),
+        ("charts", "dashboard charts, the page's extra RSS", "< 2 MB", charts_rss),
         *[
             ("frames", f"parse + build per frame, {name}", "≤ 50 µs", parse(name))
             for name in PROTOCOLS

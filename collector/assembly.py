@@ -136,10 +136,12 @@ def make_uplink_settings(cfg: Config, key: bytes) -> UplinkSettings:
     from uplink.mqtt import UplinkSettings
 
     u = cfg.uplink
-    endpoints = tuple(
-        Endpoint(e.label, e.host, e.port, e.interface, u.tls if e.tls is None else e.tls)
-        for e in u.endpoint_list()
-    )
+    endpoints = []
+    for e in u.endpoint_list():
+        at = e.address(u.tls)
+        endpoints.append(
+            Endpoint(e.label, at.host, at.port, e.interface, at.tls, at.scheme, at.path)
+        )
     return UplinkSettings(
         device_id=cfg.device.id,
         host=u.host,
@@ -157,7 +159,7 @@ def make_uplink_settings(cfg: Config, key: bytes) -> UplinkSettings:
         reconnect_min_s=u.reconnect_min_s,
         reconnect_max_s=u.reconnect_max_s,
         version=version(),
-        endpoints=endpoints,
+        endpoints=tuple(endpoints),
         attempts_per_endpoint=u.attempts_per_endpoint,
         probe_primary_s=u.probe_primary_s,
         network_loss_after_s=u.network_loss_after_s,
@@ -166,6 +168,9 @@ def make_uplink_settings(cfg: Config, key: bytes) -> UplinkSettings:
         command_refusals_per_endpoint=u.command_refusals_per_endpoint,
         command_retry_max_s=u.command_retry_max_s,
         command_down_alarm_s=u.command_down_alarm_s,
+        ca_file=None if u.ca_file is None else str(u.ca_file),
+        http_command_poll_s=u.http_command_poll_s,
+        http_timeout_s=u.http_timeout_s,
     )
 
 

@@ -192,6 +192,10 @@ def _store_db(c: Station) -> Iterator[sqlite3.Connection]:
         raise
 
 
+#: The store's shared read-only connection, for the page's charts (collector/web/app.py).
+store_reader = _store_db
+
+
 def _int(request: dict[str, Any], key: str, default: int | None) -> int | None:
     value = request.get(key, default)
     if value is not None and (
@@ -243,6 +247,34 @@ async def q_status(c: Station, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: What each port mode does, in words a technician reads (docs/relay.md).
+MODE_WORDS = {
+    "poll": "轮询 polls the pumps",
+    "relay": "中继 relays between POS and pumps",
+    "listen": "监听 listens on the line",
+}
+
+
+def port_words(pc: Any) -> dict[str, Any]:
+    """A port's protocol, mode and device addresses in words (the page's row)."""
+    from protocols import UnknownProtocol, descriptor
+
+    try:
+        title = descriptor(pc.protocol).title
+    except UnknownProtocol:
+        title = pc.protocol
+    addresses = list(pc.addresses)
+    where = f"{'地址 address' if len(addresses) == 1 else '地址 addresses'} "
+    where += ", ".join(str(a) for a in addresses)
+    return {
+        "title": title,
+        "mode": pc.mode,
+        "mode_words": MODE_WORDS.get(pc.mode, pc.mode),
+        "addresses": addresses,
+        "address_words": where,
+    }
+
+
 async def q_ports(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
     by_number = {p.number: p for p in c.ports}
     out = []
@@ -254,6 +286,7 @@ async def q_ports(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
                 "number": pc.number,
                 "device": pc.device,
                 "protocol": pc.protocol,
+                **port_words(pc),
                 "online": bool(stats and stats.online),
                 "sales": stats.sales if stats else 0,
                 "duplicates": stats.duplicates if stats else 0,

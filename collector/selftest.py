@@ -111,9 +111,15 @@ def endpoints(uplink: dict[str, Any]) -> list[tuple[str, str, int, str | None]]:
     if not listed:
         host, port = str(uplink.get("host", "127.0.0.1")), int(uplink.get("port", 1883))
         return [(f"{host}:{port}", host, port, None)]
+    from config.derived import parse_endpoint_url
+
     out = []
     for endpoint in listed:
-        host, port = str(endpoint.get("host", "")), int(endpoint.get("port", 1883))
+        if endpoint.get("url"):  # mqtt://, https:// … (validated before this)
+            at = parse_endpoint_url(str(endpoint["url"]))
+            host, port = at.host, at.port
+        else:
+            host, port = str(endpoint.get("host", "")), int(endpoint.get("port", 1883))
         label = str(endpoint.get("name") or f"{host}:{port}")
         out.append((label, host, port, endpoint.get("interface")))
     return out

@@ -100,19 +100,88 @@ class DeviceDerived:
         return dt.timezone(parse_offset(self.timezone))
 
 
+#: The transports an endpoint's ``url`` may name: scheme → (default port, TLS).
+#: MQTT as the contract has it; HTTP(S) the second road (docs/uplink-protocol.md
+#: "HTTP transport", SPEC D3).
+ENDPOINT_SCHEMES: dict[str, tuple[int, bool]] = {
+    "mqtt": (1883, False),
+    "mqtts": (8883, True),
+    "http": (80, False),
+    "https": (443, True),
+}
+HTTP_SCHEMES = frozenset({"http", "https"})
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointAddress:
+    """Where an endpoint is: transport, host, port, TLS, and the HTTP base path."""
+
+    scheme: str
+    host: str
+    port: int
+    tls: bool
+    #: HTTP only: the base path the device's resources hang under ("" for MQTT).
+    path: str = ""
+
+
+def parse_endpoint_url(text: str) -> EndpointAddress:
+    """``mqtt://host:1883``, ``mqtts://host``, ``http://host:8080/base``,
+    ``https://host/forecourt/v1`` → its address; ValueError with the reason.
+    No user name or password in the URL (``uplink.username``/``password``
+    are the secrets, masked as such), no query, no fragment."""
+    from urllib.parse import urlsplit
+
+    reason = "must be mqtt://, mqtts://, http:// or https:// host[:port][/path]"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{reason}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ENDPOINT_SCHEMES or not parts.hostname:
+        raise ValueError(f"{reason}, got {text[:80]!r}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("no user or password in the URL: give uplink.username and password")
+    if parts.query or parts.fragment:
+        raise ValueError(f"no query or fragment in an endpoint URL, got {text[:80]!r}")
+    if scheme not in HTTP_SCHEMES and parts.path not in ("", "/"):
+        raise ValueError(f"an MQTT endpoint has no path, got {parts.path[:40]!r}")
+    default_port, tls = ENDPOINT_SCHEMES[scheme]
+    path = parts.path.rstrip("/") if scheme in HTTP_SCHEMES else ""
+    return EndpointAddress(scheme, parts.hostname, port or default_port, tls, path)
+
+
 class EndpointDerived:
-    """``[[uplink.endpoints]]``: the name the heartbeat's ``link`` and alarms use."""
+    """``[[uplink.endpoints]]``: the name the heartbeat's ``link`` and alarms
+    use, and where the endpoint is (from ``url``, else ``host``/``port``)."""
 
     if TYPE_CHECKING:
         name: str | None
-        host: str
+        url: str | None
+        host: str | None
         port: int
         interface: str | None
         tls: bool | None
 
+    def address(self, default_tls: bool) -> EndpointAddress:
+        """Where it is; ``default_tls`` (``uplink.tls``) where neither ``tls`` nor
+        the URL's scheme says."""
+        if self.url is not None:
+            return parse_endpoint_url(self.url)
+        tls = default_tls if self.tls is None else self.tls
+        return EndpointAddress("mqtts" if tls else "mqtt", self.host or "", self.port, tls)
+
     @property
     def label(self) -> str:
-        return self.name or f"{self.host}:{self.port}"
+        if self.name:
+            return self.name
+        if self.url is not None:
+            try:
+                found = parse_endpoint_url(self.url)
+            except ValueError:
+                return self.url
+            return f"{found.host}:{found.port}"
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +193,7 @@ class ShorthandEndpoint(EndpointDerived):
     name: str | None = None
     interface: str | None = None
     tls: bool | None = None
+    url: str | None = None
 
 
 class UplinkDerived:

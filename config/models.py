@@ -79,6 +79,10 @@ from config.models_uplink import ATTEMPTS_PER_ENDPOINT_MAX as ATTEMPTS_PER_ENDPO
 from config.models_uplink import BATCH_MAX_RECORDS_LIMIT as BATCH_MAX_RECORDS_LIMIT
 from config.models_uplink import HEARTBEAT_MAX_S as HEARTBEAT_MAX_S
 from config.models_uplink import HEARTBEAT_MIN_S as HEARTBEAT_MIN_S
+from config.models_uplink import HTTP_COMMAND_POLL_MAX_S as HTTP_COMMAND_POLL_MAX_S
+from config.models_uplink import HTTP_COMMAND_POLL_MIN_S as HTTP_COMMAND_POLL_MIN_S
+from config.models_uplink import HTTP_TIMEOUT_MAX_S as HTTP_TIMEOUT_MAX_S
+from config.models_uplink import HTTP_TIMEOUT_MIN_S as HTTP_TIMEOUT_MIN_S
 from config.models_uplink import IFNAME_MAX_CHARS as IFNAME_MAX_CHARS
 from config.models_uplink import KEEPALIVE_MAX_S as KEEPALIVE_MAX_S
 from config.models_uplink import KEEPALIVE_MIN_S as KEEPALIVE_MIN_S
@@ -88,6 +92,7 @@ from config.models_uplink import NETWORK_LOSS_MAX_S as NETWORK_LOSS_MAX_S
 from config.models_uplink import NETWORK_LOSS_MIN_S as NETWORK_LOSS_MIN_S
 from config.models_uplink import PROBE_PRIMARY_MAX_S as PROBE_PRIMARY_MAX_S
 from config.models_uplink import PROBE_PRIMARY_MIN_S as PROBE_PRIMARY_MIN_S
+from config.models_uplink import URL_MAX_CHARS as URL_MAX_CHARS
 from config.models_uplink import EndpointConfig as EndpointConfig
 from config.models_uplink import UplinkConfig as UplinkConfig
 

@@ -9,13 +9,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from config.derived import EndpointDerived, UplinkDerived
+from config.derived import EndpointDerived, UplinkDerived, parse_endpoint_url
 from config.models_base import (
     _MODEL_CONFIG,
     TCP_PORT_MAX,
     TCP_PORT_MIN,
     FilePath,
     HostName,
+    _checked_host,
     _fail,
     _invalid,
     _LocatedError,
@@ -33,6 +34,16 @@ MAX_INFLIGHT_LIMIT = 20
 #: Heartbeat period (SPEC D7): at least 1 s, at most an hour.
 HEARTBEAT_MIN_S, HEARTBEAT_MAX_S = 1, 3600
 
+#: An endpoint URL: a host name (253) with a scheme, port and a short base path.
+URL_MAX_CHARS = 512
+#: How often the command URL is polled while only HTTP is up: below 5 s the
+#: polls cost 4G traffic for nothing; above an hour a command waits too long.
+HTTP_COMMAND_POLL_MIN_S, HTTP_COMMAND_POLL_MAX_S = 5, 3600
+#: One HTTP request's whole exchange (connect excluded): a batch of
+#: ``max_inflight`` envelopes up over a slow 4G link and the answer back.
+#: Below 2 s a loaded platform passes for dead; above 10 minutes a dead one
+#: holds the orders for longer than any wait is worth.
+HTTP_TIMEOUT_MIN_S, HTTP_TIMEOUT_MAX_S = 2, 600
 #: Linux network interface names are at most IFNAMSIZ − 1 = 15 bytes.
 IFNAME_MAX_CHARS = 15
 #: Endpoints a config may list (SPEC D18: wired, 4G, a leased line …): more
@@ -80,7 +91,11 @@ class EndpointConfig(EndpointDerived, BaseModel):
 
     #: What the heartbeat's ``link`` and the alarms call it ("wired", "4g").
     name: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    host: HostName
+    #: ``mqtt://``, ``mqtts://``, ``http://`` or ``https://`` host[:port][/path]:
+    #: the transport and where (config/derived.py ``parse_endpoint_url``).
+    #: Instead of ``host``/``port``/``tls``, which name an MQTT broker.
+    url: Annotated[str, Field(min_length=1, max_length=URL_MAX_CHARS)] | None = None
+    host: HostName | None = None
     port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 1883
     #: Bind the connection to this network interface (SO_BINDTODEVICE), so the
     #: 4G endpoint really goes out over the modem whatever the routing table says.
@@ -96,6 +111,32 @@ class EndpointConfig(EndpointDerived, BaseModel):
         ):
             raise _invalid(f"not a network interface name: {value!r}")
         return value
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                found = parse_endpoint_url(value)
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
+            _checked_host(found.host)
+        return value
+
+    @model_validator(mode="after")
+    def _url_or_host(self) -> EndpointConfig:
+        if self.url is None:
+            if self.host is None:
+                raise _fail([(("host",), "give host (an MQTT broker) or url", None)])
+            return self
+        errors: list[_LocatedError] = []
+        for key in ("host", "port", "tls"):
+            if key in self.model_fields_set:
+                reason = f"give url or {key}, not both (the url names it)"
+                errors.append(((key,), reason, getattr(self, key)))
+        if errors:
+            raise _fail(errors)
+        return self
 
 
 class UplinkConfig(UplinkDerived, BaseModel):
@@ -124,6 +165,15 @@ class UplinkConfig(UplinkDerived, BaseModel):
         float, Field(ge=COMMAND_DOWN_ALARM_MIN_S, le=COMMAND_DOWN_ALARM_MAX_S)
     ] = 60.0
     tls: bool = False
+    #: The CA certificates (PEM) a TLS endpoint's certificate must chain to
+    #: (``mqtts://``, ``https://``, ``tls = true``); unset: the system's CAs.
+    ca_file: FilePath | None = None
+    #: While only an HTTP endpoint is up, the command URL is polled this often
+    #: (docs/uplink-protocol.md "HTTP transport").
+    http_command_poll_s: Annotated[
+        float, Field(ge=HTTP_COMMAND_POLL_MIN_S, le=HTTP_COMMAND_POLL_MAX_S)
+    ] = 30.0
+    http_timeout_s: Annotated[float, Field(ge=HTTP_TIMEOUT_MIN_S, le=HTTP_TIMEOUT_MAX_S)] = 30.0
     #: UTF-8 takes up to 4 bytes a character: this many always fit the 16 bits.
     username: Annotated[str, Field(max_length=MQTT_STRING_MAX_BYTES // 4)] | None = None
     password: SecretStr | None = None

@@ -147,7 +147,7 @@ def test_a_float_in_an_order_breaks_its_chain_and_nan_is_no_json() -> None:
 
 def test_the_receiver_imports_none_of_the_collector() -> None:
     code = (
-        "import sys, hil.platform.__main__, hil.platform.receiver\n"
+        "import sys, hil.platform.__main__, hil.platform.receiver, hil.platform.http_door\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
         "{'uplink', 'buffer', 'collector', 'protocols', 'config', 'records'}))"
     )

@@ -40,6 +40,7 @@ def test_login_csrf_and_cookies(tmp_path: Path) -> None:
         write_hash_file(password_file, "pump-island-7")
 
         assert (await client.get("/api/state")).status == 401
+        assert (await client.get("/charts")).status == 401
         assert (await client.get("/config")).status == 302
 
         res = await client.get("/")
@@ -54,6 +55,10 @@ def test_login_csrf_and_cookies(tmp_path: Path) -> None:
         assert session_cookie.startswith("fc_session=")
         assert "HttpOnly" in session_cookie and "SameSite=Strict" in session_cookie
 
+        # page.js's once-a-minute refresh; no store here: the section says why.
+        charts = await client.get("/charts")
+        assert charts.status == 200 and charts.text.startswith('<section id="charts">')
+        assert 'class="err"' in charts.text
         page = await client.get("/config")
         token = csrf_of(page.text)
         edited = config_file.read_text().replace("heartbeat_s = 10", "heartbeat_s = 30")

@@ -14,10 +14,13 @@ at the station's time. Screenshots go to ``test-artifacts/web/``.
 
 from __future__ import annotations
 
+import base64
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from buffer.store import OrderStore
+from hil import day as hil_day
 from hil import stack
 from hil.stack import Mosquitto
 
@@ -184,6 +188,84 @@ def test_technician_page(tmp_path: Path, broker: Mosquitto, browser: webdriver.C
         console = [entry["message"] for entry in browser.get_log("browser")]
         assert not [m for m in console if "Content Security Policy" in m], console
         print(f"screenshots: {ARTIFACTS}")
+    finally:
+        collector.stop()
+        dispenser.stop()
+
+
+def test_dashboard_charts_a_day_of_history(tmp_path: Path, browser: webdriver.Chrome) -> None:
+    """A day in the store (hil/day.py: three tanks, two deliveries, four nozzles
+    selling, a backlog through an outage): each chart's SVG is on the page
+    with one point per 5-minute tank reading, one bar per nozzle and hour with
+    sales today, a band per delivery and a point per backlog sample; local
+    times on the axes; the text tables beside them; the port row in words;
+    no CSP violation (the SVG carries no style attribute)."""
+    # The station's clock at about noon whatever the machine's, so "today"
+    # is half a day of bars and does not turn over during the test.
+    hours = (12 - datetime.now(UTC).hour) % 24
+    hours = hours - 24 if hours > 14 else hours
+    zone = f"{'+' if hours >= 0 else '-'}{abs(hours):02d}:00"
+    tz = timezone(timedelta(hours=hours))
+    day = hil_day.fill(tmp_path / "store.sqlite", time.time_ns() // 1_000_000, tz)
+    hash_file = tmp_path / "web-password"
+    subprocess.run(
+        [sys.executable, "-m", "collector", "web", "passwd", "--file", str(hash_file)],
+        input=PASSWORD + "\n", capture_output=True, text=True, cwd=stack.ROOT, check=True,
+    )  # fmt: skip
+    web_port = stack.free_port()
+    text = DEMO_CONFIG.read_text()
+    text = text.replace('path = ".demo/store.sqlite"', f'path = "{tmp_path / "store.sqlite"}"')
+    text = text.replace('device = ".demo/pump1"', f'device = "{tmp_path / "pump1"}"')
+    text = text.replace('station = "DEMO-0001"', f'station = "DEMO-0001"\ntimezone = "{zone}"')
+    text += f'\n[web]\nlisten = "127.0.0.1:{web_port}"\npassword_file = "{hash_file}"\n'
+    config = tmp_path / "station.toml"
+    config.write_text(text)
+    dispenser = stack.dispenser(tmp_path, tmp_path / "pump1", orders=0, nozzles=2)
+    collector = stack.collector(tmp_path, config, ["log.format=json"])
+    wait = WebDriverWait(browser, 30, poll_frequency=0.2)
+    try:
+        listening = lambda: "web_listening" in collector.log_path.read_text()  # noqa: E731
+        stack.wait_until(listening, 20, "the web page")
+        url = f"http://127.0.0.1:{web_port}/"
+        login(browser, url, PASSWORD)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#ports .card"))
+        row = browser.find_element(By.ID, "port-1").text
+        assert "Sinopec" in row and "轮询 polls the pumps" in row and "地址 address 1" in row, row
+
+        def points(css: str) -> int:
+            found = browser.find_element(By.CSS_SELECTOR, css).get_attribute("points") or ""
+            return len(found.split())
+
+        for tank, buckets in day.tank_buckets.items():
+            chart = f"#chart-tank-{tank} svg"
+            assert points(f"{chart} polyline.volume") == len(buckets)
+            assert points(f"{chart} polyline.water") == len(buckets)
+            bands = browser.find_elements(By.CSS_SELECTOR, f"{chart} rect.band")
+            assert len(bands) == day.deliveries[tank], tank
+            ticks = browser.find_element(By.CSS_SELECTOR, f"{chart} .axis.time").text
+            assert ticks.count(":00") == 8, ticks  # every 3 h of local time
+            assert browser.find_element(By.CSS_SELECTOR, f"#chart-tank-{tank} table.sr-only")
+        bars = browser.find_elements(By.CSS_SELECTOR, "#chart-nozzles svg rect.hbar")
+        assert len(bars) == len(day.bars)
+        # The day's samples and the one the page took when it started.
+        assert points("#chart-backlog svg polyline.backlog") == day.backlog_samples + 1
+        caption = browser.find_element(By.CSS_SELECTOR, "#chart-backlog figcaption").text
+        assert "Uplink backlog" in caption and "上传积压" in caption
+        assert not browser.find_elements(By.CSS_SELECTOR, "#charts [style]")
+        # The whole section, for people to look at (taller than the window).
+        browser.set_window_size(700, 915)
+        box = browser.execute_script(
+            "const r = document.getElementById('charts').getBoundingClientRect();"
+            "return {x: r.left + scrollX, y: r.top + scrollY,"
+            " width: r.width, height: r.height + 16};"
+        )
+        shot = browser.execute_cdp_cmd(
+            "Page.captureScreenshot", {"captureBeyondViewport": True, "clip": {**box, "scale": 1}}
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "7-charts.png").write_bytes(base64.b64decode(shot["data"]))
+        console = [entry["message"] for entry in browser.get_log("browser")]
+        assert not [m for m in console if "Content Security Policy" in m], console
     finally:
         collector.stop()
         dispenser.stop()

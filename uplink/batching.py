@@ -1,13 +1,31 @@
-"""How a page of unsent records becomes messages: one batch per kind.
+"""How a page of unsent records becomes messages: one batch per kind, and
+the seam between the one sender and the transports.
 
 Pure (no I/O): the uplink's sender (uplink/mqtt.py) reads a page of
-``PAGE_BATCHES x batch_max_records`` from the store and publishes each batch
-on its kind's topic; hil/fleet/backlog.py measures the same cut.
+``PAGE_BATCHES x batch_max_records`` from the store, seals each batch and
+hands it to a :class:`BatchLink` — MQTT (uplink/session.py ``MqttLink``) or
+HTTP (uplink/http_link.py ``HttpLink``); hil/fleet/backlog.py measures the
+same cut.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from buffer.store import StoredRecord
+
+
+class BatchLink(Protocol):
+    """Where the sender hands a sealed batch: the same envelope bytes whichever
+    transport carries them."""
+
+    async def deliver(self, kind: str, payload: bytes) -> None:
+        """Send one sealed batch of ``kind``; return once the platform's side
+        acknowledged it (MQTT: the PUBACK; HTTP: the platform's sealed ack),
+        raise otherwise. The batch is handed to the transport before the first
+        wait, so batches handed over in order leave in that order."""
+        ...
+
 
 #: Records read from the store per page, in batches: a sale is four records
 #: of two kinds (three nozzle states and the order), so a page of this many

@@ -124,6 +124,38 @@ class CommandChannel:
             if move is not None:
                 raise MoveForCommands(move)
 
+    async def poll(
+        self, fetch: Callable[[], Awaitable[list[bytes]]], endpoint: int, every_s: float
+    ) -> None:
+        """This HTTP session's command channel: ``fetch`` (the command URL,
+        uplink/http_link.py) every ``every_s`` — MQTT's subscription where only
+        HTTP is up. A poll the platform answers without commands is a refusal
+        (the same backoff, moves and alarm as a refused SUBSCRIBE); the first
+        poll answered is the channel up (``subscribed``). A broken connection
+        ends the session like any request's."""
+        from uplink.http_link import CommandsRefused  # only with an HTTP endpoint
+
+        policy = self.policy
+        policy.connected(time.monotonic(), _now_ms(), endpoint)
+        while True:
+            await self._wait_attempt()
+            if not policy.subscribed:
+                policy.subscribing(_now_ms())
+            try:
+                found = await fetch()
+            except CommandsRefused as exc:
+                move = self._refused(f"command poll: {exc}")
+                if move is not None:
+                    raise MoveForCommands(move) from None
+                continue
+            if not policy.subscribed:
+                self._emit(policy.subscribed_now(time.monotonic(), _now_ms()))
+                self.stats.recovered("commands")
+                log.info("commands_polling", every_s=every_s)
+            for payload in found:
+                self.put(payload)
+            await asyncio.sleep(every_s)
+
     def lost_while_subscribing(self, error: str) -> Move | None:
         """The connection closed under a SUBSCRIBE: the broker's refusal."""
         return self._refused(f"connection closed on SUBSCRIBE: {error}")
@@ -153,8 +185,14 @@ class CommandChannel:
         payload: Any = message.payload
         if not isinstance(payload, bytes | bytearray):
             payload = str(payload).encode("utf-8")
+        self.put(bytes(payload))
+
+    def put(self, payload: bytes) -> None:
+        """One sealed command for the worker (dropped and counted when full)."""
+        if self.on_command is None:
+            return
         try:
-            self._queue.put_nowait(bytes(payload))
+            self._queue.put_nowait(payload)
         except asyncio.QueueFull:
             self.dropped += 1
 

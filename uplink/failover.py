@@ -59,17 +59,26 @@ PROBE_JITTER = 0.2
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One way to the broker (config: ``[[uplink.endpoints]]``)."""
+    """One way to the platform (config: ``[[uplink.endpoints]]``): an MQTT
+    broker, or the platform's HTTP(S) intake (``scheme`` http / https, its
+    resources under ``path``)."""
 
     name: str
     host: str
     port: int
     interface: str | None = None
     tls: bool = False
+    scheme: str = "mqtt"
+    path: str = ""
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def http(self) -> bool:
+        """Reached over HTTP(S) (uplink/http_session.py), not MQTT."""
+        return self.scheme in ("http", "https")
 
 
 @dataclass(frozen=True, slots=True)

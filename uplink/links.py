@@ -75,6 +75,31 @@ def bind_client(client: Any, interface: str, timeout: float) -> None:
     paho._create_socket_connection = create
 
 
+async def connect(host: str, port: int, interface: str | None) -> socket.socket:
+    """A connected non-blocking TCP socket to ``host:port`` leaving through
+    ``interface`` (the HTTP transport's; the caller bounds the time)."""
+    loop = asyncio.get_running_loop()
+    error: OSError | None = None
+    for family, kind, proto, _, address in await loop.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    ):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            if interface is not None:
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:  # cancelled, timed out: never leak the socket
+            sock.close()
+            raise
+        return sock
+    raise error or OSError(f"{host}: no address")
+
+
 async def probe(host: str, port: int, interface: str | None) -> bool:
     """Does ``host:port`` accept a TCP connection through ``interface``?
     Bounded by :data:`PROBE_TIMEOUT_S`; the connection is closed at once."""

@@ -37,7 +37,7 @@ import structlog
 from buffer.store import OrderStore, StoredRecord, StoreError
 from config import testpoints
 from uplink import links, session, status, transport
-from uplink.batching import PAGE_BATCHES, batches
+from uplink.batching import PAGE_BATCHES, BatchLink, batches
 from uplink.command_channel import CommandChannel, MoveForCommands
 from uplink.command_policy import CommandPolicy
 from uplink.envelope import seal, seal_plaintext
@@ -253,6 +253,11 @@ class Uplink:
         log.warning("uplink_down", endpoint=endpoint.name, error=str(exc), **trace)
 
     async def _session(self, endpoint: Endpoint) -> None:
+        if endpoint.http:  # the second road (SPEC D3): h11 is loaded only for it
+            from uplink import http_session
+
+            await http_session.run(self, endpoint)
+            return
         client = session.make_client(self.settings, endpoint)
         try:
             async with client:
@@ -266,7 +271,8 @@ class Uplink:
                         tg.create_task(self.acks.watch())
                         tg.create_task(session.announce(client, self.settings, self.acks))
                         tg.create_task(self._heartbeats(client))
-                        tg.create_task(self._sender(client, tg))
+                        link = session.MqttLink(client, self.settings, self.acks)
+                        tg.create_task(self._sender(link, tg))
                         if self.commands.policy.enabled:
                             index = self.failover.index
                             tg.create_task(self.commands.run(client, index, self.acks))
@@ -319,7 +325,7 @@ class Uplink:
                 log.warning("heartbeat_skipped", exc_info=True)
             await asyncio.sleep(self.settings.heartbeat_s)
 
-    async def _sender(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
+    async def _sender(self, link: BatchLink, tg: asyncio.TaskGroup) -> None:
         # Backpressure: the store is read one page (PAGE_BATCHES x
         # batch_max_records) at a time and at most max_inflight batches await their PUBACK, so a
         # broker gone for hours costs no memory here — the backlog stays on flash
@@ -344,11 +350,11 @@ class Uplink:
             for run in batches(fresh, self.settings.batch_max_records):
                 await inflight.acquire()
                 publishing.update((r.id, r.resent) for r in run)
-                tg.create_task(self._publish_batch(client, run, inflight, publishing))
+                tg.create_task(self._publish_batch(link, run, inflight, publishing))
 
     async def _publish_batch(
         self,
-        client: aiomqtt.Client,
+        link: BatchLink,
         run: list[StoredRecord],
         inflight: asyncio.Semaphore,
         publishing: dict[int, int],
@@ -356,10 +362,7 @@ class Uplink:
         try:
             kind = run[0].kind
             payload = self._seal_texts(run, kind)
-            await self.acks.answer(
-                client.publish(self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=math.inf),
-                PUBLISH_TIMEOUT_S,
-            )
+            await link.deliver(kind, payload)
             self.stats.last_puback_ms = self.acks.last_answer_ms
             if testpoints.active:
                 testpoints.reached("batch_acked", kind)

@@ -42,6 +42,22 @@ class BackToPrimary(Exception):
     """The primary answered its probes: close the backup session cleanly."""
 
 
+class MqttLink:
+    """The sender's way out over MQTT (uplink/batching.py ``BatchLink``): one
+    QoS 1 PUBLISH per batch on its kind's topic, done at its PUBACK."""
+
+    def __init__(self, client: aiomqtt.Client, s: UplinkSettings, acks: AckClock) -> None:
+        self.client, self.settings, self.acks = client, s, acks
+
+    async def deliver(self, kind: str, payload: bytes) -> None:
+        # aiomqtt hands the PUBLISH to paho before its first wait: task start
+        # order is the order on the wire.
+        publish = self.client.publish(
+            self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=math.inf
+        )
+        await self.acks.answer(publish, PUBLISH_TIMEOUT_S)
+
+
 def make_client(s: UplinkSettings, endpoint: Endpoint) -> aiomqtt.Client:
     """Client id = device id, the retained last will, bound to the endpoint's
     interface when it names one."""
@@ -55,7 +71,7 @@ def make_client(s: UplinkSettings, endpoint: Endpoint) -> aiomqtt.Client:
         will=will,
         username=s.username,
         password=s.password,
-        tls_params=aiomqtt.TLSParameters() if endpoint.tls else None,
+        tls_params=aiomqtt.TLSParameters(ca_certs=s.ca_file) if endpoint.tls else None,
         timeout=CONNECT_TIMEOUT_S,
     )
     if endpoint.interface is not None:

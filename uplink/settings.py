@@ -46,6 +46,12 @@ class UplinkSettings:
     command_refusals_per_endpoint: int = 3
     command_retry_max_s: float = 60.0
     command_down_alarm_s: float = 60.0
+    #: CA certificates (PEM file) for TLS endpoints; None: the system's.
+    ca_file: str | None = None
+    #: HTTP endpoints (uplink/http_session.py): the command URL's poll period
+    #: while on one, and the bound on one request's whole exchange.
+    http_command_poll_s: float = 30.0
+    http_timeout_s: float = 30.0
 
     def topic(self, leaf: str) -> str:
         return f"forecourt/v1/{self.device_id}/{leaf}"

@@ -21,6 +21,7 @@ def link(policy: FailoverPolicy, stats: UplinkStats, channel: CommandChannel) ->
     out: dict[str, Any] = {
         "name": endpoint.name,
         "endpoint": endpoint.address,
+        "transport": endpoint.scheme,
         "interface": endpoint.interface,
         "primary": policy.index == 0,
         "connected": stats.connected,

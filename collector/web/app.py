@@ -14,12 +14,14 @@ Chinese and English.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import json
 import re
 import secrets
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
@@ -30,6 +32,7 @@ import structlog
 
 from collector import control, logs, storeview
 from collector.config_check import check_config_text
+from collector.history import SAMPLE_EVERY_S, History, history_path, sample
 from collector.web.auth import (
     ChecksBusy,
     LoginGuard,
@@ -39,6 +42,7 @@ from collector.web.auth import (
     hash_is_usable,
     read_hash_file,
 )
+from collector.web.chart_views import ChartsView
 from collector.web.http import (
     FORM_TYPE,
     HttpError,
@@ -139,7 +143,11 @@ class WebApp:
             ("GET", "/config"): self.config_view,
             ("POST", "/config"): self.config_save,
             ("GET", "/logs"): self.log_tail,
+            ("GET", "/charts"): self.charts_fragment,
         }
+        #: The dashboard's charts (collector/web/chart_views.py); serve() gives
+        #: it the backlog samples file.
+        self.charts = ChartsView(collector.config.device.tzinfo, None)
 
     # -- what every request goes through -------------------------------
 
@@ -177,7 +185,12 @@ class WebApp:
             self.server.refusals.add(kind, peer=peer, detail=detail)
 
     def page(
-        self, view: str, body: str, session: Session | None, *headers: tuple[str, str]
+        self,
+        view: str,
+        body: str,
+        session: Session | None,
+        *headers: tuple[str, str],
+        charts: str = "",
     ) -> Response:
         text = self.template.render(
             {
@@ -185,6 +198,7 @@ class WebApp:
                 "BODY": body,
                 "CSRF": html.escape(session.csrf if session else ""),
                 "AUTH": "1" if session else "0",
+                "CHARTS": charts,
             }
         )
         return Response(200, text.encode(), HTML, list(headers))
@@ -226,7 +240,21 @@ class WebApp:
         session = self.session_of(request.head)
         if session is None:
             return self.login_page(request.peer)
-        return self.page("dashboard", "", session)
+        return self.page("dashboard", "", session, charts=self.charts_html())
+
+    def charts_html(self) -> str:
+        """The charts from the store, drawn now (an unreadable store: its reason)."""
+        try:
+            with control.store_reader(self.collector) as db:
+                return self.charts.render(db, time.time_ns() // 1_000_000)
+        except STORE_ERRORS as exc:
+            return f'<section id="charts"><p class="err">{html.escape(str(exc))}</p></section>'
+
+    async def charts_fragment(self, request: Request, form: dict[str, str]) -> Response:
+        """``/charts``: the section alone, for page.js to swap in once a minute."""
+        if self.session_of(request.head) is None:
+            return Response(401, b"login required\n")
+        return Response(200, self.charts_html().encode(), HTML)
 
     async def login(self, request: Request, form: dict[str, str]) -> Response:
         peer = request.peer
@@ -400,8 +428,16 @@ async def serve(
     listener = await server.start(*bind)
     host, port = bind
     log.info("web_listening", listen=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    samples = app.charts.history = History(history_path(Path(collector.config.store.path)))
+
+    def unsent() -> int:
+        with control.store_reader(collector) as db:
+            return storeview.unsent_total(db)
+
     try:
-        async with listener:
+        async with listener, asyncio.TaskGroup() as tg:
+            tg.create_task(sample(samples, unsent, SAMPLE_EVERY_S))
             await listener.serve_forever()
     finally:
         server.refusals.close()
+        samples.close()

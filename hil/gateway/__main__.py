@@ -91,11 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     p_measure = commands.add_parser("measure", help="the figures of docs/performance.md")
     p_measure.add_argument("--quick", action="store_true", help="shorter phases (a smoke run)")
-    p_measure.add_argument("--phases", help="some of idle32,selling32,selling8_128mb,selling8_64mb")
+    p_measure.add_argument(
+        "--phases", help="some of idle32,selling32,selling8_128mb,selling8_64mb,sm4"
+    )
+    p_measure.add_argument(
+        "--max-load", type=float, default=0.0,
+        help="before each phase, wait (up to 30 min) for the host's 1-minute load below this",
+    )  # fmt: skip
     p_torture = commands.add_parser("torture", help="power cuts (make gateway-torture)")
     p_torture.add_argument("--cuts", type=int, default=20)
     p_torture.add_argument("--ports", type=int, default=3)
     p_torture.add_argument("--seed", type=int, default=1)
+    p_torture.add_argument(
+        "--cycle-s", type=float, default=None,
+        help="a boot-to-cut cycle on this host, sizing the pumps' sales (default 110)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "build":
         from hil.gateway.image import stage
@@ -108,11 +118,12 @@ def main(argv: list[str] | None = None) -> int:
         from hil.gateway.measure import PHASES, measure
 
         phases = tuple(args.phases.split(",")) if args.phases else PHASES
-        result = measure(workdir("measure"), quick=args.quick, phases=phases)
+        result = measure(workdir("measure"), args.quick, phases, args.max_load)
     else:
-        from hil.gateway.torture import torture
+        from hil.gateway.torture import CYCLE_S, torture
 
-        result = torture(workdir("torture"), args.cuts, args.ports, args.seed)
+        cycle_s = args.cycle_s or CYCLE_S
+        result = torture(workdir("torture"), args.cuts, args.ports, args.seed, cycle_s)
     print(json.dumps(result, indent=1, default=str))
     return 0 if result.get("ok", True) else 1
 

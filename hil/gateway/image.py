@@ -281,6 +281,21 @@ def _owner(root: Path, name: str) -> tuple[int, int]:
     raise RuntimeError(f"no user {name} in the image")
 
 
+#: A drop-in after guest/journald.conf: the journal kept on the disk for a
+#: measuring run, so a restart's cause (the watchdog, the OOM killer, an
+#: exception) is still there after the run, in the artifacts' disk image.
+PERSISTENT_JOURNAL = "etc/systemd/journald.conf.d/zz-persistent.conf"
+
+
+def journal_policy(root: Path, persistent: bool) -> None:
+    """The journal of the next disk made from ``root``: on disk, or in RAM (4 MB)."""
+    dropin = root / PERSISTENT_JOURNAL
+    if persistent:
+        dropin.write_text("[Journal]\nStorage=persistent\nSystemMaxUse=24M\n")
+    else:
+        dropin.unlink(missing_ok=True)
+
+
 def reset_state(root: Path) -> None:
     """A new station: no store, no cached config, no journal of earlier runs."""
     for path in (root / "var" / "lib" / "forecourt").glob("store.sqlite*"):
@@ -288,6 +303,9 @@ def reset_state(root: Path) -> None:
     shutil.rmtree(root / "var" / "cache" / "forecourt", ignore_errors=True)
     for path in (root / "var" / "lib" / "forecourt").glob("*.commands.sqlite*"):
         path.unlink()
+    journal = root / "var" / "log" / "journal"
+    for path in journal.iterdir() if journal.is_dir() else ():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def disk(stage_root: Path, out: Path) -> Path:

@@ -56,6 +56,9 @@ class Rig:
     seed: int = 1
     config_extra: str = ""
     unplugged: tuple[int, ...] = ()
+    #: The guest's journal on its disk (measuring runs): a restart's cause is
+    #: kept, and :meth:`stop` saves the boot's journal to the work directory.
+    persistent_journal: bool = False
     broker: Mosquitto = field(init=False)
     receiver: Proc = field(init=False)
     dispensers: list[Proc] = field(default_factory=list)
@@ -87,6 +90,7 @@ class Rig:
             stack.wait_until(link.exists, 20, f"the simulator's link {link}")
             links.append(link)
         image.reset_state(staged.root)
+        image.journal_policy(staged.root, self.persistent_journal)
         image.write_config(staged.root, vm.port_lines(self.pumps), vm.BROKER_GUEST,
                            self.config_extra)  # fmt: skip
         disk = image.disk(staged.root, self.work / "disk.img")
@@ -127,6 +131,7 @@ class Rig:
                 if (t["nozzle"], t["order_no"]) in first and t["_t"] >= since]  # fmt: skip
 
     def stop(self) -> None:
+        self.gateway.save_journal()
         self.gateway.kill()
         for proc in [*self.dispensers, self.receiver]:
             proc.stop()

@@ -46,7 +46,11 @@ RATE = 0.12
 #: The kill comes this long after READY (uniform): sometimes mid-start of
 #: the uplink, sometimes deep in selling and draining.
 UP_S = (2.0, 15.0)
-#: A boot under TCG with the unit's start: roughly, for sizing the sales.
+#: A boot under TCG with the unit's start and the kill: roughly, for sizing
+#: the sales (``--cycle-s``). The pumps sell ``cuts × CYCLE_S × RATE`` orders
+#: each and the last boot waits for all of them, so an estimate far above
+#: the host's real cycle makes the run wait for the pumps after the last cut
+#: (75–90 s at load 2–4, 1.5–4 min at load 10–14).
 CYCLE_S = 110.0
 #: ``forecourt verify`` in the guest costs ≈ 10 s of TCG: every so many boots.
 VERIFY_EVERY = 10
@@ -56,9 +60,11 @@ STORE = image.STORE
 STOP_FILE = "STOP"
 
 
-def torture(work: Path, cuts: int, ports: int, seed: int) -> dict[str, Any]:
+def torture(
+    work: Path, cuts: int, ports: int, seed: int, cycle_s: float = CYCLE_S
+) -> dict[str, Any]:
     rng = random.Random(seed)
-    orders = max(4, int(cuts * CYCLE_S * RATE))
+    orders = max(4, int(cuts * cycle_s * RATE))
     rig = Rig(work, pumps=ports, orders_per_pump=orders, rate=RATE, seed=seed)
     gw = rig.gateway
     log: list[dict[str, Any]] = []

@@ -80,6 +80,8 @@ class Gateway:
     memory_mb: int = 128
     #: Lines whose USB adapter is not plugged in at power-on (:meth:`plug_usb_serial`).
     unplugged: tuple[int, ...] = ()
+    #: More kernel command line (an experiment: ``systemd.mask=…``, no ``quiet``).
+    append: str = ""
     proc: subprocess.Popen[bytes] | None = None
     boots: int = 0
     _shell: socket.socket | None = field(default=None, repr=False)
@@ -92,6 +94,8 @@ class Gateway:
             # The armmp kernel reserves 16 MB for CMA: a 64 MB guest panics
             # unpacking the initrd; one udev worker at a time.
             append += " cma=0 udev.children_max=1"
+        if self.append:
+            append += " " + self.append
         relay = f"cmd:{sys.executable} {RELAY} 127.0.0.1 {self.broker_port}"
         argv = [
             QEMU, "-M", "virt,highmem=off", "-cpu", "cortex-a7", "-smp", "1",
@@ -168,6 +172,7 @@ class Gateway:
         """A clean shutdown (the file system is left clean for e2fsck)."""
         if self.proc is None:
             return
+        self.save_journal()
         with contextlib.suppress(Exception):
             self.sh("systemctl poweroff --no-block", timeout=30)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -279,6 +284,21 @@ class Gateway:
 
     def journal(self, lines: int = 200) -> str:
         return self.sh(f"journalctl -u forecourt-collector -n {lines} --no-pager -o cat")[1]
+
+    def save_journal(self, name: str = "journal") -> Path | None:
+        """The whole journal of this boot (and earlier ones, if persistent) into
+        ``<work>/<name>-<boot>.txt``, before a power-off or kill loses it; the
+        kernel's and systemd's lines beside the collector's (a watchdog kill,
+        the OOM killer). None when the guest does not answer."""
+        if self.proc is None or self._shell is None or self.proc.poll() is not None:
+            return None
+        out = self.work / f"{name}-{self.boots}.txt"
+        try:
+            _rc, text = self.sh("journalctl --no-pager -o short-monotonic -b 0", timeout=300)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            text = f"the journal could not be read: {exc}\n"
+        out.write_text(text)
+        return out
 
     def json_lines(self, command: str) -> list[dict[str, object]]:
         out = self.check(command)

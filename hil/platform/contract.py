@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import tomllib
 import zlib
 from collections.abc import Mapping
@@ -323,6 +324,22 @@ def open_envelope(payload: bytes, keys: Mapping[str, bytes], topic_dev: str) -> 
     if not isinstance(body, dict):
         raise Rejected("bad_body", "the body is not a JSON object")
     return Opened(v, dev, kid, seq, ts, type_, zip_, body)
+
+
+def seal_envelope(
+    body: Mapping[str, Any], *, dev: str, kid: str, key: bytes, seq: int, ts: int, type_: str
+) -> bytes:
+    """An envelope the platform sends (``zip`` none): the HTTP intake's ``ack``
+    (docs/uplink-protocol.md "HTTP transport"), sealed as the contract seals
+    every message, with this module's own canonical JSON and GCM."""
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = gcm_seal(key, nonce, canonical_json(body), aad(1, dev, kid, seq, ts, type_, "none"))
+    envelope = {
+        "v": 1, "dev": dev, "kid": kid, "seq": seq, "ts": ts, "type": type_, "zip": "none",
+        "nonce": base64.b64encode(nonce).decode("ascii"),
+        "ct": base64.b64encode(sealed).decode("ascii"),
+    }  # fmt: skip
+    return json.dumps(envelope, separators=(",", ":")).encode("ascii")
 
 
 def load_keys(path: Path) -> dict[str, bytes]:

@@ -14,8 +14,12 @@ function render(s){
     `时钟偏差 Clock offset: ${st.clock_offset_ms} ms · ${esc(st.clock)}` +
     (s.web && s.web.refused ? ` · 网页拒绝 Web refused: <b id="web-refused">${Object.values(s.web.refused).reduce((a, b) => a + b, 0)}</b>` : "");
   document.getElementById("ports").innerHTML = cards(s.ports.map(p =>
-    `<div class="card ${p.online?"idle":"offline"}" id="port-${p.number}">端口 Port ${p.number}<br>` +
-    `<b class="${p.online?"on":"off"}">${p.online?"在线 online":"离线 offline"}</b><br>${esc(p.protocol)} · ${p.sales}</div>`));
+    `<div class="card port ${p.online?"idle":"offline"}" id="port-${p.number}">端口 Port ${p.number} ` +
+    `<b class="${p.online?"on":"off"}">${p.online?"在线 online":"离线 offline"}</b>` +
+    `<br><span class="protocol">协议 Protocol: ${esc(p.title)}</span>` +
+    `<br><span class="mode">方式 Mode: ${esc(p.mode_words)}</span>` +
+    `<br><span class="address">${esc(p.address_words)} · ${esc(p.device)}</span>` +
+    `<br><span class="sales">${p.sales} 笔 sales</span></div>`));
   document.getElementById("nozzles").innerHTML = cards(s.nozzles.map(n =>
     `<div class="card ${esc(n.state)}" id="nozzle-${esc(n.nozzle)}" data-state="${esc(n.state)}">${esc(n.nozzle)}<br><b>${esc(n.state)}</b></div>`));
   document.getElementById("tanks").innerHTML = cards(s.tanks.tanks.map(t => {
@@ -41,5 +45,13 @@ async function mini(){
     document.getElementById("mini").innerHTML = `端口 Ports ${s.ports_online}/${s.ports_total} · 平台 Uplink ${s.uplink_connected?"已连接 connected":"断开 down"}`;
   } catch (e) {}
 }
-if (view === "dashboard") { document.getElementById("dash").hidden = false; tick(); setInterval(tick, 1000); }
+// The charts are drawn by the collector (inline SVG); a fresh copy once a minute.
+async function charts(){
+  try {
+    const r = await fetch("/charts", {credentials: "same-origin"});
+    const old = document.getElementById("charts");
+    if (r.ok && old) old.outerHTML = await r.text();
+  } catch (e) {}
+}
+if (view === "dashboard") { document.getElementById("dash").hidden = false; tick(); setInterval(tick, 1000); setInterval(charts, 60000); }
 if (view === "login") { mini(); setInterval(mini, 5000); }
