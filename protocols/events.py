@@ -69,6 +69,23 @@ class Sale:
 
 
 @dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The station's POS (or FCC) confirmed a pump's transaction, seen in
+    passing by a relay or a tap (collector/reconcile.py). Never emitted by a
+    poll driver: there the collector is the one confirming.
+
+    ``counter`` is the transaction number it names (Sinopec POS_TTC, as in
+    :attr:`Sale.counter`); ``amount`` / ``volume`` are the values it booked
+    when the protocol's confirmation carries them, else None.
+    """
+
+    address: int
+    counter: int
+    amount: Decimal | None = None
+    volume: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PumpLink:
     """A pump started or stopped answering on its bus address (D2, D14)."""
 
@@ -144,4 +161,6 @@ class ProtocolError:
     address: int | None = None
 
 
-Event = NozzleStatus | Sale | PumpLink | Totals | Identity | DeviceAlarm | ProtocolError
+Event = (
+    NozzleStatus | Sale | Confirmation | PumpLink | Totals | Identity | DeviceAlarm | ProtocolError
+)
