@@ -96,7 +96,7 @@ class PortBooks:
 
     def order_stored(self, sale: Sale, rid: str) -> None:
         if sale.counter is not None:
-            self.reconciler.order_stored(sale.address, sale.counter, sale.key, rid)
+            self._store(self.reconciler.order_stored(sale.address, sale.counter, sale.key, rid))
 
     # ------------------------------------------------------------ the port's timer
 

@@ -30,6 +30,13 @@ counted once.
   has sent nothing for ``pos_silent_after_s``; cleared by the POS's next
   frame.
 
+A finding about a sale (``SALE_UNCONFIRMED``, ``CONFIRM_MISMATCH``) names
+its stored order (``detail.order``, the order's rid). On a tap the POS's
+confirmation can come before the store's writer committed the order; such a
+finding is held until :meth:`Reconciler.order_stored` names the order, at
+most :data:`NAME_WAIT_S` (then it goes with ``order`` null, counted
+``unnamed``: the store did not take the order, or took it in an earlier run).
+
 Bounded: at most :data:`MAX_OPEN_SALES` sales wait for their confirmation
 and :data:`MAX_REMEMBERED` settled ones are remembered per port; beyond,
 the oldest is dropped and counted (``dropped``).
@@ -60,6 +67,12 @@ MAX_OPEN_SALES = 2048
 MAX_REMEMBERED = 4096
 #: Confirmations of unknown numbers remembered, so one repeated 3C is one finding.
 MAX_UNKNOWN = 256
+#: How long a finding waits for its order's rid (the writer commits within
+#: milliseconds; longer means the store refused it or had it already).
+NAME_WAIT_S = 10.0
+#: Findings waiting for their order's rid: each is one open sale's, so this
+#: is never reached while the writer works.
+MAX_UNNAMED = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +142,13 @@ class Reconciler:
         self._settled: OrderedDict[tuple[int, int], _Open] = OrderedDict()
         self._unknown: OrderedDict[tuple[int, int], None] = OrderedDict()
         self._windows: dict[datetime, _Window] = {}
+        #: Findings waiting for their order's rid, by sale: (held since, findings).
+        self._unnamed: OrderedDict[tuple[int, int], tuple[float, list[Finding]]] = OrderedDict()
         self._sales_while_silent = 0
         #: LINK_BYPASSED as stored (books.py reports what the writer took).
         self.bypassed = False
-        self.counters = {"sales": 0, "confirmations": 0, "late": 0, "repeated": 0, "dropped": 0}
+        self.counters = {"sales": 0, "confirmations": 0, "late": 0, "repeated": 0, "dropped": 0,
+                         "unnamed": 0}  # fmt: skip
 
     # ------------------------------------------------------------ events in
 
@@ -156,11 +172,16 @@ class Reconciler:
             self._sales_while_silent += 1
         return self._bypass(now)
 
-    def order_stored(self, address: int, counter: int, key: str, rid: str) -> None:
-        """The sale's order is committed as ``rid``: findings name it from now on."""
-        entry = self._open.get((address, counter)) or self._settled.get((address, counter))
-        if entry is not None and entry.sale.key == key:
-            entry.order_rid = rid
+    def order_stored(self, address: int, counter: int, key: str, rid: str) -> list[Finding]:
+        """The sale's order is committed as ``rid``: findings name it from now on,
+        and those that waited for it come out."""
+        where = (address, counter)
+        entry = self._open.get(where) or self._settled.get(where)
+        if entry is None or entry.sale.key != key:
+            return []
+        entry.order_rid = rid
+        _, held = self._unnamed.pop(where, (0.0, []))
+        return [self._named(f, rid) for f in held]
 
     def confirmation(self, confirmed: Confirmation, now: float, wall: datetime) -> list[Finding]:
         """The POS confirmed ``confirmed.counter`` on pump ``confirmed.address``."""
@@ -188,7 +209,9 @@ class Reconciler:
             detail = self._sale_detail(entry)
             detail["differs"] = differs
             rid = f"{entry.nozzle}/{entry.sale.key}:{CONFIRM_MISMATCH}"
-            findings.append(Finding(CONFIRM_MISMATCH, entry.nozzle, rid, detail))
+            findings += self._name(
+                where, entry, Finding(CONFIRM_MISMATCH, entry.nozzle, rid, detail), now
+            )
         return findings
 
     def pos_active(self, now: float) -> list[Finding]:
@@ -216,7 +239,16 @@ class Reconciler:
             detail["waited_s"] = f"{now - entry.first_seen:.1f}"
             detail["threshold_s"] = f"{limit:g}"
             rid = f"{entry.nozzle}/{entry.sale.key}:{SALE_UNCONFIRMED}"
-            findings.append(Finding(SALE_UNCONFIRMED, entry.nozzle, rid, detail))
+            findings += self._name(
+                where, entry, Finding(SALE_UNCONFIRMED, entry.nozzle, rid, detail), now
+            )
+        while self._unnamed:
+            where, (since, held) = next(iter(self._unnamed.items()))
+            if now - since < NAME_WAIT_S:
+                break
+            del self._unnamed[where]
+            self.counters["unnamed"] += len(held)
+            findings += held
         for start in sorted(self._windows):
             window = self._windows[start]
             if wall < window.end + timedelta(seconds=limit):
@@ -245,6 +277,26 @@ class Reconciler:
             "sales_while_silent": self._sales_while_silent,
         }
         return [Finding(LINK_BYPASSED, self._port, "", detail)]
+
+    def _name(
+        self, where: tuple[int, int], entry: _Open, finding: Finding, now: float
+    ) -> list[Finding]:
+        """``finding`` now if its order is stored, else held until it is (module doc)."""
+        if entry.order_rid is not None:
+            return [finding]
+        _, held = self._unnamed.setdefault(where, (now, []))
+        held.append(finding)
+        out: list[Finding] = []
+        while len(self._unnamed) > MAX_UNNAMED:
+            _, (_, oldest) = self._unnamed.popitem(last=False)
+            self.counters["unnamed"] += len(oldest)
+            out += oldest
+        return out
+
+    @staticmethod
+    def _named(finding: Finding, rid: str) -> Finding:
+        detail = {**finding.detail, "order": rid}
+        return Finding(finding.code, finding.source, finding.rid, detail, finding.raised)
 
     def _settle(self, where: tuple[int, int], entry: _Open) -> None:
         self._settled[where] = entry

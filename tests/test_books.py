@@ -26,6 +26,7 @@ from collector.nozzles import NozzleTable
 from collector.reconcile import (
     CONFIRM_MISMATCH,
     LINK_BYPASSED,
+    NAME_WAIT_S,
     ORDER_COUNT_IMBALANCE,
     SALE_UNCONFIRMED,
     BooksSettings,
@@ -126,7 +127,10 @@ def reconcile(chunks: Iterator[Chunk], until: float) -> tuple[list[Finding], Rec
             findings += rec.pos_active(chunk.at)
         for e in events:
             if isinstance(e, Sale):
-                findings += rec.sale(f"p03.a1.n{e.nozzle}", e, chunk.at, wall)
+                nozzle = f"p03.a1.n{e.nozzle}"
+                findings += rec.sale(nozzle, e, chunk.at, wall)
+                assert e.counter is not None  # the store commits its order at once
+                findings += rec.order_stored(1, e.counter, e.key, f"{nozzle}:{e.counter}")
             elif isinstance(e, Confirmation):
                 findings += rec.confirmation(e, chunk.at, wall)
         findings += rec.tick(chunk.at, wall)
@@ -194,11 +198,31 @@ def test_a_late_confirmation_is_counted_in_the_day() -> None:
     rec = Reconciler(3, SETTINGS, 0.0, START)
     sale = record_sale_of(1)
     assert rec.sale("p03.a1.n1", sale, 1.0, START) == []
+    assert rec.order_stored(1, 1, sale.key, "p03.a1.n1:1") == []
     (late,) = rec.tick(40.0, START + timedelta(seconds=40))
     assert late.code == SALE_UNCONFIRMED
     assert rec.confirmation(Confirmation(1, 1), 50.0, START) == []
     assert rec.counters["late"] == 1
     assert rec.tick(3700.0, START + timedelta(seconds=3700)) == []  # balanced
+
+
+def test_a_finding_waits_for_its_order_to_be_stored() -> None:
+    """On a tap the confirmation can come before the writer committed the order."""
+    rec = Reconciler(3, SETTINGS, 0.0, START)
+    one, two = record_sale_of(1), record_sale_of(2)
+    assert rec.sale("p03.a1.n1", one, 1.0, START) == []
+    assert rec.confirmation(Confirmation(1, 1, one.amount + 1, one.volume), 1.1, START) == []
+    (mismatch,) = rec.order_stored(1, 1, one.key, "p03.a1.n1:1")
+    assert (mismatch.code, mismatch.detail["order"]) == (CONFIRM_MISMATCH, "p03.a1.n1:1")
+    # One the store never names (it refused the order) goes unnamed, late.
+    assert rec.sale("p03.a1.n1", two, 2.0, START) == []
+    assert rec.confirmation(Confirmation(1, 2, two.amount + 1, two.volume), 2.1, START) == []
+    assert rec.tick(2.1 + NAME_WAIT_S - 0.5, START) == []
+    (unnamed,) = rec.tick(2.1 + NAME_WAIT_S, START)
+    assert (unnamed.code, unnamed.detail["order"], unnamed.detail["pos_ttc"]) == (
+        CONFIRM_MISMATCH, None, 2
+    )  # fmt: skip
+    assert rec.counters["unnamed"] == 1
 
 
 def record_sale_of(n: int) -> Sale:
