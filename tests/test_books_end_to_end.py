@@ -11,9 +11,11 @@ it). The 1 000 clean sales are tests/test_books.py's (the reconciler alone).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from collector.techcli import ask
 from hil import stack
 from hil.stack import Mosquitto
 
@@ -62,7 +64,7 @@ def check(
         if alarm["code"] == "CONFIRM_MISMATCH":
             booked = alarm["detail"]["differs"]["amount"]
             assert booked["dispenser"] == order["amount"]
-            assert float(booked["pos"]) * 100 - float(order["amount"]) * 100 == 100
+            assert Decimal(booked["pos"]) - Decimal(order["amount"]) == 1  # 100 fen
         else:
             assert float(alarm["detail"]["waited_s"]) >= 1
     code = {"skipped": "SALE_UNCONFIRMED", "amount_off": "CONFIRM_MISMATCH"}
@@ -99,12 +101,16 @@ def test_relay_a_pos_that_holds_back_and_books_off(tmp_path: Path, broker: Mosqu
         pos_sales = pos.wait_lines(lambda line: "order_no" in line, ORDERS, 60)
         orders = orders_of(receiver)
         receiver.wait_lines(ours, 3, 30)
+        reply = ask(str(tmp_path / "control.sock"), {"query": "ports"})  # stack.collector's socket
     finally:
         pos.stop()
         sim.stop()
         collector.stop()
         receiver.stop()
     check(pos_sales, orders, books_alarms(receiver))
+    books = reply["data"][0]["books"]  # forecourt ports
+    assert books["findings"] == {"CONFIRM_MISMATCH": 2, "SALE_UNCONFIRMED": 1}
+    assert books["sales"] == ORDERS and books["unnamed"] == books["dropped"] == 0
 
 
 def test_listen_a_pos_that_holds_back_and_books_off(tmp_path: Path, broker: Mosquitto) -> None:
