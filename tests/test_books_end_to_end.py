@@ -52,6 +52,8 @@ def check(
         ["amount_off", "amount_off", "skipped", *[None] * (ORDERS - 3)], key=str
     )
     assert len(orders) == ORDERS and all(o["flags"] == [] for o in orders)
+    codes = sorted(a["code"] for a in alarms)  # no other of the kind: no LINK_BYPASSED
+    assert codes == ["CONFIRM_MISMATCH", "CONFIRM_MISMATCH", "SALE_UNCONFIRMED"]
     by_rid = {o["rid"]: o for o in orders}
     got = []
     for alarm in alarms:
