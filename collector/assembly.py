@@ -241,7 +241,7 @@ def make_port(
 def make_books(cfg: Config, sink: Any, monitor: Any) -> Any:
     """The port's reconciliation with the POS (collector/books.py) when ``[books]``
     is enabled and the protocol's monitor sees the POS's side (``master_frames``:
-    Sinopec; docs/brands.md says which families do); else None."""
+    Sinopec, Censtar; docs/brands.md says which families do); else None."""
     books = cfg.books
     if not books.enabled or not hasattr(monitor, "master_frames"):
         return None

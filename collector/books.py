@@ -101,8 +101,9 @@ class PortBooks:
             self._store(findings)
 
     def order_stored(self, sale: Sale, rid: str) -> None:
-        if sale.counter is not None:
-            self._store(self.reconciler.order_stored(sale.address, sale.counter, sale.key, rid))
+        number = sale.number
+        if number is not None:
+            self._store(self.reconciler.order_stored(sale.address, number, sale.key, rid))
 
     # ------------------------------------------------------------ the port's timer
 

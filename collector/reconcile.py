@@ -11,7 +11,9 @@ tells back what was taken. The rules, thresholds and what they do not claim
 are in docs/alarms.md ("The link against the books").
 
 Matching: a sale and its confirmation meet on (pump address, transaction
-number) — Sinopec's POS_TTC, :attr:`Sale.counter`. A record the pump offers
+number) — :attr:`Sale.number`: Sinopec's POS_TTC (``counter``), Censtar's
+record sequence number (``booking``, which its controller's 17 names; a
+17 carries no values). A record the pump offers
 again is the same sale (by :attr:`Sale.key`); a confirmation sent again is
 counted once.
 
@@ -154,9 +156,10 @@ class Reconciler:
 
     def sale(self, nozzle: str, sale: Sale, now: float, wall: datetime) -> list[Finding]:
         """A transaction record the dispenser reported (``nozzle``: its key)."""
-        if sale.counter is None:
+        number = sale.number
+        if number is None:
             return []  # nothing a confirmation could name
-        where = (sale.address, sale.counter)
+        where = (sale.address, number)
         known = self._open.get(where) or self._settled.get(where)
         if known is not None and known.sale.key == sale.key:
             return self._bypass(now)  # offered again: the same sale
@@ -359,7 +362,7 @@ class Reconciler:
         return {
             "order": entry.order_rid,
             "order_key": f"{entry.nozzle}/{sale.key}",
-            "pos_ttc": sale.counter,
+            "pos_ttc": sale.number,
             "amount": format(sale.amount, "f"),
             "volume": format(sale.volume, "f"),
         }

@@ -66,6 +66,16 @@ class Sale:
     #: (Sinopec POS_TTC: +1 per sale, all nozzles of the pump); None when the
     #: order number is not a counter. The edge checks use it (SPEC A7).
     counter: int | None = None
+    #: The number the station controller's confirmation of this sale names
+    #: where it is not ``counter`` (Censtar: the record's sequence number,
+    #: echoed by the 17 that removes it); the reconciliation with the POS
+    #: matches on ``counter``, else on this (collector/reconcile.py).
+    booking: int | None = None
+
+    @property
+    def number(self) -> int | None:
+        """What a :class:`Confirmation` of this sale names, if anything."""
+        return self.counter if self.counter is not None else self.booking
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +84,10 @@ class Confirmation:
     passing by a relay or a tap (collector/reconcile.py). Never emitted by a
     poll driver: there the collector is the one confirming.
 
-    ``counter`` is the transaction number it names (Sinopec POS_TTC, as in
-    :attr:`Sale.counter`); ``amount`` / ``volume`` are the values it booked
-    when the protocol's confirmation carries them, else None.
+    ``counter`` is the transaction number it names (:attr:`Sale.number`:
+    Sinopec's POS_TTC, Censtar's record sequence number); ``amount`` /
+    ``volume`` are the values it booked when the protocol's confirmation
+    carries them, else None.
     """
 
     address: int
