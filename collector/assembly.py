@@ -231,6 +231,7 @@ def make_port(
         edge=edge,
     )
     monitor = make_monitor(pc, tz)
+    sink.books = make_books(cfg, sink, monitor)
     if pc.mode == "relay":
         from collector.relay import RelayPort
 
@@ -240,6 +241,25 @@ def make_port(
     from collector.listen import ListenPort
 
     return ListenPort(number=pc.number, line=line, monitor=monitor, sink=sink)
+
+
+def make_books(cfg: Config, sink: Any, monitor: Any) -> Any:
+    """The port's reconciliation with the POS (collector/books.py) when ``[books]``
+    is enabled and the protocol's monitor sees the POS's side (``master_frames``:
+    Sinopec, Censtar; docs/brands.md says which families do); else None."""
+    books = cfg.books
+    if not books.enabled or not hasattr(monitor, "master_frames"):
+        return None
+    from collector.books import PortBooks
+    from collector.reconcile import BooksSettings
+
+    settings = BooksSettings(
+        confirm_within_s=books.confirm_within_s,
+        count_window_s=books.count_window_s,
+        pos_silent_after_s=books.pos_silent_after_s,
+        start_grace_s=books.start_grace_s,
+    )
+    return PortBooks(sink, monitor, settings)
 
 
 def make_line_check(cfg: Config, ports: Sequence[Port], store: OrderStore) -> LineCheckTask:

@@ -291,9 +291,19 @@ async def q_ports(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]
                 "sales": stats.sales if stats else 0,
                 "duplicates": stats.duplicates if stats else 0,
                 "errors": dict(stats.errors) if stats else {},
+                "books": _books(port),
             }
         )
     return out
+
+
+def _books(port: Any) -> dict[str, Any] | None:
+    """A relay's or tap's reconciliation with the POS (collector/books.py): its
+    counters and the findings stored, by code; None where there is none."""
+    books = getattr(getattr(port, "sink", None), "books", None)
+    if books is None:
+        return None
+    return {**books.reconciler.counters, "findings": dict(books.findings)}
 
 
 async def q_nozzles(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:

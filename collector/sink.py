@@ -24,7 +24,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -47,6 +47,9 @@ from protocols.events import (
     Sale,
     Totals,
 )
+
+if TYPE_CHECKING:
+    from collector.books import PortBooks
 
 log = structlog.get_logger("collector.port")
 
@@ -124,6 +127,9 @@ class PortSink:
         #: Sales handed to the writer and not decided yet, by (nozzle, key): a
         #: pump offering one again meanwhile is not queued twice.
         self._deciding: set[tuple[str, str]] = set()
+        #: A relay's or tap's reconciliation with the POS (collector/books.py),
+        #: fed every batch parsed and every order stored; None on a poll port.
+        self.books: PortBooks | None = None
 
     def handle(self, events: list[Event], confirm: Callable[[Sale], None] | None = None) -> None:
         """Apply ``events``; ``confirm(sale)`` is called once a sale is committed."""
@@ -169,6 +175,8 @@ class PortSink:
             self.alarm(code, f"p{self.number:02d}", True, detail)
             return False
         self.handle(events)
+        if self.books is not None:
+            self.books.observe(events)
         return True
 
     @property
@@ -266,6 +274,8 @@ class PortSink:
             nozzle.totalizer_amount = sale.totalizer_amount_end
         nozzle.grade, nozzle.price = sale.grade, sale.price
         log.info("order_stored", rid=stored.rid, order_no=sale.order_no, volume=fields["volume"])
+        if self.books is not None:
+            self.books.order_stored(sale, stored.rid)
         self.on_commit()
         for finding in findings:
             self._finding_alarm(key, stored.rid, finding)
@@ -463,6 +473,10 @@ class PortSink:
         source = self._source(address, nozzle)
         known = self._identities.known((address, nozzle), source)
         return None if known is None else known.get(NOZZLE_UID)
+
+    def store_record(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
+        """A record of another part of the port (collector/books.py) to the writer."""
+        return self._store(kind, rid, body)
 
     def _store(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
         """Hand a record to the store's writer; True once taken (it is then

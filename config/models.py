@@ -192,6 +192,43 @@ class EdgeConfig(BaseModel):
     amount_tolerance: Annotated[float, Field(ge=0, le=AMOUNT_TOLERANCE_MAX_YUAN)] = 0.01
 
 
+#: A week: a POS that has not confirmed a sale in a week never will; longer
+#: would only hold more sales open in memory (collector/reconcile.py bounds them).
+BOOKS_TIMEOUT_MAX_S = 604_800.0
+#: Under a second is below the reconciliation's tick (collector/books.py).
+BOOKS_TIMEOUT_MIN_S = 1.0
+
+
+class BooksConfig(BaseModel):
+    """The link against the books on relay and listen ports (collector/reconcile.py;
+    the rules in docs/alarms.md)."""
+
+    model_config = _MODEL_CONFIG
+
+    #: Reconcile at all (ports whose protocol carries the POS's confirmation).
+    enabled: bool = True
+    #: A reported sale not confirmed by the POS this long after → SALE_UNCONFIRMED.
+    confirm_within_s: Annotated[float, Field(ge=BOOKS_TIMEOUT_MIN_S, le=BOOKS_TIMEOUT_MAX_S)] = (
+        120.0
+    )
+    #: Per-nozzle count windows from local midnight (must divide a day) → ORDER_COUNT_IMBALANCE.
+    count_window_s: Annotated[int, Field(ge=60, le=86_400)] = 86_400
+    #: No POS frame this long while the dispenser reports a sale → LINK_BYPASSED.
+    pos_silent_after_s: Annotated[float, Field(ge=BOOKS_TIMEOUT_MIN_S, le=BOOKS_TIMEOUT_MAX_S)] = (
+        60.0
+    )
+    #: After a port starts, a confirmation of an unknown number is not a
+    #: CONFIRM_MISMATCH this long (its record may have passed before the start).
+    start_grace_s: Annotated[float, Field(ge=0, le=BOOKS_TIMEOUT_MAX_S)] = 300.0
+
+    @model_validator(mode="after")
+    def _check_window(self) -> BooksConfig:
+        if 86_400 % self.count_window_s:
+            got = str(self.count_window_s)
+            raise _fail([(("count_window_s",), "must divide a day (86400 s)", got)])
+        return self
+
+
 #: A day: a clock further off than that is not drift but a wrong date, and the
 #: alarm threshold beyond it would never fire.
 CLOCK_THRESHOLD_MAX_MS = 86_400_000
@@ -400,6 +437,7 @@ class Config(BaseModel):
     )
     wetstock: WetstockConfig = Field(default_factory=WetstockConfig)
     edge: EdgeConfig = Field(default_factory=EdgeConfig)
+    books: BooksConfig = Field(default_factory=BooksConfig)
     leds: LedsConfig = Field(default_factory=LedsConfig)
     clock: ClockConfig = Field(default_factory=ClockConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
