@@ -24,12 +24,19 @@ from protocols.events import NozzleState, NozzleStatus, PumpLink
 #: a wrong one) until both clocks agree (``time.sync`` sets only the gateway's).
 LIFT_AFTER_END_SLACK = timedelta(seconds=1)
 
+#: The first sale received this soon after the gateway saw a nozzle hung up
+#: is that fill's sale: a poller reads it at its next polls, a relay or tap
+#: when the POS asks (at once). A sale later than that, or a second one, is
+#: not compared with the hang-up (it may be one the pump kept from before).
+HANG_UP_TO_SALE = timedelta(seconds=60)
+
 
 @dataclass(slots=True)
 class Nozzle:
     key: str
     state: NozzleState = NozzleState.IDLE
     lifted_at: datetime | None = None  # start of the current (or last) fill, UTC
+    hung_up_at: datetime | None = None  # end of the last fill as seen, UTC
     volume: Decimal | None = None  # live volume of the current fill
     amount: Decimal | None = None  # live amount of the current fill
     price: Decimal | None = None
@@ -70,6 +77,8 @@ class NozzleTable:
         busy = (NozzleState.LIFTED, NozzleState.FUELLING)
         if status.state in busy and nozzle.state not in busy:
             nozzle.lifted_at = now or datetime.now(UTC)
+        elif status.state == NozzleState.IDLE and nozzle.state in busy:
+            nozzle.hung_up_at = now or datetime.now(UTC)
         changed = nozzle.state != status.state
         nozzle.state = status.state
         nozzle.volume, nozzle.amount = status.volume, status.amount
@@ -110,6 +119,17 @@ class NozzleTable:
             return None
         started, nozzle.lifted_at = nozzle.lifted_at, None
         return started
+
+    def take_hung_up_at(self, key: str, received_at: datetime) -> datetime | None:
+        """When the gateway saw the nozzle hung up, for the first sale received
+        within :data:`HANG_UP_TO_SALE` of it (that fill's sale); else None."""
+        nozzle = self._nozzles.get(key)
+        if nozzle is None or nozzle.hung_up_at is None:
+            return None
+        hung_up, nozzle.hung_up_at = nozzle.hung_up_at, None
+        if not hung_up <= received_at <= hung_up + HANG_UP_TO_SALE:
+            return None
+        return hung_up
 
     def put_back_started_at(self, key: str, started: datetime | None) -> None:
         """A sale not stored (the pump offers it again): its fill keeps its start,
