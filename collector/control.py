@@ -258,6 +258,7 @@ async def q_ports(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]
                 "sales": stats.sales if stats else 0,
                 "duplicates": stats.duplicates if stats else 0,
                 "errors": dict(stats.errors) if stats else {},
+                "flags": dict(stats.flags) if stats else {},  # edge findings by code
             }
         )
     return out

@@ -33,8 +33,10 @@ of 1970. The order is stored exactly as read and these flag it:
 - ``PRICE_ZERO``, ``PRICE_ABOVE_CEILING`` — the price band of the grade
   (its ceiling from ``price_ceilings``, else ``price_max``; the floor is A10).
 - ``ZERO_SALE`` — 0 L and 0 yuan from a protocol not listed in
-  ``zero_sale_protocols`` (no driver of ours emits one: DART and UDC drop a
-  fill that moved nothing).
+  ``zero_sale_protocols``. The drivers that make a sale of a fill they
+  watched drop one that moved nothing (DART, UDC, Furen, Uninfo, the
+  totals pollers); a dispenser that keeps its own record of a lift without
+  fuel is listed there by the station.
 - ``PUMP_CLOCK_SKEW`` — the pump's ``ended_at`` further than
   ``pump_clock_skew_s`` from the gateway's clock: after the sale was
   received (no sale ends after it is read), away from the hang-up the

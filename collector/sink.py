@@ -145,9 +145,9 @@ class PortSink:
         for event in events:
             if isinstance(event, Sale):
                 self._on_sale(event, confirm)
-            elif isinstance(event, NozzleStatus | Totals) and not self._known(event.nozzle):
-                self._unknown_nozzle(event.address, event.nozzle, type(event).__name__)
-            elif isinstance(event, Identity | DeviceAlarm) and not self._known(event.nozzle):
+            elif isinstance(event, NozzleStatus | Totals | Identity) and not self._known(
+                event.nozzle
+            ):
                 assert event.nozzle is not None  # a pump-wide one is always known
                 self._unknown_nozzle(event.address, event.nozzle, type(event).__name__)
             elif isinstance(event, NozzleStatus):
@@ -167,6 +167,9 @@ class PortSink:
                 self._on_totals(event)  # counts as a change only when they moved
             elif isinstance(event, DeviceAlarm):
                 self._changed()
+                if not self._known(event.nozzle):
+                    assert event.nozzle is not None
+                    self._unknown_nozzle(event.address, event.nozzle, "DeviceAlarm")
                 self._on_alarm(event)
             elif isinstance(event, Identity):
                 self._on_identity(event)  # counts as a change only when one differs
@@ -454,8 +457,11 @@ class PortSink:
 
     def _on_alarm(self, alarm: DeviceAlarm) -> None:
         """A dispenser's own alarm (SPEC D14: metering, security), raised or cleared."""
-        detail = {"raw_code": alarm.raw_code, "text": alarm.detail}
-        source = self._source(alarm.address, alarm.nozzle)
+        detail: dict[str, Any] = {"raw_code": alarm.raw_code, "text": alarm.detail}
+        if self._known(alarm.nozzle):
+            source = self._source(alarm.address, alarm.nozzle)
+        else:  # kept, on the pump: a number it lacks makes no nozzle
+            source, detail["nozzle"] = self._source(alarm.address, None), alarm.nozzle
         now = self._stamp(f"{source}:{alarm.code}").replace(tzinfo=None)
         rid, body = alarm_record(source, alarm.code, alarm.active, now, self.tz, detail)
         self._store("alarm", rid, body)

@@ -18,7 +18,7 @@ from collector.assembly import make_edge
 from collector.edge import EdgeSettings, SaleTimes, check_plausible
 from collector.nozzles import NozzleTable
 from collector.sink import PortSink
-from protocols.events import NozzleState, NozzleStatus, PumpLink, Sale, Totals
+from protocols.events import DeviceAlarm, NozzleState, NozzleStatus, PumpLink, Sale, Totals
 
 CST = timezone(timedelta(hours=8))
 GRADES = frozenset({"1092", "1095"})
@@ -135,6 +135,20 @@ def test_implausible_frames_flagged_with_no_new_nozzle_created(tmp_path: Path) -
     offline = sorted(a["source"] for a in alarms if a["code"] == "NOZZLE_OFFLINE")
     assert offline == ["p01.a1.n1", "p01.a1.n2"]
     assert sink.stats.flags["PUMP_CLOCK_SKEW"] == 4
+
+
+def test_a_dispensers_alarm_on_an_unknown_nozzle_is_kept_on_the_pump(tmp_path: Path) -> None:
+    sink, store = make_sink(tmp_path)
+    sink.handle([DeviceAlarm(1, 7, "METERING_OUT_OF_TOLERANCE", 64, True, "E64")])
+    sink.handle([DeviceAlarm(1, 7, "METERING_OUT_OF_TOLERANCE", 64, False, "E64")])
+    alarms = stored(store, "alarm")
+    assert [(a["code"], a["state"], a["source"], a["detail"].get("nozzle")) for a in alarms] == [
+        ("NOZZLE_UNKNOWN", "raised", "p01.a1", 7),
+        ("METERING_OUT_OF_TOLERANCE", "raised", "p01.a1", 7),
+        ("METERING_OUT_OF_TOLERANCE", "cleared", "p01.a1", 7),
+    ]
+    assert sink.nozzles.keys_under("p01.a1.") == []
+    assert sink.stats.errors["nozzle_unknown"] == 2
 
 
 def test_honest_sales_are_not_flagged(tmp_path: Path) -> None:
