@@ -28,8 +28,9 @@ of 1970. The order is stored exactly as read and these flag it:
 
 - ``VOLUME_BEYOND_FLOW`` — more litres than ``max_flow_l_per_min`` can
   deliver in the fill's duration as the gateway saw it (its lift to the
-  sale's receipt, both on the gateway's clock, plus :data:`FLOW_SLACK_S`),
-  or in ``longest_fill_s`` when the lift was not seen.
+  hang-up or the sale's receipt, both on the gateway's clock, plus
+  :data:`FLOW_SLACK_S`), or in ``longest_fill_s`` when the lift was not
+  seen from an idle nozzle (a restart, a cut link, a tap joined mid-fill).
 - ``PRICE_ZERO``, ``PRICE_ABOVE_CEILING`` — the price band of the grade
   (its ceiling from ``price_ceilings``, else ``price_max``; the floor is A10).
 - ``ZERO_SALE`` — 0 L and 0 yuan from a protocol not listed in
@@ -195,7 +196,8 @@ def check_counter(counter: int | None, previous: int | None) -> list[Finding]:
 class SaleTimes:
     """A sale's times, all aware. ``ended_at`` is the pump's clock; the rest
     the gateway's: when it received the sale, and the lift and hang-up of
-    this fill when it saw them."""
+    this fill when it saw them (the lift only when seen from an idle nozzle:
+    one first seen mid-fill would shorten the duration)."""
 
     ended_at: datetime
     received_at: datetime

@@ -37,6 +37,13 @@ class Nozzle:
     state: NozzleState = NozzleState.IDLE
     lifted_at: datetime | None = None  # start of the current (or last) fill, UTC
     hung_up_at: datetime | None = None  # end of the last fill as seen, UTC
+    #: The nozzle's last state is one the pump reported idle (not the table's
+    #: default, nor set by the link coming back): a fill begun from it was
+    #: seen from its start. The lift seen after a restart, a cut link or a
+    #: relay joined mid-fill is the middle of the fill.
+    idle_reported: bool = False
+    #: The current (or last) fill's lift was seen from a reported idle state.
+    lift_from_idle: bool = False
     volume: Decimal | None = None  # live volume of the current fill
     amount: Decimal | None = None  # live amount of the current fill
     price: Decimal | None = None
@@ -77,10 +84,12 @@ class NozzleTable:
         busy = (NozzleState.LIFTED, NozzleState.FUELLING)
         if status.state in busy and nozzle.state not in busy:
             nozzle.lifted_at = now or datetime.now(UTC)
+            nozzle.lift_from_idle = nozzle.idle_reported
         elif status.state == NozzleState.IDLE and nozzle.state in busy:
             nozzle.hung_up_at = now or datetime.now(UTC)
         changed = nozzle.state != status.state
         nozzle.state = status.state
+        nozzle.idle_reported = status.state == NozzleState.IDLE
         nozzle.volume, nozzle.amount = status.volume, status.amount
         if status.price is not None:
             nozzle.price = status.price
@@ -93,10 +102,10 @@ class NozzleTable:
         for key, nozzle in self._nozzles.items():
             if key.startswith(prefix):
                 if not event.online and nozzle.state != NozzleState.OFFLINE:
-                    nozzle.state = NozzleState.OFFLINE
+                    nozzle.state, nozzle.idle_reported = NozzleState.OFFLINE, False
                     changed.append(key)
                 elif event.online and nozzle.state == NozzleState.OFFLINE:
-                    nozzle.state = NozzleState.IDLE
+                    nozzle.state, nozzle.idle_reported = NozzleState.IDLE, False
                     changed.append(key)
         return changed
 
@@ -119,6 +128,12 @@ class NozzleTable:
             return None
         started, nozzle.lifted_at = nozzle.lifted_at, None
         return started
+
+    def lift_from_idle(self, key: str) -> bool:
+        """The last lift of the nozzle was seen from a reported idle state:
+        its fill's whole duration was seen (the flow check's basis)."""
+        nozzle = self._nozzles.get(key)
+        return nozzle is not None and nozzle.lift_from_idle
 
     def take_hung_up_at(self, key: str, received_at: datetime) -> datetime | None:
         """When the gateway saw the nozzle hung up, for the first sale received

@@ -254,7 +254,9 @@ class PortSink:
         except StoreError as exc:  # the references cannot be read now: checked next offer
             self._not_stored(key, sale, started_at, str(exc))
             return
-        times = SaleTimes(ended_at, received_at, started_at, hung_up_at)
+        # The flow check measures the fill only when its start was seen.
+        whole = started_at if known and self.nozzles.lift_from_idle(key) else None
+        times = SaleTimes(ended_at, received_at, whole, hung_up_at)
         findings += check_plausible(fields, times, self.edge, self.protocol)
         if not known:
             detail = {"nozzle": sale.nozzle, "nozzles": self.nozzles_per_pump}

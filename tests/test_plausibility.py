@@ -70,8 +70,8 @@ def stored(store: OrderStore, kind: str) -> list[dict[str, Any]]:
 
 
 def fill(sink: PortSink, nozzle: int = 1) -> None:
-    """The gateway sees a lift, fuel flowing and the hang-up."""
-    for state in (NozzleState.LIFTED, NozzleState.FUELLING, NozzleState.IDLE):
+    """The gateway sees the nozzle idle, a lift, fuel flowing and the hang-up."""
+    for state in (NozzleState.IDLE, NozzleState.LIFTED, NozzleState.FUELLING, NozzleState.IDLE):
         sink.handle([NozzleStatus(1, nozzle, state)])
 
 
@@ -157,12 +157,14 @@ def test_honest_sales_are_not_flagged(tmp_path: Path) -> None:
     sink, store = make_sink(tmp_path, max_flow_l_per_min=Decimal(60))
     now = datetime.now(UTC)
     key = "p01.a1.n1"
+    sink.nozzles.update(key, NozzleStatus(1, 1, NozzleState.IDLE), now - timedelta(seconds=60))
     sink.nozzles.update(key, NozzleStatus(1, 1, NozzleState.FUELLING), now - timedelta(seconds=50))
     sink.nozzles.update(key, NozzleStatus(1, 1, NozzleState.IDLE), now - timedelta(seconds=2))
     sink.handle([sale(1, volume="48.00")])  # 48 L in 48 s seen (+ slack) at 60 L/min
     sink.handle([sale(2, ended_at=pump_now(timedelta(minutes=-10)))])
     sink.handle([sale(3, volume="0.01")])
-    sink.handle([sale(4, price="7.85", volume="1.00"), sale(4, price="7.85", volume="1.00")])
+    twice = sale(4, price="7.85", volume="1.00")
+    sink.handle([twice, twice])
     orders = stored(store, "order")
     assert [(o["order_no"], o["flags"]) for o in orders] == [(str(n), []) for n in (1, 2, 3, 4)]
     assert orders[0]["started_at"] is not None
@@ -172,14 +174,33 @@ def test_honest_sales_are_not_flagged(tmp_path: Path) -> None:
 def test_flow_beyond_the_seen_fill_and_the_alarm_in_the_orders_commit(tmp_path: Path) -> None:
     sink, store = make_sink(tmp_path, max_flow_l_per_min=Decimal(60))
     fill(sink)  # lift to hang-up in milliseconds: at most 60 L/min × 5 s slack
-    sink.handle([sale(1, volume="12.00", ended_at=pump_now())])
+    offered = sale(1, volume="12.00", ended_at=pump_now())
+    sink.handle([offered])
     (order,) = stored(store, "order")
     (alarm,) = stored(store, "alarm")
     assert order["flags"] == ["VOLUME_BEYOND_FLOW"]
     assert alarm["detail"]["basis"] == "seen" and Decimal(alarm["detail"]["limit"]) < 12
     # Offered again (the confirmation was lost): a duplicate adds no alarm.
-    sink.handle([sale(1, volume="12.00", ended_at=pump_now())])
+    sink.handle([offered])
     assert len(stored(store, "alarm")) == 1 and len(stored(store, "order")) == 1
+
+
+def test_a_fill_first_seen_mid_way_is_not_measured_from_there(tmp_path: Path) -> None:
+    """A restart (or a cut link, a tap joined late) during a fill: the gateway's
+    first report is fuel flowing, so the lift it notes is no start. The flow
+    check allows the longest fill; the order's started_at is still noted."""
+    sink, store = make_sink(tmp_path, max_flow_l_per_min=Decimal(60))
+    for state in (NozzleState.FUELLING, NozzleState.IDLE):
+        sink.handle([NozzleStatus(1, 1, state)])
+    sink.handle([sale(1, volume="40.00", ended_at=pump_now())])
+    fill(sink)
+    sink.handle([PumpLink(1, online=False), PumpLink(1, online=True)])
+    for state in (NozzleState.FUELLING, NozzleState.IDLE):  # back online mid-fill
+        sink.handle([NozzleStatus(1, 1, state)])
+    sink.handle([sale(2, volume="40.00", ended_at=pump_now())])
+    orders = stored(store, "order")
+    assert [o["flags"] for o in orders] == [[], []]
+    assert all(o["started_at"] is not None for o in orders)
 
 
 def test_a_stored_order_commits_its_alarms_with_it(tmp_path: Path) -> None:
