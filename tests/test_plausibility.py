@@ -5,6 +5,7 @@ never make a nozzle. Through the port's sink into a real store file."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +19,10 @@ from collector.assembly import make_edge
 from collector.edge import EdgeSettings, SaleTimes, check_plausible
 from collector.nozzles import NozzleTable
 from collector.sink import PortSink
+from hil.dispenser.model import PumpModel, SimSale
+from hil.dispenser.sinopec import SinopecResponder
 from protocols.events import DeviceAlarm, NozzleState, NozzleStatus, PumpLink, Sale, Totals
+from protocols.sinopec.driver import SinopecPoller
 
 CST = timezone(timedelta(hours=8))
 GRADES = frozenset({"1092", "1095"})
@@ -251,3 +255,58 @@ def test_config_keys_reach_the_checks_with_the_same_defaults() -> None:
         EdgeConfig(price_floors={"1092": 9.0}, price_ceilings={"1092": 8.0})
     with pytest.raises(ValidationError, match="unknown protocol"):
         EdgeConfig(zero_sale_protocols=["nope"])
+
+
+def test_absurd_sinopec_records_on_the_wire_are_stored_flagged_and_make_no_nozzle(
+    tmp_path: Path,
+) -> None:
+    """The reviewer's frames as a Sinopec pump sends them (32 records, encoded
+    by the simulator's pump, read by the production poller, confirmed only
+    once committed): every one stored and flagged, nozzles 0 and 255 of a
+    2-nozzle pump on the pump's own chain, no nozzle of theirs anywhere."""
+    pump = PumpModel.create(1, 2, random.Random(5))
+    responder = SinopecResponder([pump])
+    poller = SinopecPoller((1,))
+    sink, store = make_sink(tmp_path)
+    now = datetime.now(CST).replace(microsecond=0)
+    totals: dict[int, int] = {}
+    cases = [  # (nozzle, grade, price, volume, amount, ended_at) -> the flag
+        ((1, "1092", 100, 16_777_215, 16_777_215, now), "VOLUME_BEYOND_FLOW"),
+        ((1, "1092", 0, 1000, 0, now), "PRICE_ZERO"),
+        ((2, "1092", 785, 0, 0, now), "ZERO_SALE"),
+        ((1, "1092", 785, 1000, 7850, datetime(2099, 1, 1, 8, tzinfo=CST)), "PUMP_CLOCK_SKEW"),
+        ((1, "1092", 785, 1000, 7850, datetime(1970, 1, 1, 8, tzinfo=CST)), "PUMP_CLOCK_SKEW"),
+        ((1, "1092", 785, 1000, 7850, datetime(1000, 1, 1, tzinfo=CST)), "PUMP_CLOCK_SKEW"),
+        ((2, "1092", 785, 1000, 7850, now + timedelta(hours=8)), "PUMP_CLOCK_SKEW"),
+        ((2, "9999", 785, 1000, 7850, now), "GRADE_UNKNOWN"),
+        ((0, "1092", 785, 1000, 7850, now), "NOZZLE_UNKNOWN"),
+        ((255, "1092", 785, 1000, 7850, now), "NOZZLE_UNKNOWN"),
+    ]
+    for n, ((nozzle, grade, price, volume, amount, ended_at), _) in enumerate(cases):
+        start = totals.get(nozzle, 100_000)
+        totals[nozzle] = start + volume
+        pump.pending.append(
+            SimSale(1, nozzle, 500 + n, ended_at, grade, price, volume, amount, start,
+                    start + volume, 0, 0)
+        )  # fmt: skip
+    for _ in range(400):
+        request = poller.next_request()
+        assert request is not None
+        answer = responder.receive_data(request, 0.0)
+        events = poller.receive_data(answer) if answer else poller.response_timeout()
+        sink.handle(events, confirm=poller.sale_committed)
+        assert store.writer.flush()
+        if not pump.pending:
+            break
+    assert not pump.pending, "every record confirmed once committed"
+
+    orders = stored(store, "order")
+    assert [(o["order_no"], o["flags"]) for o in orders] == [
+        (str(500 + n), [flag]) for n, (_, flag) in enumerate(cases)
+    ]
+    assert orders[0]["volume"] == "167772.15" and orders[5]["ended_at"].startswith("1000-")
+    assert [o["nozzle"] for o in orders[-2:]] == ["p01.a1", "p01.a1"]
+    keys = {o["nozzle"] for o in orders} | {a["source"] for a in stored(store, "alarm")}
+    keys |= {r["nozzle"] for r in stored(store, "nozzle")}
+    assert keys <= {"p01.a1", "p01.a1.n1", "p01.a1.n2"}, "no nozzle 0 or 255 anywhere"
+    assert sink.nozzles.keys_under("p01.a1.") == ["p01.a1.n1", "p01.a1.n2"]
