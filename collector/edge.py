@@ -66,7 +66,8 @@ AMOUNT_TOLERANCE = Decimal("0.01")
 
 #: Defaults of the plausibility rules (each a key of ``[edge]``; config/models.py).
 #: Flow: JJG 443-2023 covers dispensers of a maximum flow up to 200 L/min
-#: (a vendor's summary of the regulation's scope: runyun888.cn/news/332.html),
+#: (a vendor's summary of the regulation's scope, runyun888.cn/news/332.html;
+#: not checked against the regulation's own text),
 #: so no metered nozzle delivers more; a car nozzle is nearer 40–60 L/min —
 #: a default to configure per station.
 MAX_FLOW_L_PER_MIN = Decimal(200)
