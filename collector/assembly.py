@@ -131,12 +131,21 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
 
 
 def make_edge(cfg: Config) -> EdgeSettings:
-    """The edge checks' settings from ``[edge]`` (SPEC A2, A10)."""
+    """The edge checks' settings from ``[edge]`` (SPEC A2, A10; plausibility)."""
     from collector.edge import EdgeSettings
 
+    e = cfg.edge
     return EdgeSettings(
-        price_floors={g: Decimal(str(p)) for g, p in cfg.edge.price_floors.items()},
-        amount_tolerance=Decimal(str(cfg.edge.amount_tolerance)),
+        price_floors={g: Decimal(str(p)) for g, p in e.price_floors.items()},
+        amount_tolerance=Decimal(str(e.amount_tolerance)),
+        price_ceilings={g: Decimal(str(p)) for g, p in e.price_ceilings.items()},
+        price_max=Decimal(str(e.price_max)),
+        max_flow_l_per_min=Decimal(str(e.max_flow_l_per_min)),
+        longest_fill_s=e.longest_fill_s,
+        pump_clock_skew_s=e.pump_clock_skew_s,
+        held_sale_max_age_s=e.held_sale_max_age_s,
+        grades=frozenset(e.grades),
+        zero_sale_protocols=frozenset(e.zero_sale_protocols),
     )
 
 
@@ -220,6 +229,7 @@ def make_port(
             response_timeout_s=pc.response_timeout_ms / 1000,
             on_commit=uplink.wake,
             edge=edge,
+            nozzles_per_pump=pc.nozzles,
         )
     sink = PortSink(
         number=pc.number,
@@ -229,6 +239,8 @@ def make_port(
         tz=tz,
         on_commit=uplink.wake,
         edge=edge,
+        protocol=pc.protocol,
+        nozzles_per_pump=pc.nozzles,
     )
     monitor = make_monitor(pc, tz)
     sink.books = make_books(cfg, sink, monitor)

@@ -292,6 +292,7 @@ async def q_ports(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]
                 "duplicates": stats.duplicates if stats else 0,
                 "errors": dict(stats.errors) if stats else {},
                 "books": _books(port),
+                "flags": dict(stats.flags) if stats else {},  # edge findings by code
             }
         )
     return out
