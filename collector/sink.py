@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from buffer.store import OrderStore, StoreError
-from collector.edge import EdgeSettings, Finding, check_counter, check_order
+from collector.edge import EdgeSettings, Finding, SecondSource, check_counter, check_order
 from collector.identities import NOZZLE_UID, Identities, changes
 from collector.logs import Repeats
 from collector.nozzles import NozzleTable
@@ -110,6 +110,9 @@ class PortSink:
         #: Last identity stored per pump / nozzle (read from the store on first
         #: use): orders carry the nozzle's uid from it; reports compare with it.
         self._identities = Identities(store)
+        #: Signals beside the dispenser's (collector/gpio_inputs.py), asked for
+        #: each sale's flags before it is stored; None: none are wired.
+        self.second_source: SecondSource | None = None
 
     def handle(self, events: list[Event], confirm: Callable[[Sale], None] | None = None) -> None:
         """Apply ``events``; ``confirm(sale)`` is called once a sale is committed."""
@@ -182,6 +185,8 @@ class PortSink:
             findings = check_order(fields, self._last_order(key), self.edge)
             if sale.counter is not None:
                 findings += check_counter(sale.counter, self._last_counter(pump))
+            if self.second_source is not None:
+                findings += self.second_source.findings(key, fields)
             fields["flags"] = [f.code for f in findings]
             stored = self.store.append_order(key, fields, source_key=sale.key)
         except StoreError as exc:
