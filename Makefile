@@ -18,10 +18,10 @@ system-deps:
 		echo "installing python3 and python3-venv"; apt-get update -qq && $(APT) python3 python3-venv; fi
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
 		echo "installing mosquitto"; apt-get update -qq && $(APT) mosquitto; fi
-	@# The failover test (issue #8, D18) builds network namespaces and veth pairs.
+	@# The failover test (D18) builds network namespaces and veth pairs.
 	@if ! command -v ip >/dev/null 2>&1; then \
 		echo "installing iproute2"; apt-get update -qq && $(APT) iproute2; fi
-	@# The web page test (issue #9) drives Debian's chromium with its chromedriver.
+	@# The web page test drives Debian's chromium with its chromedriver.
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
 		echo "installing chromium and chromium-driver"; apt-get update -qq && $(APT) chromium chromium-driver; fi
 

@@ -1,4 +1,4 @@
-"""Cost of the capture hook on the poll path when nobody captures (issue #9).
+"""Cost of the capture hook on the poll path when nobody captures.
 
 .venv/bin/python bench/capture_hook.py
 """

@@ -1,4 +1,4 @@
-"""Cost of a ``config.set`` on the device, before its apply (issue #8).
+"""Cost of a ``config.set`` on the device, before its apply.
 
 .venv/bin/python bench/config_change.py
 

@@ -1,4 +1,4 @@
-"""Backlog drain to a local mosquitto, and bytes on the wire per order (issue #6).
+"""Backlog drain to a local mosquitto, and bytes on the wire per order.
 
     .venv/bin/python bench/drain.py [--orders 50000] [--batch 500] [--naive 2000] [--json]
 

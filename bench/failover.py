@@ -1,4 +1,4 @@
-"""Failover times over two real links (issue #8, SPEC D18). Needs root.
+"""Failover times over two real links (SPEC D18). Needs root.
 
     .venv/bin/python bench/failover.py [--rounds 3] [--keepalive 10] [--probe 1]
 

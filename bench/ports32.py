@@ -8,7 +8,7 @@
 nozzles each, no sales), the collector polling all of them every 50 ms
 (config from hil/station.py), broker and receiver running. After a 5 s
 settle, the collector's CPU time (utime + stime from /proc/<pid>/stat) over
-``--seconds`` is reported as % of one core (issue #4 goal: ≤ 2 %).
+``--seconds`` is reported as % of one core (goal: ≤ 2 %).
 
 ``busy``: the same station with sales (``--orders`` per port at ``--rate``
 fills/s each); each simulator stamps its hang-up (``--stamp-hangup``), the

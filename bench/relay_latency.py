@@ -1,4 +1,4 @@
-"""Added latency of the relay (issue #4 goal: p99 ≤ 2 ms).
+"""Added latency of the relay (goal: p99 ≤ 2 ms).
 
 A Sinopec poll frame is written to the POS-side pty and read back on the
 dispenser-side pty, through a RelayPort running in a child process (its own
@@ -47,9 +47,10 @@ def run_relay(dispenser_dev: str, pos_dev: str, db: str) -> None:
     from collector.sink import PortSink
     from protocols import load_monitor
 
+    store = OrderStore(Path(db))
     sink = PortSink(
         number=1,
-        store=OrderStore(Path(db)),
+        store=store,
         nozzles=NozzleTable(),
         station="S",
         tz=timezone(timedelta(hours=8)),
@@ -62,7 +63,13 @@ def run_relay(dispenser_dev: str, pos_dev: str, db: str) -> None:
         monitor=load_monitor("sinopec")([1]),
         sink=sink,
     )
-    asyncio.run(relay.run())
+
+    async def relay_and_writer() -> None:
+        async with asyncio.TaskGroup() as tg:  # as the daemon runs them
+            tg.create_task(store.writer.run())
+            tg.create_task(relay.run())
+
+    asyncio.run(relay_and_writer())
 
 
 def one_trip(write_fd: int, read_fd: int, frame: bytes) -> float:

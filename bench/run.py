@@ -1,4 +1,4 @@
-"""`make bench`: every bench in one run, one table of figures beside their goals (issue #10).
+"""`make bench`: every bench in one run, one table of figures beside their goals.
 
     .venv/bin/python bench/run.py [--quick] [--only idle,busy,...] [--note TEXT]
     .venv/bin/python bench/run.py --update-docs [test-artifacts/bench/latest.json]
@@ -11,8 +11,8 @@ load average before and after, to ``test-artifacts/bench/latest.json`` and
 ``latest.md`` (and a timestamped copy of the JSON). A bench's stderr goes to
 ``test-artifacts/bench/<step>.log``.
 
-Full run: about 70 minutes, the 1 h RSS soak being most of it. ``--quick``:
-shorter runs and a 2 min soak, about 8 minutes.
+Full run: about 75 minutes, the 1 h RSS soak being most of it. ``--quick``:
+shorter runs and a 2 min soak, about 10 minutes.
 
 ``--update-docs``: rewrites the "Latest `make bench`" block of
 docs/performance.md (between bench/table.py's markers) from a JSON written
@@ -65,6 +65,10 @@ STEPS: dict[str, tuple[list[str], list[str]]] = {
     "drain": (
         ["drain.py", "--orders", "50000", "--batch", "500", "--naive", "2000"],
         ["drain.py", "--orders", "20000", "--batch", "500", "--naive", "1000"],
+    ),
+    "readpath": (
+        ["readpath.py", "--records", "250000", "--orders", "12"],
+        ["readpath.py", "--records", "250000", "--orders", "6"],
     ),
     "relay": (["relay_latency.py", "--rounds", "5000"], ["relay_latency.py", "--rounds", "2000"]),
     "frames": (["frames.py", "--seconds", "600"], ["frames.py", "--seconds", "300"]),

@@ -12,7 +12,7 @@ systemd's would (``Type=notify``). Measured:
   what systemd waits for);
 - ``started_s``: exec → the ``started`` log line (just after READY=1);
 - VmRSS / VmHWM / RssAnon / RssFile after ``--settle`` seconds of idle
-  polling with the uplink connected (issue #10 goal: RSS ≤ 40 MB, READY ≤ 1 s);
+  polling with the uplink connected (goal: RSS ≤ 40 MB, READY ≤ 1 s);
 - ``heavy_so``: which extension modules of the deny-list (collector/footprint.py)
   are mapped into the daemon (/proc/<pid>/maps).
 

@@ -1,4 +1,4 @@
-"""Durable ingest and flash bytes per order, measured for real (issue #6).
+"""Durable ingest and flash bytes per order, measured for real.
 
     .venv/bin/python bench/store.py [--orders 50000] [--batch 100] [--dir /var/tmp] [--json]
 

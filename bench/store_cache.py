@@ -7,7 +7,7 @@ realistic orders 100 per commit (bench/store.py's orders), then the uplink's
 read path drains them (``unsent`` + ``mark_published``, 100 at a time).
 Reported: RSS growth of this process over both phases (the page cache fills
 up to ``cache_size``), and CPU µs per order ingested and drained. Prints one
-JSON line. docs/performance.md, "Footprint (issue #10)".
+JSON line. docs/performance.md, "Footprint".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The `make bench` table: each figure beside its goal (issue #10), from the benches' JSON.
+"""The `make bench` table: each figure beside its goal, from the benches' JSON.
 
 Pure functions only (no I/O), so tests/test_bench_table.py checks them on a
 result dict: :func:`rows` turns what bench/run.py collected (one JSON object
@@ -114,6 +114,16 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
         s = float(r["median"]["ready_s"])
         return f"{s:.2f} s (median of {r['runs']})", s <= 1.0
 
+    def read_callback(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        cb = r["read_callback"]
+        p99 = float(cb["p99_ms"])
+        text = f"p99 {p99:.3f} ms (p50 {cb['p50_ms']:.3f}, max {cb['max_ms']:.1f}, "
+        return text + f"{_n(cb['callbacks'])} callbacks)", p99 <= 2.0
+
+    def hangup_full(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        text, ok = hangup(r)
+        return f"{text}, {_n(r['records_before'])} → {_n(r['records_after'])} records", ok
+
     def relay(r: Mapping[str, Any]) -> tuple[str, bool | None]:
         p99 = float(r["added_p99"])
         return f"p99 {p99:.3f} ms (p50 {r['added_p50']:.3f})", p99 <= 2.0
@@ -140,6 +150,18 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
         ("soak", "RSS steady, 32 ports selling", "≤ 40 MB", rss_steady),
         ("soak", "RSS after the soak, and its growth", "≤ 40 MB", rss_soak),
         ("startup", "start → READY=1 (sd_notify)", "≤ 1.0 s", ready),
+        (
+            "readpath",
+            "poll port read callback, 32 busy ports, store at its 250 000 cap",
+            "p99 ≤ 2 ms",
+            read_callback,
+        ),
+        (
+            "readpath",
+            "hang-up → platform, 32 busy ports, store at its 250 000 cap",
+            "p99 ≤ 500 ms",
+            hangup_full,
+        ),
         ("relay", "relay added latency", "p99 ≤ 2 ms", relay),
         *[
             ("frames", f"parse + build per frame, {name}", "≤ 50 µs", parse(name))

@@ -5,12 +5,19 @@ One set of rules for every record kind (docs/store.md):
 * the newest :attr:`CapacityPolicy.retain_per_nozzle` orders of every nozzle
   are never evicted (SPEC D4 — and the newest one carries the chain head the
   next order links to);
-* above ``max_records`` the oldest *acknowledged* records go first;
+* above ``max_records`` the oldest *acknowledged* records go first (in
+  sweeps of the table in id order);
 * only when unsent records alone still exceed the cap do the oldest unsent
   (non-retained) records go, and the caller commits a ``BUFFER_OVERFLOW``
-  alarm that counts exactly how many — eviction of unsent data is never silent.
+  alarm that counts exactly how many — eviction of unsent data is never silent;
+* local records (waiting for a decision, never published) never go.
 
-Everything here runs inside the caller's transaction.
+Everything here runs inside the caller's transaction; the store evicts in
+steps (buffer/eviction.py ``evict_step``), each its own transaction looking at a
+bounded window of rows, sweeping the table in id order from where the last
+step stopped: no step holds the event loop for long, and rows that may not
+go (retained orders) are looked at once per sweep, not once per step. A
+retained order that becomes evictable is taken by the next sweep.
 """
 
 from __future__ import annotations
@@ -34,17 +41,10 @@ MAX_BYTES = 100 * 1024 * 1024
 #: this fraction below it makes eviction one batch per ~1 % of the cap.
 HYSTERESIS = 0.01
 
-# Rows that may go: not the newest `retain` orders of a nozzle (D4), and not
-# the store's own alarms (BUFFER_OVERFLOW counts must survive the overflow
-# they count; there are few of them).
-_EVICTABLE = """
-SELECT {cols} FROM records AS r
-LEFT JOIN (SELECT nozzle, max(nseq) AS top FROM records
-           WHERE kind='order' GROUP BY nozzle) AS t ON r.nozzle = t.nozzle
-WHERE {sent} AND NOT (r.kind = 'order' AND r.nseq > t.top - ?)
-  AND NOT (r.kind = 'alarm' AND r.rid LIKE 'store:%')
-ORDER BY r.id LIMIT ?
-"""
+#: Rows one eviction step looks at (whatever it finds): the step's cost is
+#: bounded even where the oldest rows may not go (a quiet nozzle's newest 2000
+#: orders can be the oldest months of the table): a few ms here.
+EXAMINE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,10 @@ class CapacityPolicy:
 class Eviction:
     acknowledged: int
     unsent: dict[str, int]
+    #: Where the next step looks from (the id after the last row this one examined).
+    cursor: int = 0
+    #: True when this step reached the end of the table: a sweep is over.
+    swept: bool = False
 
     @property
     def unsent_total(self) -> int:
@@ -86,26 +90,65 @@ def used_bytes(db: sqlite3.Connection) -> int:
     return int((pages - free) * size)
 
 
-def evict(db: sqlite3.Connection, policy: CapacityPolicy, total: int) -> Eviction:
-    """Delete down to the policy's target; return how many of each went."""
-    excess = total - policy.target(total, used_bytes(db))
-    if excess <= 0:
-        return Eviction(0, {})
-    acked = _delete(db, "r.sent_ms IS NOT NULL", policy.retain_per_nozzle, excess)
-    excess -= acked
-    unsent: dict[str, int] = {}
-    if excess > 0:
-        rows = db.execute(
-            _EVICTABLE.format(cols="r.id, r.kind", sent="r.sent_ms IS NULL"),
-            (policy.retain_per_nozzle, excess),
-        ).fetchall()
-        db.executemany("DELETE FROM records WHERE id=?", [(i,) for i, _ in rows])
-        for _, kind in rows:
-            unsent[kind] = unsent.get(kind, 0) + 1
-    return Eviction(acked, unsent)
+def evict(
+    db: sqlite3.Connection,
+    policy: CapacityPolicy,
+    limit: int,
+    *,
+    cursor: int,
+    unsent: bool,
+    tops: dict[str, int],
+) -> Eviction:
+    """One step of a sweep in id order from ``cursor``: look at :data:`EXAMINE`
+    rows and delete up to ``limit`` of those that may go — acknowledged ones,
+    or with ``unsent`` the unsent ones, then one more, for the BUFFER_OVERFLOW
+    alarm the caller commits with them takes a place (else each step would add
+    as many records as it removed).
 
+    May go: not the newest ``retain_per_nozzle`` orders of a nozzle (D4; the
+    nozzle's top nseq is one seek in ``orders_by_nozzle``), not the store's own
+    alarms (BUFFER_OVERFLOW counts must survive the overflow they count), not
+    local records (``sent_ms`` 0: they wait for a decision, never published).
+    The caller sweeps acknowledged rows first and unsent rows only once a
+    whole sweep found no acknowledged one to take. ``tops`` caches each
+    nozzle's top nseq for a sweep: one read behind the newest orders only
+    keeps more of them, never fewer.
+    """
+    # Acknowledged: the next rows whatever they are (a filter on sent_ms in SQL
+    # would read on past every unsent row to fill the window); unsent: the
+    # next rows of the unsent index.
+    where = "sent_ms IS NULL AND id > ?" if unsent else "id > ?"
+    window = db.execute(
+        f"SELECT id, kind, nozzle, nseq, rid, sent_ms FROM records WHERE {where} "
+        "ORDER BY id LIMIT ?",
+        (cursor, EXAMINE),
+    ).fetchall()
 
-def _delete(db: sqlite3.Connection, sent: str, retain: int, limit: int) -> int:
-    select = _EVICTABLE.format(cols="r.id", sent=sent)
-    cur = db.execute(f"DELETE FROM records WHERE id IN ({select})", (retain, limit))
-    return cur.rowcount
+    def retained(nozzle: str, nseq: int) -> bool:
+        if nozzle not in tops:
+            tops[nozzle] = db.execute(
+                "SELECT max(nseq) FROM records WHERE kind='order' AND nozzle=?", (nozzle,)
+            ).fetchone()[0]
+        return nseq > tops[nozzle] - policy.retain_per_nozzle
+
+    take = limit + 1 if unsent else limit
+    gone: list[tuple[int, str]] = []
+    last = cursor
+    for rowid, kind, nozzle, nseq, rid, sent_ms in window:
+        last = rowid
+        if not unsent and not sent_ms:
+            continue  # unsent (NULL) or local (0)
+        if kind == "order" and retained(nozzle, nseq):
+            continue
+        if kind == "alarm" and rid is not None and rid.startswith("store:"):
+            continue
+        gone.append((rowid, kind))
+        if len(gone) == take:
+            break
+    db.executemany("DELETE FROM records WHERE id=?", [(i,) for i, _ in gone])
+    by_kind: dict[str, int] = {}
+    if unsent:
+        for _, kind in gone:
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+    swept = len(window) < EXAMINE and len(gone) < take
+    return Eviction(0 if unsent else len(gone), by_kind, 0 if swept else last, swept)

@@ -1,4 +1,4 @@
-"""Compact stored bodies: store schema v3 (issue #6, SPEC A9: 30 days on 256 MB of flash).
+"""Compact stored bodies: store schema v3 (SPEC A9: 30 days on 256 MB of flash).
 
 A v2 row kept the record's canonical JSON as TEXT (~490 B for an order: every
 key spelled out, and ``prev`` and ``h`` as 64 hex digits each). v3 keeps the

@@ -1,7 +1,7 @@
 """One step back: a v3 store rewritten as v2, for a rollback to the previous release.
 
 Upgrades run forward by themselves when a newer release opens an older store
-(buffer/schema.py ``_MIGRATIONS``). The way back must exist too (issue #8: an
+(buffer/schema.py ``_MIGRATIONS``). The way back must exist too (an
 OTA rollback returns to a release that only reads v2): this module rewrites
 the table with v2's schema — bodies inflated to the canonical JSON text, ``h``
 as hex, ``rid`` spelled out, v2's indexes — in one transaction, so a SIGKILL

@@ -31,6 +31,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from config.filemodes import create_private
+
 #: Schema version in ``PRAGMA user_version``; migrations key on it.
 SCHEMA_VERSION = 3
 
@@ -205,6 +207,9 @@ def open_store(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() and not path.is_file():
             raise StoreError(f"{path}: not a regular file")
+        # Owner only whatever the umask (root's 022 made a world-readable
+        # store); SQLite gives the -wal and -shm files this file's mode.
+        create_private(path)
         db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{path}: cannot open store: {exc}") from exc

@@ -1,4 +1,4 @@
-"""Raw-frame capture for ``forecourt capture PORT`` (issue #9).
+"""Raw-frame capture for ``forecourt capture PORT``.
 
 The poll task calls :func:`feed` on every write and read. When nobody
 captures, that costs one dict lookup (``_taps`` is empty), so the hot path

@@ -22,6 +22,7 @@ from collector.daemon import StartError
 from collector.logs import Repeats
 
 if TYPE_CHECKING:
+    from buffer.commits import NewRecord, Outcome
     from buffer.store import OrderStore
     from collector.clock import ClockSync
     from config.models import Config
@@ -133,19 +134,31 @@ def setup_commands(
     return processor
 
 
-def store_reply(store: OrderStore, uplink: Uplink, reply: dict[str, Any]) -> bool:
-    """A command reply stored first (kind ``reply``; its own rid, as a command
-    may reply more than once: ``ota.upgrade``'s stages), then published."""
-    from buffer.store import StoreError
+def reply_record(reply: dict[str, Any]) -> NewRecord:
+    """A command reply as a record (kind ``reply``; its own rid, as a command
+    may reply more than once: ``ota.upgrade``'s stages)."""
+    from buffer.commits import NewRecord
 
     rid = f"{reply['id'] or 'unknown'}:{time.time_ns() // 1_000_000}:{uuid.uuid4().hex[:8]}"
-    try:
-        store.append_record("reply", rid, reply)
-    except StoreError as exc:
-        log.error("reply_not_stored", id=reply["id"], error=str(exc))
-        return False
-    uplink.wake()
-    return True
+    return NewRecord("reply", rid, reply)
+
+
+def store_reply(store: OrderStore, uplink: Uplink, reply: dict[str, Any]) -> bool:
+    """A command reply stored first (handed to the store's writer: committed in
+    order, retried while the store refuses), then published. False: not taken
+    (the writer's queue is full during a long store fault; logged)."""
+    record = reply_record(reply)
+
+    def decided(outcome: Outcome) -> None:
+        if outcome.kept:
+            uplink.wake()
+        else:
+            log.error("reply_not_stored", id=reply["id"], error=outcome.detail)
+
+    if store.writer.submit(record, decided):
+        return True
+    log.error("reply_not_taken", id=reply["id"])
+    return False
 
 
 def register_time_sync(
@@ -156,6 +169,8 @@ def register_time_sync(
     on_commit: Callable[[], None],
 ) -> None:
     """``time.sync`` (SPEC D16): measure, step beyond the threshold, RTC, CLOCK_DRIFT."""
+    import asyncio
+
     from collector.alarm_store import store_alarm
     from uplink.commands import BAD_REQUEST, CommandError
 
@@ -164,8 +179,10 @@ def register_time_sync(
         if not isinstance(platform_ts, int) or isinstance(platform_ts, bool) or platform_ts < 0:
             raise CommandError(BAD_REQUEST, "platform_ts must be epoch milliseconds")
         try:
-            result = clock.sync(platform_ts)
-        except OSError as exc:  # no CAP_SYS_TIME, no RTC access
+            # In a thread: the clock helper and hwclock take seconds on a
+            # slow gateway, which the event loop (and its watchdog) must not wait.
+            result = await asyncio.to_thread(clock.sync, platform_ts)
+        except OSError as exc:  # no helper and no CAP_SYS_TIME, the helper refused
             raise CommandError("CLOCK_NOT_SET", f"cannot step the clock: {exc}") from None
         log.info("time_sync", **result.reply())
         if result.drift_alarm:
@@ -189,8 +206,10 @@ async def restart_after_reply(store: OrderStore, restart: Callable[[], None]) ->
     import asyncio
 
     deadline = time.monotonic() + RESTART_REPLY_WAIT_S
-    await asyncio.sleep(0.05)  # the reply is stored once the handler returns
-    while store.unsent_counts().get("reply", 0) and time.monotonic() < deadline:
+    await asyncio.sleep(0.05)  # the reply is handed to the writer once the handler returns
+    while (store.writer.queued or store.unsent_counts().get("reply", 0)) and (
+        time.monotonic() < deadline
+    ):
         await asyncio.sleep(0.1)
     log.warning("restart_requested")
     restart()

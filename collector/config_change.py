@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ from collector.config_rules import (
 from collector.retry import Retry
 
 if TYPE_CHECKING:
+    from buffer.commits import Outcome
     from collector.daemon import Collector
     from config.models import Config
     from config.patch import Path as KeyPath
@@ -137,20 +138,34 @@ class ConfigChanges:
         if note is None:
             return
         rid = f"device:{REVERTED_CODE}:{note.get('command_id')}:{note.get('reverted_at_ms')}"
-        if self._store_alarm(REVERTED_CODE, rid, note):
+
+        def drop(outcome: Outcome) -> None:
+            if not outcome.kept:
+                return  # the note stays: delivered at the next start
             try:
                 files.drop_note(self.path)  # stored twice at worst: the same rid, deduplicated
             except OSError:  # never a reason to stop collecting
                 self._failed("config_note_not_removed")
 
-    def _store_alarm(self, code: str, rid: str, detail: dict[str, Any]) -> bool:
+        # The note is the alarm's only copy until its commit: removed only then.
+        self._store_alarm(REVERTED_CODE, rid, note, then=drop)
+
+    def _store_alarm(
+        self,
+        code: str,
+        rid: str,
+        detail: dict[str, Any],
+        then: Callable[[Outcome], None] | None = None,
+    ) -> bool:
         from collector.alarm_store import store_alarm
 
         store, uplink = self.collector.store, self.collector.uplink
         assert store is not None and uplink is not None
         tz = self.collector.config.device.tzinfo
         # Its own rid, one per command: stored again at a restart, deduplicated.
-        return store_alarm(store, "device", code, True, tz, detail, rid=rid, wake=uplink.wake)
+        return store_alarm(
+            store, "device", code, True, tz, detail, rid=rid, wake=uplink.wake, then=then
+        )
 
     async def _watch(self, pending: files.Pending) -> None:
         from buffer.store import StoreError

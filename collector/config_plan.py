@@ -1,7 +1,7 @@
 """Validate a ``config.set`` / ``config.rollback`` in a short-lived child process.
 
 The daemon holds its config as views (config/view.py) and never imports
-pydantic (≈ 12 MB that would stay after the first remote change; issue #10,
+pydantic (≈ 12 MB that would stay after the first remote change,
 docs/performance.md "Footprint"). Planning a change needs the models, so it
 runs here, in a fresh interpreter (``python -m collector.config_plan``,
 started and — past :data:`PLAN_TIMEOUT_S` — killed by

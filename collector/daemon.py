@@ -1,13 +1,13 @@
 """The supervisor: one process, one event loop, every task in one TaskGroup.
 
 Start-up order is the data path's order: keys, store, ports, then
-``READY=1`` to systemd, then the uplink. Keys and store that cannot be used
-stop the start with one clear line on stderr naming the config key and exit
-status 1 — a collector that silently runs without its store collects
-nothing. ``forecourt run`` checked them before the exec (collector/cli.py,
-collector/config_env.py), so this is a file changed in between. A port
-whose line cannot be opened does not stop the others: it starts offline,
-alarmed, and is retried.
+``READY=1`` to systemd, then the store's writer, the ports' tasks and the
+uplink. Keys and store that cannot be used stop the start with one clear
+line on stderr naming the config key and exit status 1 — a collector that
+silently runs without its store collects nothing. ``forecourt run``
+checked them before the exec (collector/cli.py, collector/config_env.py),
+so this is a file changed in between. A port whose line cannot be opened
+does not stop the others: it starts offline, alarmed, and is retried.
 
 The parts it starts are built from the config in collector/assembly.py.
 
@@ -39,6 +39,7 @@ from collector.assembly import (
     make_uplink_settings,
 )
 from collector.retry import Retry
+from config.filemodes import DAEMON_UMASK
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
@@ -76,6 +77,9 @@ class StartError(Exception):
 def run_daemon(
     config: Config, config_path: Path | None = None, overrides: Sequence[str] = ()
 ) -> int:
+    # The unit's UMask=0077 whoever starts the daemon: root's usual 022 would
+    # leave what it creates (markers, a release's files) readable by all.
+    os.umask(DAEMON_UMASK)
     logs.configure(config.log.level, config.log.format)
     try:
         return asyncio.run(Collector(config, config_path, overrides).main())
@@ -104,7 +108,7 @@ class Collector:
         self.gauge: GaugeTask | None = None
         self.commands: CommandProcessor | None = None
         self.ota: Ota | None = None  # signed upgrades (collector/ota/, docs/upgrade.md)
-        # Live parts the control socket reads (collector/control.py, issue #9).
+        # Live parts the control socket reads (collector/control.py).
         self.store: OrderStore | None = None
         self.nozzles: NozzleTable | None = None
         self.uplink: Uplink | None = None
@@ -154,6 +158,7 @@ class Collector:
         self._check_previous_stop(store)
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
+        store.writer.on_commit = uplink.wake  # every new record: look at the store
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
         if self.config_path is not None:
             from collector.config_change import ConfigChanges
@@ -173,6 +178,9 @@ class Collector:
         sm4, why_not_openssl = backend_name()  # loaded and self-tested before READY
         if why_not_openssl:
             log.warning("sm4_fallback", backend=sm4, reason=why_not_openssl)
+        # What start-up found (UNCLEAN_STOP, a device missing: PORT_OFFLINE) is
+        # committed before systemd hears we are ready; refused, it stays queued.
+        store.writer.flush()
         sdnotify.notify("READY=1")
         log.info(
             "started", version=version(), ports=len(self.ports), store=str(store.path), sm4=sm4
@@ -196,6 +204,10 @@ class Collector:
 
         for port in self.ports:
             port.close()
+        # What the parts handed to the writer and it has not committed yet
+        # (a port's last alarm, a command's reply): committed now, or said.
+        if not store.writer.flush():
+            log.error("records_not_stored_at_stop", queued=store.writer.queued)
         store.close()
         selfcheck.end_run(store.path)
 
@@ -216,7 +228,7 @@ class Collector:
         log.warning("unclean_previous_stop", previous_run_started_ms=previous)
 
     def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:
-        """Platform commands (issue #7), when the config names their keys."""
+        """Platform commands, when the config names their keys."""
         from collector.command_setup import setup_commands
 
         self.commands = setup_commands(
@@ -274,7 +286,9 @@ class Collector:
         store = self.store
         assert store is not None  # main() opens it before the ports and the uplink
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(self._supervise(p)) for p in self.ports]
+            # The store's writer first: every record of the others goes through it.
+            tasks = [tg.create_task(store.writer.run())]
+            tasks += [tg.create_task(self._supervise(p)) for p in self.ports]
             tasks.append(tg.create_task(uplink.run()))
             tasks.append(tg.create_task(make_line_check(self.config, self.ports, store).run()))
             if self.config.seals:
@@ -302,7 +316,7 @@ class Collector:
                 task.cancel()
 
     async def _control(self) -> None:
-        """The technician CLI's socket (issue #9); a failure never stops collecting."""
+        """The technician CLI's socket; a failure never stops collecting."""
         from collector import control
 
         try:

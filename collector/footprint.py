@@ -1,6 +1,6 @@
 """What the daemon has loaded that it should not need: the footprint's deny-list.
 
-Issue #10: RSS ≤ 40 MB with 32 ports. The largest costs were libraries the
+RSS ≤ 40 MB with 32 ports. The largest costs were libraries the
 poll loop never uses (docs/performance.md, "Footprint"). These packages must
 not be imported by a started collector; ``forecourt status`` reports the
 ones that are (``heavy_modules``), and tests/test_footprint.py starts the

@@ -6,7 +6,12 @@ response, so one request is on the line at a time; each report has its own
 period (inventory, deliveries, alarms, leak tests), and whichever is due
 first goes next. Every response goes to :class:`~collector.gauge_records.GaugeState`
 (what it means, what to store, what the wet-stock checks find); this task
-stores the records — each in its own commit — and wakes the uplink.
+hands the records of one response to the store's writer as one commit
+(buffer/writer.py): held and retried while the store refuses them, in
+order. When the writer cannot take them (its queue full during a long
+fault), the state goes back to before the response — the next read of the
+report yields the same change again. Deliveries the edge detected and that
+wait for the gauge's i202 are stored (local records) and read back at start.
 
 Only read-only inquiries leave: :func:`protocols.tls.build_command` refuses
 anything else (SPEC D20).
@@ -20,6 +25,7 @@ not there) raise ATG_OFFLINE; the first answer clears it.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +34,12 @@ from decimal import Decimal
 
 import structlog
 
+from buffer.commits import Item, NewRecord, Outcome, Result
 from buffer.store import OrderStore, StoreError
-from collector.gauge_records import GaugeState, Stored
+from collector.gauge_records import DETECTED, GaugeState
 from collector.logs import Repeats
 from collector.retry import Retry
+from collector.wetstock import delivery_from
 from protocols.tls import (
     Deliveries,
     Inventory,
@@ -118,6 +126,7 @@ class GaugeTask:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = TlsDecoder()
+        self._restored = False
 
     # ------------------------------------------------------------ the link
 
@@ -149,8 +158,23 @@ class GaugeTask:
             self._writer.close()
         self._reader = self._writer = None
 
+    def restore(self) -> None:
+        """The detected deliveries a previous run left waiting (A3, A5): decided
+        at the next i202 read."""
+        self._restored = True
+        try:
+            waiting = [delivery_from(r) for r in self.store.records(DETECTED)]
+        except (StoreError, sqlite3.Error, KeyError, ValueError) as exc:
+            log.error("detected_deliveries_not_read", error=str(exc))
+            return
+        self.state.wetstock.restore(waiting)
+        if waiting:
+            log.info("detected_deliveries_waiting", count=len(waiting))
+
     async def run(self) -> None:
         """Forever: connect, read on schedule; on failure reconnect with backoff."""
+        if not self._restored:
+            self.restore()
         retry = Retry(RETRY_MIN_S, RETRY_MAX_S)
         while True:
             began = self.clock()
@@ -217,6 +241,7 @@ class GaugeTask:
             return
         self.misses = 0
         self.online = True
+        before = self._snapshot()
         records = self.state.answered(self._wall())
         if isinstance(item, TlsError):
             REJECTED.add(item.kind, self.settings.name, function=code, detail=item.detail)
@@ -230,14 +255,15 @@ class GaugeTask:
             records += self.state.system(item)
         elif isinstance(item, LeakTestResults):
             records += self.state.leak_results(item)
-        self._store(records)
+        self._store(records, before)
 
     def _miss(self) -> None:
         self.misses += 1
         self.online = False
         self._count("no_answer")
         offline_after = self.settings.offline_after
-        self._store(self.state.missed(self._wall(), self.misses, offline_after))
+        before = self._snapshot()
+        self._store(self.state.missed(self._wall(), self.misses, offline_after), before)
 
     def _sold(self) -> dict[int, Decimal]:
         return {
@@ -245,22 +271,39 @@ class GaugeTask:
             for tank, keys in self.nozzles.items()
         }
 
-    def _store(self, records: list[Stored]) -> None:
-        committed = 0
-        for kind, rid, body in records:
-            try:
-                stored = self.store.append_record(kind, rid, body)
-            except StoreError as exc:
-                # Disk full or locked: this reading is lost (the next one comes
-                # in seconds); the gauge task and the daemon keep running.
-                log.error("gauge_record_not_stored", kind=kind, rid=rid, error=str(exc))
-                continue
-            if stored is None:
-                continue  # the same report read again: already stored
-            committed += 1
-            if kind != "tank":
-                log.info("gauge_record", kind=kind, rid=rid)
-        if committed:
+    def _snapshot(self) -> object | None:
+        """The state before a response, when the writer may not take its records:
+        with the queue under half full, any response's records fit."""
+        writer = self.store.writer
+        return self.state.snapshot() if writer.queued * 2 > writer.max_queued else None
+
+    def _store(self, records: list[Item], before: object | None) -> None:
+        """One response's records, one commit; not taken: the state goes back."""
+        if not records:
+            return
+        if self.store.writer.submit_all(records, self._decided):
+            for r in records:  # a transition is said when decided, stored or not yet
+                if isinstance(r, NewRecord) and r.kind == "alarm":
+                    body = r.body
+                    log.warning("gauge_alarm", source=body["source"], code=body["code"],
+                                state=body["state"])  # fmt: skip
+            return
+        self._count("not_taken")
+        if before is not None:
+            self.state.restore(before)
+            log.error("gauge_records_not_taken", records=len(records), state="restored")
+        else:  # cannot happen below half a queue; said if it does
+            log.error("gauge_records_not_taken", records=len(records), state="advanced")
+
+    def _decided(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            record = outcome.record
+            if record is not None and record.kind not in ("tank", DETECTED):
+                log.info("gauge_record", kind=record.kind, rid=record.rid)
+            if not outcome.kept:  # a body the store can never take (a bug): said
+                self._count("store")
+                log.error("gauge_record_not_stored", error=outcome.detail)
+        if any(o.result is Result.STORED for o in outcomes):
             self.on_commit()
 
     def _wall(self) -> datetime:

@@ -8,6 +8,8 @@ rules (docs/uplink-protocol.md) make a record read twice the same record:
 - delivery  ``"{tank}:g:{start}"`` from the gauge, ``"{tank}:e:{start}"`` from the edge
 - leak      ``"{tank}:{started}"``
 - alarm     ``"{source}:{code}:{raised|cleared}:{at ms}"``
+- detected  ``"{tank}:e:{start}"`` — a local record (never published): an edge
+  delivery waiting for the gauge's i202, forgotten in the commit that decides it
 
 Console times are naive wall-clock times at the station's offset (the
 console's own clock, minute resolution), like a dispenser's.
@@ -15,20 +17,24 @@ console's own clock, minute resolution), like a dispenser's.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
 
+from buffer.commits import Forget, Item, NewRecord
 from collector.records import Record, alarm_record, stamp
 from collector.wetstock import (
     UNREPORTED_DELIVERY,
     AlarmChange,
+    Detected,
     EdgeDelivery,
     Finding,
+    Reconciled,
     Sample,
     Unreported,
     Wetstock,
+    delivery_fields,
 )
 from protocols.tls import (
     Deliveries,
@@ -146,7 +152,16 @@ def finding_record(f: AlarmChange, tz: timezone) -> Record:
     return alarm_record(tank_source(f.tank), f.code, f.raised, f.at, tz, dict(f.detail))
 
 
-Stored = tuple[str, str, dict[str, Any]]  # (kind, rid, body)
+#: The local kind of a detected delivery waiting for its i202 (buffer/commits.py).
+DETECTED = "detected"
+
+
+def detected_rid(d: EdgeDelivery) -> str:
+    return f"{d.tank}:e:{minute(d.start)}"
+
+
+def record(kind: str, made: Record) -> NewRecord:
+    return NewRecord(kind, *made)
 
 
 class GaugeState:
@@ -158,6 +173,11 @@ class GaugeState:
     disappears ``cleared``. After a restart the first read raises whatever
     is active again (with that read's time, so a new rid): the platform
     learns the current state rather than missing it.
+
+    Each method advances the state and returns the records of the change;
+    the task hands them to the store's writer as one commit. When the
+    writer cannot take them, :meth:`restore` puts back a :meth:`snapshot`
+    taken before, so the report read again later yields them again.
     """
 
     def __init__(self, wetstock: Wetstock, grades: Mapping[int, str], tz: timezone) -> None:
@@ -169,18 +189,25 @@ class GaugeState:
         self.system_alarms: set[str] | None = None
         self.offline = False
 
+    def snapshot(self) -> object:
+        """Everything the methods below advance (the wet-stock tanks included)."""
+        return copy.deepcopy(
+            (self.products, self.tank_alarms, self.system_alarms, self.offline, self.wetstock.tanks)
+        )
+
+    def restore(self, snapshot: object) -> None:
+        (self.products, self.tank_alarms, self.system_alarms, self.offline,
+         self.wetstock.tanks) = copy.deepcopy(snapshot)  # type: ignore[misc]  # fmt: skip
+
     def grade(self, tank: int) -> str:
         """The configured grade, else the console's one-character product code."""
         return self.grades.get(tank) or self.products.get(tank, "?")
 
-    def inventory(
-        self, report: Inventory, now_s: float, sold: Mapping[int, Decimal]
-    ) -> list[Stored]:
-        out: list[Stored] = []
+    def inventory(self, report: Inventory, now_s: float, sold: Mapping[int, Decimal]) -> list[Item]:
+        out: list[Item] = []
         for t in report.tanks:
             self.products.setdefault(t.tank, t.product)
-            rid, body = tank_record(t, report.at, self.grade(t.tank), self.tz)
-            out.append(("tank", rid, body))
+            out.append(record("tank", tank_record(t, report.at, self.grade(t.tank), self.tz)))
             if t.inactive or t.volume is None or t.invalid_height:
                 continue  # no level to follow: nothing for the wet-stock checks
             sample = Sample(
@@ -195,25 +222,25 @@ class GaugeState:
             out += self._findings(self.wetstock.inventory(t.tank, sample))
         return out
 
-    def deliveries(self, report: Deliveries) -> list[Stored]:
-        out: list[Stored] = []
+    def deliveries(self, report: Deliveries) -> list[Item]:
+        out: list[Item] = []
         for td in report.tanks:
             for d in td.deliveries:
-                rid, body = gauge_delivery_record(td.tank, d, self.grade(td.tank), self.tz)
-                out.append(("delivery", rid, body))
+                made = gauge_delivery_record(td.tank, d, self.grade(td.tank), self.tz)
+                out.append(record("delivery", made))
             intervals = [(d.start, d.end) for d in td.deliveries]
             out += self._findings(self.wetstock.gauge_deliveries(td.tank, report.at, intervals))
         return out
 
-    def leak_results(self, report: LeakTestResults) -> list[Stored]:
+    def leak_results(self, report: LeakTestResults) -> list[Item]:
         return [
-            ("leak", *leak_record(tank, r, self.tz))
+            record("leak", leak_record(tank, r, self.tz))
             for tank, results in report.tanks.items()
             for r in results
         ]
 
-    def alarms(self, report: TankAlarms) -> list[Stored]:
-        out: list[Stored] = []
+    def alarms(self, report: TankAlarms) -> list[Item]:
+        out: list[Item] = []
         for tank, codes in report.tanks.items():
             now = {tank_alarm_name(c) for c in codes}
             before = self.tank_alarms.get(tank, set())
@@ -221,44 +248,51 @@ class GaugeState:
             out += self._diff(tank_source(tank), before, now, report.at)
         return out
 
-    def system(self, report: SystemStatus) -> list[Stored]:
+    def system(self, report: SystemStatus) -> list[Item]:
         # Tank alarms (AA = 02) come per tank from i205; the rest is the console's.
         now = {a.name for a in report.alarms if a.category not in (0, 2)}
         before, self.system_alarms = self.system_alarms or set(), now
         return self._diff(GAUGE_SOURCE, before, now, report.at)
 
-    def answered(self, at: datetime) -> list[Stored]:
+    def answered(self, at: datetime) -> list[Item]:
         """The console answered: clear ATG_OFFLINE if it was raised."""
         if not self.offline:
             return []
         self.offline = False
-        return [("alarm", *alarm_record(GAUGE_SOURCE, ATG_OFFLINE, False, at, self.tz, {}))]
+        return [record("alarm", alarm_record(GAUGE_SOURCE, ATG_OFFLINE, False, at, self.tz, {}))]
 
-    def missed(self, at: datetime, misses: int, offline_after: int) -> list[Stored]:
+    def missed(self, at: datetime, misses: int, offline_after: int) -> list[Item]:
         """``misses`` requests in a row went unanswered (or the link is down)."""
         if self.offline or misses < offline_after:
             return []
         self.offline = True
         detail = {"missed": misses}
-        return [("alarm", *alarm_record(GAUGE_SOURCE, ATG_OFFLINE, True, at, self.tz, detail))]
+        made = alarm_record(GAUGE_SOURCE, ATG_OFFLINE, True, at, self.tz, detail)
+        return [record("alarm", made)]
 
-    def _diff(self, source: str, before: set[str], now: set[str], at: datetime) -> list[Stored]:
+    def _diff(self, source: str, before: set[str], now: set[str], at: datetime) -> list[Item]:
         changes = [(code, True) for code in sorted(now - before)]
         changes += [(code, False) for code in sorted(before - now)]
         return [
-            ("alarm", *alarm_record(source, code, raised, at, self.tz, {}))
+            record("alarm", alarm_record(source, code, raised, at, self.tz, {}))
             for code, raised in changes
         ]
 
-    def _findings(self, findings: list[Finding]) -> list[Stored]:
-        out: list[Stored] = []
+    def _findings(self, findings: list[Finding]) -> list[Item]:
+        out: list[Item] = []
         for f in findings:
-            if isinstance(f, Unreported):
+            if isinstance(f, Detected):
+                body = delivery_fields(f.delivery)
+                out.append(NewRecord(DETECTED, detected_rid(f.delivery), body, local=True))
+            elif isinstance(f, Reconciled):
+                out.append(Forget(DETECTED, detected_rid(f.delivery)))
+            elif isinstance(f, Unreported):
                 flags = [UNREPORTED_DELIVERY]
-                rid, body = edge_delivery_record(
-                    f.delivery, self.grade(f.delivery.tank), self.tz, flags
+                grade = self.grade(f.delivery.tank)
+                out.append(
+                    record("delivery", edge_delivery_record(f.delivery, grade, self.tz, flags))
                 )
-                out.append(("delivery", rid, body))
+                out.append(Forget(DETECTED, detected_rid(f.delivery)))
             else:
-                out.append(("alarm", *finding_record(f, self.tz)))
+                out.append(record("alarm", finding_record(f, self.tz)))
         return out

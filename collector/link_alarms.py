@@ -2,10 +2,11 @@
 NETWORK_LOSS, COMMAND_CHANNEL_DOWN; docs/alarms.md), source ``uplink``.
 
 uplink/failover.py and uplink/command_policy.py decide the transitions; this
-stores them first, like every alarm, so an outage's alarms reach the
-platform once a link works. A state the last run left raised (stopped on a
-backup, during an outage, with the command channel down) is read back from
-the store, so it is cleared when it ends instead of hanging.
+stores them first, like every alarm (through the store's writer), so an
+outage's alarms reach the platform once a link works. A state the last run
+left raised (stopped on a backup, during an outage, with the command channel
+down) is read back from the store, so it is cleared when it ends instead of
+hanging.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from buffer.commits import NewRecord
+from buffer.schema import StoreError
 from collector.records import alarm_record
 from collector.selfcheck import last_raise
 from uplink.command_policy import COMMAND_CHANNEL_DOWN
@@ -46,8 +49,12 @@ def hook_link_alarms(uplink: Uplink, store: OrderStore, tz: timezone) -> None:
     uplink.commands.policy.restore(alarm_raised=commands_down)
 
     def on_alarm(code: str, raised: bool, detail: dict[str, Any]) -> None:
+        """Hand the transition to the store's writer (committed in order, retried
+        while the store refuses); not taken, StoreError: the uplink undoes the
+        transition and emits it again at its next decision point."""
         now = datetime.now(tz).replace(tzinfo=None)
         rid, body = alarm_record(SOURCE, code, raised, now, tz, detail)
-        store.append_record("alarm", rid, body)
+        if not store.writer.submit(NewRecord("alarm", rid, body), lambda outcome: uplink.wake()):
+            raise StoreError(f"{store.path}: the store's queue is full: {rid} not taken")
 
     uplink.on_alarm = on_alarm

@@ -111,6 +111,13 @@ class NozzleTable:
         started, nozzle.lifted_at = nozzle.lifted_at, None
         return started
 
+    def put_back_started_at(self, key: str, started: datetime | None) -> None:
+        """A sale not stored (the pump offers it again): its fill keeps its start,
+        unless a new fill began meanwhile."""
+        nozzle = self._nozzles.get(key)
+        if nozzle is not None and started is not None and nozzle.lifted_at is None:
+            nozzle.lifted_at = started
+
     def states(self) -> dict[str, str]:
         return {key: str(n.state) for key, n in sorted(self._nozzles.items())}
 

@@ -1,4 +1,4 @@
-"""``forecourt selftest``: can this box collect and deliver? (issue #9)
+"""``forecourt selftest``: can this box collect and deliver?
 
 Each check is one line ``ok|FAIL name: detail``; exit 1 when any fails.
 Checks: the collector answers (informational), every configured port's

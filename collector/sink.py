@@ -6,11 +6,21 @@ to the store (store first, SPEC D6), nozzle states go to the live
 identities become ``alarm`` / ``nozzle`` records. Only a poll port may tell
 the dispenser that a sale is safe (``confirm``); a relay or a tap never
 speaks to the dispenser (SPEC D19, D20).
+
+Records go to the store's writer (buffer/writer.py), never straight to
+SQLite: nothing here waits for a commit in a port's read callback. What
+depends on a record happens in its ``then``, once committed — a sale is
+confirmed there, its findings alarmed there. A state the sink keeps itself
+(PORT_OFFLINE, NOZZLE_OFFLINE, the last identity) advances when the writer
+took its record: the writer commits what it took in order and never drops
+it, so a raise is always stored before its clear; a record not taken (the
+writer's queue full while the store refuses) leaves the state as it was.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,6 +28,7 @@ from typing import Any
 
 import structlog
 
+from buffer.commits import Item, NewOrder, NewRecord, Outcome, Result
 from buffer.store import OrderStore, StoreError
 from collector.edge import EdgeSettings, Finding, SecondSource, check_counter, check_order
 from collector.identities import NOZZLE_UID, Identities, changes
@@ -113,6 +124,9 @@ class PortSink:
         #: Signals beside the dispenser's (collector/gpio_inputs.py), asked for
         #: each sale's flags before it is stored; None: none are wired.
         self.second_source: SecondSource | None = None
+        #: Sales handed to the writer and not decided yet, by (nozzle, key): a
+        #: pump offering one again meanwhile is not queued twice.
+        self._deciding: set[tuple[str, str]] = set()
 
     def handle(self, events: list[Event], confirm: Callable[[Sale], None] | None = None) -> None:
         """Apply ``events``; ``confirm(sale)`` is called once a sale is committed."""
@@ -173,12 +187,15 @@ class PortSink:
     def _on_sale(self, sale: Sale, confirm: Callable[[Sale], None] | None) -> None:
         self._changed()
         key = nozzle_key(self.number, sale.address, sale.nozzle)
+        if (key, sale.key) in self._deciding:
+            return  # offered again before its commit: confirmed once that is done
         pump = f"p{self.number:02d}.a{sale.address}."
+        started_at = self.nozzles.take_started_at(key, sale.ended_at.replace(tzinfo=self.tz))
         fields: dict[str, Any] = order_fields(
             sale,
             station=self.station,
             tz=self.tz,
-            started_at=self.nozzles.take_started_at(key, sale.ended_at.replace(tzinfo=self.tz)),
+            started_at=started_at,
             nozzle_uid=self._nozzle_uid(sale.address, sale.nozzle),
         )
         try:
@@ -187,13 +204,43 @@ class PortSink:
                 findings += check_counter(sale.counter, self._last_counter(pump))
             if self.second_source is not None:
                 findings += self.second_source.findings(key, fields)
-            fields["flags"] = [f.code for f in findings]
-            stored = self.store.append_order(key, fields, source_key=sale.key)
-        except StoreError as exc:
-            # Not committed (disk full, I/O error): do not confirm. The pump keeps
-            # the record and offers it again on a later poll; nothing is lost.
-            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
-            log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=str(exc))
+        except StoreError as exc:  # the references cannot be read now: checked next offer
+            self._not_stored(key, sale, started_at, str(exc))
+            return
+        fields["flags"] = [f.code for f in findings]
+
+        def then(outcome: Outcome) -> None:
+            self._deciding.discard((key, sale.key))
+            self._sale_decided(sale, key, pump, fields, findings, outcome, confirm, started_at)
+
+        # A poll port's pump keeps the sale until confirmed: if the store cannot
+        # take it now, it is handed back and the pump offers it again.
+        item = NewOrder(key, fields, sale.key)
+        if self.store.writer.submit(item, then, source_keeps=confirm is not None):
+            self._deciding.add((key, sale.key))
+        else:
+            self._not_stored(key, sale, started_at, "the store's queue is full")
+
+    def _not_stored(self, key: str, sale: Sale, started_at: datetime | None, error: str) -> None:
+        """Not committed (disk full, I/O error): nothing is confirmed. A pump keeps
+        the record and offers it again on a later poll; nothing is lost."""
+        self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+        self.nozzles.put_back_started_at(key, started_at)
+        log.error("order_not_stored", nozzle=key, order_no=sale.order_no, error=error)
+
+    def _sale_decided(
+        self,
+        sale: Sale,
+        key: str,
+        pump: str,
+        fields: dict[str, Any],
+        findings: list[Finding],
+        outcome: Outcome,
+        confirm: Callable[[Sale], None] | None,
+        started_at: datetime | None,
+    ) -> None:
+        if not outcome.kept:
+            self._not_stored(key, sale, started_at, outcome.detail)
             return
         # Only now, with the order committed, may the dispenser forget it.
         if testpoints.active:
@@ -202,6 +249,13 @@ class PortSink:
             confirm(sale)
         if testpoints.active:
             testpoints.passed("order_committed")
+        if outcome.result is Result.CONFLICT:
+            # Another sale holds its key; this one is kept in the store's
+            # RECORD_REFUSED alarm, so the pump may forget it too.
+            self.stats.errors["conflict"] = self.stats.errors.get("conflict", 0) + 1
+            log.error("order_conflict", nozzle=key, order_no=sale.order_no, error=outcome.detail)
+            return
+        stored = outcome.record
         if stored is None:
             self.stats.duplicates += 1
             log.info("order_duplicate", nozzle=key, order_no=sale.order_no)
@@ -252,10 +306,21 @@ class PortSink:
 
     def _rid(self, source: str, what: str) -> tuple[str, datetime]:
         """A unique rid for a snapshot of ``source`` now (ms, bumped on a tie)."""
+        now = self._stamp(source)
+        return f"{source}:{what}:{int(now.timestamp() * 1000)}", now
+
+    def _stamp(self, key: str) -> datetime:
+        """Now, at least 1 ms after the last stamp of ``key``: two transitions
+        handed to the writer in one millisecond (an episode that ends as it
+        begins) get two rids, never one record "already stored"."""
         now = datetime.now(self.tz)
-        ms = max(int(now.timestamp() * 1000), self._record_ms.get(source, 0) + 1)
-        self._record_ms[source] = ms
-        return f"{source}:{what}:{ms}", now
+        ms = int(now.timestamp() * 1000)
+        last = self._record_ms.get(key, 0)
+        if ms <= last:
+            ms = last + 1
+            now = datetime.fromtimestamp(ms / 1000, self.tz)
+        self._record_ms[key] = ms
+        return now
 
     def _allow(self, key: str) -> bool:
         """Token bucket per nozzle for state records (STATE_RECORD_BURST)."""
@@ -309,34 +374,38 @@ class PortSink:
         for source in sources:
             if link.online == (source not in self._offline):
                 continue
+            if not self.alarm("NOZZLE_OFFLINE", source, not link.online, {"address": link.address}):
+                continue  # not taken (counted): the state stays as the store knows it
             if link.online:
                 self._offline.discard(source)
             else:
                 self._offline.add(source)
-            self.alarm("NOZZLE_OFFLINE", source, not link.online, {"address": link.address})
         if link.online:  # a pump-level alarm raised before its nozzles were known
             pump = prefix[:-1]
-            if pump in self._offline:
+            if pump in self._offline and self.alarm(
+                "NOZZLE_OFFLINE", pump, False, {"address": link.address}
+            ):
                 self._offline.discard(pump)
-                self.alarm("NOZZLE_OFFLINE", pump, False, {"address": link.address})
 
     def port_link(self, online: bool, reason: str = "") -> None:
         """The serial line itself failed or is back (PORT_OFFLINE, raised and
         cleared once per episode). Distinct from a silent pump (NOZZLE_OFFLINE)."""
         if online != self._port_offline:
             return
-        self._port_offline = not online
         detail: dict[str, Any] = {"reason": reason} if reason else {}
-        self.alarm("PORT_OFFLINE", f"p{self.number:02d}", not online, detail)
+        # Not taken: the state stays, and the supervisor's next open or failure asks again.
+        if self.alarm("PORT_OFFLINE", f"p{self.number:02d}", not online, detail):
+            self._port_offline = not online
 
     def alarm(self, code: str, source: str, raised: bool, detail: dict[str, Any]) -> bool:
-        """Store one raise or clear; False when the store refused it (counted,
-        logged): a caller holding the alarm's state undoes it and tries again."""
-        now = datetime.now(self.tz).replace(tzinfo=None)
+        """Hand one raise or clear to the store's writer; False when it was not
+        taken (counted, logged): a caller holding the alarm's state leaves it
+        as it was and asks again. Taken, it is committed in order."""
+        now = self._stamp(f"{source}:{code}").replace(tzinfo=None)
         rid, body = alarm_record(source, code, raised, now, self.tz, detail)
-        stored = self._store("alarm", rid, body)
-        log.warning("alarm", code=code, source=source, raised=raised, **detail)
-        return stored
+        taken = self._store("alarm", rid, body)
+        log.warning("alarm", code=code, source=source, raised=raised, taken=taken, **detail)
+        return taken
 
     def _source(self, address: int, nozzle: int | None) -> str:
         if nozzle is None:
@@ -345,9 +414,9 @@ class PortSink:
 
     def _on_alarm(self, alarm: DeviceAlarm) -> None:
         """A dispenser's own alarm (SPEC D14: metering, security), raised or cleared."""
-        now = datetime.now(self.tz).replace(tzinfo=None)
         detail = {"raw_code": alarm.raw_code, "text": alarm.detail}
         source = self._source(alarm.address, alarm.nozzle)
+        now = self._stamp(f"{source}:{alarm.code}").replace(tzinfo=None)
         rid, body = alarm_record(source, alarm.code, alarm.active, now, self.tz, detail)
         self._store("alarm", rid, body)
         log.warning("dispenser_alarm", source=source, code=alarm.code, active=alarm.active)
@@ -357,10 +426,11 @@ class PortSink:
         changed, and NOZZLE_UID_CHANGED / COMPONENT_CHANGED when one differs
         from the identity last stored (SPEC A6; collector/identities.py).
 
-        Store first: the alarms, then the record, and only then is the new
-        identity the one orders carry and later reads compare with. A refusal
-        keeps the old one, so the next read tries again (an alarm already
-        stored may then be stored twice: never lost)."""
+        Store first: the alarms and the record go to the writer together, and
+        only once it has taken them is the new identity the one later orders
+        carry (the writer commits in order: those orders after it) and later
+        reads compare with. Not taken: the old one stays, and the next read
+        finds the same change again."""
         where = (identity.address, identity.nozzle)
         source = self._source(identity.address, identity.nozzle)
         before, after = self._identities.known(where, source), dict(identity.components)
@@ -368,11 +438,11 @@ class PortSink:
             return
         self._changed()
         now = datetime.now(self.tz)
-        stored = True
+        items: list[Item] = []
         for code, detail in [] if before is None else changes(before, after):
             naive = now.replace(tzinfo=None)
             rid, alarm = alarm_record(source, code, True, naive, self.tz, detail)
-            stored = self._store("alarm", rid, alarm) and stored
+            items.append(NewRecord("alarm", rid, alarm))
             log.warning("identity_changed", source=source, code=code)
         body = {
             "nozzle": source,
@@ -382,9 +452,15 @@ class PortSink:
             "totalizer_amount": None,
             "components": dict(sorted(after.items())),
         }
+        # Two reads within a millisecond (one batch of events) differ by what
+        # they say: the id names both, so the second is not taken for a repeat.
         stamp_ms = int(now.timestamp() * 1000)
-        if stored and self._store("nozzle", f"{source}:components:{stamp_ms}", body):
+        said = zlib.crc32(repr(body["components"]).encode())
+        items.append(NewRecord("nozzle", f"{source}:components:{stamp_ms}:{said:08x}", body))
+        if self.store.writer.submit_all(items, self._decided):
             self._identities.stored(where, after)
+        else:
+            self._not_taken(items)
 
     def _nozzle_uid(self, address: int, nozzle: int) -> str | None:
         """The nozzle's unique ID as last stored; None before its first identity
@@ -394,13 +470,22 @@ class PortSink:
         return None if known is None else known.get(NOZZLE_UID)
 
     def _store(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
-        """True once the record is in the store (now, or already: a duplicate)."""
-        try:
-            stored = self.store.append_record(kind, rid, body)
-        except StoreError as exc:
-            self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
-            log.error("record_not_stored", kind=kind, rid=rid, error=str(exc))
-            return False
-        if stored is not None:
+        """Hand a record to the store's writer; True once taken (it is then
+        committed in order, or already stored: a duplicate)."""
+        items: list[Item] = [NewRecord(kind, rid, body)]
+        if self.store.writer.submit_all(items, self._decided):
+            return True
+        self._not_taken(items)
+        return False
+
+    def _not_taken(self, items: list[Item]) -> None:
+        self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+        log.error("record_not_taken", kinds=[i.kind for i in items], keys=[i.key for i in items])
+
+    def _decided(self, outcomes: list[Outcome]) -> None:
+        if any(o.result is Result.STORED for o in outcomes):
             self.on_commit()
-        return True
+        for o in outcomes:
+            if not o.kept:  # a body the store can never take (a bug): said, counted
+                self.stats.errors["store"] = self.stats.errors.get("store", 0) + 1
+                log.error("record_not_stored", error=o.detail)

@@ -1,4 +1,4 @@
-"""What the store can answer, on a read-only SQLite connection (issue #9).
+"""What the store can answer, on a read-only SQLite connection.
 
 Shared by the control socket (the daemon opens its own read-only connection
 per query, so a technician's query never touches the writer's connection)

@@ -81,6 +81,12 @@ def register(commands: Any) -> None:
     )
     passwd.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="FILE")
     passwd.add_argument("--file", type=Path, help="hash file (default: [web] password_file)")
+    passwd.add_argument(
+        "--user",
+        metavar="NAME",
+        help="run as root: give the file to NAME (default: the owner of the file or of its"
+        " directory when not root, else the user forecourt)",
+    )
 
 
 NAMES = (*COMMANDS, "capture", "export", "selftest", "web")
@@ -103,11 +109,17 @@ def _capture_seconds(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     if args.command == "web":
         return _passwd(args)
+    args.unreadable = None
     try:
         raw = _raw_config(args.config)
     except (OSError, ValueError) as exc:  # TOMLDecodeError, UnicodeDecodeError are ValueErrors
         # Given both paths (export needs only the store), no config is needed.
-        if args.store is None or (args.socket is None and args.command != "export"):
+        # A technician of the service's group may not read the config (0600,
+        # the service user's): the socket commands then ask the unit's socket.
+        asks_socket = args.command in (*COMMANDS, "capture")
+        if isinstance(exc, PermissionError) and asks_socket:
+            args.unreadable = f"{args.config}: {_why(exc)}"
+        elif args.store is None or (args.socket is None and args.command != "export"):
             print(f"forecourt: {args.config}: {_why(exc)}", file=sys.stderr)
             return EXIT_USAGE
         raw = {}
@@ -167,10 +179,12 @@ def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
 
 
 def _passwd(args: argparse.Namespace) -> int:
-    """Write the web login's salted scrypt hash file (mode 0600)."""
+    """Write the web login's salted scrypt hash file (mode 0600), the service
+    user's when root runs this (config/filemodes.py): the daemon reads it."""
     import getpass
 
     from collector.web.auth import write_hash_file
+    from config.filemodes import NoSuchUser, owner_for
 
     path = args.file
     if path is None:
@@ -179,6 +193,11 @@ def _passwd(args: argparse.Namespace) -> int:
         except (OSError, ValueError):
             raw = {}
         path = Path(_path_in(raw, "web", "password_file") or DEFAULT_PASSWORD_FILE)
+    try:
+        owner = owner_for(path, args.user)
+    except NoSuchUser as exc:
+        print(f"forecourt: --user: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if sys.stdin.isatty():
         password = getpass.getpass("new web password: ")
         if getpass.getpass("again: ") != password:
@@ -187,12 +206,24 @@ def _passwd(args: argparse.Namespace) -> int:
     else:
         password = sys.stdin.readline().rstrip("\n")
     try:
-        write_hash_file(path, password)
+        write_hash_file(path, password, owner)
     except (ValueError, OSError) as exc:
         print(f"forecourt: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"{path}: password set")
+    print(f"{path}: password set ({_owner_and_mode(path)})")
     return EXIT_OK
+
+
+def _owner_and_mode(path: Path) -> str:
+    """``owner forecourt, mode 0600``: who the daemon must be to read the file."""
+    import pwd
+
+    st = path.stat()
+    try:
+        name = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        name = str(st.st_uid)
+    return f"owner {name}, mode {st.st_mode & 0o7777:04o}"
 
 
 def _raw_config(path: Path) -> dict[str, Any]:
@@ -243,6 +274,8 @@ def _offline(
     why: str,
     raw: dict[str, Any],
 ) -> int:
+    if args.unreadable is not None and args.socket is None:
+        why += f"; {args.unreadable}, so the default socket was asked"
     print(f"forecourt: the collector is not running ({why})", file=sys.stderr)
     if args.command not in STORE_COMMANDS or store is None:
         if args.json:

@@ -20,9 +20,14 @@ every check works on it, which makes them blind to sales by construction:
   the settled readings minus the mean level of the rest readings before the
   rise — means, so single noisy readings do not bias it. Rises below
   ``min_rise_l`` are noise, a sale committed late, or a top-up of foam.
-  A detected delivery waits for the next i202 read after its detection; if
-  no gauge record overlaps it, it is :class:`Unreported` (flag and alarm
-  ``UNREPORTED_DELIVERY``).
+  A detected delivery (:class:`Detected`: the caller stores it, so it
+  survives a restart and comes back through :meth:`Wetstock.restore`) waits
+  for the next i202 read after its detection; if no gauge record overlaps
+  it, it is :class:`Unreported` (flag and alarm ``UNREPORTED_DELIVERY``),
+  else :class:`Reconciled`. More than :data:`MAX_PENDING` waiting on one
+  tank (a console that never answers i202) and the oldest is decided
+  unreported at once (``detail.gauge_report: "none read"``): none is
+  dropped silently.
 * **Capacity** (A4): the gauge's capacity is ``volume + water + ullage`` (the
   console computes ullage against what it is programmed with); alarm
   ``CAPACITY_MISMATCH`` when it, or the fullest contents seen, differ from the
@@ -52,8 +57,9 @@ MAX_TAIL_SAMPLES = 64
 #: Gauge delivery intervals remembered per tank for matching: the console
 #: lists at most 10 per tank (TLS-350); 64 covers weeks of i202 reads.
 MAX_GAUGE_DELIVERIES = 64
-#: Detected deliveries waiting for an i202 read: more than this means the
-#: gauge has not answered i202 for many deliveries; the oldest is dropped.
+#: Detected deliveries waiting for an i202 read per tank: more than this
+#: means the gauge has not answered i202 for many deliveries (a console
+#: without the report); the oldest is then decided unreported, said so.
 MAX_PENDING = 16
 #: Slack when matching an edge delivery to a gauge record: the edge start is
 #: the last reading before the rise and its end the last climbing reading,
@@ -116,6 +122,21 @@ class EdgeDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class Detected:
+    """A delivery measured in the curve, waiting for the gauge's i202 (stored
+    by the caller until it is decided)."""
+
+    delivery: EdgeDelivery
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    """A detected delivery a gauge record covers: nothing to say, only to forget."""
+
+    delivery: EdgeDelivery
+
+
+@dataclass(frozen=True, slots=True)
 class Unreported:
     """A delivery seen in the curve that no gauge record covers (A3)."""
 
@@ -131,7 +152,41 @@ class AlarmChange:
     detail: dict[str, str | None]
 
 
-Finding = Unreported | AlarmChange
+Finding = Detected | Reconciled | Unreported | AlarmChange
+
+
+def delivery_fields(d: EdgeDelivery) -> dict[str, str | int | None]:
+    """A detected delivery as stored while it waits (strings: exact decimals,
+    naive console times), read back by :func:`delivery_from`."""
+    return {
+        "tank": d.tank,
+        "start": d.start.isoformat(),
+        "end": d.end.isoformat(),
+        "start_volume": str(d.start_volume),
+        "end_volume": str(d.end_volume),
+        "volume": str(d.volume),
+        "tc_volume": None if d.tc_volume is None else str(d.tc_volume),
+        "sold_during": str(d.sold_during),
+        "detected": d.detected.isoformat(),
+    }
+
+
+def delivery_from(fields: Mapping[str, object]) -> EdgeDelivery:
+    def dec(name: str) -> Decimal:
+        return Decimal(str(fields[name]))
+
+    tc = fields.get("tc_volume")
+    return EdgeDelivery(
+        tank=int(str(fields["tank"])),
+        start=datetime.fromisoformat(str(fields["start"])),
+        end=datetime.fromisoformat(str(fields["end"])),
+        start_volume=dec("start_volume"),
+        end_volume=dec("end_volume"),
+        volume=dec("volume"),
+        tc_volume=None if tc is None else Decimal(str(tc)),
+        sold_during=dec("sold_during"),
+        detected=datetime.fromisoformat(str(fields["detected"])),
+    )
 
 
 def _mean(values: Iterable[Decimal]) -> Decimal:
@@ -227,6 +282,14 @@ class Wetstock:
             self.tanks[number] = _Tank(number, None)
         return self.tanks[number]
 
+    def restore(self, deliveries: Iterable[EdgeDelivery]) -> None:
+        """Detected deliveries still waiting when the collector stopped (stored:
+        :class:`Detected`): decided at the next i202 read, as if never stopped."""
+        for d in sorted(deliveries, key=lambda d: d.detected):
+            pending = self._tank(d.tank).pending
+            if d not in pending:
+                pending.append(d)
+
     def rising(self, number: int) -> bool:
         return number in self.tanks and self.tanks[number].curve.rising
 
@@ -240,7 +303,9 @@ class Wetstock:
             if delivery is not None:
                 t.period_deliveries += delivery.volume
                 t.pending.append(delivery)
-                del t.pending[:-MAX_PENDING]
+                out.append(Detected(delivery))
+                while len(t.pending) > MAX_PENDING:  # said, never dropped
+                    out += self._unreported(t.pending.pop(0), {"gauge_report": "none read"})
         out += self._capacity(t, s)
         if number in self.configured:
             out += self._reconcile(t, s)
@@ -291,16 +356,18 @@ class Wetstock:
                 g_start <= d.end + MATCH_SLACK and g_end >= d.start - MATCH_SLACK
                 for g_start, g_end in t.gauge
             )
-            if not covered:
-                out.append(Unreported(d))
-                detail = {
-                    "started_at": d.start.isoformat(),
-                    "ended_at": d.end.isoformat(),
-                    "volume_l": _text(d.volume),
-                }
-                out.append(AlarmChange(number, UNREPORTED_DELIVERY, True, d.end, detail))
+            out += self._unreported(d) if not covered else [Reconciled(d)]
         t.pending = waiting
         return out
+
+    def _unreported(self, d: EdgeDelivery, more: Mapping[str, str] | None = None) -> list[Finding]:
+        detail: dict[str, str | None] = {
+            "started_at": d.start.isoformat(),
+            "ended_at": d.end.isoformat(),
+            "volume_l": _text(d.volume),
+            **(more or {}),
+        }
+        return [Unreported(d), AlarmChange(d.tank, UNREPORTED_DELIVERY, True, d.end, detail)]
 
     def _capacity(self, t: _Tank, s: Sample) -> list[Finding]:
         if t.declared_l is None or t.capacity_raised:

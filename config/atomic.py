@@ -7,10 +7,11 @@ hash, the run marker. The steps, and why each is there:
 
 1. a temporary file in the **same directory** (``.<name>.<random>.new``):
    a rename is atomic only within one filesystem;
-2. the mode set on it before any byte: the mode asked for, else the mode
-   (and, when root writes, the owner) of the file it replaces, else 0600 —
-   a key or a password hash is never readable by others, not even for a
-   moment;
+2. the owner and mode set on it before any byte: when root writes, the
+   owner asked for (config/filemodes.py: the service user) else the
+   replaced file's; the mode asked for, else the replaced file's, else
+   0600 — a key or a password hash is never readable by others, not even
+   for a moment, and never left to root where the daemon must read it;
 3. every byte written, then ``fsync`` of the file: its data is on flash
    before its name can point at it (ext4 and UBIFS may otherwise commit the
    rename first, and a power cut leaves an empty file under the old name);
@@ -75,11 +76,15 @@ def remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_S) -> list[P
     return removed
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def write_atomically(
+    path: Path, data: bytes, *, mode: int | None = None, owner: tuple[int, int] | None = None
+) -> None:
     """Replace ``path`` by ``data``: the old content or the new, never a torn file.
 
-    ``mode``: the new file's permission bits; None keeps the replaced file's
-    (and its owner, when running as root), or :data:`NEW_FILE_MODE` for a new file.
+    ``mode``: the new file's permission bits; None keeps the replaced file's,
+    or :data:`NEW_FILE_MODE` for a new file. ``owner``: ``(uid, gid)`` the file
+    is given to when root writes it; None keeps the replaced file's owner
+    (root edits the daemon's file: still the daemon's), else root's.
     """
     path = Path(path)
     remove_stale_temps(path)
@@ -92,14 +97,13 @@ def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> Non
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-            elif old is not None:
-                os.fchmod(fd, old.st_mode & 0o7777)
-                if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (0, 0):
-                    os.fchown(fd, old.st_uid, old.st_gid)  # root edits the daemon's file
-            else:
-                os.fchmod(fd, NEW_FILE_MODE)
+            if owner is None and old is not None:
+                owner = (old.st_uid, old.st_gid)
+            if owner is not None and owner != (0, 0) and os.geteuid() == 0:
+                os.fchown(fd, *owner)  # before a byte: never readable by the wrong user
+            if mode is None:
+                mode = NEW_FILE_MODE if old is None else old.st_mode & 0o7777
+            os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 
 from config import toml_read
 from config.models import Config
+from config.toml_write import key_text
 
 #: What ``dump_redacted`` shows instead of a secret.
 REDACTED = "***"
@@ -258,7 +259,9 @@ def _validate(data: dict[str, Any], raw_texts: Mapping[_Path, str]) -> Config:
 def format_error(err: ErrorDetails) -> str:
     """One pydantic error → ``key.path: reason``; a secret's value is never shown."""
     # pydantic names a bad dict key ``…grades.92.[key]``: the key is the path.
-    where = ".".join(str(part) for part in err["loc"] if part != "[key]") or "config"
+    # A key that is not bare (empty, spaced, dotted) is quoted as TOML writes it.
+    parts = [p if isinstance(p, int) else key_text(p) for p in err["loc"] if p != "[key]"]
+    where = ".".join(str(part) for part in parts) or "config"
     last = err["loc"][-1] if err["loc"] else ""
     reason = _reason(err)
     if isinstance(last, str) and last in SECRET_FIELDS and err["type"] != "invalid":

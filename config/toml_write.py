@@ -30,6 +30,11 @@ def dumps(data: Mapping[str, Any], header: str = "") -> str:
     return "\n".join(lines).strip("\n") + "\n"
 
 
+def key_text(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else a quoted string."""
+    return _key(key)
+
+
 def _key(key: str) -> str:
     if not isinstance(key, str):
         raise ValueError(f"TOML keys are strings, got {type(key).__name__}")

@@ -34,9 +34,10 @@ import os
 import stat
 import sys
 import sysconfig
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from config.atomic import write_atomically
 
 #: systemd sets it for ``CacheDirectory=`` (``:``-separated when several).
 CACHE_ENV = "CACHE_DIRECTORY"
@@ -118,16 +119,7 @@ def store(where: Path, entry_key: str, payload: bytes) -> Path | None:
         return None
     path = where / f"{PREFIX}{entry_key}{SUFFIX}"
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=where)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(hashlib.sha256(payload).digest() + payload)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomically(path, hashlib.sha256(payload).digest() + payload, mode=0o600)
         for old in where.glob(f"{PREFIX}*{SUFFIX}"):
             if old != path:
                 with contextlib.suppress(OSError):

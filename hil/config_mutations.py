@@ -335,7 +335,7 @@ def judge(station: Station, example: Path, path: _Path, value: Any) -> tuple[boo
     return True, start_to_ready(config, example, sock if sock.startswith(str(example)) else None)
 
 
-_LINE = re.compile(r"^(?P<key>[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*): .")
+_LINE = re.compile(r'^(?P<key>[A-Za-z0-9_-]+(?:\.(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"))*): .')
 
 
 def refusal_problems(lines: list[str], path: _Path) -> list[str]:

@@ -1,6 +1,6 @@
 """``python -m hil.release_server --dir DIR --port N [--cut-once BYTES]``
 
-The platform's release download server, for the OTA tests (issue #8): stdlib
+The platform's release download server, for the OTA tests: stdlib
 ``http.server`` on loopback serving the files of ``DIR`` with single-range
 ``Range: bytes=N-`` / ``bytes=N-M`` support (206 + ``Content-Range``; 416
 past the end). ``--cut-once BYTES``: the first full-file GET of each file

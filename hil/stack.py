@@ -303,12 +303,14 @@ def atg(
     sales: Path | None = None,
     tank_of: Mapping[str, int] | None = None,
     name: str = "atg",
+    extra: Sequence[str] = (),
 ) -> Proc:
     """Start ``python -m hil.atg`` on a pty (``link``) and/or ``127.0.0.1:tcp``;
     returns once the link exists and the port accepts connections. Its stdout
     (``Proc.lines``) is the ground truth: tanks at start, deliveries as they end,
     the sales it drained. ``sales``: a dispenser's stdout to follow (a
-    ``Proc(tee=...)`` file), each sale drained from ``tank_of[nozzle]``."""
+    ``Proc(tee=...)`` file), each sale drained from ``tank_of[nozzle]``.
+    ``extra``: more flags (``--alarm-on-usr1 1:9``)."""
     argv = [sys.executable, "-m", "hil.atg", "--tanks", str(tanks), "--seed", str(seed)]
     argv += ["--speed", str(speed)]
     if link is not None:
@@ -325,7 +327,7 @@ def atg(
         argv += ["--sales", str(sales)]
     for nozzle, tank in (tank_of or {}).items():
         argv += ["--tank-of", f"{nozzle}={tank}"]
-    proc = Proc(name, argv, work)
+    proc = Proc(name, [*argv, *extra], work)
     if link is not None:
         wait_until(lambda: link.exists(), 10, f"the gauge simulator's link {link}")
     if tcp is not None:

@@ -1,6 +1,6 @@
 """Command checks (uplink.commands) and the first handlers (uplink.device_commands).
 
-Issue #7, SPEC D8/D9: forged, expired, not-yet-valid, replayed (also after a
+SPEC D8/D9: forged, expired, not-yet-valid, replayed (also after a
 restart: a new ReplayLog on the same file), wrong-device, oversized and
 malformed commands are refused with their code and counted; a valid one runs
 exactly once; ``key.rotate`` persists the new key 0600 and seals with it.

@@ -595,7 +595,7 @@ if "--validated-fd" in sys.argv:
 
 def test_run_hands_the_config_to_the_daemon(tmp_path: Path) -> None:
     """``forecourt run`` validates, then execs the daemon in its place (same PID)
-    with the validated config, overrides applied, and no pydantic (issue #10)."""
+    with the validated config, overrides applied, and no pydantic."""
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "sitecustomize.py").write_text(FAKE_DAEMON)
     path = write(tmp_path, GOOD)

@@ -1,4 +1,4 @@
-"""config.set's parts without a broker (issue #8, SPEC D8, D10): the patch
+"""config.set's parts without a broker (SPEC D8, D10): the patch
 merge, the TOML writer, the confirm deadline, and every crash point of the
 switch and of the revert, on real files (a generator stopped after a step is
 what a SIGKILL there leaves on disk).
@@ -372,9 +372,8 @@ def test_a_revert_that_cannot_be_written_is_tried_again_until_it_is(
 
     stored: list[str] = []
     restarts: list[int] = []
-    store = SimpleNamespace(
-        is_published=lambda kind, rid: False, append_record=lambda k, rid, b: stored.append(rid)
-    )
+    writer = SimpleNamespace(submit=lambda record, then: stored.append(record.rid) or True)
+    store = SimpleNamespace(is_published=lambda kind, rid: False, writer=writer)
     uplink = SimpleNamespace(stats=SimpleNamespace(messages=0), wake=lambda: None)
     collector = SimpleNamespace(
         store=store,

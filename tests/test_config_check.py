@@ -1,4 +1,4 @@
-"""Checking a config text from the daemon's side (collector/config_check.py, issue #10).
+"""Checking a config text from the daemon's side (collector/config_check.py).
 
 A real ``forecourt config check`` child validates; the caller — a fresh
 interpreter standing for the daemon — gets the loader's own error lines and

@@ -1,4 +1,4 @@
-"""The daemon's config views (issue #10): the models' API without pydantic.
+"""The daemon's config views: the models' API without pydantic.
 
 ``forecourt run`` validates with the models, then hands the daemon frozen
 views through a memfd (config/handoff.py). These tests hold the views to the

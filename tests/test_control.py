@@ -1,4 +1,4 @@
-"""The control socket's bounds (issue #9): one bounded JSON request per connection.
+"""The control socket's bounds: one bounded JSON request per connection.
 
 A real unix socket served by collector/control.py for a real (not started)
 Collector built from the demo config; the queries against a running

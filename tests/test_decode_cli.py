@@ -1,4 +1,4 @@
-"""``forecourt decode``: captures pasted by a technician, frame by frame (issue #3)."""
+"""``forecourt decode``: captures pasted by a technician, frame by frame."""
 
 from __future__ import annotations
 

@@ -97,6 +97,12 @@ def test_counter() -> None:
     assert codes(check_counter(7, 7)) == ["ORDER_COUNTER_BACK"]
 
 
+def committed(store: OrderStore, kind: str) -> list[dict[str, Any]]:
+    """What the store holds of ``kind`` once its writer committed what the sink handed it."""
+    assert store.writer.flush()
+    return list(store.records(kind))
+
+
 def make_sink(tmp_path: Path) -> tuple[PortSink, OrderStore]:
     store = OrderStore(tmp_path / "s.sqlite")
     sink = PortSink(
@@ -110,7 +116,7 @@ def test_state_records_are_bounded_for_a_flapping_nozzle(tmp_path: Path) -> None
     for i in range(500):
         state = NozzleState.LIFTED if i % 2 == 0 else NozzleState.IDLE
         sink.handle([NozzleStatus(1, 1, state)])
-    records = list(store.records("nozzle"))
+    records = committed(store, "nozzle")
     assert len(records) == STATE_RECORD_BURST
     assert sink.stats.errors["state_suppressed"] == 500 - STATE_RECORD_BURST
     assert len({r["rid"] for r in records}) == len(records), "rids unique"
@@ -123,7 +129,7 @@ def test_nozzle_offline_raised_and_cleared_once_per_episode(tmp_path: Path) -> N
     for _ in range(2):  # the second episode gets its own raise and clear
         sink.handle([PumpLink(1, online=False), PumpLink(1, online=False)])
         sink.handle([PumpLink(1, online=True), PumpLink(1, online=True)])
-    alarms = [(a["code"], a["state"], a["source"]) for a in store.records("alarm")]
+    alarms = [(a["code"], a["state"], a["source"]) for a in committed(store, "alarm")]
     one_episode = [
         ("NOZZLE_OFFLINE", "raised", "p01.a1.n1"),
         ("NOZZLE_OFFLINE", "raised", "p01.a1.n2"),
@@ -131,7 +137,7 @@ def test_nozzle_offline_raised_and_cleared_once_per_episode(tmp_path: Path) -> N
         ("NOZZLE_OFFLINE", "cleared", "p01.a1.n2"),
     ]
     assert alarms == one_episode * 2
-    states = [r["state"] for r in store.records("nozzle") if r["nozzle"] == "p01.a1.n1"]
+    states = [r["state"] for r in committed(store, "nozzle") if r["nozzle"] == "p01.a1.n1"]
     assert states == ["offline", "idle", "offline", "idle"]
 
 
@@ -139,7 +145,7 @@ def test_pump_offline_before_any_nozzle_is_known(tmp_path: Path) -> None:
     sink, store = make_sink(tmp_path)
     sink.handle([PumpLink(2, online=False)])
     sink.handle([NozzleStatus(2, 1, NozzleState.IDLE), PumpLink(2, online=True)])
-    alarms = [(a["state"], a["source"]) for a in store.records("alarm")]
+    alarms = [(a["state"], a["source"]) for a in committed(store, "alarm")]
     assert alarms == [("raised", "p01.a2"), ("cleared", "p01.a2")]
 
 
@@ -149,7 +155,7 @@ def test_port_offline_once_per_episode(tmp_path: Path) -> None:
     sink.port_link(False, "EIO")
     sink.port_link(False, "still gone")
     sink.port_link(True)
-    alarms = [(a["code"], a["state"], a["detail"]) for a in store.records("alarm")]
+    alarms = [(a["code"], a["state"], a["detail"]) for a in committed(store, "alarm")]
     assert alarms == [
         ("PORT_OFFLINE", "raised", {"reason": "EIO"}),
         ("PORT_OFFLINE", "cleared", {}),
@@ -172,13 +178,16 @@ def test_a_part_swapped_while_the_collector_was_off_is_found(tmp_path: Path) -> 
     """A6 across a restart: the first identity read is compared with the stored one."""
     sink, store = make_sink(tmp_path)
     sink.handle([Identity(1, 1, {"nozzle_uid": "N-1", "encoder_id": "E-1"})])
+    store.writer.flush()
     store.close()
     for encoder, expect_alarm in (("E-1", False), ("E-2", True)):
         sink, store = make_sink(tmp_path)  # the collector restarted
         sink.handle([Identity(1, 1, {"nozzle_uid": "N-1", "encoder_id": encoder})])
-        changed = [a for a in store.records("alarm") if a["code"] == "COMPONENT_CHANGED"]
+        changed = [a for a in committed(store, "alarm") if a["code"] == "COMPONENT_CHANGED"]
         assert bool(changed) is expect_alarm, (encoder, changed)
-        store.close()
+        store.writer.flush()
+        store.writer.flush()
+    store.close()
     assert changed[0]["detail"] == {
         "changed": ["encoder_id"],
         "before": {"encoder_id": "E-1"},

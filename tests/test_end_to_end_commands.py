@@ -1,4 +1,4 @@
-"""Commands end to end (issue #7): platform → mosquitto → collector → reply → receiver.
+"""Commands end to end: platform → mosquitto → collector → reply → receiver.
 
 Real parts: a dispenser simulator on a pty, the collector process with its own
 provisioned keys (0600 files), mosquitto, the reference receiver. A valid

@@ -1,4 +1,4 @@
-"""``config.set`` / ``config.rollback`` end to end (issue #8, SPEC D8, D10).
+"""``config.set`` / ``config.rollback`` end to end (SPEC D8, D10).
 
 Real parts: mosquitto, the collector process run from its own config file
 and kept running like the systemd unit does (restarted on exit 75:
@@ -158,7 +158,7 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
     assert files.prev_path(station.config).read_bytes() == original
     assert collector.exits == [], "a live change does not restart"
     # Validated in a child (collector/config_plan.py): the daemon itself still
-    # has no pydantic mapped (issue #10's footprint survives a remote change).
+    # has no pydantic mapped (the footprint survives a remote change).
     pid = collector.current.popen.pid
     assert "pydantic_core" not in Path(f"/proc/{pid}/maps").read_text()
     # ... and the child is gone: no helper process stays beside the daemon.

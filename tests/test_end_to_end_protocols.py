@@ -1,4 +1,4 @@
-"""Every dispenser protocol through the whole collector (issue #3).
+"""Every dispenser protocol through the whole collector.
 
 The simulator speaks DART or Gilbarco on a real pty with two pumps on the
 bus; the collector polls it with that driver; orders cross real mosquitto to

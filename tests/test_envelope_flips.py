@@ -1,4 +1,4 @@
-"""Every single-byte change of a sealed envelope is rejected (issue #7, SPEC D9/F2).
+"""Every single-byte change of a sealed envelope is rejected (SPEC D9/F2).
 
 Each byte of the wire form is XORed with 0x01 and with 0x80 (a low bit and a
 high bit that makes it invalid UTF-8) and with 0xFF; the receiver's

@@ -1,4 +1,4 @@
-"""hil.fleet end to end (issue #10): a small fleet of real uplinks, one broker, two receivers.
+"""hil.fleet end to end: a small fleet of real uplinks, one broker, two receivers.
 
 Outcomes only (no timing goals: those are docs/performance.md's, measured
 by ``python -m hil.fleet``): every order committed by every collector

@@ -1,4 +1,4 @@
-"""Footprint (issue #10): a started collector has imported nothing from the deny-list.
+"""Footprint: a started collector has imported nothing from the deny-list.
 
 The real daemon (``forecourt run``, a subprocess) on a real station: a
 mosquitto broker, one dispenser simulator per protocol on its pty, platform

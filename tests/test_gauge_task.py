@@ -82,7 +82,9 @@ def records(store: OrderStore, kind: str) -> list[dict[str, Any]]:
 
 
 async def run_until(task: GaugeTask, done: Callable[[], bool]) -> None:
+    """The task and the store's writer (the daemon runs both) until ``done()``."""
     runner = asyncio.create_task(task.run())
+    writer = asyncio.create_task(task.store.writer.run())
     try:
         deadline = time.monotonic() + WAIT_S
         while not done():
@@ -90,9 +92,10 @@ async def run_until(task: GaugeTask, done: Callable[[], bool]) -> None:
                 raise TimeoutError("the gauge task did not store what the simulator did")
             await asyncio.sleep(0.1)
     finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
+        for running in (runner, writer):
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         task.close()
 
 
@@ -187,4 +190,46 @@ def test_atg_offline_raised_while_absent_and_cleared_when_it_answers(tmp_path: P
     assert raised["rid"].startswith("gauge:ATG_OFFLINE:raised:")
     assert cleared["rid"].startswith("gauge:ATG_OFFLINE:cleared:")
     assert records(store, "tank"), "it reads the console once it is there"
+    store.close()
+
+
+def test_a_detected_delivery_is_decided_after_a_restart(tmp_path: Path) -> None:
+    """A3 across a restart: the edge detects two deliveries, the collector stops
+    before any i202 read decides them, and the next run decides both — the
+    one the console never recorded is an unreported edge delivery, the one it
+    recorded is matched — from what the first run stored."""
+    scenario = {
+        "tanks": [
+            {"tank": 1, "product": "1", "diameter_mm": 2500, "length_mm": 8000, "volume_l": 12000},
+            {"tank": 2, "product": "3", "diameter_mm": 2500, "length_mm": 8000, "volume_l": 12000},
+        ],
+        "events": [
+            {"at_s": 60, "type": "delivery", "tank": 1, "litres": 3000, "minutes": 4,
+             "hidden": True},
+            {"at_s": 60, "type": "delivery", "tank": 2, "litres": 3000, "minutes": 4},
+        ],
+    }  # fmt: skip
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(scenario))
+    port = stack.free_port()
+    atg = stack.atg(tmp_path, tanks=2, tcp=port, speed=SPEED, start=START, scenario=path)
+    quiet_gauge = {"i201": 0.2, "i202": 3600.0, "i205": 0.3, "i101": 0.3, "i208": 0.5}
+    try:
+        store = OrderStore(tmp_path / "store.sqlite")
+        first = make_task(store, settings(port=port, periods=quiet_gauge))
+        asyncio.run(run_until(first, lambda: len(records(store, "detected")) == 2))
+        assert [d for d in records(store, "delivery") if d["source"] == "edge"] == []
+        store.close()  # the collector stops: what waits is on flash only
+
+        store = OrderStore(tmp_path / "store.sqlite")
+        second = make_task(store, settings(port=port))
+        asyncio.run(run_until(second, lambda: records(store, "detected") == []))
+    finally:
+        atg.stop()
+    [edge] = [d for d in records(store, "delivery") if d["source"] == "edge"]
+    assert edge["tank"] == 1 and edge["flags"] == ["UNREPORTED_DELIVERY"]
+    assert abs(Decimal(edge["volume_l"]) - 3000) < 60
+    unreported = [a for a in records(store, "alarm") if a["code"] == "UNREPORTED_DELIVERY"]
+    assert [a["source"] for a in unreported] == ["tank:1"]
+    assert [d["tank"] for d in records(store, "delivery") if d["source"] == "gauge"] == [2]
     store.close()

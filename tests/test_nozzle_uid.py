@@ -48,10 +48,12 @@ def store(tmp_path: Path) -> Iterator[OrderStore]:
 
 
 def uids(store: OrderStore, nozzle: str = "p01.a1.n1") -> list[str | None]:
+    assert store.writer.flush(), "the sink's records are committed"
     return [o["nozzle_uid"] for o in store.orders(nozzle)]
 
 
 def alarms(store: OrderStore, code: str) -> list[dict[str, Any]]:
+    assert store.writer.flush(), "the sink's records are committed"
     return [a for a in store.records("alarm") if a["code"] == code]
 
 
@@ -77,6 +79,7 @@ def test_a_changed_uid_raises_nozzle_uid_changed_and_orders_follow(store: OrderS
     assert changed["detail"] == {"before": "U-1", "after": "U-2"}
     assert alarms(store, "COMPONENT_CHANGED") == []  # the uid has its own alarm
     assert uids(store) == ["U-1", "U-2", "U-2"]
+    assert store.writer.flush()
     snapshots = [r["components"] for r in store.records("nozzle") if r["components"]]
     assert snapshots == [{"nozzle_uid": "U-1"}, {"nozzle_uid": "U-2"}]
 
@@ -84,6 +87,7 @@ def test_a_changed_uid_raises_nozzle_uid_changed_and_orders_follow(store: OrderS
 def test_after_a_restart_the_first_order_keeps_the_stored_uid(tmp_path: Path) -> None:
     store = OrderStore(tmp_path / "s.sqlite")
     make_sink(store).handle([Identity(1, 1, {"nozzle_uid": "U-1"}), sale(1)])
+    assert store.writer.flush()  # what a clean stop does
     store.close()
     store = OrderStore(tmp_path / "s.sqlite")  # the collector restarted
     try:
@@ -97,27 +101,35 @@ def test_after_a_restart_the_first_order_keeps_the_stored_uid(tmp_path: Path) ->
         store.close()
 
 
-def test_a_refused_alarm_keeps_the_old_uid_until_it_is_stored(store: OrderStore) -> None:
-    """Store first: while the store refuses, the change is not taken (orders keep
-    the old uid, nothing is lost); the next read stores the alarm and the uid."""
+def test_a_change_seen_while_the_store_refuses_is_stored_before_the_next_order(
+    store: OrderStore,
+) -> None:
+    """Store first: while the store refuses (a real SQLITE_FULL), the change and
+    the sale after it wait in the writer's queue, in order; once there is room
+    the alarm and the new identity are committed before the order that carries
+    the new uid, and nothing is lost."""
     sink = make_sink(store)
     sink.handle([Identity(1, 1, {"nozzle_uid": "U-1"})])
+    assert store.writer.flush()
     pages = store._db.execute("PRAGMA page_count").fetchone()[0]
     store._db.execute(f"PRAGMA max_page_count = {pages}")  # a real SQLITE_FULL ...
     for n, pad in enumerate((500, 0)):  # ... once the free room is used up
         with pytest.raises(StoreError, match="full"):
             for i in range(10_000):
                 store.append_order("p09.a9.n9", {"pad": "x" * pad}, source_key=f"{n}:{i}")
-    sink.handle([Identity(1, 1, {"nozzle_uid": "U-2"})])
-    assert sink.stats.errors.get("store", 0) >= 1
+    sink.handle([Identity(1, 1, {"nozzle_uid": "U-2"}), sale(1)])
+    assert not store.writer.flush(), "the store refuses: the records stay queued"
     store._db.execute("PRAGMA max_page_count = 1073741823")
-    sink.handle([sale(1)])
-    assert uids(store) == ["U-1"], "the change was not stored: not taken"
-    sink.handle([Identity(1, 1, {"nozzle_uid": "U-2"}), sale(2)])
     assert [a["detail"] for a in alarms(store, "NOZZLE_UID_CHANGED")] == [
         {"before": "U-1", "after": "U-2"}
     ]
-    assert uids(store) == ["U-1", "U-2"]
+    assert uids(store) == ["U-2"]
+    ids = dict(
+        store._db.execute(
+            "SELECT kind, max(id) FROM records WHERE kind IN ('alarm', 'order') GROUP BY kind"
+        ).fetchall()
+    )
+    assert ids["alarm"] < ids["order"], "the alarm is committed before the order"
 
 
 # --- end to end: the simulator swaps a nozzle, the real daemon reports it ---------

@@ -1,4 +1,4 @@
-"""ota-state.json changed by two hands at once (issue #8, SPEC D8).
+"""ota-state.json changed by two hands at once (SPEC D8).
 
 The health gate marks a trial good in a worker thread while an
 ``ota.rollback`` arrives, each reading the state, changing it and writing it
@@ -72,10 +72,12 @@ def test_a_rollback_asked_while_the_gate_marks_good_keeps_both(
 
     async def both() -> dict[str, Any]:
         current_command_id.set("cmd-rollback")
+        writer = asyncio.create_task(store.writer.run())  # the daemon's: replies are committed
         gate = asyncio.create_task(ota._commit_trial())
         await asyncio.sleep(0.05)  # the gate has read the state, not yet written it
         answer = await ota.rollback({})
         await gate
+        writer.cancel()
         return answer
 
     try:

@@ -1,4 +1,4 @@
-"""Signed A/B upgrade end to end (issue #8 item 2, SPEC D8; docs/upgrade.md).
+"""Signed A/B upgrade end to end (SPEC D8; docs/upgrade.md).
 
 Real parts only: bundles built by scripts/build-bundle from this tree (release
 A 1.0.0, release B 1.1.0 and two deliberately broken B's), served by

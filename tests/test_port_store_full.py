@@ -45,6 +45,18 @@ def next_command(driver: SinopecPoller) -> int:
     return frame.command  # type: ignore[union-attr]
 
 
+def test_a_sale_is_confirmed_only_once_its_commit_is_done(tmp_path: Path) -> None:
+    store = OrderStore(tmp_path / "s.sqlite")
+    driver = SinopecPoller([1])
+    port, woken = make_port(store, driver)
+    port._handle([sale_of(7)])  # type: ignore[list-item]  # in the read callback
+    assert next_command(driver) == CMD_POLL, "handed to the writer, not committed yet"
+    port._handle([sale_of(7)])  # type: ignore[list-item]  # offered again meanwhile: one record
+    assert store.writer.flush()  # the writer's task, between two callbacks
+    assert [o["order_no"] for o in store.orders("p01.a1.n1")] == ["7"] and woken == [1]
+    assert next_command(driver) == CMD_CONFIRM
+
+
 def test_store_full_means_no_confirmation_and_no_crash(tmp_path: Path) -> None:
     store = OrderStore(tmp_path / "s.sqlite")
     driver = SinopecPoller([1])
@@ -57,11 +69,40 @@ def test_store_full_means_no_confirmation_and_no_crash(tmp_path: Path) -> None:
                 store.append_order("p09.a9.n9", {"pad": "x" * pad}, source_key=f"{n}:{i}")
     before = len(list(store.orders()))
     port._handle([sale_of(7)])  # type: ignore[list-item]
-    assert port.stats.errors == {"store": 1}
-    assert woken == [] and len(list(store.orders())) == before
+    assert not store.writer.flush(), "the store refuses the commit"
+    assert port.stats.errors == {"store": 1}, "handed back to the pump at once"
+    assert woken == [] and len(list(store.orders())) == before and store.writer.queued == 0
     assert next_command(driver) == CMD_POLL, "not confirmed: the pump keeps the record"
     # Room again: the same record, offered again, is stored and confirmed.
     store._db.execute("PRAGMA max_page_count = 1073741823")
     port._handle([sale_of(7)])  # type: ignore[list-item]
+    assert store.writer.flush()
     assert [o["order_no"] for o in store.orders("p01.a1.n1")] == ["7"] and woken == [1]
     assert next_command(driver) == CMD_CONFIRM
+    faults = [(a["code"], a["state"]) for a in store.records("alarm")]
+    assert faults == [("STORE_FAULT", "raised"), ("STORE_FAULT", "cleared")]
+
+
+def test_a_collision_on_another_unique_index_is_no_confirmation(tmp_path: Path) -> None:
+    """The order's nseq is taken behind the store's back (its cached chain head
+    is stale): the insert fails on (nozzle, nseq), not on the sale's key. That
+    is an error — the pump is not told the sale is safe — and the sale, offered
+    again, is stored with the next free nseq and confirmed then."""
+    path = tmp_path / "s.sqlite"
+    store = OrderStore(path)
+    driver = SinopecPoller([1])
+    port, _woken = make_port(store, driver)
+    port._handle([sale_of(1)])  # type: ignore[list-item]
+    assert store.writer.flush() and list(driver._unconfirmed[1]) == [1]  # to be confirmed
+    other = OrderStore(path)
+    other.append_order("p01.a1.n1", {"order_no": "x"}, source_key="elsewhere")
+    other.close()
+    port._handle([sale_of(2)])  # type: ignore[list-item]
+    assert store.writer.flush()
+    assert port.stats.errors == {"store": 1}
+    assert list(driver._unconfirmed[1]) == [1], "an error, not a confirmation"
+    [refused] = [a for a in store.records("alarm") if a["code"] == "RECORD_REFUSED"]
+    assert refused["detail"]["reason"] == "constraint"
+    port._handle([sale_of(2)])  # type: ignore[list-item]
+    assert store.writer.flush() and list(driver._unconfirmed[1]) == [1, 2]
+    assert [o["nseq"] for o in store.orders("p01.a1.n1")] == [1, 2, 3]

@@ -1,4 +1,4 @@
-"""PORT_OFFLINE is about the line, PumpLink offline about the pump (issue #4, D14/D15).
+"""PORT_OFFLINE is about the line, PumpLink offline about the pump (D14/D15).
 
 One Sinopec port. The simulator first cuts the signal (``line-cut``: the pty
 stays open, the pump answers nothing — a dead pump on a healthy cable), then

@@ -1,4 +1,4 @@
-"""scripts/provision (issue #7): a device's key set, owner-only files, fingerprints only."""
+"""scripts/provision: a device's key set, owner-only files, fingerprints only."""
 
 from __future__ import annotations
 

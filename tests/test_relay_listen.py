@@ -144,6 +144,7 @@ def test_a_parser_that_dies_does_not_stop_the_bytes(tmp_path: Path) -> None:
     assert got_pump == b"".join(b"ask%d;" % i for i in range(10))
     assert got_pos == b"".join(b"answer%d;" % i for i in range(10))
     assert relay.parsing is False and relay.stats.errors == {"parser": 1}
+    assert store.writer.flush()  # the daemon's writer task would have, meanwhile
     (alarm,) = store.records("alarm")
     assert (alarm["code"], alarm["source"], alarm["state"]) == (
         "RELAY_PARSER_FAILED",

@@ -138,6 +138,12 @@ def test_reader_on_a_fake_sysfs_tree(tmp_path: Path) -> None:
     assert read_seal(s).state == SealState.OFFLINE
 
 
+def committed(store: OrderStore) -> list[dict[str, Any]]:
+    """The alarms the store holds once its writer committed what it was handed."""
+    store.writer.flush()
+    return list(store.records("alarm"))
+
+
 def test_task_stores_alarms_and_restores_them_after_a_restart(tmp_path: Path) -> None:
     value = tmp_path / "value"
     value.write_text("0")
@@ -147,7 +153,8 @@ def test_task_stores_alarms_and_restores_them_after_a_restart(tmp_path: Path) ->
         task = SealTask([spec(value=value)], store, CST, lambda: woken.append(1))
         for _ in range(DEBOUNCE_READS + 2):
             task.poll(task.specs[0])
-        (raised,) = store.records("alarm")
+        assert woken == [], "woken once committed, not before"
+        (raised,) = committed(store)
         assert (raised["code"], raised["state"], raised["source"]) == (
             "SEAL_OPENED",
             "raised",
@@ -158,20 +165,22 @@ def test_task_stores_alarms_and_restores_them_after_a_restart(tmp_path: Path) ->
         task = SealTask([spec(value=value)], store, CST, lambda: None)
         for _ in range(DEBOUNCE_READS + 2):
             task.poll(task.specs[0])
-        assert len(list(store.records("alarm"))) == 1
+        assert len(committed(store)) == 1
         value.write_text("1")
         for _ in range(DEBOUNCE_READS):
             task.poll(task.specs[0])
-        states = [(a["code"], a["state"]) for a in store.records("alarm")]
+        states = [(a["code"], a["state"]) for a in committed(store)]
         assert states == [("SEAL_OPENED", "raised"), ("SEAL_OPENED", "cleared")]
     finally:
         store.close()
 
 
-def test_an_opening_the_store_refused_is_stored_at_a_later_read(tmp_path: Path) -> None:
-    """A SEAL_OPENED the store cannot take (a technician's sqlite3 shell holding
-    the write lock) is counted and stored at the dispenser's next read once the
-    store answers again — never dropped while the seal stays opened."""
+def test_an_opening_the_store_refused_stays_queued_and_is_stored_in_order(
+    tmp_path: Path,
+) -> None:
+    """A SEAL_OPENED the store cannot commit now (a technician's sqlite3 shell
+    holding the write lock) stays with the writer, in order, and is stored as
+    soon as the store answers again, after the STORE_FAULT that says so."""
     import sqlite3
 
     value = tmp_path / "value"
@@ -183,14 +192,37 @@ def test_an_opening_the_store_refused_is_stored_at_a_later_read(tmp_path: Path) 
         shell.execute("BEGIN IMMEDIATE")
         for _ in range(DEBOUNCE_READS + 1):
             task.poll(task.specs[0])
+        assert not store.writer.flush() and store.writer.faulty
         shell.rollback()
-        assert task.store_errors >= 1 and list(store.records("alarm")) == []
-        task.poll(task.specs[0])
-        task.poll(task.specs[0])
-        states = [(a["code"], a["state"]) for a in store.records("alarm")]
-        assert states == [("SEAL_OPENED", "raised")]
+        got = [(a["code"], a["state"]) for a in committed(store)]
+        assert got == [
+            ("STORE_FAULT", "raised"), ("STORE_FAULT", "cleared"), ("SEAL_OPENED", "raised")
+        ]  # fmt: skip
+        assert task.store_errors == 0
     finally:
         shell.close()
+        store.close()
+
+
+def test_an_opening_the_writer_could_not_take_is_asked_for_at_a_later_read(
+    tmp_path: Path,
+) -> None:
+    """The writer's queue full (a long store fault): the transition is not
+    taken, the seal's alarm state stays, and a later read asks again."""
+    value = tmp_path / "value"
+    value.write_text("0")
+    store = OrderStore(tmp_path / "s.sqlite")
+    try:
+        task = SealTask([spec(value=value)], store, CST, lambda: None)
+        store.writer.max_queued = 0
+        for _ in range(DEBOUNCE_READS + 1):
+            task.poll(task.specs[0])
+        assert task.store_errors >= 1 and committed(store) == []
+        store.writer.max_queued = 10
+        task.poll(task.specs[0])
+        states = [(a["code"], a["state"]) for a in committed(store)]
+        assert states == [("SEAL_OPENED", "raised")]
+    finally:
         store.close()
 
 

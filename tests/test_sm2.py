@@ -1,6 +1,6 @@
 """SM2 sign/verify/encrypt/decrypt (uplink.crypto) and key-file permissions (uplink.keys).
 
-SPEC D9 (national algorithms), issue #7. gmssl is the implementation here, so
+SPEC D9 (national algorithms). gmssl is the implementation here, so
 these tests check the properties the command path relies on: a signature
 verifies only over the signed bytes and under the signer's key, a malformed
 signature is False (never an exception), and an altered SM2 ciphertext never

@@ -1,4 +1,4 @@
-"""The two SM4 back-ends (issue #10 footprint, issue #7 crypto): the system
+"""The two SM4 back-ends (footprint crypto): the system
 libcrypto through ctypes (uplink/sm4_openssl.py) and ``cryptography``
 (uplink/sm4_cryptography.py) give the same bytes, the standard vectors, and
 the same refusals; the daemon picks the first that loads, and says which.

@@ -196,7 +196,12 @@ def test_what_could_never_be_published_is_refused_at_the_door(tmp_path: Path) ->
         store.append_record("tank", "t1", {"level": 1.5})
     with pytest.raises(StoreError, match="refusing order"):
         store.append_order("p01.a1.n1", {"volume": float("nan")}, source_key="k")
-    assert store.unsent(0, 10) == []
+    # Nothing but the two refusals, each said once by the store (RECORD_REFUSED).
+    refused = store.unsent(0, 10)
+    assert [(r.kind, r.body["code"], r.body["detail"]["reason"]) for r in refused] == [
+        ("alarm", "RECORD_REFUSED", "body")
+    ] * 2
+    assert [r.body["detail"]["key"] for r in refused] == ["t1", "p01.a1.n1/k"]
     assert store.append_record("tank", "t1", {"level": "1.5"}) is not None
 
 

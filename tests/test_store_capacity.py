@@ -1,4 +1,4 @@
-"""buffer capacity, group commit, resend and migration (SPEC D4, D5, D6, A9; issue #6)."""
+"""buffer capacity, group commit, resend and migration (SPEC D4, D5, D6, A9)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from buffer.capacity import CapacityPolicy
+from buffer.commits import NewRecord
 from buffer.migrate import downgrade_to_v2
 from buffer.store import SIZE_CHECK_EVERY, OrderStore, StoreError
 from uplink.chain import verify_chain
@@ -24,15 +25,19 @@ def test_group_commit_is_one_transaction_and_dedupes(tmp_path: Path) -> None:
         [("n1", fields("1"), "k1"), ("n2", fields("2"), "k2"), ("n1", fields("1"), "k1")]
     )
     assert [r.rid if r else None for r in out] == ["n1:1", "n2:1", None]
-    with pytest.raises(StoreError):  # a float refuses the whole batch: nothing stored
+    # Each order is decided on its own: a float is refused (and alarmed), the
+    # other order of the batch is stored — one bad record never holds back a good one.
+    with pytest.raises(StoreError, match="refusing order"):
         store.append_orders([("n1", fields("3"), "k3"), ("n1", {"volume": 1.5}, "k4")])
-    assert [o["nseq"] for o in store.orders("n1")] == [1]
+    assert [o["nseq"] for o in store.orders("n1")] == [1, 2]
+    [refused] = [a for a in store.records("alarm") if a["code"] == "RECORD_REFUSED"]
+    assert refused["detail"]["reason"] == "body" and refused["detail"]["key"] == "n1/k4"
 
 
 def test_overflow_alarms_in_one_millisecond_are_all_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """D4 / issue #6: every BUFFER_OVERFLOW is its own record, even when two
+    """D4: every BUFFER_OVERFLOW is its own record, even when two
     eviction passes commit within one millisecond (found as a CI flake: the
     second alarm's rid collided and its count was dropped as a duplicate)."""
     import buffer.store
@@ -143,3 +148,44 @@ def test_the_byte_cap_evicts_acknowledged_records(tmp_path: Path) -> None:
     free = store._db.execute("PRAGMA freelist_count").fetchone()[0]
     assert (pages - free) * 4096 < 400_000 + SIZE_CHECK_EVERY * 1200
     assert [o["nseq"] for o in store.orders("n0")][-1] == 750  # newest kept
+
+
+def test_retained_orders_over_the_cap_are_kept_and_not_searched_after_every_commit(
+    tmp_path: Path,
+) -> None:
+    """D4 wins over the cap: when nothing may go, the store says so once and
+    looks again only after the hysteresis (1 %), not at every commit (each
+    search reads the whole table)."""
+    policy = CapacityPolicy(max_records=200, retain_per_nozzle=100, max_bytes=10**9)
+    store = OrderStore(tmp_path / "s.sqlite", policy)
+    for n in range(3):
+        store.append_orders([(f"n{n}", fields(str(i)), f"{n}:{i}") for i in range(100)])
+    assert store._count == 300 and store.evicted_acknowledged == store.evicted_unsent == 0
+    assert not store.over_capacity(), "nothing may go: not searched again at once"
+    store.append_order("n0", fields("x"), source_key="x")
+    store.append_order("n0", fields("y"), source_key="y")  # 1 % of 200 more
+    assert store.evicted_unsent == 2, "searched again: n0's two oldest are no longer retained"
+
+
+def test_eviction_sweeps_past_retained_orders_at_the_head_in_bounded_steps(
+    tmp_path: Path,
+) -> None:
+    """The oldest rows are retained orders (a quiet nozzle's newest 2000 can be
+    the table's oldest months): each step looks at a bounded window and the
+    sweep goes on past them to what may go, keeping every retained order."""
+    from buffer.capacity import EXAMINE
+
+    retained = EXAMINE + 50
+    policy = CapacityPolicy(max_records=retained + 200, retain_per_nozzle=retained, max_bytes=10**9)
+    store = OrderStore(tmp_path / "s.sqlite", policy)
+    store.append_orders([("n1", fields(str(i)), str(i)) for i in range(retained)])
+    for i in range(250):
+        store.commit([NewRecord("tank", f"t{i}", {"v": str(i)})])
+    store.mark_published(store.unsent(0, 10_000))
+    steps = 1
+    while store.evict_step():
+        steps += 1
+    assert steps >= 2, "more than one window to get past the retained orders"
+    assert len(list(store.orders("n1"))) == retained
+    assert store.evicted_acknowledged >= 50 and store._count <= policy.max_records
+    assert next(r["rid"] for r in store.records("tank")) != "t0", "the oldest went first"

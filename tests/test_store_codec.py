@@ -1,7 +1,7 @@
 """Compact stored rows (schema v3, buffer/codec.py) and the way back (buffer/migrate.py).
 
-Issue #6: ≤ 300 B of flash per stored order, so that A9 (30 days of a busy
-station offline) fits the default cap; issue #8: store migrations reversible
+≤ 300 B of flash per stored order, so that A9 (30 days of a busy
+station offline) fits the default cap: store migrations reversible
 for one step. What is checked: the stored form gives back exactly the bytes
 the v2 row held (so chains, resends and the platform see no difference), the
 dictionaries are frozen, a store goes v3 → v2 → v3 with every record, sent

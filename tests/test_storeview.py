@@ -1,4 +1,4 @@
-"""Store queries of the technician tools (issue #9) on a real store file, read-only."""
+"""Store queries of the technician tools on a real store file, read-only."""
 
 from __future__ import annotations
 

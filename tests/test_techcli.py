@@ -1,4 +1,4 @@
-"""The technician CLI (issue #9) against a running collector, then without it.
+"""The technician CLI against a running collector, then without it.
 
 One station for all commands (fast): mosquitto, the Sinopec dispenser
 simulator on a pty, the collector, the receiver. Each command runs as its

@@ -1,6 +1,6 @@
 """Torture: the broker gone for 20 s, then flapping every few seconds, while two
 dispensers sell: zero lost, nothing doubled, per-nozzle order kept, chains ok
-(SPEC D5, D17, F2; issue #6). bench/torture.py runs an hour-long outage."""
+(SPEC D5, D17, F2). bench/torture.py runs an hour-long outage."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """orders.resend on the uplink side: exactly the selected orders go out again,
-with ``resent: true``, in per-nozzle order, rid/nseq/h unchanged (issue #6,
+with ``resent: true``, in per-nozzle order, rid/nseq/h unchanged (
 platform-interface.md ``orders.resend``). Real mosquitto, real envelopes."""
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ from collector.wetstock import (
     UNREPORTED_DELIVERY,
     WETSTOCK_VARIANCE,
     AlarmChange,
+    Detected,
     Finding,
+    Reconciled,
     Sample,
     Unreported,
     Wetstock,
@@ -48,6 +50,12 @@ class Station:
         self.rng = random.Random(seed)
         self.wetstock = Wetstock(SETTINGS, {1: Decimal(39_270)})
         self.findings: list[Finding] = []
+        #: Detected / Reconciled: what the gauge task stores and forgets meanwhile.
+        self.waiting: list[Finding] = []
+
+    def take(self, findings: list[Finding]) -> None:
+        for f in findings:
+            (self.waiting if isinstance(f, Detected | Reconciled) else self.findings).append(f)
 
     def sample(self) -> Sample:
         noise = self.rng.uniform(-self.noise_l, self.noise_l)
@@ -81,11 +89,11 @@ class Station:
                 self.volume -= sale_l / sale_every
                 if self.minute % sale_every == 0:
                     self.sold += Decimal(str(sale_l))
-            self.findings += self.wetstock.inventory(1, self.sample())
+            self.take(self.wetstock.inventory(1, self.sample()))
 
     def gauge_read(self, intervals: list[tuple[datetime, datetime]]) -> None:
         at = T0 + timedelta(seconds=self.minute * STEP_S)
-        self.findings += self.wetstock.gauge_deliveries(1, at, intervals)
+        self.take(self.wetstock.gauge_deliveries(1, at, intervals))
 
     def alarms(self, code: str) -> list[AlarmChange]:
         return [f for f in self.findings if isinstance(f, AlarmChange) and f.code == code]
@@ -117,6 +125,46 @@ def test_a_reported_delivery_is_not_flagged() -> None:
     st.run(10)
     st.gauge_read([(T0 + timedelta(minutes=31), T0 + timedelta(minutes=50))])
     assert st.findings == []
+    detected, reconciled = st.waiting  # stored while it waited, forgotten once matched
+    assert isinstance(detected, Detected) and reconciled == Reconciled(detected.delivery)
+
+
+def test_a_detected_delivery_survives_a_restart_and_is_decided_after_it() -> None:
+    """What the gauge task stored for a detected delivery comes back after a
+    restart (Wetstock.restore) and the next i202 read decides it."""
+    from collector.wetstock import delivery_fields, delivery_from
+
+    st = Station()
+    st.run(30)
+    st.run(20, pour_lpm=400)
+    st.run(10)
+    [detected] = st.waiting
+    assert isinstance(detected, Detected)
+    stored = delivery_fields(detected.delivery)
+    restarted = Wetstock(SETTINGS, {1: Decimal(39_270)})
+    restarted.restore([delivery_from(stored)])
+    at = T0 + timedelta(minutes=61)
+    [unreported, alarm] = restarted.gauge_deliveries(1, at, [])
+    assert unreported == Unreported(detected.delivery)
+    assert isinstance(alarm, AlarmChange) and alarm.code == UNREPORTED_DELIVERY
+
+
+def test_deliveries_the_gauge_never_reports_are_decided_not_dropped() -> None:
+    """A console that never answers i202: past MAX_PENDING waiting on a tank the
+    oldest is decided unreported, said so in the alarm — none vanishes."""
+    from collector.wetstock import MAX_PENDING
+
+    st = Station(volume=2_000)
+    for _ in range(MAX_PENDING + 1):
+        st.run(10)
+        st.run(3, pour_lpm=400)
+    st.run(10)
+    detected = [f for f in st.waiting if isinstance(f, Detected)]
+    assert len(detected) == MAX_PENDING + 1
+    [unreported] = [f for f in st.findings if isinstance(f, Unreported)]
+    assert unreported.delivery == detected[0].delivery
+    [alarm] = st.alarms(UNREPORTED_DELIVERY)
+    assert alarm.detail["gauge_report"] == "none read"
 
 
 def test_an_edge_delivery_waits_for_the_next_gauge_read() -> None:

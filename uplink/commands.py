@@ -57,6 +57,7 @@ from typing import Any
 
 import structlog
 
+from config.filemodes import create_private
 from uplink.command_body import bounded, not_canonical, printable, valid_unicode
 from uplink.crypto import sm2_verify
 from uplink.envelope import EnvelopeError, canonical_json, open_envelope
@@ -158,6 +159,7 @@ class ReplayLog:
     """
 
     def __init__(self, path: Path) -> None:
+        create_private(path)  # owner only whatever the umask (and its -wal / -shm alike)
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")

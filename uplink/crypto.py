@@ -201,7 +201,7 @@ def new_nonce() -> bytes:
     a key under 2^32 messages, which holds the chance of any collision below
     2^-32. At one message per second that is 136 years per key; the device
     sends far less (a batch per few seconds at most). Key rotation before any
-    such bound matters is issue #7 (``key.rotate``).
+    such bound matters is the platform's ``key.rotate``.
     """
     return os.urandom(NONCE_BYTES)
 

@@ -320,7 +320,7 @@ class Uplink:
             await asyncio.sleep(self.settings.heartbeat_s)
 
     async def _sender(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
-        # Backpressure (issue #6): the store is read one page (PAGE_BATCHES x
+        # Backpressure: the store is read one page (PAGE_BATCHES x
         # batch_max_records) at a time and at most max_inflight batches await their PUBACK, so a
         # broker gone for hours costs no memory here — the backlog stays on flash
         # and collection (ports committing) never waits for this task.

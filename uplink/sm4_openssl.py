@@ -2,7 +2,7 @@
 
 Why not ``cryptography`` in the daemon: its Rust extension (14 MB, with its
 own static OpenSSL) costs 6.9 MB of RSS in a daemon that already maps the
-system libcrypto for hashlib and ssl; the budget is 40 MB (issue #10,
+system libcrypto for hashlib and ssl; the budget is 40 MB (
 docs/performance.md "Footprint"). ``cryptography`` stays the fallback
 (:mod:`uplink.sm4_cryptography`) where this binding cannot load.
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from collector.ota import launcher
 from collector.ota.bundle import BundleError, unpack
+from config import filemodes
 from config.atomic import write_atomically
 
 #: ``python -m venv`` takes ~1 s on a desktop, tens of seconds on the gateway.
@@ -124,8 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     """First install (or a technician's): install, and make it current when none is."""
     parser = argparse.ArgumentParser(prog="python -m collector.ota.install")
     parser.add_argument("--root", required=True, type=Path)
+    parser.add_argument("--user", metavar="NAME", help="as root: who the releases go to")
     parser.add_argument("bundle", type=Path)
     args = parser.parse_args(argv)
+    try:
+        # Run as root, the tree is given to the collector's user, which
+        # upgrades, prunes and switches releases in it (config/filemodes.py).
+        owner = filemodes.owner_for(args.root, args.user)
+    except filemodes.NoSuchUser as exc:
+        print(f"install: --user: {exc}", file=sys.stderr)
+        return 2
     try:
         manifest = install(args.root, args.bundle)
     except BundleError as exc:
@@ -137,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         state = launcher.read_state(args.root)
         state["good"] = version
         launcher.write_state(args.root, state)
+    if owner is not None:
+        filemodes.give_tree(args.root, owner)
     print(json.dumps({"installed": version, "root": str(args.root)}))
     return 0
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The release launcher: picks the release to start, rolls a failed trial back, execs it.
 
-Issue #8 item 2, SPEC D8; docs/upgrade.md. systemd's ExecStart runs this file
+SPEC D8; docs/upgrade.md. systemd's ExecStart runs this file
 (installed once, outside the A/B release directories, at
 /usr/lib/forecourt/launcher.py) with the system python::
 
@@ -108,11 +108,15 @@ def remove_stale_temps(path: Path, older_than_s: float = STALE_TEMP_S) -> list[P
     return removed
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def write_atomically(
+    path: Path, data: bytes, *, mode: int | None = None, owner: tuple[int, int] | None = None
+) -> None:
     """Replace ``path`` by ``data``: the old content or the new, never a torn file.
 
-    ``mode``: the new file's permission bits; None keeps the replaced file's
-    (and its owner, when running as root), or :data:`NEW_FILE_MODE` for a new file.
+    ``mode``: the new file's permission bits; None keeps the replaced file's,
+    or :data:`NEW_FILE_MODE` for a new file. ``owner``: ``(uid, gid)`` the file
+    is given to when root writes it; None keeps the replaced file's owner
+    (root edits the daemon's file: still the daemon's), else root's.
     """
     path = Path(path)
     remove_stale_temps(path)
@@ -125,14 +129,13 @@ def write_atomically(path: Path, data: bytes, *, mode: int | None = None) -> Non
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
-            if mode is not None:
-                os.fchmod(fd, mode)
-            elif old is not None:
-                os.fchmod(fd, old.st_mode & 0o7777)
-                if os.geteuid() == 0 and (old.st_uid, old.st_gid) != (0, 0):
-                    os.fchown(fd, old.st_uid, old.st_gid)  # root edits the daemon's file
-            else:
-                os.fchmod(fd, NEW_FILE_MODE)
+            if owner is None and old is not None:
+                owner = (old.st_uid, old.st_gid)
+            if owner is not None and owner != (0, 0) and os.geteuid() == 0:
+                os.fchown(fd, *owner)  # before a byte: never readable by the wrong user
+            if mode is None:
+                mode = NEW_FILE_MODE if old is None else old.st_mode & 0o7777
+            os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

@@ -86,6 +86,19 @@ class Ota:
 
         return store_reply(self.store, self.uplink, reply_body(command_id, result, error))
 
+    async def _reply_stored(
+        self, command_id: str | None, result: dict[str, Any] | None, error: Any
+    ) -> bool:
+        """Like :meth:`_reply`, and wait for its commit: True once it is stored."""
+        from collector.command_setup import reply_record
+        from uplink.commands import reply_body
+
+        record = reply_record(reply_body(command_id, result, error))
+        outcome = await self.store.writer.stored(record)
+        if outcome.kept:
+            self.uplink.wake()
+        return outcome.kept
+
     def _alarm(self, code: str, detail: dict[str, Any]) -> bool:
         """Store one device alarm; False (logged) when the store refused it."""
         from collector.alarm_store import store_alarm
@@ -132,21 +145,24 @@ class Ota:
         from uplink.commands import CommandError
 
         cid = last.get("command_id")
+        reply: tuple[dict[str, Any] | None, CommandError | None]
         if last.get("result") == "good":
-            stored = self._reply(cid, {"stage": "committed", "version": last.get("version")}, None)
+            reply = ({"stage": "committed", "version": last.get("version")}, None)
         elif last.get("reason") == "ota.rollback":
-            stored = self._reply(cid, {"stage": "rolled_back", "version": self.running}, None)
+            reply = ({"stage": "rolled_back", "version": self.running}, None)
         elif last.get("result") == "rollback_failed":
             message = f"stayed on {self.running}: {last.get('reason')}"
-            stored = self._reply(cid, None, CommandError("ROLLBACK_FAILED", message))
+            reply = (None, CommandError("ROLLBACK_FAILED", message))
         else:
             message = f"{last.get('version')} rolled back to {self.running}: {last.get('reason')}"
-            stored = self._reply(cid, None, CommandError("ROLLED_BACK", message))
+            reply = (None, CommandError("ROLLED_BACK", message))
             self._alarm(
                 "OTA_ROLLED_BACK",
                 {"version": last.get("version"), "to": self.running, "reason": last.get("reason")},
             )
-        if not stored:
+        # "reported" is written only once the reply is committed: a kill before
+        # that reports it again at the next start (the same reply, a new rid).
+        if not await self._reply_stored(cid, *reply):
             return  # reported at the next start
         last["reported"] = True
         await asyncio.to_thread(launcher.write_state, self.root, state)

@@ -113,12 +113,15 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, digest)
 
 
-def write_hash_file(path: Path, password: str) -> None:
-    """Write the hash atomically (config/atomic.py), mode 0600 whatever it was."""
+def write_hash_file(path: Path, password: str, owner: tuple[int, int] | None = None) -> None:
+    """Write the hash atomically (config/atomic.py), mode 0600 whatever it was;
+    ``owner``: who it is given to when root writes it (the service user,
+    config/filemodes.py), else the replaced file's owner."""
     if len(password) < MIN_PASSWORD_CHARS:
         raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, (hash_password(password) + "\n").encode(), mode=HASH_FILE_MODE)
+    hashed = (hash_password(password) + "\n").encode()
+    write_atomically(path, hashed, mode=HASH_FILE_MODE, owner=owner)
 
 
 def read_hash_file(path: Path) -> str | None:

@@ -2,7 +2,8 @@
 
 ``python -m hil.atg [--link PATH] [--tcp PORT] --tanks N [--seed S]
 [--scenario FILE] [--speed K] [--start ISO] [--security-code CODE]
-[--sales FILE --tank-of NOZZLE=TANK ... | --tank-map N1=T1,N2=T2]``
+[--sales FILE --tank-of NOZZLE=TANK ... | --tank-map N1=T1,N2=T2]
+[--alarm-on-usr1 TANK:CODE]``
 
 - ``--link PATH``: a pty pair whose slave is set raw and kept open for the
   process's life (so the master never sees EIO when the collector closes
@@ -23,11 +24,15 @@
   drained from its nozzle's tank (``--tank-of`` / ``--tank-map``, e.g. the
   config's ``[[tanks]]`` nozzles) when read; a nozzle mapped to no tank is
   ignored, said once on stderr.
+- ``--alarm-on-usr1 TANK:CODE``: each SIGUSR1 turns that tank alarm (i205
+  code, e.g. ``1:9`` probe out) on, the next off — an alarm at a moment the
+  test chooses, not at a scenario time.
 
 Output: stdout carries the ground truth only, one JSON line each: a
 ``"tank"`` line per tank at start (real and declared capacity), a
 ``"delivery"`` line per delivery when it ends, hidden ones marked
-``"hidden": true``, a ``"sale"`` line per sale drained from ``--sales``.
+``"hidden": true``, a ``"sale"`` line per sale drained from ``--sales``, an
+``"alarm"`` line per ``--alarm-on-usr1`` toggle (``tank``, ``code``, ``active``).
 Diagnostics go to stderr as JSON, among them ``{"tcp": PORT}`` once
 listening and ``{"link": PATH}`` once the pty is up.
 SIGTERM / SIGINT exit 0.
@@ -232,7 +237,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--tank-of", action="append", default=[], metavar="NOZZLE=TANK", help="repeatable"
     )
     p.add_argument("--tank-map", action="append", default=[], metavar="N1=T1,N2=T2,...")
+    p.add_argument("--alarm-on-usr1", metavar="TANK:CODE", help="SIGUSR1 toggles this alarm")
     args = p.parse_args(argv)
+    if args.alarm_on_usr1 is not None:
+        tank, _, code = args.alarm_on_usr1.partition(":")
+        if not (tank.isdigit() and code.isdigit()):
+            p.error("--alarm-on-usr1 takes TANK:CODE, e.g. 1:9")
+        args.alarm_on_usr1 = (int(tank), int(code))
     try:
         args.tank_of = parse_tank_map([*args.tank_of, *args.tank_map])
     except ValueError as exc:
@@ -285,6 +296,16 @@ async def amain(args: argparse.Namespace) -> int:
         )
     for event in scenario.due(0):  # events at the start happen before the first answer
         apply(console, event)
+    if args.alarm_on_usr1 is not None:
+        tank, code = args.alarm_on_usr1
+        active = [False]
+
+        def toggle() -> None:
+            active[0] = not active[0]
+            console.set_alarm(tank, code, active[0])
+            emit({"event": "alarm", "tank": tank, "code": code, "active": active[0]})
+
+        loop.add_signal_handler(signal.SIGUSR1, toggle)
     sales = SalesTail(args.sales) if args.sales is not None else None
     gauge = Gauge(console, clock, scenario, sales, args.tank_of)
     link = PtyLink(args.link) if args.link is not None else None

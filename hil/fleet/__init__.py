@@ -1,4 +1,4 @@
-"""A fleet of simulated collectors against one broker and a platform receiver (issue #10).
+"""A fleet of simulated collectors against one broker and a platform receiver.
 
     python -m hil.fleet --collectors 200 --seconds 60 --rate 1
 
