@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any
 
 #: Dispensers compute the amount from price × volume and round it to the
 #: fen (0.01 yuan) — half up, down or to even depending on the make. Any of
@@ -49,17 +49,6 @@ class EdgeSettings:
 class Finding:
     code: str
     detail: dict[str, Any]
-
-
-class SecondSource(Protocol):
-    """A signal independent of the dispenser's own account of a sale (its
-    encoder pulses, its nozzle switch: collector/pulse_check.py). The sink
-    asks it before the order is stored, so its findings are the order's flags."""
-
-    def findings(self, nozzle: str, order: Mapping[str, Any]) -> list[Finding]:
-        """Findings for ``order`` of ``nozzle``; the same order asked again
-        (a store that refused it, a pump that offers it twice) gets the same."""
-        ...
 
 
 def _dec(value: Any) -> Decimal | None:

@@ -47,7 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol
 
 from collector.edge import Finding
 
@@ -66,6 +66,18 @@ SALE_TIME_MISMATCH = "SALE_TIME_MISMATCH"
 SALE_WITHOUT_LIFT = "SALE_WITHOUT_LIFT"
 LIFT_WITHOUT_SALE = "LIFT_WITHOUT_SALE"
 PULSES_WITHOUT_SALE = "PULSES_WITHOUT_SALE"
+
+
+class SecondSource(Protocol):
+    """A signal independent of the dispenser's own account of a sale (here its
+    encoder pulses and nozzle switch: collector/gpio_inputs.py). The port's
+    sink asks it before the order is stored, so its findings are the order's
+    flags, alarmed once the order is committed, like the edge checks'."""
+
+    def findings(self, nozzle: str, order: Mapping[str, Any]) -> list[Finding]:
+        """Findings for ``order`` of ``nozzle``; the same order asked again
+        (a store that refused it, a pump that offers it twice) gets the same."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,11 @@ import structlog
 
 from buffer.commits import Item, NewOrder, NewRecord, Outcome, Result
 from buffer.store import OrderStore, StoreError
-from collector.edge import EdgeSettings, Finding, SecondSource, check_counter, check_order
+from collector.edge import EdgeSettings, Finding, check_counter, check_order
 from collector.identities import NOZZLE_UID, Identities, changes
 from collector.logs import Repeats
 from collector.nozzles import NozzleTable
+from collector.pulse_check import SecondSource
 from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
 from config import testpoints
 from protocols.events import (

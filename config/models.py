@@ -47,11 +47,11 @@ from config.models_base import (
 from config.models_base import HOST_MAX_CHARS as HOST_MAX_CHARS
 from config.models_base import PATH_MAX_BYTES as PATH_MAX_BYTES
 from config.models_base import STATION_MAX_CHARS as STATION_MAX_CHARS
+from config.models_base import TCP_PORT_MAX as TCP_PORT_MAX
+from config.models_base import TCP_PORT_MIN as TCP_PORT_MIN
 from config.models_inputs import MAX_PULSE_INPUTS as MAX_PULSE_INPUTS
 from config.models_inputs import PulseConfig as PulseConfig
 from config.models_inputs import pulse_errors
-from config.models_base import TCP_PORT_MAX as TCP_PORT_MAX
-from config.models_base import TCP_PORT_MIN as TCP_PORT_MIN
 from config.models_ports import BAUDRATES as BAUDRATES
 from config.models_ports import LINE_CHECK_MAX_S as LINE_CHECK_MAX_S
 from config.models_ports import LINE_CHECK_MIN_S as LINE_CHECK_MIN_S
