@@ -248,7 +248,7 @@ class NozzleSignals:
             "hung_at": _iso(episode.hung_at),
             "started_at": order.get("started_at"),
             "ended_at": order.get("ended_at"),
-            "tolerance_s": limit,
+            "tolerance_s": _seconds(limit),
         }
         return [Finding(SALE_TIME_MISMATCH, detail)]
 
@@ -295,7 +295,7 @@ class NozzleSignals:
             "pulses": pulses,
             "pulse_volume": _s(pulses * self.settings.litres_per_pulse),
             "lost": lost,
-            "sale_wait_s": self.settings.sale_wait_s,
+            "sale_wait_s": _seconds(self.settings.sale_wait_s),
         }
 
     def state(self) -> dict[str, Any]:
@@ -322,6 +322,11 @@ def _dec(value: Any) -> Decimal | None:
 
 def _s(value: Decimal) -> str:
     return format(value, "f")
+
+
+def _seconds(value: float) -> str:
+    """Seconds as a decimal string: a stored record holds no float."""
+    return _s(Decimal(str(value)).normalize())
 
 
 def _time(value: Any) -> datetime | None:

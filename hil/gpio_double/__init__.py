@@ -6,7 +6,7 @@ The collector imports ``gpiod`` and uses ``request_lines``, ``LineSettings``,
 ``read_edge_events``, ``wait_edge_events``, ``get_values`` and ``release``.
 This package has those names with the binding's signatures, defaults and
 exceptions (a missing chip: FileNotFoundError; a path that is no chip:
-OSError ENODEV; a line taken: OSError EBUSY), so the collector's code cannot
+OSError ENOTTY; a line taken: OSError EBUSY), so the collector's code cannot
 tell it from the real one; tests/test_gpio_inputs.py checks that against
 the real binding where it is installed. :func:`shim` makes a directory
 that, first on a process's ``PYTHONPATH``, makes ``import gpiod`` this.
@@ -102,8 +102,8 @@ _EDGES = {Edge.NONE: "none", Edge.RISING: "rising", Edge.FALLING: "falling", Edg
 def _connect(path: str) -> socket.socket:
     """The chip's socket, or the error opening a /dev/gpiochipN would give."""
     mode = os.stat(path).st_mode  # FileNotFoundError, as the binding raises it
-    if not stat.S_ISSOCK(mode):
-        raise OSError(errno.ENODEV, os.strerror(errno.ENODEV))
+    if not stat.S_ISSOCK(mode):  # the binding's chip ioctl on a file: ENOTTY
+        raise OSError(errno.ENOTTY, os.strerror(errno.ENOTTY))
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(path)

@@ -4,8 +4,10 @@ kernel's GPIO character device (uAPI v2) gives them — over a Unix socket.
 The kernel's ``gpio-sim`` module would give real lines, but it needs
 configfs and a kernel built with GPIO support; the test machines have
 neither (docs/decisions.md). So the chip is a process's object
-(:class:`ChipServer`, on that process's event loop) listening on a Unix
-socket at the path a ``/dev/gpiochipN`` would be at, and
+(:class:`ChipServer`) listening on a Unix socket at the path a
+``/dev/gpiochipN`` would be at, on an event loop of its own thread — as the
+kernel answers a request while its caller blocks, the chip answers the
+binding's blocking calls made from the collector's loop — and
 :mod:`hil.gpio_double` is a binding with libgpiod's Python API that talks
 to it. What is kept from the kernel (drivers/gpio/gpiolib-cdev.c):
 
@@ -30,17 +32,22 @@ drive (no electrical side), outputs, line names, info events.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import json
 import os
 import socket
 import struct
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 #: ``struct gpio_v2_line_event`` (include/uapi/linux/gpio.h), little-endian.
 EVENT = struct.Struct("<QIIII24x")
@@ -53,6 +60,10 @@ EVENT_BUFFER_MAX = 16 * 64
 
 #: Bytes of a request line (JSON) a client may send before it is refused.
 REQUEST_MAX = 64 * 1024
+
+#: The longest a call into the chip's thread may take: a test's bound, not
+#: a chip's (each call is a few list operations and non-blocking sends).
+CALL_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
@@ -76,14 +87,40 @@ class _Request:
 
 
 class ChipServer:
-    """``lines`` input lines at ``path``, driven with :meth:`set_level` / :meth:`pulse`."""
+    """``lines`` input lines at ``path``, driven with :meth:`set_level` /
+    :meth:`pulse` from any thread; the chip's state lives on its own thread."""
 
     def __init__(self, path: Path, lines: int, label: str = "gpio-double") -> None:
         self.path = Path(path)
         self.levels = [0] * lines
         self.label = label
         self.requests: list[_Request] = []
-        self._loop = asyncio.get_running_loop()
+        self._partial: dict[socket.socket, bytearray] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"gpio-double {self.path.name}", daemon=True
+        )
+        self._thread.start()
+        try:
+            self._call(self._listen)
+        except BaseException:
+            self._stop()
+            raise
+
+    def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the chip's thread; its result or its exception."""
+        done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn(*args))
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self._loop.call_soon_threadsafe(run)
+        return done.result(timeout=CALL_TIMEOUT_S)
+
+    def _listen(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -91,28 +128,46 @@ class ChipServer:
         self._listener.listen(16)
         self._listener.setblocking(False)
         self._loop.add_reader(self._listener.fileno(), self._accept)
-        self._partial: dict[socket.socket, bytearray] = {}
+
+    def _stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=CALL_TIMEOUT_S)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     # -- the lines --------------------------------------------------------------
 
     def set_level(self, offset: int, level: int) -> None:
         """The line's physical level is now ``level``; edges go to requests."""
+        self._call(self._set_level, offset, level)
+
+    def pulse(self, offset: int, count: int) -> None:
+        """``count`` pulses (high, then low) on a line that rests low: all
+        edges first, then sent, so more than a request holds drop its oldest."""
+        self._call(self._pulse, offset, count)
+
+    def requested(self, offset: int) -> bool:
+        return self._call(lambda: any(offset in r.lines for r in self.requests))
+
+    def dropped(self) -> int:
+        """Events the request buffers dropped (the oldest, when full)."""
+        return self._call(lambda: sum(r.dropped for r in self.requests))
+
+    def pending(self) -> int:
+        """Events queued or half sent, not yet in a request's socket."""
+        return self._call(
+            lambda: sum(len(r.queue) + -(-len(r.out) // EVENT.size) for r in self.requests)
+        )
+
+    def _set_level(self, offset: int, level: int) -> None:
         self._set(offset, level)
         self._flush_all()
 
-    def pulse(self, offset: int, count: int) -> None:
-        """``count`` pulses (high, then low) on a line that rests low."""
+    def _pulse(self, offset: int, count: int) -> None:
         for _ in range(count):
             self._set(offset, 1)
             self._set(offset, 0)
         self._flush_all()
-
-    def requested(self, offset: int) -> bool:
-        return any(offset in r.lines for r in self.requests)
-
-    def dropped(self) -> int:
-        """Events the request buffers dropped (the oldest, when full)."""
-        return sum(r.dropped for r in self.requests)
 
     def _set(self, offset: int, level: int) -> None:
         before, self.levels[offset] = self.levels[offset], 1 if level else 0
@@ -188,7 +243,7 @@ class ChipServer:
             offset = int(key)
             if not 0 <= offset < len(self.levels):
                 raise OSError(errno.EINVAL, "Invalid argument")
-            if self.requested(offset):
+            if any(offset in r.lines for r in self.requests):
                 raise OSError(errno.EBUSY, "Device or resource busy")
             lines[offset] = _LineSettings(
                 str(item["edge"]), bool(item["active_low"]), bool(item["realtime"])
@@ -255,7 +310,16 @@ class ChipServer:
                 self._loop.remove_writer(request.conn.fileno())
 
     def close(self) -> None:
-        """The chip is gone: every request's socket closes, the path is removed."""
+        """The chip is gone: every request's socket closes, the path is
+        removed, the chip's thread ends."""
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self._close)
+        finally:
+            self._stop()
+
+    def _close(self) -> None:
         for request in list(self.requests):
             self._drop(request)
         for conn in list(self._partial):
