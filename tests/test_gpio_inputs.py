@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gpiod
@@ -20,6 +21,7 @@ import pytest
 
 import hil.gpio_double as double
 from buffer.store import OrderStore
+from collector.assembly import make_pulses
 from collector.gpio_inputs import OFFLINE_CODE, PulseInput, PulseInputs
 from collector.nozzles import NozzleTable
 from collector.pulse_check import (
@@ -377,3 +379,36 @@ def test_a_sale_stamp_is_the_dispensers_wall_clock() -> None:
     s.switch(False, 60.0, hung)
     local_end = hung.astimezone(CST).isoformat()
     assert s.findings({"order_no": "1", "volume": "1.00", "ended_at": local_end}, 100) == []
+
+
+def test_the_daemon_gives_the_inputs_to_the_ports_of_their_nozzles(tmp_path: Path) -> None:
+    """``make_pulses``: each port with a ``[[pulses]]`` nozzle asks them about
+    its sales, any other port does not; the settings are the config's."""
+    second = {**PORT, "number": 2, "device": "/dev/ttyS2"}
+    raw = config(
+        {
+            "nozzle": "p02.a1.n2",
+            "chip": "/dev/gpiochip1",
+            "pulse_line": 5,
+            "nozzle_line": 6,
+            "litres_per_pulse": 0.001,
+            "tolerance_pct": 0.3,
+            "lifted_level": 0,
+        }
+    )
+    cfg = Config.model_validate({**raw, "ports": [PORT, second]})
+    ports = [SimpleNamespace(number=n, sink=SimpleNamespace(second_source=None)) for n in (1, 2)]
+    store = OrderStore(tmp_path / "s.sqlite")
+    pulses = make_pulses(cfg, store, SimpleNamespace(wake=lambda: None), ports)  # type: ignore[arg-type]
+    assert ports[0].sink.second_source is None and ports[1].sink.second_source is pulses
+    (chip,) = pulses.chips.values()
+    (line,) = chip.inputs
+    assert (chip.path, line.pulse_line, line.nozzle_line, line.lifted_level) == (
+        "/dev/gpiochip1",
+        5,
+        6,
+        0,
+    )
+    assert line.settings.tolerance_pct == Decimal("0.3")
+    assert line.settings.litres_per_pulse == Decimal("0.001")
+    assert pulses.states()["p02.a1.n2"]["online"] is False
