@@ -140,12 +140,18 @@ def test_without_a_switch_pulses_count_between_sales() -> None:
 # -- the lines through the double, the sink, a real store ------------------------
 
 
+async def until(done: Callable[[], bool], what: str) -> None:
+    """Turn the event loop (the collector's fd watches) until ``done()``: the
+    chip sends from its own thread. The tests' one wait, bounded."""
+    deadline = time.monotonic() + 10
+    while not done():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0)
+
+
 async def drained(chip: ChipServer) -> None:
     """Until the chip has sent every event it queued (the double's socket)."""
-    deadline = time.monotonic() + 10
-    while chip.pending():
-        assert time.monotonic() < deadline, "the chip's events were not taken"
-        await asyncio.sleep(0)
+    await until(lambda: not chip.pending(), "the chip's events were not taken")
 
 
 def sale(no: int, volume: Decimal, totalizer: Decimal) -> Sale:
@@ -224,11 +230,10 @@ def test_a_pump_reporting_one_percent_more_is_flagged_on_those_sales_only(
 
 async def taken(inputs: PulseInputs) -> None:
     """Until the collector has read every event waiting on its requests."""
-    deadline = time.monotonic() + 10
-    for chip in inputs.chips.values():
-        while chip.request is not None and chip.request.wait_edge_events(0):
-            assert time.monotonic() < deadline, "the events were not read"
-            await asyncio.sleep(0)
+    requests = [c.request for c in inputs.chips.values() if c.request is not None]
+    await until(
+        lambda: not any(r.wait_edge_events(0) for r in requests), "the events were not read"
+    )
 
 
 def test_lost_edges_count_a_lift_with_no_sale_and_a_chip_that_goes_away(
@@ -256,10 +261,8 @@ def test_lost_edges_count_a_lift_with_no_sale_and_a_chip_that_goes_away(
         inputs.tick()
         state = inputs.states()[NOZZLE]
         chip.close()  # the chip is gone: its request reads the end
-        deadline = time.monotonic() + 10
-        while inputs.chips[str(chip.path)].request is not None:
-            assert time.monotonic() < deadline, "the lost chip was not noticed"
-            await asyncio.sleep(0)
+        lost = inputs.chips[str(chip.path)]
+        await until(lambda: lost.request is None, "the lost chip was not noticed")
         chip = ChipServer(tmp_path / "gpiochip0", lines=4)
         skew = 10 * WAIT_S
         inputs.tick()  # opened again
