@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -415,3 +416,25 @@ def test_the_daemon_gives_the_inputs_to_the_ports_of_their_nozzles(tmp_path: Pat
     assert line.settings.tolerance_pct == Decimal("0.3")
     assert line.settings.litres_per_pulse == Decimal("0.001")
     assert pulses.states()["p02.a1.n2"]["online"] is False
+
+
+def test_without_the_binding_the_inputs_are_offline_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "gpiod", None)  # import gpiod: ImportError
+
+    async def run() -> list[dict]:
+        store = OrderStore(tmp_path / "s.sqlite")
+        line = PulseInput(PulseSettings(NOZZLE, LPP, has_switch=False), "/dev/gpiochip0", 0,
+                          "rising", None, 1, 20, "as-is")  # fmt: skip
+        inputs = PulseInputs([line], store, CST, lambda: None)
+        inputs.tick()
+        assert inputs.states()[NOZZLE]["online"] is False
+        assert inputs.findings(NOZZLE, order("1.00", 10)) == []
+        assert store.writer.flush()
+        return list(store.records("alarm"))
+
+    ((code, state, reason),) = [
+        (a["code"], a["state"], a["detail"]["reason"]) for a in asyncio.run(run())
+    ]
+    assert (code, state) == (OFFLINE_CODE, "raised") and "gpiod" in reason
