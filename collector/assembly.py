@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.edge import EdgeSettings
     from collector.gauge import GaugeTask
+    from collector.gpio_inputs import PulseInputs
     from collector.leds import LedTask
     from collector.linecheck import LineCheckTask
     from collector.listen import ListenPort
@@ -306,6 +307,23 @@ def make_seals(cfg: Config, store: OrderStore, uplink: Uplink) -> SealTask:
         SealSpec(s.name, s.dispenser, s.value, s.intact_level, s.poll_ms / 1000) for s in cfg.seals
     ]
     return SealTask(specs, store, cfg.device.tzinfo, uplink.wake)
+
+
+def make_pulses(
+    cfg: Config, store: OrderStore, uplink: Uplink, ports: Sequence[Port]
+) -> PulseInputs:
+    """The pulse and nozzle-switch inputs of ``[[pulses]]``, each port with a
+    nozzle among them asking them about its sales (the sink's second source)."""
+    from collector.gpio_inputs import PulseInputs, pulse_settings
+
+    pulses = PulseInputs(
+        [pulse_settings(p) for p in cfg.pulses], store, cfg.device.tzinfo, uplink.wake
+    )
+    numbers = {int(p.nozzle[1:3]) for p in cfg.pulses}
+    for port in ports:
+        if port.number in numbers:
+            port.sink.second_source = pulses
+    return pulses
 
 
 def make_leds(

@@ -41,6 +41,7 @@ from collector.edge import (
 from collector.identities import NOZZLE_UID, Identities, changes
 from collector.logs import Repeats
 from collector.nozzles import NozzleTable
+from collector.pulse_check import SecondSource
 from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
 from config import testpoints
 from protocols.events import (
@@ -139,6 +140,9 @@ class PortSink:
         #: Last identity stored per pump / nozzle (read from the store on first
         #: use): orders carry the nozzle's uid from it; reports compare with it.
         self._identities = Identities(store)
+        #: Signals beside the dispenser's (collector/gpio_inputs.py), asked for
+        #: each sale's flags before it is stored; None: none are wired.
+        self.second_source: SecondSource | None = None
         #: Sales handed to the writer and not decided yet, by (nozzle, key): a
         #: pump offering one again meanwhile is not queued twice.
         self._deciding: set[tuple[str, str]] = set()
@@ -259,6 +263,8 @@ class PortSink:
             findings = check_order(fields, previous, self.edge)
             if sale.counter is not None:
                 findings += check_counter(sale.counter, self._last_counter(pump))
+            if self.second_source is not None:
+                findings += self.second_source.findings(key, fields)
         except StoreError as exc:  # the references cannot be read now: checked next offer
             self._not_stored(key, sale, started_at, str(exc))
             return

@@ -50,6 +50,9 @@ from config.models_base import PATH_MAX_BYTES as PATH_MAX_BYTES
 from config.models_base import STATION_MAX_CHARS as STATION_MAX_CHARS
 from config.models_base import TCP_PORT_MAX as TCP_PORT_MAX
 from config.models_base import TCP_PORT_MIN as TCP_PORT_MIN
+from config.models_inputs import MAX_PULSE_INPUTS as MAX_PULSE_INPUTS
+from config.models_inputs import PulseConfig as PulseConfig
+from config.models_inputs import pulse_errors
 from config.models_ports import BAUDRATES as BAUDRATES
 from config.models_ports import LINE_CHECK_MAX_S as LINE_CHECK_MAX_S
 from config.models_ports import LINE_CHECK_MIN_S as LINE_CHECK_MIN_S
@@ -497,6 +500,9 @@ class Config(BaseModel):
     control: ControlConfig = Field(default_factory=ControlConfig)
     web: WebConfig = Field(default_factory=WebConfig)
     seals: Annotated[list[SealConfig], Field(max_length=MAX_SEALS)] = Field(default_factory=list)
+    pulses: Annotated[list[PulseConfig], Field(max_length=MAX_PULSE_INPUTS)] = Field(
+        default_factory=list
+    )
     ota: OtaConfig = Field(default_factory=OtaConfig)
 
     @model_validator(mode="after")
@@ -527,6 +533,7 @@ class Config(BaseModel):
             if (int(match[1]), int(match[2])) not in pumps:
                 reason = f"no port polls pump {seal.dispenser!r} ([[ports]] number / addresses)"
                 errors.append((("seals", index, "dispenser"), reason, seal.dispenser))
+        errors += pulse_errors(self.pulses, pumps)
         if errors:
             raise _fail(errors)
         return self
