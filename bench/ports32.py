@@ -81,6 +81,7 @@ def start_collector(work: Path, config: Path, profile: Path | None) -> stack.Pro
         sys.executable, "-m", "pyinstrument", "--renderer", renderer, "--outfile", str(profile),
         "-m", "collector", "run", "--config", str(config),
         "--set", f"control.socket={work / 'control.sock'}",
+        "--set", f"edge.max_flow_l_per_min={stack.SIMULATED_FLOW_L_PER_MIN}",
     ]  # fmt: skip
     return stack.Proc("collector", argv, work)
 

@@ -43,11 +43,17 @@ class NewOrder:
     """An order; the store assigns ``rid``, ``nseq``, ``prev`` and ``h`` in the commit.
 
     ``source_key`` is the dispenser's own identity of the sale (unique per nozzle).
+    ``alarms``: ``(code, alarm body without rid)`` of the order's edge findings,
+    committed in the order's own transaction once it is stored (never for a
+    duplicate or a refused order), each under ``"{order rid}:{code}"`` with
+    the order's rid as ``detail.order``: an order and its alarms are never
+    one without the other.
     """
 
     nozzle: str
     fields: Mapping[str, Any]
     source_key: str
+    alarms: tuple[tuple[str, Mapping[str, Any]], ...] = ()
     kind: ClassVar[str] = "order"
 
     @property

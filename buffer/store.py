@@ -323,6 +323,11 @@ class OrderStore(EvictionSteps, StoreQueries):
         self._tx_added["order"] += 1
         heads[nozzle] = (nseq, record["h"])
         assert cur.lastrowid is not None
+        for code, alarm in item.alarms:
+            detail = {**alarm.get("detail", {}), "order": record["rid"]}
+            self._insert_record(
+                NewRecord("alarm", f"{record['rid']}:{code}", {**alarm, "detail": detail})
+            )
         return Outcome(Result.STORED, StoredRecord(cur.lastrowid, "order", record["rid"], record))
 
     def _order_exists(self, item: NewOrder) -> Outcome:

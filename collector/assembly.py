@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.edge import EdgeSettings
     from collector.gauge import GaugeTask
+    from collector.gpio_inputs import PulseInputs
     from collector.leds import LedTask
     from collector.linecheck import LineCheckTask
     from collector.listen import ListenPort
@@ -210,6 +211,7 @@ def make_port(
             response_timeout_s=pc.response_timeout_ms / 1000,
             on_commit=uplink.wake,
             edge=edge,
+            nozzles_per_pump=pc.nozzles,
         )
     sink = PortSink(
         number=pc.number,
@@ -219,8 +221,11 @@ def make_port(
         tz=tz,
         on_commit=uplink.wake,
         edge=edge,
+        protocol=pc.protocol,
+        nozzles_per_pump=pc.nozzles,
     )
     monitor = make_monitor(pc, tz)
+    sink.books = make_books(cfg, sink, monitor)
     if pc.mode == "relay":
         from collector.relay import RelayPort
 
@@ -230,6 +235,25 @@ def make_port(
     from collector.listen import ListenPort
 
     return ListenPort(number=pc.number, line=line, monitor=monitor, sink=sink)
+
+
+def make_books(cfg: Config, sink: Any, monitor: Any) -> Any:
+    """The port's reconciliation with the POS (collector/books.py) when ``[books]``
+    is enabled and the protocol's monitor sees the POS's side (``master_frames``:
+    Sinopec, Censtar; docs/brands.md says which families do); else None."""
+    books = cfg.books
+    if not books.enabled or not hasattr(monitor, "master_frames"):
+        return None
+    from collector.books import PortBooks
+    from collector.reconcile import BooksSettings
+
+    settings = BooksSettings(
+        confirm_within_s=books.confirm_within_s,
+        count_window_s=books.count_window_s,
+        pos_silent_after_s=books.pos_silent_after_s,
+        start_grace_s=books.start_grace_s,
+    )
+    return PortBooks(sink, monitor, settings)
 
 
 def make_line_check(cfg: Config, ports: Sequence[Port], store: OrderStore) -> LineCheckTask:
@@ -264,6 +288,23 @@ def make_seals(cfg: Config, store: OrderStore, uplink: Uplink) -> SealTask:
         SealSpec(s.name, s.dispenser, s.value, s.intact_level, s.poll_ms / 1000) for s in cfg.seals
     ]
     return SealTask(specs, store, cfg.device.tzinfo, uplink.wake)
+
+
+def make_pulses(
+    cfg: Config, store: OrderStore, uplink: Uplink, ports: Sequence[Port]
+) -> PulseInputs:
+    """The pulse and nozzle-switch inputs of ``[[pulses]]``, each port with a
+    nozzle among them asking them about its sales (the sink's second source)."""
+    from collector.gpio_inputs import PulseInputs, pulse_settings
+
+    pulses = PulseInputs(
+        [pulse_settings(p) for p in cfg.pulses], store, cfg.device.tzinfo, uplink.wake
+    )
+    numbers = {int(p.nozzle[1:3]) for p in cfg.pulses}
+    for port in ports:
+        if port.number in numbers:
+            port.sink.second_source = pulses
+    return pulses
 
 
 def make_leds(

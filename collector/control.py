@@ -238,6 +238,7 @@ async def q_status(c: Station, request: dict[str, Any]) -> dict[str, Any]:
         "store_writer": None if c.store is None else c.store.writer.stats(),
         "gauge_online": None if c.gauge is None else c.gauge.online,
         "seals": {} if c.seals is None else c.seals.watch.states(),  # SPEC F3
+        "pulses": {} if c.pulses is None else c.pulses.states(),
         # Deny-listed packages loaded (collector/footprint.py): none expected.
         "heavy_modules": footprint.heavy_modules(),
         # Failures caught and survived, by log event (each logged with its traceback).
@@ -291,9 +292,20 @@ async def q_ports(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
                 "sales": stats.sales if stats else 0,
                 "duplicates": stats.duplicates if stats else 0,
                 "errors": dict(stats.errors) if stats else {},
+                "books": _books(port),
+                "flags": dict(stats.flags) if stats else {},  # edge findings by code
             }
         )
     return out
+
+
+def _books(port: Any) -> dict[str, Any] | None:
+    """A relay's or tap's reconciliation with the POS (collector/books.py): its
+    counters and the findings stored, by code; None where there is none."""
+    books = getattr(getattr(port, "sink", None), "books", None)
+    if books is None:
+        return None
+    return {**books.reconciler.counters, "findings": dict(books.findings)}
 
 
 async def q_nozzles(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from collector.assembly import (
     make_leds,
     make_line_check,
     make_port,
+    make_pulses,
     make_seals,
     make_uplink_settings,
 )
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.config_change import ConfigChanges
     from collector.gauge import GaugeTask
+    from collector.gpio_inputs import PulseInputs
     from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
     from collector.ota.upgrade import Ota
@@ -109,6 +111,7 @@ class Collector:
         self.nozzles: NozzleTable | None = None
         self.uplink: Uplink | None = None
         self.seals: SealTask | None = None  # SPEC F3, when [[seals]] names any
+        self.pulses: PulseInputs | None = None  # when [[pulses]] names any
         self._stop = asyncio.Event()
         self.restart_requested = False
         #: Failures the daemon caught and survived, by log event (each logged
@@ -163,6 +166,8 @@ class Collector:
         try:
             self._setup_commands(store, uplink, keys)
             await self._open_ports(store, nozzles, uplink)
+            if cfg.pulses:  # the sinks ask them about every sale from the first
+                self.pulses = make_pulses(cfg, store, uplink, self.ports)
         except BaseException:
             self._close(store)
             raise
@@ -292,6 +297,8 @@ class Collector:
             if self.config.seals:
                 self.seals = make_seals(self.config, store, uplink)
                 tasks.append(tg.create_task(self.seals.run()))
+            if self.pulses is not None:
+                tasks.append(tg.create_task(self.pulses.run()))
             leds = make_leds(self.config, self.ports, self._store_ok, uplink)
             if leds is not None:
                 tasks.append(tg.create_task(leds.run()))

@@ -68,10 +68,15 @@ class ListenPort:
         self._failed = loop.create_future()
         fd = self._fd
         loop.add_reader(fd, self._readable)
+        books = self.sink.books  # the reconciliation's timeouts (collector/books.py)
+        if books is not None:
+            books.start(loop)
         try:
             await self._failed
         finally:
             loop.remove_reader(fd)
+            if books is not None:
+                books.stop()
 
     def _readable(self) -> None:
         assert self._fd is not None and self._failed is not None

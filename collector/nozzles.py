@@ -24,12 +24,26 @@ from protocols.events import NozzleState, NozzleStatus, PumpLink
 #: a wrong one) until both clocks agree (``time.sync`` sets only the gateway's).
 LIFT_AFTER_END_SLACK = timedelta(seconds=1)
 
+#: The first sale received this soon after the gateway saw a nozzle hung up
+#: is that fill's sale: a poller reads it at its next polls, a relay or tap
+#: when the POS asks (at once). A sale later than that, or a second one, is
+#: not compared with the hang-up (it may be one the pump kept from before).
+HANG_UP_TO_SALE = timedelta(seconds=60)
+
 
 @dataclass(slots=True)
 class Nozzle:
     key: str
     state: NozzleState = NozzleState.IDLE
     lifted_at: datetime | None = None  # start of the current (or last) fill, UTC
+    hung_up_at: datetime | None = None  # end of the last fill as seen, UTC
+    #: The nozzle's last state is one the pump reported idle (not the table's
+    #: default, nor set by the link coming back): a fill begun from it was
+    #: seen from its start. The lift seen after a restart, a cut link or a
+    #: relay joined mid-fill is the middle of the fill.
+    idle_reported: bool = False
+    #: The current (or last) fill's lift was seen from a reported idle state.
+    lift_from_idle: bool = False
     volume: Decimal | None = None  # live volume of the current fill
     amount: Decimal | None = None  # live amount of the current fill
     price: Decimal | None = None
@@ -70,8 +84,12 @@ class NozzleTable:
         busy = (NozzleState.LIFTED, NozzleState.FUELLING)
         if status.state in busy and nozzle.state not in busy:
             nozzle.lifted_at = now or datetime.now(UTC)
+            nozzle.lift_from_idle = nozzle.idle_reported
+        elif status.state == NozzleState.IDLE and nozzle.state in busy:
+            nozzle.hung_up_at = now or datetime.now(UTC)
         changed = nozzle.state != status.state
         nozzle.state = status.state
+        nozzle.idle_reported = status.state == NozzleState.IDLE
         nozzle.volume, nozzle.amount = status.volume, status.amount
         if status.price is not None:
             nozzle.price = status.price
@@ -84,10 +102,10 @@ class NozzleTable:
         for key, nozzle in self._nozzles.items():
             if key.startswith(prefix):
                 if not event.online and nozzle.state != NozzleState.OFFLINE:
-                    nozzle.state = NozzleState.OFFLINE
+                    nozzle.state, nozzle.idle_reported = NozzleState.OFFLINE, False
                     changed.append(key)
                 elif event.online and nozzle.state == NozzleState.OFFLINE:
-                    nozzle.state = NozzleState.IDLE
+                    nozzle.state, nozzle.idle_reported = NozzleState.IDLE, False
                     changed.append(key)
         return changed
 
@@ -110,6 +128,23 @@ class NozzleTable:
             return None
         started, nozzle.lifted_at = nozzle.lifted_at, None
         return started
+
+    def lift_from_idle(self, key: str) -> bool:
+        """The last lift of the nozzle was seen from a reported idle state:
+        its fill's whole duration was seen (the flow check's basis)."""
+        nozzle = self._nozzles.get(key)
+        return nozzle is not None and nozzle.lift_from_idle
+
+    def take_hung_up_at(self, key: str, received_at: datetime) -> datetime | None:
+        """When the gateway saw the nozzle hung up, for the first sale received
+        within :data:`HANG_UP_TO_SALE` of it (that fill's sale); else None."""
+        nozzle = self._nozzles.get(key)
+        if nozzle is None or nozzle.hung_up_at is None:
+            return None
+        hung_up, nozzle.hung_up_at = nozzle.hung_up_at, None
+        if not hung_up <= received_at <= hung_up + HANG_UP_TO_SALE:
+            return None
+        return hung_up
 
     def put_back_started_at(self, key: str, started: datetime | None) -> None:
         """A sale not stored (the pump offers it again): its fill keeps its start,

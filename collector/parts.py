@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.clock import ClockSync
     from collector.gauge import GaugeTask
+    from collector.gpio_inputs import PulseInputs
     from collector.listen import ListenPort
     from collector.nozzles import NozzleTable
     from collector.port import PollPort
@@ -77,6 +78,9 @@ class Station(Protocol):
 
     @property
     def seals(self) -> SealTask | None: ...
+
+    @property
+    def pulses(self) -> PulseInputs | None: ...
 
     @property
     def clock(self) -> ClockSync: ...

@@ -77,6 +77,7 @@ class PollPort:
         inter_frame_gap_s: float | None = None,
         on_commit: Callable[[], None],
         edge: EdgeSettings | None = None,
+        nozzles_per_pump: int | None = None,
     ) -> None:
         self.number = number
         self.line = line
@@ -102,6 +103,8 @@ class PollPort:
             on_commit=on_commit,
             stats=self.stats,
             edge=edge,
+            protocol=driver.name,
+            nozzles_per_pump=nozzles_per_pump,
         )
         self._fd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -11,7 +11,9 @@ added delay is one read and one write (bench/relay_latency.py). Parsing
 runs behind a guard: if the monitor raises, parsing stops for this port
 (RELAY_PARSER_FAILED alarm, counted) and the bytes keep flowing. A sale
 seen in passing is committed to the store like any other (store first);
-nothing is confirmed to anyone — confirming is the POS's business.
+nothing is confirmed to anyone — confirming is the POS's business; what
+the POS confirms is reconciled with what the dispenser reported
+(collector/books.py, collector/reconcile.py).
 
 Back-pressure: if one side stops taking bytes (a hung adapter), at most
 :data:`MAX_PENDING_BYTES` are held for it; beyond that the line is treated
@@ -125,9 +127,14 @@ class RelayPort:
         assert d.fd is not None and p.fd is not None
         loop.add_reader(d.fd, self._readable, d, p, self.monitor.receive_response)
         loop.add_reader(p.fd, self._readable, p, d, self.monitor.receive_request)
+        books = self.sink.books  # the reconciliation's timeouts (collector/books.py)
+        if books is not None:
+            books.start(loop)
         try:
             await self._failed
         finally:
+            if books is not None:
+                books.stop()
             for side in (d, p):
                 if side.fd is not None:
                     loop.remove_reader(side.fd)

@@ -24,16 +24,24 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from buffer.commits import Item, NewOrder, NewRecord, Outcome, Result
 from buffer.store import OrderStore, StoreError
-from collector.edge import EdgeSettings, Finding, check_counter, check_order
+from collector.edge import (
+    EdgeSettings,
+    Finding,
+    SaleTimes,
+    check_counter,
+    check_order,
+    check_plausible,
+)
 from collector.identities import NOZZLE_UID, Identities, changes
 from collector.logs import Repeats
 from collector.nozzles import NozzleTable
+from collector.pulse_check import SecondSource
 from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
 from config import testpoints
 from protocols.events import (
@@ -47,6 +55,9 @@ from protocols.events import (
     Sale,
     Totals,
 )
+
+if TYPE_CHECKING:
+    from collector.books import PortBooks
 
 log = structlog.get_logger("collector.port")
 
@@ -95,6 +106,8 @@ class PortSink:
         on_commit: Callable[[], None],
         stats: PortStats | None = None,
         edge: EdgeSettings | None = None,
+        protocol: str = "",
+        nozzles_per_pump: int | None = None,
     ) -> None:
         self.number = number
         self.store = store
@@ -104,6 +117,12 @@ class PortSink:
         self.on_commit = on_commit
         self.stats = stats if stats is not None else PortStats()
         self.edge = edge if edge is not None else EdgeSettings()
+        self.protocol = protocol
+        #: Nozzles of each pump are numbered 1..this (the port's ``nozzles``);
+        #: None: any number is a nozzle (tools, tests). Another number never
+        #: becomes a nozzle: see :meth:`_unknown_nozzle`.
+        self.nozzles_per_pump = nozzles_per_pump
+        self._unknown_seen: set[tuple[int, int]] = set()  # NOZZLE_UNKNOWN alarmed
         #: Last order per nozzle and last counter per pump prefix, read from
         #: the store on first use (so the checks hold across restarts).
         self._last_orders: dict[str, dict[str, Any] | None] = {}
@@ -121,15 +140,26 @@ class PortSink:
         #: Last identity stored per pump / nozzle (read from the store on first
         #: use): orders carry the nozzle's uid from it; reports compare with it.
         self._identities = Identities(store)
+        #: Signals beside the dispenser's (collector/gpio_inputs.py), asked for
+        #: each sale's flags before it is stored; None: none are wired.
+        self.second_source: SecondSource | None = None
         #: Sales handed to the writer and not decided yet, by (nozzle, key): a
         #: pump offering one again meanwhile is not queued twice.
         self._deciding: set[tuple[str, str]] = set()
+        #: A relay's or tap's reconciliation with the POS (collector/books.py),
+        #: fed every batch parsed and every order stored; None on a poll port.
+        self.books: PortBooks | None = None
 
     def handle(self, events: list[Event], confirm: Callable[[Sale], None] | None = None) -> None:
         """Apply ``events``; ``confirm(sale)`` is called once a sale is committed."""
         for event in events:
             if isinstance(event, Sale):
                 self._on_sale(event, confirm)
+            elif isinstance(event, NozzleStatus | Totals | Identity) and not self._known(
+                event.nozzle
+            ):
+                assert event.nozzle is not None  # a pump-wide one is always known
+                self._unknown_nozzle(event.address, event.nozzle, type(event).__name__)
             elif isinstance(event, NozzleStatus):
                 key = nozzle_key(self.number, event.address, event.nozzle)
                 if event.state in BUSY_STATES:
@@ -147,6 +177,9 @@ class PortSink:
                 self._on_totals(event)  # counts as a change only when they moved
             elif isinstance(event, DeviceAlarm):
                 self._changed()
+                if not self._known(event.nozzle):
+                    assert event.nozzle is not None
+                    self._unknown_nozzle(event.address, event.nozzle, "DeviceAlarm")
                 self._on_alarm(event)
             elif isinstance(event, Identity):
                 self._on_identity(event)  # counts as a change only when one differs
@@ -169,6 +202,8 @@ class PortSink:
             self.alarm(code, f"p{self.number:02d}", True, detail)
             return False
         self.handle(events)
+        if self.books is not None:
+            self.books.observe(events)
         return True
 
     @property
@@ -181,38 +216,79 @@ class PortSink:
         self.changes += 1
         self._last_change = time.monotonic()
 
+    def _known(self, nozzle: int | None) -> bool:
+        """A pump-wide report, or a nozzle number the port's config has."""
+        limit = self.nozzles_per_pump
+        return nozzle is None or limit is None or 1 <= nozzle <= limit
+
+    def _unknown_nozzle(self, address: int, nozzle: int, what: str) -> None:
+        """A report naming a nozzle the pump does not have (a misread, a wrong
+        ``nozzles``): it creates no nozzle — no live state, no chain, no
+        NOZZLE_OFFLINE of its own. NOZZLE_UNKNOWN on the pump, once per number
+        per run (bounded: 256 numbers per pump); counted every time."""
+        self.stats.errors["nozzle_unknown"] = self.stats.errors.get("nozzle_unknown", 0) + 1
+        if (address, nozzle) in self._unknown_seen:
+            return
+        detail = {"nozzle": nozzle, "nozzles": self.nozzles_per_pump, "report": what}
+        if self.alarm("NOZZLE_UNKNOWN", f"p{self.number:02d}.a{address}", True, detail):
+            self._unknown_seen.add((address, nozzle))
+
     def _on_sale(self, sale: Sale, confirm: Callable[[Sale], None] | None) -> None:
         self._changed()
-        key = nozzle_key(self.number, sale.address, sale.nozzle)
-        if (key, sale.key) in self._deciding:
-            return  # offered again before its commit: confirmed once that is done
         pump = f"p{self.number:02d}.a{sale.address}."
-        started_at = self.nozzles.take_started_at(key, sale.ended_at.replace(tzinfo=self.tz))
+        received_at = datetime.now(self.tz)
+        known = self._known(sale.nozzle)
+        if known:
+            key, source_key = nozzle_key(self.number, sale.address, sale.nozzle), sale.key
+        else:
+            # Stored, never dropped, under the pump's own key (one chain per
+            # configured pump, whatever number the frame said), its number in
+            # the source key and the finding: no new nozzle identity.
+            key, source_key = pump[:-1], f"n{sale.nozzle}:{sale.key}"
+        if (key, source_key) in self._deciding:
+            return  # offered again before its commit: confirmed once that is done
+        ended_at = sale.ended_at.replace(tzinfo=self.tz)
+        started_at = self.nozzles.take_started_at(key, ended_at) if known else None
+        hung_up_at = self.nozzles.take_hung_up_at(key, received_at) if known else None
         fields: dict[str, Any] = order_fields(
             sale,
             station=self.station,
             tz=self.tz,
             started_at=started_at,
-            nozzle_uid=self._nozzle_uid(sale.address, sale.nozzle),
+            nozzle_uid=self._nozzle_uid(sale.address, sale.nozzle) if known else None,
         )
         try:
-            findings = check_order(fields, self._last_order(key), self.edge)
+            # The pump's chain holds sales of several numbers: no continuity.
+            previous = self._last_order(key) if known else None
+            findings = check_order(fields, previous, self.edge)
             if sale.counter is not None:
                 findings += check_counter(sale.counter, self._last_counter(pump))
+            if self.second_source is not None:
+                findings += self.second_source.findings(key, fields)
         except StoreError as exc:  # the references cannot be read now: checked next offer
             self._not_stored(key, sale, started_at, str(exc))
             return
+        # The flow check measures the fill only when its start was seen.
+        whole = started_at if known and self.nozzles.lift_from_idle(key) else None
+        times = SaleTimes(ended_at, received_at, whole, hung_up_at)
+        findings += check_plausible(fields, times, self.edge, self.protocol)
+        if not known:
+            detail = {"nozzle": sale.nozzle, "nozzles": self.nozzles_per_pump}
+            findings.append(Finding("NOZZLE_UNKNOWN", detail))
         fields["flags"] = [f.code for f in findings]
+        head = {"state": "raised", "source": key, "at": iso(received_at)}
+        alarms = tuple((f.code, {"code": f.code, **head, "detail": f.detail}) for f in findings)
 
         def then(outcome: Outcome) -> None:
-            self._deciding.discard((key, sale.key))
+            self._deciding.discard((key, source_key))
             self._sale_decided(sale, key, pump, fields, findings, outcome, confirm, started_at)
 
         # A poll port's pump keeps the sale until confirmed: if the store cannot
-        # take it now, it is handed back and the pump offers it again.
-        item = NewOrder(key, fields, sale.key)
+        # take it now, it is handed back and the pump offers it again. The
+        # findings' alarms are committed in the order's own transaction.
+        item = NewOrder(key, fields, source_key, alarms)
         if self.store.writer.submit(item, then, source_keeps=confirm is not None):
-            self._deciding.add((key, sale.key))
+            self._deciding.add((key, source_key))
         else:
             self._not_stored(key, sale, started_at, "the store's queue is full")
 
@@ -259,16 +335,20 @@ class PortSink:
         self._last_orders[key] = stored.body
         if sale.counter is not None:
             self._last_counters[pump] = sale.counter
-        nozzle = self.nozzles.get(key)
-        if sale.totalizer_volume_end is not None:
-            nozzle.totalizer_volume = sale.totalizer_volume_end
-        if sale.totalizer_amount_end is not None:
-            nozzle.totalizer_amount = sale.totalizer_amount_end
-        nozzle.grade, nozzle.price = sale.grade, sale.price
+        if self._known(sale.nozzle):  # a number the pump lacks gets no live state
+            nozzle = self.nozzles.get(key)
+            if sale.totalizer_volume_end is not None:
+                nozzle.totalizer_volume = sale.totalizer_volume_end
+            if sale.totalizer_amount_end is not None:
+                nozzle.totalizer_amount = sale.totalizer_amount_end
+            nozzle.grade, nozzle.price = sale.grade, sale.price
         log.info("order_stored", rid=stored.rid, order_no=sale.order_no, volume=fields["volume"])
+        if self.books is not None:
+            self.books.order_stored(sale, stored.rid)
         self.on_commit()
-        for finding in findings:
-            self._finding_alarm(key, stored.rid, finding)
+        for finding in findings:  # their alarms were committed with the order
+            self.stats.flags[finding.code] = self.stats.flags.get(finding.code, 0) + 1
+            log.warning("order_flagged", rid=stored.rid, code=finding.code, **finding.detail)
 
     def _last_order(self, key: str) -> dict[str, Any] | None:
         if key not in self._last_orders:
@@ -282,20 +362,6 @@ class PortSink:
             digits = order_no is not None and order_no.isascii() and order_no.isdigit()
             self._last_counters[pump] = int(order_no) if digits and order_no else None
         return self._last_counters[pump]
-
-    def _finding_alarm(self, key: str, order_rid: str, finding: Finding) -> None:
-        """An edge finding as an alarm (raised; a finding is an event, never
-        cleared), its rid tied to the order so it is stored once."""
-        self.stats.flags[finding.code] = self.stats.flags.get(finding.code, 0) + 1
-        body = {
-            "code": finding.code,
-            "state": "raised",
-            "source": key,
-            "at": iso(datetime.now(self.tz)),
-            "detail": {**finding.detail, "order": order_rid},
-        }
-        self._store("alarm", f"{order_rid}:{finding.code}", body)
-        log.warning("order_flagged", rid=order_rid, code=finding.code, **finding.detail)
 
     # -- live nozzle state (SPEC D2, D14) -----------------------------------------
 
@@ -409,8 +475,11 @@ class PortSink:
 
     def _on_alarm(self, alarm: DeviceAlarm) -> None:
         """A dispenser's own alarm (SPEC D14: metering, security), raised or cleared."""
-        detail = {"raw_code": alarm.raw_code, "text": alarm.detail}
-        source = self._source(alarm.address, alarm.nozzle)
+        detail: dict[str, Any] = {"raw_code": alarm.raw_code, "text": alarm.detail}
+        if self._known(alarm.nozzle):
+            source = self._source(alarm.address, alarm.nozzle)
+        else:  # kept, on the pump: a number it lacks makes no nozzle
+            source, detail["nozzle"] = self._source(alarm.address, None), alarm.nozzle
         now = self._stamp(f"{source}:{alarm.code}").replace(tzinfo=None)
         rid, body = alarm_record(source, alarm.code, alarm.active, now, self.tz, detail)
         self._store("alarm", rid, body)
@@ -463,6 +532,10 @@ class PortSink:
         source = self._source(address, nozzle)
         known = self._identities.known((address, nozzle), source)
         return None if known is None else known.get(NOZZLE_UID)
+
+    def store_record(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
+        """A record of another part of the port (collector/books.py) to the writer."""
+        return self._store(kind, rid, body)
 
     def _store(self, kind: str, rid: str, body: dict[str, Any]) -> bool:
         """Hand a record to the store's writer; True once taken (it is then

@@ -307,7 +307,10 @@ def _show(command: str, data: Any, as_json: bool) -> None:
         for key, value in data.items():
             print(f"{key:18} {value}")
     elif command == "ports":
-        _table(data, ("number", "device", "protocol", "online", "sales", "duplicates", "errors"))
+        _table(
+            data,
+            ("number", "device", "protocol", "online", "sales", "duplicates", "errors", "flags"),
+        )
     elif command == "nozzles":
         _table(data, ("nozzle", "state"))
     elif command == "orders":

@@ -61,6 +61,10 @@ LINE_CHECK_MIN_S, LINE_REWIRED_MIN_S, LINE_CHECK_MAX_S = 1.0, 2.0, 3600.0
 RS485_DELAY_MAX_MS = 100
 
 
+#: Nozzle numbers a wire format carries: UDC names up to 32 (lischn019).
+NOZZLES_PER_PUMP_MAX = 32
+
+
 class PortConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
@@ -83,6 +87,11 @@ class PortConfig(BaseModel):
         list[Annotated[int, Field(ge=PUMP_ADDRESS_MIN, le=PUMP_ADDRESS_MAX)]],
         Field(min_length=1),
     ]
+    #: Nozzles of each pump, numbered 1..this. A report of another number
+    #: creates no nozzle: NOZZLE_UNKNOWN on the pump, a sale stored on the
+    #: pump's own chain (collector/sink.py, docs/alarms.md). 16: more than any
+    #: dispenser's side carries; set the real count.
+    nozzles: Annotated[int, Field(ge=1, le=NOZZLES_PER_PUMP_MAX)] = 16
     poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 200
     #: Poll interval while every nozzle of the port is idle and no sale is
     #: being confirmed: a lift is still seen within this, and an idle

@@ -27,6 +27,13 @@ port's ``[ports.<protocol>]`` table would.
 authorises on a call). A Gilbarco loop returns the master's bytes before
 each reply; the drivers skip that echo.
 
+``--skip-confirm-every N [--skip-confirm-for-ms MS]``,
+``--amount-off-every N [--amount-off-fen F]``, ``--confirm-values``
+(Sinopec): the POS books badly, for the collector's reconciliation
+(hil/pos_books.py): every Nth sale confirmed only after MS, or with F fen
+more; each such sale's line carries ``"confirm": "skipped"`` /
+``"amount_off"``. A sale read again before it is confirmed prints no line.
+
 ``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
 received to ``PREFIX.rx`` (flushed as it goes), so a test can compare
 what left one end of the relay with what arrived at the other. On
@@ -48,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hil.dispenser.ptylink import PtyLink
+from hil.pos_books import Booking
 from hil.pos_commands import COMMANDS
 from protocols import descriptor, load_driver
 from protocols.events import Sale
@@ -94,6 +102,13 @@ class Pos:
             extra = {k: v for k, v in args.options.items() if k in taken}
             self.commands = cls(args.addresses, args.commands.split(","), **extra)
         self.next_command = 0.0
+        self.booking = Booking(
+            skip_every=args.skip_confirm_every,
+            skip_for_s=args.skip_confirm_for_ms / 1000,
+            amount_off_every=args.amount_off_every,
+            amount_off_fen=args.amount_off_fen,
+            values=args.confirm_values,
+        )
 
     def close(self) -> None:
         for f in (self.tx, self.rx):
@@ -118,7 +133,7 @@ class Pos:
         while not self.stopping:
             request = self.driver.next_request()
             if request is not None:
-                self._write(request)
+                self._write(self.booking.rewrite(request))
                 await self._response(loop, timeout)
             if self._command_due(loop.time()):
                 self.next_command = loop.time() + self.args.command_every_ms / 1000
@@ -178,10 +193,20 @@ class Pos:
                 self.commands.observe(events)
             for event in events:
                 if isinstance(event, Sale):
-                    self.driver.sale_committed(event)  # the POS confirms
-                    line = {"nozzle": f"a{event.address}.n{event.nozzle}",
-                            "order_no": event.order_no, "key": event.key}  # fmt: skip
-                    print(json.dumps(line), flush=True)
+                    self._sale(event, loop.time())
+
+    def _sale(self, sale: Sale, now: float) -> None:
+        first = sale.key not in self.booking.seen
+        confirm, done = self.booking.read(sale, now)
+        if confirm:
+            self.driver.sale_committed(sale)  # the POS confirms
+        if not first and self.booking.active:
+            return  # offered again while the POS held it back
+        line = {"nozzle": f"a{sale.address}.n{sale.nozzle}",
+                "order_no": sale.order_no, "key": sale.key}  # fmt: skip
+        if done is not None:
+            line["confirm"] = done
+        print(json.dumps(line), flush=True)
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -223,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command-every-ms", type=float, default=500)
     p.add_argument("--option", action="append", default=[], help="driver option KEY=VALUE")
     p.add_argument("--master", choices=("driver", "fcc"), default="driver")
+    p.add_argument("--skip-confirm-every", type=int, default=0, help="hold every Nth sale back")
+    p.add_argument("--skip-confirm-for-ms", type=float, default=3000)
+    p.add_argument("--amount-off-every", type=int, default=0, help="confirm every Nth sale off")
+    p.add_argument("--amount-off-fen", type=int, default=100)
+    p.add_argument("--confirm-values", action="store_true", help="3C with amount and volume")
     args = p.parse_args(argv)
     if args.master == "fcc" and args.protocol != "gilbarco":
         p.error("--master fcc: Gilbarco only")

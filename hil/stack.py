@@ -261,6 +261,13 @@ def bus(
     return proc
 
 
+#: The simulators compress a fill of 2–80 L into a fraction of a second: at a
+#: real nozzle's flow every simulated sale would be VOLUME_BEYOND_FLOW. The
+#: collectors started here allow the config's highest flow unless the test
+#: sets its own (a test of that rule does).
+SIMULATED_FLOW_L_PER_MIN = 10_000
+
+
 def collector(
     work: Path,
     config: Path,
@@ -272,7 +279,10 @@ def collector(
     side), unless the config file or ``overrides`` name another. ``env``: added
     to the environment (``FORECOURT_TESTPOINTS``, config/testpoints.py)."""
     argv = [sys.executable, "-m", "collector", "run", "--config", str(config)]
-    own = [] if "[control]" in config.read_text() else [f"control.socket={work / 'control.sock'}"]
+    text = config.read_text()
+    own = [] if "[control]" in text else [f"control.socket={work / 'control.sock'}"]
+    if "max_flow_l_per_min" not in text and not any("max_flow_l_per_min" in o for o in overrides):
+        own.append(f"edge.max_flow_l_per_min={SIMULATED_FLOW_L_PER_MIN}")
     for item in (*own, *overrides):
         argv += ["--set", item]
     return Proc(name, argv, work, env=env)

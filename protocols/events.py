@@ -66,6 +66,34 @@ class Sale:
     #: (Sinopec POS_TTC: +1 per sale, all nozzles of the pump); None when the
     #: order number is not a counter. The edge checks use it (SPEC A7).
     counter: int | None = None
+    #: The number the station controller's confirmation of this sale names
+    #: where it is not ``counter`` (Censtar: the record's sequence number,
+    #: echoed by the 17 that removes it); the reconciliation with the POS
+    #: matches on ``counter``, else on this (collector/reconcile.py).
+    booking: int | None = None
+
+    @property
+    def number(self) -> int | None:
+        """What a :class:`Confirmation` of this sale names, if anything."""
+        return self.counter if self.counter is not None else self.booking
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The station's POS (or FCC) confirmed a pump's transaction, seen in
+    passing by a relay or a tap (collector/reconcile.py). Never emitted by a
+    poll driver: there the collector is the one confirming.
+
+    ``counter`` is the transaction number it names (:attr:`Sale.number`:
+    Sinopec's POS_TTC, Censtar's record sequence number); ``amount`` /
+    ``volume`` are the values it booked when the protocol's confirmation
+    carries them, else None.
+    """
+
+    address: int
+    counter: int
+    amount: Decimal | None = None
+    volume: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,4 +172,6 @@ class ProtocolError:
     address: int | None = None
 
 
-Event = NozzleStatus | Sale | PumpLink | Totals | Identity | DeviceAlarm | ProtocolError
+Event = (
+    NozzleStatus | Sale | Confirmation | PumpLink | Totals | Identity | DeviceAlarm | ProtocolError
+)

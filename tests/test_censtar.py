@@ -24,7 +24,16 @@ from protocols.censtar.framer import FrameDecoder
 from protocols.censtar.messages import Frame, Record, encode, parse_record, record_data, totals_data
 from protocols.censtar.messages import Totals as Sums
 from protocols.censtar.monitor import CenstarMonitor
-from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale, Totals
+from protocols.events import (
+    Confirmation,
+    Event,
+    NozzleState,
+    NozzleStatus,
+    ProtocolError,
+    PumpLink,
+    Sale,
+    Totals,
+)
 
 T0 = datetime(2026, 11, 22, 8, 0)
 
@@ -122,8 +131,11 @@ def test_a_fill_from_source_frames_is_one_sale_with_its_totals(bus: bool) -> Non
             totalizer_amount_end=Decimal("801038.54"),
             key="1234:2011:15786",
             raw=SALE_REPLY[3:-1],
+            booking=0x1234,  # the record's sequence number, which the 17 names
         )
     ]
+    # The controller's 17 removing it: its booking of that sale (collector/reconcile.py).
+    assert [e for e in events if isinstance(e, Confirmation)] == [Confirmation(1, 0x1234)]
     assert [e for e in events if isinstance(e, Totals)][-1] == Totals(
         1, 1, Decimal("1000307.49"), Decimal("801038.54")
     )

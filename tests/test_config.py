@@ -281,6 +281,7 @@ def test_defaults() -> None:
         "bytesize": 8,
         "parity": "N",  # demo.toml: a pty refuses even parity on some kernels
         "stopbits": 1,
+        "nozzles": 16,  # numbered 1..16: another number is NOZZLE_UNKNOWN
         "poll_interval_ms": 100,
         "response_timeout_ms": 300,
         "line_silent_after_s": 10.0,  # SPEC F1, collector/linecheck.py

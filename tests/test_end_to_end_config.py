@@ -295,7 +295,7 @@ def test_an_invalid_patch_is_refused_with_its_reasons_and_nothing_changes(
     assert "uplink.port: must be <= 65535, got 70000" in message
     assert "uplink.hearbeat_s: unknown key" in message
     assert "uplink.password: expected a string (a secret: its value is not shown)" in message
-    assert "uplink.host: unknown key (dotted keys are not paths here" in message
+    assert '"uplink.host": unknown key (dotted keys are not paths here' in message
     assert "12345678" not in message and "12345678" not in station.log()
     shape = station.command("config.set", {"patch": {"ports": {"3": {"baudrate": 4800}}}})
     assert shape["error"]["code"] == "BAD_PATCH", shape

@@ -250,6 +250,7 @@ def test_any_digit_count_and_either_price_level() -> None:
 
 def test_totals_layout_errors() -> None:
     one = totals_body(TotalsData((GradeTotals(1, 1, 2),)))
+    two = totals_body(TotalsData((GradeTotals(2, 10, 2),)))
     for body, detail in (
         (b"", "not a totals layout"),
         (one.replace(b"\xfa", b"\xf7"), "not a totals layout"),
@@ -257,6 +258,8 @@ def test_totals_layout_errors() -> None:
         (one.replace(b"\xfa", b"\xf9"), "names F9 twice"),
         (one[:2] + one[11:], "without F9 and FA"),
         (one.replace(b"\xf9\xe1", b"\xf9\xeb"), "not digits"),
+        # an E0 dropped inside grade 2's volume: the LRC does not see it
+        (one + two.replace(b"\xf9\xe0\xe1", b"\xf9\xe1"), "differ in digit counts"),
     ):
         result = parse_totals(body)
         assert isinstance(result, ProtocolError) and detail in result.detail, (body, result)
@@ -294,8 +297,8 @@ def transactions(draw: st.DrawFn) -> TransactionData:
 
 
 @st.composite
-def grade_totals(draw: st.DrawFn, grade: int) -> GradeTotals:
-    counts = (draw(digits), draw(digits), draw(digits))
+def grade_totals(draw: st.DrawFn, grade: int, widths: tuple[int, int]) -> GradeTotals:
+    counts = (*widths, draw(digits))
     price = st.none() | st.integers(0, 10 ** counts[2] - 1)
     p1, p2 = draw(price), draw(price)
     if p1 is None and p2 is None:
@@ -310,9 +313,10 @@ def grade_totals(draw: st.DrawFn, grade: int) -> GradeTotals:
     )
 
 
-totals = st.lists(st.integers(1, 10), min_size=1, max_size=10, unique=True).flatmap(
-    lambda grades: st.tuples(*(grade_totals(g) for g in grades)).map(TotalsData)
-)
+#: A pump writes every grade's totalizers with the same digit counts.
+totals = st.tuples(
+    st.lists(st.integers(1, 10), min_size=1, max_size=10, unique=True), st.tuples(digits, digits)
+).flatmap(lambda drawn: st.tuples(*(grade_totals(g, drawn[1]) for g in drawn[0])).map(TotalsData))
 
 
 @settings(max_examples=300, deadline=None)

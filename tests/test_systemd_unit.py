@@ -203,8 +203,28 @@ def test_usb_serial_classes_exist_before_the_unit_starts() -> None:
 
 #: Absolute paths in config/example.toml (set or commented out) that are no
 #: directory of the unit's: devices (DeviceAllow=), LEDs (ReadWritePaths=),
-#: seal inputs (read only).
-OUTSIDE_THE_UNITS_DIRECTORIES = ("/dev/tty", "/sys/class/leds/", "/sys/class/gpio/")
+#: seal inputs (read only), GPIO chips (the pulse inputs).
+OUTSIDE_THE_UNITS_DIRECTORIES = (
+    "/dev/tty",
+    "/sys/class/leds/",
+    "/sys/class/gpio/",
+    "/dev/gpiochip",
+)
+
+
+def test_the_service_user_may_open_the_gpio_chips() -> None:
+    """libgpiod opens a chip O_RDWR to request its lines: the unit allows
+    the class read-write, and the udev rule gives the chips to its user."""
+    unit = unit_settings()
+    assert "char-gpiochip rw" in unit["DeviceAllow"]
+    rules = [
+        line
+        for line in UNIT.with_name("60-forecourt-gpio.rules").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules == [
+        f'SUBSYSTEM=="gpio", KERNEL=="gpiochip[0-9]*", OWNER="{unit["User"][0]}", MODE="0600"'
+    ]
 
 
 def test_the_unit_runs_as_its_user_with_its_directories_and_umask() -> None:

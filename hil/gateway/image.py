@@ -102,6 +102,7 @@ def _copied_files() -> list[Path]:
     return [
         ROOT / "systemd" / "forecourt-collector.service",
         ROOT / "systemd" / "forecourt-serial.conf",
+        ROOT / "systemd" / "60-forecourt-gpio.rules",
         ROOT / "collector" / "ota" / "launcher.py",
         *sorted(GUEST.iterdir()),
     ]
@@ -164,6 +165,9 @@ def _customize(root: Path, bundle_path: Path) -> None:
     modules_load = root / "usr" / "lib" / "modules-load.d"
     modules_load.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "systemd" / "forecourt-serial.conf", modules_load)
+    rules = root / "usr" / "lib" / "udev" / "rules.d"
+    rules.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "systemd" / "60-forecourt-gpio.rules", rules)
     # The harness: a shell on a virtio port, the network, a small journal.
     shutil.copy(GUEST / "gateway-shell.service", units)
     agent = root / "usr" / "local" / "lib" / "gateway-agent.py"

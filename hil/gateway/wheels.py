@@ -4,8 +4,10 @@ The bundle for the gateway takes every compiled dependency as a binary wheel
 for ``linux-armv7l`` (scripts/build-bundle ``--platform``). The registry has
 them for cryptography (manylinux_2_31_armv7l) and pydantic-core
 (manylinux2014_armv7l) but not for **cffi ≥ 2** (cryptography needs it;
-Debian 12's python3-cffi is 1.15) nor **pycryptodomex** (gmssl needs it).
-Those two are built here from their source distributions, downloaded on the
+Debian 12's python3-cffi is 1.15), **pycryptodomex** (gmssl needs it) nor
+**gpiod** 2.x (libgpiod's binding, the ``[[pulses]]`` inputs: x86_64 and
+aarch64 wheels only; its source distribution carries libgpiod's C sources,
+so it builds offline). Those are built here from their source distributions, downloaded on the
 host, by pip in the armhf *builder* tree (offline: their build requirements
 come from the host too) (hil/gateway/rootfs.py: python3-dev,
 build-essential, libffi-dev) under qemu-user: the wheels are what Debian 12's
@@ -31,12 +33,13 @@ from hil.gateway import rootfs
 
 #: Dependencies without an armv7l wheel on the registry (checked with
 #: ``pip download --only-binary=:all: --platform manylinux_2_36_armv7l``).
-SOURCE_BUILT = ("cffi", "pycryptodomex")
+SOURCE_BUILT = ("cffi", "pycryptodomex", "gpiod")
 
 #: What building them needs (cffi: setuptools ≥ 77; pycryptodomex: setuptools,
-#: wheel), fetched on the host as wheels: the chroot builds offline (``--no-index``),
-#: so it needs neither the network nor the host's certificate authorities.
-BUILD_REQUIREMENTS = ("setuptools", "wheel", "pycparser")
+#: wheel; gpiod: setuptools ≥ 77, packaging), fetched on the host as wheels: the
+#: chroot builds offline (``--no-index``), so it needs neither the network nor
+#: the host's certificate authorities.
+BUILD_REQUIREMENTS = ("setuptools", "wheel", "pycparser", "packaging")
 
 #: pip building pycryptodomex under qemu-user: minutes; a hung build ends.
 BUILD_TIMEOUT_S = 3600

@@ -41,6 +41,11 @@ totals moves them on by its own volume and amount, so the newest of
 several queued sales gets them. Otherwise the sale carries none
 (``totals_unmatched``); the Totals events still report every read.
 
+The controller's 17 naming a sale is a :class:`Confirmation` of its
+sequence number (``Sale.booking``), for the reconciliation with the POS
+(collector/reconcile.py); :attr:`CenstarMonitor.master_frames` counts the
+controller's frames.
+
 Link: a pump is online from its first reply; after ``offline_after``
 requests in a row with no reply, offline. Requests and replies of pumps not
 in ``addresses`` count as ``foreign``.
@@ -81,6 +86,7 @@ from protocols.censtar.messages import (
     parse_totals,
 )
 from protocols.events import (
+    Confirmation,
     Event,
     NozzleState,
     NozzleStatus,
@@ -111,6 +117,8 @@ NOZZLE_STATES: dict[int, NozzleState] = {
 }
 #: Where a record's sequence number [23..24] is in its data (frame bytes from [3]).
 _SEQ = slice(23 - 3, 25 - 3)
+#: A 17's data: the sequence number of the sale it removes (005:1322-1327).
+CLEAR_DATA_LEN = 2
 
 
 @dataclass
@@ -168,6 +176,12 @@ class CenstarMonitor:
         self.foreign_addresses: dict[int, int] = {}
 
     @property
+    def master_frames(self) -> int:
+        """Frames the controller sent (is the POS still on the line?);
+        collector/books.py watches it."""
+        return self._counts["requests"]
+
+    @property
     def counters(self) -> dict[str, int]:
         out = dict(self._counts)
         for prefix, counts in (
@@ -218,14 +232,18 @@ class CenstarMonitor:
         pump = self._pump(frame)
         if pump is None:
             return []
+        events: list[Event] = []
+        if frame.command == CMD_CLEAR and len(frame.data) == CLEAR_DATA_LEN:
+            # The controller books the sale it names (collector/reconcile.py).
+            events.append(Confirmation(pump.address, int.from_bytes(frame.data, "big")))
         if pump.waiting:
             pump.misses += 1
         pump.waiting = True
         if pump.misses >= self._offline_after and pump.online is not False:
             pump.online = False
             pump.reported = ()
-            return [PumpLink(pump.address, online=False)]
-        return []
+            events.append(PumpLink(pump.address, online=False))
+        return events
 
     def _on_reply(self, frame: Frame) -> list[Event]:
         self._counts["responses"] += 1
@@ -311,6 +329,7 @@ class CenstarMonitor:
                 totalizer_amount_end=None if end is None else scaled(end.amount, amount_decimals),
                 key=f"{seq}:{record.volume}:{record.amount}",
                 raw=bytes(frame.data),
+                booking=int.from_bytes(record.seq, "big"),
             )
         ]
 

@@ -338,6 +338,12 @@ def parse_totals(body: bytes) -> TotalsData | ProtocolError:
         )
     if len({g.grade for g in grades}) != len(grades):
         return _bad("totals name a grade twice")
+    # A pump writes every grade's totalizers with its one digit count; the
+    # LRC sums low nibbles, so an E0 word dropped inside a field passes it
+    # and shifts the digits after it: a grade whose count differs from its
+    # neighbours' is that loss, not a reading.
+    if len({g.digits[:2] for g in grades}) > 1:
+        return _bad(f"totals grades differ in digit counts: {describe_fields(body)}")
     return TotalsData(tuple(grades))
 
 

@@ -37,6 +37,12 @@ integers are big-endian; money is in 0.01 yuan, volume in 0.01 L, price in
     A pump that does not understand it offers the record again, which the
     store deduplicates on ``Sale.key``.
 
+    A POS may confirm with the values it booked: ``3C | POS_TTC (4 B) |
+    AMN (3 B) | VOL (3 B)`` (0.01 yuan, 0.01 L, as in the 32 record).
+    UNVERIFIED as well (docs/brands.md): a monitor reads either length, and
+    compares the values with the record's only when they are there
+    (collector/reconcile.py); the poll driver always sends the short form.
+
 38 totals, 3A read info, 3B error info: see :mod:`protocols.sinopec.extensions`.
 """
 
@@ -64,7 +70,7 @@ from construct import (
     this,
 )
 
-from protocols.events import NozzleState, NozzleStatus, ProtocolError, Sale
+from protocols.events import Confirmation, NozzleState, NozzleStatus, ProtocolError, Sale
 
 #: Command codes (protocols.md §2, "Commands").
 CMD_POLL = 0x30
@@ -82,6 +88,8 @@ RECORD_LEN = 95
 
 #: Our confirmation: command + POS_TTC (our documented choice, see module doc).
 CONFIRM_LEN = 5
+#: A confirmation with the booked amount and volume (unverified, module doc).
+CONFIRM_VALUES_LEN = 11
 
 CARD_BODY = Struct("asn" / Bytes(10), "card_st" / Int16ub, "bal" / Int32ub)
 NOZZLE_BODY = Struct(
@@ -136,6 +144,14 @@ RECORD = Struct(
 
 #: 3C confirmation (our documented layout, see module doc).
 CONFIRM = Struct("command" / Int8ub, "pos_ttc" / Int32ub, Terminated).compile()
+#: 3C with the booked values (unverified, see module doc).
+CONFIRM_VALUES = Struct(
+    "command" / Int8ub,
+    "pos_ttc" / Int32ub,
+    "amn" / BytesInteger(3),  # 0.01 yuan
+    "vol" / BytesInteger(3),  # 0.01 L
+    Terminated,
+).compile()
 
 
 def hundredths(value: int) -> Decimal:
@@ -356,7 +372,25 @@ def build_confirm(pos_ttc: int) -> bytes:
 
 
 def parse_confirm(data: bytes) -> int | ProtocolError:
-    """3C confirmation data → the POS_TTC it confirms (the simulator's side)."""
-    if len(data) != CONFIRM_LEN or data[0] != CMD_CONFIRM:
-        return _bad(f"3C confirmation must be {CONFIRM_LEN} bytes, got {len(data)}")
-    return int(CONFIRM.parse(data).pos_ttc)
+    """3C confirmation data (either form) → the POS_TTC it confirms (the simulator's side)."""
+    confirmed = confirm_event(data, 0)
+    return confirmed if isinstance(confirmed, ProtocolError) else confirmed.counter
+
+
+def build_confirm_values(pos_ttc: int, amn: int, vol: int) -> bytes:
+    """A POS's 3C with the values it booked (0.01 yuan, 0.01 L; unverified, module doc)."""
+    values = {"command": CMD_CONFIRM, "pos_ttc": pos_ttc, "amn": amn, "vol": vol}
+    return bytes(CONFIRM_VALUES.build(values))
+
+
+def confirm_event(data: bytes, address: int) -> Confirmation | ProtocolError:
+    """3C data the master sent to the pump at ``address`` → :class:`Confirmation`
+    (amount and volume only in the long form)."""
+    if data[:1] != bytes([CMD_CONFIRM]) or len(data) not in (CONFIRM_LEN, CONFIRM_VALUES_LEN):
+        return _bad(
+            f"3C confirmation must be {CONFIRM_LEN} or {CONFIRM_VALUES_LEN} bytes, got {len(data)}"
+        )
+    if len(data) == CONFIRM_LEN:
+        return Confirmation(address, int(CONFIRM.parse(data).pos_ttc))
+    msg = CONFIRM_VALUES.parse(data)
+    return Confirmation(address, int(msg.pos_ttc), hundredths(msg.amn), hundredths(msg.vol))

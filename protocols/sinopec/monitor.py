@@ -7,8 +7,11 @@ cannot write to a dispenser at all (SPEC D19, D20).
 Directions:
 
 - :meth:`SinopecMonitor.receive_request` — bytes the POS sent (relay: read
-  on the POS side). Frames are decoded only to count the requests each
-  pump left unanswered (the pump's link state).
+  on the POS side). Frames are decoded to count the requests each pump
+  left unanswered (the pump's link state), and a 3C becomes a
+  :class:`~protocols.events.Confirmation` (the POS's handling of a record,
+  reconciled with it by collector/reconcile.py); :attr:`master_frames`
+  counts every frame the POS sent (is the POS still on the line?).
 - :meth:`SinopecMonitor.receive_response` — bytes the pumps sent (relay:
   read on the dispenser side). Each frame is interpreted by its own command,
   exactly as the poll driver does (protocols/sinopec/driver.py): 31 →
@@ -38,6 +41,7 @@ from typing import ClassVar
 from protocols.events import Event, ProtocolError, PumpLink
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.framer import Frame, FrameDecoder
+from protocols.sinopec.messages import CMD_CONFIRM, confirm_event
 from protocols.stream import with_decoders
 
 #: The POS / PC side's address range (protocols.md §2, "Addresses").
@@ -68,6 +72,12 @@ class SinopecMonitor:
         #: Frames to or from each pump not in ``addresses`` (at most 256 keys:
         #: an address is one byte): a re-wired line names what it carries.
         self.foreign_addresses: dict[int, int] = {}
+
+    @property
+    def master_frames(self) -> int:
+        """Frames the POS / FCC side sent, whatever their address (relay: read on
+        its side; listen: from a master address). collector/books.py watches it."""
+        return self._counts["requests"]
 
     @property
     def counters(self) -> dict[str, int]:
@@ -105,6 +115,12 @@ class SinopecMonitor:
         if address not in self._addresses:
             self._foreign(address)
             return []
+        events: list[Event] = []
+        if frame.command == CMD_CONFIRM:
+            confirmed = confirm_event(frame.data, address)
+            if isinstance(confirmed, ProtocolError):
+                confirmed = ProtocolError(confirmed.kind, confirmed.detail, address)
+            events.append(confirmed)
         misses = self._unanswered.get(address, 0) + 1
         self._unanswered[address] = misses
         if misses > self._offline_after and self._online.get(address) is not False:
@@ -112,8 +128,8 @@ class SinopecMonitor:
             # chance to be answered before this one was sent.
             self._online[address] = False
             self._reader.forget_report(address)
-            return [PumpLink(address, online=False)]
-        return []
+            events.append(PumpLink(address, online=False))
+        return events
 
     def _on_response(self, frame: Frame) -> list[Event]:
         self._counts["responses"] += 1

@@ -1,0 +1,115 @@
+"""``[[pulses]]``: a nozzle's encoder pulses and lift / hang contact on GPIO lines.
+
+Part of the config schema (config/models.py re-exports every name here; the
+cross-table check that each nozzle belongs to a polled pump is there).
+What the collector does with them: collector/pulse_check.py (the rules),
+collector/gpio_inputs.py (the lines), docs/alarms.md (codes, thresholds).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from config.models_base import _MODEL_CONFIG, PathText, _fail, _invalid, _reject_non_int
+from config.models_tanks import NOZZLE_KEY_PATTERN
+
+#: Line offsets on one GPIO chip: the kernel's uAPI numbers them 0..n-1 and
+#: no gateway SoC bank or expander has more than a few hundred.
+GPIO_LINE_MAX = 1023
+#: Litres per encoder pulse: fuel-dispenser encoders give 100 pulses per
+#: litre (0.01 L) and finer; 1 pulse per litre is the coarsest that could
+#: still meet a 0.6 % tolerance on a 200 L fill, 0.0001 L (10 000 pulses/L)
+#: the finest a 32-bit count covers for a nozzle's year.
+LITRES_PER_PULSE_MIN, LITRES_PER_PULSE_MAX = 0.0001, 1.0
+#: Metrological tolerance in percent: JJG 443's ±0.3 % for a dispenser's
+#: maximum permissible error, doubled by default for two instruments
+#: compared; 10 % is past any meter in service.
+TOLERANCE_PCT_MIN, TOLERANCE_PCT_MAX = 0.05, 10.0
+#: Contact debounce in the kernel (uAPI v2 ``debounce_period``), ms.
+DEBOUNCE_MAX_MS = 1000
+#: Lift / hang vs the sale's start and end: a dispenser's clock is set by
+#: hand at many stations; an hour is the most a rule of seconds still means.
+TIME_TOLERANCE_MIN_S, TIME_TOLERANCE_MAX_S = 1.0, 3600.0
+#: The longest a sale may take to be reported after its hang (a busy bus, a
+#: master that polls slowly): past it a lift is a lift without a sale.
+SALE_WAIT_MIN_S, SALE_WAIT_MAX_S = 5.0, 3600.0
+#: Fuel drawn under which a lift with no sale is not an alarm (a nozzle
+#: lifted and hung without fuelling; an encoder's jitter as it is handled).
+UNREPORTED_MAX_L = 100.0
+#: 32 dispensers × 4 nozzles.
+MAX_PULSE_INPUTS = 128
+
+
+class PulseConfig(BaseModel):
+    """One nozzle's pulse counter and (optionally) its lift / hang contact."""
+
+    model_config = _MODEL_CONFIG
+
+    #: The nozzle, as orders name it: ``p01.a1.n2``.
+    nozzle: str
+    #: The GPIO character device both lines are on, e.g. /dev/gpiochip0.
+    chip: PathText
+    pulse_line: Annotated[int, Field(ge=0, le=GPIO_LINE_MAX)]
+    #: The edge that is one pulse.
+    pulse_edge: Literal["rising", "falling"] = "rising"
+    #: The pulse equivalent. Required: a wrong default would flag every sale.
+    litres_per_pulse: Annotated[float, Field(ge=LITRES_PER_PULSE_MIN, le=LITRES_PER_PULSE_MAX)]
+    #: The nozzle switch; absent: pulses are judged between consecutive sales.
+    nozzle_line: Annotated[int, Field(ge=0, le=GPIO_LINE_MAX)] | None = None
+    #: What the contact line reads while the nozzle is out of its holder.
+    lifted_level: Literal[0, 1] = 1
+    debounce_ms: Annotated[int, Field(ge=0, le=DEBOUNCE_MAX_MS)] = 20
+    bias: Literal["as-is", "pull-up", "pull-down", "disabled"] = "as-is"
+    tolerance_pct: Annotated[float, Field(ge=TOLERANCE_PCT_MIN, le=TOLERANCE_PCT_MAX)] = 0.6
+    time_tolerance_s: Annotated[float, Field(ge=TIME_TOLERANCE_MIN_S, le=TIME_TOLERANCE_MAX_S)] = (
+        60.0
+    )
+    sale_wait_s: Annotated[float, Field(ge=SALE_WAIT_MIN_S, le=SALE_WAIT_MAX_S)] = 120.0
+    unreported_min_l: Annotated[float, Field(ge=0, le=UNREPORTED_MAX_L)] = 0.05
+
+    @field_validator("nozzle")
+    @classmethod
+    def _check_nozzle(cls, value: str) -> str:
+        if not NOZZLE_KEY_PATTERN.match(value):
+            raise _invalid(f"must be a nozzle key like p01.a1.n1, got {value!r}")
+        return value
+
+    @field_validator("lifted_level", mode="before")
+    @classmethod
+    def _check_level(cls, value: Any) -> Any:
+        return _reject_non_int(value)
+
+    @model_validator(mode="after")
+    def _check_lines(self) -> PulseConfig:
+        if self.nozzle_line is not None and self.nozzle_line == self.pulse_line:
+            reason = "the pulse line and the nozzle line must be two lines"
+            raise _fail([(("nozzle_line",), reason, self.nozzle_line)])
+        return self
+
+
+def pulse_errors(pulses: list[PulseConfig], pumps: set[tuple[int, int]]) -> list[Any]:
+    """Located errors across ``[[pulses]]``: a nozzle of a pump no port polls,
+    a nozzle twice, one line of a chip taken twice (the kernel would refuse
+    the second request: EBUSY)."""
+    errors: list[Any] = []
+    nozzles: set[str] = set()
+    lines: set[tuple[str, int]] = set()
+    for index, p in enumerate(pulses):
+        port, address = (int(part[1:]) for part in p.nozzle.split(".")[:2])
+        if (port, address) not in pumps:
+            reason = f"no port polls pump p{port:02d}.a{address} ([[ports]] number / addresses)"
+            errors.append((("pulses", index, "nozzle"), reason, p.nozzle))
+        if p.nozzle in nozzles:
+            errors.append((("pulses", index, "nozzle"), f"duplicate nozzle {p.nozzle!r}", p.nozzle))
+        nozzles.add(p.nozzle)
+        for key in ("pulse_line", "nozzle_line"):
+            offset = getattr(p, key)
+            if offset is None:
+                continue
+            if (str(p.chip), offset) in lines:
+                reason = f"line {offset} of {p.chip} is already an input"
+                errors.append((("pulses", index, key), reason, offset))
+            lines.add((str(p.chip), offset))
+    return errors
