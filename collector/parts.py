@@ -8,9 +8,9 @@ so the daemon imports its parts and nothing imports back
 (tests/test_layers.py).
 
 - :class:`Station`: what the local tools read (the control socket,
-  collector/control.py, and the web page, collector/web/app.py).
+  collector/tools/control.py, and the web page, collector/web/app.py).
 - :class:`LiveParts`: what a confirmed ``config.set`` changes in place
-  (collector/config_change.py).
+  (collector/remote/config_change.py).
 - :class:`StartError`: how a part stops the start (keys, store, commands, OTA).
 """
 
@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
-    from collector.clock import ClockSync
-    from collector.gauge import GaugeTask
-    from collector.gpio_inputs import PulseInputs
-    from collector.listen import ListenPort
-    from collector.nozzles import NozzleTable
-    from collector.port import PollPort
-    from collector.relay import RelayPort
-    from collector.seals import SealTask
+    from collector.device.clock import ClockSync
+    from collector.station.gauge import GaugeTask
+    from collector.station.gpio_inputs import PulseInputs
+    from collector.station.listen import ListenPort
+    from collector.station.nozzles import NozzleTable
+    from collector.station.port import PollPort
+    from collector.station.relay import RelayPort
+    from collector.station.seals import SealTask
     from config.models import Config
     from uplink.mqtt import Uplink
 
@@ -41,7 +41,7 @@ class StartError(Exception):
 
 
 class ChangeWatch(Protocol):
-    """The config-change part as a local tool sees it (collector/config_change.py
+    """The config-change part as a local tool sees it (collector/remote/config_change.py
     ``ConfigChanges``): its file lock and its failure counters."""
 
     @property

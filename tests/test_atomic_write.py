@@ -195,9 +195,9 @@ def test_the_launcher_carries_the_same_helper() -> None:
 #: Files the product writes other than through config/atomic.py, and why.
 NOT_ATOMIC = {
     # sysfs attributes: not files on flash, nothing to tear.
-    "collector/leds.py": "write_text",
+    "collector/device/leds.py": "write_text",
     # The config check's input for a child, removed after it (never read again).
-    "collector/config_check.py": "mkstemp",
+    "collector/remote/config_check.py": "mkstemp",
     # Wheels unpacked into a release's venv: install.py syncs them all before
     # the markers (release.json, INSTALLED: atomic) that declare the release whole.
     "collector/ota/wheels.py": "open write_text",

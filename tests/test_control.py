@@ -1,6 +1,6 @@
 """The control socket's bounds: one bounded JSON request per connection.
 
-A real unix socket served by collector/control.py for a real (not started)
+A real unix socket served by collector/tools/control.py for a real (not started)
 Collector built from the demo config; the queries against a running
 collector are in tests/test_techcli.py.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from collector import control
 from collector.daemon import Collector
+from collector.tools import control
 from config.loader import load_config
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"

@@ -289,7 +289,7 @@ def test_junk_never_starves_a_valid_command_and_unreadable_bodies_are_answered(
     command: it runs. A signed body holding a float or a lone surrogate gets
     a BAD_REQUEST reply naming why, never ``command_failed``. The refusals
     cost a log line per code, and ``forecourt status`` counts them."""
-    from collector.techcli import ask
+    from collector.tools.techcli import ask
 
     collector = box.start_collector()
     rx = box.receiver

@@ -185,3 +185,65 @@ def test_each_layer_opens_with_what_it_owns(package: str) -> None:
     text = (ROOT / package / "__init__.py").read_text("utf-8")
     doc = ast.get_docstring(ast.parse(text))
     assert doc is not None and len(doc) > 40, f"{package}/__init__.py: say what it owns"
+
+
+#: collector/'s rooms and their rank, bottom first: a room's module imports
+#: its own room and those of the same or a lower rank (collector/ota beside
+#: remote, collector/web beside tools), never a higher one (docs/architecture.md).
+ROOMS = {"device": 0, "station": 1, "remote": 2, "ota": 2, "tools": 3, "web": 3}
+#: collector/'s own modules every room may import: what the rooms share.
+SHARED = ("collector", "collector.logs", "collector.retry", "collector.parts")
+#: collector/'s builders: they import the rooms; no room imports them.
+BUILDERS = ("collector.__main__", "collector.assembly", "collector.cli", "collector.daemon")
+
+
+def room_of(name: str) -> str | None:
+    """``collector.station.sink`` → ``station``; None outside a room."""
+    parts = name.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "collector" and parts[1] in ROOMS else None
+
+
+def room_breaches(graph: dict[str, dict[str, int]]) -> list[str]:
+    """Each import by a room of a higher room or of a builder: ``a:line -> b``."""
+    wrong = []
+    for name, edges in graph.items():
+        room = room_of(name)
+        if room is None:
+            continue
+        for target, line in edges.items():
+            there = room_of(target)
+            if there is not None:
+                if ROOMS[there] > ROOMS[room]:
+                    wrong.append(f"{name}:{line} -> {target}")
+            elif target.startswith("collector") and target not in SHARED:
+                wrong.append(f"{name}:{line} -> {target}")
+    return sorted(wrong)
+
+
+def test_collector_is_in_rooms_and_a_room_imports_only_its_own_rank_and_below() -> None:
+    graph = import_graph(ROOT, LAYERS)
+    top = sorted(n for n in graph if n.startswith("collector") and n.count(".") <= 1)
+    rooms = [f"collector.{room}" for room in ROOMS]
+    # A module new at collector/'s top belongs in a room (/work/tools/split.py module=room).
+    assert [n for n in top if n not in rooms] == sorted((*SHARED, *BUILDERS))
+    assert room_breaches(graph) == []
+
+
+def test_the_room_check_sees_an_upward_import_and_a_builder() -> None:
+    graph = {
+        "collector.station.sink": {"collector.device.clock": 1, "collector.logs": 2},
+        "collector.device.leds": {"collector.station.sink": 3},
+        "collector.remote.x": {"collector.assembly": 4, "collector.ota.fit": 5},
+        "collector.ota.fit": {"collector.remote.x": 6},
+    }
+    assert room_breaches(graph) == [
+        "collector.device.leds:3 -> collector.station.sink",
+        "collector.remote.x:4 -> collector.assembly",
+    ]
+
+
+@pytest.mark.parametrize("room", sorted(ROOMS))
+def test_each_room_opens_with_what_it_owns_and_may_import(room: str) -> None:
+    text = (ROOT / "collector" / room / "__init__.py").read_text("utf-8")
+    doc = " ".join((ast.get_docstring(ast.parse(text)) or "").split())
+    assert "May import" in doc and "Must not import" in doc, f"collector/{room}/__init__.py"

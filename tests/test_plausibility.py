@@ -1,4 +1,4 @@
-"""Plausibility flags at the edge (collector/edge.py ``check_plausible``, the
+"""Plausibility flags at the edge (collector/station/edge.py ``check_plausible``, the
 sink's unknown nozzles; docs/alarms.md): well-formed frames with absurd
 contents are stored as read, flagged, alarmed in the order's own commit, and
 never make a nozzle. Through the port's sink into a real store file."""
@@ -15,9 +15,9 @@ import pytest
 
 from buffer.commits import NewOrder
 from buffer.store import OrderStore
-from collector.edge import EdgeSettings, SaleTimes, check_plausible
-from collector.nozzles import NozzleTable
-from collector.sink import PortSink
+from collector.station.edge import EdgeSettings, SaleTimes, check_plausible
+from collector.station.nozzles import NozzleTable
+from collector.station.sink import PortSink
 from hil.dispenser.model import PumpModel, SimSale
 from hil.dispenser.sinopec import SinopecResponder
 from protocols.events import DeviceAlarm, NozzleState, NozzleStatus, PumpLink, Sale, Totals

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from buffer.store import OrderStore
-from collector.nozzles import NozzleTable
-from collector.relay import RelayPort
-from collector.serialfd import LineSettings
-from collector.sink import PortSink
+from collector.device.serialfd import LineSettings
+from collector.station.nozzles import NozzleTable
+from collector.station.relay import RelayPort
+from collector.station.sink import PortSink
 from hil import stack
 from hil.stack import Mosquitto
 from tests.waits import read_exactly

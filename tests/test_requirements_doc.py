@@ -6,7 +6,7 @@ files alone (nothing is imported):
 
 - every requirement id of the specification (``- D4 …`` lines of
   ``shared/SPEC.md``, found beside the checkout) is in some row's ids;
-- every path a row names in backticks (``collector/sink.py``,
+- every path a row names in backticks (``collector/station/sink.py``,
   ``protocols/*/describe.py``, ``systemd/…``) exists, a glob matching at
   least one file;
 - every test a row names (``tests/test_x.py`` or

@@ -86,7 +86,7 @@ def test_a_save_while_config_set_is_planned_waits_and_is_never_lost(tmp_path: Pa
     landing in between was written over unseen, the page having said
     "saved". Now the two take turns on the file (ConfigChanges.file_lock):
     the save waits, then finds the change waiting for its confirmation."""
-    from collector.config_change import ConfigChanges
+    from collector.remote.config_change import ConfigChanges
 
     config_file = tmp_path / "station.toml"
     original = DEMO_CONFIG.read_text()

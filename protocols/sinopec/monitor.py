@@ -10,7 +10,7 @@ Directions:
   on the POS side). Frames are decoded to count the requests each pump
   left unanswered (the pump's link state), and a 3C becomes a
   :class:`~protocols.events.Confirmation` (the POS's handling of a record,
-  reconciled with it by collector/reconcile.py); :attr:`master_frames`
+  reconciled with it by collector/station/reconcile.py); :attr:`master_frames`
   counts every frame the POS sent (is the POS still on the line?).
 - :meth:`SinopecMonitor.receive_response` — bytes the pumps sent (relay:
   read on the dispenser side). Each frame is interpreted by its own command,
@@ -76,7 +76,7 @@ class SinopecMonitor:
     @property
     def master_frames(self) -> int:
         """Frames the POS / FCC side sent, whatever their address (relay: read on
-        its side; listen: from a master address). collector/books.py watches it."""
+        its side; listen: from a master address). collector/station/books.py watches it."""
         return self._counts["requests"]
 
     @property
