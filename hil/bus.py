@@ -9,7 +9,10 @@ collector listens: it gets a copy of every byte in both directions, in
 line order — or, with ``--tap-side pump``, only what the pump sends (a tap
 on the pump's transmit pair of an RS-422 line, where each direction has
 its own pair). Whatever is written *into* the tap would go onto the bus of a
-real installation; here it is only counted. ``--loop``: a two-wire current
+real installation; here it is only counted. The bus runs at the line
+setting the pump's simulator put on its link (hil/dispenser/ptylink.py):
+the tap starts at it, and a listener that sets another rate, parity or data
+bits on the tap reads what a UART at that setting would. ``--loop``: a two-wire current
 loop (Gilbarco, protocols.md §4), where the master hears its own bytes
 before the reply: every byte from the POS side is also written back to it
 (the pump simulator then runs ``--no-echo``; a pump does not hear itself —
@@ -29,6 +32,7 @@ import tty
 from pathlib import Path
 
 from hil.dispenser.ptylink import PtyLink
+from hil.dispenser.uart import Uart
 
 READ_CHUNK = 4096
 
@@ -42,7 +46,10 @@ def open_raw(path: Path) -> int:
 async def amain(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     pos, pump = open_raw(args.pos), open_raw(args.pump)
-    tap = PtyLink(args.tap)
+    from collector.serialfd import applied
+
+    line = applied(pump)
+    tap = PtyLink(args.tap, Uart(line.baudrate, line.parity, line.bytesize, line.stopbits))
     counts = {"tap_written": 0, "bus_bytes": 0}
 
     def move(src: int, dst: int) -> None:
@@ -59,7 +66,8 @@ async def amain(args: argparse.Namespace) -> int:
 
     def tapped() -> None:
         try:
-            counts["tap_written"] += len(tap.read(READ_CHUNK))
+            # Raw bytes: what the listener wrote, whatever its setting.
+            counts["tap_written"] += len(os.read(tap.master, READ_CHUNK))
         except (BlockingIOError, OSError):
             return
 

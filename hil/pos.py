@@ -2,7 +2,8 @@
 
 ``python -m hil.pos --protocol sinopec --link PATH --addresses 1,2
 [--poll-ms 30] [--timeout-ms 300] [--record PREFIX] [--master fcc]
-[--commands authorise,price --command-every-ms 500] [--option KEY=VALUE ...]``
+[--commands authorise,price --command-every-ms 500] [--option KEY=VALUE ...]
+[--baudrate B] [--parity N|E|O] [--bytesize 7|8]``
 
 It creates a pty whose slave is reachable as ``--link`` (the collector's
 relay opens it as its POS side) and polls through it with our own poll
@@ -27,6 +28,10 @@ port's ``[ports.<protocol>]`` table would.
 authorises on a call). A Gilbarco loop returns the master's bytes before
 each reply; the drivers skip that echo.
 
+The line setting (each one not given: the protocol's first) is honoured as
+the dispenser simulator's is (hil/dispenser/ptylink.py): a relay or bus at
+another one garbles what reaches each side.
+
 ``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
 received to ``PREFIX.rx`` (flushed as it goes), so a test can compare
 what left one end of the relay with what arrived at the other. On
@@ -47,6 +52,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hil.dispenser.ptylink import PtyLink
+from hil.dispenser.uart import add_arguments, from_arguments
 from hil.pos_commands import COMMANDS
 from protocols import descriptor, load_driver
 from protocols.events import Sale
@@ -75,7 +81,7 @@ class Pos:
             self.driver = GilbarcoFcc(args.addresses)
         else:
             self.driver = master_class(args.protocol)(args.addresses, **args.options)
-        self.link = PtyLink(args.link)
+        self.link = PtyLink(args.link, from_arguments(args, args.protocol))
         self.tx: IO[bytes] | None = None
         self.rx: IO[bytes] | None = None
         if args.record is not None:
@@ -216,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--command-every-ms", type=float, default=500)
     p.add_argument("--option", action="append", default=[], help="driver option KEY=VALUE")
     p.add_argument("--master", choices=("driver", "fcc"), default="driver")
+    add_arguments(p)
     args = p.parse_args(argv)
     if args.master == "fcc" and args.protocol != "gilbarco":
         p.error("--master fcc: Gilbarco only")

@@ -4,12 +4,18 @@
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
 [--bit-error-rate X] [--drop-rate X] [--fault SPEC ...] [--no-echo]
-[--start-on-usr2]``
+[--start-on-usr2] [--baudrate B] [--parity N|E|O] [--bytesize 7|8]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
   and reopens the line; ``PATH`` is a symlink to the slave's device,
   replaced atomically, removed on exit (SIGTERM / SIGINT exit 0).
+- Runs at one line setting (``--baudrate``, ``--parity``, ``--bytesize``;
+  each one not given: the protocol's first line setting) and reads the one
+  its peer put on the pty at every read and write: when rate, parity or
+  data bits disagree, the peer gets what a UART at its setting would make
+  of our frames, and we get what ours would make of its bytes
+  (hil/dispenser/uart.py, hil/dispenser/ptylink.py).
 - The pumps (:class:`~hil.dispenser.model.PumpModel`, one per address:
   default one pump at address 1, ``--pumps P`` addresses 1..P) sit behind
   the protocol's responder (its descriptor's ``responder``, loaded by
@@ -70,6 +76,7 @@ from hil.dispenser.faults import Fault, LineFaults, parse_fault
 from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, NozzleModel, PumpModel
 from hil.dispenser.ptylink import PtyLink
 from hil.dispenser.responder import Responder, answering, load_responder, simulated
+from hil.dispenser.uart import add_arguments, from_arguments
 
 #: Bytes read from the pty per wake-up: more than a few requests' worth.
 READ_CHUNK = 4096
@@ -328,7 +335,7 @@ class Simulator:
         self._loop.call_later(seconds, self._replug)
 
     def _replug(self) -> None:
-        self.attach(PtyLink(self.args.link))
+        self.attach(PtyLink(self.args.link, self.args.uart))
         log(replugged=str(self.args.link), wall_ms=int(time.time() * 1000))
 
     def _uncut(self) -> None:
@@ -386,7 +393,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
         action="store_true",
         help="do not play the line's echo (Gilbarco on a loop that echoes: hil.bus --loop)",
     )
+    add_arguments(p)
     args = p.parse_args(argv)
+    args.uart = from_arguments(args, args.protocol)
     if not 1 <= args.nozzles <= MAX_NOZZLES:
         p.error(f"--nozzles must be 1..{MAX_NOZZLES}")
     if args.orders < 0 or args.rate <= 0 or args.fill_seconds <= 0:
@@ -436,7 +445,7 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
     except ValueError as exc:  # the protocol refuses these pumps (addresses, nozzles)
         log(error="bad pumps for this protocol", detail=str(exc))
         return 2
-    link = PtyLink(args.link)
+    link = PtyLink(args.link, args.uart)
     failed: list[BaseException] = []
 
     def finished(task: asyncio.Task[None]) -> None:
@@ -447,7 +456,9 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
 
     try:
         sim.attach(link)
-        log(link=str(args.link), device=link.device, addresses=args.addresses)
+        line = args.uart
+        setting = f"{line.baudrate} {line.bytesize}{line.parity}{line.stopbits}"
+        log(link=str(args.link), device=link.device, addresses=args.addresses, line=setting)
         sim.schedule(args.faults)
         if args.start_on_usr2:
             loop.add_signal_handler(signal.SIGUSR2, sim.go.set)
