@@ -60,9 +60,10 @@ class LineSettings:
     stopbits: int
     #: Kernel RS-485 direction control (None: leave the adapter as it is).
     rs485: RS485 | None = None
-    #: INPCK: a byte with a parity or framing error reads as 0x00 instead of
-    #: passing as a plausible byte (``forecourt detect``: a wrong rate or
-    #: parity shows as broken frames, never as good ones).
+    #: INPCK with IGNPAR and IGNBRK: a byte with a parity or framing error,
+    #: and a break, is dropped instead of passing as a plausible byte (or as
+    #: 0x00, which some protocols read as a command): ``forecourt detect``
+    #: sees a wrong rate or parity as broken frames, never as good ones.
     check_input: bool = False
 
     def describe(self) -> str:
@@ -104,7 +105,7 @@ def configure(fd: int, line: LineSettings) -> None:
     pty = is_pty(fd)
     cflag = termios.CLOCAL | termios.CREAD
     cflag |= termios.CS8 if line.bytesize == 8 else termios.CS7
-    iflag = termios.INPCK if line.check_input else 0
+    iflag = termios.INPCK | termios.IGNPAR | termios.IGNBRK if line.check_input else 0
     if line.parity in ("E", "O"):
         cflag |= termios.PARENB
         if line.parity == "O":
@@ -174,8 +175,12 @@ class Applied:
     bytesize: Literal[7, 8]
     parity: Literal["N", "E", "O"]
     stopbits: Literal[1, 2]
-    #: INPCK: the reader gets 0x00 for a byte with a parity or framing error.
+    #: INPCK: a byte with a parity or framing error is not passed as read.
     input_checked: bool
+    #: IGNPAR: such a byte is dropped (else it reads as 0x00).
+    errors_dropped: bool = False
+    #: IGNBRK: a break is dropped (else it reads as 0x00).
+    breaks_dropped: bool = False
 
 
 def applied(fd: int) -> Applied:
@@ -190,6 +195,8 @@ def applied(fd: int) -> Applied:
         parity=("O" if cflag & termios.PARODD else "E") if parity_on else "N",
         stopbits=2 if cflag & termios.CSTOPB else 1,
         input_checked=bool(iflag & termios.INPCK),
+        errors_dropped=bool(iflag & termios.IGNPAR),
+        breaks_dropped=bool(iflag & termios.IGNBRK),
     )
 
 

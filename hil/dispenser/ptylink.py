@@ -53,16 +53,30 @@ class PtyLink:
         from collector.serialfd import applied
 
         now = applied(self.slave)
-        return Uart(now.baudrate, now.parity, now.bytesize, now.stopbits, now.input_checked)
+        return Uart(
+            now.baudrate, now.parity, now.bytesize, now.stopbits,
+            now.input_checked, now.errors_dropped, now.breaks_dropped,
+        )  # fmt: skip
 
     def read(self, size: int) -> bytes:
-        """What the master side has; BlockingIOError when nothing."""
+        """What the master side has, as our UART reads it; BlockingIOError when nothing."""
+        return self.receive(size)[1]
+
+    def receive(self, size: int) -> tuple[bytes, bytes]:
+        """(the bytes as the peer sent them, as our UART reads them);
+        BlockingIOError when nothing. The first is what a current loop
+        returns to its sender (its echo is the wire's, not ours)."""
         data = os.read(self.master, size)
         if self.uart is None or not data:
-            return data
+            return data, data
         # Our UART checks what it receives (a pump's parity check).
         own = Uart(self.uart.baudrate, self.uart.parity, self.uart.bytesize, checks_input=True)
-        return transcode(data, self.peer(), own)
+        return data, transcode(data, self.peer(), own)
+
+    def echo(self, data: bytes) -> None:
+        """Return the peer's own bytes to it as they were (a loop's echo)."""
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.master, data)
 
     def write(self, data: bytes | bytearray) -> int:
         """Bytes of ``data`` taken now (0 when the pty's buffer is full).

@@ -121,6 +121,13 @@ class Simulator:
             if not hasattr(self.responder, "echo"):
                 raise SystemExit(f"--no-echo: protocol {args.protocol} has no line echo")
             self.responder.echo = False
+        # The loop's echo is the wire's: the master's bytes come back as it
+        # sent them, at its own setting, whatever ours is. The core plays it
+        # (ahead of the pumps' answer) so that a line setting garbles only
+        # what the pumps send.
+        self.loop_echo = False
+        if hasattr(self.responder, "echo") and self.responder.echo:
+            self.loop_echo, self.responder.echo = True, False
         self.amount_totalizer = responder.AMOUNT_TOTALIZER
         self.line = LineFaults(
             random.Random(f"{args.seed}:line"),
@@ -158,7 +165,7 @@ class Simulator:
     def _readable(self) -> None:
         assert self.link is not None
         try:
-            chunk = self.link.read(READ_CHUNK)
+            sent, chunk = self.link.receive(READ_CHUNK)
         except BlockingIOError:
             return
         except OSError as exc:  # not expected while we hold the slave open
@@ -172,6 +179,8 @@ class Simulator:
         if self.line.cut:
             self.line.dropped_bytes += len(chunk)
             return
+        if self.loop_echo:
+            self._send(sent, echo=True)
         taken = sum(p.taken + p.authorisations for p in self.pumps)
         reply = self.responder.receive_data(chunk, self._loop.time())
         if reply:
@@ -179,11 +188,14 @@ class Simulator:
         if sum(p.taken + p.authorisations for p in self.pumps) != taken:
             self.changed.set()
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, *, echo: bool = False) -> None:
         assert self.link is not None
         if self._tx is not None:
             self._tx.write(data)
             self._tx.flush()
+        if echo and not self._out:
+            self.link.echo(data)  # the wire's own: never garbled
+            return
         pending = bool(self._out)
         self._out += data
         if not pending:

@@ -8,9 +8,10 @@ before and after), and the receiver samples it the way a UART does — it
 waits for a falling edge, samples the middle of each of *its* bit times,
 and checks the stop bit (framing) and its parity. What comes out is what a
 real UART at the wrong speed delivers: fewer or more bytes, wrong ones,
-and errors. A byte with an error reads as 0x00 when the receiver checks
-its input (INPCK; Linux n_tty without IGNPAR or PARMRK), else as sampled;
-a break (all zero, stop bit included) reads as 0x00 either way.
+and errors. A byte with an error reads as sampled unless the receiver
+checks its input (INPCK): then as 0x00, or not at all with IGNPAR (Linux
+n_tty; PARMRK is not modelled). A break (all zero, stop bit included)
+reads as 0x00, or not at all with IGNBRK.
 
 Settings that agree (rates within :data:`SAME_RATE` of each other, the same
 parity and data bits) pass the bytes unchanged: a 5760 UART reads a 5787
@@ -39,8 +40,12 @@ class Uart:
     parity: str = "N"
     bytesize: int = 8
     stopbits: int = 1
-    #: The receiver reports a byte with a parity or framing error as 0x00.
+    #: INPCK: the receiver does not pass a byte with a parity or framing error as read.
     checks_input: bool = False
+    #: IGNPAR: such a byte is dropped (else 0x00).
+    drops_errors: bool = False
+    #: IGNBRK: a break is dropped (else 0x00).
+    drops_breaks: bool = False
 
     def agrees_with(self, other: Uart) -> bool:
         ratio = self.baudrate / other.baudrate
@@ -108,9 +113,13 @@ def transcode(data: bytes, sender: Uart, receiver: Uart) -> bytes:
         stop_at = start + step * (0.5 + width)
         stop = level(stop_at)
         if stop == 0 and value == 0:
-            out.append(0)  # a break
+            if not receiver.drops_breaks:
+                out.append(0)  # a break
         elif stop == 0 or error:
-            out.append(0 if receiver.checks_input else value)
+            if not receiver.checks_input:
+                out.append(value)
+            elif not receiver.drops_errors:
+                out.append(0)
         else:
             out.append(value)
         t = stop_at  # a UART hunts again from the middle of the stop bit

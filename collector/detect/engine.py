@@ -1,0 +1,329 @@
+"""Detect one line, or many at once: listen first, then probe a silent line.
+
+Each line is its own task (a 32-port box detects every line at once: the
+waits are the line's, the CPU is a census per window). Times:
+
+- the first window is :data:`SILENCE_S` long (at the most common setting):
+  no byte in it and the line is *silent* — nothing polls it, so probing
+  disturbs no master (SPEC D20). A master polling slower than that is
+  taken for none: ``--passive`` never writes;
+- every other setting is heard for ``seconds`` (``--seconds``), up to
+  :data:`EXTEND_WINDOWS` times longer while some family framed good frames
+  but not yet enough (a master polling slowly);
+- listening stops early at a setting whose best family counts with at
+  least :data:`CLEAR_GOOD_FRAMES` good frames and no more than one bad;
+- a probe waits the family's ``inter_frame_gap_ms`` before its request and
+  its ``reply_within_ms`` (else :data:`DEFAULT_REPLY_MS`) for the first
+  byte back, then :data:`QUIET_MS` of quiet after the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import protocols
+from collector.detect import judge, plan
+from collector.detect.line import Line, LineGone
+from collector.detect.result import PortResult, Tried, line_dict, stanza
+from protocols.descriptor import ProtocolDescriptor
+
+#: The first window, seconds: a line without a byte in it is silent. Three
+#: times the collector's own idle poll interval (1 s) and many POS cycles.
+SILENCE_S = 3.0
+#: The window at each other setting, seconds (``--seconds``).
+LISTEN_S = 1.5
+#: A window where a family framed some good frames but too few is extended
+#: this many times (a master polling every second or so).
+EXTEND_WINDOWS = 2
+#: Good frames at one setting that end the listening there (the best
+#: family clean, no other clean one beside it): a few poll cycles.
+CLEAR_GOOD_FRAMES = 6
+#: A pump's answer starts within this, ms, unless its descriptor says
+#: otherwise (``reply_within_ms``). Unverified for most families (no
+#: source gives a turnaround): ``--reply-ms`` lengthens it. An answer that
+#: comes later still counts: it arrives during the next probe and names
+#: its pump (``_Asked.late``).
+DEFAULT_REPLY_MS = 40
+#: Quiet after the last byte of an answer, ms: its end.
+QUIET_MS = 30
+
+
+async def detect(
+    device: str,
+    *,
+    seconds: float = LISTEN_S,
+    passive: bool = False,
+    reply_ms: int | None = None,
+    families: Sequence[ProtocolDescriptor] | None = None,
+) -> PortResult:
+    """What is on ``device`` (collector/detect/__init__.py)."""
+    started = time.monotonic()
+    known = list(protocols.descriptors()) if families is None else list(families)
+    result = PortResult(device=device)
+    try:
+        heard = await _listen(device, seconds, known, result)
+        if heard is not None:
+            _conclude_listening(result, heard)
+        elif passive:
+            result.note = (
+                f"silent for {SILENCE_S:g} s and --passive: nothing to hear, nothing asked"
+            )
+        else:
+            await _probe(device, known, result, reply_ms)
+    except OSError as exc:  # LineGone, or the line failed while read
+        result.status = "failed"
+        result.note = f"{device}: {exc.strerror or exc}"
+        result.tried = [t for t in result.tried if t.bytes or t.probes or t.refused]
+    result.seconds = round(time.monotonic() - started, 1)
+    return result
+
+
+async def detect_all(
+    devices: Sequence[str],
+    *,
+    seconds: float = LISTEN_S,
+    passive: bool = False,
+    reply_ms: int | None = None,
+) -> list[PortResult]:
+    """Every device at once, each in its own task; results in the order given."""
+    return list(
+        await asyncio.gather(
+            *(detect(d, seconds=seconds, passive=passive, reply_ms=reply_ms) for d in devices)
+        )
+    )
+
+
+# -- listening -----------------------------------------------------------------
+
+
+#: What one setting's window said: its line class, the bytes, every family's reading.
+Heard = list[tuple[plan.LineClass, bytes, list[judge.Reading]]]
+
+
+async def _listen(
+    device: str, seconds: float, families: list[ProtocolDescriptor], result: PortResult
+) -> Heard | None:
+    """Hear the line at each setting; None when it was silent in the first window."""
+    readings: Heard = []
+    for index, line_class in enumerate(plan.line_classes(families)):
+        tried = Tried(str(line_class.setting), "listen")
+        result.tried.append(tried)
+        try:
+            line = Line(device, line_class.setting, writable=False)
+        except LineGone:
+            raise
+        except OSError as exc:
+            tried.refused = str(exc)
+            continue
+        # Only the families seen at this setting judge its bytes.
+        serving = [f for f in families if line_class.serves(f)]
+        try:
+            data = await _hear(line, SILENCE_S if index == 0 else seconds, serving)
+        finally:
+            line.close()
+        if index == 0 and not data:
+            result.tried.clear()  # silence is said once, not per setting
+            return None
+        window = judge.read_window(data, serving)
+        tried.bytes = len(data)
+        tried.families = _counts(window)
+        readings.append((line_class, data, window))
+        best = window[0] if window else None
+        if (
+            best is not None
+            and best.counts
+            and best.clean
+            and best.census.good_frames >= CLEAR_GOOD_FRAMES
+            and not any(r.counts and r.clean for r in window[1:])
+        ):
+            break
+    result.how = "listen"
+    return readings
+
+
+async def _hear(line: Line, seconds: float, families: list[ProtocolDescriptor]) -> bytes:
+    """One window, extended while it is promising but not yet conclusive."""
+    data = await line.listen(seconds)
+    for _ in range(EXTEND_WINDOWS):
+        window = judge.read_window(data, families) if data else []
+        promising = any(r.census.good_frames > 0 and r.clean and not r.counts for r in window)
+        if not promising or any(r.counts for r in window):
+            break
+        data += await line.listen(seconds)
+    return data
+
+
+def _counts(window: list[judge.Reading]) -> dict[str, dict[str, int]]:
+    return {
+        r.family.name: {
+            "good": r.census.good_frames,
+            "bad": r.census.bad_frames,
+            "master": r.census.master_frames,
+            "pump": r.census.pump_frames,
+        }
+        for r in window
+        if r.census.good_frames or r.census.bad_frames
+    }
+
+
+def _conclude_listening(result: PortResult, readings: Heard) -> None:
+    ranked = [
+        (window[0], line_class, data, window)
+        for line_class, data, window in readings
+        if window and window[0].counts
+    ]
+    if not ranked:
+        result.note = (
+            "bytes on the line, but no family framed several good frames at any setting: "
+            "another protocol, a noisy line, or a setting not in the brand table"
+        )
+        return
+    best, line_class, data, window = max(ranked, key=lambda item: item[0].rank())
+    family = best.family
+    setting = line_class.own_setting(family)
+    c = best.census
+    result.status = "found"
+    result.family, result.title = family.name, family.title
+    result.line = line_dict(setting)
+    result.confidence = judge.confidence(best, window[1:])
+    result.master_frames, result.pump_frames = c.master_frames, c.pump_frames
+    # Pumps only answer: bytes on the line mean a master is asking (a tap on
+    # the pumps' pair of an RS-422 line hears only the answers).
+    result.master_polling = True
+    result.evidence = judge.evidence(family, data)
+    addresses = sorted(best.in_range)
+    low, high = family.address_range
+    if not addresses and low == high:
+        addresses = [low]  # one pump per line, no address on the wire
+    result.addresses = addresses
+    rivals = [r.family.name for r in window[1:] if r.counts and r.clean]
+    notes = (
+        [f"also framed by {', '.join(rivals)} (fewer frames or no sides told)"] if rivals else []
+    )
+    if not addresses:
+        notes.append("no pump address seen: listen longer (--seconds) or probe a silent line")
+    elif family.bus_monitor:
+        result.stanza = stanza(result.device, 1, family.name, setting, addresses, "listen")
+        notes.append("another master polls this line: the collector listens (mode listen)")
+    else:
+        notes.append(
+            f"another master polls this line and a {family.name} line cannot be read by a tap: "
+            "wire the collector between the POS and the pumps (mode relay, pos_device)"
+        )
+    result.note = "; ".join(notes)
+
+
+# -- probing -------------------------------------------------------------------
+
+
+@dataclass
+class _Asked:
+    """One family at one line class: who answered, and whether its framing broke."""
+
+    step: plan.Step
+    valid: list[int] = field(default_factory=list)
+    exchanges: bytearray = field(default_factory=bytearray)
+    conflict: bool = False
+    probes: int = 0
+
+    def rank(self) -> tuple[int, int]:
+        return (int(not self.conflict), len(self.valid))
+
+
+async def _probe(
+    device: str, families: list[ProtocolDescriptor], result: PortResult, reply_ms: int | None
+) -> None:
+    """Probe the silent line (module doc). A family whose answers carry a frame
+    check is taken at the first line class where pumps answer it; one whose
+    status query and answer are single bytes (a pump reads garbage as its
+    commands, and a wrong setting's garbage may look like an answer) is asked
+    at every one of its classes and the best one taken (no framing conflict
+    first, then the most pumps)."""
+    result.how = "probe"
+    candidates: dict[str, list[_Asked]] = {}
+    steps = plan.probe_steps(families)
+    for index, step in enumerate(steps):
+        family, line_class = step.family, step.line
+        tried = _tried(result, str(line_class.setting))
+        if tried.refused:
+            continue
+        try:
+            line = Line(device, line_class.setting, writable=True)
+        except LineGone:
+            raise
+        except OSError as exc:
+            tried.refused = str(exc)
+            continue
+        try:
+            asked = await _probe_family(line, step, tried, reply_ms)
+        finally:
+            result.bytes_written += line.written
+            line.close()
+        if asked.valid:
+            candidates.setdefault(family.name, []).append(asked)
+        weak = plan.single_byte(family)
+        more_of_it = any(s.family.name == family.name for s in steps[index + 1 :])
+        if family.name in candidates and not (weak and more_of_it):
+            _found(result, max(candidates[family.name], key=lambda a: a.rank()))
+            return
+    result.note = "silent: no pump answered any family's status query at any setting"
+
+
+def _tried(result: PortResult, line: str) -> Tried:
+    found = next((t for t in result.tried if t.line == line and t.how == "probe"), None)
+    if found is None:
+        found = Tried(line, "probe")
+        result.tried.append(found)
+    return found
+
+
+async def _probe_family(line: Line, step: plan.Step, tried: Tried, reply_ms: int | None) -> _Asked:
+    """Ask every address of the step's family, until its framing conflicts."""
+    family = step.family
+    gap_s = family.inter_frame_gap_ms / 1000
+    within_ms = reply_ms or family.reply_within_ms or DEFAULT_REPLY_MS
+    char_s = 11 / line.setting.baudrate
+    quiet_s = max(QUIET_MS / 1000, 4 * char_s)
+    asked = _Asked(step)
+    counts = tried.families.setdefault(family.name, {"good": 0, "bad": 0, "answered": 0})
+    for address in plan.addresses(family):
+        probe = plan.probe_for(family, address)
+        # The request takes its own time to leave before the answer can start.
+        reply_s = within_ms / 1000 + len(probe.request) * char_s
+        raw, accepted = await line.exchange(probe, gap_s, reply_s, quiet_s)
+        tried.probes += 1
+        asked.probes += 1
+        answer = judge.judge_answer(family, address, probe.request, raw, accepted)
+        counts["good"] += answer.census.good_frames
+        counts["bad"] += answer.census.bad_frames
+        for late in sorted(answer.late):
+            if late < address and late not in asked.valid:
+                asked.valid.append(late)
+                counts["answered"] += 1
+                asked.exchanges += judge.strip_echo(raw, probe.request)
+        if answer.valid:
+            asked.valid.append(address)
+            counts["answered"] += 1
+            asked.exchanges += probe.request + judge.strip_echo(raw, probe.request)
+        elif answer.conflict:
+            asked.conflict = True
+            break  # not this family's framing here: stop asking it
+    return asked
+
+
+def _found(result: PortResult, asked: _Asked) -> None:
+    family, line_class = asked.step.family, asked.step.line
+    setting = line_class.own_setting(family)
+    result.status = "found"
+    result.family, result.title = family.name, family.title
+    result.line = line_dict(setting)
+    result.addresses = sorted(asked.valid)
+    result.confidence = round(len(asked.valid) / (len(asked.valid) + int(asked.conflict)), 2)
+    result.evidence = judge.evidence(family, bytes(asked.exchanges))
+    result.stanza = stanza(result.device, 1, family.name, setting, result.addresses, "poll")
+    result.note = f"{len(asked.valid)} of {asked.probes} {family.name} status queries answered" + (
+        "; then the family's framing broke" if asked.conflict else ""
+    )
