@@ -199,7 +199,7 @@ def _conclude_listening(result: PortResult, readings: Heard) -> None:
     if not addresses and low == high:
         addresses = [low]  # one pump per line, no address on the wire
     result.addresses = addresses
-    rivals = [r.family.name for r in window[1:] if r.counts and r.clean]
+    rivals = [r.family.name for r in window[1:] if r.rivals(best)]
     notes = (
         [f"also framed by {', '.join(rivals)} (fewer frames or no sides told)"] if rivals else []
     )
@@ -223,7 +223,8 @@ def _conclude_listening(result: PortResult, readings: Heard) -> None:
 class _Asked:
     """One family at one line class: who answered, and whether its framing broke."""
 
-    step: plan.Step
+    line: plan.LineClass
+    family: ProtocolDescriptor
     valid: list[int] = field(default_factory=list)
     exchanges: bytearray = field(default_factory=bytearray)
     conflict: bool = False
@@ -237,39 +238,55 @@ async def _probe(
     device: str, families: list[ProtocolDescriptor], result: PortResult, reply_ms: int | None
 ) -> None:
     """Probe the silent line (module doc). A family whose answers carry a frame
-    check is taken at the first line class where pumps answer it; one whose
-    status query and answer are single bytes (a pump reads garbage as its
-    commands, and a wrong setting's garbage may look like an answer) is asked
-    at every one of its classes and the best one taken (no framing conflict
-    first, then the most pumps)."""
+    check is taken at the first line class where pumps answer it (the rest of
+    its range there asked first); one whose status query and answer are
+    single bytes (a pump reads garbage as its commands, and a wrong setting's
+    garbage may look like an answer) is asked at every one of its classes and
+    the best one taken (no framing conflict first, then the most pumps)."""
     result.how = "probe"
-    candidates: dict[str, list[_Asked]] = {}
     steps = plan.probe_steps(families)
+    asked: dict[tuple[str, str], _Asked] = {}
     for index, step in enumerate(steps):
         family, line_class = step.family, step.line
-        tried = _tried(result, str(line_class.setting))
-        if tried.refused:
+        key = (family.name, str(line_class.setting))
+        state = asked.setdefault(key, _Asked(line_class, family))
+        if state.conflict:
+            continue  # its framing broke here: not asked again at this setting
+        later = [s for s in steps[index + 1 :] if s.family.name == family.name]
+        await _ask(device, step, state, result, reply_ms)
+        if state.valid and not state.conflict:
+            # Pumps answered: ask the rest of the range at this setting now.
+            for rest in (s for s in later if s.line == line_class):
+                await _ask(device, rest, state, result, reply_ms)
+        mine = [a for a in asked.values() if a.family.name == family.name and a.valid]
+        if not mine:
             continue
-        try:
-            line = Line(device, line_class.setting, writable=True)
-        except LineGone:
-            raise
-        except OSError as exc:
-            tried.refused = str(exc)
-            continue
-        try:
-            asked = await _probe_family(line, step, tried, reply_ms)
-        finally:
-            result.bytes_written += line.written
-            line.close()
-        if asked.valid:
-            candidates.setdefault(family.name, []).append(asked)
-        weak = plan.single_byte(family)
-        more_of_it = any(s.family.name == family.name for s in steps[index + 1 :])
-        if family.name in candidates and not (weak and more_of_it):
-            _found(result, max(candidates[family.name], key=lambda a: a.rank()))
-            return
+        if plan.single_byte(family) and any(s.line != line_class for s in later):
+            continue  # weak evidence: compare with its other settings first
+        _found(result, max(mine, key=lambda a: a.rank()))
+        return
     result.note = "silent: no pump answered any family's status query at any setting"
+
+
+async def _ask(
+    device: str, step: plan.Step, state: _Asked, result: PortResult, reply_ms: int | None
+) -> None:
+    """Open the line at the step's setting and probe its addresses into ``state``."""
+    tried = _tried(result, str(step.line.setting))
+    if tried.refused:
+        return
+    try:
+        line = Line(device, step.line.setting, writable=True)
+    except LineGone:
+        raise
+    except OSError as exc:
+        tried.refused = str(exc)
+        return
+    try:
+        await _probe_family(line, step, state, tried, reply_ms)
+    finally:
+        result.bytes_written += line.written
+        line.close()
 
 
 def _tried(result: PortResult, line: str) -> Tried:
@@ -280,16 +297,19 @@ def _tried(result: PortResult, line: str) -> Tried:
     return found
 
 
-async def _probe_family(line: Line, step: plan.Step, tried: Tried, reply_ms: int | None) -> _Asked:
-    """Ask every address of the step's family, until its framing conflicts."""
+async def _probe_family(
+    line: Line, step: plan.Step, asked: _Asked, tried: Tried, reply_ms: int | None
+) -> None:
+    """Ask the step's addresses, until the family's framing conflicts."""
     family = step.family
     gap_s = family.inter_frame_gap_ms / 1000
     within_ms = reply_ms or family.reply_within_ms or DEFAULT_REPLY_MS
     char_s = 11 / line.setting.baudrate
     quiet_s = max(QUIET_MS / 1000, 4 * char_s)
-    asked = _Asked(step)
     counts = tried.families.setdefault(family.name, {"good": 0, "bad": 0, "answered": 0})
-    for address in plan.addresses(family):
+    for address in step.addresses:
+        if address in asked.valid:
+            continue  # credited already (a late answer)
         probe = plan.probe_for(family, address)
         # The request takes its own time to leave before the answer can start.
         reply_s = within_ms / 1000 + len(probe.request) * char_s
@@ -310,12 +330,11 @@ async def _probe_family(line: Line, step: plan.Step, tried: Tried, reply_ms: int
             asked.exchanges += probe.request + judge.strip_echo(raw, probe.request)
         elif answer.conflict:
             asked.conflict = True
-            break  # not this family's framing here: stop asking it
-    return asked
+            return  # not this family's framing here: stop asking it
 
 
 def _found(result: PortResult, asked: _Asked) -> None:
-    family, line_class = asked.step.family, asked.step.line
+    family, line_class = asked.family, asked.line
     setting = line_class.own_setting(family)
     result.status = "found"
     result.family, result.title = family.name, family.title

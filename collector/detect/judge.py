@@ -28,8 +28,8 @@ busy box): not a conflict, and they count for the pumps they name.
 
 **Confidence** (0..1): the share of good frames among all frames the
 family's census found; × 0.7 when the reading is not clean, × 0.8 when the
-census told no frame's side, × 0.5 when another family's reading is clean
-and counts too. A technician reads ≥ 0.8 as sure.
+census told no frame's side, × 0.5 when another family's reading is clean,
+counts too and tells as many sides. A technician reads ≥ 0.8 as sure.
 """
 
 from __future__ import annotations
@@ -84,6 +84,15 @@ class Reading:
         c = self.census
         return c.bad_frames <= 2 + NOISE_SHARE * c.good_frames
 
+    def rivals(self, best: Reading) -> bool:
+        """Whether this reading explains the window as well as ``best`` does."""
+        return (
+            self.family.name != best.family.name
+            and self.counts
+            and self.clean
+            and self.sided >= best.sided
+        )
+
     def rank(self) -> tuple[int, int, int, int, int]:
         c = self.census
         return (
@@ -113,7 +122,7 @@ def confidence(best: Reading, others: Sequence[Reading]) -> float:
         value *= 0.7
     if not best.sided:
         value *= 0.8
-    if any(r.counts and r.clean for r in others if r.family.name != best.family.name):
+    if any(r.rivals(best) for r in others):
         value *= 0.5
     return round(value, 2)
 

@@ -20,9 +20,11 @@ of its own making (SPEC D20). :class:`Probe` objects come only from
 (no frame, no check: any byte that reaches such a pump is a command to it)
 are probed first, at each of their settings, before any framed family's
 frame goes out: a pump of such a family on the line then hears its own
-family's status queries before anything else. Then rounds: every family
-at its most common setting, then every family at its second, and so on;
-within a round, line classes by commonness.
+family's status queries before anything else. Then the framed families'
+first :data:`FIRST_ADDRESSES` addresses, in rounds: every family at its
+most common setting, then every family at its second, and so on (within a
+round, line classes by commonness); then the rest of their ranges, in the
+same rounds.
 """
 
 from __future__ import annotations
@@ -120,23 +122,38 @@ def single_byte(family: ProtocolDescriptor) -> bool:
     return len(probe_for(family, low).request) == 1
 
 
+#: Addresses asked first, at every setting, before the rest of any range:
+#: a station numbers its pumps from 1, so most lines answer here.
+FIRST_ADDRESSES = 8
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
-    """Probe ``family`` at every address of its range, the line at ``line``."""
+    """Probe ``family`` at ``addresses``, the line at ``line``."""
 
     line: LineClass
     family: ProtocolDescriptor
+    addresses: range
 
 
 def probe_steps(families: Iterable[ProtocolDescriptor]) -> list[Step]:
-    """Every (line class, family with a driver) to probe, in order (module doc)."""
+    """Every (line class, family with a driver, addresses) to probe, in order
+    (module doc): a framed family's first :data:`FIRST_ADDRESSES` at every one
+    of its settings before the rest of its range at any."""
     pollable = [f for f in families if f.driver is not None]
     classes = line_classes(pollable)
-
-    def rank(step: Step) -> tuple[int, int, int]:
-        family = step.family
-        own = family.line_settings.index(step.line.own_setting(family))
-        return (0 if single_byte(family) else 1, own, classes.index(step.line))
-
-    steps = [Step(c, f) for c in classes for f in pollable if c.serves(f)]
-    return sorted(steps, key=rank)
+    keyed: list[tuple[tuple[int, int, int, int], Step]] = []
+    for line in classes:
+        for family in pollable:
+            if not line.serves(family):
+                continue
+            own = family.line_settings.index(line.own_setting(family))
+            span = addresses(family)
+            if single_byte(family):
+                keyed.append(((0, 0, own, classes.index(line)), Step(line, family, span)))
+                continue
+            first, rest = span[:FIRST_ADDRESSES], span[FIRST_ADDRESSES:]
+            keyed.append(((1, 0, own, classes.index(line)), Step(line, family, first)))
+            if rest:
+                keyed.append(((1, 1, own, classes.index(line)), Step(line, family, rest)))
+    return [step for _, step in sorted(keyed, key=lambda item: item[0])]
