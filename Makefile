@@ -10,7 +10,8 @@ STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
 PACKAGES := collector protocols buffer uplink config hil
 
-.PHONY: demo test lint deps system-deps clean bench bench-quick bench-docs
+.PHONY: demo test lint deps system-deps clean bench bench-quick bench-docs cluster-test cluster-deps \
+	gateway gateway-torture gateway-measure gateway-deps
 
 system-deps:
 	@if ! command -v $(PYTHON) >/dev/null 2>&1 || ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
@@ -37,12 +38,24 @@ deps: system-deps $(STAMP)
 	@chmod 600 config/demo-keys.toml
 
 lint: deps
-	$(BIN)/ruff check $(PACKAGES) tests bench
-	$(BIN)/ruff format --check $(PACKAGES) tests bench
+	$(BIN)/ruff check $(PACKAGES) tests tests_cluster bench
+	$(BIN)/ruff format --check $(PACKAGES) tests tests_cluster bench
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest -q -n 2
+
+# A node of a 3-node RabbitMQ 3.10 cluster (Debian's rabbitmq-server, its MQTT
+# plugin) killed while a simulated dispenser sells, kept down a minute, brought
+# back: tests_cluster/ (hil/cluster.py; docs/uplink-protocol.md). Three
+# scenarios, about 4 minutes each; not part of `make test`. ONLY=clean-session
+# (or persistent-quorum, persistent-classic) runs one.
+cluster-deps: deps
+	@if ! ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/sbin/rabbitmq-server >/dev/null 2>&1; then \
+		echo "installing rabbitmq-server"; apt-get update -qq && $(APT) rabbitmq-server; fi
+
+cluster-test: cluster-deps
+	$(BIN)/pytest -q -n 0 -s tests_cluster $(if $(ONLY),-k $(ONLY))
 
 # DEMO_BROKER_PORT (default 1883) and DEMO_SECONDS (run until Ctrl-C when unset).
 demo: deps
@@ -61,6 +74,39 @@ bench-quick: deps
 
 bench-docs:
 	$(PYTHON) bench/run.py --update-docs
+
+# The product on an emulated armhf gateway (hil/gateway/, README.md "The
+# gateway image"); not part of `make test`. As root: the image is built with
+# mmdebstrap and chroot, installed under qemu-user through binfmt_misc, and
+# cached in /var/cache/forecourt-gateway (FORECOURT_GATEWAY_CACHE).
+GATEWAY_APT := mmdebstrap arch-test qemu-user-static binfmt-support qemu-system-arm e2fsprogs
+N ?= 20
+
+gateway-deps: deps
+	@if ! command -v mmdebstrap >/dev/null 2>&1 || ! command -v arch-test >/dev/null 2>&1 \
+		|| ! command -v qemu-system-arm >/dev/null 2>&1 || ! command -v update-binfmts >/dev/null 2>&1 \
+		|| [ ! -e /usr/libexec/qemu-binfmt/arm-binfmt-P ]; then \
+		echo "installing $(GATEWAY_APT)"; apt-get update -qq && $(APT) $(GATEWAY_APT); fi
+	@# binfmt_misc is not mounted by default here: armhf programs need it to run.
+	@mountpoint -q /proc/sys/fs/binfmt_misc || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+	@update-binfmts --enable >/dev/null 2>&1 || true
+	@arch-test armhf >/dev/null || { echo "armhf programs do not run (binfmt_misc)"; exit 1; }
+
+# Boot the 128 MB VM with PORTS (default 8) dispensers selling, wait for READY,
+# check every sale reaches the platform receiver; ≈ 5 min once built.
+# NICE=-10: qemu's niceness, on a host busy with other work.
+GATEWAY_ENV = $(if $(NICE),FORECOURT_GATEWAY_NICE=$(NICE))
+
+gateway: gateway-deps
+	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway up $(if $(PORTS),--ports $(PORTS))
+
+# N power cuts (SIGKILL of qemu) while dispensers sell and the uplink drains.
+gateway-torture: gateway-deps
+	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway torture --cuts $(N)
+
+# The figures of docs/performance.md "The gateway" (≈ 35 min).
+gateway-measure: gateway-deps
+	$(GATEWAY_ENV) $(BIN)/python -m hil.gateway measure $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

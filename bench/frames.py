@@ -48,7 +48,17 @@ from protocols.events import Sale
 TICK_S = 0.05  # simulated time per exchange: a 50 ms poll cycle
 
 #: The built-in protocols the bench runs by default.
-PROTOCOLS = ("sinopec", "dart", "gilbarco", "furen", "ck1313", "lanfeng", "udc", "censtar")
+PROTOCOLS = (
+    "sinopec",
+    "dart",
+    "gilbarco",
+    "furen",
+    "ck1313",
+    "lanfeng",
+    "uninfo",
+    "udc",
+    "censtar",
+)
 TZ = timezone(timedelta(hours=8))
 #: Nozzles per pump: four, but one where a fuelling point has one (CK1313, Lanfeng).
 NOZZLES = 4

@@ -23,7 +23,9 @@ END = "<!-- bench:latest end -->"
 YES, NO, NO_GOAL, ERROR = "yes", "**NO**", "—", "ERROR"
 
 #: Parse protocols in the order the station config cycles through them.
-PROTOCOLS = ("sinopec", "dart", "gilbarco", "furen", "ck1313", "lanfeng", "udc", "censtar")
+PROTOCOLS = (
+    "sinopec", "dart", "gilbarco", "furen", "ck1313", "lanfeng", "uninfo", "udc", "censtar"
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

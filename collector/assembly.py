@@ -171,6 +171,11 @@ def make_uplink_settings(cfg: Config, key: bytes) -> UplinkSettings:
         attempts_per_endpoint=u.attempts_per_endpoint,
         probe_primary_s=u.probe_primary_s,
         network_loss_after_s=u.network_loss_after_s,
+        clean_session=u.session == "clean",
+        ack_timeout_s=u.ack_timeout_s,
+        command_refusals_per_endpoint=u.command_refusals_per_endpoint,
+        command_retry_max_s=u.command_retry_max_s,
+        command_down_alarm_s=u.command_down_alarm_s,
     )
 
 

@@ -200,15 +200,19 @@ def _load(path: Path, overrides: Sequence[str], out: TextIO) -> Config | None:
     return errors
 
 
-def _errors(path: Path, overrides: Sequence[str]) -> Config | list[str]:
+def _errors(path: Path, overrides: Sequence[str], raw: bytes | None = None) -> Config | list[str]:
     """The config if a start can use it, else its ``key.path: reason`` lines:
     the models first, then what it names outside itself (files, devices, the
-    store) — only once the models accept it, as those checks read its values."""
+    store) — only once the models accept it, as those checks read its values.
+    ``raw``: the file's bytes when already read (validated as they are)."""
     from collector.config_env import check_environment
-    from config.loader import ConfigError, load_config
+    from config.loader import ConfigError, config_from_data, load_config, parse_toml_bytes
 
     try:
-        config = load_config(path, overrides)
+        if raw is None:
+            config = load_config(path, overrides)
+        else:
+            config = config_from_data(parse_toml_bytes(raw, path), overrides)
     except ConfigError as exc:
         return exc.errors
     return check_environment(config) or config
@@ -238,24 +242,51 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
     else:
         if done == "reverted":
             print(f"forecourt: {path}: unconfirmed change reverted to .prev", file=sys.stderr)
-    # A daemon's diagnostics go to stderr (the journal), not stdout.
-    config = _errors(path, overrides)
-    if isinstance(config, list):
-        for line in config:
-            print(line, file=sys.stderr)
-        from collector.config_change import revert_failed_start
-
-        # A config.set whose config cannot start is undone now (exit 75: the
-        # unit starts the previous one), not left to fail until its deadline.
-        if revert_failed_start(path, "; ".join(config)):
-            return EXIT_RESTART
-        return EXIT_USAGE
-    from config.handoff import exec_daemon
-
     argv = ["-m", "collector", "run", "--config", str(path)]
     for item in overrides:
         argv += ["--set", item]  # shown by ps; already applied
-    exec_daemon(config, argv, version())
+    from config import validated_cache
+    from config.handoff import exec_payload, payload_of, views_of_payload
+    from config.toml_read import FileUnreadable, read_bounded
+
+    # The file as it is now (after the settle): the cache key and, on a miss,
+    # what is validated are the same bytes (pydantic only on a miss).
+    try:
+        raw = read_bounded(path)
+    except FileUnreadable as exc:
+        return _refuse_start(path, [str(exc)])
+    cache = validated_cache.directory()
+    key = None if cache is None else validated_cache.key(raw, overrides, version())
+    payload = None if cache is None or key is None else validated_cache.load(cache, key)
+    if payload is not None:
+        # The file is the one validated before; what it names (key files, the
+        # store, devices) may have changed since: checked at every start.
+        from collector.config_env import check_environment
+
+        problems = check_environment(cast("Config", views_of_payload(payload)))
+        if problems:
+            return _refuse_start(path, problems)
+    else:
+        config = _errors(path, overrides, raw)
+        if isinstance(config, list):
+            return _refuse_start(path, config)
+        payload = payload_of(config, version())
+        if cache is not None and key is not None:
+            validated_cache.store(cache, key, payload)
+    exec_payload(payload, argv)
+
+
+def _refuse_start(path: Path, lines: Sequence[str]) -> int:
+    """A config a start cannot use: its lines on stderr (the journal)."""
+    for line in lines:
+        print(line, file=sys.stderr)
+    from collector.config_change import revert_failed_start
+
+    # A config.set whose config cannot start is undone now (exit 75: the
+    # unit starts the previous one), not left to fail until its deadline.
+    if revert_failed_start(path, "; ".join(lines)):
+        return EXIT_RESTART
+    return EXIT_USAGE
 
 
 def _overrides(argv: list[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Wire platform commands into the daemon (issue #7): keys, replay log, handlers.
+"""Wire platform commands into the daemon: keys, replay log, handlers.
 
 Called by the daemon after the uplink exists. Commands are on only when the
 config names both the device SM2 key file and the platform public key file.
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from collector.daemon import StartError
+from collector.logs import Repeats
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
@@ -28,6 +29,15 @@ if TYPE_CHECKING:
     from uplink.mqtt import Uplink
 
 log = structlog.get_logger("commands")
+
+#: Refused commands by code (forged, expired, junk on the topic, over the
+#: rate …): once a minute in full per code plus one summary (collector/logs.py).
+REFUSED = Repeats(log, "command_refused", source_field=None)
+
+
+def log_refusal(code: str, command_id: str | None, message: str, answered: bool) -> None:
+    """The processor's ``on_refused``: counted, and logged a few lines a minute."""
+    REFUSED.add(code, id=command_id, message=message, answered=answered)
 
 
 def replay_log_path(store_path: Path) -> Path:
@@ -84,11 +94,23 @@ def setup_commands(
     except Exception as exc:  # sqlite3.Error or OSError: one start-up line either way
         raise StartError(f"store.path: {replay_log_path(config.store.path)}: {exc}") from None
     processor = CommandProcessor(
-        device_id=config.device.id, platform_public=platform_public, keys=live, replay=replay
+        device_id=config.device.id,
+        platform_public=platform_public,
+        keys=live,
+        replay=replay,
+        on_refused=log_refusal,
     )
-    register_device_commands(
-        processor, status=uplink.heartbeat, ring=ring, device_private=device_private
-    )
+    from collector.ota.fit import device_tags
+
+    bundle_fit = device_tags()
+
+    def status() -> dict[str, Any]:
+        # The heartbeat body, plus which release bundles fit this device
+        # (platform and python tags, collector/ota/fit.py): the heartbeat's
+        # own fields are fixed by the platform's contract, a reply's are not.
+        return {**uplink.heartbeat(), "bundle": bundle_fit}
+
+    register_device_commands(processor, status=status, ring=ring, device_private=device_private)
     register_order_commands(processor, resend=uplink.resend)
     if clock is not None:
         register_time_sync(processor, clock, store, config, uplink.wake)
@@ -102,8 +124,9 @@ def setup_commands(
         if ring.current != previous:
             sealing_key_changed()
         if reply is None:
-            return
-        log.info("command", id=reply["id"], ok=reply["ok"], error=reply.get("error"))
+            return  # dropped, counted and logged by log_refusal
+        if reply["ok"]:
+            log.info("command", id=reply["id"], ok=True)
         store_reply(store, uplink, reply)
 
     uplink.on_command = on_command

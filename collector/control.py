@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from collector import capture, footprint, storeview, version
+from collector import capture, footprint, logs, storeview, version
 from collector.localtime import local_times
+from collector.logs import Repeats
 
 if TYPE_CHECKING:
     from collector.daemon import Collector
@@ -52,6 +53,12 @@ SOCKET_MODE = 0o660
 #: Integers in a request (``since_ms``, ``limit``, ``port``) reach SQLite,
 #: whose integers are signed 64-bit: anything wider is refused, not overflowed.
 REQUEST_INT_MIN, REQUEST_INT_MAX = -(2**63), 2**63 - 1
+
+#: Requests refused (not JSON, too long, too slow, an unknown query or a bad
+#: argument) and queries that failed, by kind: once a minute in full plus
+#: one summary line (collector/logs.py), however fast a client repeats them.
+REFUSED = Repeats(log, "control_refused", source_field=None)
+FAILED = Repeats(log, "control_query_failed", source_field=None)
 
 Handler = Callable[["Collector", dict[str, Any]], Awaitable[Any]]
 _Answer = TypeVar("_Answer")
@@ -130,18 +137,24 @@ async def _client(
             if handler is None:
                 raise RequestError(f"unknown query {request['query']!r}")
             reply: dict[str, Any] = {"ok": True, "data": await handler(collector, request)}
-        except (ValueError, RecursionError, asyncio.LimitOverrunError):
+        except (ValueError, RecursionError, asyncio.LimitOverrunError) as exc:
             # RecursionError: 4 KiB of "[[[[…" is deeper than json recurses.
             reply = {"ok": False, "error": "bad request (one JSON line of at most 4 KiB)"}
+            REFUSED.add("bad_request", detail=f"{type(exc).__name__}: {exc}"[:200])
         except TimeoutError:
             reply = {"ok": False, "error": "request timed out"}
-        except (RequestError, storeview.StoreUnavailable, sqlite3.Error) as exc:
+            REFUSED.add("timeout")
+        except RequestError as exc:
             reply = {"ok": False, "error": str(exc)}
+            REFUSED.add("bad_query", detail=str(exc)[:200])
+        except (storeview.StoreUnavailable, sqlite3.Error) as exc:
+            reply = {"ok": False, "error": str(exc)}
+            REFUSED.add("store", detail=str(exc)[:200])
         except Exception as exc:  # a query's bug: the technician is told, the daemon goes on
             collector.errors["control_query_failed"] = (
                 collector.errors.get("control_query_failed", 0) + 1
             )
-            log.exception("control_query_failed", query=_query_name(line))
+            FAILED.add(_query_name(line), exc=exc)
             reply = {"ok": False, "error": f"internal error ({type(exc).__name__})"}
         writer.write(json.dumps(reply, default=str).encode() + b"\n")
         await writer.drain()
@@ -217,6 +230,8 @@ async def q_status(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
         "heavy_modules": footprint.heavy_modules(),
         # Failures caught and survived, by log event (each logged with its traceback).
         "errors": {**c.errors, **(c.config_changes.errors if c.config_changes else {})},
+        # Per-event warnings counted, and the log lines they cost (collector/logs.py).
+        "log": logs.counters(),
     }
 
 
@@ -296,19 +311,28 @@ async def q_buffer(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def q_uplink(c: Collector, request: dict[str, Any]) -> dict[str, Any]:
-    u = c.config.uplink
-    stats = c.uplink.stats if c.uplink is not None else None
-    link = c.uplink.link() if c.uplink is not None else None
+    """Publishing and the command channel separately (uplink/status.py), the
+    endpoint in use, the last error with its time (``old`` once its part
+    recovered), and the backlog of unsent records from the store."""
+    u, up = c.config.uplink, c.uplink
+    stats = up.stats if up is not None else None
+    link = up.link() if up is not None else None
+    status = up.status() if up is not None else {}
+    with _store_db(c) as db:
+        backlog = storeview.unsent_total(db)
     return {
         "endpoint": link["endpoint"] if link else f"{u.host}:{u.port}",
         "link": link,
         "tls": u.tls,
+        "session": u.session,
         "connected": bool(stats and stats.connected),
+        "publishing": {**status.get("publishing", {"connected": False}), "backlog": backlog},
+        "commands": status.get("commands", {"state": "off"}),
         "connects": stats.connects if stats else 0,
         "messages": stats.messages if stats else 0,
         "records": stats.records if stats else 0,
         "bytes": stats.bytes if stats else 0,
-        "last_error": stats.last_error if stats else None,
+        "last_error": status.get("last_error"),
         "errors": dict(stats.errors) if stats else {},
     }
 

@@ -181,6 +181,7 @@ class Collector:
             await self._run(uplink)
         finally:
             self._close(store)
+            logs.close_all()  # the summaries of the last minute
             log.info("stopped", restart=self.restart_requested)
         return EXIT_RESTART if self.restart_requested else 0
 

@@ -30,6 +30,7 @@ import structlog
 
 from buffer.store import OrderStore, StoreError
 from collector.gauge_records import GaugeState, Stored
+from collector.logs import Repeats
 from collector.retry import Retry
 from protocols.tls import (
     Deliveries,
@@ -44,6 +45,10 @@ from protocols.tls import (
 )
 
 log = structlog.get_logger("collector.gauge")
+
+#: Responses the console rejected or that arrived garbled: per target and
+#: kind once a minute in full plus one summary line (collector/logs.py).
+REJECTED = Repeats(log, "gauge_rejected", source_field="target")
 
 #: Bytes asked of the reader per read: a 16-tank i201 is ~1.1 kB; larger
 #: reports simply take more reads (the decoder buffers them).
@@ -214,7 +219,7 @@ class GaugeTask:
         self.online = True
         records = self.state.answered(self._wall())
         if isinstance(item, TlsError):
-            log.warning("gauge_rejected", function=code, kind=item.kind, detail=item.detail)
+            REJECTED.add(item.kind, self.settings.name, function=code, detail=item.detail)
         elif isinstance(item, Inventory):
             records += self.state.inventory(item, self.clock(), self._sold())
         elif isinstance(item, Deliveries):

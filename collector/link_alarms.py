@@ -1,10 +1,11 @@
 """The uplink's link alarms as stored records (SPEC D18 UPLINK_FAILOVER, F1
-NETWORK_LOSS; docs/alarms.md), source ``uplink``.
+NETWORK_LOSS, COMMAND_CHANNEL_DOWN; docs/alarms.md), source ``uplink``.
 
-uplink/failover.py decides the transitions; this stores them first, like
-every alarm, so an outage's alarms reach the platform once a link works. A
-state the last run left raised (stopped on a backup, or during an outage) is
-read back from the store, so it is cleared when it ends instead of hanging.
+uplink/failover.py and uplink/command_policy.py decide the transitions; this
+stores them first, like every alarm, so an outage's alarms reach the
+platform once a link works. A state the last run left raised (stopped on a
+backup, during an outage, with the command channel down) is read back from
+the store, so it is cleared when it ends instead of hanging.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from collector.records import alarm_record
 from collector.selfcheck import last_raise
+from uplink.command_policy import COMMAND_CHANNEL_DOWN
 from uplink.failover import NETWORK_LOSS, UPLINK_FAILOVER
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ def hook_link_alarms(uplink: Uplink, store: OrderStore, tz: timezone) -> None:
         loss_down_since_ms=since,
         backup_name=backup if isinstance(backup, str) else None,
     )
+    commands_down = last_raise(store, SOURCE, COMMAND_CHANNEL_DOWN) is not None
+    uplink.commands.policy.restore(alarm_raised=commands_down)
 
     def on_alarm(code: str, raised: bool, detail: dict[str, Any]) -> None:
         now = datetime.now(tz).replace(tzinfo=None)

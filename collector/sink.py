@@ -21,6 +21,7 @@ import structlog
 from buffer.store import OrderStore, StoreError
 from collector.edge import EdgeSettings, Finding, check_counter, check_order
 from collector.identities import NOZZLE_UID, Identities, changes
+from collector.logs import Repeats
 from collector.nozzles import NozzleTable
 from collector.records import alarm_record, decimal_str, iso, nozzle_key, order_fields
 from config import testpoints
@@ -37,6 +38,11 @@ from protocols.events import (
 )
 
 log = structlog.get_logger("collector.port")
+
+#: Bad frames of every port: counted, and logged per port and kind once a
+#: minute in full plus one summary line (collector/logs.py) — noise on a
+#: line would otherwise be a warning per frame.
+PROTOCOL_ERRORS = Repeats(log, "protocol_error", source_field="port")
 
 #: State-change ``nozzle`` records per nozzle: a burst of this many, then
 #: one per :data:`STATE_RECORD_EVERY_S`. A sale is three changes (lifted,
@@ -133,9 +139,7 @@ class PortSink:
             elif isinstance(event, ProtocolError):
                 self.stats.errors[event.kind] = self.stats.errors.get(event.kind, 0) + 1
                 if event.kind != "timeout":
-                    log.warning(
-                        "protocol_error", port=self.number, kind=event.kind, detail=event.detail
-                    )
+                    PROTOCOL_ERRORS.add(event.kind, self.number, detail=event.detail)
 
     def parse_guarded(self, parse: Callable[[bytes], list[Event]], data: bytes, code: str) -> bool:
         """Parse ``data`` and handle the events; a parser that raises is

@@ -22,13 +22,15 @@ import math
 import socket
 import sqlite3
 import sys
+import time
 import tomllib
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DOWN, EXIT_STORE = 0, 1, 2, 3, 4
-DEFAULT_CONFIG = Path("/etc/forecourt/config.toml")
+#: The file the unit runs with (systemd/forecourt-collector.service ExecStart).
+DEFAULT_CONFIG = Path("/etc/forecourt/collector.toml")
 DEFAULT_SOCKET = "/run/forecourt/control.sock"
 #: A reply larger than this is a bug, not a station: stop reading.
 MAX_REPLY = 16 * 1024 * 1024
@@ -155,6 +157,11 @@ def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
     if not reply.get("ok"):
         print(f"forecourt: {reply.get('error')}", file=sys.stderr)
         return EXIT_FAILED
+    if args.command == "uplink" and not args.json:
+        from collector.localtime import station_tz
+
+        _show_uplink(reply["data"], station_tz(raw))
+        return EXIT_OK
     _show(args.command, reply["data"], args.json)
     return EXIT_OK
 
@@ -314,18 +321,48 @@ def _show(command: str, data: Any, as_json: bool) -> None:
         print(f"{data['path']}  {data['file_bytes']} bytes  unsent {data['unsent']}")
         rows = [{"kind": k, **v} for k, v in data["kinds"].items()]
         _table(rows, ("kind", "stored", "unsent"))
-    elif command == "uplink":
-        for key, value in data.items():
-            if key == "link" and isinstance(value, dict):
-                via = f" via {value['interface']}" if value.get("interface") else ""
-                role = "primary" if value.get("primary") else "backup"
-                value = f"{value.get('name')} ({value.get('endpoint')}{via}, {role})"
-            print(f"{key:12} {value}")
     elif command == "capture":
         print(f"port {data['port']} ({data['protocol']}), {len(data['frames'])} chunks")
         for f in data["frames"]:
             print(f"{f['at']} {f['dir']} {f['hex']}")
             print(f"    {json.dumps(f['decoded'], ensure_ascii=False, default=str)}")
+
+
+def _show_uplink(data: dict[str, Any], tz: tzinfo) -> None:
+    """Publishing and the command channel on lines of their own, times at the
+    station's offset with their age."""
+    now_ms = time.time_ns() // 1_000_000
+
+    def at(ms: Any) -> str:
+        if not isinstance(ms, int):
+            return "never"
+        when = datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="seconds")
+        return f"{when} ({max(0, now_ms - ms) // 1000} s ago)"
+
+    link, pub, cmd = data.get("link") or {}, data.get("publishing", {}), data.get("commands", {})
+    via = f" via {link['interface']}" if link.get("interface") else ""
+    role = "primary" if link.get("primary") else "backup"
+    print(f"{'link':12} {link.get('name')} ({link.get('endpoint')}{via}, {role})")
+    print(f"{'session':12} {data.get('session')}")
+    state = "connected" if pub.get("connected") else "down"
+    print(
+        f"{'publishing':12} {state} since {at(pub.get('since_ms'))}; last PUBACK "
+        f"{at(pub.get('last_puback_ms'))}; backlog {pub.get('backlog')}"
+    )
+    line = f"{cmd.get('state')}"
+    if cmd.get("state") != "off":
+        line += f" since {at(cmd.get('since_ms'))}"
+    if cmd.get("reason"):
+        line += f": {cmd['reason']}"
+    print(f"{'commands':12} {line}")
+    error = data.get("last_error")
+    if error:
+        age = "recovered" if error.get("old") else "current"
+        print(f"{'last error':12} {at(error.get('at_ms'))} {error.get('text')} [{age}]")
+    else:
+        print(f"{'last error':12} none")
+    for key in ("connects", "messages", "records", "bytes", "tls", "errors"):
+        print(f"{key:12} {_cell(data.get(key))}")
 
 
 def _table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:

@@ -87,14 +87,24 @@ def views_of(config: Config) -> ConfigView:
     return view
 
 
+def payload_of(config: Config, version: str) -> bytes:
+    """The hand-off's bytes: the views of ``config`` and the release's version
+    (what config/validated_cache.py keeps between starts)."""
+    return pickle.dumps((views_of(config), version), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def exec_daemon(config: Config, argv: Sequence[str], version: str) -> NoReturn:
     """Replace this process with ``argv`` + ``--validated-fd N`` (never returns).
 
     ``version``: the release's, found here so the daemon need not look it up.
     """
+    exec_payload(payload_of(config, version), argv)
+
+
+def exec_payload(payload: bytes, argv: Sequence[str]) -> NoReturn:
+    """:func:`exec_daemon` with the hand-off already made (or kept from an
+    earlier start of the same config: config/validated_cache.py)."""
     fd = os.memfd_create("forecourt-config", 0)
-    handoff = (views_of(config), version)
-    payload = pickle.dumps(handoff, protocol=pickle.HIGHEST_PROTOCOL)
     with open(fd, "wb", closefd=False) as f:
         f.write(payload)
     os.lseek(fd, 0, os.SEEK_SET)
@@ -106,12 +116,21 @@ def exec_daemon(config: Config, argv: Sequence[str], version: str) -> NoReturn:
     os.execv(sys.executable, [sys.executable, *xoptions, *argv, FD_OPTION, str(fd)])
 
 
+def views_of_payload(payload: bytes) -> ConfigView:
+    """The views a payload holds (a kept payload's, checked before the exec)."""
+    view, _version = _handoff(pickle.loads(payload))
+    return view
+
+
 def read_views(fd: int) -> tuple[ConfigView, str]:
     """The daemon's side: the views and the version the validating step wrote to
     ``fd`` (closed after)."""
     with os.fdopen(fd, "rb") as f:
-        handoff = pickle.load(f)
+        return _handoff(pickle.load(f))
+
+
+def _handoff(handoff: object) -> tuple[ConfigView, str]:
     match handoff:
         case (ConfigView() as view, str() as version):
             return view, version
-    raise TypeError(f"fd {fd} holds no validated config")
+    raise TypeError("no validated config")

@@ -129,18 +129,19 @@ def dump_redacted(config: Config) -> dict[str, Any]:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """The file's data, unvalidated; problems as ``<file>: reason``."""
+    return parse_toml_bytes(read_config_bytes(path), path)
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, at most the size bound; problems as ``<file>: reason``."""
     try:
-        with open(path, "rb") as f:  # bounded: a config path at /dev/zero ends
-            raw = f.read(toml_read.MAX_TOML_BYTES + 1)
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: no such file"]) from None
-    except IsADirectoryError:
-        raise ConfigError([f"{path}: is a directory"]) from None
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    if len(raw) > toml_read.MAX_TOML_BYTES:
-        limit = toml_read.MAX_TOML_BYTES // 1024
-        raise ConfigError([f"{path}: larger than {limit} KiB"])
+        return toml_read.read_bounded(path)
+    except toml_read.FileUnreadable as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def parse_toml_bytes(raw: bytes, path: Path) -> dict[str, Any]:
+    """A config file's bytes (as :func:`read_config_bytes` gave them) → data."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -256,7 +257,8 @@ def _validate(data: dict[str, Any], raw_texts: Mapping[_Path, str]) -> Config:
 
 def format_error(err: ErrorDetails) -> str:
     """One pydantic error → ``key.path: reason``; a secret's value is never shown."""
-    where = ".".join(str(part) for part in err["loc"]) or "config"
+    # pydantic names a bad dict key ``…grades.92.[key]``: the key is the path.
+    where = ".".join(str(part) for part in err["loc"] if part != "[key]") or "config"
     last = err["loc"][-1] if err["loc"] else ""
     reason = _reason(err)
     if isinstance(last, str) and last in SECRET_FIELDS and err["type"] != "invalid":

@@ -55,6 +55,21 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 0.1, 3600.0
 KID_MAX_CHARS = 64
 #: MQTT strings carry a 16-bit length (MQTT 3.1.1 §1.5.3).
 MQTT_STRING_MAX_BYTES = 65_535
+#: A request (PUBLISH QoS 1, SUBSCRIBE) with no answer at all from the broker
+#: for this long: the link is silent (a frozen node) and is left. Below 1 s a
+#: loaded broker or a 4G round trip passes for dead; above 5 minutes a frozen
+#: node holds the station's orders for longer than any outage worth bridging.
+ACK_TIMEOUT_MIN_S, ACK_TIMEOUT_MAX_S = 1, 300
+#: Refused command SUBSCRIBEs on one endpoint before the next one is tried:
+#: 1 leaves a node at its first hiccup, beyond 100 never in practice.
+COMMAND_REFUSALS_MAX = 100
+#: The command subscription's retry backoff cap: at least 1 s (a broker that
+#: closes the connection on a refused SUBSCRIBE costs a reconnect per retry),
+#: at most an hour (commands would stay off for longer than the platform waits).
+COMMAND_RETRY_MAX_MIN_S, COMMAND_RETRY_MAX_MAX_S = 1, 3600
+#: Connected time without the command channel before COMMAND_CHANNEL_DOWN:
+#: at least 1 s (tests), at most a day.
+COMMAND_DOWN_ALARM_MIN_S, COMMAND_DOWN_ALARM_MAX_S = 1, 86_400
 
 
 class EndpointConfig(EndpointDerived, BaseModel):
@@ -96,6 +111,18 @@ class UplinkConfig(UplinkDerived, BaseModel):
         120.0
     )
     keepalive_s: Annotated[int, Field(ge=KEEPALIVE_MIN_S, le=KEEPALIVE_MAX_S)] = 60
+    #: ``clean``: no session kept by the broker, the platform re-sends an
+    #: unanswered command (docs/uplink-protocol.md "Session"); ``persistent``:
+    #: the contract's clean_session = false, for brokers that replicate sessions.
+    session: Literal["clean", "persistent"] = "clean"
+    ack_timeout_s: Annotated[float, Field(ge=ACK_TIMEOUT_MIN_S, le=ACK_TIMEOUT_MAX_S)] = 10.0
+    command_refusals_per_endpoint: Annotated[int, Field(ge=1, le=COMMAND_REFUSALS_MAX)] = 3
+    command_retry_max_s: Annotated[
+        float, Field(ge=COMMAND_RETRY_MAX_MIN_S, le=COMMAND_RETRY_MAX_MAX_S)
+    ] = 60.0
+    command_down_alarm_s: Annotated[
+        float, Field(ge=COMMAND_DOWN_ALARM_MIN_S, le=COMMAND_DOWN_ALARM_MAX_S)
+    ] = 60.0
     tls: bool = False
     #: UTF-8 takes up to 4 bytes a character: this many always fit the 16 bits.
     username: Annotated[str, Field(max_length=MQTT_STRING_MAX_BYTES // 4)] | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from pathlib import Path
 from typing import Any
 
 #: Largest config or key file read: example.toml with every key is ≈ 20 kB,
@@ -39,6 +40,27 @@ _TOKENS = re.compile(
     r"|[\[\]{}]",
     re.DOTALL,
 )
+
+
+class FileUnreadable(Exception):
+    """A config or key file that cannot be read within the bounds; ``str()``
+    is one ``<file>: reason`` line."""
+
+
+def read_bounded(path: Path) -> bytes:
+    """The file's bytes, at most :data:`MAX_TOML_BYTES` (a path at /dev/zero ends)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_TOML_BYTES + 1)
+    except FileNotFoundError:
+        raise FileUnreadable(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FileUnreadable(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise FileUnreadable(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_TOML_BYTES:
+        raise FileUnreadable(f"{path}: larger than {MAX_TOML_BYTES // 1024} KiB")
+    return raw
 
 
 class TomlBoundError(tomllib.TOMLDecodeError):

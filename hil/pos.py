@@ -15,7 +15,7 @@ driven by the station controller in ``hil/masters/<protocol>.py``
 line ``{"nozzle": "a1.n2", "order_no": "...", "key": "..."}`` on stdout; with
 ``--commands``, ``{"commands_sent": {...}, "commands_acked": N}`` at exit.
 
-``--commands`` (DART, Furen): between its reads, at most every
+``--commands`` (DART, Furen, Uninfo): between its reads, at most every
 ``--command-every-ms``, the POS also authorises and sets prices as a
 station's POS does (:mod:`hil.pos_commands`; never the collector, D20).
 
@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import inspect
 import json
 import os
 import signal
@@ -93,7 +94,11 @@ class Pos:
         if args.commands:
             if args.protocol not in COMMANDS:
                 raise SystemExit(f"--commands: none for protocol {args.protocol!r}")
-            self.commands = COMMANDS[args.protocol](args.addresses, args.commands.split(","))
+            cls = COMMANDS[args.protocol]
+            # The driver options its commands class also takes (Uninfo's echo).
+            taken = inspect.signature(cls).parameters
+            extra = {k: v for k, v in args.options.items() if k in taken}
+            self.commands = cls(args.addresses, args.commands.split(","), **extra)
         self.next_command = 0.0
 
     def close(self) -> None:
@@ -149,6 +154,8 @@ class Pos:
         if frame is None:
             return
         self._write(frame)
+        if not getattr(self.commands, "expects_answer", True):
+            return  # a command with no answer and no echo (Uninfo's authorise)
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
             try:

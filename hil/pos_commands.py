@@ -28,6 +28,16 @@ Furen Haosheng (fangym0335/first src/lischn009.c):
 
 Each waits for the pump's acknowledgement (``[7]`` 01 accepted).
 
+Changkong Uninfo (fangym0335/first src/lischn011.c):
+
+- ``authorise``: ``9 | pump``, one byte, no answer (``:1475-1477``);
+- ``price``: the ``D`` block of ``ChangePrice`` (``:953-991``): ``FF``, length,
+  ``FD``, function 001, ``F5`` + nozzle, ``F3`` + 6 price words + ``E2``, ``F4`` + the
+  same + ``E2``, ``FC``, check word, ``F0`` — the nozzle's price as last read in a
+  sale (nothing before one was read); answered by 12 words (``:992``, ``:1014-1042``).
+
+With ``echo`` (an echoing loop) each command also waits for its own copy.
+
 These frames are built here, in ``hil/``, never in ``protocols/``: no
 product code can send them.
 """
@@ -46,6 +56,16 @@ from protocols.furen.framer import Frame as FurenFrame
 from protocols.furen.framer import FrameDecoder as FurenDecoder
 from protocols.furen.framer import encode_frame as furen_encode
 from protocols.furen.framer import nozzle_ctrl
+from protocols.uninfo.framer import Reply as UninfoReply
+from protocols.uninfo.framer import ReplyReader as UninfoReplies
+from protocols.uninfo.framer import Request as UninfoRequest
+from protocols.uninfo.framer import RequestReader as UninfoRequests
+from protocols.uninfo.framer import request_of as uninfo_request_of
+from protocols.uninfo.messages import CMD_AUTHORISE as UNINFO_AUTHORISE
+from protocols.uninfo.messages import FN_PRICE as UNINFO_FN_PRICE
+from protocols.uninfo.messages import build_block as uninfo_block
+from protocols.uninfo.messages import digit_words as uninfo_digits
+from protocols.uninfo.messages import request_byte as uninfo_request_byte
 
 TRANS_CD1, TRANS_CD2, TRANS_CD5 = 0x01, 0x02, 0x05
 DCC_AUTHORISE = next(dcc for dcc, name in CD1_COMMANDS.items() if name == "authorise")
@@ -168,8 +188,93 @@ class FurenCommands:
         self.decoder.flush()
 
 
+class UninfoCommands:
+    """Authorise / price commands for Uninfo pumps, in turn (module doc)."""
+
+    KINDS = ("authorise", "price")
+
+    def __init__(
+        self, addresses: Sequence[int], kinds: Sequence[str], *, echo: bool = False
+    ) -> None:
+        unknown = set(kinds) - set(self.KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"commands must be among {', '.join(self.KINDS)}: {sorted(unknown)}")
+        self.addresses = list(addresses)
+        self.kinds = list(kinds)
+        self.echo = echo
+        self.turn = 0
+        self.prices: dict[tuple[int, int], Decimal] = {}  # (pump, nozzle) → price last sold at
+        self.reader = UninfoReplies(echo=echo)
+        self.waiting: UninfoRequest | None = None
+        self.echo_left = b""
+        self.sent: dict[str, int] = {}
+        self.acked = 0
+
+    def observe(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Sale):
+                self.prices[event.address, event.nozzle] = event.price
+
+    @property
+    def expects_answer(self) -> bool:
+        """False for an authorise on a loop that does not echo: nothing comes back."""
+        return self.waiting is not None and (self.waiting.kind != "none" or self.echo)
+
+    def next_frame(self) -> bytes | None:
+        """The next command on the wire; None when it has nothing to say yet."""
+        kind = self.kinds[self.turn % len(self.kinds)]
+        address = self.addresses[(self.turn // len(self.kinds)) % len(self.addresses)]
+        self.turn += 1
+        if kind == "authorise":
+            wire = bytes([uninfo_request_byte(UNINFO_AUTHORISE, address)])
+            request = uninfo_request_of(wire[0])
+        else:
+            sold = sorted(n for a, n in self.prices if a == address)
+            if not sold:
+                return None
+            nozzle = sold[self.turn % len(sold)]
+            raw = int(self.prices[address, nozzle].scaleb(PRICE_DECIMALS))
+            words = uninfo_digits(raw, 6)
+            fields = (
+                bytes([0xF5, 0xE0 | (nozzle - 1), 0xF3]) + words + b"\xe2\xf4" + words + b"\xe2"
+            )
+            wire = uninfo_block(address, UNINFO_FN_PRICE, fields)
+            [read] = UninfoRequests().receive_data(wire)
+            assert isinstance(read, UninfoRequest)
+            request = read
+        self.waiting = request
+        self.echo_left = wire if self.echo else b""
+        self.reader.expect(request)
+        self.sent[kind] = self.sent.get(kind, 0) + 1
+        return wire
+
+    def answered(self, data: bytes) -> bool:
+        """Did ``data`` complete the last command's echo and answer?"""
+        if self.waiting is None:
+            return False
+        if self.waiting.kind == "none":
+            while data and self.echo_left and data[0] == self.echo_left[0]:
+                data, self.echo_left = data[1:], self.echo_left[1:]
+            if self.echo_left:
+                return False
+            self.waiting = None
+            return True
+        for item in self.reader.receive_data(data):
+            if isinstance(item, UninfoReply):
+                self.waiting = None
+                self.acked += item.value == 0
+                return True
+        return False
+
+    def gave_up(self) -> None:
+        """No answer within the deadline: forget it (and any half reply)."""
+        self.waiting = None
+        self.reader.flush()
+
+
 #: protocol → its commands class (``--commands`` is refused for the others).
-COMMANDS: dict[str, type[DartCommands] | type[FurenCommands]] = {
+COMMANDS: dict[str, type[DartCommands] | type[FurenCommands] | type[UninfoCommands]] = {
     "dart": DartCommands,
     "furen": FurenCommands,
+    "uninfo": UninfoCommands,
 }

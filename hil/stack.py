@@ -136,7 +136,8 @@ class Mosquitto:
     """A real mosquitto on a loopback port, with persistence so a stopped and
     restarted broker keeps the receiver's persistent session."""
 
-    def __init__(self, work: Path, port: int | None = None) -> None:
+    def __init__(self, work: Path, port: int | None = None, extra: str = "") -> None:
+        """``extra``: more lines for mosquitto.conf (an ``acl_file``, say)."""
         self.binary = next((p for p in MOSQUITTO_CANDIDATES if os.access(p, os.X_OK)), None)
         if self.binary is None:
             found = shutil.which("mosquitto")
@@ -157,7 +158,7 @@ class Mosquitto:
             # would be lost at a restart. Stay the user who started it.
             f"user {getpass.getuser()}\n"
             "max_queued_messages 100000\n"
-            "log_dest stderr\n"
+            "log_dest stderr\n" + extra
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -179,8 +180,14 @@ class Mosquitto:
 
         wait_until(listening, 10, f"mosquitto on port {self.port}")
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker keeps its sockets open and answers nothing."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen broker must hear the TERM
             self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
             self.proc.wait(10)
         if self._log is not None:

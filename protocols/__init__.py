@@ -43,6 +43,7 @@ BUILTIN_PACKAGES: tuple[str, ...] = (
     "protocols.censtar",
     "protocols.ck1313",
     "protocols.lanfeng",
+    "protocols.uninfo",
 )
 
 #: Describers of protocols that are not dispensers (the tank gauge), for

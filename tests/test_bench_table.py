@@ -40,6 +40,7 @@ def results() -> dict[str, Any]:
             ("furen", 8.0),
             ("ck1313", 8.2),
             ("lanfeng", 9.0),
+            ("uninfo", 8.0),
             ("udc", 10.3),
             ("censtar", 11.6),
         )

@@ -14,6 +14,8 @@ from protocols.descriptor import Census
 from protocols.sinopec.census import census as sinopec_census
 from protocols.sinopec.framer import Frame as SinopecFrame
 from protocols.sinopec.framer import encode_frame as sinopec_encode
+from protocols.uninfo.census import census as uninfo_census
+from tests.test_uninfo_monitor import CONVERSATION as UNINFO_CONVERSATION
 
 H = bytes.fromhex
 
@@ -79,10 +81,28 @@ def test_dart_tells_a_pumps_reply_from_its_layout() -> None:
     assert (got.good_frames, got.bad_frames, got.pump_frames) == (2, 1, 0)
 
 
+#: An FCC's conversation with an Uninfo pump (tests/test_uninfo_monitor.py).
+UNINFO_LOOP = b"".join(r + a for r, a in UNINFO_CONVERSATION)
+
+
 @pytest.mark.parametrize(
     ("census", "foreign"),
-    [(sinopec_census, DART_EXCHANGE * 8), (dart_census, (SINOPEC_EXCHANGE + SINOPEC_MD[1]) * 8)],
-    ids=["sinopec-reads-dart", "dart-reads-sinopec"],
+    [
+        (sinopec_census, DART_EXCHANGE * 8),
+        (dart_census, (SINOPEC_EXCHANGE + SINOPEC_MD[1]) * 8),
+        (uninfo_census, DART_EXCHANGE * 8),
+        (uninfo_census, (SINOPEC_EXCHANGE + SINOPEC_MD[1]) * 8),
+        (sinopec_census, UNINFO_LOOP * 4),
+        (dart_census, UNINFO_LOOP * 4),
+    ],
+    ids=[
+        "sinopec-reads-dart",
+        "dart-reads-sinopec",
+        "uninfo-reads-dart",
+        "uninfo-reads-sinopec",
+        "sinopec-reads-uninfo",
+        "dart-reads-uninfo",
+    ],
 )
 def test_another_protocols_bytes_yield_no_good_frame(census: object, foreign: bytes) -> None:
     assert callable(census)

@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hil.platform.commands import command_body, seal_command, wrap_key
 from uplink import commands as c
-from uplink.crypto import sm2_generate
+from uplink.crypto import sm2_generate, sm2_sign
 from uplink.device_commands import KeyRing, register_device_commands
-from uplink.envelope import open_envelope, seal
+from uplink.envelope import canonical_json, open_envelope, seal, seal_plaintext
 from uplink.keys import load_keys
 
 DEV = "dev-001"
@@ -142,7 +144,8 @@ def test_size_envelope_type_unknown_and_rate(tmp_path: Path) -> None:
     assert code(box.send(signed("ota.nothing"))) == c.UNKNOWN_COMMAND
     box.processor.bucket = c.TokenBucket(0.0, 1, clock=lambda: 0.0)
     assert box.send(signed())["ok"] is True
-    assert asyncio.run(box.processor.handle(payload)) is None
+    over = seal_command(signed(), dev=DEV, kid=KID, key=KEY, seq=101)
+    assert asyncio.run(box.processor.handle(over)) is None
     assert box.processor.counters[c.RATE_LIMITED] == 1
 
 
@@ -208,3 +211,113 @@ def test_token_bucket() -> None:
     assert [bucket.take() for _ in range(3)] == [True, True, False]
     now[0] = 0.5
     assert bucket.take() and not bucket.take()
+
+
+def seal_text(text: str | bytes, seq: int) -> bytes:
+    """A ``down/cmd`` payload whose body is ``text`` exactly (JSON our own
+    canonical_json would never write: floats, lone surrogates, duplicates)."""
+    raw = text if isinstance(text, bytes) else text.encode("utf-8")
+    return seal_plaintext(raw, dev=DEV, kid=KID, key=KEY, seq=seq, ts_ms=1, type="cmd")
+
+
+def signed_text(extra: str, command_id: str = "cmd-1", args: str = '{"n":1}') -> str:
+    """A body signed the way a careless platform would sign it: over its own
+    JSON (sorted keys, no spaces), which is not canonical when it holds a
+    float or a lone surrogate."""
+    now = time.time_ns() // 1_000_000
+    unsigned = (
+        f'{{"args":{args},"expires_at":{now + 60_000},"id":"{command_id}",'
+        f'"issued_at":{now},"name":"test.echo"{extra}}}'
+    )
+    sig = sm2_sign(PLATFORM_PRIV, PLATFORM_PUB, unsigned.encode("utf-8"))
+    return unsigned[:-1] + f',"sig":"{sig}"}}'
+
+
+@pytest.mark.parametrize(
+    ("text", "reply_id", "why"),
+    [
+        (signed_text("", args='{"n":1.5}'), "cmd-1", "float at $.args.n"),
+        (signed_text(',"x":1e400'), "cmd-1", "float at $.x"),
+        (signed_text(',"z":-0.0'), "cmd-1", "float at $.z"),
+        (signed_text("", args='{"n":"\\ud800"}'), "cmd-1", "lone surrogate at $.args.n"),
+        (signed_text("", args='{"\\udfff":1}'), "cmd-1", "lone surrogate in the key $.args."),
+        (signed_text("", command_id="a\\ud800b"), None, "lone surrogate at $.id"),
+        (signed_text("", args="[" * 40 + "]" * 40), "cmd-1", "nested deeper than 32"),
+        ('{"id":"cmd-1","id":"cmd-2"}', None, "duplicate key 'id'"),
+        ('{"id":"cmd-1","n":NaN}', None, "NaN is not JSON"),
+        ("[1, 2]", None, "not a JSON object"),
+        (b'{"id":"\xff"}', None, "not UTF-8 JSON: 'utf-8' codec can't decode byte 0xff"),
+    ],
+)
+def test_a_body_that_does_not_parse_or_canonicalise_gets_a_reply_naming_why(
+    tmp_path: Path, text: str | bytes, reply_id: str | None, why: str
+) -> None:
+    box = Box(tmp_path)
+    refused: list[tuple[str, str | None, str, bool]] = []
+    box.processor.on_refused = lambda *args: refused.append(args)
+    reply = asyncio.run(box.processor.handle(seal_text(text, 1)))
+    assert reply is not None and reply["id"] == reply_id, reply
+    assert code(reply) == c.BAD_REQUEST and why in reply["error"]["message"], reply
+    canonical_json(reply)  # what storing the reply does: it cannot fail
+    assert box.runs == [] and box.processor.counters == {c.BAD_REQUEST: 1}
+    assert refused == [(c.BAD_REQUEST, reply_id, reply["error"]["message"], True)]
+
+
+def test_a_result_that_is_not_canonical_is_an_internal_reply(tmp_path: Path) -> None:
+    box = Box(tmp_path)
+
+    async def sloppy(args: dict[str, Any]) -> dict[str, Any]:
+        return {"litres": 1.5}
+
+    box.processor.register("test.sloppy", sloppy)
+    reply = box.send(signed("test.sloppy"))
+    assert code(reply) == c.INTERNAL and "float at $.result.litres" in reply["error"]["message"]
+    canonical_json(reply)
+
+
+def test_junk_on_the_topic_cannot_starve_a_valid_command(tmp_path: Path) -> None:
+    """The real buckets (2/s, burst 5) on a frozen clock: a dozen envelopes
+    that do not authenticate use none of the command budget, and get a
+    reply only within their own burst."""
+    box = Box(tmp_path)
+    frozen = lambda: 0.0  # noqa: E731 - nothing refills during the test
+    box.processor.bucket = c.TokenBucket(c.VERIFY_RATE_PER_S, c.VERIFY_BURST, clock=frozen)
+    box.processor.unauthenticated_replies = c.TokenBucket(
+        c.UNAUTHENTICATED_REPLY_RATE_PER_S, c.UNAUTHENTICATED_REPLY_BURST, clock=frozen
+    )
+    body = signed()
+    good = seal_command(body, dev=DEV, kid=KID, key=KEY, seq=1)
+    flipped = bytearray(good)
+    flipped[flipped.rindex(b'"ct":"') + 8] ^= 0x01
+    junk = [
+        b"not json",
+        b"{" * (c.MAX_COMMAND_BYTES + 1),
+        bytes(flipped),
+        seal_command(signed(), dev=DEV, kid=KID, key=os.urandom(16), seq=2),  # another key
+        seal_command(signed(), dev="dev-002", kid=KID, key=KEY, seq=3),  # another device
+        seal_command(signed(), dev=DEV, kid="k9", key=KEY, seq=4),  # a kid we do not hold
+    ] * 2
+    replies = [asyncio.run(box.processor.handle(p)) for p in junk]
+    answered = [r for r in replies if r is not None]
+    assert len(answered) == c.UNAUTHENTICATED_REPLY_BURST, replies
+    assert all(r["id"] is None and r["ok"] is False for r in answered)
+    reply = asyncio.run(box.processor.handle(good))
+    assert reply == {"id": body["id"], "ok": True, "result": {"echo": {"n": 1}}}
+    counters = box.processor.counters
+    assert counters[c.UNANSWERED] == len(junk) - c.UNAUTHENTICATED_REPLY_BURST
+    assert counters[c.RATE_LIMITED] == 0 and counters[c.OK] == 1
+
+
+def test_envelopes_that_authenticate_are_what_the_rate_charges(tmp_path: Path) -> None:
+    """Over the burst, authenticated commands — valid or not — are dropped
+    unanswered; an unauthenticated one still gets its own budget's reply."""
+    box = Box(tmp_path)
+    box.processor.bucket = c.TokenBucket(c.VERIFY_RATE_PER_S, c.VERIFY_BURST, clock=lambda: 0.0)
+    bad_body = seal_text(signed_text("", args='{"n":0.1}'), 1)
+    assert code(asyncio.run(box.processor.handle(bad_body)) or {}) == c.BAD_REQUEST
+    payloads = [seal_command(signed(), dev=DEV, kid=KID, key=KEY, seq=n) for n in range(2, 8)]
+    replies = [asyncio.run(box.processor.handle(p)) for p in payloads]
+    assert [r is not None and r["ok"] for r in replies] == [True] * 4 + [False] * 2
+    assert replies[-2:] == [None, None] and box.processor.counters[c.RATE_LIMITED] == 2
+    unauthenticated = asyncio.run(box.processor.handle(b"junk"))
+    assert unauthenticated is not None and code(unauthenticated) == c.BAD_ENVELOPE

@@ -94,3 +94,22 @@ def test_furen_is_checked_in_every_mode(tmp_path: Path) -> None:
     assert check(tmp_path, text)["errors"] == [
         "ports.0.addresses.0: protocol 'furen' addresses are 1..1, got 2"
     ]
+
+
+def test_uninfo_is_checked_in_every_mode(tmp_path: Path) -> None:
+    """Uninfo has a poller and a monitor that reads the loop itself
+    (protocols/uninfo): poll, relay and listen check; pumps are 1..16."""
+    port = 'protocol = "sinopec"'
+    uninfo = 'protocol = "uninfo"'
+    relay = f'{uninfo}\nmode = "relay"\npos_device = "{tmp_path}/pos"'
+    for edit in (uninfo, relay, f'{uninfo}\nmode = "listen"'):
+        assert check(tmp_path, DEMO.read_text().replace(port, edit, 1)) == {
+            "errors": [],
+            "pydantic": False,
+        }
+    text = (
+        DEMO.read_text().replace(port, uninfo, 1).replace("addresses = [1]", "addresses = [17]", 1)
+    )
+    assert check(tmp_path, text)["errors"] == [
+        "ports.0.addresses.0: protocol 'uninfo' addresses are 1..16, got 17"
+    ]

@@ -8,6 +8,7 @@ collector are in tests/test_techcli.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import stat
@@ -125,3 +126,34 @@ def test_every_malformed_request_gets_an_error_reply(
             await server
 
     asyncio.run(main())
+
+
+def test_refused_requests_are_counted_and_logged_once_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client repeating malformed requests costs one log line per kind a
+    minute, and the counts are in ``status``."""
+    from collector.logs import Repeats
+    from tests.test_logs import Log
+
+    log = Log()
+    monkeypatch.setattr(control, "REFUSED", Repeats(log, "control_refused", source_field=None))
+    sock = tmp_path / "ctl.sock"
+    collector = Collector(load_config(DEMO_CONFIG))
+
+    async def main() -> dict[str, object]:
+        server = asyncio.create_task(control.serve(collector, sock))
+        while not sock.exists():
+            await asyncio.sleep(0.02)
+        for _ in range(40):
+            assert (await exchange(sock, b"\xff not json\n"))["ok"] is False
+            assert (await exchange(sock, b'{"query": "reboot"}\n'))["ok"] is False
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server
+        return control.REFUSED.stats()
+
+    stats = asyncio.run(main())
+    assert stats == {"events": 80, "lines": 2, "kinds": {"bad_request": 40, "bad_query": 40}}
+    assert [e["kind"] for e in log.events("control_refused")] == ["bad_request", "bad_query"]
+    assert log.events("control_refused")[1]["detail"] == "unknown query 'reboot'"

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,9 +24,15 @@ from typing import Any
 import pytest
 
 from hil import stack
-from hil.platform.commands import command_body, publish_command, seal_command, wrap_key
+from hil.platform.commands import (
+    command_body,
+    publish_command,
+    seal_command,
+    seal_command_text,
+    wrap_key,
+)
 from hil.stack import Mosquitto, Proc
-from uplink.crypto import sm2_generate
+from uplink.crypto import sm2_generate, sm2_sign
 
 DEMO_CONFIG = stack.ROOT / "config" / "demo.toml"
 DEV = "demo-gw-01"
@@ -121,7 +129,13 @@ def test_commands_are_checked_end_to_end(box: Box) -> None:
     rx = box.receiver
     valid = box.signed("device.status")
     box.send(valid)
-    assert box.reply(rx, valid["id"])["ok"] is True
+    status = box.reply(rx, valid["id"])
+    assert status["ok"] is True
+    # Which release bundles fit this device (collector/ota/fit.py).
+    assert status["result"]["bundle"] == {
+        "platform": sysconfig.get_platform(),
+        "python": f"cp{sys.version_info.major}{sys.version_info.minor}",
+    }
     other = sm2_generate()
     forged = command_body("device.status", None, private=other[0], public=other[1])
     box.send(forged)
@@ -253,3 +267,67 @@ def test_config_get_returns_the_running_config_without_secrets(box: Box) -> None
     assert config["uplink"]["heartbeat_s"] == "10.0", "floats travel as decimal strings"
     text = json.dumps(config)
     assert K1.hex() not in text and box.device[0] not in text
+
+
+def signed_text(box: Box, command_id: str, args: str) -> bytes:
+    """``device.status`` with ``args`` as raw JSON, signed over that text the
+    way a careless platform would (its own JSON, not canonical: a float, a
+    lone surrogate)."""
+    now = time.time_ns() // 1_000_000
+    unsigned = (
+        f'{{"args":{args},"expires_at":{now + 60_000},"id":"{command_id}",'
+        f'"issued_at":{now},"name":"device.status"}}'
+    )
+    sig = sm2_sign(box.platform[0], box.platform[1], unsigned.encode())
+    return (unsigned[:-1] + f',"sig":"{sig}"}}').encode()
+
+
+def test_junk_never_starves_a_valid_command_and_unreadable_bodies_are_answered(
+    box: Box,
+) -> None:
+    """A dozen messages on down/cmd that do not authenticate, then a valid
+    command: it runs. A signed body holding a float or a lone surrogate gets
+    a BAD_REQUEST reply naming why, never ``command_failed``. The refusals
+    cost a log line per code, and ``forecourt status`` counts them."""
+    from collector.techcli import ask
+
+    collector = box.start_collector()
+    rx = box.receiver
+    sealed = bytearray(seal_command(box.signed("device.status"), dev=DEV, kid="k1", key=K1, seq=1))
+    sealed[sealed.rindex(b'"ct":"') + 8] ^= 0x01
+    other_key = seal_command(box.signed("device.status"), dev=DEV, kid="k1", key=K2, seq=2)
+    junk = [b"not json", b"{}", bytes(sealed), other_key] * 3
+
+    async def publish_all(payloads: list[bytes]) -> None:
+        for payload in payloads:
+            await publish_command("127.0.0.1", box.broker.port, DEV, payload)
+
+    valid = box.signed("device.status")
+    asyncio.run(publish_all(junk))
+    box.send(valid)
+    assert box.reply(rx, valid["id"])["ok"] is True, "the junk used none of its budget"
+
+    floats = signed_text(box, "cmd-float", '{"litres":1.5}')
+    surrogate = signed_text(box, "cmd-\\ud800", "{}")
+    bad = (floats, surrogate)
+    asyncio.run(publish_all([seal_command_text(t, dev=DEV, kid="k1", key=K1, seq=9) for t in bad]))
+    reply = box.reply(rx, "cmd-float")
+    assert code(reply) == "BAD_REQUEST" and "float at $.args.litres" in reply["error"]["message"]
+    (reply,) = rx.wait_lines(
+        lambda line: (
+            line.get("type") == "reply"
+            and "lone surrogate at $.id" in json.dumps(line["record"].get("error"))
+        ),
+        1,
+        30,
+    )
+    assert reply["record"]["id"] is None and code(reply["record"]) == "BAD_REQUEST"
+
+    status = ask(str(box.work / "control.sock"), {"query": "status"})["data"]
+    refused = status["log"]["command_refused"]
+    assert refused["kinds"] == {"BAD_ENVELOPE": 12, "BAD_REQUEST": 2}, refused
+    lines = [json.loads(t) for t in collector.log_path.read_text().splitlines() if t[:1] == "{"]
+    assert not [line for line in lines if line["event"] == "command_failed"]
+    logged = [line["kind"] for line in lines if line["event"] == "command_refused"]
+    assert sorted(logged) == ["BAD_ENVELOPE", "BAD_REQUEST"], "one line per code a minute"
+    assert refused["lines"] == 2

@@ -159,13 +159,14 @@ def test_wired_cut_fails_over_to_4g_and_comes_back(platform: Platform) -> None:
     pump_proc, pump = dispenser(platform, rate=2.0)
     collector = platform.start_collector(platform.work / "store.sqlite", pump)
     link = platform.wait_link("wired")
-    assert link == {
+    assert {k: link[k] for k in ("name", "endpoint", "interface", "primary", "connected")} == {
         "name": "wired",
         "endpoint": f"{platform.links.broker_host}:1883",
         "interface": platform.links.interfaces["wired"],
         "primary": True,
         "connected": True,
     }
+    assert link["commands"]["state"] == "off", "commands are not configured here"
     platform.receiver.wait_lines(lambda line: line.get("type") == "order", 5, 60)
 
     platform.links.cut("wired")

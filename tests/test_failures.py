@@ -26,8 +26,8 @@ from structlog.testing import capture_logs
 from buffer.store import OrderStore
 from hil.platform.commands import command_body, seal_command
 from hil.stack import Mosquitto
+from uplink import command_channel, mqtt
 from uplink import commands as c
-from uplink import mqtt
 from uplink.crypto import sm2_generate
 from uplink.mqtt import Uplink, UplinkSettings
 
@@ -43,6 +43,7 @@ def logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     with capture_logs() as captured:
         monkeypatch.setattr(c, "log", structlog.get_logger("uplink.commands"))
         monkeypatch.setattr(mqtt, "log", structlog.get_logger("uplink"))
+        monkeypatch.setattr(command_channel, "log", structlog.get_logger("uplink"))
         yield captured
 
 

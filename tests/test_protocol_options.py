@@ -52,7 +52,7 @@ def test_a_table_for_another_protocol_is_an_error_naming_the_key() -> None:
 def test_option_errors_are_located_below_the_protocols_table() -> None:
     assert errors({"protocol": "dart", "dart": {"grades": {"16": "1092"}, "offline_after": 0}}) == [
         "ports.0.dart.offline_after: must be >= 1, got 0",
-        "ports.0.dart.grades.16.[key]: expected '1', '2', '3', '4', '5', '6', '7', '8', '9',"
+        "ports.0.dart.grades.16: expected '1', '2', '3', '4', '5', '6', '7', '8', '9',"
         " '10', '11', '12', '13', '14' or '15', got '16'",
     ]
     assert errors({"protocol": "gilbarco", "gilbarco": {"money_decimals": "2"}}) == [

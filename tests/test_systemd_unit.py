@@ -123,3 +123,64 @@ def test_daemon_feeds_the_watchdog(tmp_path: Path) -> None:
         proc.kill()
         sim.stop()
         sock.close()
+
+
+def unit_settings() -> dict[str, list[str]]:
+    """Every ``Key=value`` of the unit, values in order (keys may repeat)."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_the_cli_finds_the_running_daemon_through_the_unit() -> None:
+    """On the gateway the unit (User=forecourt, ProtectSystem=strict) had no
+    RuntimeDirectory: /run/forecourt was never made, every start logged
+    control_failed, and the CLI's default config was a file the unit does
+    not run with. The socket's directory must be the unit's to make, and the
+    CLI's defaults the unit's paths."""
+    from collector import techcli
+    from config.models import ControlConfig
+
+    unit = unit_settings()
+    assert unit["RuntimeDirectory"] == ["forecourt"]
+    run_dir = Path("/run") / unit["RuntimeDirectory"][0]
+    for socket_path in (techcli.DEFAULT_SOCKET, ControlConfig().socket):
+        assert Path(socket_path).parent == run_dir, socket_path
+    exec_start = unit["ExecStart"][0].split()
+    assert Path(exec_start[exec_start.index("--config") + 1]) == techcli.DEFAULT_CONFIG
+
+
+def test_the_validated_config_cache_is_the_units_own_directory() -> None:
+    from config import validated_cache
+
+    unit = unit_settings()
+    assert unit["CacheDirectory"] == ["forecourt"]
+    # The cache holds a pickle the daemon loads: owner only, and the loader
+    # refuses a directory others may write (tests/test_config_cache.py).
+    assert unit["CacheDirectoryMode"] == ["0700"]
+    assert validated_cache.CACHE_ENV == "CACHE_DIRECTORY"  # what systemd sets
+
+
+#: Device classes the unit allows → the module that registers the class in
+#: /proc/devices (drivers/usb/serial/usb-serial.c registers "ttyUSB",
+#: drivers/usb/class/cdc-acm.c "ttyACM"); ttyS, pts, rtc and gpiochip are
+#: built into Debian's kernels.
+CLASS_MODULES = {"ttyUSB": "usbserial", "ttyACM": "cdc_acm"}
+
+
+def test_usb_serial_classes_exist_before_the_unit_starts() -> None:
+    """systemd resolves DeviceAllow=char-<class> to a major number from
+    /proc/devices when the unit starts; on the gateway a USB adapter plugged
+    in after the start was refused with EPERM until a restart. The drivers'
+    cores are loaded at boot (modules-load.d) and the unit is ordered after."""
+    unit = unit_settings()
+    classes = {v.split()[0].removeprefix("char-") for v in unit["DeviceAllow"]}
+    modules_load = UNIT.with_name("forecourt-serial.conf").read_text().split("\n")
+    loaded = {line.strip() for line in modules_load if line.strip() and line[0] != "#"}
+    for device_class, module in CLASS_MODULES.items():
+        assert device_class in classes
+        assert module in loaded, f"{module} (char-{device_class}) is not loaded at boot"
+    assert "systemd-modules-load.service" in " ".join(unit["After"])

@@ -89,12 +89,18 @@ def test_every_command_live_then_from_the_store(tmp_path: Path, broker: Mosquitt
         uplink = as_json(config, "uplink")
         assert uplink["connected"] is True and uplink["records"] >= ORDERS
         # D18: the one endpoint of the host/port shorthand is the primary, unbound.
-        assert uplink["link"] == {
+        link = uplink["link"]
+        assert {k: link[k] for k in ("name", "endpoint", "interface", "primary", "connected")} == {
             "name": uplink["endpoint"], "endpoint": uplink["endpoint"], "interface": None,
             "primary": True, "connected": True,
         }  # fmt: skip
+        # Publishing and the command channel apart (commands are off in the demo).
+        assert uplink["publishing"]["connected"] is True and uplink["publishing"]["backlog"] == 0
+        assert isinstance(uplink["publishing"]["last_puback_ms"], int)
+        assert uplink["commands"]["state"] == "off" and link["commands"]["state"] == "off"
         rc, out, _ = forecourt(config, "uplink")
         assert rc == 0 and f"{uplink['endpoint']} ({uplink['endpoint']}, primary)" in out
+        assert "publishing   connected since" in out and "commands     off" in out
 
         tanks = as_json(config, "tanks")
         assert tanks == {"gauge_online": None, "tanks": []}  # the gauge is off in the demo

@@ -222,7 +222,7 @@ def test_malformed_forms_are_400_never_a_traceback(tmp_path: Path) -> None:
             ):
                 reply = await client.request("POST", "/login", body, {"Content-Type": ctype})
                 assert reply.status == status, (body[:20], reply.status, reply.text)
-            refused = app.server.refusals.total
+            refused = app.server.refusals.by_kind()
             assert "handler_error" not in refused and refused["bad_request"] == 4
 
     asyncio.run(main())

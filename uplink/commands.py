@@ -5,31 +5,43 @@ a forged command the most dangerous input), D9 (SM2). The order of checks
 is cheapest first, so a flood of forgeries costs little:
 
 1. size (:data:`MAX_COMMAND_BYTES`) — ``TOO_LARGE``;
-2. rate (:class:`TokenBucket`) — over the budget the message is dropped and
-   counted, with no reply (a reply per forged message would let a flood
-   spend our 4G data);
-3. envelope: SM4-GCM tag under a current kid, ``dev`` equal to the topic's,
-   ``type`` ``cmd`` — ``BAD_ENVELOPE`` / ``WRONG_DEVICE``;
-4. body shape — ``BAD_REQUEST``;
-5. SM2 signature over the canonical JSON without ``sig`` (run in a thread:
+2. envelope: SM4-GCM tag under a current kid, ``dev`` equal to the topic's
+   — ``BAD_ENVELOPE`` / ``WRONG_DEVICE``. Anyone who can publish on the
+   topic can fail these two, so their refusals are answered within their
+   own small budget (:data:`UNAUTHENTICATED_REPLY_BURST`, then one a
+   minute) and beyond it only counted: a reply each would let a flood spend
+   our 4G data and the store;
+3. rate (:class:`TokenBucket`), charged only by envelopes that
+   authenticate, so junk on the topic never uses up a valid command's
+   budget — over it the message is dropped and counted, with no reply;
+4. ``type`` ``cmd`` — ``BAD_ENVELOPE``; the body parses (strict JSON) and
+   has a canonical form: no float, no lone surrogate, at most
+   :data:`~uplink.command_body.MAX_BODY_DEPTH` deep — ``BAD_REQUEST`` naming what and where
+   (``float at $.args.n``);
+5. body shape — ``BAD_REQUEST``;
+6. SM2 signature over the canonical JSON without ``sig`` (run in a thread:
    pure-Python SM2 verify takes ~20 ms on a desktop, far more on the
    gateway, and must not stall the poll loop) — ``BAD_SIGNATURE``;
-6. ``dev`` in the body, when present — ``WRONG_DEVICE``;
-7. time window with :data:`CLOCK_SKEW_MS` allowance — ``EXPIRED``,
+7. ``dev`` in the body, when present — ``WRONG_DEVICE``;
+8. time window with :data:`CLOCK_SKEW_MS` allowance — ``EXPIRED``,
    ``NOT_YET_VALID``; lifetime at most :data:`MAX_LIFETIME_MS` (bounds the
    replay log) — ``BAD_REQUEST``;
-8. replay: the id is recorded (committed) *before* the handler runs, so a
+9. replay: the id is recorded (committed) *before* the handler runs, so a
    command runs at most once even across a crash — ``REPLAYED``;
-9. dispatch by name — ``UNKNOWN_COMMAND``; the handler's
-   :class:`CommandError` code, or ``INTERNAL``.
+10. dispatch by name — ``UNKNOWN_COMMAND``; the handler's
+    :class:`CommandError` code, or ``INTERNAL``.
 
 Any other exception, in a handler or in the checks (the replay log's disk
 full, a bug), is logged with its traceback, counted as ``INTERNAL`` and
 answered with an ``INTERNAL`` reply: :meth:`CommandProcessor.handle` never
-raises, and the uplink stays up.
+raises, and the uplink stays up. Every reply is canonical JSON (a result
+that is not becomes an ``INTERNAL`` reply), so storing it cannot fail.
 
-Every refusal is counted in :attr:`CommandProcessor.counters` and answered
-with a reply body ``{"id", "ok": false, "error": {"code", "message"}}``.
+Every refusal is counted in :attr:`CommandProcessor.counters`, reported to
+``on_refused`` (the daemon logs them a few lines a minute,
+collector/logs.py) and, unless said otherwise above, answered with a reply
+body ``{"id", "ok": false, "error": {"code", "message"}}``; ``id`` is null
+when the command's id could not be read.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from typing import Any
 
 import structlog
 
+from uplink.command_body import bounded, not_canonical, printable, valid_unicode
 from uplink.crypto import sm2_verify
 from uplink.envelope import EnvelopeError, canonical_json, open_envelope
 
@@ -67,10 +80,22 @@ MAX_LIFETIME_MS = 7 * 24 * 3600 * 1000
 VERIFY_RATE_PER_S = 2.0
 VERIFY_BURST = 5
 
+#: Refusals of envelopes that do not authenticate (too large, not an
+#: envelope, a kid we do not hold, a bad tag, another device's) answered: a
+#: burst, then one a minute. The platform that holds the key learns why its
+#: first ones failed; a flood costs at most ~1 450 stored replies a day.
+UNAUTHENTICATED_REPLY_BURST = 5
+UNAUTHENTICATED_REPLY_RATE_PER_S = 1 / 60
+
+#: Envelope errors :func:`open_envelope` raises only after the tag verified:
+#: the sender holds the key, so these are answered and charge the rate.
+AUTHENTICATED_ENVELOPE_ERRORS = frozenset({"bad_zip", "bad_body"})
+
 #: Longest command id kept (a uuid is 36 characters).
 MAX_ID_CHARS = 64
 
 OK = "OK"
+UNANSWERED = "UNANSWERED"
 TOO_LARGE = "TOO_LARGE"
 RATE_LIMITED = "RATE_LIMITED"
 BAD_ENVELOPE = "BAD_ENVELOPE"
@@ -86,6 +111,9 @@ INTERNAL = "INTERNAL"
 log = structlog.get_logger("uplink.commands")
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+#: ``on_refused(code, command_id, message, answered)``: every refusal.
+RefusalHook = Callable[[str, str | None, str, bool], None]
 
 #: The id of the command whose handler runs, for a handler that replies again
 #: later under the same id (``ota.upgrade``'s progress); tasks it starts inherit it.
@@ -172,6 +200,8 @@ class CommandProcessor:
 
     ``keys`` is the live kid → SM4 key mapping (the same object key rotation
     updates). ``clock_ms`` is wall-clock milliseconds (expiry is wall time).
+    ``bucket`` limits authenticated commands, ``unauthenticated_replies``
+    the replies to envelopes that do not authenticate.
     """
 
     def __init__(
@@ -183,6 +213,8 @@ class CommandProcessor:
         replay: ReplayLog,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         bucket: TokenBucket | None = None,
+        unauthenticated_replies: TokenBucket | None = None,
+        on_refused: RefusalHook | None = None,
     ) -> None:
         self.device_id = device_id
         self.platform_public = platform_public
@@ -190,10 +222,14 @@ class CommandProcessor:
         self.replay = replay
         self.clock_ms = clock_ms
         self.bucket = bucket or TokenBucket(VERIFY_RATE_PER_S, VERIFY_BURST)
+        self.unauthenticated_replies = unauthenticated_replies or TokenBucket(
+            UNAUTHENTICATED_REPLY_RATE_PER_S, UNAUTHENTICATED_REPLY_BURST
+        )
+        self.on_refused = on_refused
         self.handlers: dict[str, Handler] = {}
+        #: Commands by outcome: ``OK`` or the refusal's code; ``UNANSWERED``
+        #: counts the refusals that got no reply (rate, unauthenticated budget).
         self.counters: Counter[str] = Counter()
-        #: The id of the command whose handler runs now (one at a time: the
-        #: uplink's single command worker); ``config.set`` names its marker by it.
 
     def register(self, name: str, handler: Handler) -> None:
         """Add a command (e.g. ``orders.resend``, ``config.set``, ``ota.upgrade``)."""
@@ -202,67 +238,97 @@ class CommandProcessor:
         self.handlers[name] = handler
 
     async def handle(self, payload: bytes) -> dict[str, Any] | None:
-        """The reply body for one ``down/cmd`` payload, or None when dropped (rate)."""
+        """The reply body for one ``down/cmd`` payload, or None when dropped
+        unanswered (over the rate, or past the unauthenticated reply budget)."""
+        try:
+            body = self._authenticate(payload)
+        except CommandError as exc:
+            answered = self.unauthenticated_replies.take()
+            self._refused(exc.code, None, str(exc), answered)
+            return reply_body(None, None, exc) if answered else None
+        if not self.bucket.take():
+            self._refused(RATE_LIMITED, None, "over the command rate", False)
+            return None
         command_id: str | None = None
         try:
-            if len(payload) > MAX_COMMAND_BYTES:
-                raise CommandError(TOO_LARGE, f"{len(payload)} bytes > {MAX_COMMAND_BYTES}")
-            if not self.bucket.take():
-                self.counters[RATE_LIMITED] += 1
-                return None
-            body = self._open(payload)
-            raw_id = body.get("id")
-            if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_ID_CHARS:
-                command_id = raw_id
-            name, args, expires_at = self._check_shape(body)
-            loop = asyncio.get_running_loop()
-            valid = await loop.run_in_executor(
-                None, sm2_verify, self.platform_public, body["sig"], signed_bytes(body)
-            )
-            if not valid:
-                raise CommandError(BAD_SIGNATURE, "SM2 signature does not verify")
-            if "dev" in body and body["dev"] != self.device_id:
-                raise CommandError(WRONG_DEVICE, "command is for another device")
-            self._check_time(body["issued_at"], expires_at)
-            now = self.clock_ms()
-            assert command_id is not None  # checked by _check_shape
-            if not self.replay.remember(command_id, expires_at + CLOCK_SKEW_MS, now):
-                raise CommandError(REPLAYED, f"command id {command_id} already seen")
-            handler = self.handlers.get(name)
-            if handler is None:
-                raise CommandError(UNKNOWN_COMMAND, f"no command named {name!r}")
-            token = current_command_id.set(command_id)
+            if isinstance(body, CommandError):
+                raise body
+            command_id = _reply_id(body)
+            signed = _signed_bytes_or_refuse(body)
+            result = await self._checked_run(body, signed)
+            reply = reply_body(command_id, result, None)
             try:
-                result = await handler(args)
-            except CommandError:
-                raise
-            except Exception as exc:  # a handler bug is a reply, never a dead uplink
-                log.exception("command_handler_failed", id=command_id, name=name)
-                raise CommandError(INTERNAL, f"{name} failed: {type(exc).__name__}") from None
-            finally:
-                current_command_id.reset(token)
+                canonical_json(reply)  # what storing it does: it must not fail there
+            except (TypeError, ValueError, RecursionError) as exc:
+                why = f"it ran, but its result is not canonical JSON: {exc}"
+                raise CommandError(INTERNAL, bounded(why)) from None
         except CommandError as exc:
-            self.counters[exc.code] += 1
-            return reply_body(command_id, None, exc)
+            message = printable(str(exc))
+            self._refused(exc.code, command_id, message, True)
+            return reply_body(command_id, None, CommandError(exc.code, message))
         except Exception as exc:
             # A failure in the checks themselves (the replay log's disk, a bug):
             # the platform still learns the command did not run, and why.
             log.exception("command_check_failed", id=command_id)
-            self.counters[INTERNAL] += 1
             error = CommandError(INTERNAL, f"command not run: {type(exc).__name__}")
+            self._refused(INTERNAL, command_id, str(error), True)
             return reply_body(command_id, None, error)
         self.counters[OK] += 1
-        return reply_body(command_id, result, None)
+        return reply
 
-    def _open(self, payload: bytes) -> dict[str, Any]:
+    def _refused(self, code: str, command_id: str | None, message: str, answered: bool) -> None:
+        self.counters[code] += 1
+        if not answered:
+            self.counters[UNANSWERED] += 1
+        if self.on_refused is not None:
+            self.on_refused(code, command_id, message, answered)
+
+    def _authenticate(self, payload: bytes) -> dict[str, Any] | CommandError:
+        """The body of an envelope that authenticates, or the refusal of its
+        unreadable body (the sender holds the key: it is answered). Raises
+        :class:`CommandError` when the envelope does not authenticate."""
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandError(TOO_LARGE, f"{len(payload)} bytes > {MAX_COMMAND_BYTES}")
         try:
             opened = open_envelope(payload, self.keys, topic_dev=self.device_id)
         except EnvelopeError as exc:
+            if exc.code in AUTHENTICATED_ENVELOPE_ERRORS:
+                return CommandError(BAD_REQUEST, bounded(f"{exc.code}: {exc}"))
             code = WRONG_DEVICE if exc.code == "dev_mismatch" else BAD_ENVELOPE
             raise CommandError(code, f"envelope refused: {exc.code}") from None
         if opened.type != "cmd":
-            raise CommandError(BAD_ENVELOPE, f"envelope type {opened.type!r} is not cmd")
+            return CommandError(BAD_ENVELOPE, bounded(f"envelope type {opened.type!r} is not cmd"))
         return opened.body
+
+    async def _checked_run(self, body: dict[str, Any], signed: bytes) -> dict[str, Any]:
+        """Checks 5-10 of a canonical body; the handler's result."""
+        name, args, expires_at = self._check_shape(body)
+        command_id: str = body["id"]
+        loop = asyncio.get_running_loop()
+        valid = await loop.run_in_executor(
+            None, sm2_verify, self.platform_public, body["sig"], signed
+        )
+        if not valid:
+            raise CommandError(BAD_SIGNATURE, "SM2 signature does not verify")
+        if "dev" in body and body["dev"] != self.device_id:
+            raise CommandError(WRONG_DEVICE, "command is for another device")
+        self._check_time(body["issued_at"], expires_at)
+        now = self.clock_ms()
+        if not self.replay.remember(command_id, expires_at + CLOCK_SKEW_MS, now):
+            raise CommandError(REPLAYED, f"command id {command_id} already seen")
+        handler = self.handlers.get(name)
+        if handler is None:
+            raise CommandError(UNKNOWN_COMMAND, f"no command named {name!r}")
+        token = current_command_id.set(command_id)
+        try:
+            return await handler(args)
+        except CommandError:
+            raise
+        except Exception as exc:  # a handler bug is a reply, never a dead uplink
+            log.exception("command_handler_failed", id=command_id, name=name)
+            raise CommandError(INTERNAL, f"{name} failed: {type(exc).__name__}") from None
+        finally:
+            current_command_id.reset(token)
 
     @staticmethod
     def _check_shape(body: dict[str, Any]) -> tuple[str, dict[str, Any], int]:
@@ -290,3 +356,24 @@ class CommandProcessor:
             raise CommandError(EXPIRED, f"expired {now - expires_at} ms ago")
         if issued_at > now + CLOCK_SKEW_MS:
             raise CommandError(NOT_YET_VALID, f"issued {issued_at - now} ms in the future")
+
+
+def _reply_id(body: Mapping[str, Any]) -> str | None:
+    """The body's ``id`` when a reply can carry it: a string of 1 to
+    :data:`MAX_ID_CHARS` characters that is valid Unicode."""
+    raw = body.get("id")
+    if not isinstance(raw, str) or not 0 < len(raw) <= MAX_ID_CHARS:
+        return None
+    return raw if valid_unicode(raw) else None
+
+
+def _signed_bytes_or_refuse(body: dict[str, Any]) -> bytes:
+    """What the signature covers; ``BAD_REQUEST`` naming why when the body
+    has no canonical JSON (a float, a lone surrogate, absurd nesting)."""
+    why = not_canonical(body)
+    if why is None:
+        try:
+            return signed_bytes(body)
+        except (TypeError, ValueError, RecursionError) as exc:
+            why = str(exc)
+    raise CommandError(BAD_REQUEST, bounded(f"body is not canonical JSON: {why}"))

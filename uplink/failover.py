@@ -13,8 +13,14 @@ Rules, in order of the data's interest:
 - The endpoints are an ordered list; index 0 is the primary (wired).
 - A failed connect or a lost connection counts one failure against the
   endpoint in use; after ``attempts_per_endpoint`` in a row the next endpoint
-  (wrapping round) is tried. An endpoint whose interface is known to be down
-  is left at once: retrying a cable that is unplugged only delays the 4G.
+  (wrapping round) is tried. A connection counts as "in a row" with the
+  failures before it unless it lived :data:`HEALTHY_AFTER_S`: an endpoint
+  that accepts and drops connections at once is left like one that refuses
+  them. An endpoint whose interface is known to be down is left at once:
+  retrying a cable that is unplugged only delays the 4G.
+- The command channel may move to another endpoint (uplink/command_policy.py):
+  :meth:`FailoverPolicy.move_to`, no failure counted; a connection its
+  broker closed over a refused SUBSCRIBE is :meth:`FailoverPolicy.interrupted`.
 - While connected to a backup the primary is probed every
   ``probe_every_s`` (± :data:`PROBE_JITTER`); after :data:`PROBES_TO_RETURN`
   answers in a row the loop leaves the backup for the primary.
@@ -41,6 +47,10 @@ NETWORK_LOSS = "NETWORK_LOSS"
 #: from a flapping wired link would bounce the session (and its in-flight
 #: batches) back and forth.
 PROBES_TO_RETURN = 2
+
+#: A connection that lived this long was healthy: its loss starts a new count
+#: of failures (and the MQTT loop's backoff starts over).
+HEALTHY_AFTER_S = 30.0
 
 #: Probe period jitter, ± this fraction: stations behind one carrier that
 #: failed over together must not all probe (and return) in step.
@@ -114,6 +124,7 @@ class FailoverPolicy:
         self._rng = rng or random.Random()
         self.index = 0  # the endpoint in use or to try next
         self.active: int | None = None  # the connected endpoint, if any
+        self._connected_at = -math.inf  # monotonic, of the connection up or last up
         self._failures = 0  # in a row, on self.index
         self._tried: set[int] = set()  # endpoints failed since the last connect
         self._last_error: str | None = None  # the latest, "name: error"
@@ -178,7 +189,7 @@ class FailoverPolicy:
     def connected(self, now: float) -> list[LinkAlarm]:
         """The MQTT session on :attr:`target` is up."""
         self.active = self.index
-        self._failures = 0
+        self._connected_at = now
         self._tried.clear()
         self._probe_answers = 0
         alarms: list[LinkAlarm] = []
@@ -222,9 +233,26 @@ class FailoverPolicy:
         return False
 
     def lost(self, now: float, error: str, *, link_down: bool = False) -> bool:
-        """The connection that was up ended: one failure of that endpoint."""
+        """The connection that was up ended: one failure of that endpoint (the
+        first of a new count if it was healthy)."""
+        if now - self._connected_at >= HEALTHY_AFTER_S:
+            self._failures = 0
         self._went_down(now)
         return self.failed(now, error, link_down=link_down)
+
+    def interrupted(self, now: float) -> None:
+        """The connection ended for the command channel's sake (its broker
+        closed it over a refused SUBSCRIBE): the same endpoint again, no failure."""
+        self._went_down(now)
+
+    def move_to(self, now: float, index: int, reason: str) -> None:
+        """Leave the endpoint in use for ``index`` (the command channel's move);
+        ``reason`` is the UPLINK_FAILOVER's when the primary is left."""
+        self._went_down(now)
+        if self.index == 0:
+            self._primary_error = reason
+        self.index = index
+        self._failures = 0
 
     def leave_for_primary(self, now: float) -> None:
         """The session on a backup was closed to go back to the primary."""

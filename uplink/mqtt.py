@@ -1,7 +1,8 @@
 """The MQTT uplink: publish what the store holds, mark it sent on PUBACK.
 
-platform-interface.md v1: client id = device id, persistent session, a
-retained last will ``{"online": false}`` on ``…/state`` and a retained
+platform-interface.md v1: client id = device id, a clean session (or the
+contract's persistent one: docs/uplink-protocol.md "Session"), a retained
+last will ``{"online": false}`` on ``…/state`` and a retained
 ``{"online": true, …}`` on every connect; data records in sealed envelopes
 on ``…/up/{kind}``; heartbeats (QoS 0) on ``…/up/heartbeat``.
 
@@ -15,12 +16,16 @@ aiomqtt 2.x does not reconnect by itself, so :meth:`Uplink.run` wraps each
 connection in a loop with exponential backoff and full jitter, over an
 ordered list of endpoints (SPEC D18): uplink/failover.py decides which one
 and when to go back to the primary, uplink/links.py binds and probes.
+
+Everything a connection does runs side by side from the moment it is up:
+publishing from the store never waits for the command channel
+(uplink/command_channel.py), and a closed or silent connection is seen
+from the transport (uplink/transport.py), not from an operation timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -31,11 +36,15 @@ import structlog
 
 from buffer.store import OrderStore, StoredRecord, StoreError
 from config import testpoints
-from uplink import links
+from uplink import links, session, status, transport
 from uplink.batching import PAGE_BATCHES, batches
+from uplink.command_channel import CommandChannel, MoveForCommands
+from uplink.command_policy import CommandPolicy
 from uplink.envelope import seal, seal_plaintext
-from uplink.failover import Backoff, Endpoint, FailoverPolicy, LinkAlarm
+from uplink.failover import HEALTHY_AFTER_S, Backoff, Endpoint, FailoverPolicy, LinkAlarm
+from uplink.session import PUBLISH_TIMEOUT_S, BackToPrimary
 from uplink.settings import UplinkSettings, UplinkStats
+from uplink.transport import AckClock, LinkClosed
 
 __all__ = [
     "PAGE_BATCHES",
@@ -52,47 +61,14 @@ _RESENT_FALSE = '"resent":false'
 
 log = structlog.get_logger("uplink")
 
-#: Seconds to wait for a PUBACK before treating the link as dead. Keepalive
-#: (60 s) would notice too, but a wedged link should not hold a batch that long.
-PUBLISH_TIMEOUT_S = 20.0
+#: What ends a session and is handled as a lost link: back off, try again. A
+#: store that cannot be read or marked (disk full, locked) is one too: it
+#: never takes the ports down with it.
+_EXPECTED = (aiomqtt.MqttError, OSError, StoreError, BackToPrimary, MoveForCommands)
 
 
-async def _bounded(call: Awaitable[object], timeout_s: float) -> None:
-    """An aiomqtt publish or subscribe (given ``timeout=math.inf``) within
-    ``timeout_s``. aiomqtt's own timeout is ``asyncio.wait_for``, which on
-    Python 3.11 can swallow a cancel landing as the call completes: a task
-    then runs on after a stop and the session never ends (the daemon ignored
-    SIGTERM). ``asyncio.timeout`` never does."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            await call
-    except TimeoutError:
-        raise aiomqtt.MqttError("Operation timed out") from None
-
-
-#: Seconds allowed for the TCP + MQTT handshake over a slow 4G link.
-CONNECT_TIMEOUT_S = 15.0
-
-#: Seconds a clean stop waits to tell the platform it goes offline.
-OFFLINE_NOTICE_S = 2.0
-
-#: A connection that lived this long was healthy: the backoff starts over.
-HEALTHY_AFTER_S = 30.0
-
-#: Seconds between two looks at the bound interface's state: reading one sysfs
-#: file is cheap, and a pulled cable or a dead modem is then left within a
-#: second instead of after keepalive (up to 1.5 x 60 s) or a publish timeout.
-INTERFACE_CHECK_S = 1.0
-
-#: Commands waiting for the command worker. The platform sends a few a day;
-#: 16 absorbs a burst, and beyond that a flood is dropped (and counted) here
-#: instead of growing memory: a dropped valid command is resent by the
-#: platform (it gets no reply), a dropped forgery costs nothing.
-COMMAND_QUEUE_MAX = 16
-
-
-class _BackToPrimary(Exception):
-    """The primary answered its probes: close the backup session cleanly."""
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class Uplink:
@@ -107,21 +83,47 @@ class Uplink:
         self.heartbeat = heartbeat
         self.stats = UplinkStats()
         self._wake = asyncio.Event()
-        #: Set by the daemon to accept down/cmd (uplink/commands.py): called with
-        #: each payload, one at a time, by :meth:`_command_worker`.
-        self.on_command: Callable[[bytes], Awaitable[None]] | None = None
         #: Set by the daemon to store the link alarms (UPLINK_FAILOVER,
-        #: NETWORK_LOSS): called with (code, raised, detail); store first.
+        #: NETWORK_LOSS, COMMAND_CHANNEL_DOWN): called with (code, raised,
+        #: detail); store first.
         self.on_alarm: Callable[[str, bool, dict[str, Any]], None] | None = None
-        self.commands_dropped = 0
-        self._commands: asyncio.Queue[bytes] = asyncio.Queue(COMMAND_QUEUE_MAX)
+        endpoints = settings.endpoint_list()
+        now = time.monotonic()
         self.failover = FailoverPolicy(
-            settings.endpoint_list(),
+            endpoints,
             attempts_per_endpoint=settings.attempts_per_endpoint,
             probe_every_s=settings.probe_primary_s,
             network_loss_after_s=settings.network_loss_after_s,
-            now=time.monotonic(),
+            now=now,
         )
+        policy = CommandPolicy(
+            [e.name for e in endpoints],
+            enabled=False,
+            refusals_per_endpoint=settings.command_refusals_per_endpoint,
+            retry_min_s=settings.reconnect_min_s,
+            retry_max_s=settings.command_retry_max_s,
+            alarm_after_s=settings.command_down_alarm_s,
+            now=now,
+            now_ms=_now_ms(),
+        )
+        self.commands = CommandChannel(
+            policy,
+            settings.topic("down/cmd"),
+            self._emit,
+            self.stats,
+            qos=0 if settings.clean_session else 1,
+        )
+        self.acks = AckClock(settings.ack_timeout_s)
+
+    @property
+    def on_command(self) -> Callable[[bytes], Awaitable[None]] | None:
+        """Set by the daemon to accept down/cmd (uplink/commands.py); unset:
+        commands are off and nothing is subscribed."""
+        return self.commands.on_command
+
+    @on_command.setter
+    def on_command(self, handler: Callable[[bytes], Awaitable[None]] | None) -> None:
+        self.commands.on_command = handler
 
     def wake(self) -> None:
         """Something new is committed: look at the store again."""
@@ -136,15 +138,12 @@ class Uplink:
         return n
 
     def link(self) -> dict[str, Any]:
-        """The heartbeat's ``link``: the endpoint in use (or being tried)."""
-        endpoint = self.failover.target
-        return {
-            "name": endpoint.name,
-            "endpoint": endpoint.address,
-            "interface": endpoint.interface,
-            "primary": self.failover.index == 0,
-            "connected": self.stats.connected,
-        }
+        """The heartbeat's ``link`` (uplink/status.py)."""
+        return status.link(self)
+
+    def status(self) -> dict[str, Any]:
+        """Publishing and the command channel, separately (uplink/status.py)."""
+        return status.full(self)
 
     async def run(self) -> None:
         policy = self.failover
@@ -156,26 +155,26 @@ class Uplink:
             error: BaseException | None = None
             try:
                 await self._session(endpoint)
-            except (aiomqtt.MqttError, OSError, StoreError, _BackToPrimary) as exc:
+            except _EXPECTED as exc:
                 error = exc
             except ExceptionGroup as group:
-                # A store that cannot be read or marked (disk full, locked) is
-                # handled like a lost link: back off and try again; it never
-                # takes the ports down with it.
-                expected = (aiomqtt.MqttError, OSError, StoreError, _BackToPrimary)
-                link_errors, rest = group.split(expected)
+                link_errors, rest = group.split(_EXPECTED)
                 if rest is not None:
                     error = self._crashed(rest)
                 else:
                     assert link_errors is not None
-                    back = link_errors.subgroup(_BackToPrimary)
-                    error = (back or link_errors).exceptions[0]
+                    error = session.cause(link_errors, MoveForCommands)
             except Exception as exc:
                 error = self._crashed(exc)
             was_up = self.stats.connected
+            self.stats.connected = False
             now = time.monotonic()
-            if isinstance(error, _BackToPrimary):
-                self.stats.connected = False
+            if was_up and now - started > HEALTHY_AFTER_S:
+                backoff.reset()
+            if self._left_for_commands(error, was_up, now):
+                await asyncio.sleep(backoff.first_delay())
+                continue
+            if isinstance(error, BackToPrimary):
                 policy.leave_for_primary(now)
                 log.info("uplink_return", to=policy.primary.name)
                 await asyncio.sleep(backoff.first_delay())
@@ -187,8 +186,6 @@ class Uplink:
                 moved = policy.lost(now, reason, link_down=link_down)
             else:
                 moved = policy.failed(now, reason, link_down=link_down)
-            if was_up and now - started > HEALTHY_AFTER_S:
-                backoff.reset()
             # A new endpoint is tried promptly; once all have failed, the
             # backoff grows whichever one is next (a total outage stays bounded).
             fresh = moved and policy.fresh_target
@@ -196,12 +193,33 @@ class Uplink:
             log.info("uplink_retry", in_s=round(delay, 2), endpoint=policy.target.name)
             await self._wait_retry(delay)
 
+    def _left_for_commands(self, error: BaseException | None, was_up: bool, now: float) -> bool:
+        """A session the command channel ended — its move, or the broker closing
+        the connection over a SUBSCRIBE — is no link failure: True when handled."""
+        channel = self.commands
+        move = None
+        if isinstance(error, MoveForCommands):
+            move = error.move
+        elif was_up and channel.subscribing and isinstance(error, LinkClosed):
+            move = channel.lost_while_subscribing(str(error))
+        else:
+            channel.policy.disconnected(now, _now_ms())
+            return False
+        channel.policy.disconnected(now, _now_ms())
+        if move is not None:
+            self.failover.move_to(now, move.index, move.reason)
+            log.info("uplink_move", to=self.failover.target.name, reason=move.reason)
+        else:
+            self.failover.interrupted(now)
+            log.info("uplink_reconnect", endpoint=self.failover.target.name, reason=str(error))
+        return True
+
     async def _wait_retry(self, delay: float) -> None:
         """Sleep ``delay``, raising NETWORK_LOSS (F1) when it falls due meanwhile."""
         until = time.monotonic() + delay
         while (left := until - time.monotonic()) > 0:
             await asyncio.sleep(min(left, self.failover.loss_in(time.monotonic())))
-            self._emit(self.failover.check_loss(time.monotonic(), time.time_ns() // 1_000_000))
+            self._emit(self.failover.check_loss(time.monotonic(), _now_ms()))
 
     def _emit(self, alarms: list[LinkAlarm]) -> None:
         for alarm in alarms:
@@ -212,7 +230,9 @@ class Uplink:
                 except StoreError as exc:  # the store's own alarm says why
                     log.error("record_not_stored", kind="alarm", code=alarm.code, exc_info=exc)
                     self.stats.alarms_not_stored += 1
-                    self.failover.undo(alarm)  # emitted again at the next transition point
+                    # Emitted again at the policy's next transition point.
+                    self.failover.undo(alarm)
+                    self.commands.policy.undo(alarm)
         if alarms:
             self.wake()
 
@@ -225,143 +245,67 @@ class Uplink:
         return exc
 
     def _down(self, exc: BaseException | None, endpoint: Endpoint) -> None:
-        self.stats.connected = False
-        self.stats.last_error = f"{endpoint.name}: {exc}"
+        self.stats.note_error("link", f"{endpoint.name}: {exc}")
         # A lost or refused link is the uplink's daily weather: one line. A
         # traceback only for what is not (a crash was logged with it already).
-        ordinary = isinstance(exc, aiomqtt.MqttError | OSError | StoreError)
+        ordinary = isinstance(exc, _EXPECTED)
         trace = {} if ordinary or exc is None else {"exc_info": exc}
         log.warning("uplink_down", endpoint=endpoint.name, error=str(exc), **trace)
 
     async def _session(self, endpoint: Endpoint) -> None:
-        s = self.settings
-        will = aiomqtt.Will(s.topic("state"), json.dumps({"online": False}), qos=1, retain=True)
-        client = aiomqtt.Client(
-            endpoint.host,
-            endpoint.port,
-            identifier=s.device_id,
-            clean_session=False,
-            keepalive=s.keepalive_s,
-            will=will,
-            username=s.username,
-            password=s.password,
-            tls_params=aiomqtt.TLSParameters() if endpoint.tls else None,
-            timeout=CONNECT_TIMEOUT_S,
-        )
-        if endpoint.interface is not None:
-            links.bind_client(client, endpoint.interface, CONNECT_TIMEOUT_S)
-        task = asyncio.current_task()
-        # Cancels asked of this task so far: Python 3.11's TaskGroup can leave
-        # the count raised after a failed session, so only a rise means "stop".
-        asked = task.cancelling() if task is not None else 0
-        async with client:
-            self.stats.connected = True
-            self.stats.connects += 1
-            log.info(
-                "uplink_connected",
-                endpoint=endpoint.name,
-                host=endpoint.host,
-                port=endpoint.port,
-                interface=endpoint.interface,
-            )
-            self._emit(self.failover.connected(time.monotonic()))
-            online = {"online": True, "version": s.version, "ts": time.time_ns() // 1_000_000}
-            await _bounded(
-                client.publish(
-                    s.topic("state"), json.dumps(online), qos=1, retain=True, timeout=math.inf
-                ),
-                PUBLISH_TIMEOUT_S,
-            )
-            await self._subscribe_commands(client)
-            # The connect is aiomqtt's asyncio.wait_for too (see _bounded): a
-            # stop asked meanwhile would start the session's tasks and never end.
-            if task is not None and task.cancelling() > asked:
-                raise asyncio.CancelledError
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._watch(client))
-                    tg.create_task(self._heartbeats(client))
-                    tg.create_task(self._sender(client, tg))
-                    if self.on_command is not None:
-                        tg.create_task(self._command_worker())
-                    if endpoint.interface is not None:
-                        tg.create_task(self._watch_interface(endpoint.interface))
-                    if self.failover.on_backup:
-                        tg.create_task(self._probe_primary())
-            except asyncio.CancelledError:
-                # A clean stop sends DISCONNECT, which discards the last will:
-                # say "offline" ourselves, or the platform keeps seeing "online".
-                try:
-                    async with asyncio.timeout(OFFLINE_NOTICE_S):
-                        await client.publish(
-                            s.topic("state"), json.dumps({"online": False}), qos=1, retain=True
-                        )
-                except Exception:  # stopping anyway; the retained will may say it later
-                    log.warning("offline_notice_failed", exc_info=True)
-                raise
-
-    async def _watch_interface(self, interface: str) -> None:
-        # A pulled cable or a dead modem is left at once: keepalive alone would
-        # notice only after up to 1.5 keepalive periods.
-        while not links.interface_down(interface):
-            await asyncio.sleep(INTERFACE_CHECK_S)
-        raise aiomqtt.MqttError(f"interface {interface} is down")
-
-    async def _probe_primary(self) -> None:
-        """On a backup: probe the primary (bound to its interface) until it
-        has answered often enough, then end this session to go back."""
-        policy, primary = self.failover, self.failover.primary
-        while True:
-            await asyncio.sleep(policy.probe_in(time.monotonic()))
-            answered = await links.probe(primary.host, primary.port, primary.interface)
-            log.info("primary_probed", endpoint=primary.name, answered=answered)
-            if policy.probe_answered(time.monotonic(), answered):
-                raise _BackToPrimary()
-
-    async def _watch(self, client: aiomqtt.Client) -> None:
-        # The message iterator is the one public place aiomqtt reports a lost
-        # connection; raising here tears the session down and starts over.
-        async for message in client.messages:
-            self._queue_command(message)
-        raise aiomqtt.MqttError("message stream ended")
-
-    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
-        """Subscribe to down/cmd on every connect (the persistent session keeps
-        it too, but a broker that lost its state must not leave us deaf)."""
-        if self.on_command is not None:
-            await _bounded(
-                client.subscribe(self.settings.topic("down/cmd"), qos=1, timeout=math.inf),
-                PUBLISH_TIMEOUT_S,
-            )
-            log.info("commands_subscribed", topic=self.settings.topic("down/cmd"))
-
-    def _queue_command(self, message: aiomqtt.Message) -> None:
-        if self.on_command is None or not message.topic.matches(self.settings.topic("down/cmd")):
-            return
-        payload = message.payload
-        if not isinstance(payload, bytes | bytearray):
-            payload = str(payload).encode("utf-8")
+        client = session.make_client(self.settings, endpoint)
         try:
-            self._commands.put_nowait(bytes(payload))
-        except asyncio.QueueFull:
-            self.commands_dropped += 1
+            async with client:
+                self._connected(endpoint)
+                try:
+                    # Side by side from the first moment: a closed or silent
+                    # connection ends all of it at once; nothing here waits
+                    # for the command channel.
+                    async with asyncio.TaskGroup() as tg:
+                        tg.create_task(session.watch_incoming(client, self.commands.queue))
+                        tg.create_task(self.acks.watch())
+                        tg.create_task(session.announce(client, self.settings, self.acks))
+                        tg.create_task(self._heartbeats(client))
+                        tg.create_task(self._sender(client, tg))
+                        if self.commands.policy.enabled:
+                            index = self.failover.index
+                            tg.create_task(self.commands.run(client, index, self.acks))
+                            tg.create_task(self.commands.worker())
+                        if endpoint.interface is not None:
+                            tg.create_task(session.watch_interface(endpoint.interface))
+                        if self.failover.on_backup:
+                            tg.create_task(session.probe_primary(self.failover))
+                except asyncio.CancelledError:
+                    await session.offline_notice(client, self.settings)
+                    raise
+        finally:
+            transport.settle(client)
 
-    async def _command_worker(self) -> None:
-        assert self.on_command is not None
-        while True:
-            payload = await self._commands.get()
-            try:
-                await self.on_command(payload)
-            except Exception:  # a command bug never ends the session
-                self.stats.count_error("command")
-                log.exception("command_failed")
+    def _connected(self, endpoint: Endpoint) -> None:
+        self.acks = AckClock(
+            self.settings.ack_timeout_s,
+            last_answer_ms=self.acks.last_answer_ms,
+            on_answer=self.commands.policy.alive,
+        )
+        self.stats.connected = True
+        self.stats.connected_since_ms = _now_ms()
+        self.stats.connects += 1
+        self.stats.recovered("link")
+        log.info(
+            "uplink_connected",
+            endpoint=endpoint.name,
+            host=endpoint.host,
+            port=endpoint.port,
+            interface=endpoint.interface,
+        )
+        self._emit(self.failover.connected(time.monotonic()) + self.commands.policy.off_clear())
 
     async def _heartbeats(self, client: aiomqtt.Client) -> None:
         while True:
             try:
                 body = self.heartbeat()
                 payload = self._seal(body, "heartbeat")
-                await _bounded(
+                await transport.bounded(
                     client.publish(
                         self.settings.topic("up/heartbeat"), payload, qos=0, timeout=math.inf
                     ),
@@ -370,7 +314,7 @@ class Uplink:
             except Exception:
                 # A heartbeat is a snapshot: a missed one (slow 4G link, a busy
                 # store) must not tear down the session and its in-flight batches.
-                # A lost link is noticed by _watch and keepalive.
+                # A lost link is noticed by the transport, the silence watch and keepalive.
                 self.stats.count_error("heartbeat")
                 log.warning("heartbeat_skipped", exc_info=True)
             await asyncio.sleep(self.settings.heartbeat_s)
@@ -412,10 +356,11 @@ class Uplink:
         try:
             kind = run[0].kind
             payload = self._seal_texts(run, kind)
-            await _bounded(
+            await self.acks.answer(
                 client.publish(self.settings.topic(f"up/{kind}"), payload, qos=1, timeout=math.inf),
                 PUBLISH_TIMEOUT_S,
             )
+            self.stats.last_puback_ms = self.acks.last_answer_ms
             if testpoints.active:
                 testpoints.reached("batch_acked", kind)
             # PUBACK received: only now are these copies sent — one transaction.

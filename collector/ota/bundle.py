@@ -6,8 +6,14 @@ the wheels are compressed already — holding ``manifest.json`` first and then
 collector/ota/wheels.py, so a release venv needs no pip). The manifest::
 
     {"format": 1, "name": "forecourt-collector", "version": "0.2.0",
-     "python": "cp311", "store_schema": 3,
+     "python": "cp311", "platform": "linux-armv7l", "store_schema": 3,
      "files": [{"path": "wheels/x.whl", "size": 123, "sm3": "<64 hex>"}, ...]}
+
+``platform`` and ``python`` say which devices the bundle fits
+(collector/ota/fit.py): :func:`check_fits` refuses any other
+(``WRONG_PLATFORM``) right after the manifest is read, before a wheel is
+written, and also refuses a wheel whose own platform tag names another
+machine (a bundle from before ``platform`` existed is judged by its wheels).
 
 The release key signs :func:`signed_statement` — the version, the size and
 the SM3 of the whole bundle file — so the ``ota.upgrade`` ``sig`` is checked
@@ -22,6 +28,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from collector.ota.fit import machine_arch, machine_platform, python_tag
 from uplink.crypto import Sm3Stream
 
 MANIFEST = "manifest.json"
@@ -91,6 +98,43 @@ def read_manifest(tar: tarfile.TarFile) -> dict[str, Any]:
     return manifest
 
 
+def wheel_platforms(name: str) -> list[str]:
+    """A wheel file name's platform tags (``x-1.0-cp311-abi3-manylinux_2_31_armv7l.whl``
+    → ``["manylinux_2_31_armv7l"]``; compressed sets split on ``.``)."""
+    parts = PurePosixPath(name).name.removesuffix(".whl").split("-")
+    return parts[-1].split(".") if len(parts) >= 5 else []
+
+
+def check_fits(
+    manifest: dict[str, Any], platform: str | None = None, python: str | None = None
+) -> None:
+    """Refuse (``WRONG_PLATFORM``) a bundle built for another machine or python.
+
+    ``platform`` / ``python``: this device's (collector/ota/fit.py) unless given."""
+    platform = machine_platform() if platform is None else platform
+    python = python_tag() if python is None else python
+    built_for = manifest.get("platform")
+    if built_for is not None and built_for != platform:
+        raise BundleError(
+            "WRONG_PLATFORM",
+            f"bundle {manifest.get('version')} is built for {built_for}, this device is"
+            f" {platform} (build it with scripts/build-bundle --platform {platform})",
+        )
+    if manifest.get("python") not in (None, python):
+        raise BundleError(
+            "WRONG_PLATFORM",
+            f"bundle {manifest.get('version')} is built for python {manifest.get('python')},"
+            f" this device runs {python}",
+        )
+    arch = machine_arch(platform)
+    for entry in manifest["files"]:
+        tags = wheel_platforms(str(entry.get("path") if isinstance(entry, dict) else ""))
+        if tags and "any" not in tags and not any(t.endswith(f"_{arch}") for t in tags):
+            raise BundleError(
+                "WRONG_PLATFORM", f"{entry['path']} is built for {tags[0]}, not {platform}"
+            )
+
+
 def unpack(bundle: Path, into: Path, expect_version: str | None = None) -> dict[str, Any]:
     """Unpack ``bundle`` into ``into`` (created), checking every member.
 
@@ -108,6 +152,7 @@ def unpack(bundle: Path, into: Path, expect_version: str | None = None) -> dict[
             raise BundleError(
                 "BAD_BUNDLE", f"bundle holds {manifest['version']}, not {expect_version}"
             )
+        check_fits(manifest)
         listed = {str(f.get("path")): f for f in manifest["files"] if isinstance(f, dict)}
         seen: set[str] = set()
         for count, member in enumerate(tar):

@@ -174,7 +174,7 @@ class WebApp:
     def count(self, kind: str, peer: str, detail: str = "") -> None:
         """A refused login, counted and logged like the server's refusals."""
         if self.server is not None:
-            self.server.refusals.add(kind, peer, detail)
+            self.server.refusals.add(kind, peer=peer, detail=detail)
 
     def page(
         self, view: str, body: str, session: Session | None, *headers: tuple[str, str]

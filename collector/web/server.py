@@ -28,10 +28,10 @@ connection, in the daemon's own event loop:
   :data:`HANDLER_TIMEOUT_S`.
 
 Past a bound the connection is closed (with a status where one helps the
-client: 400, 413, 431 …) and counted by :class:`Refusals`, which logs the
-first of each kind in a minute in full and the rest as one count — a
-hostile client costs a few log lines a minute, never a traceback per
-connection.
+client: 400, 413, 431 …) and counted by a
+:class:`~collector.logs.Repeats` (``web_refused``), which logs the first of
+each kind in a minute in full and the rest as one count — a hostile client
+costs a few log lines a minute, never a traceback per connection.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from collector.logs import Repeats
 from collector.web.http import (
     MAX_HEAD_BYTES,
     HttpError,
@@ -72,8 +73,6 @@ MAX_REQUESTS_PER_CONNECTION = 100
 HANDLER_TIMEOUT_S = 60.0
 #: Connections the kernel queues before the server accepts them.
 BACKLOG = 64
-#: Refusals of one kind within this window are logged as one count.
-REFUSAL_WINDOW_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,44 +120,6 @@ def address_key(peername: Any) -> str:
     return str(ip)
 
 
-class Refusals:
-    """Connections and requests refused, by kind: counted always; logged as
-    the first of a kind in a window (in full) and one count at its end."""
-
-    def __init__(self, log: Any, window_s: float = REFUSAL_WINDOW_S) -> None:
-        self.log = log
-        self.window_s = window_s
-        self.total: Counter[str] = Counter()
-        self._window: Counter[str] = Counter()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def add(self, kind: str, peer: str, detail: str = "", exc: BaseException | None = None) -> None:
-        self.total[kind] += 1
-        self._window[kind] += 1
-        if self._window[kind] > 1:
-            return
-        if exc is not None:
-            self.log.error("web_refused", kind=kind, peer=peer, detail=detail, exc_info=exc)
-        else:
-            self.log.warning("web_refused", kind=kind, peer=peer, detail=detail)
-        if self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.window_s, self.flush)
-
-    def flush(self) -> None:
-        self._timer = None
-        for kind, count in sorted(self._window.items()):
-            if count > 1:
-                self.log.warning(
-                    "web_refused_more", kind=kind, count=count - 1, window_s=self.window_s
-                )
-        self._window.clear()
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self.flush()
-
-
 @dataclass
 class WebServer:
     app: App
@@ -166,10 +127,11 @@ class WebServer:
     limits: Limits = field(default_factory=Limits)
     connections: set[Connection] = field(default_factory=set)
     per_address: Counter[str] = field(default_factory=Counter)
-    refusals: Refusals = field(init=False)
+    refusals: Repeats = field(init=False)
 
     def __post_init__(self) -> None:
-        self.refusals = Refusals(self.log)
+        # The peer is on the line in full; a kind's count is over all peers.
+        self.refusals = Repeats(self.log, "web_refused", source_field=None)
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -186,7 +148,9 @@ class WebServer:
             if victim is None:
                 return "too_many_connections"
             if victim.state != "idle":
-                self.refusals.add("evicted_waiting", victim.peer, "room for a new connection")
+                self.refusals.add(
+                    "evicted_waiting", peer=victim.peer, detail="room for a new connection"
+                )
             self.release(victim)
         self.connections.add(conn)
         self.per_address[conn.peer] += 1
@@ -215,7 +179,7 @@ class WebServer:
         conn.drop()
 
     def stats(self) -> dict[str, Any]:
-        return {"open": len(self.connections), "refused": dict(self.refusals.total)}
+        return {"open": len(self.connections), "refused": self.refusals.by_kind()}
 
 
 class Connection(asyncio.BufferedProtocol):
@@ -252,7 +216,7 @@ class Connection(asyncio.BufferedProtocol):
         self.local = (str(sockname[0]), int(sockname[1])) if sockname else ("", 0)
         refused = self.server.admit(self)
         if refused is not None:
-            self.server.refusals.add(refused, self.peer)
+            self.server.refusals.add(refused, peer=self.peer)
             self.state = "closed"
             transport.abort()
             return
@@ -342,13 +306,13 @@ class Connection(asyncio.BufferedProtocol):
             async with asyncio.timeout(self.limits.handler_s):
                 response = await self.server.app.handle(request)
         except HttpError as exc:
-            self.server.refusals.add("bad_request", self.peer, exc.reason)
+            self.server.refusals.add("bad_request", peer=self.peer, detail=exc.reason)
             response = Response(exc.status, exc.reason.encode() + b"\n")
         except TimeoutError:
-            self.server.refusals.add("handler_timeout", self.peer, head.path)
+            self.server.refusals.add("handler_timeout", peer=self.peer, detail=head.path)
             response = Response(503, b"the collector is busy; try again\n")
         except Exception as exc:  # a bug: answered, logged once a minute with its traceback
-            self.server.refusals.add("handler_error", self.peer, head.path, exc)
+            self.server.refusals.add("handler_error", peer=self.peer, detail=head.path, exc=exc)
             response = Response(500, b"internal error\n")
         self.task = None
         if self.transport is None or self.transport.is_closing():
@@ -386,7 +350,7 @@ class Connection(asyncio.BufferedProtocol):
     def refuse(self, kind: str, status: int, detail: str) -> None:
         """Answer ``status``, close, count once."""
         assert self.transport is not None
-        self.server.refusals.add(kind, self.peer, detail)
+        self.server.refusals.add(kind, peer=self.peer, detail=detail)
         self.state = "closed"
         self.transport.write(error_bytes(status))
         self.transport.close()
@@ -406,7 +370,7 @@ class Connection(asyncio.BufferedProtocol):
     def expire(self, kind: str) -> None:
         self.timer = None
         if kind:
-            self.server.refusals.add(kind, self.peer, f"state {self.state}")
+            self.server.refusals.add(kind, peer=self.peer, detail=f"state {self.state}")
         self.server.release(self)
 
     def drop(self) -> None:

@@ -23,7 +23,7 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from hil.dispenser.model import PumpModel
 
@@ -36,7 +36,10 @@ class Responder(Protocol):
     #: truth lines include it and the collector must reproduce it.
     AMOUNT_TOTALIZER: ClassVar[bool]
 
-    def __init__(self, pumps: Sequence[PumpModel]) -> None: ...
+    def __init__(self, pumps: Sequence[PumpModel], **options: Any) -> None:
+        """``options``: the simulator's ``--option KEY=VALUE`` (a responder
+        that takes none refuses any)."""
+        ...
 
     # Optional: ``truth(sale, port_number) -> dict`` when the wire cannot carry
     # every field of SimSale.truth (e.g. no transaction number): the ground

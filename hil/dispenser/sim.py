@@ -50,6 +50,9 @@
   ``at=5:price=450:pump=1:nozzle=1`` (that nozzle sells at 4.50 yuan/L from
   now). Each fault applied prints one JSON line ``{"fault": kind, "at": s,
   ...}`` on stderr.
+- ``--option KEY=VALUE``: a keyword option of the protocol's responder
+  (``echo=true`` for Uninfo's echoing loop), the value read as JSON when it
+  is JSON.
 
 Deterministic given ``--seed`` except for wall-clock times (and for which
 fills a power cycle cuts short): volumes, nozzle order, transaction
@@ -116,7 +119,7 @@ class Simulator:
         self.rng = random.Random(args.seed)
         self.pumps = [PumpModel.create(a, args.nozzles, self.rng) for a in args.addresses]
         self.by_address = {p.address: p for p in self.pumps}
-        self.responder = responder(self.pumps)
+        self.responder = responder(self.pumps, **args.options)
         if args.no_echo:  # a loop that echoes by itself (hil/bus.py --loop)
             if not hasattr(self.responder, "echo"):
                 raise SystemExit(f"--no-echo: protocol {args.protocol} has no line echo")
@@ -372,6 +375,17 @@ class Simulator:
         return ended
 
 
+def _option(item: str) -> tuple[str, object]:
+    """``KEY=VALUE``, the value read as JSON when it is JSON (``echo=true``)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--option {item!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(text)
+    except json.JSONDecodeError:
+        return key, text
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p = argparse.ArgumentParser(prog="python -m hil.dispenser", description=__doc__.split("\n")[0])
     p.add_argument("--protocol", choices=simulated(), required=True)
@@ -405,9 +419,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
         action="store_true",
         help="do not play the line's echo (Gilbarco on a loop that echoes: hil.bus --loop)",
     )
+    p.add_argument(
+        "--option", action="append", default=[], help="responder option KEY=VALUE (echo=true)"
+    )
     add_arguments(p)
     args = p.parse_args(argv)
     args.uart = from_arguments(args, args.protocol)
+    try:
+        args.options = dict(_option(item) for item in args.option)
+    except ValueError as exc:
+        p.error(str(exc))
     if not 1 <= args.nozzles <= MAX_NOZZLES:
         p.error(f"--nozzles must be 1..{MAX_NOZZLES}")
     if args.orders < 0 or args.rate <= 0 or args.fill_seconds <= 0:
@@ -454,8 +475,8 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
         loop.add_signal_handler(sig, stop.set)
     try:
         sim = Simulator(args, tz, responder)
-    except ValueError as exc:  # the protocol refuses these pumps (addresses, nozzles)
-        log(error="bad pumps for this protocol", detail=str(exc))
+    except (TypeError, ValueError) as exc:  # the protocol refuses these pumps or options
+        log(error="bad pumps or options for this protocol", detail=str(exc))
         return 2
     link = PtyLink(args.link, args.uart)
     failed: list[BaseException] = []

@@ -21,6 +21,19 @@ def _slash(*values: object) -> str:
     return " / ".join(str(v) for v in values)
 
 
+def _spread(per_endpoint: dict[str, int]) -> str:
+    return " ".join(f"{k}={v}" for k, v in per_endpoint.items())
+
+
+def _nodes(nodes: dict[str, Any]) -> str:
+    return "; ".join(
+        f"{name} {_slash(v['cpu_share_of_core'], v['empty_cpu_share_of_core'])}"
+        f" / {v['idle_cpu_share_of_core']}"
+        f" / {' -> '.join(map(str, v['rss_kb_empty_idle_end']))}"
+        for name, v in nodes.items()
+    )
+
+
 def table(r: dict[str, Any]) -> str:
     cpu, wire, lat, idle = (
         r["cpu_share_of_core"],
@@ -63,6 +76,11 @@ def table(r: dict[str, Any]) -> str:
          _slash(wire["heartbeats_per_s_per_collector"], wire["heartbeat_payload_bytes"])),
         ("connections / retained online states",
          _slash(r["connections"], r["retained_online_states"])),
+        ("stations per endpoint", _spread(r["stations_per_endpoint"])),
+        (
+            "broker nodes: CPU / CPU empty / idle / RSS kB empty -> idle -> end",
+            _nodes(r["broker_nodes"]),
+        ),
         ("worker loop lag p99 / max ms (simulation's own stalls)",
          " ".join(_slash(w["p99"], w["max"]) for w in r["worker_loop_lag_ms"])),
         ("drained / reconnects", _slash(r["drained"], r["reconnects"])),
@@ -91,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         "--orders-only", action="store_true", help="no nozzle state records (3 per sale)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--cluster", action="store_true", help="three RabbitMQ nodes, stations spread over them"
+    )
+    parser.add_argument("--kill-node", type=int, default=None, help="with --cluster: SIGKILL it")
+    parser.add_argument("--kill-after-s", type=float, default=10.0, help="… this long after go")
     parser.add_argument(
         "--quick", action="store_true", help=f"smoke run, overriding those options: {QUICK}"
     )

@@ -127,7 +127,10 @@ def _emit(line: dict[str, Any]) -> None:
 
 
 async def serve(spec: dict[str, Any], rx: FleetReceiver) -> None:
-    up = f"$share/{SHARE_GROUP}/{UP_FILTER}" if spec["shared"] else UP_FILTER
+    # The up filters (run.py: one $share filter, the plain wildcard, or one per
+    # device on a broker without shared subscriptions).
+    filters = spec.get("filters") or [UP_FILTER]
+    up = filters[0] if len(filters) == 1 else f"{len(filters)} device filters"
     while True:
         try:
             async with aiomqtt.Client(
@@ -137,7 +140,7 @@ async def serve(spec: dict[str, Any], rx: FleetReceiver) -> None:
                 clean_session=False,
                 keepalive=30,
             ) as client:
-                await client.subscribe(up, qos=1)
+                await client.subscribe([(f, 1) for f in filters])
                 if spec["state"]:
                     await client.subscribe("forecourt/v1/+/state", qos=1)
                 _emit({"rx": rx.index, "subscribed": up})

@@ -4,22 +4,35 @@ Every part is its own process (hil/stack.py ``Proc``, ``Mosquitto``); the
 CPU of each is read from /proc over the measurement window, which runs from
 the go (SIGUSR1 to every worker) until the last published record was opened
 by a receiver.
+
+``cluster``: the broker is three RabbitMQ 3.10 nodes (hil/cluster.py) instead
+of one mosquitto. Each station lists the three nodes as its endpoints in
+its own order (permutation *i* mod 3!), so the connections spread, and so do
+the stations of a node that dies (``kill_node``: SIGKILLed ``kill_after_s``
+into the run, its stations' moves inside the figures);
+RabbitMQ's MQTT plugin has no shared subscriptions, so receiver *k*
+subscribes on node *k* mod 3 to the up topics of its own share of the
+devices, one filter each.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from hil.cluster import RabbitCluster
 from hil.fleet import check
+from hil.fleet.receiver import UP_FILTER
 from hil.fleet.worker import DRAIN_TIMEOUT_S, READY_TIMEOUT_S
 from hil.stack import Mosquitto, Proc, wait_until
 
@@ -56,12 +69,22 @@ class FleetOptions:
     nozzle_records: bool = True
     dir: Path | None = None
     keep: bool = False
+    cluster: bool = False
+    kill_node: int | None = None
+    kill_after_s: float = 10.0
 
 
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process, from /proc (fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def loadavg() -> str:
@@ -87,19 +110,66 @@ class Fleet:
     def __init__(self, opts: FleetOptions, work: Path) -> None:
         self.opts, self.work = opts, work
         self.devices = _devices(opts.collectors)
-        self.broker = Mosquitto(work / "broker")
+        self.broker: Mosquitto | None = None
+        self.cluster: RabbitCluster | None = None
+        if opts.cluster:
+            self.cluster = RabbitCluster(work / "cluster")
+        else:
+            self.broker = Mosquitto(work / "broker")
         self.receivers: list[Proc] = []
         self.workers: list[Proc] = []
+        self.ready: list[dict[str, Any]] = []
+        self.rss_empty: dict[str, int] = {}
+        self.cpu_empty: dict[str, float] = {}
+
+    @property
+    def ports(self) -> list[int]:
+        if self.cluster is not None:
+            return [n.mqtt_port for n in self.cluster.nodes]
+        assert self.broker is not None
+        return [self.broker.port]
+
+    def broker_pids(self) -> dict[str, int]:
+        if self.cluster is not None:
+            return {f"node{n.index}": n.proc.pid for n in self.cluster.nodes if n.proc}
+        assert self.broker is not None and self.broker.proc is not None
+        return {"broker": self.broker.proc.pid}
+
+    def _filters(self, i: int) -> list[str]:
+        o = self.opts
+        if self.cluster is not None:  # no $share: each receiver its own devices
+            return [f"forecourt/v1/{d['dev']}/up/#" for d in self.devices[i :: o.receivers]]
+        return [f"$share/fleet/{UP_FILTER}" if o.receivers > 1 else UP_FILTER]
 
     def start(self) -> None:
         o = self.opts
-        self.broker.start()
+        if self.cluster is not None:
+            self.cluster.start()
+        else:
+            assert self.broker is not None
+            self.broker.start()
+        # The broker before any station connects (its own idle CPU: Erlang's
+        # schedulers, the cluster's heartbeats), for per-connection costs.
+        brokers = self.broker_pids()
+        self.rss_empty = {name: rss_kb(pid) for name, pid in brokers.items()}
+        cpu0, t0 = {name: cpu_seconds(pid) for name, pid in brokers.items()}, time.monotonic()
+        if self.cluster is not None:  # mosquitto idles at ~0: not worth the wait
+            time.sleep(o.idle_seconds)
+        elapsed = max(time.monotonic() - t0, 1e-3)
+        self.cpu_empty = {n: (cpu_seconds(pid) - cpu0[n]) / elapsed for n, pid in brokers.items()}
+        ports = self.ports
+        # Station i lists the nodes in permutation i mod n!: each node is the
+        # first of a third of the stations, and a dead node's stations split
+        # evenly over the others (a rotation would send them all to one).
+        orders = list(itertools.permutations(range(len(ports))))
+        for i, d in enumerate(self.devices):
+            d["order"] = ",".join(map(str, orders[i % len(orders)]))
         keys = {d["kid"]: d["key"] for d in self.devices}
         kid_dev = {d["kid"]: d["dev"] for d in self.devices}
         for i in range(o.receivers):
             spec = {
-                "index": i, "host": "127.0.0.1", "port": self.broker.port,
-                "shared": o.receivers > 1, "state": i == 0, "keys": keys, "kid_dev": kid_dev,
+                "index": i, "host": "127.0.0.1", "port": ports[i % len(ports)],
+                "filters": self._filters(i), "state": i == 0, "keys": keys, "kid_dev": kid_dev,
                 "out": str(self.work / f"rx{i}.tsv"),
             }  # fmt: skip
             argv = [
@@ -115,7 +185,7 @@ class Fleet:
         shares = [self.devices[w::workers] for w in range(workers)]
         for w in range(workers):
             spec = {
-                "worker": w, "host": "127.0.0.1", "port": self.broker.port,
+                "worker": w, "host": "127.0.0.1", "port": ports[0], "ports": ports,
                 "rate": o.rate, "seconds": o.seconds, "seed": o.seed, "batch": o.batch,
                 "inflight": o.inflight, "heartbeat_s": o.heartbeat_s,
                 "nozzle_records": o.nozzle_records,
@@ -126,6 +196,7 @@ class Fleet:
             self.workers.append(Proc(f"worker{w}", argv, self.work))
         for proc, share in zip(self.workers, shares, strict=True):
             ready = proc.wait_lines(lambda line: "ready" in line, 1, READY_TIMEOUT_S + 30)
+            self.ready.append(ready[0])
             expected = len(share)
             if ready[0]["ready"] != expected:
                 raise RuntimeError(
@@ -135,11 +206,9 @@ class Fleet:
     def measure(self) -> dict[str, Any]:
         """Go, wait for the drain and the last receipt; CPU and wall of the window."""
         o = self.opts
-        assert self.broker.proc is not None
-        pids = {
-            "broker": self.broker.proc.pid,
-            **{p.name: p.popen.pid for p in (*self.receivers, *self.workers)},
-        }
+        brokers = self.broker_pids()
+        pids = {**brokers, **{p.name: p.popen.pid for p in (*self.receivers, *self.workers)}}
+        rss0 = {name: rss_kb(pid) for name, pid in brokers.items()}
         load_start = loadavg()
         # Idle first: every uplink connected, heartbeats and keepalives only.
         idle0, i0 = {name: cpu_seconds(pid) for name, pid in pids.items()}, time.monotonic()
@@ -150,6 +219,18 @@ class Fleet:
         go_ns, t0 = time.time_ns(), time.monotonic()
         for proc in self.workers:
             proc.signal(signal.SIGUSR1)
+        killer = None
+        last_cpu: dict[str, float] = {}  # a killed node's CPU up to its death
+        if self.cluster is not None and o.kill_node is not None:
+            node = self.cluster.node(o.kill_node)
+
+            def kill() -> None:
+                assert node.proc is not None
+                last_cpu[f"node{node.index}"] = cpu_seconds(node.proc.pid)
+                node.kill()
+
+            killer = threading.Timer(o.kill_after_s, kill)
+            killer.start()
         done = [
             p.wait_lines(lambda line: "done" in line, 1, o.seconds + DRAIN_TIMEOUT_S + 60)[0]
             for p in self.workers
@@ -164,14 +245,26 @@ class Fleet:
             return total
 
         drained = time.monotonic()
+        if killer is not None:
+            killer.cancel()
         wait_until(lambda: received() >= published, RECEIVE_TIMEOUT_S, "the receivers")
         window = time.monotonic() - t0
         # Every PUBACK was in when the workers reported; what the receivers
         # still had to open then is their backlog (a few ms when they keep up).
         catch_up = time.monotonic() - drained
-        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        cpu = {
+            name: (last_cpu[name] if name in last_cpu else cpu_seconds(pid)) - cpu0[name]
+            for name, pid in pids.items()
+        }
+        # The broker as one figure (the sum of its nodes), each node beside it.
+        for figures in (cpu, idle):
+            figures["broker"] = sum(figures[name] for name in brokers)
+        rss = {
+            name: [self.rss_empty[name], rss0[name], 0 if name in last_cpu else rss_kb(pid)]
+            for name, pid in brokers.items()
+        }
         return {"go_ns": go_ns, "window_s": window, "cpu": cpu, "done": done, "idle": idle,
-                "catch_up_s": catch_up,
+                "catch_up_s": catch_up, "broker_nodes": sorted(brokers), "rss_kb": rss,
                 "load_start": load_start, "load_end": loadavg()}  # fmt: skip
 
     def stop(self) -> list[dict[str, Any]]:
@@ -181,7 +274,10 @@ class Fleet:
             finals += [line for line in rx.snapshot() if line.get("final")]
         for proc in self.workers:
             proc.stop(timeout=30)
-        self.broker.stop()
+        if self.cluster is not None:
+            self.cluster.close()
+        if self.broker is not None:
+            self.broker.stop()
         return finals
 
 
@@ -264,11 +360,30 @@ def report(
             ),
         },
         "connections": opts.collectors + opts.receivers,
+        "broker_nodes": {
+            name: {
+                "cpu_share_of_core": round(cpu[name] / window, 3),
+                "empty_cpu_share_of_core": round(m["cpu_empty"][name], 4),
+                "idle_cpu_share_of_core": round(m["idle"][name], 4),
+                "rss_kb_empty_idle_end": m["rss_kb"][name],
+            }
+            for name in m["broker_nodes"]
+        },
+        "stations_per_endpoint": _spread(m.get("ready", [])),
         "retained_online_states": sum(f.get("online", 0) for f in finals),
         "loadavg_start": m["load_start"],
         "loadavg_end": m["load_end"],
         "cpus": os.cpu_count(),
     }
+
+
+def _spread(ready: list[dict[str, Any]]) -> dict[str, int]:
+    """Stations connected per endpoint, from the workers' ready lines."""
+    total: dict[str, int] = {}
+    for line in ready:
+        for name, n in line.get("links", {}).items():
+            total[name] = total.get(name, 0) + n
+    return dict(sorted(total.items()))
 
 
 def run_fleet(opts: FleetOptions) -> dict[str, Any]:
@@ -277,6 +392,8 @@ def run_fleet(opts: FleetOptions) -> dict[str, Any]:
     try:
         fleet.start()
         measured = fleet.measure()
+        measured["ready"] = fleet.ready
+        measured["cpu_empty"] = fleet.cpu_empty
     except BaseException:
         fleet.stop()
         print(f"hil.fleet: failed; logs kept in {work}", file=sys.stderr)

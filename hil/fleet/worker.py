@@ -26,6 +26,7 @@ import random
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import structlog
 
 from buffer.store import OrderStore
 from hil.fleet.orders import OrderMaker, heartbeat_body, nozzle_body
+from uplink.failover import Endpoint
 from uplink.mqtt import Uplink, UplinkSettings
 
 #: Seconds for every uplink of a worker to connect: 100 CONNECTs plus their
@@ -142,10 +144,16 @@ def _emit(line: dict[str, Any]) -> None:
 def _station(spec: dict[str, Any], device: dict[str, str], index: int) -> Station:
     dev = device["dev"]
     store = OrderStore(Path(spec["dir"]) / f"{dev}.sqlite")
+    # The broker's nodes in this station's own order (run.py: a permutation
+    # per station, so homes and the nodes taking over a dead one's spread).
+    ports = spec.get("ports") or [spec["port"]]
+    order = [int(k) for k in device.get("order", "0").split(",")]
+    endpoints = tuple(Endpoint(f"node{k + 1}", spec["host"], ports[k]) for k in order)
     settings = UplinkSettings(
         device_id=dev,
         host=spec["host"],
         port=spec["port"],
+        endpoints=endpoints,
         kid=device["kid"],
         key=bytes.fromhex(device["key"]),
         batch_max_records=spec["batch"],
@@ -179,7 +187,8 @@ async def run(spec: dict[str, Any]) -> None:
         ready = await _wait(
             lambda: all(s.uplink.stats.connected for s in stations), READY_TIMEOUT_S
         )
-        _emit({"worker": spec["worker"], "ready": sum(s.uplink.stats.connected for s in stations)})
+        links = Counter(s.uplink.link()["name"] for s in stations if s.uplink.stats.connected)
+        _emit({"worker": spec["worker"], "ready": sum(links.values()), "links": links})
         if not ready:
             return
         await go.wait()

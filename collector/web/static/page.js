@@ -8,6 +8,8 @@ function render(s){
   document.getElementById("summary").innerHTML =
     `平台 Uplink: <b class="${up.connected?"on":"off"}" id="uplink">${up.connected?"已连接 connected":"断开 down"}</b>` +
     (up.link ? ` <span id="link">${esc(up.link.name)}${up.link.primary?"":" (备用 backup)"}</span>` : "") + ` · ` +
+    `命令 Commands: <b class="${up.commands.state==="subscribed"?"on":up.commands.state==="off"?"":"off"}" id="commands" title="${esc(up.commands.reason)}">${esc(up.commands.state)}</b>` +
+    (up.last_error && !up.last_error.old ? ` <span class="err" id="uplink-error">${esc(up.last_error.text)}</span>` : "") + ` · ` +
     `未上传 Unsent: <b id="unsent">${st.unsent}</b> · 端口 Ports ${st.ports_online}/${st.ports_total} · ` +
     `时钟偏差 Clock offset: ${st.clock_offset_ms} ms · ${esc(st.clock)}` +
     (s.web && s.web.refused ? ` · 网页拒绝 Web refused: <b id="web-refused">${Object.values(s.web.refused).reduce((a, b) => a + b, 0)}</b>` : "");
