@@ -43,6 +43,13 @@ DEMO = stack.ROOT / "config" / "demo.toml"
 SEED = int(os.environ.get("DETECT_SEED") or random.randrange(2**32))
 #: A noise line must be judged within this (it is never probed: it has traffic).
 NOISE_BOUND_S = 30.0
+#: Families on a current loop (the bus returns the master's bytes to it):
+#: (simulator flags, POS flags) — Gilbarco's simulator plays the echo unless
+#: told not to, Uninfo's master is told to expect it.
+LOOPS: dict[str, tuple[list[str], list[str]]] = {
+    "gilbarco": (["--no-echo"], []),
+    "uninfo": ([], ["--option", "echo=true"]),
+}
 
 
 def draw(rng: random.Random, family: ProtocolDescriptor) -> tuple[LineSetting, list[int]]:
@@ -95,17 +102,18 @@ def test_passive_every_family_while_its_master_polls_and_a_noise_line_is_unknown
         work = tmp_path / name  # each rig's logs apart
         work.mkdir()
         pump, pos, tap = work / "pump", work / "pos", work / "tap"
-        loop = family.name == "gilbarco"  # a current loop returns the master's bytes
+        loop = name in LOOPS  # a current loop returns the master's bytes
+        pump_extra, pos_extra = LOOPS.get(name, ([], []))
         procs.append(
             stack.dispenser(
                 work, pump, orders=0, nozzles=1, protocol=name,
                 extra=["--addresses", ",".join(map(str, addresses)), *line_args(setting),
-                       *(["--no-echo"] if loop else [])],
+                       *pump_extra],
             )
         )  # fmt: skip
         procs.append(
             stack.pos(work, pos, addresses=",".join(map(str, addresses)), protocol=name,
-                      extra=line_args(setting))
+                      extra=[*line_args(setting), *pos_extra])
         )  # fmt: skip
         buses[str(tap)] = stack.bus(work, pos=pos, pump=pump, tap=tap, loop=loop)
         truth[str(tap)] = (family, setting, addresses)

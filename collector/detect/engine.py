@@ -10,8 +10,13 @@ waits are the line's, the CPU is a census per window). Times:
 - every other setting is heard for ``seconds`` (``--seconds``), up to
   :data:`EXTEND_WINDOWS` times longer while some family framed good frames
   but not yet enough (a master polling slowly);
-- listening stops early at a setting whose best family counts with at
-  least :data:`CLEAR_GOOD_FRAMES` good frames and no more than one bad;
+- every setting is heard, none is taken early: at a wrong setting the
+  UART drops the bytes with framing or parity errors (INPCK, IGNPAR) and
+  a family with a weak check still explains much of what is left (Gilbarco
+  reads a Censtar 8E1 line heard at 8N1 clean). The setting taken is the
+  one whose best reading explains the most bytes per second (its coverage
+  × the bytes heard): a wrong setting delivers half the bytes or fewer;
+  within it, the best reading (collector/detect/judge.py);
 - a probe waits the family's ``inter_frame_gap_ms`` before its request and
   its ``reply_within_ms`` (else :data:`DEFAULT_REPLY_MS`) for the first
   byte back, then :data:`QUIET_MS` of quiet after the last.
@@ -38,9 +43,6 @@ LISTEN_S = 1.5
 #: A window where a family framed some good frames but too few is extended
 #: this many times (a master polling every second or so).
 EXTEND_WINDOWS = 2
-#: Good frames at one setting that end the listening there (the best
-#: family clean, no other clean one beside it): a few poll cycles.
-CLEAR_GOOD_FRAMES = 6
 #: A pump's answer starts within this, ms, unless its descriptor says
 #: otherwise (``reply_within_ms``). Unverified for most families (no
 #: source gives a turnaround): ``--reply-ms`` lengthens it. An answer that
@@ -99,8 +101,25 @@ async def detect_all(
 # -- listening -----------------------------------------------------------------
 
 
-#: What one setting's window said: its line class, the bytes, every family's reading.
-Heard = list[tuple[plan.LineClass, bytes, list[judge.Reading]]]
+@dataclass(frozen=True, slots=True)
+class Window:
+    """What one setting's window said: the bytes, for how long, every family's reading."""
+
+    line: plan.LineClass
+    data: bytes
+    seconds: float
+    readings: list[judge.Reading]
+
+    def rank(self) -> tuple[int, int, float]:
+        """Counting and clean first, then the bytes per second its best explains."""
+        if not self.readings:
+            return (0, 0, 0.0)
+        best = self.readings[0]
+        explained = best.coverage * len(self.data) / max(self.seconds, 1e-3)
+        return (int(best.counts), int(best.clean), explained)
+
+
+Heard = list[Window]
 
 
 async def _listen(
@@ -120,26 +139,19 @@ async def _listen(
             continue
         # Only the families seen at this setting judge its bytes.
         serving = [f for f in families if line_class.serves(f)]
+        began = time.monotonic()
         try:
             data = await _hear(line, SILENCE_S if index == 0 else seconds, serving)
         finally:
             line.close()
+        heard_s = time.monotonic() - began
         if index == 0 and not data:
             result.tried.clear()  # silence is said once, not per setting
             return None
         window = judge.read_window(data, serving)
         tried.bytes = len(data)
         tried.families = _counts(window)
-        readings.append((line_class, data, window))
-        best = window[0] if window else None
-        if (
-            best is not None
-            and best.counts
-            and best.clean
-            and best.census.good_frames >= CLEAR_GOOD_FRAMES
-            and not any(r.counts and r.clean for r in window[1:])
-        ):
-            break
+        readings.append(Window(line_class, data, heard_s, window))
     result.how = "listen"
     return readings
 
@@ -170,18 +182,16 @@ def _counts(window: list[judge.Reading]) -> dict[str, dict[str, int]]:
 
 
 def _conclude_listening(result: PortResult, readings: Heard) -> None:
-    ranked = [
-        (window[0], line_class, data, window)
-        for line_class, data, window in readings
-        if window and window[0].counts
-    ]
+    ranked = [w for w in readings if w.readings and w.readings[0].counts]
     if not ranked:
         result.note = (
             "bytes on the line, but no family framed several good frames at any setting: "
             "another protocol, a noisy line, or a setting not in the brand table"
         )
         return
-    best, line_class, data, window = max(ranked, key=lambda item: item[0].rank())
+    taken = max(ranked, key=Window.rank)
+    line_class, data, window = taken.line, taken.data, taken.readings
+    best = window[0]
     family = best.family
     setting = line_class.own_setting(family)
     c = best.census

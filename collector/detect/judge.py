@@ -7,12 +7,14 @@ frames and at most one bad frame per :data:`MAX_BAD_SHARE` good ones. A
 reading is *clean* when its bad frames are no more than the window's two
 cut ends and :data:`NOISE_SHARE` of its good ones: a family reading its own
 line at its own setting is clean; one reading another family's bytes, or
-the garbage of a wrong setting, is not — even a family whose frames carry
-a weak check (one byte, a nibble LRC) finds many "good" frames there, but
-never without bad ones beside them. Counting first, clean next; then the
-census that tells each frame's side and names pumps in the family's
-address range explains more (two families can share a frame layout and
-CRC); then the most frames.
+the garbage of a wrong setting, is mostly not. Counting first, clean next;
+then the *coverage*: the share of the window's bytes the family's
+describer reads as good frames (a family with a weak check — Gilbarco's
+status byte has none — finds many "good" frames in another family's bytes,
+a clean reading among them, but leaves part of them garbage: 0.87 of a
+Lanfeng line, where Lanfeng reads ≥ 0.97); then the census that tells each
+frame's side and names pumps in the family's address range explains more
+(two families can share a frame layout and CRC); then the most frames.
 
 **Probing.** The answer to one probe is judged by the family's census of
 request + answer: it adds a good frame to what the request alone gives and
@@ -29,7 +31,8 @@ busy box): not a conflict, and they count for the pumps they name.
 **Confidence** (0..1): the share of good frames among all frames the
 family's census found; × 0.7 when the reading is not clean, × 0.8 when the
 census told no frame's side, × 0.5 when another family's reading is clean,
-counts too and tells as many sides. A technician reads ≥ 0.8 as sure.
+counts too and covers as much of the window (:data:`SAME_COVERAGE`). A
+technician reads ≥ 0.8 as sure.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ MAX_BAD_SHARE = 2
 #: Bad frames a clean reading may have beyond its two cut ends, as a share
 #: of its good ones: line noise hitting 1 % of frames.
 NOISE_SHARE = 0.01
+#: Coverages this close are the same explanation of a window.
+SAME_COVERAGE = 0.02
 #: Frames shown as evidence.
 MAX_EVIDENCE = 4
 #: Bytes of the window the evidence is decoded from (enough for a few frames).
@@ -61,6 +66,8 @@ class Reading:
 
     family: ProtocolDescriptor
     census: Census
+    #: Share of the window's bytes read as good frames (0 unless it counts).
+    coverage: float = 0.0
 
     @property
     def sided(self) -> int:
@@ -90,14 +97,15 @@ class Reading:
             self.family.name != best.family.name
             and self.counts
             and self.clean
-            and self.sided >= best.sided
+            and self.coverage >= best.coverage - SAME_COVERAGE
         )
 
-    def rank(self) -> tuple[int, int, int, int, int]:
+    def rank(self) -> tuple[int, int, float, int, int, int]:
         c = self.census
         return (
             int(self.counts),
             int(self.clean),
+            round(self.coverage, 2),
             self.sided,
             len(self.in_range),
             c.good_frames - c.bad_frames,
@@ -106,12 +114,41 @@ class Reading:
 
 def read_window(data: bytes, families: Sequence[ProtocolDescriptor]) -> list[Reading]:
     """Every family's census of ``data``, best explanation first."""
-    readings = [
-        Reading(family, family.load("census")(data))
-        for family in families
-        if family.census is not None
-    ]
+    readings = []
+    for family in families:
+        if family.census is None:
+            continue
+        reading = Reading(family, family.load("census")(data))
+        if reading.counts:
+            reading = Reading(family, reading.census, coverage(family, data))
+        readings.append(reading)
     return sorted(readings, key=lambda r: r.rank(), reverse=True)
+
+
+def coverage(family: ProtocolDescriptor, data: bytes) -> float:
+    """The share of ``data`` the family's describer reads as good frames."""
+    if not data:
+        return 0.0
+    try:
+        items = family.load("describer")(data)
+    except Exception:  # a describer bug on foreign bytes: it explains nothing
+        return 0.0
+    covered = sum(end - start for start, end, _ in _good_spans(items, len(data)))
+    return covered / len(data)
+
+
+def _good_spans(items: list[dict[str, Any]], size: int) -> list[tuple[int, int, dict[str, Any]]]:
+    """(start, end, item) of every good item: it runs to the next item's offset."""
+    spans = []
+    for i, item in enumerate(items):
+        if not item.get("ok"):
+            continue
+        start = int(item.get("offset", 0))
+        end = next(
+            (int(n["offset"]) for n in items[i + 1 :] if int(n.get("offset", 0)) > start), size
+        )
+        spans.append((start, end, item))
+    return spans
 
 
 def confidence(best: Reading, others: Sequence[Reading]) -> float:
@@ -172,14 +209,7 @@ def evidence(
     except Exception as exc:  # a describer bug must not lose the finding
         return [{"hex": window[:64].hex(" "), "decoded": f"undecodable: {exc}"}]
     out: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        if not item.get("ok"):
-            continue
-        start = int(item.get("offset", 0))
-        end = next(
-            (int(n["offset"]) for n in items[i + 1 :] if int(n.get("offset", 0)) > start),
-            len(window),
-        )
+    for start, end, item in _good_spans(items, len(window)):
         decoded = {k: v for k, v in item.items() if k not in ("ok", "offset", "protocol")}
         out.append({"hex": window[start:end].hex(" "), "decoded": decoded})
         if len(out) >= limit:
