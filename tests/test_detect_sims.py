@@ -21,18 +21,21 @@ import dataclasses
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import protocols
 from collector.detect.engine import detect
-from collector.detect.plan import same_line
+from collector.detect.plan import FIRST_ADDRESSES, same_line
 from collector.detect.result import PortResult
 from collector.techcli import ask
 from hil import stack
@@ -43,6 +46,10 @@ DEMO = stack.ROOT / "config" / "demo.toml"
 SEED = int(os.environ.get("DETECT_SEED") or random.randrange(2**32))
 #: A noise line must be judged within this (it is never probed: it has traffic).
 NOISE_BOUND_S = 30.0
+#: Seconds per setting the passive test listens (``--seconds``).
+LISTEN_S = 0.5
+#: Sales each simulated pump makes in the active test: the collector reads them.
+ORDERS = 1
 #: Families on a current loop (the bus returns the master's bytes to it):
 #: (simulator flags, POS flags) — Gilbarco's simulator plays the echo unless
 #: told not to, Uninfo's master is told to expect it.
@@ -52,10 +59,13 @@ LOOPS: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
-def draw(rng: random.Random, family: ProtocolDescriptor) -> tuple[LineSetting, list[int]]:
-    """A setting from the family's list and up to two pump addresses in its range."""
+def draw(
+    rng: random.Random, family: ProtocolDescriptor, first: int | None = None
+) -> tuple[LineSetting, list[int]]:
+    """A setting from the family's list and up to two pump addresses in its
+    range (in its ``first`` addresses when given)."""
     low, high = family.address_range
-    span = range(low, high + 1)
+    span = range(low, high + 1)[:first]
     return rng.choice(family.line_settings), sorted(rng.sample(span, min(2, len(span))))
 
 
@@ -76,10 +86,20 @@ def line_args(setting: LineSetting) -> list[str]:
 
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for proc in reversed(started):
+    running: list[Proc] = []
+    yield running
+    for proc in running:
+        proc.signal(signal.SIGTERM)  # all at once, then each waited for
+    for proc in reversed(running):
         proc.stop()
+
+
+def started(rig: Callable[..., None], rigs: list[tuple[Any, ...]]) -> None:
+    """Start every rig at once (each starts its processes in turn): a process
+    takes a second or more to come up on a busy box."""
+    with ThreadPoolExecutor(max_workers=len(rigs)) as pool:
+        for done in [pool.submit(rig, *args) for args in rigs]:
+            done.result()
 
 
 def agrees(result: PortResult, setting: LineSetting) -> bool:
@@ -96,27 +116,29 @@ def test_passive_every_family_while_its_master_polls_and_a_noise_line_is_unknown
     rng = random.Random(f"{SEED}:passive")
     truth: dict[str, tuple[ProtocolDescriptor, LineSetting, list[int]]] = {}
     buses: dict[str, Proc] = {}
-    for family in protocols.descriptors():
-        setting, addresses = draw(rng, family)
+
+    def rig(family: ProtocolDescriptor, setting: LineSetting, addresses: list[int]) -> None:
         name = family.name
         work = tmp_path / name  # each rig's logs apart
         work.mkdir()
         pump, pos, tap = work / "pump", work / "pos", work / "tap"
         loop = name in LOOPS  # a current loop returns the master's bytes
         pump_extra, pos_extra = LOOPS.get(name, ([], []))
-        procs.append(
-            stack.dispenser(
-                work, pump, orders=0, nozzles=1, protocol=name,
+        with ThreadPoolExecutor(max_workers=1) as side:  # the pump and its POS at once
+            pumps = side.submit(
+                stack.dispenser, work, pump, orders=0, nozzles=1, protocol=name,
                 extra=["--addresses", ",".join(map(str, addresses)), *line_args(setting),
                        *pump_extra],
-            )
-        )  # fmt: skip
-        procs.append(
-            stack.pos(work, pos, addresses=",".join(map(str, addresses)), protocol=name,
-                      extra=[*line_args(setting), *pos_extra])
-        )  # fmt: skip
+            )  # fmt: skip
+            procs.append(
+                stack.pos(work, pos, addresses=",".join(map(str, addresses)), protocol=name,
+                          extra=[*line_args(setting), *pos_extra])
+            )  # fmt: skip
+            procs.append(pumps.result())
         buses[str(tap)] = stack.bus(work, pos=pos, pump=pump, tap=tap, loop=loop)
         truth[str(tap)] = (family, setting, addresses)
+
+    started(rig, [(family, *draw(rng, family)) for family in protocols.descriptors()])
     noise_master, noise_slave = os.openpty()
     stop_noise = threading.Event()
     threading.Thread(target=babble, args=(noise_master, stop_noise), daemon=True).start()
@@ -124,7 +146,9 @@ def test_passive_every_family_while_its_master_polls_and_a_noise_line_is_unknown
 
     async def every_line() -> list[PortResult]:
         # Not --passive: the lines are not silent, so detect must not write anyway.
-        return list(await asyncio.gather(*(detect(d) for d in [*truth, noise])))
+        # The masters poll every 30 ms: half a second per setting holds many frames.
+        lines = [*truth, noise]
+        return list(await asyncio.gather(*(detect(d, seconds=LISTEN_S) for d in lines)))
 
     try:
         *results, heard = asyncio.run(every_line())
@@ -194,19 +218,23 @@ def test_active_every_family_written_checked_and_polled_by_the_collector(
 ) -> None:
     rng = random.Random(f"{SEED}:active")
     truth: dict[str, tuple[ProtocolDescriptor, LineSetting, list[int]]] = {}
-    sims: dict[str, Proc] = {}
-    for family in protocols.descriptors():
-        if family.driver is None:
-            continue  # recognised only while its controller polls (the passive test)
-        setting, addresses = draw(rng, family)
+
+    def rig(family: ProtocolDescriptor, setting: LineSetting, addresses: list[int]) -> None:
         link = tmp_path / family.name
-        sims[str(link)] = stack.dispenser(
-            tmp_path, link, orders=2, nozzles=nozzles_of(family), rate=2, protocol=family.name,
-            name=family.name,
-            extra=["--addresses", ",".join(map(str, addresses)), *line_args(setting)],
+        procs.append(
+            stack.dispenser(
+                tmp_path, link, orders=ORDERS, nozzles=nozzles_of(family), rate=2,
+                protocol=family.name, name=family.name,
+                extra=["--addresses", ",".join(map(str, addresses)), *line_args(setting)],
+            )
         )  # fmt: skip
-        procs.append(sims[str(link)])
         truth[str(link)] = (family, setting, addresses)
+
+    # Recognised only while its controller polls: a family without a driver
+    # (the passive test). Pumps among the first addresses asked: a range's
+    # rest is asked the same way, only later (the order: tests/test_detect.py).
+    pollable = [f for f in protocols.descriptors() if f.driver is not None]
+    started(rig, [(family, *draw(rng, family, FIRST_ADDRESSES)) for family in pollable])
     config = site_config(tmp_path, [Path(d) for d in truth])
     done = forecourt("detect", "--all", "--write", str(config), "--json")
     assert done.returncode == 0, (SEED, done.stdout, done.stderr)
@@ -237,7 +265,7 @@ def test_active_every_family_written_checked_and_polled_by_the_collector(
         except Exception:
             return False
         rows = reply.get("data") or []
-        return len(rows) == len(truth) and all(r["online"] and r["sales"] >= 2 for r in rows)
+        return len(rows) == len(truth) and all(r["online"] and r["sales"] >= ORDERS for r in rows)
 
     stack.wait_until(every_port_sold, 90, f"every detected port polled to its sales (seed {SEED})")
     # The running collector holds these lines: detect refuses, writing nothing.
