@@ -3,6 +3,7 @@
     .venv/bin/python bench/detect.py passive [--family sinopec] [--seconds 1.5]
     .venv/bin/python bench/detect.py active [--family sinopec] [--setting "4800 8E1"] [--address 40]
     .venv/bin/python bench/detect.py ports [--ports 32] [--seed 1]
+    .venv/bin/python bench/detect.py all      (bench/run.py's "detect" step)
 
 ``passive``: the family's simulator at its setting (default its first)
 with a station POS polling it through hil/bus.py; detect listens on the
@@ -11,7 +12,11 @@ simulator alone on its pty (silent until asked); detect probes. ``ports``:
 ``--ports`` simulators at once, each of a family with a driver, at a
 setting and pump address drawn from the family's own (``--seed``), one
 detect over all of them (``detect_all``, as ``forecourt detect --all``).
-Issue goals: one port ≤ 15 s passive, ≤ 30 s active; 32 ports ≤ 60 s.
+``all``: passive and active at Sinopec's first setting and address 1,
+active again at its last setting and top address (99: the longest probe
+order of any family), then 32 ports, one JSON object with each (the table
+rows of bench/table.py). Goals: one port ≤ 15 s passive, ≤ 30 s active;
+32 ports ≤ 60 s.
 
 Prints one JSON line: per port the family found, its setting, the
 seconds, bytes written; ``ports`` adds the slowest and the wall time.
@@ -142,9 +147,26 @@ def ports(work: Path, count: int, seed: int) -> dict:
     }
 
 
+def every(work: Path, count: int, seed: int, seconds: float) -> dict:
+    """The ``all`` mode: each run in its own folder, one after the other."""
+    sinopec = protocols.descriptor("sinopec")
+    first, last = sinopec.line_settings[0], sinopec.line_settings[-1]
+    top = sinopec.address_range[1]
+    runs: dict[str, Any] = {}
+    for name, run in (
+        ("passive", lambda w: passive(w, sinopec, first, seconds)),
+        ("active", lambda w: active(w, sinopec, first, 1)),
+        ("active_worst", lambda w: active(w, sinopec, last, top)),
+        ("ports", lambda w: ports(w, count, seed)),
+    ):
+        (work / name).mkdir()
+        runs[name] = run(work / name)
+    return runs
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", choices=("passive", "active", "ports"))
+    p.add_argument("what", choices=("passive", "active", "ports", "all"))
     p.add_argument("--family", default="sinopec")
     p.add_argument("--setting", help='the simulator\'s line setting, e.g. "4800 8E1"')
     p.add_argument("--address", type=int, default=1)
@@ -161,6 +183,8 @@ def main() -> None:
             out = passive(work, family, setting, args.seconds)
         elif args.what == "active":
             out = active(work, family, setting, args.address)
+        elif args.what == "all":
+            out = every(work, args.ports, args.seed, args.seconds)
         else:
             out = ports(work, args.ports, args.seed)
     print(json.dumps({"bench": f"detect_{args.what}", **out}))
