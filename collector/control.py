@@ -257,9 +257,12 @@ async def q_ports(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]
 
 async def q_devices(c: Collector, request: dict[str, Any]) -> list[dict[str, Any]]:
     """Every serial device the collector holds, and what holds it (``forecourt
-    detect`` refuses these: it must never write on a line a port polls or taps)."""
+    detect`` refuses these: it must never write on a line a port polls or taps).
+    A line lent to the web page's detect is not held (collector/lending.py)."""
     out: list[dict[str, Any]] = []
     for pc in c.config.ports:
+        if c.lending.lent(pc.number):
+            continue
         out.append({"device": pc.device, "owner": f"port {pc.number} ({pc.protocol})"})
         if pc.pos_device is not None:
             owner = f"port {pc.number} ({pc.protocol}, POS side)"

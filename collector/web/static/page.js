@@ -43,3 +43,5 @@ async function mini(){
 }
 if (view === "dashboard") { document.getElementById("dash").hidden = false; tick(); setInterval(tick, 1000); }
 if (view === "login") { mini(); setInterval(mini, 5000); }
+// A detect running: the page looks again every 3 s until its result is there.
+if (view === "detect" && document.querySelector(".running")) { setTimeout(() => location.reload(), 3000); }
