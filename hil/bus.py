@@ -17,7 +17,7 @@ loop (Gilbarco, protocols.md §4), where the master hears its own bytes
 before the reply: every byte from the POS side is also written back to it
 (the pump simulator then runs ``--no-echo``; a pump does not hear itself —
 its UART ignores the loop while it sends). On SIGTERM the bus prints
-``{"tap_written": N, "bus_bytes": M}`` on stdout and exits.
+``{"tap_written": N, "bus_bytes": M, "tap": PATH}`` on stdout and exits.
 """
 
 from __future__ import annotations
@@ -83,18 +83,22 @@ async def amain(args: argparse.Namespace) -> int:
     tap.close()
     os.close(pos)
     os.close(pump)
-    print(json.dumps(counts), flush=True)
+    print(json.dumps({**counts, "tap": str(args.tap)}), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(amain(parse_args(argv)))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hil.bus", description=__doc__.split("\n")[0])
     p.add_argument("--pos", type=Path, required=True)
     p.add_argument("--pump", type=Path, required=True)
     p.add_argument("--tap", type=Path, required=True)
     p.add_argument("--tap-side", choices=("both", "pump"), default="both")
     p.add_argument("--loop", action="store_true", help="the POS hears its own bytes (current loop)")
-    return asyncio.run(amain(p.parse_args(argv)))
+    return p.parse_args(argv)
 
 
 if __name__ == "__main__":

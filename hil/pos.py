@@ -218,6 +218,12 @@ def _option(item: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)
+    return asyncio.run(amain(args))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hil.pos", description=__doc__.split("\n")[0])
     p.add_argument("--protocol", default="sinopec")
     p.add_argument("--link", type=Path, required=True)
@@ -235,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--master fcc: Gilbarco only")
     args.addresses = [int(a) for a in args.addresses.split(",")]
     args.options = dict(_option(item) for item in args.option)
-    print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)
-    return asyncio.run(amain(args))
+    return args
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -94,14 +94,6 @@ def procs() -> Iterator[list[Proc]]:
         proc.stop()
 
 
-def started(rig: Callable[..., None], rigs: list[tuple[Any, ...]]) -> None:
-    """Start every rig at once (each starts its processes in turn): a process
-    takes a second or more to come up on a busy box."""
-    with ThreadPoolExecutor(max_workers=len(rigs)) as pool:
-        for done in [pool.submit(rig, *args) for args in rigs]:
-            done.result()
-
-
 def agrees(result: PortResult, setting: LineSetting) -> bool:
     """The setting detect names is the simulator's, or one a UART cannot tell from it."""
     if result.line is None:
@@ -115,30 +107,27 @@ def test_passive_every_family_while_its_master_polls_and_a_noise_line_is_unknown
 ) -> None:
     rng = random.Random(f"{SEED}:passive")
     truth: dict[str, tuple[ProtocolDescriptor, LineSetting, list[int]]] = {}
-    buses: dict[str, Proc] = {}
-
-    def rig(family: ProtocolDescriptor, setting: LineSetting, addresses: list[int]) -> None:
-        name = family.name
-        work = tmp_path / name  # each rig's logs apart
-        work.mkdir()
-        pump, pos, tap = work / "pump", work / "pos", work / "tap"
-        loop = name in LOOPS  # a current loop returns the master's bytes
+    parts: list[tuple[str, list[str]]] = []
+    for family in protocols.descriptors():
+        setting, addresses = draw(rng, family)
+        name, pumps = family.name, ",".join(map(str, addresses))
+        pump, pos, tap = (tmp_path / f"{name}-{end}" for end in ("pump", "pos", "tap"))
         pump_extra, pos_extra = LOOPS.get(name, ([], []))
-        with ThreadPoolExecutor(max_workers=1) as side:  # the pump and its POS at once
-            pumps = side.submit(
-                stack.dispenser, work, pump, orders=0, nozzles=1, protocol=name,
-                extra=["--addresses", ",".join(map(str, addresses)), *line_args(setting),
-                       *pump_extra],
-            )  # fmt: skip
-            procs.append(
-                stack.pos(work, pos, addresses=",".join(map(str, addresses)), protocol=name,
-                          extra=[*line_args(setting), *pos_extra])
-            )  # fmt: skip
-            procs.append(pumps.result())
-        buses[str(tap)] = stack.bus(work, pos=pos, pump=pump, tap=tap, loop=loop)
+        parts += [
+            ("dispenser", stack.dispenser_args(
+                pump, orders=0, nozzles=1, protocol=name,
+                extra=["--addresses", pumps, *line_args(setting), *pump_extra],
+            )),
+            ("pos", ["--protocol", name, "--link", str(pos), "--addresses", pumps,
+                     "--poll-ms", "30", *line_args(setting), *pos_extra]),
+            # A current loop returns the master's bytes to it.
+            ("bus", stack.bus_args(pos, pump, tap, loop=name in LOOPS)),
+        ]  # fmt: skip
         truth[str(tap)] = (family, setting, addresses)
-
-    started(rig, [(family, *draw(rng, family)) for family in protocols.descriptors()])
+    # Every pump, POS and bus in one process: 27 interpreters took longer to
+    # start on a loaded box than detect takes.
+    rig = stack.rig(tmp_path, parts, [Path(tap) for tap in truth])
+    procs.append(rig)
     noise_master, noise_slave = os.openpty()
     stop_noise = threading.Event()
     threading.Thread(target=babble, args=(noise_master, stop_noise), daemon=True).start()
@@ -154,10 +143,8 @@ def test_passive_every_family_while_its_master_polls_and_a_noise_line_is_unknown
         *results, heard = asyncio.run(every_line())
     finally:
         stop_noise.set()
-        written = {}
-        for tap, bus in buses.items():
-            bus.stop()
-            written[tap] = bus.snapshot()[-1]["tap_written"]
+        rig.stop()  # each bus says what was written into its tap
+        written = {line["tap"]: line["tap_written"] for line in rig.snapshot() if "tap" in line}
         os.close(noise_master)
         os.close(noise_slave)
     for result in results:
@@ -218,23 +205,22 @@ def test_active_every_family_written_checked_and_polled_by_the_collector(
 ) -> None:
     rng = random.Random(f"{SEED}:active")
     truth: dict[str, tuple[ProtocolDescriptor, LineSetting, list[int]]] = {}
-
-    def rig(family: ProtocolDescriptor, setting: LineSetting, addresses: list[int]) -> None:
-        link = tmp_path / family.name
-        procs.append(
-            stack.dispenser(
-                tmp_path, link, orders=ORDERS, nozzles=nozzles_of(family), rate=2,
-                protocol=family.name, name=family.name,
-                extra=["--addresses", ",".join(map(str, addresses)), *line_args(setting)],
-            )
-        )  # fmt: skip
-        truth[str(link)] = (family, setting, addresses)
-
     # Recognised only while its controller polls: a family without a driver
     # (the passive test). Pumps among the first addresses asked: a range's
     # rest is asked the same way, only later (the order: tests/test_detect.py).
     pollable = [f for f in protocols.descriptors() if f.driver is not None]
-    started(rig, [(family, *draw(rng, family, FIRST_ADDRESSES)) for family in pollable])
+    parts: list[tuple[str, list[str]]] = []
+    for family in pollable:
+        setting, addresses = draw(rng, family, FIRST_ADDRESSES)
+        link = tmp_path / family.name
+        parts.append(
+            ("dispenser", stack.dispenser_args(
+                link, orders=ORDERS, nozzles=nozzles_of(family), rate=2, protocol=family.name,
+                extra=["--addresses", ",".join(map(str, addresses)), *line_args(setting)],
+            ))
+        )  # fmt: skip
+        truth[str(link)] = (family, setting, addresses)
+    procs.append(stack.rig(tmp_path, parts, [Path(d) for d in truth]))
     config = site_config(tmp_path, [Path(d) for d in truth])
     done = forecourt("detect", "--all", "--write", str(config), "--json")
     assert done.returncode == 0, (SEED, done.stdout, done.stderr)
@@ -253,25 +239,33 @@ def test_active_every_family_written_checked_and_polled_by_the_collector(
         assert same_line(found, setting) and result["addresses"] == addresses, why
     ports = tomllib.loads(config.read_text())["ports"]
     assert {p["device"]: p["protocol"] for p in ports} == {d: t[0].name for d, t in truth.items()}
-    checked = forecourt("config", "check", str(config))
-    assert checked.returncode == 0, checked.stdout
     collector = stack.collector(tmp_path, config, [])
     procs.append(collector)
     sock = str(tmp_path / "control.sock")
 
-    def every_port_sold() -> bool:
+    def ports_now() -> list[dict[str, Any]]:
         try:
-            reply = ask(sock, {"query": "ports"}, timeout=2.0)
+            rows = ask(sock, {"query": "ports"}, timeout=2.0).get("data") or []
         except Exception:
-            return False
-        rows = reply.get("data") or []
+            return []
+        return list(rows)
+
+    def every_port_sold() -> bool:
+        rows = ports_now()
         return len(rows) == len(truth) and all(r["online"] and r["sales"] >= ORDERS for r in rows)
 
-    stack.wait_until(every_port_sold, 90, f"every detected port polled to its sales (seed {SEED})")
-    # The running collector holds these lines: detect refuses, writing nothing.
-    held = forecourt("detect", next(iter(truth)), "--config", str(config), "--json")
-    assert held.returncode == 1, held.stdout
-    (refused,) = json.loads(held.stdout)["ports"]
+    with ThreadPoolExecutor(max_workers=2) as side:  # beside the collector's own work
+        checked = side.submit(forecourt, "config", "check", str(config))
+        stack.wait_until(lambda: len(ports_now()) == len(truth), 60, "the collector answering")
+        # The running collector holds these lines: detect refuses, writing nothing.
+        held = side.submit(
+            forecourt, "detect", next(iter(truth)), "--config", str(config), "--json"
+        )
+        stack.wait_until(every_port_sold, 90, f"every detected port polled to its sales ({SEED})")
+        check, refusal = checked.result(), held.result()
+    assert check.returncode == 0, check.stdout
+    assert refusal.returncode == 1, refusal.stdout
+    (refused,) = json.loads(refusal.stdout)["ports"]
     assert refused["status"] == "refused" and refused["bytes_written"] == 0
     assert "holds it" in refused["note"], refused
 

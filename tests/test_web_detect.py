@@ -100,12 +100,15 @@ def test_detect_lends_a_poll_line_shows_the_result_and_applies_it_by_config_set(
     collector.ports = [port]
     collector.config_changes = ConfigChanges(collector, config, [])
     seen: dict[str, Any] = {}
+    looked, release = asyncio.Event(), asyncio.Event()
 
     async def runner(device: str) -> dict[str, Any]:
         drain(master)  # what the port wrote before the lend
         seen["device"], seen["open"] = device, port.is_open
         seen["held"] = [d["device"] for d in await control.q_devices(collector, {})]
         seen["written"] = await written_within(master, 0.3)
+        looked.set()
+        await release.wait()  # the page is looked at while this runs
         return dart_found(device)
 
     app = WebApp(collector, password_file, config)
@@ -131,24 +134,24 @@ def test_detect_lends_a_poll_line_shows_the_result_and_applies_it_by_config_set(
         refused = await client.post("/detect", {"port": "2", "csrf": token})
         assert "listen port" in refused.text and "--passive" in refused.text
         assert (await client.post("/detect", {"port": "1", "csrf": token})).status == 302
-        for _ in range(100):  # the job runs in the background; the page shows it
-            page = await client.get("/detect")
-            if 'id="result-1"' in page.text:
-                break
-            assert 'id="running-1"' in page.text
-            await asyncio.sleep(0.05)
-        assert "found — dart (DART), 9600 8O1, pumps 3, confidence 0.95" in page.text
-        assert "03 20 fa" in page.text and 'id="stanza-1"' in page.text
+        running = await client.get("/detect")  # the job runs in the background
+        assert 'id="running-1"' in running.text and 'id="result-1"' not in running.text
+        assert (
+            "a detect is running"
+            in (await client.post("/detect", {"port": "1", "csrf": token})).text
+        ), "one line at a time"
+        await asyncio.wait_for(looked.wait(), 10)  # the lent line looked at, then:
+        release.set()
         assert await written_within(master, 2.0), "the port polls again once the detect ends"
         assert not collector.lending.lent(1) and port.stats.online
+        page = await client.get("/detect")
+        assert "found — dart (DART), 9600 8O1, pumps 3, confidence 0.95" in page.text
+        assert "03 20 fa" in page.text and 'id="stanza-1"' in page.text
 
         applied = await client.post("/detect/apply", {"port": "1", "csrf": token})
         assert 'id="applied-1"' in applied.text, applied.text
         assert "applied (restart)" in applied.text and "within 300 s" in applied.text
-        for _ in range(40):
-            if collector.restart_requested:
-                break
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(collector._stop.wait(), 10)  # the daemon's stop, asked by:
         assert collector.restart_requested, "a port change applies by a restart"
 
     asyncio.run(main())
