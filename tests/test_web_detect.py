@@ -168,3 +168,39 @@ def test_detect_lends_a_poll_line_shows_the_result_and_applies_it_by_config_set(
     assert port1["device"] == line and port1["poll_interval_ms"] == 50
     assert (tmp_path / "station.toml.prev").read_text() == original
     assert (tmp_path / "station.toml.pending").exists(), "reverted unless the platform confirms"
+
+
+def test_a_child_is_killed_when_its_waiter_is_cancelled() -> None:
+    """The daemon stopping during a detect: the child must not go on probing a
+    line the next start polls (collector/config_check.py ``run_child``)."""
+    from collector.config_check import run_child
+
+    async def main() -> int:
+        waiter = asyncio.create_task(run_child(["sleep", "30"], b"", 60))
+        for _ in range(200):  # until the child exists
+            await asyncio.wait({waiter}, timeout=0.01)
+            if children():
+                break
+        (pid,) = children()
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        return pid
+
+    pid = asyncio.run(main())
+    assert pid not in children(), "killed (and reaped by the loop's child watcher)"
+
+
+def children() -> list[int]:
+    """This process's ``sleep 30`` children, from /proc."""
+    me, found = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if ppid == me and cmd == b"sleep\x0030\x00" and state != "Z":
+            found.append(int(entry.name))
+    return found
