@@ -11,8 +11,9 @@ load average before and after, to ``test-artifacts/bench/latest.json`` and
 ``latest.md`` (and a timestamped copy of the JSON). A bench's stderr goes to
 ``test-artifacts/bench/<step>.log``.
 
-Full run: about 70 minutes, the 1 h RSS soak being most of it. ``--quick``:
-shorter runs and a 2 min soak, about 8 minutes.
+Full run: about 73 minutes, the 1 h RSS soak being most of it. ``--quick``:
+shorter runs and a 2 min soak, about 11 minutes (the detect step is about
+3 minutes either way).
 
 ``--update-docs``: rewrites the "Latest `make bench`" block of
 docs/performance.md (between bench/table.py's markers) from a JSON written
