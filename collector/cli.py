@@ -86,6 +86,10 @@ def _command(argv: list[str] | None) -> int:
         return decode_main(args.protocol, args.bytes)
     if args.command == "verify":
         return _verify(args.store, args.config)
+    if args.command == "detect":
+        from collector.detect.cli import run as detect
+
+        return detect(args)
     if args.command in techcli.NAMES:
         return techcli.run(args)
     (config_parser if args.command == "config" else parser).print_help(sys.stderr)
@@ -141,6 +145,9 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     _add_verify(commands)
     techcli.register(commands)
+    from collector.detect.cli import register as add_detect
+
+    add_detect(commands)
     return parser, config
 
 
