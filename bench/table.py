@@ -144,6 +144,7 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
     def charts_rss(r: Mapping[str, Any]) -> tuple[str, bool | None]:
         mb = _mb(r["extra_rss_kb"])
         return f"{mb:.2f} MB", mb < 2.0
+
     def detect_one(run: str, goal_s: float) -> Measure:
         def measure(r: Mapping[str, Any]) -> tuple[str, bool | None]:
             p = r[run]

@@ -59,8 +59,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from hil.dispenser.ptylink import PtyLink
-from hil.pos_books import Booking
 from hil.dispenser.uart import add_arguments, from_arguments
+from hil.pos_books import Booking
 from hil.pos_commands import COMMANDS
 from protocols import descriptor, load_driver
 from protocols.events import Sale

@@ -145,14 +145,13 @@ class WebApp:
             ("POST", "/config"): self.config_save,
             ("GET", "/logs"): self.log_tail,
             ("GET", "/charts"): self.charts_fragment,
-        }
-        #: The dashboard's charts (collector/web/chart_views.py); serve() gives
-        #: it the backlog samples file.
-        self.charts = ChartsView(collector.config.device.tzinfo, None)
             ("GET", "/detect"): self.detect_view,
             ("POST", "/detect"): self.detect_start,
             ("POST", "/detect/apply"): self.detect_apply,
         }
+        #: The dashboard's charts (collector/web/chart_views.py); serve() gives
+        #: it the backlog samples file.
+        self.charts = ChartsView(collector.config.device.tzinfo, None)
         #: The per-port detect action (collector/web/detect_view.py).
         self.detect = DetectView(collector)
 
