@@ -6,7 +6,7 @@ per bench, keyed by step name) into figure | measured | goal | met lines,
 :func:`markdown` / :func:`text` render them, and :func:`replace_block`
 puts a rendered block between the markers of docs/performance.md.
 
-Goals are the product card's and the specification's (docs/performance.md). A bench that
+Goals are the product card's, the specification's and detect's (docs/performance.md). A bench that
 failed or was not run gives its lines with ``met`` = ERROR, never a guess.
 """
 
@@ -145,6 +145,22 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
         mb = _mb(r["extra_rss_kb"])
         return f"{mb:.2f} MB", mb < 2.0
 
+    def detect_one(run: str, goal_s: float) -> Measure:
+        def measure(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+            p = r[run]
+            s, found = float(p["seconds"]), p["status"] == "found"
+            where = f"{p['family']} {p['line']}, address {','.join(map(str, p['addresses']))}"
+            text = f"{s:.1f} s ({where if found else p['status']}, {p['bytes_written']} B written)"
+            return text, found and s <= goal_s
+
+        return measure
+
+    def detect_ports(r: Mapping[str, Any]) -> tuple[str, bool | None]:
+        p = r["ports"]
+        n, right, slowest = len(p["ports"]), int(p["found_right"]), float(p["slowest_s"])
+        text = f"slowest {slowest:.1f} s, wall {p['wall_s']:.1f} s ({right} of {n} found right)"
+        return text, n >= 32 and right == n and max(slowest, float(p["wall_s"])) <= 60
+
     def parse(protocol: str) -> Measure:
         def measure(r: Mapping[str, Any]) -> tuple[str, bool | None]:
             p = r["protocols"][protocol]
@@ -184,6 +200,20 @@ def _figures() -> list[tuple[str, str, str, Measure]]:
         ("http", "HTTPS wire bytes per order (heads included)", "≤ 120 B", https_wire),
         ("charts", "dashboard charts, 24 h on a full store", NO_GOAL, charts_time),
         ("charts", "dashboard charts, the page's extra RSS", "< 2 MB", charts_rss),
+        ("detect", "detect one port, passive (a POS polling)", "≤ 15 s", detect_one("passive", 15)),
+        (
+            "detect",
+            "detect one port, active (first setting, address 1)",
+            "≤ 30 s",
+            detect_one("active", 30),
+        ),
+        (
+            "detect",
+            "detect one port, active (last setting, top address)",
+            "≤ 30 s",
+            detect_one("active_worst", 30),
+        ),
+        ("detect", "detect 32 ports at once", "≤ 60 s", detect_ports),
         *[
             ("frames", f"parse + build per frame, {name}", "≤ 50 µs", parse(name))
             for name in PROTOCOLS

@@ -86,6 +86,10 @@ def _command(argv: list[str] | None) -> int:
         return decode_main(args.protocol, args.bytes)
     if args.command == "verify":
         return _verify(args.store, args.config)
+    if args.command == "detect":
+        from collector.detect.cli import run as detect
+
+        return detect(args)
     if args.command in techcli.NAMES:
         return techcli.run(args)
     (config_parser if args.command == "config" else parser).print_help(sys.stderr)
@@ -141,6 +145,9 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     _add_verify(commands)
     techcli.register(commands)
+    from collector.detect.cli import register as add_detect
+
+    add_detect(commands)
     return parser, config
 
 
@@ -185,30 +192,14 @@ def _verify(store: Path | None, config_path: Path | None) -> int:
 
 def _load(path: Path, overrides: Sequence[str], out: TextIO) -> Config | None:
     """The validated config, or None after printing one line per error to ``out``."""
-    errors = _errors(path, overrides)
+    from collector.remote.config_env import config_errors
+
+    errors = config_errors(path, overrides)
     if isinstance(errors, list):
         for line in errors:
             print(line, file=out)
         return None
     return errors
-
-
-def _errors(path: Path, overrides: Sequence[str], raw: bytes | None = None) -> Config | list[str]:
-    """The config if a start can use it, else its ``key.path: reason`` lines:
-    the models first, then what it names outside itself (files, devices, the
-    store) — only once the models accept it, as those checks read its values.
-    ``raw``: the file's bytes when already read (validated as they are)."""
-    from collector.remote.config_env import check_environment
-    from config.loader import ConfigError, config_from_data, load_config, parse_toml_bytes
-
-    try:
-        if raw is None:
-            config = load_config(path, overrides)
-        else:
-            config = config_from_data(parse_toml_bytes(raw, path), overrides)
-    except ConfigError as exc:
-        return exc.errors
-    return check_environment(config) or config
 
 
 def _config_check(path: Path, overrides: Sequence[str]) -> int:
@@ -260,7 +251,9 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
         if problems:
             return _refuse_start(path, problems)
     else:
-        config = _errors(path, overrides, raw)
+        from collector.remote.config_env import config_errors
+
+        config = config_errors(path, overrides, raw)
         if isinstance(config, list):
             return _refuse_start(path, config)
         payload = payload_of(config, version())

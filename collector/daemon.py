@@ -41,6 +41,7 @@ from collector.assembly import (
 from collector.device import sdnotify, watchdog
 from collector.parts import StartError
 from collector.retry import Retry
+from collector.station.lending import Lending
 from config.filemodes import DAEMON_UMASK
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class Collector:
         self.config_changes: ConfigChanges | None = None
         self.started = time.monotonic()
         self.ports: list[Port] = []
+        #: Poll lines lent to the web page's detect (collector/station/lending.py).
+        self.lending = Lending()
         self.gauge: GaugeTask | None = None
         self.commands: CommandProcessor | None = None
         self.ota: Ota | None = None  # signed upgrades (collector/ota/, docs/upgrade.md)
@@ -349,13 +352,18 @@ class Collector:
         """
         retry = Retry(PORT_RETRY_MIN_S, PORT_RETRY_MAX_S)
         while True:
+            if self.lending.lent(port.number):
+                await self.lending.returned(port.number)  # lent: closed until it is back
+                retry.reset()
             began = time.monotonic()
             try:
                 if not port.is_open:
                     await port.open()
                 port.stats.online = True
                 port.sink.port_link(True)
-                await port.run()
+                if not await self.lending.run(port.number, port.run()):
+                    port.close()  # lent (collector/station/lending.py): no backoff, no failure
+                    continue
             except (OSError, ConnectionError) as exc:
                 port.stats.online = False
                 port.sink.port_link(False, str(exc))

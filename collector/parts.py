@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.device.clock import ClockSync
     from collector.station.gauge import GaugeTask
     from collector.station.gpio_inputs import PulseInputs
+    from collector.station.lending import Lending
     from collector.station.listen import ListenPort
     from collector.station.nozzles import NozzleTable
     from collector.station.port import PollPort
@@ -49,6 +50,8 @@ class ChangeWatch(Protocol):
 
     @property
     def errors(self) -> dict[str, int]: ...
+
+    async def config_set(self, args: dict[str, Any]) -> dict[str, Any]: ...
 
 
 class Station(Protocol):
@@ -90,6 +93,9 @@ class Station(Protocol):
 
     @property
     def config_changes(self) -> ChangeWatch | None: ...
+
+    @property
+    def lending(self) -> Lending: ...
 
 
 class LiveParts(Protocol):

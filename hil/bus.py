@@ -9,12 +9,15 @@ collector listens: it gets a copy of every byte in both directions, in
 line order — or, with ``--tap-side pump``, only what the pump sends (a tap
 on the pump's transmit pair of an RS-422 line, where each direction has
 its own pair). Whatever is written *into* the tap would go onto the bus of a
-real installation; here it is only counted. ``--loop``: a two-wire current
+real installation; here it is only counted. The bus runs at the line
+setting the pump's simulator put on its link (hil/dispenser/ptylink.py):
+the tap starts at it, and a listener that sets another rate, parity or data
+bits on the tap reads what a UART at that setting would. ``--loop``: a two-wire current
 loop (Gilbarco, protocols.md §4), where the master hears its own bytes
 before the reply: every byte from the POS side is also written back to it
 (the pump simulator then runs ``--no-echo``; a pump does not hear itself —
 its UART ignores the loop while it sends). On SIGTERM the bus prints
-``{"tap_written": N, "bus_bytes": M}`` on stdout and exits.
+``{"tap_written": N, "bus_bytes": M, "tap": PATH}`` on stdout and exits.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import tty
 from pathlib import Path
 
 from hil.dispenser.ptylink import PtyLink
+from hil.dispenser.uart import Uart
 
 READ_CHUNK = 4096
 
@@ -42,7 +46,10 @@ def open_raw(path: Path) -> int:
 async def amain(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     pos, pump = open_raw(args.pos), open_raw(args.pump)
-    tap = PtyLink(args.tap)
+    from collector.device.serialfd import applied
+
+    line = applied(pump)
+    tap = PtyLink(args.tap, Uart(line.baudrate, line.parity, line.bytesize, line.stopbits))
     counts = {"tap_written": 0, "bus_bytes": 0}
 
     def move(src: int, dst: int) -> None:
@@ -59,7 +66,8 @@ async def amain(args: argparse.Namespace) -> int:
 
     def tapped() -> None:
         try:
-            counts["tap_written"] += len(tap.read(READ_CHUNK))
+            # Raw bytes: what the listener wrote, whatever its setting.
+            counts["tap_written"] += len(os.read(tap.master, READ_CHUNK))
         except (BlockingIOError, OSError):
             return
 
@@ -75,18 +83,22 @@ async def amain(args: argparse.Namespace) -> int:
     tap.close()
     os.close(pos)
     os.close(pump)
-    print(json.dumps(counts), flush=True)
+    print(json.dumps({**counts, "tap": str(args.tap)}), flush=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(amain(parse_args(argv)))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hil.bus", description=__doc__.split("\n")[0])
     p.add_argument("--pos", type=Path, required=True)
     p.add_argument("--pump", type=Path, required=True)
     p.add_argument("--tap", type=Path, required=True)
     p.add_argument("--tap-side", choices=("both", "pump"), default="both")
     p.add_argument("--loop", action="store_true", help="the POS hears its own bytes (current loop)")
-    return asyncio.run(amain(p.parse_args(argv)))
+    return p.parse_args(argv)
 
 
 if __name__ == "__main__":

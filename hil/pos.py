@@ -2,7 +2,8 @@
 
 ``python -m hil.pos --protocol sinopec --link PATH --addresses 1,2
 [--poll-ms 30] [--timeout-ms 300] [--record PREFIX] [--master fcc]
-[--commands authorise,price --command-every-ms 500] [--option KEY=VALUE ...]``
+[--commands authorise,price --command-every-ms 500] [--option KEY=VALUE ...]
+[--baudrate B] [--parity N|E|O] [--bytesize 7|8]``
 
 It creates a pty whose slave is reachable as ``--link`` (the collector's
 relay opens it as its POS side) and polls through it with our own poll
@@ -33,6 +34,9 @@ each reply; the drivers skip that echo.
 (hil/pos_books.py): every Nth sale confirmed only after MS, or with F fen
 more; each such sale's line carries ``"confirm": "skipped"`` /
 ``"amount_off"``. A sale read again before it is confirmed prints no line.
+The line setting (each one not given: the protocol's first) is honoured as
+the dispenser simulator's is (hil/dispenser/ptylink.py): a relay or bus at
+another one garbles what reaches each side.
 
 ``--record PREFIX`` writes every byte sent to ``PREFIX.tx`` and every byte
 received to ``PREFIX.rx`` (flushed as it goes), so a test can compare
@@ -55,6 +59,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from hil.dispenser.ptylink import PtyLink
+from hil.dispenser.uart import add_arguments, from_arguments
 from hil.pos_books import Booking
 from hil.pos_commands import COMMANDS
 from protocols import descriptor, load_driver
@@ -84,7 +89,7 @@ class Pos:
             self.driver = GilbarcoFcc(args.addresses)
         else:
             self.driver = master_class(args.protocol)(args.addresses, **args.options)
-        self.link = PtyLink(args.link)
+        self.link = PtyLink(args.link, from_arguments(args, args.protocol))
         self.tx: IO[bytes] | None = None
         self.rx: IO[bytes] | None = None
         if args.record is not None:
@@ -237,6 +242,12 @@ def _option(item: str) -> tuple[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)
+    return asyncio.run(amain(args))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m hil.pos", description=__doc__.split("\n")[0])
     p.add_argument("--protocol", default="sinopec")
     p.add_argument("--link", type=Path, required=True)
@@ -253,13 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--amount-off-every", type=int, default=0, help="confirm every Nth sale off")
     p.add_argument("--amount-off-fen", type=int, default=100)
     p.add_argument("--confirm-values", action="store_true", help="3C with amount and volume")
+    add_arguments(p)
     args = p.parse_args(argv)
     if args.master == "fcc" and args.protocol != "gilbarco":
         p.error("--master fcc: Gilbarco only")
     args.addresses = [int(a) for a in args.addresses.split(",")]
     args.options = dict(_option(item) for item in args.option)
-    print(json.dumps({"pos": str(args.link), "pid": os.getpid()}), file=sys.stderr, flush=True)
-    return asyncio.run(amain(args))
+    return args
 
 
 if __name__ == "__main__":

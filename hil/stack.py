@@ -195,6 +195,54 @@ class Mosquitto:
         self.proc = None
 
 
+def dispenser_args(
+    link: Path,
+    *,
+    orders: int,
+    nozzles: int = 4,
+    rate: float = 10.0,
+    seed: int = 1,
+    fill_seconds: float = 0.3,
+    port_number: int = 1,
+    protocol: str = "sinopec",
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """What ``python -m hil.dispenser`` takes (:func:`dispenser`, :func:`rig`)."""
+    return [
+        "--protocol", protocol, "--link", str(link), "--nozzles", str(nozzles),
+        "--orders", str(orders), "--rate", str(rate), "--seed", str(seed),
+        "--fill-seconds", str(fill_seconds), "--port-number", str(port_number), *extra,
+    ]  # fmt: skip
+
+
+def bus_args(
+    pos: Path, pump: Path, tap: Path, tap_side: str = "both", loop: bool = False
+) -> list[str]:
+    """What ``python -m hil.bus`` takes (:func:`bus`, :func:`rig`)."""
+    return [
+        "--pos", str(pos), "--pump", str(pump), "--tap", str(tap), "--tap-side", tap_side,
+        *(["--loop"] if loop else []),
+    ]  # fmt: skip
+
+
+def rig(
+    work: Path, parts: Sequence[tuple[str, list[str]]], links: Sequence[Path], timeout: float = 60
+) -> Proc:
+    """Start ``python -m hil.rig``: every part (``dispenser`` / ``pos`` / ``bus`` and its
+    arguments) in one process; returns once every one of ``links`` exists."""
+    spec = work / "rig.json"
+    spec.write_text(json.dumps([[kind, list(argv)] for kind, argv in parts]))
+    proc = Proc("rig", [sys.executable, "-m", "hil.rig", str(spec)], work)
+
+    def ready() -> bool:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"the rig exited with {proc.popen.returncode}; see {proc.log_path}")
+        return all(link.exists() for link in links)
+
+    wait_until(ready, timeout, f"the rig's {len(links)} links (log: {proc.log_path})")
+    return proc
+
+
 def dispenser(
     work: Path,
     link: Path,
@@ -210,12 +258,11 @@ def dispenser(
     name: str = "dispenser",
 ) -> Proc:
     """Start ``python -m hil.dispenser``; ``extra`` adds flags (``--pumps 2``, faults)."""
-    argv = [
-        sys.executable, "-m", "hil.dispenser", "--protocol", protocol, "--link", str(link),
-        "--nozzles", str(nozzles), "--orders", str(orders), "--rate", str(rate),
-        "--seed", str(seed), "--fill-seconds", str(fill_seconds),
-        "--port-number", str(port_number), *extra,
-    ]  # fmt: skip
+    argv = [sys.executable, "-m", "hil.dispenser"]
+    argv += dispenser_args(
+        link, orders=orders, nozzles=nozzles, rate=rate, seed=seed, fill_seconds=fill_seconds,
+        port_number=port_number, protocol=protocol, extra=extra,
+    )  # fmt: skip
     proc = Proc(name, argv, work)
     wait_until(lambda: link.exists(), 10, f"the simulator's link {link}")
     return proc
@@ -252,10 +299,7 @@ def bus(
     """Start ``python -m hil.bus``: POS ⇄ pump with a copy of both ways on ``tap``
     (``tap_side="pump"``: only what the pump sends, an RS-422 tap); ``loop``:
     the POS hears its own bytes (a current loop)."""
-    argv = [
-        sys.executable, "-m", "hil.bus", "--pos", str(pos), "--pump", str(pump), "--tap", str(tap),
-        "--tap-side", tap_side, *(["--loop"] if loop else []),
-    ]  # fmt: skip
+    argv = [sys.executable, "-m", "hil.bus", *bus_args(pos, pump, tap, tap_side, loop)]
     proc = Proc("bus", argv, work)
     wait_until(lambda: tap.exists(), 10, f"the bus tap {tap}")
     return proc

@@ -76,7 +76,6 @@ format = "json"
 number = {number}
 device = "{work / f"port{number:02d}"}"
 protocol = "{protocol_of(number)}"
-parity = "N"
 addresses = [1]
 poll_interval_ms = {poll_interval_ms}
 idle_poll_interval_ms = {idle_poll_interval_ms}

@@ -80,7 +80,6 @@ def write_config(work: Path, links: list[Path], broker_port: int, store: Path) -
 number = {n}
 device = "{link}"
 protocol = "sinopec"
-parity = "N"
 addresses = [1]
 poll_interval_ms = 30
 response_timeout_ms = 300

@@ -107,6 +107,9 @@ class ProtocolDescriptor:
     line_settings: tuple[LineSetting, ...] = ()
     #: Quiet time before the next step of an exchange, ms.
     inter_frame_gap_ms: int = 10
+    #: A pump's answer starts within this, ms, where a source says so (None:
+    #: no source; ``forecourt detect`` waits its own default).
+    reply_within_ms: int | None = None
     #: Bus addresses a pump may have on this protocol (inclusive).
     address_range: tuple[int, int] = (1, 99)
     #: Why port mode ``poll`` is refused (the driver would have to change

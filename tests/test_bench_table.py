@@ -87,6 +87,28 @@ def results() -> dict[str, Any]:
         },
         "charts": {"rows": 250000, "cold_ms": 168.1, "warm_ms": 14.27, "extra_rss_kb": 1792},
         "frames": {"protocols": frames},
+        "detect": {
+            "passive": detect_run(11.3),
+            "active": detect_run(18.0),
+            "active_worst": detect_run(29.9, "4800 8E1", 99),
+            "ports": {
+                "ports": [detect_run(20.0)] * 32,
+                "found_right": 32,
+                "slowest_s": 48.8,
+                "wall_s": 48.8,
+            },
+        },
+    }
+
+
+def detect_run(seconds: float, line: str = "9600 8E1", address: int = 1) -> dict[str, Any]:
+    return {
+        "status": "found",
+        "family": "sinopec",
+        "line": line,
+        "addresses": [address],
+        "seconds": seconds,
+        "bytes_written": 0,
     }
 
 
@@ -96,7 +118,7 @@ def by_figure(rows: list[Any]) -> dict[str, Any]:
 
 def test_every_figure_of_the_issue_has_a_line_with_its_goal() -> None:
     rows = table.rows(results())
-    assert len(rows) == 20 + len(table.PROTOCOLS)
+    assert len(rows) == 24 + len(table.PROTOCOLS)
     assert {row.met for row in rows} == {table.YES, table.NO_GOAL}
     got = by_figure(rows)
     assert got["collector CPU, 32 idle polled ports"].goal == "≤ 2 % of one core"
@@ -133,10 +155,25 @@ def test_every_figure_of_the_issue_has_a_line_with_its_goal() -> None:
             "HTTPS wire bytes per order (heads included)",
         ),
         ("frames", ("protocols", "dart", "us_per_frame"), 50.1, "parse + build per frame, dart"),
+        ("detect", ("passive", "seconds"), 15.1, "detect one port, passive (a POS polling)"),
+        (
+            "detect",
+            ("active", "status"),
+            "unknown",
+            "detect one port, active (first setting, address 1)",
+        ),
+        (
+            "detect",
+            ("active_worst", "seconds"),
+            30.1,
+            "detect one port, active (last setting, top address)",
+        ),
+        ("detect", ("ports", "found_right"), 31, "detect 32 ports at once"),
+        ("detect", ("ports", "wall_s"), 60.1, "detect 32 ports at once"),
     ],
 )
 def test_a_figure_past_its_goal_is_not_met_and_only_that_one(
-    step: str, path: tuple[str, ...], value: float, figure: str
+    step: str, path: tuple[str, ...], value: float | str, figure: str
 ) -> None:
     data = results()
     target = data[step]

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import serial
 
+from collector.device.serialfd import LineSettings, configure
 from hil.dispenser.faults import Fault, parse_fault
 from protocols.events import (
     DeviceAlarm,
@@ -110,7 +111,12 @@ def sims(tmp_path: Path) -> Iterator[Callable[..., Sim]]:
 
 
 def open_line(link: Path) -> serial.Serial:
-    return serial.Serial(str(link), timeout=0.02)
+    """The simulator's line at its setting (Sinopec's first, 9600 8E1), set as the
+    collector sets it: pyserial alone cannot mark a pty's parity, and the
+    simulator garbles what a line at another setting would read."""
+    line = serial.Serial(str(link), timeout=0.02)
+    configure(line.fileno(), LineSettings(str(link), 9600, 8, "E", 1))
+    return line
 
 
 def transact(line: serial.Serial, driver: SinopecPoller) -> list[Event]:

@@ -217,7 +217,7 @@ def test_each_layer_opens_with_what_it_owns(package: str) -> None:
 #: collector/'s rooms and their rank, bottom first: a room's module imports
 #: its own room and those of the same or a lower rank (collector/ota beside
 #: remote, collector/web beside tools), never a higher one (docs/architecture.md).
-ROOMS = {"device": 0, "station": 1, "remote": 2, "ota": 2, "tools": 3, "web": 3}
+ROOMS = {"device": 0, "station": 1, "remote": 2, "ota": 2, "tools": 3, "web": 3, "detect": 3}
 #: collector/'s own modules every room may import: what the rooms share.
 SHARED = ("collector", "collector.logs", "collector.retry", "collector.parts")
 #: collector/'s builders: they import the rooms; no room imports them.

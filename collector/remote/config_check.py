@@ -10,6 +10,7 @@ lines, and the ≈ 18 MB of pydantic leave with the child.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
@@ -25,7 +26,8 @@ async def run_child(
 ) -> tuple[int | None, bytes, bytes]:
     """``argv`` as a short-lived child (this interpreter), ``stdin`` fed to it:
     (exit status, stdout, stderr); the status is None when it ran past
-    ``timeout_s`` — then it is killed and reaped, never left behind."""
+    ``timeout_s`` — then it is killed and reaped, never left behind; killed too
+    when the wait is cancelled."""
     child = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
@@ -38,6 +40,14 @@ async def run_child(
         child.kill()
         await child.wait()
         return None, b"", b""
+    except BaseException:
+        # Cancelled (the daemon stopping mid-way): the child goes too — a
+        # detect child left behind would go on probing a line the next
+        # start polls.
+        child.kill()
+        with contextlib.suppress(asyncio.CancelledError):
+            await child.wait()  # reaped while the loop runs
+        raise
     return child.returncode, out, err
 
 

@@ -27,11 +27,32 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from config.models import Config
+
+
+def config_errors(
+    path: Path, overrides: Sequence[str], raw: bytes | None = None
+) -> Config | list[str]:
+    """The config if a start can use it, else its ``key.path: reason`` lines:
+    the models first, then what it names outside itself (files, devices, the
+    store) — only once the models accept it, as those checks read its values.
+    ``raw``: the file's bytes when already read (validated as they are).
+    ``forecourt config check``, ``run`` and ``detect --write`` ask it."""
+    from config.loader import ConfigError, config_from_data, load_config, parse_toml_bytes
+
+    try:
+        if raw is None:
+            config = load_config(path, overrides)
+        else:
+            config = config_from_data(parse_toml_bytes(raw, path), overrides)
+    except ConfigError as exc:
+        return exc.errors
+    return check_environment(config) or config
 
 
 def check_environment(config: Config) -> list[str]:

@@ -310,6 +310,24 @@ def _books(port: Any) -> dict[str, Any] | None:
     return {**books.reconciler.counters, "findings": dict(books.findings)}
 
 
+async def q_devices(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every serial device the collector holds, and what holds it (``forecourt
+    detect`` refuses these: it must never write on a line a port polls or taps).
+    A line lent to the web page's detect is not held (collector/station/lending.py)."""
+    out: list[dict[str, Any]] = []
+    for pc in c.config.ports:
+        if c.lending.lent(pc.number):
+            continue
+        out.append({"device": pc.device, "owner": f"port {pc.number} ({pc.protocol})"})
+        if pc.pos_device is not None:
+            owner = f"port {pc.number} ({pc.protocol}, POS side)"
+            out.append({"device": pc.pos_device, "owner": owner})
+    gauge = c.config.gauge
+    if gauge.enabled and gauge.link == "serial" and gauge.device:
+        out.append({"device": gauge.device, "owner": "the tank gauge"})
+    return out
+
+
 async def q_nozzles(c: Station, request: dict[str, Any]) -> list[dict[str, Any]]:
     states = c.nozzles.states() if c.nozzles is not None else {}
     return [{"nozzle": key, "state": state} for key, state in states.items()]
@@ -420,6 +438,7 @@ def _frame(protocol: str, at: float, direction: str, data: bytes) -> dict[str, A
 QUERIES: dict[str, Handler] = {
     "status": q_status,
     "ports": q_ports,
+    "devices": q_devices,
     "nozzles": q_nozzles,
     "orders": q_orders,
     "tanks": q_tanks,

@@ -1,4 +1,4 @@
-"""The local web page's routes: dashboard, orders, config, log tail.
+"""The local web page's routes: dashboard, orders, config, log tail, detect.
 
 Served by the collector itself (one process, one loop) on the bounded
 server of collector/web/server.py when ``[web] listen`` is set. Everything
@@ -44,6 +44,7 @@ from collector.web.auth import (
     read_hash_file,
 )
 from collector.web.chart_views import ChartsView
+from collector.web.detect_view import DetectView
 from collector.web.http import (
     FORM_TYPE,
     HttpError,
@@ -145,10 +146,15 @@ class WebApp:
             ("POST", "/config"): self.config_save,
             ("GET", "/logs"): self.log_tail,
             ("GET", "/charts"): self.charts_fragment,
+            ("GET", "/detect"): self.detect_view,
+            ("POST", "/detect"): self.detect_start,
+            ("POST", "/detect/apply"): self.detect_apply,
         }
         #: The dashboard's charts (collector/web/chart_views.py); serve() gives
         #: it the backlog samples file.
         self.charts = ChartsView(collector.config.device.tzinfo, None)
+        #: The per-port detect action (collector/web/detect_view.py).
+        self.detect = DetectView(collector)
 
     # -- what every request goes through -------------------------------
 
@@ -336,6 +342,46 @@ class WebApp:
             return redirect("/")
         lines = "\n".join(html.escape(line) for line in logs.RECENT)
         return self.page("logs", f'<pre id="log">{lines}</pre>', session)
+
+    # -- detect ------------------------------------------------------------
+
+    async def detect_view(self, request: Request, form: dict[str, str]) -> Response:
+        session = self.session_of(request.head)
+        if session is None:
+            return redirect("/")
+        return self.page("detect", self.detect.render(session.csrf), session)
+
+    def _detect_form(self, request: Request, form: dict[str, str]) -> Response | int:
+        """The session and port number of a detect form, or the answer refusing it."""
+        session = self.session_of(request.head)
+        if session is None:
+            return redirect("/")
+        if not Sessions.csrf_ok(session, form.get("csrf")):
+            return Response(403, b"CSRF token missing or wrong\n")
+        try:
+            return int(form.get("port", ""))
+        except ValueError:
+            return self.page("detect", self.detect.render(session.csrf, "no port"), session)
+
+    async def detect_start(self, request: Request, form: dict[str, str]) -> Response:
+        number = self._detect_form(request, form)
+        if not isinstance(number, int):
+            return number
+        why = self.detect.start(number)
+        if why:
+            session = self.session_of(request.head)
+            assert session is not None
+            return self.page("detect", self.detect.render(session.csrf, why), session)
+        return redirect("/detect")
+
+    async def detect_apply(self, request: Request, form: dict[str, str]) -> Response:
+        number = self._detect_form(request, form)
+        if not isinstance(number, int):
+            return number
+        why = await self.detect.apply(number)
+        session = self.session_of(request.head)
+        assert session is not None
+        return self.page("detect", self.detect.render(session.csrf, why), session)
 
     # -- config editor -------------------------------------------------
 

@@ -4,12 +4,18 @@
 --nozzles N --orders K --rate R [--address A | --pumps P | --addresses 1,2]
 [--port-number 1] [--seed S] [--tz +08:00] [--fill-seconds F]
 [--bit-error-rate X] [--drop-rate X] [--fault SPEC ...] [--no-echo]
-[--start-on-usr2]``
+[--start-on-usr2] [--baudrate B] [--parity N|E|O] [--bytesize 7|8]``
 
 - Creates a pty pair, sets the slave raw and keeps the slave open for its
   whole life, so the master side never sees EIO when the collector closes
   and reopens the line; ``PATH`` is a symlink to the slave's device,
   replaced atomically, removed on exit (SIGTERM / SIGINT exit 0).
+- Runs at one line setting (``--baudrate``, ``--parity``, ``--bytesize``;
+  each one not given: the protocol's first line setting) and reads the one
+  its peer put on the pty at every read and write: when rate, parity or
+  data bits disagree, the peer gets what a UART at its setting would make
+  of our frames, and we get what ours would make of its bytes
+  (hil/dispenser/uart.py, hil/dispenser/ptylink.py).
 - The pumps (:class:`~hil.dispenser.model.PumpModel`, one per address:
   default one pump at address 1, ``--pumps P`` addresses 1..P) sit behind
   the protocol's responder (its descriptor's ``responder``, loaded by
@@ -73,6 +79,7 @@ from hil.dispenser.faults import Fault, LineFaults, parse_fault
 from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, NozzleModel, PumpModel
 from hil.dispenser.ptylink import PtyLink
 from hil.dispenser.responder import Responder, answering, load_responder, simulated
+from hil.dispenser.uart import add_arguments, from_arguments
 
 #: Bytes read from the pty per wake-up: more than a few requests' worth.
 READ_CHUNK = 4096
@@ -117,6 +124,13 @@ class Simulator:
             if not hasattr(self.responder, "echo"):
                 raise SystemExit(f"--no-echo: protocol {args.protocol} has no line echo")
             self.responder.echo = False
+        # The loop's echo is the wire's: the master's bytes come back as it
+        # sent them, at its own setting, whatever ours is. The core plays it
+        # (ahead of the pumps' answer) so that a line setting garbles only
+        # what the pumps send.
+        self.loop_echo = False
+        if hasattr(self.responder, "echo") and self.responder.echo:
+            self.loop_echo, self.responder.echo = True, False
         self.amount_totalizer = responder.AMOUNT_TOTALIZER
         self.line = LineFaults(
             random.Random(f"{args.seed}:line"),
@@ -154,7 +168,7 @@ class Simulator:
     def _readable(self) -> None:
         assert self.link is not None
         try:
-            chunk = self.link.read(READ_CHUNK)
+            sent, chunk = self.link.receive(READ_CHUNK)
         except BlockingIOError:
             return
         except OSError as exc:  # not expected while we hold the slave open
@@ -168,6 +182,8 @@ class Simulator:
         if self.line.cut:
             self.line.dropped_bytes += len(chunk)
             return
+        if self.loop_echo:
+            self._send(sent, echo=True)
         taken = sum(p.taken + p.authorisations for p in self.pumps)
         reply = self.responder.receive_data(chunk, self._loop.time())
         if reply:
@@ -175,11 +191,14 @@ class Simulator:
         if sum(p.taken + p.authorisations for p in self.pumps) != taken:
             self.changed.set()
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, *, echo: bool = False) -> None:
         assert self.link is not None
         if self._tx is not None:
             self._tx.write(data)
             self._tx.flush()
+        if echo and not self._out:
+            self.link.echo(data)  # the wire's own: never garbled
+            return
         pending = bool(self._out)
         self._out += data
         if not pending:
@@ -331,7 +350,7 @@ class Simulator:
         self._loop.call_later(seconds, self._replug)
 
     def _replug(self) -> None:
-        self.attach(PtyLink(self.args.link))
+        self.attach(PtyLink(self.args.link, self.args.uart))
         log(replugged=str(self.args.link), wall_ms=int(time.time() * 1000))
 
     def _uncut(self) -> None:
@@ -403,7 +422,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, tzinfo]:
     p.add_argument(
         "--option", action="append", default=[], help="responder option KEY=VALUE (echo=true)"
     )
+    add_arguments(p)
     args = p.parse_args(argv)
+    args.uart = from_arguments(args, args.protocol)
     try:
         args.options = dict(_option(item) for item in args.option)
     except ValueError as exc:
@@ -457,7 +478,7 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
     except (TypeError, ValueError) as exc:  # the protocol refuses these pumps or options
         log(error="bad pumps or options for this protocol", detail=str(exc))
         return 2
-    link = PtyLink(args.link)
+    link = PtyLink(args.link, args.uart)
     failed: list[BaseException] = []
 
     def finished(task: asyncio.Task[None]) -> None:
@@ -468,7 +489,9 @@ async def amain(args: argparse.Namespace, tz: tzinfo, responder: type[Responder]
 
     try:
         sim.attach(link)
-        log(link=str(args.link), device=link.device, addresses=args.addresses)
+        line = args.uart
+        setting = f"{line.baudrate} {line.bytesize}{line.parity}{line.stopbits}"
+        log(link=str(args.link), device=link.device, addresses=args.addresses, line=setting)
         sim.schedule(args.faults)
         if args.start_on_usr2:
             loop.add_signal_handler(signal.SIGUSR2, sim.go.set)

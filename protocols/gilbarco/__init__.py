@@ -21,6 +21,8 @@ DESCRIPTOR = ProtocolDescriptor(
     # by the FCC's IO board (fangym0335/first src/lischn001.c:4, 2464-2466).
     line_settings=(LineSetting(9600, "N"), LineSetting(5787, "E"), LineSetting(5760, "E")),
     inter_frame_gap_ms=10,
+    # §4: "Replies come 80–130 ms after the command".
+    reply_within_ms=130,
     address_range=(1, 16),
     sources=(
         "shared/protocols.md §4",

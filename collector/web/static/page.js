@@ -55,3 +55,5 @@ async function charts(){
 }
 if (view === "dashboard") { document.getElementById("dash").hidden = false; tick(); setInterval(tick, 1000); setInterval(charts, 60000); }
 if (view === "login") { mini(); setInterval(mini, 5000); }
+// A detect running: the page looks again every 3 s until its result is there.
+if (view === "detect" && document.querySelector(".running")) { setTimeout(() => location.reload(), 3000); }
