@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Literal
 
 
@@ -44,3 +45,16 @@ async def read_exactly(fd: int, n: int, timeout: float = 5.0) -> bytes:
     finally:
         loop.remove_reader(fd)
     return bytes(got)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Whether ``condition()`` came true within ``timeout``; it is asked again
+    at every turn of a short poll (the poll sets no pace: nothing else waits
+    on it). For a state with no event to wait on, such as a socket's file."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.01)  # polls the condition, it sets no pace
+    return True
