@@ -198,6 +198,8 @@ NOT_ATOMIC = {
     "collector/device/leds.py": "write_text",
     # The config check's input for a child, removed after it (never read again).
     "collector/remote/config_check.py": "mkstemp",
+    # detect --write checks its merged config the same way before the atomic write.
+    "collector/detect/write.py": "mkstemp",
     # Wheels unpacked into a release's venv: install.py syncs them all before
     # the markers (release.json, INSTALLED: atomic) that declare the release whole.
     "collector/ota/wheels.py": "open write_text",
