@@ -1,0 +1,157 @@
+"""The raw evidence of every line: ports → bounded buffer → raw log (buffer/rawlog.py).
+
+A port's read callback and its writes call :func:`collector.capture.feed`,
+which hands the chunk to :meth:`EvidenceRecorder.feed`: one tuple appended
+to a list, nothing else (the hot path pays an append; bench/evidence.py).
+One task (:meth:`EvidenceRecorder.run`) wakes every :data:`FLUSH_S`, moves
+what the ports handed in into each port's open block (runs of identical
+exchanges kept once, buffer/rawblocks.py) and commits the blocks that are
+old or large enough, all in one transaction, like the store's writer
+(buffer/writer.py) between the ports' callbacks.
+
+Bounded: what waits for the task is at most :data:`MAX_PENDING_BYTES`
+(beyond it a chunk is dropped and counted: ``dropped_chunks``); an open
+block is sealed at :data:`BLOCK_RAW_MAX`; sealed blocks the file refused
+(disk full) wait, at most :data:`MAX_UNSTORED_BLOCKS`, then the oldest are
+dropped and counted (``lost_blocks``). The raw log is evidence beside the
+records, never a record itself: a record is never held back for it.
+
+Power loss costs at most the open blocks: :data:`BLOCK_S` of each line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+
+from buffer.rawblocks import BUS, RX, TX, BlockBuilder, RawLogError
+from buffer.rawlog import RawLog
+
+log = structlog.get_logger("collector.evidence")
+
+#: How often the task takes what the ports handed in, s: bounds the pending
+#: memory to about a second of every line.
+FLUSH_S = 1.0
+
+#: A block is sealed (committed, chained) once it spans this long, s. Each
+#: block costs ~60 B of row, index and hash beside its body, so an idle
+#: port costs 144 blocks a day (≈ 9 KB); a power cut loses at most this
+#: long of each line's raw log (never a record).
+BLOCK_S = 600.0
+
+#: ... or once it holds this many bytes of entries (before compression): a
+#: busy line's block stays small enough to inflate and hash at once on the gateway.
+BLOCK_RAW_MAX = 64 * 1024
+
+#: Bytes the ports may hand in between two runs of the task: 32 ports at
+#: 9600 baud both ways carry ≈ 60 KB/s; 1 MiB is > 15 s of that.
+MAX_PENDING_BYTES = 1024 * 1024
+
+#: Sealed blocks kept while the file refuses them (disk full): ≈ 1 h of 32
+#: busy ports; beyond it the oldest go, counted.
+MAX_UNSTORED_BLOCKS = 256
+
+_DIRECTION = {"tx": TX, "rx": RX, "bus": BUS}
+
+Sealed = tuple[int, int, int, int, int, bytes]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class EvidenceRecorder:
+    """Every port's chunks into the raw log, off the read path."""
+
+    def __init__(self, rawlog: RawLog, *, block_s: float = BLOCK_S) -> None:
+        self.rawlog = rawlog
+        self.block_ms = int(block_s * 1000)
+        self._pending: list[tuple[int, int, int, bytes]] = []
+        self._pending_bytes = 0
+        self._builders: dict[int, BlockBuilder] = {}
+        self._unstored: list[Sealed] = []
+        #: Chunks dropped for a full pending buffer; sealed blocks dropped
+        #: while the file refused them; appends the file refused.
+        self.dropped_chunks = 0
+        self.lost_blocks = 0
+        self.append_errors = 0
+        self.last_error = ""
+
+    # -- the hot path: a port's callback --------------------------------------------
+
+    def feed(self, port: int, direction: str, data: bytes) -> None:
+        """``data`` written (``tx``), read (``rx``) or tapped (``bus``) on ``port``."""
+        if self._pending_bytes + len(data) > MAX_PENDING_BYTES:
+            self.dropped_chunks += 1
+            return
+        self._pending.append((_now_ms(), port, _DIRECTION[direction], bytes(data)))
+        self._pending_bytes += len(data)
+
+    # -- the task -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(FLUSH_S)
+                self.tick(_now_ms())
+        finally:
+            self.tick(_now_ms(), seal_all=True)  # a clean stop keeps the open blocks
+
+    def tick(self, now_ms: int, *, seal_all: bool = False) -> int:
+        """Take what the ports handed in; commit the blocks due. Blocks stored."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        builders = self._builders
+        for at_ms, port, direction, data in pending:
+            builder = builders.get(port)
+            if builder is None:
+                builder = builders[port] = BlockBuilder(port)
+            builder.add(at_ms, direction, data)
+            if builder.pending_bytes >= BLOCK_RAW_MAX:
+                self._seal(builder)
+        for builder in builders.values():
+            first = builder.first_ms
+            if first is not None and (seal_all or now_ms - first >= self.block_ms):
+                self._seal(builder)
+        return self._store()
+
+    def _seal(self, builder: BlockBuilder) -> None:
+        sealed = builder.seal()
+        if sealed is not None:
+            self._unstored.append(sealed)
+        if len(self._unstored) > MAX_UNSTORED_BLOCKS:
+            del self._unstored[0]
+            self.lost_blocks += 1
+
+    def _store(self) -> int:
+        if not self._unstored:
+            return 0
+        blocks = self._unstored
+        try:
+            self.rawlog.append(blocks)
+        except RawLogError as exc:
+            self.append_errors += 1
+            if str(exc) != self.last_error:
+                log.error("raw_log_refused", error=str(exc), blocks=len(blocks))
+            self.last_error = str(exc)
+            return 0
+        self._unstored = []
+        return len(blocks)
+
+    def flush(self) -> int:
+        """Everything handed in so far sealed and stored now (a stop; tests)."""
+        return self.tick(_now_ms(), seal_all=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "pending_bytes": self._pending_bytes,
+            "open_blocks": sum(not b.empty for b in self._builders.values()),
+            "unstored_blocks": len(self._unstored),
+            "blocks_stored": self.rawlog.appended,
+            "blocks_evicted": self.rawlog.evicted,
+            "dropped_chunks": self.dropped_chunks,
+            "lost_blocks": self.lost_blocks,
+            "append_errors": self.append_errors,
+        }
