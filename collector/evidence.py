@@ -5,7 +5,7 @@ which hands the chunk to :meth:`EvidenceRecorder.feed`: one tuple appended
 to a list, nothing else (the hot path pays an append; bench/evidence.py).
 One task (:meth:`EvidenceRecorder.run`) wakes every :data:`FLUSH_S`, moves
 what the ports handed in into each port's open block (runs of identical
-exchanges kept once, buffer/rawblocks.py) and commits the blocks that are
+exchanges kept once, the rest as deltas, buffer/rawblocks.py) and commits the blocks that are
 old or large enough, all in one transaction, like the store's writer
 (buffer/writer.py) between the ports' callbacks.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from buffer.rawblocks import BUS, RX, TX, BlockBuilder, RawLogError
+from buffer.rawblocks import BLOCK_ENTRIES_MAX, BUS, RX, TX, BlockBuilder, RawLogError
 from buffer.rawlog import RawLog
 
 log = structlog.get_logger("collector.evidence")
@@ -44,7 +44,7 @@ BLOCK_S = 600.0
 
 #: ... or once it holds this many bytes of entries (before compression): a
 #: busy line's block stays small enough to inflate and hash at once on the gateway.
-BLOCK_RAW_MAX = 64 * 1024
+BLOCK_RAW_MAX = BLOCK_ENTRIES_MAX
 
 #: Bytes the ports may hand in between two runs of the task: 32 ports at
 #: 9600 baud both ways carry ≈ 60 KB/s; 1 MiB is > 15 s of that.

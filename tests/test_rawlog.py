@@ -61,6 +61,26 @@ def test_a_block_reads_back_every_byte_in_order_and_keeps_runs_once() -> None:
     assert len(body) * 10 < raw
 
 
+def test_a_fuelling_line_is_kept_as_deltas_with_exact_times() -> None:
+    """Every answer new (a running volume), each one XOR the last of its shape."""
+    builder = BlockBuilder(1)
+    chunks = []
+    for n in range(2000):
+        at = 5_000 + n * 100 + n % 3
+        chunks.append((at, TX, POLL))
+        chunks.append((at + 14 + n % 2, RX, IDLE + (n * 37).to_bytes(4, "big") + bytes((n % 251,))))
+    for at, direction, data in chunks:
+        builder.add(at, direction, data)
+    sealed = builder.seal()
+    assert sealed is not None
+    back = list(expand(sealed[1], sealed[5]))
+    assert [(s.at_ms, s.direction, s.data) for s in back] == [
+        (at, "tx" if d == TX else "rx", data) for at, d, data in chunks
+    ]
+    assert not any(s.in_run for s in back)
+    assert len(sealed[5]) * 8 < sum(len(d) for _, _, d in chunks)
+
+
 def stored(path: Path, *, max_bytes: int = 1 << 30, keep_days: float = 30) -> RawLog:
     log = RawLog(path, sm3, max_bytes=max_bytes, keep_days=keep_days)
     for hour in range(6):
