@@ -10,7 +10,7 @@ the recorder's block builder (runs of identical exchanges once, zlib) into
 a real raw-log file; the figure is the file's pages in use at the end
 (after a checkpoint), per day.
 
-    .venv/bin/python -m bench.evidence [--hours 24] [--nozzles 2] [--sales 150]
+    .venv/bin/python -m bench.evidence [--hours 24] [--nozzles 2] [--sales 150] [--block-s 600]
 
 Prints one JSON line: line bytes, blocks, file bytes, bytes per day, the
 30-day × 32-port total, and the recorder's CPU per chunk.
@@ -41,7 +41,9 @@ GAP_S = 0.01  # the next step of an exchange (collector/port.py)
 ANSWER_S = 0.015  # the pump's turnaround, 9600 baud
 
 
-def simulate(hours: float, nozzles: int, sales: int, seed: int, path: Path) -> dict[str, object]:
+def simulate(
+    hours: float, nozzles: int, sales: int, seed: int, path: Path, block_s: float = BLOCK_S
+) -> dict[str, object]:
     rng = random.Random(seed)
     pump = PumpModel.create(1, nozzles, rng)
     responder = SinopecResponder([pump])
@@ -93,7 +95,7 @@ def simulate(hours: float, nozzles: int, sales: int, seed: int, path: Path) -> d
             if getattr(driver, "mid_exchange", False):
                 pause = GAP_S
         t0 = time.process_time()
-        if now - block_start >= BLOCK_S or builder.pending_bytes >= BLOCK_RAW_MAX:
+        if now - block_start >= block_s or builder.pending_bytes >= BLOCK_RAW_MAX:
             sealed = builder.seal()
             if sealed:
                 rawlog.append([sealed])
@@ -110,6 +112,7 @@ def simulate(hours: float, nozzles: int, sales: int, seed: int, path: Path) -> d
     per_day = on_flash * 24 / hours
     return {
         "hours": hours,
+        "block_s": block_s,
         "nozzles": nozzles,
         "sales_per_nozzle_day": sales,
         "sales_read": sold,
@@ -132,9 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nozzles", type=int, default=2)
     parser.add_argument("--sales", type=int, default=150, help="per nozzle per day")
     parser.add_argument("--seed", type=int, default=22)
+    parser.add_argument("--block-s", type=float, default=BLOCK_S, help="a block's span, s")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        result = simulate(args.hours, args.nozzles, args.sales, args.seed, Path(tmp) / "e.sqlite")
+        result = simulate(
+            args.hours, args.nozzles, args.sales, args.seed, Path(tmp) / "e.sqlite", args.block_s
+        )
     print(json.dumps(result))
     return 0
 

@@ -51,9 +51,11 @@ DIRECTIONS = ("tx", "rx", "bus")
 TX, RX, BUS, REPEAT, DELTA = 0, 1, 2, 3, 4
 
 #: Distinct exchanges a block remembers (their last place): beyond it the
-#: memory starts again (what is older is written in full once more). A
-#: 64-frame cycle of several pumps' polls and side queries is a few hundred.
-MAX_REMEMBERED = 4096
+#: memory starts again (what is older is written once more, as a delta).
+#: An idle Sinopec pump's 64-frame cycle with its side queries is ≈ 170;
+#: while it fuels every status is new, so this is also the memory's bound:
+#: ≈ 150 KB a port.
+MAX_REMEMBERED = 1024
 
 #: LZMA2, raw (no container: a block's header says what it is), preset 6
 #: with a dictionary of the block's bound (:data:`BLOCK_ENTRIES_MAX`).
