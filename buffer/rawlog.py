@@ -255,6 +255,16 @@ class RawLog:
             return PortEviction()
         return PortEviction(int(row[0]), int(row[1]), bytes(row[2]), row[3])
 
+    def period_bytes(self, port: int, from_ms: int, to_ms: int) -> int:
+        """Bytes of the bodies of the port's blocks that overlap the period
+        (what :meth:`blocks` would read, without reading it)."""
+        row = self._db.execute(
+            "SELECT coalesce(sum(length(body)), 0) FROM blocks"
+            " WHERE port = ? AND last_ms >= ? AND first_ms <= ?",
+            (port, from_ms, to_ms),
+        ).fetchone()
+        return int(row[0])
+
     def blocks(
         self, port: int, from_ms: int | None = None, to_ms: int | None = None
     ) -> Iterator[Block]:

@@ -89,12 +89,12 @@ def parts(
     rawlog: RawLog, port: int, protocol: str, from_ms: int, to_ms: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(summary, the reply parts) of a fetch; ValueError when too large."""
-    blocks = list(rawlog.blocks(port, from_ms, to_ms))
-    size = sum(len(b.body) for b in blocks)
+    size = rawlog.period_bytes(port, from_ms, to_ms)  # before reading any of it
     if size > MAX_FETCH_BYTES:
         raise ValueError(
             f"the period holds {size} bytes of raw log, more than {MAX_FETCH_BYTES}: ask for less"
         )
+    blocks = list(rawlog.blocks(port, from_ms, to_ms))
     top = head(rawlog, port, protocol, from_ms, to_ms, blocks)
     pieces: list[list[Block]] = [[]]
     used = 0
@@ -168,13 +168,16 @@ def to_ms_arg(value: object, to_ms: Callable[[str | int], int]) -> int:
 
 
 def export(rawlog: RawLog, port: int, protocol: str, from_ms: int, to_ms: int, out: TextIO) -> int:
-    """Write the period as an export (JSON lines); the blocks written."""
-    blocks = list(rawlog.blocks(port, from_ms, to_ms))
-    top = {"evidence": EXPORT_VERSION, **head(rawlog, port, protocol, from_ms, to_ms, blocks)}
-    out.write(json.dumps(top) + "\n")
-    for b in blocks:
+    """Write the period as an export (JSON lines), one block at a time; the
+    blocks written."""
+    first = next(rawlog.blocks(port, from_ms, to_ms), None)
+    top = head(rawlog, port, protocol, from_ms, to_ms, [] if first is None else [first])
+    out.write(json.dumps({"evidence": EXPORT_VERSION, **top}) + "\n")
+    written = 0
+    for b in rawlog.blocks(port, from_ms, to_ms):
         out.write(json.dumps(block_json(b)) + "\n")
-    return len(blocks)
+        written += 1
+    return written
 
 
 # ---------------------------------------------------------------- reading it back

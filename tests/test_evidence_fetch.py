@@ -24,6 +24,7 @@ import pytest
 
 from buffer.rawlog import RawLog, rawlog_path
 from collector import evidence as ev
+from collector import evidence_io
 from collector.evidence_io import decode_evidence, register_evidence_fetch
 from hil.dispenser.model import PumpModel
 from hil.dispenser.sinopec import SinopecResponder
@@ -103,10 +104,9 @@ def sold(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def test_evidence_fetch_gives_back_exactly_the_sales_of_the_period(
-    line: Any, tmp_path: Path
+    line: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rawlog, recorder, sales = line
-    key_file = tmp_path / "keys.toml"
     processor = c.CommandProcessor(
         device_id=DEV,
         platform_public=PLATFORM_PUB,
@@ -148,8 +148,18 @@ def test_evidence_fetch_gives_back_exactly_the_sales_of_the_period(
     )
     refused = asyncio.run(processor.handle(seal_command(bad, dev=DEV, kid=KID, key=KEY, seq=2)))
     assert refused is not None and refused["error"]["code"] == c.BAD_REQUEST
+    # A period past the bound is refused before any of it is read, its size named.
+    monkeypatch.setattr(evidence_io, "MAX_FETCH_BYTES", summary["bytes"] - 1)
+    again = command_body(
+        "evidence.fetch",
+        {"port": 1, "from": from_ms, "to": to_ms},
+        private=PLATFORM_PRIV,
+        public=PLATFORM_PUB,
+    )
+    large = asyncio.run(processor.handle(seal_command(again, dev=DEV, kid=KID, key=KEY, seq=3)))
+    assert large is not None and large["error"]["code"] == "TOO_LARGE"
+    assert f"holds {summary['bytes']} bytes" in large["error"]["message"]
     processor.replay.close()
-    del key_file
 
 
 def test_capture_export_then_decode_through_the_cli(line: Any, tmp_path: Path) -> None:
