@@ -125,7 +125,9 @@ class RawLog:
                 self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             else:
                 create_private(path)
-                self._db = sqlite3.connect(path, isolation_level=None)
+                # Written from the recorder's worker thread, one batch at a
+                # time under its lock (collector/evidence.py).
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 # Once a minute at most (collector/evidence.py), so the fsync costs nothing.
                 self._db.execute("PRAGMA synchronous=FULL")

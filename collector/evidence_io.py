@@ -126,7 +126,8 @@ def register_evidence_fetch(
 ) -> None:
     """``evidence.fetch`` ``{"port", "from", "to"}`` (epoch ms or ISO 8601
     with an offset): the open blocks are sealed first, so the period may
-    end now; the parts are replies of their own under the command's id."""
+    end now, and the period read, in the recorder's worker thread; the
+    parts are replies of their own under the command's id."""
     from buffer.outbox import to_ms as epoch_ms
     from uplink.commands import BAD_REQUEST, CommandError, current_command_id, reply_body
 
@@ -144,9 +145,10 @@ def register_evidence_fetch(
             raise CommandError(BAD_REQUEST, str(exc)) from None
         if to_ms < from_ms:
             raise CommandError(BAD_REQUEST, "to is before from")
-        recorder.flush()
         try:
-            summary, replies = parts(rawlog, port, protocols[port], from_ms, to_ms)
+            summary, replies = await recorder.sealed_then(
+                lambda: parts(rawlog, port, protocols[port], from_ms, to_ms), seal_all=True
+            )
         except ValueError as exc:
             raise CommandError("TOO_LARGE", str(exc)) from None
         command_id = current_command_id.get()
