@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +162,7 @@ class Collector:
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
         store.writer.on_commit = uplink.wake  # every new record: look at the store
+        self._evidence_alarms(store, uplink.wake)
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
         if self.config_path is not None:
             from collector.config_change import ConfigChanges
@@ -258,6 +259,19 @@ class Collector:
         recorder = EvidenceRecorder(rawlog)
         capture.evidence = recorder.feed
         return recorder
+
+    def _evidence_alarms(self, store: OrderStore, wake: Callable[[], None]) -> None:
+        """The raw log's EVIDENCE_FAULT into the store, like any alarm."""
+        from collector.alarm_store import store_alarm
+
+        if self.evidence is None:
+            return
+        tz = self.config.device.tzinfo
+
+        def alarm(raised: bool, detail: dict[str, Any]) -> None:
+            store_alarm(store, "store", "EVIDENCE_FAULT", raised, tz, detail, wake=wake)
+
+        self.evidence.on_alarm = alarm
 
     def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:
         """Platform commands, when the config names their keys."""

@@ -19,8 +19,11 @@ Bounded: what waits for the task is at most :data:`MAX_PENDING_BYTES`
 (beyond it a chunk is dropped and counted: ``dropped_chunks``); an open
 block is sealed at :data:`BLOCK_RAW_MAX`; sealed blocks the file refused
 (disk full) wait, at most :data:`MAX_UNSTORED_BLOCKS`, then the oldest are
-dropped and counted (``lost_blocks``). The raw log is evidence beside the
-records, never a record itself: a record is never held back for it.
+dropped and counted (``lost_blocks``). Any of these, or a refused append,
+raises ``EVIDENCE_FAULT`` (:attr:`EvidenceRecorder.on_alarm`, docs/alarms.md),
+cleared by the first turn after it that stores with nothing lost. The raw
+log is evidence beside the records, never a record itself: a record is
+never held back for it.
 
 Power loss costs at most the open blocks: :data:`BLOCK_S` of each line.
 """
@@ -91,6 +94,11 @@ class EvidenceRecorder:
         self.lost_blocks = 0
         self.append_errors = 0
         self.last_error = ""
+        #: ``(raised, detail)`` → the store (collector/daemon.py): EVIDENCE_FAULT.
+        self.on_alarm: Callable[[bool, dict[str, Any]], None] | None = None
+        self._faulty = False  # EVIDENCE_FAULT raised and not cleared
+        self._losses = (0, 0, 0)  # the counters at the last turn
+        self._refusing = False  # the last append was refused
         self._turn = asyncio.Lock()  # one batch at a time, in the order taken
         self._work_lock = threading.Lock()  # the builders and the file
 
@@ -111,6 +119,7 @@ class EvidenceRecorder:
             while True:
                 await asyncio.sleep(FLUSH_S)
                 await self.sealed_then(lambda: None)
+                self.report()
         finally:
             # A clean stop keeps the open blocks (waiting, on the loop, for a
             # batch a cancelled turn left in the thread).
@@ -130,6 +139,26 @@ class EvidenceRecorder:
                     return read()
 
             return await asyncio.to_thread(work)
+
+    def report(self) -> None:
+        """After a turn, on the loop: EVIDENCE_FAULT raised when anything was
+        lost or refused since the last turn, cleared by a clean turn."""
+        losses = (self.dropped_chunks, self.lost_blocks, self.append_errors)
+        lost_now = losses != self._losses
+        self._losses = losses
+        if self.on_alarm is None:
+            return
+        detail: dict[str, Any] = {
+            "dropped_chunks": self.dropped_chunks,
+            "lost_blocks": self.lost_blocks,
+            "append_errors": self.append_errors,
+        }
+        if lost_now and not self._faulty:
+            self._faulty = True
+            self.on_alarm(True, {**detail, "error": self.last_error or None})
+        elif not lost_now and self._faulty and not self._refusing and not self._unstored:
+            self._faulty = False
+            self.on_alarm(False, detail)
 
     def _take(self) -> Pending:
         pending, self._pending, self._pending_bytes = self._pending, [], 0
@@ -172,12 +201,14 @@ class EvidenceRecorder:
         try:
             self.rawlog.append(blocks)
         except RawLogError as exc:
+            self._refusing = True
             self.append_errors += 1
             if str(exc) != self.last_error:
                 log.error("raw_log_refused", error=str(exc), blocks=len(blocks))
             self.last_error = str(exc)
             return 0
         self._unstored = []
+        self._refusing = False
         return len(blocks)
 
     def flush(self) -> int:

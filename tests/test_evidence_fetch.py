@@ -205,3 +205,38 @@ def test_blocks_are_sealed_and_stored_off_the_event_loop(tmp_path: Path) -> None
     assert asyncio.run(turn())[1] == 1
     assert recorder.stats()["blocks_stored"] == 1 and recorder.stats()["pending_bytes"] == 0
     rawlog.close()
+
+
+def test_what_the_raw_log_loses_is_counted_and_alarmed_once_then_cleared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Errors are data: chunks dropped for a full buffer and appends the file
+    refuses raise EVIDENCE_FAULT once, with the counts; a clean turn clears it."""
+    rawlog = RawLog(tmp_path / "e.sqlite", sm3, max_bytes=1 << 30, keep_days=30)
+    recorder = ev.EvidenceRecorder(rawlog)
+    alarms: list[tuple[bool, dict[str, Any]]] = []
+    recorder.on_alarm = lambda raised, detail: alarms.append((raised, detail))
+    monkeypatch.setattr(ev, "MAX_PENDING_BYTES", 4)
+    for _ in range(3):
+        recorder.feed(1, "tx", b"\x01\x02\x03")  # the second and third do not fit
+    recorder.flush()
+    recorder.report()
+    assert alarms == [
+        (True, {"dropped_chunks": 2, "lost_blocks": 0, "append_errors": 0, "error": None})
+    ]
+    refuse = "INSERT INTO blocks"
+
+    def refusing(blocks: Any) -> int:
+        raise ev.RawLogError(f"{refuse}: disk I/O error")
+
+    monkeypatch.setattr(rawlog, "append", refusing)
+    recorder.feed(1, "tx", b"\x04")
+    recorder.flush()
+    recorder.report()  # still raised: one alarm per episode
+    assert len(alarms) == 1 and recorder.stats()["unstored_blocks"] == 1
+    monkeypatch.undo()
+    recorder.flush()  # the file takes them again
+    recorder.report()
+    assert alarms[1] == (False, {"dropped_chunks": 2, "lost_blocks": 0, "append_errors": 1})
+    assert [b.segments for b in rawlog.blocks(1)] == [1, 1]
+    rawlog.close()
