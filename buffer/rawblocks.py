@@ -43,7 +43,7 @@ CPU, ≈ 0.2 s per busy port-hour here (bench/evidence.py).
 from __future__ import annotations
 
 import lzma
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 #: Direction codes, as written in an entry's tag.
@@ -143,9 +143,9 @@ class BlockBuilder:
         self._out = bytearray()
         self._time = 0  # the time the last written entry ends on
         self._exchanges = 0  # exchanges the block holds so far
-        self._seen: dict[bytes, int] = {}  # exchange → its last place
+        self._seen: dict[tuple[int | bytes, ...], int] = {}  # exchange → its last place
         #: shape (directions and lengths) → the last exchange of it: place, segments
-        self._shapes: dict[tuple[tuple[int, int], ...], tuple[int, list[bytes]]] = {}
+        self._shapes: dict[tuple[int, ...], tuple[int, Sequence[bytes]]] = {}
         self._current: list[tuple[int, int, bytearray]] = []  # (direction, at_ms, data)
         self._run_place = -1  # the distance the pending run repeats
         self._run_count = 0
@@ -185,19 +185,24 @@ class BlockBuilder:
         start = current[0][1]
         # The bytes only: a segment's offset in its exchange is the line's
         # jitter (a read a millisecond later), not evidence of anything else.
-        key = b"".join(bytes((d,)) + len(data).to_bytes(4, "big") + data for d, _, data in current)
+        # Flat (direction, bytes, direction, bytes, …); a request and its
+        # answer, the common case, without a generator.
+        if len(current) == 2:
+            (d0, _, b0), (d1, _, b1) = current
+            key: tuple[int | bytes, ...] = (d0, bytes(b0), d1, bytes(b1))
+            shape: tuple[int, ...] = (d0, len(b0), d1, len(b1))
+        else:
+            key = tuple(x for d, _, data in current for x in (d, bytes(data)))
+            shape = tuple(x for d, _, data in current for x in (d, len(data)))
         self.segments += len(current)
         index = self._exchanges
         self._exchanges += 1
         seen = self._seen
         last = seen.get(key)
-        if len(seen) >= MAX_REMEMBERED and last is None:
-            seen.clear()
-            self._shapes.clear()
         seen[key] = index
-        shape = tuple((d, len(data)) for d, _, data in current)
-        reference = self._shapes.get(shape)
-        self._shapes[shape] = (index, [bytes(data) for _, _, data in current])
+        shapes = self._shapes
+        reference = shapes.get(shape)
+        shapes[shape] = (index, key[1::2])  # type: ignore[assignment]
         if last is not None:
             distance = index - last - 1
             if distance != self._run_place:
@@ -206,6 +211,11 @@ class BlockBuilder:
             self._run_count += 1
             self._run_last_ms = start
             return
+        if len(seen) > MAX_REMEMBERED:
+            seen.clear()
+            seen[key] = index
+            shapes.clear()
+            shapes[shape] = (index, key[1::2])  # type: ignore[assignment]
         self._write_run()
         out = self._out
         if reference is not None:

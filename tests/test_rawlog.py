@@ -10,7 +10,7 @@ import random
 import sqlite3
 from pathlib import Path
 
-from buffer.rawblocks import RX, TX, BlockBuilder, expand
+from buffer.rawblocks import BUS, RX, TX, BlockBuilder, expand
 from buffer.rawlog import RawLog, rawlog_path, verify_chain
 from collector.verify import EXIT_BROKEN, EXIT_OK, verify_rawlog
 from uplink.crypto import sm3
@@ -140,3 +140,22 @@ def test_eviction_is_oldest_first_counted_and_keeps_the_chain(tmp_path: Path) ->
     assert [verify_chain(small, p).broken for p in (1, 2)] == [None, None]
     assert sum(small.eviction(p).blocks for p in (1, 2)) == small.evicted
     small.close()
+
+
+def test_unanswered_polls_and_a_tapped_bus_read_back_too() -> None:
+    """Exchanges of one segment (a poll nobody answered, a tap's stream)
+    between exchanges of two, all in line order."""
+    chunks = []
+    for n in range(300):
+        at = 10_000 + n * 100
+        chunks.append((at, TX, POLL))  # unanswered: one segment
+        if n % 5 == 0:
+            chunks.append((at + 30, RX, IDLE))
+        chunks.append((at + 60, BUS, bytes((0xFA, n % 3))))
+    builder = BlockBuilder(4)
+    for at, direction, data in chunks:
+        builder.add(at, direction, data)
+    sealed = builder.seal()
+    assert sealed is not None
+    back = [(s.direction, s.data) for s in expand(sealed[1], sealed[5])]
+    assert back == [(("tx", "rx", "bus")[d], data) for _, d, data in chunks]
