@@ -210,8 +210,11 @@ class Collector:
             port.close()
         if self.evidence is not None:
             capture.evidence = None
-            self.evidence.flush()  # the open blocks: a clean stop keeps them
-            self.evidence.rawlog.close()
+            try:
+                self.evidence.flush()  # the open blocks: a clean stop keeps them
+                self.evidence.rawlog.close()
+            except Exception:  # evidence beside the records: the store closes whatever
+                log.exception("raw_log_close_failed")
             self.evidence = None
         # What the parts handed to the writer and it has not committed yet
         # (a port's last alarm, a command's reply): committed now, or said.

@@ -118,12 +118,20 @@ class EvidenceRecorder:
         try:
             while True:
                 await asyncio.sleep(FLUSH_S)
-                await self.sealed_then(lambda: None)
+                try:
+                    await self.sealed_then(lambda: None)
+                except Exception as exc:  # a bug here must not stop the collector
+                    log.exception("raw_log_turn_failed")
+                    self.append_errors += 1  # counted and alarmed like a refusal
+                    self.last_error = f"{type(exc).__name__}: {exc}"
                 self.report()
         finally:
             # A clean stop keeps the open blocks (waiting, on the loop, for a
             # batch a cancelled turn left in the thread).
-            self.tick(_now_ms(), seal_all=True)
+            try:
+                self.tick(_now_ms(), seal_all=True)
+            except Exception:
+                log.exception("raw_log_turn_failed")
 
     async def sealed_then(self, read: Callable[[], T], *, seal_all: bool = False) -> T:
         """Take what the ports handed in, commit the blocks due (all open

@@ -240,3 +240,45 @@ def test_what_the_raw_log_loses_is_counted_and_alarmed_once_then_cleared(
     assert alarms[1] == (False, {"dropped_chunks": 2, "lost_blocks": 0, "append_errors": 1})
     assert [b.segments for b in rawlog.blocks(1)] == [1, 1]
     rawlog.close()
+
+
+def test_a_failing_turn_is_alarmed_and_the_recorder_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in a turn must not stop the collector: counted, alarmed, and the
+    next turns run."""
+    rawlog = RawLog(tmp_path / "e.sqlite", sm3, max_bytes=1 << 30, keep_days=30)
+    recorder = ev.EvidenceRecorder(rawlog)
+    monkeypatch.setattr(ev, "FLUSH_S", 0)
+    turns: list[int] = []
+
+    def boom(pending: Any, now_ms: int, seal_all: bool) -> int:
+        turns.append(now_ms)
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(recorder, "_build", boom)
+
+    async def main() -> list[tuple[bool, dict[str, Any]]]:
+        alarms: list[tuple[bool, dict[str, Any]]] = []
+        raised = asyncio.Event()
+
+        def on_alarm(up: bool, detail: dict[str, Any]) -> None:
+            alarms.append((up, detail))
+            raised.set()
+
+        recorder.on_alarm = on_alarm
+        task = asyncio.create_task(recorder.run())
+        await asyncio.wait_for(raised.wait(), 5)
+        for _ in range(10_000):  # the task goes on turning (a thread hop yields to it)
+            if len(turns) >= 3:
+                break
+            await asyncio.to_thread(len, turns)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return alarms
+
+    alarms = asyncio.run(main())
+    assert alarms[0][0] is True and alarms[0][1]["error"] == "KeyError: 'a bug'"
+    assert len(turns) >= 4  # three turns and the stop's
+    rawlog.close()
