@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from collector import capture
 from collector.serialfd import LineSettings, open_line
 from collector.sink import PortSink, PortStats
 
@@ -93,6 +94,7 @@ class ListenPort:
                 self._failed.set_exception(ConnectionError(f"{self.line.device}: line closed"))
             return
         self.received += len(data)
+        capture.feed(self.number, "bus", data)
         if not self.parsing:
             return
         self.parsing = self.sink.parse_guarded(self.monitor.receive_bus, data, "TAP_PARSER_FAILED")

@@ -30,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from collector import capture
 from collector.serialfd import LineSettings, open_line
 from collector.sink import PortSink, PortStats
 from protocols.events import Event
@@ -160,6 +161,8 @@ class RelayPort:
             return
         src.received += len(data)
         self._forward(dst, data)
+        # After the forward: the dispenser's bytes are "rx", the POS's "tx".
+        capture.feed(self.number, "rx" if src is self._dispenser else "tx", data)
         if self.parsing:
             self._parse(parse, data)
 
