@@ -72,9 +72,11 @@ def vm_kb(pid: int) -> dict[str, int]:
     return out
 
 
-def start_collector(work: Path, config: Path, profile: Path | None) -> stack.Proc:
+def start_collector(
+    work: Path, config: Path, profile: Path | None, sets: list[str] | None = None
+) -> stack.Proc:
     if profile is None:
-        return stack.collector(work, config, [])
+        return stack.collector(work, config, sets or [])
     # A .pyisession file can be rendered again later (pyinstrument --load F).
     renderer = "pyisession" if profile.suffix == ".pyisession" else "text"
     argv = [
@@ -128,7 +130,7 @@ def run(mode: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         work / "station.toml", work, broker.port, PORTS,
         poll_interval_ms=args.poll_ms, idle_poll_interval_ms=args.idle_poll_ms,
     )  # fmt: skip
-    collector = start_collector(work, config, args.profile)
+    collector = start_collector(work, config, args.profile, args.sets)
     try:
         if mode == "soak":
             return soak(collector, receiver, args)
@@ -190,6 +192,10 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=30, help="soak: seconds before the steady RSS")
     p.add_argument("--profile", type=Path, help="run the collector under pyinstrument")
     p.add_argument("--json", action="store_true", help="(the output is one JSON object)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+        help="a config override (forecourt run --set), e.g. store.evidence_days=0",
+    )  # fmt: skip
     args = p.parse_args()
     if args.rate is None:
         args.rate = 0.05 if args.mode == "soak" else 0.5

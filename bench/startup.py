@@ -86,7 +86,9 @@ class NotifyListener:
         self.sock.close()
 
 
-def one_run(work: Path, ports: int, settle_s: float, env: dict[str, str]) -> dict[str, object]:
+def one_run(
+    work: Path, ports: int, settle_s: float, env: dict[str, str], sets: list[str] | None = None
+) -> dict[str, object]:
     broker = stack.Mosquitto(work / "broker")
     broker.start()
     sims = station.start_dispensers(work, ports, orders=0, rate=0.1)
@@ -98,7 +100,7 @@ def one_run(work: Path, ports: int, settle_s: float, env: dict[str, str]) -> dic
     os.environ.update(env, NOTIFY_SOCKET=str(listener.path))  # the collector's environment
     try:
         began = time.monotonic()
-        collector = stack.collector(work, config, [])
+        collector = stack.collector(work, config, sets or [])
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -141,18 +143,23 @@ def main() -> int:
         "--env", action="append", default=[], metavar="KEY=VALUE",
         help="set in the collector's environment, e.g. MALLOC_ARENA_MAX=2",
     )  # fmt: skip
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+        help="a config override (forecourt run --set), e.g. store.evidence_days=0",
+    )  # fmt: skip
     args = parser.parse_args()
     results = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(item.split("=", 1) for item in args.env)
-            result = one_run(Path(tmp), args.ports, args.settle, env)
+            result = one_run(Path(tmp), args.ports, args.settle, env, args.sets)
         if not args.json:
             print(json.dumps(result))
         results.append(result)
     keys = ["ready_s", *(f"{key}_kb" for key in STATUS_KEYS)]
     summary = {key: statistics.median(float(r[key]) for r in results) for key in keys}  # type: ignore[arg-type]
-    print(json.dumps({"median": summary, "runs": args.runs, "ports": args.ports, "env": args.env}))
+    meta = {"runs": args.runs, "ports": args.ports, "env": args.env, "set": args.sets}
+    print(json.dumps({"median": summary, **meta}))
     return 0
 
 

@@ -82,7 +82,13 @@ def _command(argv: list[str] | None) -> int:
         return _run(args.config, args.set)
     if args.command == "decode":
         from collector.tools.decode import main as decode_main
+        from collector.tools.decode import main_evidence
 
+        if args.evidence is not None:
+            return main_evidence(args.evidence, args.protocol)
+        if args.protocol is None or not args.bytes:
+            print(f"{PROG} decode: give --protocol and BYTES, or --evidence FILE", file=sys.stderr)
+            return EXIT_USAGE
         return decode_main(args.protocol, args.bytes)
     if args.command == "verify":
         return _verify(args.store, args.config)
@@ -135,13 +141,18 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     decode.add_argument(
         "--protocol",
-        required=True,
         choices=_Describable(),
         metavar="NAME",
-        help="one of: %(choices)s",
+        help="one of: %(choices)s (with --evidence: the export's own by default)",
     )
     decode.add_argument(
-        "bytes", nargs="+", metavar="BYTES", help="hex (FA 00 01 …), a TLS text frame, or -"
+        "--evidence",
+        type=Path,
+        metavar="FILE",
+        help="a raw-log export (forecourt capture export) or evidence.fetch parts, - for stdin",
+    )
+    decode.add_argument(
+        "bytes", nargs="*", metavar="BYTES", help="hex (FA 00 01 …), a TLS text frame, or -"
     )
     _add_verify(commands)
     techcli.register(commands)

@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.ota.upgrade import Ota
     from collector.remote.config_change import ConfigChanges
+    from collector.station.evidence import EvidenceRecorder
     from collector.station.gauge import GaugeTask
     from collector.station.gpio_inputs import PulseInputs
     from collector.station.listen import ListenPort
@@ -116,6 +117,7 @@ class Collector:
         self.uplink: Uplink | None = None
         self.seals: SealTask | None = None  # SPEC F3, when [[seals]] names any
         self.pulses: PulseInputs | None = None  # when [[pulses]] names any
+        self.evidence: EvidenceRecorder | None = None  # the raw log, when evidence_days > 0
         self._stop = asyncio.Event()
         self.restart_requested = False
         #: Failures the daemon caught and survived, by log event (each logged
@@ -159,9 +161,11 @@ class Collector:
         except StoreError as exc:
             raise StartError(f"store.path: {exc}") from None
         self._check_previous_stop(store)
+        self.evidence = self._open_evidence()
         nozzles = NozzleTable()
         uplink = self._make_uplink(store, nozzles, keys[cfg.uplink.kid])
         store.writer.on_commit = uplink.wake  # every new record: look at the store
+        self._evidence_alarms(store, uplink.wake)
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
         if self.config_path is not None:
             from collector.remote.config_change import ConfigChanges
@@ -205,10 +209,18 @@ class Collector:
         self._stop.set()
 
     def _close(self, store: OrderStore) -> None:
-        from collector.station import selfcheck
+        from collector.station import capture, selfcheck
 
         for port in self.ports:
             port.close()
+        if self.evidence is not None:
+            capture.evidence = None
+            try:
+                self.evidence.flush()  # the open blocks: a clean stop keeps them
+                self.evidence.rawlog.close()
+            except Exception:  # evidence beside the records: the store closes whatever
+                log.exception("raw_log_close_failed")
+            self.evidence = None
         # What the parts handed to the writer and it has not committed yet
         # (a port's last alarm, a command's reply): committed now, or said.
         if not store.writer.flush():
@@ -232,6 +244,43 @@ class Collector:
         store_alarm(store, "device", "UNCLEAN_STOP", True, self.config.device.tzinfo, detail)
         log.warning("unclean_previous_stop", previous_run_started_ms=previous)
 
+    def _open_evidence(self) -> EvidenceRecorder | None:
+        """The raw log beside the store and its recorder, fed by every port."""
+        from buffer.rawblocks import RawLogError
+        from buffer.rawlog import RawLog, rawlog_path
+        from collector.station import capture
+        from collector.station.evidence import EvidenceRecorder
+        from uplink.crypto import sm3
+
+        cfg = self.config.store
+        if not cfg.evidence_days:
+            return None
+        try:
+            rawlog = RawLog(
+                rawlog_path(cfg.path),
+                sm3,
+                max_bytes=cfg.evidence_max_bytes,
+                keep_days=cfg.evidence_days,
+            )
+        except RawLogError as exc:
+            raise StartError(f"store.evidence_days: {exc}") from None
+        recorder = EvidenceRecorder(rawlog)
+        capture.evidence = recorder.feed
+        return recorder
+
+    def _evidence_alarms(self, store: OrderStore, wake: Callable[[], None]) -> None:
+        """The raw log's EVIDENCE_FAULT into the store, like any alarm."""
+        from collector.station.alarm_store import store_alarm
+
+        if self.evidence is None:
+            return
+        tz = self.config.device.tzinfo
+
+        def alarm(raised: bool, detail: dict[str, Any]) -> None:
+            store_alarm(store, "store", "EVIDENCE_FAULT", raised, tz, detail, wake=wake)
+
+        self.evidence.on_alarm = alarm
+
     def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:
         """Platform commands, when the config names their keys."""
         from collector.remote.command_setup import setup_commands
@@ -241,6 +290,17 @@ class Collector:
         )
         if self.commands is not None and self.config_changes is not None:
             self.config_changes.register(self.commands)
+        if self.commands is not None and self.evidence is not None:
+            from collector.remote.command_setup import store_reply
+            from collector.station.evidence_io import register_evidence_fetch
+
+            register_evidence_fetch(
+                self.commands,
+                self.evidence.rawlog,
+                self.evidence,
+                {pc.number: pc.protocol for pc in self.config.ports},
+                lambda body: store_reply(store, uplink, body),
+            )
         from collector.ota.upgrade import setup_ota
 
         self.ota = setup_ota(
@@ -296,6 +356,8 @@ class Collector:
             # The store's writer first: every record of the others goes through it.
             tasks = [tg.create_task(store.writer.run())]
             tasks += [tg.create_task(self._supervise(p)) for p in self.ports]
+            if self.evidence is not None:
+                tasks.append(tg.create_task(self.evidence.run()))
             tasks.append(tg.create_task(uplink.run()))
             tasks.append(tg.create_task(make_line_check(self.config, self.ports, store).run()))
             if self.config.seals:

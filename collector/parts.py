@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from buffer.store import OrderStore
     from collector.device.clock import ClockSync
+    from collector.station.evidence import EvidenceRecorder
     from collector.station.gauge import GaugeTask
     from collector.station.gpio_inputs import PulseInputs
     from collector.station.lending import Lending
@@ -96,6 +97,9 @@ class Station(Protocol):
 
     @property
     def lending(self) -> Lending: ...
+
+    @property
+    def evidence(self) -> EvidenceRecorder | None: ...
 
 
 class LiveParts(Protocol):

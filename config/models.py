@@ -119,6 +119,12 @@ STORE_RETAIN_MAX = 100_000
 #: 64 GiB: past the largest storage a gateway carries; the disk fills first
 #: (STORE_FULL) and the cap never binds.
 STORE_MAX_BYTES_MAX = 64 * 1024**3
+#: The raw log (buffer/rawlog.py): 1 MiB holds an idle port's weeks, the
+#: smallest budget that means anything; 16 GiB is past any gateway's storage.
+EVIDENCE_MAX_BYTES_MIN = 1024 * 1024
+EVIDENCE_MAX_BYTES_MAX = 16 * 1024**3
+#: Days of raw log: 0 is off; a year is past any inspection window.
+EVIDENCE_DAYS_MAX = 366
 
 
 class DeviceConfig(DeviceDerived, BaseModel):
@@ -168,6 +174,14 @@ class StoreConfig(BaseModel):
     max_bytes: Annotated[int, Field(ge=STORE_MAX_BYTES_MIN, le=STORE_MAX_BYTES_MAX)] = (
         100 * 1024 * 1024
     )
+    #: Days the raw bytes of every dispenser line are kept (buffer/rawlog.py,
+    #: ``<store>.evidence.sqlite``; ``evidence.fetch``); 0: no raw log.
+    evidence_days: Annotated[int, Field(ge=0, le=EVIDENCE_DAYS_MAX)] = 30
+    #: Bytes of raw-log pages in use; past it (or past ``evidence_days``) the
+    #: oldest blocks go first, counted per port (docs/store.md "Raw log").
+    evidence_max_bytes: Annotated[
+        int, Field(ge=EVIDENCE_MAX_BYTES_MIN, le=EVIDENCE_MAX_BYTES_MAX)
+    ] = 64 * 1024 * 1024
 
 
 #: A unit price in yuan/L: fuel sells for about 5–10; 1 000 is a typo at any

@@ -232,6 +232,8 @@ def test_demo_validates() -> None:
         "max_records": 250_000,
         "retain_per_nozzle": 2000,
         "max_bytes": 100 * 1024 * 1024,
+        "evidence_days": 30,
+        "evidence_max_bytes": 64 * 1024 * 1024,
     }
     uplink = {k: dumped["uplink"][k] for k in ("host", "port", "keys_file", "kid")}
     assert uplink == {

@@ -331,3 +331,37 @@ def test_junk_never_starves_a_valid_command_and_unreadable_bodies_are_answered(
     logged = [line["kind"] for line in lines if line["event"] == "command_refused"]
     assert sorted(logged) == ["BAD_ENVELOPE", "BAD_REQUEST"], "one line per code a minute"
     assert refused["lines"] == 2
+
+
+def test_evidence_fetch_gives_back_the_line_the_orders_came_from(box: Box) -> None:
+    """``evidence.fetch`` through the broker: the parts (replies under the
+    command's id, sealed like every message) decode, chain intact, to exactly
+    the orders the platform received from that port in the period."""
+    from collector.station.evidence_io import decode_evidence
+
+    start_ms = time.time_ns() // 1_000_000 - 1000
+    box.start_collector()
+    rx = box.receiver
+    orders = [x["record"] for x in rx.wait_lines(lambda line: line.get("type") == "order", 6, 60)]
+    command = box.signed(
+        "evidence.fetch", {"port": 1, "from": start_ms, "to": time.time_ns() // 1_000_000}
+    )
+    box.send(command)
+
+    def of_command(line: dict[str, Any]) -> bool:
+        return line.get("type") == "reply" and line["record"]["id"] == command["id"]
+
+    (done,) = rx.wait_lines(lambda x: of_command(x) and "parts" in x["record"]["result"], 1, 30)
+    summary = done["record"]["result"]
+    parts = [
+        x["record"] for x in rx.snapshot() if of_command(x) and "evidence" in x["record"]["result"]
+    ]
+    assert summary["parts"] == len(parts) >= 1, summary
+    status, lines = decode_evidence([json.dumps(p) for p in parts], None)
+    assert status == 0 and lines[0]["chain"] == "ok", lines[0]
+    read = {
+        (x["values"]["order_no"], x["values"]["amount"])
+        for x in lines
+        if x.get("message") == "record"
+    }
+    assert read == {(o["order_no"], o["amount"]) for o in orders}

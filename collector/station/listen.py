@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from collector.device.serialfd import LineSettings, open_line
+from collector.station import capture
 from collector.station.sink import PortSink, PortStats
 
 log = structlog.get_logger("collector.station.listen")
@@ -93,6 +94,7 @@ class ListenPort:
                 self._failed.set_exception(ConnectionError(f"{self.line.device}: line closed"))
             return
         self.received += len(data)
+        capture.feed(self.number, "bus", data)
         if not self.parsing:
             return
         self.parsing = self.sink.parse_guarded(self.monitor.receive_bus, data, "TAP_PARSER_FAILED")

@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 
 from collector.device.serialfd import LineSettings, open_line
+from collector.station import capture
 from collector.station.sink import PortSink, PortStats
 from protocols.events import Event
 
@@ -160,6 +161,8 @@ class RelayPort:
             return
         src.received += len(data)
         self._forward(dst, data)
+        # After the forward: the dispenser's bytes are "rx", the POS's "tx".
+        capture.feed(self.number, "rx" if src is self._dispenser else "tx", data)
         if self.parsing:
             self._parse(parse, data)
 

@@ -241,6 +241,9 @@ async def q_status(c: Station, request: dict[str, Any]) -> dict[str, Any]:
         "gauge_online": None if c.gauge is None else c.gauge.online,
         "seals": {} if c.seals is None else c.seals.watch.states(),  # SPEC F3
         "pulses": {} if c.pulses is None else c.pulses.states(),
+        # The raw log (collector/station/evidence.py): blocks stored and evicted, chunks
+        # dropped for a full buffer, blocks lost while the file refused them.
+        "evidence": None if c.evidence is None else c.evidence.stats(),
         # Deny-listed packages loaded (collector/tools/footprint.py): none expected.
         "heavy_modules": footprint.heavy_modules(),
         # Failures caught and survived, by log event (each logged with its traceback).

@@ -3,7 +3,9 @@
 Technicians paste what a serial sniffer showed; tests use it too. Input is
 hex (``FA 00 01 …``, ``fa0001…``, ``0xFA,0x00``), or for the tank gauge the
 frame as text with ``\\x01`` / ``\\x03`` escapes; ``-`` reads standard input.
-Each frame found becomes one JSON line with its raw fields and scaled
+``--evidence FILE`` reads a raw-log export (``forecourt capture export``) or
+the parts of an ``evidence.fetch`` instead (collector/station/evidence_io.py). Each
+frame found becomes one JSON line with its raw fields and scaled
 values; each rejected stretch one line saying why. Exit status 1 when
 anything was rejected, 2 when the input itself cannot be read.
 """
@@ -14,6 +16,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 _HEX_NOISE = re.compile(r"0x|[\s,:;\-]", re.IGNORECASE)
@@ -69,6 +72,24 @@ def decode(protocol: str, pieces: Sequence[str]) -> tuple[int, list[dict[str, An
 
 def main(protocol: str, pieces: Sequence[str]) -> int:
     status, lines = decode(protocol, pieces)
+    for line in lines:
+        print(json.dumps(line, ensure_ascii=False))
+    return status
+
+
+def main_evidence(path: Path, protocol: str | None) -> int:
+    """``forecourt decode --evidence FILE``: the chain, then every frame."""
+    from collector.station.evidence_io import decode_evidence
+
+    try:
+        if str(path) == "-":
+            status, lines = decode_evidence(sys.stdin, protocol)
+        else:
+            with path.open(encoding="utf-8") as f:
+                status, lines = decode_evidence(f, protocol)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(json.dumps({"ok": False, "error": "input", "detail": f"{path}: {exc}"}))
+        return 2
     for line in lines:
         print(json.dumps(line, ensure_ascii=False))
     return status

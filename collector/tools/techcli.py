@@ -61,9 +61,17 @@ def register(commands: Any) -> None:
             p.add_argument("--nozzle", help="one nozzle key, e.g. 1-1-1")
             p.add_argument("--since", help="committed at or after (ISO date/time, local)")
             p.add_argument("--limit", type=int, default=20)
-    cap = commands.add_parser("capture", parents=[common], help="raw frames of one port")
-    cap.add_argument("port", type=int, metavar="PORT")
+    cap = commands.add_parser(
+        "capture",
+        parents=[common],
+        help="raw frames of one port, live; or `capture export`: the raw log of a period",
+    )
+    cap.add_argument("port", metavar="PORT|export")
     cap.add_argument("--seconds", type=_capture_seconds, default=5.0)
+    cap.add_argument("--port", dest="export_port", type=int, metavar="N", help="export: the port")
+    cap.add_argument("--from", dest="export_from", metavar="TIME", help="export: ISO date/time")
+    cap.add_argument("--to", dest="export_to", metavar="TIME", help="export: ISO date/time")
+    cap.add_argument("--out", type=Path, metavar="FILE", help="export: file (default stdout)")
     exp = commands.add_parser("export", parents=[common], help="orders as CSV or JSON lines")
     exp.add_argument("--since", help="ISO date/time (local)")
     exp.add_argument("--until", help="ISO date/time (local), exclusive")
@@ -114,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         asks_socket = args.command in (*COMMANDS, "capture")
         if isinstance(exc, PermissionError) and asks_socket:
             args.unreadable = f"{args.config}: {_why(exc)}"
-        elif args.store is None or (args.socket is None and args.command != "export"):
+        elif args.store is None or (args.socket is None and not _store_only(args)):
             print(f"forecourt: {args.config}: {_why(exc)}", file=sys.stderr)
             return EXIT_USAGE
         raw = {}
@@ -123,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, OverflowError) as exc:  # a --since / --until that is no ISO date
         print(f"forecourt: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _store_only(args: argparse.Namespace) -> bool:
+    """Commands that read the store's files only (no socket, no config)."""
+    return args.command == "export" or (args.command == "capture" and args.port == "export")
 
 
 def _why(exc: Exception) -> str:
@@ -147,6 +160,15 @@ def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
         from collector.tools.export import export
 
         return export(store, _ms(args.since), _ms(args.until), args.format, sys.stdout)
+    if args.command == "capture" and args.port == "export":
+        return _capture_export(args, raw, store)
+    if args.command == "capture":
+        if not args.port.isdigit():
+            print(
+                f"forecourt capture: PORT is a number, or `export`: {args.port!r}", file=sys.stderr
+            )
+            return EXIT_USAGE
+        args.port = int(args.port)
     if args.command == "selftest":
         from collector.tools.selftest import selftest
 
@@ -170,6 +192,49 @@ def _dispatch(args: argparse.Namespace, raw: dict[str, Any]) -> int:
         _show_uplink(reply["data"], station_tz(raw))
         return EXIT_OK
     _show(args.command, reply["data"], args.json)
+    return EXIT_OK
+
+
+def _capture_export(args: argparse.Namespace, raw: dict[str, Any], store: str | None) -> int:
+    """``capture export --port N --from … --to …``: the raw log of a period
+    (read-only, beside the store: the daemon may run or not)."""
+    from buffer.rawblocks import RawLogError
+    from buffer.rawlog import RawLog, rawlog_path
+    from collector.station.evidence_io import export
+    from uplink.crypto import sm3
+
+    if args.export_port is None or args.export_from is None or args.export_to is None:
+        print("forecourt capture export: give --port, --from and --to", file=sys.stderr)
+        return EXIT_USAGE
+    if store is None:
+        print("forecourt capture export: no store path (--store or [store] path)", file=sys.stderr)
+        return EXIT_USAGE
+    ports = raw.get("ports")
+    protocol = (
+        next((str(p.get("protocol")) for p in ports if p.get("number") == args.export_port), "")
+        if isinstance(ports, list)
+        else ""
+    )
+    path = rawlog_path(Path(store))
+    if not path.is_file():
+        print(f"forecourt: {path}: no raw log", file=sys.stderr)
+        return EXIT_STORE
+    try:
+        rawlog = RawLog(path, sm3, max_bytes=0, keep_days=0, readonly=True)
+    except RawLogError as exc:
+        print(f"forecourt: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    from_ms, to_ms = _ms(args.export_from), _ms(args.export_to)
+    assert from_ms is not None and to_ms is not None
+    try:
+        if args.out is None:
+            written = export(rawlog, args.export_port, protocol, from_ms, to_ms, sys.stdout)
+        else:
+            with args.out.open("w", encoding="utf-8") as out:
+                written = export(rawlog, args.export_port, protocol, from_ms, to_ms, out)
+    finally:
+        rawlog.close()
+    print(f"port {args.export_port}: {written} blocks", file=sys.stderr)
     return EXIT_OK
 
 

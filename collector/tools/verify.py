@@ -5,7 +5,9 @@ works beside a running daemon thanks to WAL). For every nozzle it checks, in
 nseq order: each order's ``h`` is the SM3 of its body (records.chain), each
 ``prev`` is the previous ``h``, nseq rises by exactly one, and the indexed
 columns (``nseq``, ``h``) agree with the body. It prints the first break per
-nozzle — e.g. a row edited by hand with the sqlite3 shell.
+nozzle — e.g. a row edited by hand with the sqlite3 shell. The raw log
+beside the store (buffer/rawlog.py), when there is one, is checked the same
+way: each port's block chain, from what eviction left.
 
 Exit status (docs/cli.md): 0 every chain intact, 1 at least one break,
 2 usage (an invalid config), 4 the store cannot be read (no such file, not a
@@ -97,4 +99,33 @@ def verify_store(path: Path, out: TextIO, err: TextIO) -> int:
         print(f"{nozzle}: {counts[nozzle]} orders: {state}", file=out)
     total = sum(counts.values())
     print(f"{path}: {total} orders on {len(counts)} nozzles, {len(breaks)} broken", file=out)
-    return EXIT_BROKEN if breaks else EXIT_OK
+    raw_status = verify_rawlog(path, out, err)
+    return EXIT_BROKEN if breaks else raw_status
+
+
+def verify_rawlog(store_path: Path, out: TextIO, err: TextIO) -> int:
+    """The raw log beside the store, when there is one: each port's block
+    chain (buffer/rawlog.py), and what eviction took, counted."""
+    from buffer.rawblocks import RawLogError
+    from buffer.rawlog import RawLog, rawlog_path, verify_chain
+    from uplink.crypto import sm3
+
+    path = rawlog_path(store_path)
+    if not path.is_file():
+        return EXIT_OK
+    try:
+        rawlog = RawLog(path, sm3, max_bytes=0, keep_days=0, readonly=True)
+        try:
+            reports = [verify_chain(rawlog, port) for port in rawlog.ports()]
+        finally:
+            rawlog.close()
+    except (RawLogError, sqlite3.Error) as exc:
+        print(f"{path}: cannot read the raw log: {exc}", file=err)
+        return EXIT_STORE
+    for r in reports:
+        state = f"BROKEN at {r.broken}" if r.broken else "ok"
+        evicted = f"{r.evicted.blocks} evicted ({r.evicted.size} bytes)"
+        print(f"raw log port {r.port}: {r.blocks} blocks, {evicted}: {state}", file=out)
+    broken = sum(r.broken is not None for r in reports)
+    print(f"{path}: {len(reports)} ports, {broken} broken", file=out)
+    return EXIT_BROKEN if broken else EXIT_OK
