@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 APT    := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends
-PACKAGES := collector protocols buffer uplink config hil
+PACKAGES := collector protocols buffer uplink config records hil
 
 .PHONY: demo test lint deps system-deps clean bench bench-quick bench-docs cluster-test cluster-deps \
 	gateway gateway-torture gateway-measure gateway-deps

@@ -1,5 +1,5 @@
-"""CPU cost of the link against the books per frame (collector/books.py,
-collector/reconcile.py), on a busy Sinopec relay.
+"""CPU cost of the link against the books per frame (collector/station/books.py,
+collector/station/reconcile.py), on a busy Sinopec relay.
 
     .venv/bin/python bench/books.py [--minutes 60] [--sale-every-s 2] [--short] [--json]
 
@@ -39,10 +39,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from buffer.store import OrderStore
-from collector.books import PortBooks
-from collector.nozzles import NozzleTable
-from collector.reconcile import BooksSettings
-from collector.sink import PortSink
+from collector.station.books import PortBooks
+from collector.station.nozzles import NozzleTable
+from collector.station.reconcile import BooksSettings
+from collector.station.sink import PortSink
 from protocols.events import Sale
 from protocols.sinopec.framer import Frame, encode_frame
 from protocols.sinopec.messages import (

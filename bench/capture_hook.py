@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import timeit
 
-from collector import capture
+from collector.station import capture
 
 CALLS = 1_000_000
 FRAME = bytes.fromhex("fa0001")

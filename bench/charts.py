@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from collector import storeview
+from collector.tools import storeview
 from hil import day
 
 
@@ -50,7 +50,7 @@ def render(path: Path, renders: int) -> dict[str, Any]:
     db = storeview.open_readonly(path)
     db.execute("SELECT count(*) FROM records WHERE sent_ms IS NULL").fetchone()
     before = rss_kb()
-    from collector.history import History, history_path
+    from collector.tools.history import History, history_path
     from collector.web.chart_views import ChartsView
 
     view = ChartsView(tz, History(history_path(path)))

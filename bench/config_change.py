@@ -4,8 +4,8 @@
 
 Plan: read the file, merge the patch, validate (pydantic, the loader's one
 path), compare with the running config, write the TOML text — in this
-process, and as the daemon does it: in a ``python -m collector.config_plan``
-child (collector/config_plan.py; a fresh interpreter each time). Switch: the
+process, and as the daemon does it: in a ``python -m collector.remote.config_plan``
+child (collector/remote/config_plan.py; a fresh interpreter each time). Switch: the
 three atomic writes (``.prev``, marker, config; each fsynced with its
 directory) and removing the marker, on the file system of a temporary dir.
 """
@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from collector import config_files as files
-from collector.config_plan import in_child
-from collector.config_rules import plan_set
+from collector.remote import config_files as files
+from collector.remote.config_plan import in_child
+from collector.remote.config_rules import plan_set
 from config.handoff import views_of
 from config.loader import load_config, read_toml
 from config.toml_write import dumps

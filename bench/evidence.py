@@ -29,7 +29,7 @@ from pathlib import Path
 
 from buffer.rawblocks import RX, TX, BlockBuilder
 from buffer.rawlog import RawLog
-from collector.evidence import BLOCK_RAW_MAX, BLOCK_S
+from collector.station.evidence import BLOCK_RAW_MAX, BLOCK_S
 from hil.dispenser.model import PumpModel
 from hil.dispenser.sinopec import SinopecResponder
 from protocols.events import Sale
@@ -37,7 +37,7 @@ from protocols.sinopec.driver import SinopecPoller
 from uplink.crypto import sm3
 
 POLL_S = 0.1  # the arithmetic: a Sinopec port polled every 100 ms
-GAP_S = 0.01  # the next step of an exchange (collector/port.py)
+GAP_S = 0.01  # the next step of an exchange (collector/station/port.py)
 ANSWER_S = 0.015  # the pump's turnaround, 9600 baud
 
 

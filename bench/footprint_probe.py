@@ -150,7 +150,7 @@ def _profile_until_ready(out: Path) -> None:
     """pyinstrument from here to READY=1 (the daemon's half of start-up), as text."""
     from pyinstrument import Profiler
 
-    from collector import sdnotify
+    from collector.device import sdnotify
 
     profiler = Profiler(interval=0.0005)
     profiler.start()

@@ -3,7 +3,7 @@
 Started by bench/readpath.py as ``python bench/readpath_probe.py run …`` with
 READPATH_REPORT set (the output JSON path). The daemon is the real one
 (collector.cli.main, after the same validate-and-exec step, exec'ing this
-probe again); before it starts, :meth:`collector.port.PollPort._readable`
+probe again); before it starts, :meth:`collector.station.port.PollPort._readable`
 (the loop callback a byte from the dispenser runs in: read, parse, and
 whatever the sink does with the events) is wrapped to measure its wall time
 with ``perf_counter_ns``; so are the store writer's steps between callbacks
@@ -81,7 +81,7 @@ def _summary(samples: array) -> dict[str, object]:
 def _instrument(report: Path) -> None:
     from buffer.store import OrderStore
     from buffer.writer import RecordWriter
-    from collector.port import PollPort
+    from collector.station.port import PollPort
 
     callbacks = _timed(PollPort, "_readable")
     commits = _timed(RecordWriter, "commit_once")

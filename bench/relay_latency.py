@@ -41,10 +41,10 @@ def pty_pair() -> tuple[int, int, str]:
 
 def run_relay(dispenser_dev: str, pos_dev: str, db: str) -> None:
     from buffer.store import OrderStore
-    from collector.nozzles import NozzleTable
-    from collector.relay import RelayPort
-    from collector.serialfd import LineSettings
-    from collector.sink import PortSink
+    from collector.device.serialfd import LineSettings
+    from collector.station.nozzles import NozzleTable
+    from collector.station.relay import RelayPort
+    from collector.station.sink import PortSink
     from protocols import load_monitor
 
     store = OrderStore(Path(db))

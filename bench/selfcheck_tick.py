@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from collector import logs
-from collector.linecheck import LineWatch, Sample
-from collector.seals import SealSpec, SealWatch, read_seal
+from collector.station.linecheck import LineWatch, Sample
+from collector.station.seals import SealSpec, SealWatch, read_seal
 
 
 def line_tick_us(ports: int, rounds: int) -> float:

@@ -13,7 +13,7 @@ systemd's would (``Type=notify``). Measured:
 - ``started_s``: exec → the ``started`` log line (just after READY=1);
 - VmRSS / VmHWM / RssAnon / RssFile after ``--settle`` seconds of idle
   polling with the uplink connected (goal: RSS ≤ 40 MB, READY ≤ 1 s);
-- ``heavy_so``: which extension modules of the deny-list (collector/footprint.py)
+- ``heavy_so``: which extension modules of the deny-list (collector/tools/footprint.py)
   are mapped into the daemon (/proc/<pid>/maps).
 
 Prints one JSON line per run and a summary line of medians.

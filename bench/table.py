@@ -6,7 +6,7 @@ per bench, keyed by step name) into figure | measured | goal | met lines,
 :func:`markdown` / :func:`text` render them, and :func:`replace_block`
 puts a rendered block between the markers of docs/performance.md.
 
-Goals are the ones the earlier issues set (#3, #4, #6, #10) and detect's. A bench that
+Goals are the product card's, the specification's and detect's (docs/performance.md). A bench that
 failed or was not run gives its lines with ``met`` = ERROR, never a guess.
 """
 

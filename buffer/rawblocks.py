@@ -62,7 +62,7 @@ MAX_REMEMBERED = 1024
 FILTERS = ({"id": lzma.FILTER_LZMA2, "preset": 6, "dict_size": 64 * 1024},)
 
 #: Bytes of entries a block holds before the recorder seals it
-#: (collector/evidence.py: ``BLOCK_RAW_MAX``), the dictionary's reach.
+#: (collector/station/evidence.py: ``BLOCK_RAW_MAX``), the dictionary's reach.
 BLOCK_ENTRIES_MAX = 64 * 1024
 
 #: Chunks of one direction this close in time are one segment (a frame the

@@ -4,7 +4,7 @@ What a port's line carried — both directions, timestamped — is the
 transaction flow of any period, recoverable after the fact: a regulator who
 doubts an order asks for the bytes it came from (``evidence.fetch``,
 ``forecourt capture export``). This module is the file; the recorder that
-feeds it from the ports is collector/evidence.py.
+feeds it from the ports is collector/station/evidence.py.
 
 **Size.** A Sinopec port polled every 100 ms carries ≈ 200 B/s, ≈ 17 MB a
 day; 32 ports ≈ 550 MB a day, more than the gateway's whole flash. Idle
@@ -126,10 +126,10 @@ class RawLog:
             else:
                 create_private(path)
                 # Written from the recorder's worker thread, one batch at a
-                # time under its lock (collector/evidence.py).
+                # time under its lock (collector/station/evidence.py).
                 self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
-                # Once a minute at most (collector/evidence.py), so the fsync costs nothing.
+                # Once a minute at most (collector/station/evidence.py), so the fsync costs nothing.
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.execute("PRAGMA busy_timeout=200")
                 self._db.execute("BEGIN IMMEDIATE")

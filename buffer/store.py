@@ -40,9 +40,9 @@ from buffer.eviction import SIZE_CHECK_EVERY, EvictionSteps
 from buffer.outbox import LOCAL_SENT_MS, StoredRecord, _now_ms
 from buffer.queries import StoreQueries
 from buffer.schema import StoreError, _Corrupt, _Transaction, move_aside, open_store
-from uplink.chain import GENESIS, HASH_EXCLUDED
-from uplink.crypto import sm3_hex
-from uplink.envelope import canonical_json
+from records.canonical import canonical_json
+from records.chain import GENESIS, HASH_EXCLUDED
+from records.sm3 import sm3_hex
 
 if TYPE_CHECKING:
     from buffer.writer import RecordWriter
@@ -285,7 +285,7 @@ class OrderStore(EvictionSteps, StoreQueries):
         record = {k: v for k, v in item.fields.items() if k not in HASH_EXCLUDED}
         record.update(rid=f"{nozzle}:{nseq}", nozzle=nozzle, nseq=nseq, prev=last[1])
         # One serialisation for both the hash and the stored body: h is
-        # SM3(canonical JSON without h) (uplink/chain.py record_hash), and the
+        # SM3(canonical JSON without h) (records/chain.py record_hash), and the
         # body is that text with h appended — valid JSON, parsed by every reader.
         # Stored compact (buffer/codec.py): h and prev as 32 bytes each, the
         # hashed text deflated with prev cut out; to_text() puts both back.
@@ -431,7 +431,7 @@ class OrderStore(EvictionSteps, StoreQueries):
         # Two evictions can commit in one millisecond: each alarm is its own
         # record (a BUFFER_OVERFLOW count dropped as a "duplicate" would make
         # the loss silent), so a taken rid moves to the next free millisecond
-        # (as collector/sink.py bumps its rids: the documented rid form holds).
+        # (as collector/station/sink.py bumps its rids: the documented rid form holds).
         attempts = 1 if rid is not None else STORE_ALARM_RID_ATTEMPTS
         for attempt in range(attempts):
             this = rid or f"store:{code}:raised:{now + attempt}"

@@ -46,15 +46,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
 from buffer.commits import Item, NewRecord, Outcome, Result
 from buffer.schema import StoreError
-
-if TYPE_CHECKING:
-    from buffer.store import OrderStore
 
 log = structlog.get_logger("buffer.writer")
 
@@ -106,10 +103,22 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+class Committing(Protocol):
+    """What the writer needs of the store (buffer/store.py ``OrderStore``):
+    one transaction of items, one eviction step, and where its failures count."""
+
+    eviction_errors: int
+    last_eviction_error: str
+
+    def commit(self, items: Sequence[Item]) -> list[Outcome]: ...
+
+    def evict_step(self) -> bool: ...
+
+
 class RecordWriter:
     """Queue records, commit them in batches, retry what the store refused."""
 
-    def __init__(self, store: OrderStore, *, max_queued: int = MAX_QUEUED) -> None:
+    def __init__(self, store: Committing, *, max_queued: int = MAX_QUEUED) -> None:
         self.store = store
         self.max_queued = max_queued
         #: Called after each commit that stored something new (the uplink's wake).

@@ -1,4 +1,13 @@
-"""The collector daemon: supervisor, port tasks, nozzle model, CLI."""
+"""The collector daemon, in rooms (docs/architecture.md).
+
+The top layer: the builders here make the parts from the config and run
+them (daemon.py, assembly.py, cli.py); the rooms hold the parts, each
+importing only its own rank and below: device/ (the box), station/ (the
+data path from a line to the store), remote/ and ota/ (what the platform
+changes), tools/ and web/ (what a technician uses). logs.py, retry.py and
+parts.py are shared by every room. May import every layer below (records/,
+protocols/, config/, buffer/, uplink/), never hil/.
+"""
 
 from __future__ import annotations
 

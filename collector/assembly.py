@@ -17,16 +17,16 @@ from config.view import ConfigView
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
-    from collector.edge import EdgeSettings
-    from collector.gauge import GaugeTask
-    from collector.gpio_inputs import PulseInputs
-    from collector.leds import LedTask
-    from collector.linecheck import LineCheckTask
-    from collector.listen import ListenPort
-    from collector.nozzles import NozzleTable
-    from collector.port import PollPort
-    from collector.relay import RelayPort
-    from collector.seals import SealTask
+    from collector.device.leds import LedTask
+    from collector.station.edge import EdgeSettings
+    from collector.station.gauge import GaugeTask
+    from collector.station.gpio_inputs import PulseInputs
+    from collector.station.linecheck import LineCheckTask
+    from collector.station.listen import ListenPort
+    from collector.station.nozzles import NozzleTable
+    from collector.station.port import PollPort
+    from collector.station.relay import RelayPort
+    from collector.station.seals import SealTask
     from config.models import Config, PortConfig
     from uplink.mqtt import Uplink, UplinkSettings
 
@@ -86,9 +86,9 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
     and ``[wetstock]``."""
     from decimal import Decimal
 
-    from collector.gauge import GaugeSettings, GaugeTask
-    from collector.gauge_records import GaugeState
-    from collector.wetstock import Wetstock, WetstockSettings
+    from collector.station.gauge import GaugeSettings, GaugeTask
+    from collector.station.gauge_records import GaugeState
+    from collector.station.wetstock import Wetstock, WetstockSettings
 
     g, w = cfg.gauge, cfg.wetstock
 
@@ -129,25 +129,6 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
     state = GaugeState(wetstock, {t.number: t.grade for t in cfg.tanks}, tz)
     nozzles = {t.number: t.nozzles for t in cfg.tanks}
     return GaugeTask(settings, state, store, nozzles, tz, on_commit)
-
-
-def make_edge(cfg: Config) -> EdgeSettings:
-    """The edge checks' settings from ``[edge]`` (SPEC A2, A10; plausibility)."""
-    from collector.edge import EdgeSettings
-
-    e = cfg.edge
-    return EdgeSettings(
-        price_floors={g: Decimal(str(p)) for g, p in e.price_floors.items()},
-        amount_tolerance=Decimal(str(e.amount_tolerance)),
-        price_ceilings={g: Decimal(str(p)) for g, p in e.price_ceilings.items()},
-        price_max=Decimal(str(e.price_max)),
-        max_flow_l_per_min=Decimal(str(e.max_flow_l_per_min)),
-        longest_fill_s=e.longest_fill_s,
-        pump_clock_skew_s=e.pump_clock_skew_s,
-        held_sale_max_age_s=e.held_sale_max_age_s,
-        grades=frozenset(e.grades),
-        zero_sale_protocols=frozenset(e.zero_sale_protocols),
-    )
 
 
 def make_uplink_settings(cfg: Config, key: bytes) -> UplinkSettings:
@@ -203,8 +184,8 @@ def make_port(
     edge: EdgeSettings,
 ) -> Port:
     """The port object for ``pc.mode``: poll master, relay or listening tap."""
-    from collector.serialfd import RS485, LineSettings
-    from collector.sink import PortSink
+    from collector.device.serialfd import RS485, LineSettings
+    from collector.station.sink import PortSink
 
     tz = cfg.device.tzinfo
     rs485 = None
@@ -212,7 +193,7 @@ def make_port(
         rs485 = RS485(pc.rs485_rts_on_send, pc.rs485_delay_before_ms, pc.rs485_delay_after_ms)
     line = LineSettings(pc.device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits, rs485)
     if pc.mode == "poll":
-        from collector.port import PollPort
+        from collector.station.port import PollPort
 
         return PollPort(
             number=pc.number,
@@ -246,25 +227,25 @@ def make_port(
     monitor = make_monitor(pc, tz)
     sink.books = make_books(cfg, sink, monitor)
     if pc.mode == "relay":
-        from collector.relay import RelayPort
+        from collector.station.relay import RelayPort
 
         assert pc.pos_device is not None  # the config requires it
         pos = LineSettings(pc.pos_device, pc.baudrate, pc.bytesize, pc.parity, pc.stopbits, rs485)
         return RelayPort(number=pc.number, dispenser=line, pos=pos, monitor=monitor, sink=sink)
-    from collector.listen import ListenPort
+    from collector.station.listen import ListenPort
 
     return ListenPort(number=pc.number, line=line, monitor=monitor, sink=sink)
 
 
 def make_books(cfg: Config, sink: Any, monitor: Any) -> Any:
-    """The port's reconciliation with the POS (collector/books.py) when ``[books]``
+    """The port's reconciliation with the POS (collector/station/books.py) when ``[books]``
     is enabled and the protocol's monitor sees the POS's side (``master_frames``:
     Sinopec, Censtar; docs/brands.md says which families do); else None."""
     books = cfg.books
     if not books.enabled or not hasattr(monitor, "master_frames"):
         return None
-    from collector.books import PortBooks
-    from collector.reconcile import BooksSettings
+    from collector.station.books import PortBooks
+    from collector.station.reconcile import BooksSettings
 
     settings = BooksSettings(
         confirm_within_s=books.confirm_within_s,
@@ -277,8 +258,8 @@ def make_books(cfg: Config, sink: Any, monitor: Any) -> Any:
 
 def make_line_check(cfg: Config, ports: Sequence[Port], store: OrderStore) -> LineCheckTask:
     """LINE_SILENT / LINE_REWIRED for every port (SPEC F1)."""
-    from collector.linecheck import REWIRED_CODE, SILENT_CODE, LineCheckTask, LineWatch
-    from collector.selfcheck import alarm_raised
+    from collector.station.linecheck import REWIRED_CODE, SILENT_CODE, LineCheckTask, LineWatch
+    from collector.station.selfcheck import alarm_raised
 
     by_number = {pc.number: pc for pc in cfg.ports}
     watches = []
@@ -301,7 +282,7 @@ def make_line_check(cfg: Config, ports: Sequence[Port], store: OrderStore) -> Li
 
 def make_seals(cfg: Config, store: OrderStore, uplink: Uplink) -> SealTask:
     """The seal task for ``[[seals]]`` (SPEC F3)."""
-    from collector.seals import SealSpec, SealTask
+    from collector.station.seals import SealSpec, SealTask
 
     specs = [
         SealSpec(s.name, s.dispenser, s.value, s.intact_level, s.poll_ms / 1000) for s in cfg.seals
@@ -314,7 +295,7 @@ def make_pulses(
 ) -> PulseInputs:
     """The pulse and nozzle-switch inputs of ``[[pulses]]``, each port with a
     nozzle among them asking them about its sales (the sink's second source)."""
-    from collector.gpio_inputs import PulseInputs, pulse_settings
+    from collector.station.gpio_inputs import PulseInputs, pulse_settings
 
     pulses = PulseInputs(
         [pulse_settings(p) for p in cfg.pulses], store, cfg.device.tzinfo, uplink.wake
@@ -330,7 +311,7 @@ def make_leds(
     cfg: Config, ports: Sequence[Port], store_ok: Callable[[], bool], uplink: Uplink
 ) -> LedTask | None:
     """The run / network LED task when ``[leds]`` names any (SPEC D12)."""
-    from collector.leds import Health, LedTask, SysfsLed
+    from collector.device.leds import Health, LedTask, SysfsLed
 
     leds = cfg.leds
     if leds.run is None and leds.network is None:

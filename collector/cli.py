@@ -5,14 +5,14 @@ inside the subcommands that need them, so ``--version`` and usage errors
 answer at once on a 300 MHz gateway.
 
 ``config check`` and ``run`` validate in one step: the models, then what the
-config names outside itself (collector/config_env.py) — what ``check``
+config names outside itself (collector/remote/config_env.py) — what ``check``
 accepts, ``run`` can use.
 
 Exit status (docs/cli.md, one table for every command): 0 ok, 1 the daemon
 could not start (its own line), 2 bad usage or an invalid config (one
 ``key.path: reason`` line per error), 70 an internal error (one line, never
 a traceback), 75 a clean stop to be started again; the technician commands
-add theirs (collector/techcli.py).
+add theirs (collector/tools/techcli.py).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _command(argv: list[str] | None) -> int:
-    from collector import techcli
+    from collector.tools import techcli
 
     parser, config_parser = _parser()
     try:
@@ -81,8 +81,8 @@ def _command(argv: list[str] | None) -> int:
     if args.command == "run":
         return _run(args.config, args.set)
     if args.command == "decode":
-        from collector.decode import main as decode_main
-        from collector.decode import main_evidence
+        from collector.tools.decode import main as decode_main
+        from collector.tools.decode import main_evidence
 
         if args.evidence is not None:
             return main_evidence(args.evidence, args.protocol)
@@ -106,7 +106,7 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The top-level parser and the ``config`` one (for its help)."""
     import argparse
 
-    from collector import techcli
+    from collector.tools import techcli
 
     class _VersionAction(argparse.Action):
         """``--version``, looked up only when asked (importlib.metadata is ≈ 10 ms)."""
@@ -190,7 +190,7 @@ def _add_verify(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _verify(store: Path | None, config_path: Path | None) -> int:
-    from collector.verify import verify_store
+    from collector.tools.verify import verify_store
 
     if store is None:
         assert config_path is not None  # argparse: one of the two is required
@@ -203,30 +203,14 @@ def _verify(store: Path | None, config_path: Path | None) -> int:
 
 def _load(path: Path, overrides: Sequence[str], out: TextIO) -> Config | None:
     """The validated config, or None after printing one line per error to ``out``."""
-    errors = _errors(path, overrides)
+    from collector.remote.config_env import config_errors
+
+    errors = config_errors(path, overrides)
     if isinstance(errors, list):
         for line in errors:
             print(line, file=out)
         return None
     return errors
-
-
-def _errors(path: Path, overrides: Sequence[str], raw: bytes | None = None) -> Config | list[str]:
-    """The config if a start can use it, else its ``key.path: reason`` lines:
-    the models first, then what it names outside itself (files, devices, the
-    store) — only once the models accept it, as those checks read its values.
-    ``raw``: the file's bytes when already read (validated as they are)."""
-    from collector.config_env import check_environment
-    from config.loader import ConfigError, config_from_data, load_config, parse_toml_bytes
-
-    try:
-        if raw is None:
-            config = load_config(path, overrides)
-        else:
-            config = config_from_data(parse_toml_bytes(raw, path), overrides)
-    except ConfigError as exc:
-        return exc.errors
-    return check_environment(config) or config
 
 
 def _config_check(path: Path, overrides: Sequence[str]) -> int:
@@ -242,7 +226,7 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
     The daemon gets the validated config's views through an fd and never
     imports pydantic (≈ 18 MB, ≈ 150 ms: docs/performance.md, "Footprint").
     """
-    from collector.config_files import settle_at_start
+    from collector.remote.config_files import settle_at_start
 
     # Before the file is read: a config.set cut short by a stop, or whose
     # confirm window passed while the box was off, is finished or undone.
@@ -272,13 +256,15 @@ def _run(path: Path, overrides: Sequence[str]) -> int:
     if payload is not None:
         # The file is the one validated before; what it names (key files, the
         # store, devices) may have changed since: checked at every start.
-        from collector.config_env import check_environment
+        from collector.remote.config_env import check_environment
 
         problems = check_environment(cast("Config", views_of_payload(payload)))
         if problems:
             return _refuse_start(path, problems)
     else:
-        config = _errors(path, overrides, raw)
+        from collector.remote.config_env import config_errors
+
+        config = config_errors(path, overrides, raw)
         if isinstance(config, list):
             return _refuse_start(path, config)
         payload = payload_of(config, version())
@@ -291,7 +277,7 @@ def _refuse_start(path: Path, lines: Sequence[str]) -> int:
     """A config a start cannot use: its lines on stderr (the journal)."""
     for line in lines:
         print(line, file=sys.stderr)
-    from collector.config_change import revert_failed_start
+    from collector.remote.config_change import revert_failed_start
 
     # A config.set whose config cannot start is undone now (exit 75: the
     # unit starts the previous one), not left to fail until its deadline.

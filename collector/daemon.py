@@ -5,7 +5,7 @@ Start-up order is the data path's order: keys, store, ports, then
 uplink. Keys and store that cannot be used stop the start with one clear
 line on stderr naming the config key and exit status 1 — a collector that
 silently runs without its store collects nothing. ``forecourt run``
-checked them before the exec (collector/cli.py, collector/config_env.py),
+checked them before the exec (collector/cli.py, collector/remote/config_env.py),
 so this is a file changed in between. A port whose line cannot be opened
 does not stop the others: it starts offline, alarmed, and is retried.
 
@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from collector import logs, sdnotify, version, watchdog
+from collector import logs, version
 from collector.assembly import (
-    make_edge,
     make_gauge,
     make_leds,
     make_line_check,
@@ -39,22 +38,24 @@ from collector.assembly import (
     make_seals,
     make_uplink_settings,
 )
-from collector.lending import Lending
+from collector.device import sdnotify, watchdog
+from collector.parts import StartError
 from collector.retry import Retry
+from collector.station.lending import Lending
 from config.filemodes import DAEMON_UMASK
 
 if TYPE_CHECKING:
     from buffer.store import OrderStore
-    from collector.config_change import ConfigChanges
-    from collector.evidence import EvidenceRecorder
-    from collector.gauge import GaugeTask
-    from collector.gpio_inputs import PulseInputs
-    from collector.listen import ListenPort
-    from collector.nozzles import NozzleTable
     from collector.ota.upgrade import Ota
-    from collector.port import PollPort
-    from collector.relay import RelayPort
-    from collector.seals import SealTask
+    from collector.remote.config_change import ConfigChanges
+    from collector.station.evidence import EvidenceRecorder
+    from collector.station.gauge import GaugeTask
+    from collector.station.gpio_inputs import PulseInputs
+    from collector.station.listen import ListenPort
+    from collector.station.nozzles import NozzleTable
+    from collector.station.port import PollPort
+    from collector.station.relay import RelayPort
+    from collector.station.seals import SealTask
     from config.models import Config
     from uplink.commands import CommandProcessor
     from uplink.mqtt import Uplink
@@ -74,10 +75,6 @@ PORT_RETRY_MIN_S, PORT_RETRY_MAX_S = 0.5, 10.0
 EXIT_RESTART = 75
 
 
-class StartError(Exception):
-    """Start-up cannot continue; ``str()`` is the one line a technician reads."""
-
-
 def run_daemon(
     config: Config, config_path: Path | None = None, overrides: Sequence[str] = ()
 ) -> int:
@@ -89,7 +86,7 @@ def run_daemon(
         return asyncio.run(Collector(config, config_path, overrides).main())
     except StartError as exc:
         print(f"forecourt: cannot start: {exc}", file=sys.stderr)
-        from collector.config_change import revert_failed_start
+        from collector.remote.config_change import revert_failed_start
 
         # A config.set that cannot start is undone now, not at its deadline.
         if config_path is not None and revert_failed_start(config_path, str(exc)):
@@ -109,12 +106,12 @@ class Collector:
         self.config_changes: ConfigChanges | None = None
         self.started = time.monotonic()
         self.ports: list[Port] = []
-        #: Poll lines lent to the web page's detect (collector/lending.py).
+        #: Poll lines lent to the web page's detect (collector/station/lending.py).
         self.lending = Lending()
         self.gauge: GaugeTask | None = None
         self.commands: CommandProcessor | None = None
         self.ota: Ota | None = None  # signed upgrades (collector/ota/, docs/upgrade.md)
-        # Live parts the control socket reads (collector/control.py).
+        # Live parts the control socket reads (collector/tools/control.py).
         self.store: OrderStore | None = None
         self.nozzles: NozzleTable | None = None
         self.uplink: Uplink | None = None
@@ -126,7 +123,7 @@ class Collector:
         #: Failures the daemon caught and survived, by log event (each logged
         #: with its traceback): ``forecourt status`` shows them.
         self.errors: dict[str, int] = {}
-        from collector.clock import ClockSync
+        from collector.device.clock import ClockSync
 
         self.clock = ClockSync(
             step_threshold_ms=config.clock.step_threshold_ms,
@@ -136,7 +133,7 @@ class Collector:
     async def main(self) -> int:
         from buffer.capacity import CapacityPolicy
         from buffer.store import OrderStore, StoreError
-        from collector.nozzles import NozzleTable
+        from collector.station.nozzles import NozzleTable
         from uplink.keys import KeyFileError, check_owner_only, load_keys
 
         cfg = self.config
@@ -171,7 +168,7 @@ class Collector:
         self._evidence_alarms(store, uplink.wake)
         self.store, self.nozzles, self.uplink = store, nozzles, uplink
         if self.config_path is not None:
-            from collector.config_change import ConfigChanges
+            from collector.remote.config_change import ConfigChanges
 
             self.config_changes = ConfigChanges(self, self.config_path, self.overrides)
         try:
@@ -212,7 +209,7 @@ class Collector:
         self._stop.set()
 
     def _close(self, store: OrderStore) -> None:
-        from collector import capture, selfcheck
+        from collector.station import capture, selfcheck
 
         for port in self.ports:
             port.close()
@@ -233,8 +230,8 @@ class Collector:
 
     def _check_previous_stop(self, store: OrderStore) -> None:
         """F1: an UNCLEAN_STOP alarm when the last run ended without stopping."""
-        from collector import selfcheck
-        from collector.alarm_store import store_alarm
+        from collector.station import selfcheck
+        from collector.station.alarm_store import store_alarm
 
         try:
             previous = selfcheck.begin_run(store.path)
@@ -251,8 +248,8 @@ class Collector:
         """The raw log beside the store and its recorder, fed by every port."""
         from buffer.rawblocks import RawLogError
         from buffer.rawlog import RawLog, rawlog_path
-        from collector import capture
-        from collector.evidence import EvidenceRecorder
+        from collector.station import capture
+        from collector.station.evidence import EvidenceRecorder
         from uplink.crypto import sm3
 
         cfg = self.config.store
@@ -273,7 +270,7 @@ class Collector:
 
     def _evidence_alarms(self, store: OrderStore, wake: Callable[[], None]) -> None:
         """The raw log's EVIDENCE_FAULT into the store, like any alarm."""
-        from collector.alarm_store import store_alarm
+        from collector.station.alarm_store import store_alarm
 
         if self.evidence is None:
             return
@@ -286,7 +283,7 @@ class Collector:
 
     def _setup_commands(self, store: OrderStore, uplink: Uplink, keys: dict[str, bytes]) -> None:
         """Platform commands, when the config names their keys."""
-        from collector.command_setup import setup_commands
+        from collector.remote.command_setup import setup_commands
 
         self.commands = setup_commands(
             self.config, store, uplink, keys, self.clock, self.request_restart, lambda: self.config
@@ -294,8 +291,8 @@ class Collector:
         if self.commands is not None and self.config_changes is not None:
             self.config_changes.register(self.commands)
         if self.commands is not None and self.evidence is not None:
-            from collector.command_setup import store_reply
-            from collector.evidence_io import register_evidence_fetch
+            from collector.remote.command_setup import store_reply
+            from collector.station.evidence_io import register_evidence_fetch
 
             register_evidence_fetch(
                 self.commands,
@@ -315,7 +312,7 @@ class Collector:
 
         settings = make_uplink_settings(self.config, key)
         uplink = Uplink(settings, store, lambda: self.heartbeat(store, nozzles))
-        from collector.link_alarms import hook_link_alarms
+        from collector.station.link_alarms import hook_link_alarms
 
         hook_link_alarms(uplink, store, self.config.device.tzinfo)
         return uplink
@@ -331,8 +328,10 @@ class Collector:
         settings (a wrong parity, a rate or RS-485 mode the adapter lacks:
         the technician fixes the config; the others collect meanwhile).
         """
+        from collector.station.edge import EdgeSettings
+
         cfg = self.config
-        edge = make_edge(cfg)
+        edge = EdgeSettings.from_config(cfg)
         for pc in cfg.ports:
             port = make_port(cfg, pc, store, nozzles, uplink, edge)
             self.ports.append(port)
@@ -389,7 +388,7 @@ class Collector:
 
     async def _control(self) -> None:
         """The technician CLI's socket; a failure never stops collecting."""
-        from collector import control
+        from collector.tools import control
 
         try:
             await control.serve(self, self.config.control.socket)
@@ -425,7 +424,7 @@ class Collector:
                 port.stats.online = True
                 port.sink.port_link(True)
                 if not await self.lending.run(port.number, port.run()):
-                    port.close()  # lent (collector/lending.py): no backoff, no failure
+                    port.close()  # lent (collector/station/lending.py): no backoff, no failure
                     continue
             except (OSError, ConnectionError) as exc:
                 port.stats.online = False

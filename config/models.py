@@ -162,7 +162,7 @@ class StoreConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     #: The SQLite file (SPEC D4, D6). TOML gives a string: allow str → Path.
-    #: An existing file must be one of our stores (collector/config_env.py).
+    #: An existing file must be one of our stores (collector/remote/config_env.py).
     path: FilePath
     #: Total records kept (every kind), sized for 30 days of a busy station
     #: (SPEC A9; arithmetic in docs/store.md). Above it acknowledged records go
@@ -210,7 +210,7 @@ _Prices = Annotated[
 
 class EdgeConfig(BaseModel):
     """Edge checks on every order (SPEC A1, A2, A7, A10, and the plausibility
-    rules; collector/edge.py, docs/alarms.md). The plausibility defaults pass
+    rules; collector/station/edge.py, docs/alarms.md). The plausibility defaults pass
     any real station; each is a default to configure for the station's own."""
 
     model_config = _MODEL_CONFIG
@@ -264,14 +264,14 @@ class EdgeConfig(BaseModel):
 
 
 #: A week: a POS that has not confirmed a sale in a week never will; longer
-#: would only hold more sales open in memory (collector/reconcile.py bounds them).
+#: would only hold more sales open in memory (collector/station/reconcile.py bounds them).
 BOOKS_TIMEOUT_MAX_S = 604_800.0
-#: Under a second is below the reconciliation's tick (collector/books.py).
+#: Under a second is below the reconciliation's tick (collector/station/books.py).
 BOOKS_TIMEOUT_MIN_S = 1.0
 
 
 class BooksConfig(BaseModel):
-    """The link against the books on relay and listen ports (collector/reconcile.py;
+    """The link against the books on relay and listen ports (collector/station/reconcile.py;
     the rules in docs/alarms.md)."""
 
     model_config = _MODEL_CONFIG
@@ -306,7 +306,7 @@ CLOCK_THRESHOLD_MAX_MS = 86_400_000
 
 
 class ClockConfig(BaseModel):
-    """``time.sync`` (SPEC D16; collector/clock.py)."""
+    """``time.sync`` (SPEC D16; collector/device/clock.py)."""
 
     model_config = _MODEL_CONFIG
 
@@ -321,7 +321,7 @@ class ClockConfig(BaseModel):
 class LedsConfig(BaseModel):
     """Run and network LEDs (SPEC D12): directories of /sys/class/leds.
 
-    Absent: no LED is driven. Patterns: collector/leds.py."""
+    Absent: no LED is driven. Patterns: collector/device/leds.py."""
 
     model_config = _MODEL_CONFIG
 
@@ -341,7 +341,7 @@ MAX_SEALS = 128
 
 
 class SealConfig(BaseModel):
-    """One smart lead seal (SPEC F3; collector/seals.py): a digital input."""
+    """One smart lead seal (SPEC F3; collector/station/seals.py): a digital input."""
 
     model_config = _MODEL_CONFIG
 
@@ -437,7 +437,7 @@ UNIX_SOCKET_PATH_MAX_BYTES = 107
 
 
 class ControlConfig(BaseModel):
-    """The technician CLI's unix socket (collector/control.py)."""
+    """The technician CLI's unix socket (collector/tools/control.py)."""
 
     model_config = _MODEL_CONFIG
 

@@ -2,8 +2,8 @@
 
 Part of the config schema (config/models.py re-exports every name here; the
 cross-table check that each nozzle belongs to a polled pump is there).
-What the collector does with them: collector/pulse_check.py (the rules),
-collector/gpio_inputs.py (the lines), docs/alarms.md (codes, thresholds).
+What the collector does with them: collector/station/pulse_check.py (the rules),
+collector/station/gpio_inputs.py (the lines), docs/alarms.md (codes, thresholds).
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ BAUDRATES = (1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400, 57600, 115200)
 #: be sent; above 10 s an order's end is no longer "real time" (SPEC D2).
 TIMING_MIN_MS, TIMING_MAX_MS = 20, 10_000
 
-#: Line self-check thresholds, seconds (SPEC F1; collector/linecheck.py has
+#: Line self-check thresholds, seconds (SPEC F1; collector/station/linecheck.py has
 #: the defaults and why): below 1 s a poll port's idle pace (1 s) would look
 #: silent; a window under 2 s holds too few frames to judge a protocol; an
 #: hour is the longest anything here may wait.
@@ -89,7 +89,7 @@ class PortConfig(BaseModel):
     ]
     #: Nozzles of each pump, numbered 1..this. A report of another number
     #: creates no nozzle: NOZZLE_UNKNOWN on the pump, a sale stored on the
-    #: pump's own chain (collector/sink.py, docs/alarms.md). 16: more than any
+    #: pump's own chain (collector/station/sink.py, docs/alarms.md). 16: more than any
     #: dispenser's side carries; set the real count.
     nozzles: Annotated[int, Field(ge=1, le=NOZZLES_PER_PUMP_MAX)] = 16
     poll_interval_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 200
@@ -109,7 +109,7 @@ class PortConfig(BaseModel):
     rs485_delay_after_ms: Annotated[int, Field(ge=0, le=RS485_DELAY_MAX_MS)] = 0
     response_timeout_ms: Annotated[int, Field(ge=TIMING_MIN_MS, le=TIMING_MAX_MS)] = 300
     #: LINE_SILENT after this long without a byte from the dispenser side on a
-    #: line that had traffic (SPEC F1; collector/linecheck.py).
+    #: line that had traffic (SPEC F1; collector/station/linecheck.py).
     line_silent_after_s: Annotated[float, Field(ge=LINE_CHECK_MIN_S, le=LINE_CHECK_MAX_S)] = 10.0
     #: Window of the LINE_REWIRED checks: another protocol's bytes, or only
     #: unconfigured pumps' frames, for this long (SPEC F1).

@@ -24,7 +24,7 @@ from config.models_base import (
 )
 from config.models_ports import OFFLINE_AFTER_MAX, OFFLINE_AFTER_MIN, PortConfig
 
-#: Nozzle keys as the collector builds them (collector/records.py): port,
+#: Nozzle keys as the collector builds them (collector/station/records.py): port,
 #: bus address, nozzle — ``p01.a1.n2``.
 NOZZLE_KEY_PATTERN = re.compile(r"^p\d{2}\.a\d{1,2}\.n\d{1,2}$")
 #: TLS device numbers ``TT`` are two digits, 01..99 (00 means "all").

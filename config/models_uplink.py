@@ -177,7 +177,7 @@ class UplinkConfig(UplinkDerived, BaseModel):
     #: UTF-8 takes up to 4 bytes a character: this many always fit the 16 bits.
     username: Annotated[str, Field(max_length=MQTT_STRING_MAX_BYTES // 4)] | None = None
     password: SecretStr | None = None
-    #: The SM4 key file; it must load and hold ``kid`` (collector/config_env.py).
+    #: The SM4 key file; it must load and hold ``kid`` (collector/remote/config_env.py).
     keys_file: FilePath
     kid: Annotated[str, Field(min_length=1, max_length=KID_MAX_CHARS)]
     zip: Literal["deflate", "none"] = "deflate"

@@ -46,7 +46,7 @@ def open_raw(path: Path) -> int:
 async def amain(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     pos, pump = open_raw(args.pos), open_raw(args.pump)
-    from collector.serialfd import applied
+    from collector.device.serialfd import applied
 
     line = applied(pump)
     tap = PtyLink(args.tap, Uart(line.baudrate, line.parity, line.bytesize, line.stopbits))

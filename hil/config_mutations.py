@@ -320,7 +320,7 @@ def judge(station: Station, example: Path, path: _Path, value: Any) -> tuple[boo
     must start to READY=1, answer on its control socket and stop with 0."""
     import contextlib
 
-    from collector.cli import _errors
+    from collector.remote.config_env import config_errors
     from config.toml_write import dumps
 
     example.mkdir(parents=True)
@@ -328,7 +328,7 @@ def judge(station: Station, example: Path, path: _Path, value: Any) -> tuple[boo
     config = example / "station.toml"
     config.write_text(dumps(data))
     with contextlib.chdir(example):  # relative paths: where the daemon runs
-        checked = _errors(config, [])  # what ``forecourt config check`` runs
+        checked = config_errors(config, [])  # what ``forecourt config check`` runs
     if isinstance(checked, list):
         return False, "; ".join(refusal_problems(checked, path)) or None
     sock = checked.control.socket

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from buffer.store import OrderStore
-from collector.history import History, history_path
+from collector.tools.history import History, history_path
 
 TANK_EVERY_MIN = 10
 TANKS = (1, 2, 3)

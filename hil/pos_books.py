@@ -1,5 +1,5 @@
 """How the simulated POS books the sales it reads: the faults that the
-collector's reconciliation (collector/reconcile.py) must find.
+collector's reconciliation (collector/station/reconcile.py) must find.
 
 - ``skip_every`` N: every Nth sale the POS reads (in order of first read) is
   not confirmed for ``skip_for_s``; the pump offers it again meanwhile (its

@@ -47,8 +47,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
+from protocols.bcd import bcd_encode
 from protocols.dart.framer import SEQ_MASK, Frame, FrameDecoder, encode_frame
-from protocols.dart.messages import PRICE_BCD, bcd_encode
+from protocols.dart.messages import PRICE_BCD
 from protocols.dart.monitor import CD1_COMMANDS
 from protocols.dart.pumpstate import ADR_OFFSET
 from protocols.events import Event, NozzleStatus, Sale

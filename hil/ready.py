@@ -81,7 +81,7 @@ def _ready(listener: socket.socket, proc: subprocess.Popen[bytes]) -> str | None
 
 def _answers(path: str, proc: subprocess.Popen[bytes]) -> bool:
     """The control socket answers ``status`` (the daemon's tasks run)."""
-    from collector.techcli import Down, ask
+    from collector.tools.techcli import Down, ask
 
     def answered() -> bool:
         if proc.poll() is not None:

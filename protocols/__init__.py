@@ -8,6 +8,9 @@ imported when first asked (python-can's ``interfaces`` table); the parts a
 descriptor names are imported only when a config uses them. Third parties
 add protocols through the ``forecourt.protocols`` entry-point group: each
 entry point names a ``ProtocolDescriptor`` (``name = "pkg.module:DESCRIPTOR"``).
+
+The bottom layer with records/: may import records/ only, never config/,
+buffer/, uplink/ or collector/ (tests/test_layers.py).
 """
 
 from __future__ import annotations

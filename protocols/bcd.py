@@ -1,12 +1,15 @@
 """Packed BCD, the digit format most Chinese dispenser protocols carry.
 
-Shared by the protocol packages that need nothing else from each other
-(protocols/udc, protocols/censtar). Two nibbles per byte, each 0–9.
+The one encoder and decoder of every protocol that carries it (DART, the
+FA-framed Sinopec and Furen, CK1313, Lanfeng, UDC, Censtar). Two nibbles
+per byte, each 0–9.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+
+from protocols.events import ProtocolError
 
 
 def bcd_encode(value: int, width: int) -> bytes:
@@ -21,6 +24,14 @@ def bcd_decode(raw: bytes) -> int | None:
     """Packed BCD, most significant byte first → int; None when a nibble is above 9."""
     digits = raw.hex()
     return int(digits) if digits.isdigit() else None
+
+
+def bcd_field(raw: bytes, what: str) -> int | ProtocolError:
+    """A message's BCD field ``what``, or the refusal that names it."""
+    value = bcd_decode(raw)
+    if value is None:
+        return ProtocolError("bad_message", f"{what} {raw.hex(' ').upper()} is not BCD")
+    return value
 
 
 def is_bcd(raw: bytes) -> bool:

@@ -69,7 +69,7 @@ class Sale:
     #: The number the station controller's confirmation of this sale names
     #: where it is not ``counter`` (Censtar: the record's sequence number,
     #: echoed by the 17 that removes it); the reconciliation with the POS
-    #: matches on ``counter``, else on this (collector/reconcile.py).
+    #: matches on ``counter``, else on this (collector/station/reconcile.py).
     booking: int | None = None
 
     @property
@@ -81,7 +81,7 @@ class Sale:
 @dataclass(frozen=True, slots=True)
 class Confirmation:
     """The station's POS (or FCC) confirmed a pump's transaction, seen in
-    passing by a relay or a tap (collector/reconcile.py). Never emitted by a
+    passing by a relay or a tap (collector/station/reconcile.py). Never emitted by a
     poll driver: there the collector is the one confirming.
 
     ``counter`` is the transaction number it names (:attr:`Sale.number`:

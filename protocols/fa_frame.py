@@ -103,20 +103,6 @@ Buffer = bytes | bytearray
 F = TypeVar("F")
 
 
-def bcd_encode(value: int, width: int) -> bytes:
-    """``value`` as ``width`` bytes of packed BCD, most significant digit first."""
-    digits = f"{value:0{2 * width}d}"
-    if value < 0 or len(digits) != 2 * width:
-        raise ValueError(f"{value} does not fit {width} BCD bytes")
-    return bytes.fromhex(digits)
-
-
-def bcd_decode(raw: bytes) -> int | None:
-    """Packed BCD → int; None when a nibble is above 9."""
-    digits = raw.hex()
-    return int(digits) if digits.isdigit() else None
-
-
 class FaFraming(Generic[F]):
     """One family's framing rules (module doc): build, and decode with recovery.
 
@@ -308,21 +294,5 @@ class FaFrameDecoder(BufferedDecoder[F | ProtocolError]):
     def _decode_at(self, buf: bytearray, pos: int) -> tuple[F | ProtocolError | None, int]:
         return self._framing.decode_at(buf, pos)
 
-    def flush(self) -> list[F | ProtocolError]:
-        """No more bytes are coming for now (a response deadline passed).
-
-        The incomplete frame at the head of the buffer is given up and reported
-        ``truncated``; frames it had swallowed (a bogus start in noise can
-        swallow a good frame behind it) are still decoded and returned. The
-        buffer is empty afterwards.
-        """
-        out: list[F | ProtocolError] = []
-        buf = self._buffer
-        while buf:
-            nxt = self._framing.next_start(buf, 1)
-            cut = nxt if nxt >= 0 else len(buf)
-            out.append(ProtocolError("truncated", f"incomplete frame of {cut} bytes dropped"))
-            self.counters["truncated"] += 1
-            del buf[:cut]
-            self._drain(out)
-        return out
+    def _next_start(self, buf: bytearray, pos: int) -> int:
+        return self._framing.next_start(buf, pos)

@@ -11,12 +11,28 @@ framer's docstring: they belong to the protocol, the loop does not.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 
 class _Error(Protocol):
     @property
     def kind(self) -> str: ...
+
+
+class _Counting(Protocol):
+    @property
+    def counters(self) -> dict[str, int]: ...
+
+
+def with_decoders(out: dict[str, int], decoders: Iterable[tuple[str, _Counting]]) -> dict[str, int]:
+    """A monitor's counters: ``out`` plus each of its decoders' under the
+    decoder's prefix (``pos_`` for the POS side, ``bus_`` for a tap), summed
+    where two share a name."""
+    for prefix, decoder in decoders:
+        for key, value in decoder.counters.items():
+            out[prefix + key] = out.get(prefix + key, 0) + value
+    return out
 
 
 Item = TypeVar("Item")
@@ -43,6 +59,39 @@ class BufferedDecoder(Generic[Item]):
 
     def _decode_at(self, buf: bytearray, pos: int) -> tuple[Item | None, int]:
         raise NotImplementedError
+
+    def _next_start(self, buf: bytearray, pos: int) -> int:
+        """Where a plausible frame starts at or after ``pos``, or -1. A framer
+        that can resynchronise says so here; by default none does, and
+        :meth:`flush` gives up the whole buffer."""
+        return -1
+
+    def flush(self) -> list[Item]:
+        """No more bytes are coming for now (a response deadline passed).
+
+        The incomplete frame at the head of the buffer is given up and
+        reported ``truncated`` (up to the next frame start
+        :meth:`_next_start` finds); frames it had swallowed (a bogus start
+        in noise can swallow a good frame behind it) are still decoded and
+        returned. The buffer is empty afterwards.
+        """
+        out: list[Item] = []
+        buf = self._buffer
+        while buf:
+            nxt = self._next_start(buf, 1)
+            cut = nxt if nxt >= 0 else len(buf)
+            out.append(self.ERROR_TYPE("truncated", f"incomplete frame of {cut} bytes dropped"))
+            self.counters["truncated"] += 1
+            del buf[:cut]
+            if buf:
+                self._drain(out)
+        return out
+
+    def reset(self) -> int:
+        """Drop whatever is buffered, reporting nothing; return how many bytes."""
+        dropped = len(self._buffer)
+        self._buffer.clear()
+        return dropped
 
     @property
     def buffered(self) -> int:

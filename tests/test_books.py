@@ -1,4 +1,4 @@
-"""The link against the books (collector/reconcile.py, collector/books.py):
+"""The link against the books (collector/station/reconcile.py, collector/station/books.py):
 recorded Sinopec line traffic, both sides, through the monitor and the
 reconciler, with the clock passed in (docs/alarms.md, "The link against the
 books").
@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from buffer.store import OrderStore
-from collector.books import PortBooks
-from collector.nozzles import NozzleTable
-from collector.reconcile import (
+from collector.station.books import PortBooks
+from collector.station.nozzles import NozzleTable
+from collector.station.reconcile import (
     CONFIRM_MISMATCH,
     LINK_BYPASSED,
     NAME_WAIT_S,
@@ -33,7 +33,7 @@ from collector.reconcile import (
     Finding,
     Reconciler,
 )
-from collector.sink import PortSink
+from collector.station.sink import PortSink
 from protocols.events import Confirmation, Sale
 from protocols.sinopec.framer import Frame, encode_frame
 from protocols.sinopec.messages import (

@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-from collector.reconcile import (
+from collector.station.reconcile import (
     CONFIRM_MISMATCH,
     ORDER_COUNT_IMBALANCE,
     SALE_UNCONFIRMED,

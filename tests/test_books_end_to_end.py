@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from collector.techcli import ask
+from collector.tools.techcli import ask
 from hil import stack
 from hil.stack import Mosquitto
 

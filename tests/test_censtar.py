@@ -134,7 +134,7 @@ def test_a_fill_from_source_frames_is_one_sale_with_its_totals(bus: bool) -> Non
             booking=0x1234,  # the record's sequence number, which the 17 names
         )
     ]
-    # The controller's 17 removing it: its booking of that sale (collector/reconcile.py).
+    # The controller's 17 removing it: its booking of that sale (collector/station/reconcile.py).
     assert [e for e in events if isinstance(e, Confirmation)] == [Confirmation(1, 0x1234)]
     assert [e for e in events if isinstance(e, Totals)][-1] == Totals(
         1, 1, Decimal("1000307.49"), Decimal("801038.54")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from gmssl.sm3 import sm3_hash
 
-from uplink.chain import (
+from records.chain import (
     GENESIS,
     HASH_EXCLUDED,
     REASON_ALTERED,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from collector import clock as clock_mod
-from collector import clock_helper
-from collector.clock import ClockSync
+from collector.device import clock as clock_mod
+from collector.device import clock_helper
+from collector.device.clock import ClockSync
 
 HELPER = Path(clock_helper.__file__)
 
@@ -72,7 +72,7 @@ def test_step_without_alarm_between_the_thresholds() -> None:
     assert result.stepped and not result.drift_alarm
 
 
-# -- the clock helper (collector/clock_helper.py) ---------------------------------
+# -- the clock helper (collector/device/clock_helper.py) ---------------------------------
 
 NOW_NS = 1_800_000_000 * 10**9
 

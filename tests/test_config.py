@@ -252,7 +252,7 @@ def test_demo_validates() -> None:
 @pytest.mark.parametrize("path", [EXAMPLE, DEMO], ids=["example", "demo"])
 def test_cli_check_ok(path: Path, tmp_path: Path) -> None:
     # The example names a gateway's files; check reads what a config names
-    # (collector/config_env.py), so here they are the demo's.
+    # (collector/remote/config_env.py), so here they are the demo's.
     sets = [] if path == DEMO else ["uplink.keys_file=config/demo-keys.toml", "uplink.kid=demo-k1"]
     args = [arg for item in sets for arg in ("--set", item)]
     result = forecourt("config", "check", str(path), *args)
@@ -286,7 +286,7 @@ def test_defaults() -> None:
         "nozzles": 16,  # numbered 1..16: another number is NOZZLE_UNKNOWN
         "poll_interval_ms": 100,
         "response_timeout_ms": 300,
-        "line_silent_after_s": 10.0,  # SPEC F1, collector/linecheck.py
+        "line_silent_after_s": 10.0,  # SPEC F1, collector/station/linecheck.py
         "line_rewired_after_s": 30.0,
         "sinopec": {
             "master_address": 0xE0,

@@ -1,6 +1,6 @@
 """What ``config check`` accepts, ``run`` can use: every number bounded, TOML
 nesting and size bounded, paths and key files checked, each refusal one
-``key.path: reason`` line (collector/config_env.py, config/toml_read.py)."""
+``key.path: reason`` line (collector/remote/config_env.py, config/toml_read.py)."""
 
 from __future__ import annotations
 
@@ -278,7 +278,7 @@ def test_a_bug_is_one_line_and_exit_70(tmp_path: Path) -> None:
     """The safety net of collector/cli.py: what no handler expected is still one
     line (FORECOURT_TRACEBACK=1 shows the traceback for a report)."""
     script = (
-        "import sys; from collector import cli, techcli;"
+        "import sys; from collector import cli; from collector.tools import techcli;"
         " techcli.run = lambda args: 1 / 0;"
         " sys.exit(cli.main(['status', '--socket', 'x', '--store', 'y']))"
     )

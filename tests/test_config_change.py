@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector import config_files as files
-from collector.config_change import revert_failed_start
-from collector.config_rules import (
+from collector.remote import config_files as files
+from collector.remote.config_change import revert_failed_start
+from collector.remote.config_rules import (
     BAD_PATCH,
     INVALID_CONFIG,
     check_fixed,
@@ -362,7 +362,7 @@ def test_a_revert_that_cannot_be_written_is_tried_again_until_it_is(
     import asyncio
     from types import SimpleNamespace
 
-    from collector import config_change
+    from collector.remote import config_change
 
     path = config_file(tmp_path)
     text = new_text(path, {"uplink": {"port": 9}})

@@ -1,4 +1,4 @@
-"""Checking a config text from the daemon's side (collector/config_check.py).
+"""Checking a config text from the daemon's side (collector/remote/config_check.py).
 
 A real ``forecourt config check`` child validates; the caller — a fresh
 interpreter standing for the daemon — gets the loader's own error lines and
@@ -18,7 +18,7 @@ DEMO = ROOT / "config" / "demo.toml"
 CALLER = """
 import asyncio, json, sys
 from pathlib import Path
-from collector.config_check import check_config_text
+from collector.remote.config_check import check_config_text
 text = Path(sys.argv[1]).read_text()
 errors = asyncio.run(check_config_text(text, Path(sys.argv[2])))
 print(json.dumps({"errors": errors, "pydantic": "pydantic" in sys.modules}))
@@ -57,7 +57,7 @@ def test_a_child_past_its_time_is_killed_and_reaped() -> None:
     import asyncio
     import os
 
-    from collector.config_check import run_child
+    from collector.remote.config_check import run_child
 
     argv = [sys.executable, "-c", "import time; time.sleep(60)"]
     status, _, _ = asyncio.run(run_child(argv, b"", 1.0))

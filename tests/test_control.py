@@ -1,6 +1,6 @@
 """The control socket's bounds: one bounded JSON request per connection.
 
-A real unix socket served by collector/control.py for a real (not started)
+A real unix socket served by collector/tools/control.py for a real (not started)
 Collector built from the demo config; the queries against a running
 collector are in tests/test_techcli.py.
 """
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from collector import control
 from collector.daemon import Collector
+from collector.tools import control
 from config.loader import load_config
+from tests.waits import until
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 
@@ -42,10 +43,7 @@ def test_requests_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     async def main() -> None:
         server = asyncio.create_task(control.serve(collector, sock))
-        for _ in range(100):
-            if sock.exists():
-                break
-            await asyncio.sleep(0.02)
+        assert await until(sock.exists), "the control socket is bound"
         assert stat.S_IMODE(sock.stat().st_mode) == 0o660
         assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
         bad = await exchange(sock, b"not json\n")
@@ -70,10 +68,7 @@ def test_requests_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         stale.bind(str(sock))
         stale.close()
         server = asyncio.create_task(control.serve(collector, sock))
-        for _ in range(100):
-            if sock.exists() and stat.S_IMODE(sock.stat().st_mode) == 0o660:
-                break
-            await asyncio.sleep(0.02)
+        assert await until(lambda: sock.exists() and stat.S_IMODE(sock.stat().st_mode) == 0o660)
         assert await exchange(sock, b'{"query": "nozzles"}\n') == {"ok": True, "data": []}
         server.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -100,10 +95,7 @@ def test_every_malformed_request_gets_an_error_reply(
 
     async def main() -> None:
         server = asyncio.create_task(control.serve(collector, sock))
-        for _ in range(100):
-            if sock.exists():
-                break
-            await asyncio.sleep(0.02)
+        assert await until(sock.exists), "the control socket is bound"
         bound = "an integer of at most 64 bits"
         for value in (2**64, 2**63, -(2**63) - 1, "1", 1.5, True, 1e400):
             request = json.dumps({"query": "orders", "since_ms": value}).encode() + b"\n"
@@ -143,8 +135,7 @@ def test_refused_requests_are_counted_and_logged_once_a_minute(
 
     async def main() -> dict[str, object]:
         server = asyncio.create_task(control.serve(collector, sock))
-        while not sock.exists():
-            await asyncio.sleep(0.02)
+        assert await until(sock.exists), "the control socket is bound"
         for _ in range(40):
             assert (await exchange(sock, b"\xff not json\n"))["ok"] is False
             assert (await exchange(sock, b'{"query": "reboot"}\n'))["ok"] is False

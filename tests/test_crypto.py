@@ -16,11 +16,10 @@ from gmssl.sm4 import SM4_ENCRYPT, CryptSM4
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from records.sm3 import sm3, sm3_hex
 from uplink.crypto import (
     AuthenticationFailed,
     new_nonce,
-    sm3,
-    sm3_hex,
     sm4_ecb_encrypt,
     sm4_gcm_open,
     sm4_gcm_seal,

@@ -9,9 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from protocols.bcd import scaled
 from protocols.dart.describe import describe
 from protocols.dart.framer import Frame, encode_frame
 from protocols.dart.messages import (
+    REPLY_LNG,
+    REQUEST_LNG,
     Cd1,
     Cd101,
     Dc1,
@@ -26,7 +29,6 @@ from protocols.dart.messages import (
     build,
     parse_reply,
     parse_request,
-    scaled,
 )
 from protocols.events import ProtocolError
 
@@ -142,8 +144,16 @@ def test_round_trip(message: Request | Reply) -> None:
 
 @given(st.integers(0, 255), st.binary(max_size=20))
 def test_arbitrary_data_never_raises(trans: int, data: bytes) -> None:
-    parse_reply(trans, data)
-    parse_request(trans, data)
+    """Any TRANS and data: None for a TRANS not read, a refusal for a wrong
+    LNG, else a message of that TRANS or a refusal — never an exception."""
+    for parse, lengths in ((parse_reply, REPLY_LNG), (parse_request, REQUEST_LNG)):
+        result = parse(trans, data)
+        if trans not in lengths:
+            assert result is None
+        elif len(data) != lengths[trans]:
+            assert isinstance(result, ProtocolError) and result.kind == "bad_message"
+        else:
+            assert isinstance(result, ProtocolError) or build(result)[0] == trans
 
 
 # ---------------------------------------------------------------- describe

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import protocols
-from collector.decode import decode, parse_hex
+from collector.tools.decode import decode, parse_hex
 from hil.stack import ROOT
 
 

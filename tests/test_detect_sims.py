@@ -37,7 +37,7 @@ import protocols
 from collector.detect.engine import detect
 from collector.detect.plan import FIRST_ADDRESSES, same_line
 from collector.detect.result import PortResult
-from collector.techcli import ask
+from collector.tools.techcli import ask
 from hil import stack
 from hil.stack import Proc
 from protocols.descriptor import LineSetting, ProtocolDescriptor

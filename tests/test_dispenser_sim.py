@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import serial
 
-from collector.serialfd import LineSettings, configure
+from collector.device.serialfd import LineSettings, configure
 from hil.dispenser.faults import Fault, parse_fault
 from protocols.events import (
     DeviceAlarm,

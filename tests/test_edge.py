@@ -1,4 +1,4 @@
-"""Edge checks (collector/edge.py, SPEC A1 A2 A7 A10) and the nozzle model in
+"""Edge checks (collector/station/edge.py, SPEC A1 A2 A7 A10) and the nozzle model in
 the port sink (D2, D14): pure functions and a real store file."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from buffer.store import OrderStore
-from collector.edge import EdgeSettings, check_counter, check_order
-from collector.nozzles import NozzleTable
-from collector.sink import STATE_RECORD_BURST, PortSink
+from collector.station.edge import EdgeSettings, check_counter, check_order
+from collector.station.nozzles import NozzleTable
+from collector.station.sink import STATE_RECORD_BURST, PortSink
 from protocols.events import Identity, NozzleState, NozzleStatus, PumpLink
 
 CST = timezone(timedelta(hours=8))
@@ -166,7 +166,7 @@ def test_rs485_ioctl_layout() -> None:
     """struct serial_rs485 (linux/serial.h): flags, two delays, five words of padding."""
     import struct
 
-    from collector.serialfd import RS485
+    from collector.device.serialfd import RS485
 
     raw = RS485(rts_on_send=True, delay_before_ms=2, delay_after_ms=3).ioctl_bytes()
     assert len(raw) == 32 and struct.unpack("=8I", raw) == (0b011, 2, 3, 0, 0, 0, 0, 0)

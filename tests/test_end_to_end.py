@@ -22,8 +22,8 @@ import pytest
 
 from hil import stack
 from hil.stack import Mosquitto, Proc
+from records.chain import verify_chain
 from tests.store_edit import stored_texts
-from uplink.chain import verify_chain
 
 ORDERS = 50
 DEMO_CONFIG = stack.ROOT / "config" / "demo.toml"

@@ -289,7 +289,7 @@ def test_junk_never_starves_a_valid_command_and_unreadable_bodies_are_answered(
     command: it runs. A signed body holding a float or a lone surrogate gets
     a BAD_REQUEST reply naming why, never ``command_failed``. The refusals
     cost a log line per code, and ``forecourt status`` counts them."""
-    from collector.techcli import ask
+    from collector.tools.techcli import ask
 
     collector = box.start_collector()
     rx = box.receiver
@@ -337,7 +337,7 @@ def test_evidence_fetch_gives_back_the_line_the_orders_came_from(box: Box) -> No
     """``evidence.fetch`` through the broker: the parts (replies under the
     command's id, sealed like every message) decode, chain intact, to exactly
     the orders the platform received from that port in the period."""
-    from collector.evidence_io import decode_evidence
+    from collector.station.evidence_io import decode_evidence
 
     start_ms = time.time_ns() // 1_000_000 - 1000
     box.start_collector()

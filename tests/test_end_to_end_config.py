@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from collector import config_files as files
+from collector.remote import config_files as files
 from config.toml_write import dumps
 from hil import stack
 from hil.platform.commands import command_body, publish_command, seal_command
@@ -157,7 +157,7 @@ def test_a_valid_change_sticks_live_or_by_restart_and_rollback_restores(station:
     assert tomllib.loads(station.config.read_text())["uplink"]["heartbeat_s"] == 2
     assert files.prev_path(station.config).read_bytes() == original
     assert collector.exits == [], "a live change does not restart"
-    # Validated in a child (collector/config_plan.py): the daemon itself still
+    # Validated in a child (collector/remote/config_plan.py): the daemon itself still
     # has no pydantic mapped (the footprint survives a remote change).
     pid = collector.current.popen.pid
     assert "pydantic_core" not in Path(f"/proc/{pid}/maps").read_text()

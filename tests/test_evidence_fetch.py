@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from buffer.rawlog import RawLog, rawlog_path
-from collector import evidence as ev
-from collector import evidence_io
-from collector.evidence_io import decode_evidence, register_evidence_fetch
+from collector.station import evidence as ev
+from collector.station import evidence_io
+from collector.station.evidence_io import decode_evidence, register_evidence_fetch
 from hil.dispenser.model import PumpModel
 from hil.dispenser.sinopec import SinopecResponder
 from hil.platform.commands import command_body, seal_command

@@ -177,9 +177,9 @@ def test_uplink_failures_are_logged_counted_and_survived(
 def test_a_failing_control_query_is_answered_counted_and_survived(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collector import control
     from collector.daemon import Collector
-    from collector.techcli import ask
+    from collector.tools import control
+    from collector.tools.techcli import ask
     from config.loader import load_config
 
     collector = Collector(load_config(ROOT / "config" / "demo.toml"))
@@ -210,7 +210,7 @@ def test_a_failing_control_query_is_answered_counted_and_survived(
 
 
 def test_selftest_checks_every_endpoint_the_config_names() -> None:
-    from collector.selftest import checks
+    from collector.tools.selftest import checks
 
     with socket.socket() as up:
         up.bind(("127.0.0.1", 0))

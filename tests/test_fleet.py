@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from hil.fleet.check import Receipt, chain_problems, percentile, reordering
 from hil.stack import ROOT
-from uplink.chain import GENESIS
+from records.chain import GENESIS
 
 #: Generous: 20 collectors start, generate for 10 s and drain; CI is 2 loaded cores.
 FLEET_TIMEOUT_S = 300

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from collector.footprint import DENY
+from collector.tools.footprint import DENY
 from hil import stack, station
 from hil.stack import Mosquitto
 from uplink.crypto import sm2_generate

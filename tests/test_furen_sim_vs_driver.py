@@ -24,8 +24,8 @@ import pytest
 from hil.dispenser.faults import LineFaults
 from hil.dispenser.furen import READ_HOLD_S, FurenResponder, order_no_of
 from hil.dispenser.model import MAX_VOLUME, MIN_VOLUME, PumpModel, SimSale
+from protocols.bcd import bcd_encode
 from protocols.events import Event, NozzleState, NozzleStatus, Sale
-from protocols.fa_frame import bcd_encode
 from protocols.furen.driver import FurenPoller
 from protocols.furen.framer import Frame, FrameDecoder, encode_frame
 from protocols.furen.messages import build_read, build_status

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from buffer.store import OrderStore
-from collector.gauge import GaugeSettings, GaugeTask
-from collector.gauge_records import GaugeState
-from collector.wetstock import Wetstock, WetstockSettings
+from collector.station.gauge import GaugeSettings, GaugeTask
+from collector.station.gauge_records import GaugeState
+from collector.station.wetstock import Wetstock, WetstockSettings
 from hil import stack
 
 TZ = UTC

@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.decode import decode
+from collector.tools.decode import decode
 from protocols.gilbarco.census import census
 from protocols.gilbarco.describe import describe
 from protocols.gilbarco.messages import running_words

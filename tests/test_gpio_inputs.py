@@ -1,6 +1,6 @@
-"""Pulse and nozzle-switch inputs: the rules (collector/pulse_check.py), the
+"""Pulse and nozzle-switch inputs: the rules (collector/station/pulse_check.py), the
 lines read through the GPIO test double (hil/gpio_double: the kernel here has
-no gpio-sim, docs/decisions.md) by collector/gpio_inputs.py, and the port
+no gpio-sim, docs/decisions.md) by collector/station/gpio_inputs.py, and the port
 sink flagging the orders in a real store; the double against the real binding."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import pytest
 import hil.gpio_double as double
 from buffer.store import OrderStore
 from collector.assembly import make_pulses
-from collector.gpio_inputs import OFFLINE_CODE, PulseInput, PulseInputs
-from collector.nozzles import NozzleTable
-from collector.pulse_check import (
+from collector.station.gpio_inputs import OFFLINE_CODE, PulseInput, PulseInputs
+from collector.station.nozzles import NozzleTable
+from collector.station.pulse_check import (
     LIFT_WITHOUT_SALE,
     PULSE_MISMATCH,
     PULSES_WITHOUT_SALE,
@@ -34,7 +34,7 @@ from collector.pulse_check import (
     NozzleSignals,
     PulseSettings,
 )
-from collector.sink import PortSink
+from collector.station.sink import PortSink
 from config.models import Config
 from hil.gpio_double.chip import ChipServer
 from protocols.events import Sale

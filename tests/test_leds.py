@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from collector.leds import (
+from collector.device.leds import (
     CONNECTED,
     FAULT,
     NO_PLATFORM,

@@ -17,7 +17,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from collector.linecheck import (
+from collector.station.linecheck import (
     REWIRED_MIN_BYTES,
     LineWatch,
     Sample,

@@ -2,7 +2,7 @@
 
 A pty has no baud rate and the kernel drops its parity and data bits, so a
 collector at the wrong setting would read a simulator's frames perfectly.
-collector/serialfd.py keeps every setting on a pty (the rate as a number,
+collector/device/serialfd.py keeps every setting on a pty (the rate as a number,
 parity and data bits in marks a pty holds); the simulator reads them at
 each write and garbles what a UART at that setting would get
 (hil/dispenser/uart.py), both ways.
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import protocols
-from collector.serialfd import LineSettings, applied, open_line
+from collector.device.serialfd import LineSettings, applied, open_line
 from hil import stack
 from hil.dispenser.uart import Uart, transcode
 from protocols.sinopec.census import census

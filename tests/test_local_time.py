@@ -21,7 +21,7 @@ from typing import Any
 
 from buffer.store import OrderStore
 from collector.daemon import Collector
-from collector.localtime import local_iso, local_times, station_tz
+from collector.tools.localtime import local_iso, local_times, station_tz
 from collector.web.app import WebApp
 from collector.web.auth import write_hash_file
 from config.loader import load_config

@@ -29,12 +29,13 @@ import pytest
 import structlog
 
 from buffer.store import OrderStore
-from collector import logs, sink
-from collector.listen import ListenPort
+from collector import logs
+from collector.device.serialfd import LineSettings
 from collector.logs import Repeats
-from collector.nozzles import NozzleTable
-from collector.serialfd import LineSettings
-from collector.sink import PortSink
+from collector.station import sink
+from collector.station.listen import ListenPort
+from collector.station.nozzles import NozzleTable
+from collector.station.sink import PortSink
 from hil import stack
 from hil.stack import Mosquitto
 from protocols import load_monitor
@@ -144,7 +145,7 @@ def noise(master: int, stop: threading.Event) -> None:
 def test_the_daemon_logs_a_noisy_poll_port_once_per_kind_and_counts_it(
     tmp_path: Path, broker: Mosquitto
 ) -> None:
-    from collector.techcli import ask
+    from collector.tools.techcli import ask
 
     master, slave = os.openpty()
     tty.setraw(master)

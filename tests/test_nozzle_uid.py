@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from buffer.store import OrderStore, StoreError
-from collector.nozzles import NozzleTable
-from collector.sink import PortSink
-from collector.storeview import StoreUnavailable, open_readonly
-from collector.storeview import orders as stored_orders
+from collector.station.nozzles import NozzleTable
+from collector.station.sink import PortSink
+from collector.tools.storeview import StoreUnavailable, open_readonly
+from collector.tools.storeview import orders as stored_orders
 from hil import stack
 from hil.stack import Proc
 from protocols.events import Identity, Sale

@@ -15,7 +15,7 @@ import pytest
 
 from collector.ota.bundle import BundleError, check_fits, unpack
 from collector.ota.fit import machine_platform
-from uplink.crypto import sm3_hex as sm3
+from records.sm3 import sm3_hex as sm3
 
 WHEEL = b"PK\x03\x04 not really a wheel, only bytes to hash"
 

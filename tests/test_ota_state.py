@@ -3,7 +3,8 @@
 The health gate marks a trial good in a worker thread while an
 ``ota.rollback`` arrives, each reading the state, changing it and writing it
 back across awaits. Real files: a release root in a temporary directory, the
-real launcher state functions (slowed, so the two overlap every time), a
+real launcher state functions (the gate's read held until the rollback
+waits, so the two overlap every time), a
 real OrderStore for the replies. Before the lock, the later writer won: here
 the rollback's write put the trial back over the mark, or the mark dropped
 the rollback.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -23,6 +23,7 @@ import pytest
 from buffer.store import OrderStore
 from collector.ota import launcher
 from collector.ota.upgrade import Ota
+from tests.waits import WatchedLock
 from uplink.commands import current_command_id
 
 
@@ -49,14 +50,17 @@ def test_a_rollback_asked_while_the_gate_marks_good_keeps_both(
 
     read = launcher.read_state
     readers: list[str] = []
+    gate_read, go_on = threading.Event(), threading.Event()
 
-    def slow_read(where: Path) -> dict[str, Any]:
+    def held_read(where: Path) -> dict[str, Any]:
         state = read(where)
         readers.append(threading.current_thread().name)
-        time.sleep(0.3)  # the window between a read and its write, made wide
+        if len(readers) == 1:  # the gate's: held between its read and its write
+            gate_read.set()
+            go_on.wait(5)
         return state
 
-    monkeypatch.setattr(launcher, "read_state", slow_read)
+    monkeypatch.setattr(launcher, "read_state", held_read)
     config = SimpleNamespace(
         ota=SimpleNamespace(root=root, health_window_s=600, health_hold_s=0),
         device=SimpleNamespace(tzinfo=None),
@@ -69,13 +73,17 @@ def test_a_rollback_asked_while_the_gate_marks_good_keeps_both(
         pass
 
     ota._restart_after_reply = no_restart  # type: ignore[method-assign]
+    ota._state_lock = lock = WatchedLock()
 
     async def both() -> dict[str, Any]:
         current_command_id.set("cmd-rollback")
         writer = asyncio.create_task(store.writer.run())  # the daemon's: replies are committed
         gate = asyncio.create_task(ota._commit_trial())
-        await asyncio.sleep(0.05)  # the gate has read the state, not yet written it
-        answer = await ota.rollback({})
+        await asyncio.to_thread(gate_read.wait, 5)  # read the state, not yet written it
+        rollback = asyncio.create_task(ota.rollback({}))
+        await asyncio.wait_for(lock.contended.wait(), 5)  # asked inside the gate's window
+        go_on.set()
+        answer = await rollback
         await gate
         writer.cancel()
         return answer

@@ -1,4 +1,4 @@
-"""Plausibility flags at the edge (collector/edge.py ``check_plausible``, the
+"""Plausibility flags at the edge (collector/station/edge.py ``check_plausible``, the
 sink's unknown nozzles; docs/alarms.md): well-formed frames with absurd
 contents are stored as read, flagged, alarmed in the order's own commit, and
 never make a nozzle. Through the port's sink into a real store file."""
@@ -15,10 +15,9 @@ import pytest
 
 from buffer.commits import NewOrder
 from buffer.store import OrderStore
-from collector.assembly import make_edge
-from collector.edge import EdgeSettings, SaleTimes, check_plausible
-from collector.nozzles import NozzleTable
-from collector.sink import PortSink
+from collector.station.edge import EdgeSettings, SaleTimes, check_plausible
+from collector.station.nozzles import NozzleTable
+from collector.station.sink import PortSink
 from hil.dispenser.model import PumpModel, SimSale
 from hil.dispenser.sinopec import SinopecResponder
 from protocols.events import DeviceAlarm, NozzleState, NozzleStatus, PumpLink, Sale, Totals
@@ -250,7 +249,9 @@ def test_config_keys_reach_the_checks_with_the_same_defaults() -> None:
     class Cfg:
         edge = EdgeConfig()
 
-    assert make_edge(Cfg()) == EdgeSettings(), "the model's defaults are the checks' defaults"
+    assert EdgeSettings.from_config(Cfg()) == EdgeSettings(), (
+        "the model's defaults are the checks' defaults"
+    )
     with pytest.raises(ValidationError, match=r"price_floors\.1092"):
         EdgeConfig(price_floors={"1092": 9.0}, price_ceilings={"1092": 8.0})
     with pytest.raises(ValidationError, match="unknown protocol"):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from buffer.store import OrderStore, StoreError
-from collector.nozzles import NozzleTable
-from collector.port import LineSettings, PollPort
+from collector.station.nozzles import NozzleTable
+from collector.station.port import LineSettings, PollPort
 from protocols.sinopec.driver import SinopecPoller
 from protocols.sinopec.framer import decode
 from protocols.sinopec.messages import CMD_CONFIRM, CMD_POLL, TransactionRecord, record_sale

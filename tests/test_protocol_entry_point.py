@@ -27,8 +27,8 @@ from pathlib import Path
 import pytest
 
 import protocols
-from collector.storeview import StoreUnavailable, open_readonly
-from collector.storeview import orders as stored_orders
+from collector.tools.storeview import StoreUnavailable, open_readonly
+from collector.tools.storeview import orders as stored_orders
 from hil import stack
 from hil.stack import Proc
 
@@ -314,9 +314,9 @@ def test_a_poll_port_takes_the_gap_from_the_descriptor(
     descriptor = importlib.import_module("forecourt_tally").DESCRIPTOR
     monkeypatch.setattr(protocols, "_third_party", lambda: {"tally": descriptor})
     from buffer.store import OrderStore
-    from collector.nozzles import NozzleTable
-    from collector.port import PollPort
-    from collector.serialfd import LineSettings
+    from collector.device.serialfd import LineSettings
+    from collector.station.nozzles import NozzleTable
+    from collector.station.port import PollPort
 
     store = OrderStore(tmp_path / "gap.sqlite")
     try:

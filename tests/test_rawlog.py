@@ -12,7 +12,7 @@ from pathlib import Path
 
 from buffer.rawblocks import BUS, RX, TX, BlockBuilder, expand
 from buffer.rawlog import RawLog, rawlog_path, verify_chain
-from collector.verify import EXIT_BROKEN, EXIT_OK, verify_rawlog
+from collector.tools.verify import EXIT_BROKEN, EXIT_OK, verify_rawlog
 from uplink.crypto import sm3
 
 POLL = b"\xfa\x01\xe0\x40\x00\x01\x30\x43\x94"

@@ -19,7 +19,7 @@ import pytest
 
 from hil.platform import contract
 from hil.platform.receiver import Receiver
-from uplink.chain import GENESIS, seal_record
+from records.chain import GENESIS, seal_record
 from uplink.envelope import seal
 
 KEY = bytes(range(16))
@@ -149,7 +149,7 @@ def test_the_receiver_imports_none_of_the_collector() -> None:
     code = (
         "import sys, hil.platform.__main__, hil.platform.receiver, hil.platform.http_door\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'uplink', 'buffer', 'collector', 'protocols', 'config'}))"
+        "{'uplink', 'buffer', 'collector', 'protocols', 'config', 'records'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""collector.records: the order body's exact shape (D1, platform-interface.md)."""
+"""collector.station.records: the order body's exact shape (D1, platform-interface.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from collector.records import iso, nozzle_key, order_fields
+from collector.station.records import iso, nozzle_key, order_fields
 from protocols.events import Sale
 
 CST = timezone(timedelta(hours=8))
@@ -61,7 +61,7 @@ def test_amount_totalizer_start_is_derived_when_present() -> None:
 def test_a_sale_without_totalizer_has_null_totalizers_and_no_continuity_finding() -> None:
     """A passive monitor whose controller read no totals (protocols/udc): the
     order carries null totalizers and the A1 check has nothing to compare."""
-    from collector.edge import EdgeSettings, check_order
+    from collector.station.edge import EdgeSettings, check_order
 
     body = order_fields(sale(totalizer_volume_end=None), station="S", tz=CST, started_at=None)
     assert (body["totalizer_volume_start"], body["totalizer_volume_end"]) == (None, None)
@@ -79,7 +79,7 @@ def test_a_lift_after_the_sale_ended_is_not_its_start() -> None:
     next lift: that lift began the next fill (seen in the torture runs)."""
     from datetime import UTC, datetime
 
-    from collector.nozzles import NozzleTable
+    from collector.station.nozzles import NozzleTable
     from protocols.events import NozzleState, NozzleStatus
 
     table = NozzleTable()

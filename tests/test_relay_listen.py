@@ -9,7 +9,6 @@ POS and the dispenser share, records every order, and writes nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import tty
@@ -18,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from buffer.store import OrderStore
-from collector.nozzles import NozzleTable
-from collector.relay import RelayPort
-from collector.serialfd import LineSettings
-from collector.sink import PortSink
+from collector.device.serialfd import LineSettings
+from collector.station.nozzles import NozzleTable
+from collector.station.relay import RelayPort
+from collector.station.sink import PortSink
 from hil import stack
 from hil.stack import Mosquitto
+from tests.waits import read_exactly
 
 DEMO_CONFIG = stack.ROOT / "config" / "demo.toml"
 DEMO_KEYS = stack.ROOT / "config" / "demo-keys.toml"
@@ -126,12 +126,11 @@ def test_a_parser_that_dies_does_not_stop_the_bytes(tmp_path: Path) -> None:
         task = asyncio.create_task(relay.run())
         got_pump, got_pos = bytearray(), bytearray()
         for i in range(10):
-            os.write(pos_master, b"ask%d;" % i)
-            os.write(pump_master, b"answer%d;" % i)
-            await asyncio.sleep(0.05)
-            for fd, got in ((pump_master, got_pump), (pos_master, got_pos)):
-                with contextlib.suppress(BlockingIOError):
-                    got += os.read(fd, 4096)
+            ask, answer = b"ask%d;" % i, b"answer%d;" % i
+            os.write(pos_master, ask)
+            os.write(pump_master, answer)
+            got_pump.extend(await read_exactly(pump_master, len(ask)))
+            got_pos.extend(await read_exactly(pos_master, len(answer)))
         task.cancel()
         return bytes(got_pump), bytes(got_pos)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from buffer.store import OrderStore
-from collector.seals import (
+from collector.station.seals import (
     DEBOUNCE_READS,
     Reading,
     SealSpec,
@@ -21,7 +21,7 @@ from collector.seals import (
     SealWatch,
     read_seal,
 )
-from collector.techcli import ask
+from collector.tools.techcli import ask
 from hil import stack
 from hil.stack import Mosquitto
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.techcli import EXIT_DOWN, EXIT_OK, EXIT_USAGE
+from collector.tools.techcli import EXIT_DOWN, EXIT_OK, EXIT_USAGE
 from config import atomic, filemodes
 from hil import stack
 from tests.web_client import Client

@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.decode import decode
+from collector.tools.decode import decode
 from protocols import load_describer
 from protocols.sinopec.describe import describe
 from protocols.sinopec.extensions import (

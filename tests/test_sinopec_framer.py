@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocols.bcd import bcd_decode, bcd_encode
 from protocols.crc import crc16_arc
 from protocols.events import ProtocolError
 from protocols.sinopec import framer
@@ -15,8 +16,6 @@ from protocols.sinopec.framer import (
     MAX_WIRE_FRAME,
     Frame,
     FrameDecoder,
-    bcd_decode,
-    bcd_encode,
     decode,
     encode_frame,
 )

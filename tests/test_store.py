@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from buffer.store import SEQ_BLOCK, OrderStore, StoreError
+from records.chain import GENESIS, record_hash, verify_chain
 from tests.store_edit import edit_order_text
-from uplink.chain import GENESIS, record_hash, verify_chain
 
 
 def fields(order_no: str, volume: str = "10.00") -> dict[str, object]:

@@ -12,7 +12,7 @@ from buffer.capacity import CapacityPolicy
 from buffer.commits import NewRecord
 from buffer.migrate import downgrade_to_v2
 from buffer.store import SIZE_CHECK_EVERY, OrderStore, StoreError
-from uplink.chain import verify_chain
+from records.chain import verify_chain
 
 
 def fields(order_no: str) -> dict[str, object]:

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from buffer.codec import DICTIONARIES, BodyError, cut_prev, decode, encode, to_text
 from buffer.migrate import downgrade_to_v2, main
 from buffer.store import OrderStore
-from collector.verify import first_breaks
-from uplink.chain import GENESIS, verify_chain
-from uplink.crypto import sm3_hex
-from uplink.envelope import canonical_json
+from collector.tools.verify import first_breaks
+from records.canonical import canonical_json
+from records.chain import GENESIS, verify_chain
+from records.sm3 import sm3_hex
 
 #: SM3 (first 16 hex) of each shipped dictionary: stored rows name them by id,
 #: so their bytes may never change (a new dictionary takes a new id).
@@ -45,7 +45,8 @@ def test_the_shipped_dictionaries_never_change() -> None:
 
 
 def realistic(n: int) -> dict[str, Any]:
-    """An order as collector/records.py order_fields builds it (Sinopec, with totalizers)."""
+    """An order as collector/station/records.py order_fields builds it (Sinopec,
+    with totalizers)."""
     return {
         "nozzle_uid": None,
         "order_no": str(40000 + n),

@@ -15,7 +15,7 @@ import pytest
 from buffer.commits import NewOrder, NewRecord, Outcome, Result
 from buffer.store import OrderStore
 from buffer.writer import RecordWriter
-from uplink.chain import verify_chain
+from records.chain import verify_chain
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from buffer.schema import APPLICATION_ID, SCHEMA_VERSION, NotOurStore, StoreError
 from buffer.store import OrderStore
-from collector import storeview
+from collector.tools import storeview
 from hil.stack import ROOT
 from tests.store_edit import damage_pages
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from buffer.store import OrderStore
-from collector import storeview
+from collector.tools import storeview
 
 
 def test_tanks_alarms_buffer_read_only(tmp_path: Path) -> None:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from collector import watchdog
+from collector.device import watchdog
 from hil import stack
 
 UNIT = stack.ROOT / "systemd" / "forecourt-collector.service"
 CLOCK_SOCKET = UNIT.with_name("forecourt-clock.socket")
 CLOCK_SERVICE = UNIT.with_name("forecourt-clock@.service")
 LAUNCHER = stack.ROOT / "collector" / "ota" / "launcher.py"
-CLOCK_HELPER = stack.ROOT / "collector" / "clock_helper.py"
+CLOCK_HELPER = stack.ROOT / "collector" / "device" / "clock_helper.py"
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
 
@@ -156,7 +156,7 @@ def test_the_cli_finds_the_running_daemon_through_the_unit() -> None:
     control_failed, and the CLI's default config was a file the unit does
     not run with. The socket's directory must be the unit's to make, and the
     CLI's defaults the unit's paths."""
-    from collector import techcli
+    from collector.tools import techcli
     from config.models import ControlConfig
 
     unit = unit_settings()
@@ -234,7 +234,8 @@ def test_the_unit_runs_as_its_user_with_its_directories_and_umask() -> None:
     directories, and the daemon's own umask and service user are the unit's."""
     import tomllib
 
-    from collector import clock, techcli
+    from collector.device import clock
+    from collector.tools import techcli
     from config import filemodes
     from config.models import ControlConfig, WebConfig
 

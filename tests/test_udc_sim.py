@@ -89,7 +89,7 @@ def test_one_percent_of_bytes_hit_yields_no_wrong_sale(bus: bool) -> None:
     alike). Its totals are read once, so a byte and its complement hit at
     the same bit spoil them past the check (1 in ~10^4 reads here): such
     totals contradict the sale's own volume and amount from the nozzle's
-    previous totals, which the A1 edge check flags (collector/edge.py)."""
+    previous totals, which the A1 edge check flags (collector/station/edge.py)."""
     faults = LineFaults(random.Random(3), bit_error_rate=0.00125, drop_rate=0.002)
     truth, sales, _ = station(11, 4000, faults, bus)
     assert faults.flipped_bits > 100 and faults.dropped_bytes > 20

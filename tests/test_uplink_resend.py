@@ -13,7 +13,7 @@ import aiomqtt
 
 from buffer.store import OrderStore
 from hil.stack import Mosquitto
-from uplink.chain import record_hash
+from records.chain import record_hash
 from uplink.envelope import open_envelope
 from uplink.mqtt import Uplink, UplinkSettings
 

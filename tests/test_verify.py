@@ -1,4 +1,4 @@
-"""``forecourt verify`` (collector/verify.py): SPEC F2/D19.
+"""``forecourt verify`` (collector/tools/verify.py): SPEC F2/D19.
 
 A real store written by OrderStore, then edited by hand the way an intruder
 would with the sqlite3 shell (an UPDATE of one row's body, a DELETE of a

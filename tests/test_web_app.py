@@ -16,6 +16,7 @@ from collector.daemon import Collector
 from collector.web.app import WebApp
 from collector.web.auth import FREE_FAILURES, write_hash_file
 from config.loader import load_config
+from tests.waits import WatchedLock
 from tests.web_client import Client, csrf_of, serving
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
@@ -85,7 +86,7 @@ def test_a_save_while_config_set_is_planned_waits_and_is_never_lost(tmp_path: Pa
     landing in between was written over unseen, the page having said
     "saved". Now the two take turns on the file (ConfigChanges.file_lock):
     the save waits, then finds the change waiting for its confirmation."""
-    from collector.config_change import ConfigChanges
+    from collector.remote.config_change import ConfigChanges
 
     config_file = tmp_path / "station.toml"
     original = DEMO_CONFIG.read_text()
@@ -94,6 +95,7 @@ def test_a_save_while_config_set_is_planned_waits_and_is_never_lost(tmp_path: Pa
     write_hash_file(password_file, "pump-island-7")
     collector = Collector(load_config(config_file), config_file)
     collector.config_changes = ConfigChanges(collector, config_file, [])
+    collector.config_changes.file_lock = lock = WatchedLock()
     app = WebApp(collector, password_file, config_file)
 
     async def main() -> tuple[dict[str, object], str]:
@@ -107,7 +109,7 @@ def test_a_save_while_config_set_is_planned_waits_and_is_never_lost(tmp_path: Pa
             remote = asyncio.create_task(
                 collector.config_changes.config_set({"patch": {"uplink": {"heartbeat_s": 20}}})
             )
-            await asyncio.sleep(0)  # config.set holds the file and starts its child
+            await asyncio.wait_for(lock.held.wait(), 5)  # config.set holds the file
             res = await client.post("/config", {"toml": edited, "csrf": token})
             return await remote, res.text
 

@@ -21,12 +21,13 @@ from typing import Any, cast
 
 import protocols
 from buffer.store import OrderStore
-from collector import control
-from collector.assembly import make_edge, make_port
-from collector.config_change import ConfigChanges
+from collector.assembly import make_port
 from collector.daemon import Collector
 from collector.detect.result import PortResult, line_dict, stanza
-from collector.nozzles import NozzleTable
+from collector.remote.config_change import ConfigChanges
+from collector.station.edge import EdgeSettings
+from collector.station.nozzles import NozzleTable
+from collector.tools import control
 from collector.web.app import WebApp
 from collector.web.auth import write_hash_file
 from config.loader import load_config
@@ -96,7 +97,7 @@ def test_detect_lends_a_poll_line_shows_the_result_and_applies_it_by_config_set(
     collector = Collector(cfg, config)
     store = collector.store = OrderStore(tmp_path / "store.sqlite")
     uplink = cast(Any, SimpleNamespace(wake=lambda: None))
-    port = make_port(cfg, cfg.ports[0], store, NozzleTable(), uplink, make_edge(cfg))
+    port = make_port(cfg, cfg.ports[0], store, NozzleTable(), uplink, EdgeSettings.from_config(cfg))
     collector.ports = [port]
     collector.config_changes = ConfigChanges(collector, config, [])
     seen: dict[str, Any] = {}
@@ -172,8 +173,8 @@ def test_detect_lends_a_poll_line_shows_the_result_and_applies_it_by_config_set(
 
 def test_a_child_is_killed_when_its_waiter_is_cancelled() -> None:
     """The daemon stopping during a detect: the child must not go on probing a
-    line the next start polls (collector/config_check.py ``run_child``)."""
-    from collector.config_check import run_child
+    line the next start polls (collector/remote/config_check.py ``run_child``)."""
+    from collector.remote.config_check import run_child
 
     async def main() -> int:
         waiter = asyncio.create_task(run_child(["sleep", "30"], b"", 60))

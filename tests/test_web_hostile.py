@@ -50,7 +50,7 @@ def status_of(pid: int, name: str) -> int:
 
 
 def control(sock: Path, query: str) -> dict[str, Any]:
-    """One query on the control socket (collector/control.py), as the CLI asks."""
+    """One query on the control socket (collector/tools/control.py), as the CLI asks."""
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(10)
         s.connect(str(sock))

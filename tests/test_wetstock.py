@@ -11,7 +11,7 @@ import random
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from collector.wetstock import (
+from collector.station.wetstock import (
     CAPACITY_MISMATCH,
     UNREPORTED_DELIVERY,
     WETSTOCK_VARIANCE,
@@ -132,7 +132,7 @@ def test_a_reported_delivery_is_not_flagged() -> None:
 def test_a_detected_delivery_survives_a_restart_and_is_decided_after_it() -> None:
     """What the gauge task stored for a detected delivery comes back after a
     restart (Wetstock.restore) and the next i202 read decides it."""
-    from collector.wetstock import delivery_fields, delivery_from
+    from collector.station.wetstock import delivery_fields, delivery_from
 
     st = Station()
     st.run(30)
@@ -152,7 +152,7 @@ def test_a_detected_delivery_survives_a_restart_and_is_decided_after_it() -> Non
 def test_deliveries_the_gauge_never_reports_are_decided_not_dropped() -> None:
     """A console that never answers i202: past MAX_PENDING waiting on a tank the
     oldest is decided unreported, said so in the alarm — none vanishes."""
-    from collector.wetstock import MAX_PENDING
+    from collector.station.wetstock import MAX_PENDING
 
     st = Station(volume=2_000)
     for _ in range(MAX_PENDING + 1):

@@ -148,7 +148,7 @@ def test_the_task_commits_waits_and_evicts_off_the_submit(tmp_path: Path) -> Non
 # -- one door, and its answer used ------------------------------------------------
 
 #: The daemon's packages: none of them may write the store but through the writer.
-DAEMON_PACKAGES = ("collector", "uplink", "config", "protocols")
+DAEMON_PACKAGES = ("collector", "uplink", "config", "protocols", "records")
 
 #: OrderStore's direct appends (tests, benches and tools use them; the daemon never).
 DIRECT_APPENDS = frozenset({"append_record", "append_order", "append_orders"})

@@ -12,7 +12,7 @@ connection publishes at once and subscribes only when the backoff allows.
 
 Incoming commands are queued (at most :data:`COMMAND_QUEUE_MAX`) for one
 worker, which hands each to ``on_command`` (uplink/commands.py via
-collector/command_setup.py) one at a time.
+collector/remote/command_setup.py) one at a time.
 """
 
 from __future__ import annotations

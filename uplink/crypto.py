@@ -4,7 +4,7 @@ Two back-ends, one contract: the system's libcrypto through ctypes
 (:mod:`uplink.sm4_openssl`, proven on RFC 8998 when it loads) and, where that
 cannot load, ``cryptography`` (:mod:`uplink.sm4_cryptography`, 6.9 MB more
 RSS). :func:`backend_name` says which one runs; docs/decisions.md why.
-SM3 is hashlib's (OpenSSL's), with ``cryptography`` as its fallback too.
+SM3 lives in records/sm3.py (the record chain hashes with it too).
 
 platform-interface.md v1 seals every message with SM4-GCM as in RFC 8998:
 128-bit key, 96-bit nonce, 128-bit tag appended to the ciphertext. The
@@ -27,9 +27,10 @@ in docs/uplink-protocol.md:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Any, Protocol
+
+from records.sm3 import sm3
 
 #: SM4 has a 128-bit key and a 128-bit block (GB/T 32907-2016).
 KEY_BYTES = 16
@@ -85,73 +86,6 @@ def backend_name() -> tuple[str, str]:
     """("openssl" | "cryptography", why the first was not used, or "")."""
     backend()
     return _backend_name, _backend_why
-
-
-def _sm3_empty() -> Any:
-    """hashlib's SM3 with nothing hashed yet, or None (an OpenSSL without SM3).
-
-    Copied for each digest: ``hashlib.new("sm3")`` looks the name up in
-    OpenSSL every call (3.5 µs for 300 B against 2.6 µs copied), and ingest
-    hashes every record's chain link."""
-    try:
-        return hashlib.new("sm3")
-    except ValueError:
-        return None
-
-
-_SM3_EMPTY = _sm3_empty()
-
-
-class Sm3Stream:
-    """Incremental SM3 (GB/T 32905-2016) through OpenSSL: a file or a
-    download hashed as it streams (collector/ota/)."""
-
-    def __init__(self) -> None:
-        if _SM3_EMPTY is not None:
-            self._hash: Any = _SM3_EMPTY.copy()
-        else:
-            from cryptography.hazmat.primitives import hashes
-
-            self._hash = _FinalizingHash(hashes.Hash(hashes.SM3()))
-
-    def update(self, data: bytes) -> None:
-        self._hash.update(data)
-
-    def digest(self) -> bytes:
-        """The digest so far (32 bytes); the stream may go on."""
-        return bytes(self._hash.digest())
-
-    def hexdigest(self) -> str:
-        return self.digest().hex()
-
-
-class _FinalizingHash:
-    """``cryptography``'s Hash with hashlib's ``digest()`` (which does not end it)."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def update(self, data: bytes) -> None:
-        self._inner.update(data)
-
-    def digest(self) -> bytes:
-        return bytes(self._inner.copy().finalize())
-
-
-def sm3(data: bytes) -> bytes:
-    """SM3 digest (GB/T 32905-2016), 32 bytes."""
-    if _SM3_EMPTY is not None:
-        digest = _SM3_EMPTY.copy()
-        digest.update(data)
-        return bytes(digest.digest())
-    digest = Sm3Stream()
-    digest.update(data)
-    return digest.digest()
-
-
-def sm3_hex(data: bytes) -> str:
-    """SM3 digest as 64 lowercase hex digits."""
-    return sm3(data).hex()
 
 
 def sm4_ecb_encrypt(key: bytes, block16: bytes) -> bytes:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
+from records.canonical import canonical_json
 from uplink.crypto import NONCE_BYTES, TAG_BYTES, AuthenticationFailed, new_nonce
 from uplink.crypto import sm4_gcm_open as _gcm_open
 from uplink.crypto import sm4_gcm_seal as _gcm_seal
@@ -79,26 +80,6 @@ class Opened:
     type: str
     zip: str
     body: dict[str, Any]
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Canonical JSON: keys sorted, ``,``/``:`` separators, no spaces, UTF-8 text.
-
-    Floats are refused (TypeError): money and volume are decimal strings by
-    contract, and float formatting differs between languages, which would
-    make the same record hash differently on the platform. Keys must be
-    strings; they sort by code point (identical to RFC 8785's UTF-16 order
-    for every key the contract defines, all of which are ASCII).
-    """
-    if not _plain(obj):
-        _check_canonical(obj, "$")  # raises, naming where
-    try:
-        text = json.dumps(
-            obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("canonical_json: a string holds a lone surrogate (not Unicode)") from None
 
 
 def aad(v: int, dev: str, kid: str, seq: int, ts: int, type: str, zip: str) -> bytes:
@@ -240,36 +221,6 @@ def _bounded_inflate(data: bytes) -> bytes:
     if inflater.unused_data:
         raise EnvelopeError("bad_zip", "bytes after the end of the DEFLATE stream")
     return out
-
-
-_SCALARS = (str, int, bool, type(None))
-
-
-def _plain(obj: Any) -> bool:
-    """Fast path of :func:`_check_canonical` (the store seals every order with
-    it): exact dict/list/scalar types only; anything else takes the slow check."""
-    t = type(obj)
-    if t is dict:
-        for k, v in obj.items():
-            if type(k) is not str or (type(v) not in _SCALARS and not _plain(v)):
-                return False
-        return True
-    if t is list or t is tuple:
-        return all(type(v) in _SCALARS or _plain(v) for v in obj)
-    return t in _SCALARS
-
-
-def _check_canonical(obj: Any, path: str) -> None:
-    if isinstance(obj, float):
-        raise TypeError(f"canonical_json: float at {path}; use a decimal string")
-    if isinstance(obj, Mapping):
-        for k, item in obj.items():
-            if not isinstance(k, str):
-                raise TypeError(f"canonical_json: non-string key {k!r} at {path}")
-            _check_canonical(item, f"{path}.{k}")
-    elif isinstance(obj, list | tuple):
-        for i, item in enumerate(obj):
-            _check_canonical(item, f"{path}[{i}]")
 
 
 def _parse_json(data: bytes) -> Any:

@@ -23,7 +23,8 @@ left after its first answers like a broker that refuses a CONNECT.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -33,12 +34,35 @@ from uplink.http_client import HttpConnection, tls_context
 from uplink.http_link import HttpLink
 
 if TYPE_CHECKING:
-    from uplink.mqtt import Uplink
+    from uplink.batching import BatchLink
+    from uplink.command_channel import CommandChannel
+    from uplink.failover import FailoverPolicy
+    from uplink.settings import UplinkSettings, UplinkStats
+    from uplink.transport import AckClock
 
 log = structlog.get_logger("uplink")
 
 
-async def run(uplink: Uplink, endpoint: Endpoint) -> None:
+class Running(Protocol):
+    """What the HTTP session needs of the running uplink (uplink/mqtt.py
+    ``Uplink``, which imports this module: the session names what it uses
+    instead of importing its owner)."""
+
+    settings: UplinkSettings
+    stats: UplinkStats
+    acks: AckClock
+    failover: FailoverPolicy
+    commands: CommandChannel
+    heartbeat: Callable[[], dict[str, Any]]
+
+    def _connected(self, endpoint: Endpoint) -> None: ...
+
+    async def _sender(self, link: BatchLink, tg: asyncio.TaskGroup) -> None: ...
+
+    def _seal(self, body: dict[str, Any], kind: str) -> bytes: ...
+
+
+async def run(uplink: Running, endpoint: Endpoint) -> None:
     s = uplink.settings
     tls = tls_context(s.ca_file) if endpoint.tls else None
     connection = HttpConnection(endpoint.host, endpoint.port, tls=tls, interface=endpoint.interface)
@@ -63,7 +87,7 @@ async def run(uplink: Uplink, endpoint: Endpoint) -> None:
         connection.close()
 
 
-async def heartbeats(uplink: Uplink, link: HttpLink) -> None:
+async def heartbeats(uplink: Running, link: HttpLink) -> None:
     """A sealed heartbeat (``zip = "none"``, as on MQTT) every ``heartbeat_s``."""
     while True:
         try:

@@ -13,7 +13,8 @@ import tomllib
 from pathlib import Path
 
 from config import toml_read
-from uplink.crypto import KEY_BYTES, sm3_hex
+from records.sm3 import sm3_hex
+from uplink.crypto import KEY_BYTES
 
 #: A kid travels in every envelope and in its AAD: keep it a short plain
 #: identifier (a subset of what the envelope accepts).

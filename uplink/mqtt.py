@@ -139,11 +139,11 @@ class Uplink:
 
     def link(self) -> dict[str, Any]:
         """The heartbeat's ``link`` (uplink/status.py)."""
-        return status.link(self)
+        return status.link(self.failover, self.stats, self.commands)
 
     def status(self) -> dict[str, Any]:
         """Publishing and the command channel, separately (uplink/status.py)."""
-        return status.full(self)
+        return status.full(self.stats, self.acks, self.commands)
 
     async def run(self) -> None:
         policy = self.failover
@@ -383,7 +383,7 @@ class Uplink:
     def _seal_texts(self, run: list[StoredRecord], kind: str) -> bytes:
         """``{"items":[…]}`` spliced from the stored canonical texts, each with
         ``resent`` appended (a transport field, outside the chain hash —
-        uplink/chain.py HASH_EXCLUDED — and never stored, so never doubled).
+        records/chain.py HASH_EXCLUDED — and never stored, so never doubled).
         The plaintext need not be canonical (platform-interface.md: UTF-8 JSON)."""
         if any(r.text is None for r in run):  # a record not from unsent_page: a bug
             raise StoreError("uplink: record without stored text")

@@ -8,13 +8,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from uplink.mqtt import Uplink
+    from uplink.command_channel import CommandChannel
+    from uplink.failover import FailoverPolicy
+    from uplink.settings import UplinkStats
+    from uplink.transport import AckClock
 
 
-def link(uplink: Uplink) -> dict[str, Any]:
+def link(policy: FailoverPolicy, stats: UplinkStats, channel: CommandChannel) -> dict[str, Any]:
     """The heartbeat's ``link``: the endpoint in use (or being tried), the
     last PUBACK, the command channel, and the last error while it is current."""
-    policy, stats = uplink.failover, uplink.stats
     endpoint = policy.target
     out: dict[str, Any] = {
         "name": endpoint.name,
@@ -24,7 +26,7 @@ def link(uplink: Uplink) -> dict[str, Any]:
         "primary": policy.index == 0,
         "connected": stats.connected,
         "last_puback_ms": stats.last_puback_ms,
-        "commands": commands(uplink, brief=True),
+        "commands": commands(channel, brief=True),
     }
     error = stats.error_status()
     if error is not None and not error["old"]:
@@ -32,25 +34,24 @@ def link(uplink: Uplink) -> dict[str, Any]:
     return out
 
 
-def full(uplink: Uplink) -> dict[str, Any]:
+def full(s: UplinkStats, acks: AckClock, channel: CommandChannel) -> dict[str, Any]:
     """Publishing and the command channel, separately, and the last error."""
-    s = uplink.stats
     return {
         "publishing": {
             "connected": s.connected,
             "since_ms": s.connected_since_ms,
             "last_puback_ms": s.last_puback_ms,
-            "awaiting_ack": uplink.acks.outstanding,
+            "awaiting_ack": acks.outstanding,
         },
-        "commands": commands(uplink, brief=False),
+        "commands": commands(channel, brief=False),
         "last_error": s.error_status(),
     }
 
 
-def commands(uplink: Uplink, *, brief: bool) -> dict[str, Any]:
+def commands(channel: CommandChannel, *, brief: bool) -> dict[str, Any]:
     """``state`` (off, waiting, subscribing, subscribed, refused), ``since_ms``
     (since when it is subscribed, or not), ``reason`` while it is not."""
-    policy = uplink.commands.policy
+    policy = channel.policy
     out: dict[str, Any] = {"state": policy.state, "since_ms": policy.since_ms}
     if policy.reason is not None:
         out["reason"] = policy.reason
@@ -58,5 +59,5 @@ def commands(uplink: Uplink, *, brief: bool) -> dict[str, Any]:
         out["endpoint"] = None if policy.endpoint is None else policy.names[policy.endpoint]
         out["refusals"] = {policy.names[i]: n for i, n in policy.refusals.items() if n}
         out["refused_by"] = [policy.names[i] for i in sorted(policy.refused_round)]
-        out["dropped"] = uplink.commands.dropped
+        out["dropped"] = channel.dropped
     return out

@@ -23,4 +23,9 @@ address range, ``census`` and driver) — no protocol is named here.
 :mod:`.plan` and :mod:`.judge` are pure; :mod:`.line` does the I/O;
 :mod:`.engine` runs the steps; :mod:`.cli` is the command and
 :mod:`.write` merges stanzas into a config file.
+
+A room beside tools/, at its rank: what an installer runs on the box. May
+import: the device, station and remote rooms (the config's files and
+checks), collector/'s shared modules (logs, retry, parts), every layer
+below collector/. Must not import: the builders (daemon, assembly, cli).
 """

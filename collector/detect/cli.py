@@ -39,7 +39,7 @@ MIN_REPLY_MS, MAX_REPLY_MS = 5, 2000
 def register(commands: Any) -> None:
     """Add ``detect`` to ``forecourt``'s subcommands."""
     from collector.detect.engine import LISTEN_S
-    from collector.techcli import DEFAULT_CONFIG
+    from collector.tools.techcli import DEFAULT_CONFIG
 
     p = commands.add_parser(
         "detect",
@@ -152,7 +152,7 @@ def _show(results: list[PortResult], written: str | None, errors: list[str], as_
 
 def _raw(path: Path) -> dict[str, Any]:
     """The config as plain TOML (no validation), or {} when it cannot be read."""
-    from collector.techcli import _raw_config
+    from collector.tools.techcli import _raw_config
 
     try:
         return _raw_config(path)
@@ -186,7 +186,7 @@ def _unique(devices: list[str]) -> list[str]:
 
 
 def _socket_of(raw: dict[str, Any]) -> str:
-    from collector.techcli import DEFAULT_SOCKET, _path_in
+    from collector.tools.techcli import DEFAULT_SOCKET, _path_in
 
     return _path_in(raw, "control", "socket") or DEFAULT_SOCKET
 
@@ -195,7 +195,7 @@ def _owned(sock: str) -> dict[str, str]:
     """Real path → owner of every device the running collector holds ({} when
     none runs). A collector that answers but not ``devices`` (an older
     release) is asked for its ports."""
-    from collector.techcli import Down, ask
+    from collector.tools.techcli import Down, ask
 
     try:
         reply = ask(sock, {"query": "devices"}, timeout=5.0)

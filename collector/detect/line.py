@@ -1,6 +1,6 @@
 """One line as detect uses it: read for a while, or send a probe and collect its answer.
 
-The line is opened through collector/serialfd.py with input checking on
+The line is opened through collector/device/serialfd.py with input checking on
 (INPCK, IGNPAR, IGNBRK): at a wrong rate or parity, bytes with framing or
 parity errors are dropped and break frames instead of passing as plausible
 bytes (as 0x00 they would look like commands to a one-byte protocol). A
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from collector.detect.plan import Probe
-from collector.serialfd import LineSettings, open_line
+from collector.device.serialfd import LineSettings, open_line
 from protocols.descriptor import LineSetting
 
 #: Bytes kept from one listening window: at 19200 baud a 10 s window is
@@ -38,7 +38,7 @@ class Line:
     """An open line at one setting; ``written`` counts every byte sent.
 
     Raises :class:`LineGone` when the device cannot be opened, a plain
-    ``OSError`` when it refuses this setting (collector/serialfd.py).
+    ``OSError`` when it refuses this setting (collector/device/serialfd.py).
     """
 
     def __init__(self, device: str, setting: LineSetting, *, writable: bool) -> None:

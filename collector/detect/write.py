@@ -9,7 +9,7 @@ technician wired it so). A new line is appended with the lowest free port
 number. The merged file must pass ``config check`` (the same steps as
 ``forecourt config check``: models, then what it names outside itself)
 before it replaces the file — written atomically (config/atomic.py), the
-file it replaces kept as ``<config>.prev`` (collector/config_files.py) —
+file it replaces kept as ``<config>.prev`` (collector/remote/config_files.py) —
 so a refused merge leaves the file as it was. The merged file is written
 canonically (config/toml_write.py): its comments are not carried over; the
 ``.prev`` keeps them.
@@ -88,8 +88,8 @@ def _free_number(ports: list[Any]) -> int:
 def write_merged(path: Path, stanzas: Sequence[dict[str, Any]]) -> str:
     """Merge ``stanzas`` into the config at ``path``, check, write; returns the
     text written. Raises :class:`WriteRefused` (the file untouched)."""
-    from collector.cli import _errors
-    from collector.config_files import pending_path, replace_keeping_prev
+    from collector.remote.config_env import config_errors
+    from collector.remote.config_files import pending_path, replace_keeping_prev
     from config import toml_read, toml_write
 
     if pending_path(path).exists():
@@ -112,7 +112,7 @@ def write_merged(path: Path, stanzas: Sequence[dict[str, Any]]) -> str:
         f" is {path.name}.prev.\nEvery key: config/example.toml of the release."
     )
     text = toml_write.dumps(merged, header)
-    errors = _check(path, text, _errors)
+    errors = _check(path, text, config_errors)
     if errors:
         raise WriteRefused(errors)
     replace_keeping_prev(path, text.encode("utf-8"))

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from collector.ota.fit import machine_arch, machine_platform, python_tag
-from uplink.crypto import Sm3Stream
+from records.sm3 import Sm3Stream
 
 MANIFEST = "manifest.json"
 FORMAT = 1

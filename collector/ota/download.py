@@ -22,7 +22,7 @@ from pathlib import Path
 from collector.ota.bundle import CHUNK_BYTES, BundleError
 from collector.retry import Retry
 from config.atomic import replace_durably
-from uplink.crypto import Sm3Stream
+from records.sm3 import Sm3Stream
 
 #: Resumes after a dropped connection. 4G links drop; 8 resumes with backoff
 #: up to 30 s ride out a few minutes of bad coverage, then the platform may

@@ -81,7 +81,7 @@ class Ota:
     # -- replies, alarms ------------------------------------------------------
 
     def _reply(self, command_id: str | None, result: dict[str, Any] | None, error: Any) -> bool:
-        from collector.command_setup import store_reply
+        from collector.remote.command_setup import store_reply
         from uplink.commands import reply_body
 
         return store_reply(self.store, self.uplink, reply_body(command_id, result, error))
@@ -90,7 +90,7 @@ class Ota:
         self, command_id: str | None, result: dict[str, Any] | None, error: Any
     ) -> bool:
         """Like :meth:`_reply`, and wait for its commit: True once it is stored."""
-        from collector.command_setup import reply_record
+        from collector.remote.command_setup import reply_record
         from uplink.commands import reply_body
 
         record = reply_record(reply_body(command_id, result, error))
@@ -101,7 +101,7 @@ class Ota:
 
     def _alarm(self, code: str, detail: dict[str, Any]) -> bool:
         """Store one device alarm; False (logged) when the store refused it."""
-        from collector.alarm_store import store_alarm
+        from collector.station.alarm_store import store_alarm
 
         return store_alarm(self.store, "device", code, True, self.tz, detail, wake=self.uplink.wake)
 
@@ -111,7 +111,7 @@ class Ota:
         task.add_done_callback(self._tasks.discard)
 
     async def _restart_after_reply(self) -> None:
-        from collector.command_setup import restart_after_reply
+        from collector.remote.command_setup import restart_after_reply
 
         log.warning("ota_restart", running=self.running)
         await restart_after_reply(self.store, self.restart)
@@ -387,7 +387,7 @@ def setup_ota(
     ports: Callable[[], Sequence[Any]],
 ) -> Ota | None:
     """The OTA controller with its commands registered, or None when OTA is off."""
-    from collector.daemon import StartError
+    from collector.parts import StartError
     from uplink.keys import KeyFileError, load_sm2_public
 
     o = config.ota

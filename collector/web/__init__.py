@@ -4,4 +4,9 @@ Off unless ``[web] listen`` is set. collector/web/http.py parses requests
 (sans-IO), collector/web/server.py holds the connections and their limits,
 collector/web/app.py the pages, collector/web/auth.py the login
 (docs/security.md: every bound and what a client gets past it).
+
+Beside the tools room, at its rank. May import: every other room (the
+control socket's queries in collector/tools, the config files of
+collector/remote), collector/'s shared modules (logs, retry, parts), every
+layer below collector/. Must not import: the builders (daemon, assembly, cli).
 """

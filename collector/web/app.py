@@ -4,7 +4,7 @@ Served by the collector itself (one process, one loop) on the bounded
 server of collector/web/server.py when ``[web] listen`` is set. Everything
 but ``/`` (login form plus a minimal status), ``/api/status`` and the two
 static files needs a login (collector/web/auth.py). The live data are the
-control socket's own queries (collector/control.py), so the CLI and the page
+control socket's own queries (collector/tools/control.py), so the CLI and the page
 never disagree; the anonymous status reads only what the daemon holds in
 memory (no store query for a stranger). No CDN, no external file, no inline
 script or style: page.js and page.css are package data served from memory,
@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from collector import control, logs, storeview
-from collector.config_check import check_config_text
-from collector.history import SAMPLE_EVERY_S, History, history_path, sample
+from collector import logs
+from collector.remote.config_check import check_config_text
+from collector.tools import control, storeview
+from collector.tools.history import SAMPLE_EVERY_S, History, history_path, sample
 from collector.web.auth import (
     ChecksBusy,
     LoginGuard,
@@ -58,7 +59,7 @@ from collector.web.secrets_mask import MaskError, mask, mask_checked, unmask
 from collector.web.server import Request, WebServer
 
 if TYPE_CHECKING:
-    from collector.daemon import Collector
+    from collector.parts import Station
 
 log = structlog.get_logger("collector.web")
 
@@ -121,7 +122,7 @@ class WebApp:
 
     def __init__(
         self,
-        collector: Collector,
+        collector: Station,
         password_file: Path,
         config_path: Path | None,
         hosts: Sequence[str] = (),
@@ -442,7 +443,7 @@ class WebApp:
         async with changes.file_lock if changes is not None else contextlib.nullcontext():
             text, errors = unmask(edited, self.config_path.read_text("utf-8"))
             errors = errors or await check_config_text(text, self.config_path.parent)
-            from collector.config_files import pending_path
+            from collector.remote.config_files import pending_path
 
             if pending_path(self.config_path).exists():
                 # Saving now would replace .prev, which a revert puts back.
@@ -455,14 +456,14 @@ class WebApp:
 
 def write_config_atomically(path: Path, text: str) -> None:
     """Temp file + fsync + rename + fsync dir; the file it replaces is kept as
-    ``<file>.prev`` (the same writer ``config.set`` uses: collector/config_files.py)."""
-    from collector.config_files import replace_keeping_prev
+    ``<file>.prev`` (the same writer ``config.set`` uses: collector/remote/config_files.py)."""
+    from collector.remote.config_files import replace_keeping_prev
 
     replace_keeping_prev(path, text.encode("utf-8"))
 
 
 async def serve(
-    collector: Collector,
+    collector: Station,
     bind: tuple[str, int],
     password_file: Path,
     config_path: Path | None,

@@ -1,4 +1,4 @@
-"""The dashboard's charts section: collector/charts.py's data drawn by svg.py.
+"""The dashboard's charts section: collector/tools/charts.py's data drawn by svg.py.
 
 ``GET /`` embeds it (server-side, no script needed to see it) and page.js
 fetches ``/charts`` once a minute to replace it. Times on the axes and in
@@ -11,8 +11,8 @@ import sqlite3
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 
-from collector.charts import WINDOW_MS, ChartData
-from collector.history import History
+from collector.tools.charts import WINDOW_MS, ChartData
+from collector.tools.history import History
 from collector.web.svg import Band, Series, Table, hour_bars, time_chart
 
 #: Hours of the 24 h charts the text tables list (one row per hour).

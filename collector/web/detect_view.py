@@ -2,7 +2,7 @@
 
 Per configured port a "detect" button (behind the login, with the session's
 CSRF token). A poll port's line is lent for the duration
-(collector/lending.py: the port stops, PORT_OFFLINE says why, it reopens at
+(collector/station/lending.py: the port stops, PORT_OFFLINE says why, it reopens at
 the end); a relay or listen port is refused with the reason. The detect
 itself is ``forecourt detect DEVICE --json`` in a child (the daemon never
 imports the families' census code; the child asks the control socket which
@@ -14,7 +14,7 @@ stanza.
 
 "Apply" sends the stanza's line keys (protocol, setting, addresses; the old
 protocol's option table removed) as a ``config.set`` patch of that port
-through collector/config_change.py: validated in a child, written with
+through collector/remote/config_change.py: validated in a child, written with
 ``.prev`` kept, applied by a restart, and reverted by the box itself when
 the platform does not acknowledge the new config within the confirm window.
 """
@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from collector.lending import LendRefused
+from collector.station.lending import LendRefused
 
 if TYPE_CHECKING:
-    from collector.daemon import Collector
+    from collector.parts import Station
 
 log = structlog.get_logger("collector.web")
 
@@ -48,7 +48,7 @@ LINE_KEYS = ("protocol", "baudrate", "bytesize", "parity", "stopbits", "addresse
 
 async def detect_in_child(device: str, socket: str) -> dict[str, Any]:
     """``forecourt detect DEVICE --json`` in a fresh interpreter: its one port's result."""
-    from collector.config_check import run_child
+    from collector.remote.config_check import run_child
 
     argv = [sys.executable, "-m", "collector", "detect", device, "--json", "--socket", socket]
     status, out, err = await run_child(argv, b"", DETECT_TIMEOUT_S)
@@ -74,7 +74,7 @@ class Job:
 class DetectView:
     """The jobs (one per port, the last kept) and their rendering."""
 
-    def __init__(self, collector: Collector, runner: Runner | None = None) -> None:
+    def __init__(self, collector: Station, runner: Runner | None = None) -> None:
         self.collector = collector
         socket = collector.config.control.socket
         self.runner: Runner = runner or (lambda device: detect_in_child(device, socket))
@@ -135,7 +135,7 @@ class DetectView:
 
     async def apply(self, number: int) -> str:
         """Port ``number``'s stanza through config.set; what happened, for the page."""
-        from collector.config_rules import CONFIRM_DEFAULT_S
+        from collector.remote.config_rules import CONFIRM_DEFAULT_S
         from uplink.commands import CommandError, current_command_id
 
         changes = self.collector.config_changes

@@ -65,6 +65,7 @@ from typing import Any, ClassVar
 
 from hil.dispenser.model import PumpModel, SimSale
 from hil.dispenser.responder import answering
+from protocols.bcd import bcd_decode
 from protocols.dart.framer import SEQ_MASK, Frame, FrameDecoder, Transaction, encode_frame
 from protocols.dart.messages import (
     DCC_RETURN_FILLING_INFO,
@@ -84,7 +85,6 @@ from protocols.dart.messages import (
     Dc9,
     Dc101,
     Request,
-    bcd_decode,
     build,
     parse_request,
 )

@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 
 from hil.dispenser.model import NozzleModel, PumpModel, SimSale
 from hil.dispenser.responder import answering
-from protocols.fa_frame import bcd_decode
+from protocols.bcd import bcd_decode
 from protocols.furen.framer import MAX_NOZZLE, Frame, FrameDecoder, encode_frame
 from protocols.furen.messages import (
     CMD_MODE,

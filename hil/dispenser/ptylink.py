@@ -22,7 +22,7 @@ class PtyLink:
     opens the line raw without setting it keeps it), and from then on every
     read and write goes through :func:`hil.dispenser.uart.transcode`
     against the setting the peer put on the slave (read back each time with
-    collector/serialfd.py ``applied``, which knows the marks a pty keeps for
+    collector/device/serialfd.py ``applied``, which knows the marks a pty keeps for
     parity and data bits): a peer at another rate, parity or data bits gets
     what a real UART would, not our frames. None: bytes pass as they are
     (the gauge simulator, older tests).
@@ -36,7 +36,7 @@ class PtyLink:
         if uart is None:
             tty.setraw(self.slave)
         else:
-            from collector.serialfd import LineSettings, configure
+            from collector.device.serialfd import LineSettings, configure
 
             configure(
                 self.slave,
@@ -50,7 +50,7 @@ class PtyLink:
 
     def peer(self) -> Uart:
         """The setting the line's other end has put on it (our own until it does)."""
-        from collector.serialfd import applied
+        from collector.device.serialfd import applied
 
         now = applied(self.slave)
         return Uart(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from uplink.chain import GENESIS
+from records.chain import GENESIS
 
 #: Chain problems listed by name in the report (all are counted).
 MAX_LISTED_PROBLEMS = 20

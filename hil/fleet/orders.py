@@ -1,6 +1,6 @@
 """Synthetic orders and heartbeats of one simulated station (hil.fleet).
 
-The fields are those a port stores (collector/records.py, bench/store.py's
+The fields are those a port stores (collector/station/records.py, bench/store.py's
 realistic order), so a batch compresses like a real one; values vary per
 order so deflate does not see identical texts.
 """
@@ -63,7 +63,7 @@ class OrderMaker:
 
 
 def nozzle_body(nozzle: str, state: str, totalizer_centilitres: int) -> dict[str, Any]:
-    """A state-change ``nozzle`` record as collector/sink.py writes one."""
+    """A state-change ``nozzle`` record as collector/station/sink.py writes one."""
     return {
         "nozzle": nozzle,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S.000+08:00", time.localtime()),

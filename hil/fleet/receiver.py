@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 import aiomqtt
 
-from uplink.chain import record_hash
+from records.chain import record_hash
 from uplink.envelope import EnvelopeError, open_envelope
 
 

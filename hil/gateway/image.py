@@ -59,7 +59,7 @@ KEEP_STAGES = 3
 STAGE_FORMAT = 3
 #: The project's packages the first install runs from (docs/upgrade.md,
 #: "First install": from any tree of the project).
-INSTALL_PACKAGES = ("collector", "uplink", "config", "buffer", "protocols")
+INSTALL_PACKAGES = ("collector", "uplink", "config", "buffer", "protocols", "records")
 
 
 @dataclass(frozen=True)

@@ -12,27 +12,19 @@ from __future__ import annotations
 from protocols.censtar.describe import walk
 from protocols.descriptor import Census
 from protocols.events import ProtocolError
+from protocols.tally import Tally
 
 #: Frames described in ``evidence``: enough to recognise the traffic.
 MAX_EVIDENCE = 4
 
 
 def census(data: bytes) -> Census:
-    good = bad = master = pump = 0
-    addresses: set[int] = set()
-    evidence: list[str] = []
+    tally = Tally(MAX_EVIDENCE)
     for _, item in walk(data):
         if isinstance(item, ProtocolError):
-            if item.kind != "truncated":
-                bad += 1
+            tally.bad += item.kind != "truncated"
             continue
-        good += 1
-        addresses.add(item.address)
-        if item.request:
-            master += 1
-        else:
-            pump += 1
-        if len(evidence) < MAX_EVIDENCE:
-            side = "request" if item.request else "reply"
-            evidence.append(f"censtar {item.name} {side}, pump {item.address}")
-    return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))
+        side = "request" if item.request else "reply"
+        say = f"censtar {item.name} {side}, pump {item.address}"
+        tally.frame("master" if item.request else "pump", item.address, say)
+    return tally.census()

@@ -43,7 +43,7 @@ several queued sales gets them. Otherwise the sale carries none
 
 The controller's 17 naming a sale is a :class:`Confirmation` of its
 sequence number (``Sale.booking``), for the reconciliation with the POS
-(collector/reconcile.py); :attr:`CenstarMonitor.master_frames` counts the
+(collector/station/reconcile.py); :attr:`CenstarMonitor.master_frames` counts the
 controller's frames.
 
 Link: a pump is online from its first reply; after ``offline_after``
@@ -178,7 +178,7 @@ class CenstarMonitor:
     @property
     def master_frames(self) -> int:
         """Frames the controller sent (is the POS still on the line?);
-        collector/books.py watches it."""
+        collector/station/books.py watches it."""
         return self._counts["requests"]
 
     @property
@@ -234,7 +234,7 @@ class CenstarMonitor:
             return []
         events: list[Event] = []
         if frame.command == CMD_CLEAR and len(frame.data) == CLEAR_DATA_LEN:
-            # The controller books the sale it names (collector/reconcile.py).
+            # The controller books the sale it names (collector/station/reconcile.py).
             events.append(Confirmation(pump.address, int.from_bytes(frame.data, "big")))
         if pump.waiting:
             pump.misses += 1

@@ -12,34 +12,20 @@ from __future__ import annotations
 from protocols.ck1313.framer import Frame, decode_at
 from protocols.ck1313.messages import COMMAND_NAMES, direction
 from protocols.descriptor import Census
+from protocols.tally import Tally, frames
 
 #: Frames described in ``Census.evidence``: enough to recognise the line.
 EVIDENCE = 3
 
 
 def census(data: bytes) -> Census:
-    good = bad = master = pump = 0
-    addresses: set[int] = set()
-    evidence: list[str] = []
-    pos, n = 0, len(data)
-    while pos < n:
-        result, consumed = decode_at(data, pos)
-        if result is None:
-            break  # an incomplete frame at the end says nothing yet
-        pos += consumed
-        if not isinstance(result, Frame):
-            bad += 1
+    tally = Tally(EVIDENCE)
+    for result in frames(data, decode_at):
+        side = direction(result) if isinstance(result, Frame) else None
+        if not isinstance(result, Frame) or side is None:
+            tally.bad += 1
             continue
-        side = direction(result)
-        if side is None:
-            bad += 1
-            continue
-        good += 1
-        master += side == "master"
-        pump += side == "pump"
-        if result.address is not None:
-            addresses.add(result.address)
-        if len(evidence) < EVIDENCE:
-            name = COMMAND_NAMES[result.command]
-            evidence.append(f"{result.raw.hex(' ').upper()}: {name}, pump {result.address}, {side}")
-    return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))
+        name = COMMAND_NAMES[result.command]
+        say = f"{result.raw.hex(' ').upper()}: {name}, pump {result.address}, {side}"
+        tally.frame(side, result.address, say)
+    return tally.census()

@@ -248,17 +248,7 @@ class FrameDecoder(BufferedDecoder[Result]):
         return item, consumed
 
     def flush(self) -> list[Result]:
-        """No more bytes are coming now: an incomplete frame is ``truncated``. Empty afterwards."""
-        if not self._buffer:
-            return []
-        detail = f"incomplete frame of {len(self._buffer)} bytes dropped"
-        self._buffer.clear()
+        """No more bytes are coming now: an incomplete frame is ``truncated``
+        (no resync: the whole buffer), no reply is awaited. Empty afterwards."""
         self.expect = None
-        self.counters["truncated"] += 1
-        return [ProtocolError("truncated", detail)]
-
-    def reset(self) -> int:
-        """Drop whatever is buffered, reporting nothing; return how many bytes."""
-        dropped = len(self._buffer)
-        self._buffer.clear()
-        return dropped
+        return super().flush()

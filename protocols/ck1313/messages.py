@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from protocols.bcd import bcd_decode, bcd_encode
+from protocols.bcd import bcd_encode, bcd_field
 from protocols.ck1313.framer import Frame, encode_frame
 from protocols.events import NozzleState, ProtocolError
 
@@ -203,13 +203,6 @@ Reply = Status | SaleShown | TotalsShown | PriceShown
 PAYLOAD_LEN = {command: length - 4 for command, length in REPLY_LEN.items()}
 
 
-def _bcd(raw: bytes, what: str) -> int | ProtocolError:
-    value = bcd_decode(raw)
-    if value is None:
-        return ProtocolError("bad_message", f"{what} {raw.hex(' ').upper()} is not BCD")
-    return value
-
-
 def parse_reply(frame: Frame, command: int) -> Reply | ProtocolError:
     """The reply to the read-only query ``command`` carried by ``frame``.
 
@@ -227,10 +220,10 @@ def parse_reply(frame: Frame, command: int) -> Reply | ProtocolError:
     if command == CMD_STATUS:
         return Status(payload[0])
     if command == CMD_PRICE:
-        price = _bcd(payload, "price")
+        price = bcd_field(payload, "price")
         return price if isinstance(price, ProtocolError) else PriceShown(price)
     width = SALE_WIDTH if command == CMD_SALE else TOTAL_WIDTH
-    first, second = _bcd(payload[:width], "volume"), _bcd(payload[width:], "amount")
+    first, second = bcd_field(payload[:width], "volume"), bcd_field(payload[width:], "amount")
     if isinstance(first, ProtocolError):
         return first
     if isinstance(second, ProtocolError):

@@ -56,6 +56,7 @@ from protocols.ck1313.messages import (
     parse_reply,
 )
 from protocols.events import Event, ProtocolError
+from protocols.stream import with_decoders
 from protocols.totalwatch import TotalsMonitor
 
 #: The key of a frame whose address nibble names no pump (0..9).
@@ -78,12 +79,8 @@ class Ck1313Monitor(TotalsMonitor):
 
     @property
     def counters(self) -> dict[str, int]:
-        out = super().counters
         decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
-        for prefix, decoder in decoders:
-            for key, value in decoder.counters.items():
-                out[prefix + key] = value
-        return out
+        return with_decoders(super().counters, decoders)
 
     def receive_request(self, data: bytes) -> list[Event]:
         events: list[Event] = []

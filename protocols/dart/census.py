@@ -20,6 +20,7 @@ from protocols.dart.messages import REPLY_LNG, REQUEST_LNG
 from protocols.dart.pumpstate import ADR_OFFSET
 from protocols.descriptor import Census
 from protocols.events import ProtocolError
+from protocols.tally import Tally, frames
 
 #: (TRANS, LNG) of the replies only a pump sends (module doc).
 PUMP_ONLY = frozenset(
@@ -44,26 +45,12 @@ def census(data: bytes) -> Census:
     """Good frames, framing errors (one per garbage run), pump numbers and the
     master / pump split of ``data``. A frame cut by the end of ``data`` is not
     counted either way."""
-    good = bad = master = pump = 0
-    addresses: set[int] = set()
-    evidence: list[str] = []
-    pos = 0
-    while True:
-        item, consumed = decode_at(data, pos)
-        if consumed == 0:
-            break
-        pos += consumed
+    tally = Tally(MAX_EVIDENCE)
+    for item in frames(data, decode_at):
         if isinstance(item, ProtocolError):
-            bad += 1
+            tally.bad += 1
             continue
-        if item is None:
-            continue
-        good += 1
-        addresses.add(item.adr - ADR_OFFSET)
-        side = _side(item)
-        master += side == "master"
-        pump += side == "pump"
-        if len(evidence) < MAX_EVIDENCE:
-            trans = " ".join(f"{t:02X}/{len(d)}" for t, d in item.transactions)
-            evidence.append(f"dart pump {item.adr - ADR_OFFSET} {item.kind} {trans}".rstrip())
-    return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))
+        trans = " ".join(f"{t:02X}/{len(d)}" for t, d in item.transactions)
+        pump = item.adr - ADR_OFFSET
+        tally.frame(_side(item), pump, f"dart pump {pump} {item.kind} {trans}".rstrip())
+    return tally.census()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from protocols.bcd import scaled
 from protocols.dart.framer import ADR_MIN, Frame, decode_at, next_start
 from protocols.dart.messages import (
     DCC_NAMES,
@@ -41,8 +42,8 @@ from protocols.dart.messages import (
     alarm_code,
     parse_reply,
     parse_request,
-    scaled,
 )
+from protocols.describing import walk
 from protocols.events import ProtocolError
 
 PROTOCOL = "dart"
@@ -122,19 +123,9 @@ def describe(
 ) -> list[dict[str, Any]]:
     """One dict per frame found or stretch rejected in ``data``, in stream order."""
     decimals = (volume_decimals, amount_decimals, price_decimals)
-    out: list[dict[str, Any]] = []
-    pos = 0
-    while pos < len(data):
-        result, consumed = decode_at(data, pos)
-        if result is None:  # the capture ends inside a frame (or on an ADR byte)
-            nxt = next_start(data, pos + 1)
-            consumed = (nxt if nxt >= 0 else len(data)) - pos
-            detail = f"incomplete frame of {consumed} bytes at the end of the capture"
-            result = ProtocolError("truncated", detail)
-        if isinstance(result, Frame):
-            out.append(_frame(result, pos, sender == "master", decimals))
-        else:
-            error = {"ok": False, "offset": pos, "error": result.kind, "detail": result.detail}
-            out.append(error)
-        pos += consumed
-    return out
+    master = sender == "master"
+
+    def tell(frame: Frame, offset: int) -> dict[str, Any]:
+        return _frame(frame, offset, master, decimals)
+
+    return walk(data, decode_at, Frame, tell, next_start=next_start)

@@ -377,20 +377,5 @@ class FrameDecoder(BufferedDecoder[Result]):
     def _decode_at(self, buf: bytearray, pos: int) -> tuple[Result | None, int]:
         return decode_at(buf, pos)
 
-    def flush(self) -> list[Result]:
-        """No more bytes are coming for now (a response deadline passed).
-
-        The incomplete frame at the head of the buffer is given up and
-        reported ``truncated``; frames it had swallowed are still decoded and
-        returned. The buffer is empty afterwards.
-        """
-        out: list[Result] = []
-        buf = self._buffer
-        while buf:
-            nxt = next_start(buf, 1)
-            cut = nxt if nxt >= 0 else len(buf)
-            out.append(ProtocolError("truncated", f"incomplete frame of {cut} bytes dropped"))
-            self.counters["truncated"] += 1
-            del buf[:cut]
-            self._drain(out)
-        return out
+    def _next_start(self, buf: bytearray, pos: int) -> int:
+        return next_start(buf, pos)

@@ -3,7 +3,7 @@
 A DATA frame carries transactions ``TRANS | LNG | data`` (framer). Only the
 read-only subset a collector needs is here (SPEC D20). Packed BCD is most
 significant digit first (protocols.md §3); where the decimal point sits is
-configuration (``volume_decimals`` … of the driver), see :func:`scaled`.
+configuration (``volume_decimals`` … of the driver), see :func:`protocols.bcd.scaled`.
 
 Master → pump (the only transactions we ever send):
 
@@ -39,11 +39,11 @@ or :func:`parse_reply` (pump → master).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from functools import lru_cache
 
 from construct import Bytes, Int8ub, Struct
 
+from protocols.bcd import bcd_decode, bcd_encode
 from protocols.dart.framer import Transaction
 from protocols.events import METERING_ALARMS, ProtocolError
 
@@ -131,25 +131,6 @@ REPLY_STRUCTS = {
 }
 REQUEST_LNG = {trans: s.sizeof() for trans, s in REQUEST_STRUCTS.items()}
 REPLY_LNG = {trans: s.sizeof() for trans, s in REPLY_STRUCTS.items()}
-
-
-def bcd_encode(value: int, width: int) -> bytes:
-    """``value`` as ``width`` bytes of packed BCD, most significant digit first."""
-    digits = f"{value:0{2 * width}d}"
-    if value < 0 or len(digits) != 2 * width:
-        raise ValueError(f"{value} does not fit {width} BCD bytes")
-    return bytes.fromhex(digits)
-
-
-def bcd_decode(raw: bytes) -> int | None:
-    """Packed BCD → int; None when a nibble is above 9."""
-    digits = raw.hex()
-    return int(digits) if digits.isdigit() else None
-
-
-def scaled(raw: int, decimals: int) -> Decimal:
-    """A raw BCD count with ``decimals`` implied places (``scaled(1234, 2)`` = 12.34)."""
-    return Decimal(raw).scaleb(-decimals)
 
 
 def alarm_code(code: int) -> str:

@@ -81,6 +81,7 @@ from protocols.dart.framer import Frame, FrameDecoder, Kind
 from protocols.dart.messages import DCC_RETURN_STATUS, TRANS_CD1, TRANS_CD101
 from protocols.dart.pumpstate import ADR_OFFSET, MAX_PUMP, MIN_PUMP, Fill, PumpState, Scale
 from protocols.events import Event, ProtocolError, PumpLink
+from protocols.stream import with_decoders
 
 #: POLL / DATA / NAK to a pump in a row with no frame from it before it is
 #: reported offline: the poller's ``offline_after`` default.
@@ -217,14 +218,8 @@ class DartMonitor:
     def counters(self) -> dict[str, int]:
         out = dict(self._counts)
         out.update((f"pos_cmd_{name}", n) for name, n in self._commands.items())
-        for prefix, decoder in (
-            ("pos_", self._requests),
-            ("", self._responses),
-            ("bus_", self._bus),
-        ):
-            for key, value in decoder.counters.items():
-                out[prefix + key] = out.get(prefix + key, 0) + value
-        return out
+        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
+        return with_decoders(out, decoders)
 
     def receive_request(self, data: bytes) -> list[Event]:
         events: list[Event] = []

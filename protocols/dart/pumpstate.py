@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, TypeVar
 
+from protocols.bcd import scaled
 from protocols.dart.framer import ADR_MIN, Transaction
 from protocols.dart.messages import (
     ST_FILLING,
@@ -57,7 +58,6 @@ from protocols.dart.messages import (
     Reply,
     alarm_code,
     parse_reply,
-    scaled,
 )
 from protocols.events import (
     DeviceAlarm,

@@ -16,6 +16,7 @@ from protocols.descriptor import Census
 from protocols.events import ProtocolError
 from protocols.furen.framer import UNESCAPED
 from protocols.furen.messages import side
+from protocols.tally import Tally, frames
 
 #: Frames described in ``evidence`` (see protocols/sinopec/census.py).
 MAX_EVIDENCE = 4
@@ -24,26 +25,15 @@ MAX_EVIDENCE = 4
 def census(data: bytes) -> Census:
     """Good frames, framing errors (one per garbage run) and the master / pump
     split of ``data``. A frame cut by the end of ``data`` is not counted."""
-    good = bad = master = pump = 0
-    evidence: list[str] = []
-    pos = 0
-    while True:
-        item, consumed = UNESCAPED.decode_at(data, pos)
-        if consumed == 0:
-            break
-        pos += consumed
+    tally = Tally(MAX_EVIDENCE)
+    for item in frames(data, UNESCAPED.decode_at):
         if isinstance(item, ProtocolError):
-            bad += 1
+            tally.bad += 1
             continue
-        if item is None:
-            continue
-        good += 1
         sender = side(item)
-        master += sender == "master"
-        pump += sender == "pump"
-        if len(evidence) < MAX_EVIDENCE:
-            who = sender or "either side"
-            evidence.append(
-                f"furen {who} [3] {item.ctrl:02X} [6] {item.command:02X} LEN {len(item.data)}"
-            )
-    return Census(good, bad, frozenset(), master, pump, tuple(evidence))
+        say = (
+            f"furen {sender or 'either side'} [3] {item.ctrl:02X} [6] {item.command:02X}"
+            f" LEN {len(item.data)}"
+        )
+        tally.frame(sender, None, say)
+    return tally.census()

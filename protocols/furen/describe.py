@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocols.describing import walk
 from protocols.events import ProtocolError
 from protocols.furen.framer import UNESCAPED, Frame
 from protocols.furen.messages import (
@@ -154,19 +155,4 @@ def _frame(frame: Frame, offset: int) -> dict[str, Any]:
 
 def describe(data: bytes) -> list[dict[str, Any]]:
     """One dict per frame found or stretch rejected in ``data``, in stream order."""
-    out: list[dict[str, Any]] = []
-    pos = 0
-    while pos < len(data):
-        result, consumed = UNESCAPED.decode_at(data, pos)
-        if result is None:  # the capture ends inside a frame
-            nxt = UNESCAPED.next_start(data, pos + 1)
-            consumed = (nxt if nxt >= 0 else len(data)) - pos
-            detail = f"incomplete frame of {consumed} bytes at the end of the capture"
-            result = ProtocolError("truncated", detail)
-        if isinstance(result, Frame):
-            out.append(_frame(result, pos))
-        else:
-            error = {"ok": False, "offset": pos, "error": result.kind, "detail": result.detail}
-            out.append(error)
-        pos += consumed
-    return out
+    return walk(data, UNESCAPED.decode_at, Frame, _frame, next_start=UNESCAPED.next_start)

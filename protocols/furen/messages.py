@@ -70,8 +70,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from protocols.bcd import bcd_decode, bcd_encode
 from protocols.events import ProtocolError
-from protocols.fa_frame import bcd_decode, bcd_encode
 from protocols.furen.framer import Frame, nozzle_ctrl
 
 #: Read-only requests (module doc).

@@ -66,6 +66,7 @@ from protocols.furen.messages import (
     side,
 )
 from protocols.furen.reading import PumpReader, Scale, nozzle_grades, sale_key
+from protocols.stream import with_decoders
 
 #: Requests in a row with no answer before the pump is reported offline:
 #: the poller's ``offline_after`` default.
@@ -141,14 +142,8 @@ class FurenMonitor:
         out = dict(self._counts)
         out["status_transients"] = self._reader.transients
         out.update((f"pos_cmd_{name}", n) for name, n in self._commands.items())
-        for prefix, decoder in (
-            ("pos_", self._requests),
-            ("", self._responses),
-            ("bus_", self._bus),
-        ):
-            for key, value in decoder.counters.items():
-                out[prefix + key] = out.get(prefix + key, 0) + value
-        return out
+        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
+        return with_decoders(out, decoders)
 
     def receive_request(self, data: bytes) -> list[Event]:
         events: list[Event] = []

@@ -122,7 +122,7 @@ MAX_COMMITTED_KEYS = 8
 
 #: The driver's own counters; ``frames``, ``bad_lrc``, ``bad_message``,
 #: ``truncated``, ``garbage_bytes`` follow the framers' convention
-#: (collector/linecheck.py reads ``frames`` and ``status_rx``).
+#: (collector/station/linecheck.py reads ``frames`` and ``status_rx``).
 _COUNTERS = (
     *("requests", "timeouts", "unexpected", "echo", "status_rx", "frames", "running_rx"),
     *("bad_lrc", "bad_message", "truncated", "garbage_bytes"),

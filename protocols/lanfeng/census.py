@@ -19,6 +19,7 @@ from protocols.lanfeng.messages import (
     parse_reply,
     request_command,
 )
+from protocols.tally import Tally, frames
 
 #: Frames described in ``Census.evidence``: enough to recognise the line.
 EVIDENCE = 3
@@ -28,34 +29,19 @@ REPLIES = (CMD_STATUS, CMD_VOLUME_TOTAL)
 
 
 def census(data: bytes) -> Census:
-    good = bad = master = pump = 0
-    addresses: set[int] = set()
-    evidence: list[str] = []
-    pos, n = 0, len(data)
-    while pos < n:
-        result, consumed = decode_at(data, pos)
-        if result is None:
-            break  # an incomplete frame at the end says nothing yet
-        pos += consumed
+    tally = Tally(EVIDENCE)
+    for result in frames(data, decode_at):
         if not isinstance(result, Frame):
-            bad += 1
+            tally.bad += 1
             continue
         command = request_command(result)
         if command is not None:
             side, what = "master", COMMAND_NAMES[command]
-        elif not all(
-            isinstance(parse_reply(result, c), ProtocolError)
-            for c in (CMD_STATUS, CMD_VOLUME_TOTAL)
-        ):
+        elif not all(isinstance(parse_reply(result, c), ProtocolError) for c in REPLIES):
             side, what = "pump", "reply"
         else:
-            bad += 1
+            tally.bad += 1
             continue
-        good += 1
-        master += side == "master"
-        pump += side == "pump"
-        if result.address:
-            addresses.add(result.address)
-        if len(evidence) < EVIDENCE:
-            evidence.append(f"{result.raw.hex(' ').upper()}: {what}, pump {result.address}, {side}")
-    return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))
+        say = f"{result.raw.hex(' ').upper()}: {what}, pump {result.address}, {side}"
+        tally.frame(side, result.address or None, say)
+    return tally.census()

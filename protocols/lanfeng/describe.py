@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from protocols.bcd import bcd_decode, scaled
+from protocols.describing import walk
 from protocols.events import ProtocolError
 from protocols.lanfeng.framer import Frame, decode_at
 from protocols.lanfeng.messages import (
@@ -49,19 +50,7 @@ def describe(
 ) -> list[dict[str, Any]]:
     """Every frame and byte run of ``data``, accepted or rejected."""
     dp = (volume_decimals, amount_decimals, price_decimals)
-    out: list[dict[str, Any]] = []
-    pos, n = 0, len(data)
-    while pos < n:
-        result, consumed = decode_at(data, pos)
-        if result is None:
-            out.append(_error(pos, "truncated", f"frame of {n - pos} bytes without its end"))
-            break
-        if isinstance(result, Frame):
-            out.append(_frame(pos, result, dp))
-        else:
-            out.append(_error(pos, result.kind, result.detail))
-        pos += consumed
-    return out
+    return walk(data, decode_at, Frame, lambda frame, at: _frame(at, frame, dp), protocol=PROTOCOL)
 
 
 def _error(offset: int, kind: str, detail: str) -> dict[str, Any]:

@@ -127,18 +127,3 @@ class FrameDecoder(BufferedDecoder[Result]):
 
     def _decode_at(self, buf: bytearray, pos: int) -> tuple[Result | None, int]:
         return decode_at(buf, pos)
-
-    def flush(self) -> list[Result]:
-        """No more bytes are coming now: an incomplete frame is ``truncated``. Empty afterwards."""
-        if not self._buffer:
-            return []
-        detail = f"incomplete frame of {len(self._buffer)} bytes dropped"
-        self._buffer.clear()
-        self.counters["truncated"] += 1
-        return [ProtocolError("truncated", detail)]
-
-    def reset(self) -> int:
-        """Drop whatever is buffered, reporting nothing; return how many bytes."""
-        dropped = len(self._buffer)
-        self._buffer.clear()
-        return dropped

@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from protocols.bcd import bcd_decode, bcd_encode
+from protocols.bcd import bcd_decode, bcd_encode, bcd_field
 from protocols.events import NozzleState, ProtocolError
 from protocols.lanfeng.framer import Frame, encode_frame
 
@@ -157,24 +157,17 @@ class TotalShown:
 Reply = StatusShown | TotalShown
 
 
-def _bcd(raw: bytes, what: str) -> int | ProtocolError:
-    value = bcd_decode(raw)
-    if value is None:
-        return ProtocolError("bad_message", f"{what} {raw.hex(' ').upper()} is not BCD")
-    return value
-
-
 def parse_reply(frame: Frame, command: int) -> Reply | ProtocolError:
     """The reply to the read-only query ``command`` carried by ``frame``."""
     raw = frame.raw
     if command in (CMD_VOLUME_TOTAL, CMD_AMOUNT_TOTAL):
-        total = _bcd(raw[5:11], COMMAND_NAMES[command])
+        total = bcd_field(raw[5:11], COMMAND_NAMES[command])
         return total if isinstance(total, ProtocolError) else TotalShown(command, total)
     if command != CMD_STATUS:
         return ProtocolError("bad_message", f"{command:02X} is not a read-only query")
-    price = _bcd(raw[2:4], "price")
-    amount = _bcd(raw[4:7], "amount")
-    volume = _bcd(raw[7:10], "volume")
+    price = bcd_field(raw[2:4], "price")
+    amount = bcd_field(raw[4:7], "amount")
+    volume = bcd_field(raw[7:10], "volume")
     for value in (price, amount, volume):
         if isinstance(value, ProtocolError):
             return value

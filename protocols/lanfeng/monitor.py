@@ -34,6 +34,7 @@ from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError
 from protocols.lanfeng.driver import READ_STEPS, running_status
 from protocols.lanfeng.framer import Frame, FrameDecoder
 from protocols.lanfeng.messages import READ_COMMANDS, TOTAL_DIGITS, parse_reply, request_command
+from protocols.stream import with_decoders
 from protocols.totalpoll import Reply
 from protocols.totalwatch import TotalsMonitor
 
@@ -55,10 +56,7 @@ class LanfengMonitor(TotalsMonitor):
     @property
     def counters(self) -> dict[str, int]:
         out = {**super().counters, "stale_bytes": self._stale}
-        for prefix, decoder in (("pos_", self._requests), ("", self._responses)):
-            for key, value in decoder.counters.items():
-                out[prefix + key] = value
-        return out
+        return with_decoders(out, (("pos_", self._requests), ("", self._responses)))
 
     def receive_request(self, data: bytes) -> list[Event]:
         events: list[Event] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 from protocols.descriptor import Census
 from protocols.events import ProtocolError
 from protocols.sinopec.framer import decode_at
+from protocols.tally import Tally, frames
 
 #: The POS / PC side's addresses (protocols.md §2, "Addresses").
 MASTER_ADDRESSES = range(0xE0, 0xFA)
@@ -26,29 +27,16 @@ def census(data: bytes) -> Census:
     """Good frames, framing errors (one per garbage run), pump addresses and
     the master / pump split of ``data``. A frame cut by the end of ``data``
     is not counted either way."""
-    good = bad = master = pump = 0
-    addresses: set[int] = set()
-    evidence: list[str] = []
-    pos = 0
-    while True:
-        item, consumed = decode_at(data, pos)
-        if consumed == 0:
-            break
-        pos += consumed
+    tally = Tally(MAX_EVIDENCE)
+    for item in frames(data, decode_at):
         if isinstance(item, ProtocolError):
-            bad += 1
+            tally.bad += 1
             continue
-        if item is None:
-            continue
-        good += 1
         from_master = item.src in MASTER_ADDRESSES
+        side: str | None = None
+        address: int | None = None
         if from_master != (item.dst in MASTER_ADDRESSES):
-            if from_master:
-                master += 1
-                addresses.add(item.dst)
-            else:
-                pump += 1
-                addresses.add(item.src)
-        if len(evidence) < MAX_EVIDENCE:
-            evidence.append(f"sinopec {item.src:02X}→{item.dst:02X} command {item.command:02X}")
-    return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))
+            side, address = ("master", item.dst) if from_master else ("pump", item.src)
+        say = f"sinopec {item.src:02X}→{item.dst:02X} command {item.command:02X}"
+        tally.frame(side, address, say)
+    return tally.census()

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from protocols.describing import walk
 from protocols.events import NozzleState, ProtocolError
 from protocols.sinopec.extensions import (
     CMD_ERROR_INFO,
@@ -215,19 +216,4 @@ def _frame(frame: Frame, offset: int) -> dict[str, Any]:
 
 def describe(data: bytes) -> list[dict[str, Any]]:
     """One dict per frame found or stretch rejected in ``data``, in stream order."""
-    out: list[dict[str, Any]] = []
-    pos = 0
-    while pos < len(data):
-        result, consumed = decode_at(data, pos)
-        if result is None:  # the capture ends inside a frame (or on a lone FA)
-            nxt = _next_start(data, pos + 1)
-            consumed = (nxt if nxt >= 0 else len(data)) - pos
-            detail = f"incomplete frame of {consumed} bytes at the end of the capture"
-            result = ProtocolError("truncated", detail)
-        if isinstance(result, Frame):
-            out.append(_frame(result, pos))
-        else:
-            error = {"ok": False, "offset": pos, "error": result.kind, "detail": result.detail}
-            out.append(error)
-        pos += consumed
-    return out
+    return walk(data, decode_at, Frame, _frame, next_start=_next_start)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from protocols.bcd import bcd_decode, bcd_encode
 from protocols.events import ProtocolError
 from protocols.fa_frame import (
     CRC_LEN,
@@ -34,8 +35,6 @@ from protocols.fa_frame import (
     SYNC,
     FaFrameDecoder,
     FaFraming,
-    bcd_decode,
-    bcd_encode,
 )
 
 __all__ = [
@@ -48,8 +47,6 @@ __all__ = [
     "SYNC",
     "Frame",
     "FrameDecoder",
-    "bcd_decode",
-    "bcd_encode",
     "decode",
     "decode_at",
     "encode_frame",

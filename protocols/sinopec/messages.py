@@ -41,7 +41,7 @@ integers are big-endian; money is in 0.01 yuan, volume in 0.01 L, price in
     AMN (3 B) | VOL (3 B)`` (0.01 yuan, 0.01 L, as in the 32 record).
     UNVERIFIED as well (docs/brands.md): a monitor reads either length, and
     compares the values with the record's only when they are there
-    (collector/reconcile.py); the poll driver always sends the short form.
+    (collector/station/reconcile.py); the poll driver always sends the short form.
 
 38 totals, 3A read info, 3B error info: see :mod:`protocols.sinopec.extensions`.
 """

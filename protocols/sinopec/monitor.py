@@ -10,7 +10,7 @@ Directions:
   on the POS side). Frames are decoded to count the requests each pump
   left unanswered (the pump's link state), and a 3C becomes a
   :class:`~protocols.events.Confirmation` (the POS's handling of a record,
-  reconciled with it by collector/reconcile.py); :attr:`master_frames`
+  reconciled with it by collector/station/reconcile.py); :attr:`master_frames`
   counts every frame the POS sent (is the POS still on the line?).
 - :meth:`SinopecMonitor.receive_response` — bytes the pumps sent (relay:
   read on the dispenser side). Each frame is interpreted by its own command,
@@ -42,6 +42,7 @@ from protocols.events import Event, ProtocolError, PumpLink
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.framer import Frame, FrameDecoder
 from protocols.sinopec.messages import CMD_CONFIRM, confirm_event
+from protocols.stream import with_decoders
 
 #: The POS / PC side's address range (protocols.md §2, "Addresses").
 MASTER_ADDRESSES = range(0xE0, 0xFA)
@@ -75,20 +76,14 @@ class SinopecMonitor:
     @property
     def master_frames(self) -> int:
         """Frames the POS / FCC side sent, whatever their address (relay: read on
-        its side; listen: from a master address). collector/books.py watches it."""
+        its side; listen: from a master address). collector/station/books.py watches it."""
         return self._counts["requests"]
 
     @property
     def counters(self) -> dict[str, int]:
         out = {**self._counts, "unchanged_reports": self._reader.unchanged_reports}
-        for prefix, decoder in (
-            ("pos_", self._requests),
-            ("", self._responses),
-            ("bus_", self._bus),
-        ):
-            for key, value in decoder.counters.items():
-                out[prefix + key] = out.get(prefix + key, 0) + value
-        return out
+        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
+        return with_decoders(out, decoders)
 
     def receive_request(self, data: bytes) -> list[Event]:
         return self._take(self._requests.receive_data(data), from_master=True)

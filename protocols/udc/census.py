@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from protocols.descriptor import Census
 from protocols.events import ProtocolError
+from protocols.tally import Tally
 from protocols.udc.describe import walk
 from protocols.udc.framer import Request
 
@@ -20,20 +21,12 @@ MAX_EVIDENCE = 4
 
 
 def census(data: bytes) -> Census:
-    good = bad = master = pump = 0
-    addresses: set[int] = set()
-    evidence: list[str] = []
+    tally = Tally(MAX_EVIDENCE)
     for _, item in walk(data):
         if isinstance(item, ProtocolError):
-            if item.kind != "truncated":
-                bad += 1
-            continue
-        good += 1
-        if isinstance(item, Request):
-            master += 1
-            addresses.add(item.address)
-            if len(evidence) < MAX_EVIDENCE:
-                evidence.append(f"udc {item.name} to pump {item.address}")
+            tally.bad += item.kind != "truncated"
+        elif isinstance(item, Request):
+            tally.frame("master", item.address, f"udc {item.name} to pump {item.address}")
         else:
-            pump += 1
-    return Census(good, bad, frozenset(addresses), master, pump, tuple(evidence))
+            tally.frame("pump", None, None)
+    return tally.census()

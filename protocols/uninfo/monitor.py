@@ -54,6 +54,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.stream import with_decoders
 from protocols.uninfo.framer import BusReader, Reply, ReplyReader, Request, RequestReader
 from protocols.uninfo.messages import (
     CMD_DATA,
@@ -136,14 +137,8 @@ class UninfoMonitor:
     def counters(self) -> dict[str, int]:
         out = dict(self._counts)
         out.update((f"pos_cmd_{name}", n) for name, n in self._commands.items())
-        for prefix, decoder in (
-            ("pos_", self._requests),
-            ("", self._responses),
-            ("bus_", self._bus),
-        ):
-            for key, value in decoder.counters.items():
-                out[prefix + key] = out.get(prefix + key, 0) + value
-        return out
+        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
+        return with_decoders(out, decoders)
 
     def receive_request(self, data: bytes) -> list[Event]:
         events: list[Event] = []
