@@ -281,7 +281,7 @@ def test_defaults() -> None:
         "rs485_delay_after_ms": 0,
         "baudrate": 9600,
         "bytesize": 8,
-        "parity": "N",  # demo.toml: a pty refuses even parity on some kernels
+        "parity": "E",  # demo.toml: Sinopec at its own line setting, 9600 8E1
         "stopbits": 1,
         "nozzles": 16,  # numbered 1..16: another number is NOZZLE_UNKNOWN
         "poll_interval_ms": 100,
