@@ -63,7 +63,6 @@ step_threshold_ms = 86400000
 number = 1
 device = "{work / "pump1"}"
 protocol = "sinopec"
-parity = "N"
 addresses = [1]
 """)
     return path

@@ -19,11 +19,12 @@ settings.load_profile("forecourt")
 
 
 #: Test files whose tests run longest (fuzz of 35 000 examples, end-to-end runs
-#: of a minute), started first: `make test` hands tests out two at a time
-#: (`--maxschedchunk 2`) in this order, so the two workers share the long ones
-#: at the start and finish together, where one that draws a 60 s test last
-#: runs alone at the end. Order only; every test still runs. Slowest first,
-#: from `pytest --durations`.
+#: of a minute), first in the order. `make test` runs two workers with
+#: `--dist worksteal`: the first takes the head of the list, the second the
+#: rest, and a worker out of tests takes from the tail of the other's; so the
+#: long ones start at once and the run ends on short tests, where a 60 s test
+#: drawn last would run alone at the end. Order only; every test still runs.
+#: Slowest first, from `pytest --durations`.
 SLOW_FIRST = (
     "test_dart_driver.py",
     "test_sinopec_fuzz.py",

@@ -77,7 +77,6 @@ step_threshold_ms = 86400000
 number = 1
 device = "{work / "pump1"}"
 protocol = "sinopec"
-parity = "N"
 addresses = [1]
 poll_interval_ms = 50
 """)

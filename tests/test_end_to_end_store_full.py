@@ -80,7 +80,6 @@ def config(work: Path, disk: Path, broker: int, gauge: int) -> Path:
 number = {number}
 device = "{work / f"port{number}"}"
 protocol = "sinopec"
-parity = "N"
 addresses = [1]
 poll_interval_ms = 100
 response_timeout_ms = 300

@@ -58,7 +58,6 @@ format = "json"
 number = 1
 device = "{work / "pump1"}"
 protocol = "sinopec"
-parity = "N"
 addresses = [1]
 poll_interval_ms = 50
 """)

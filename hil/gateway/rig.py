@@ -85,6 +85,9 @@ class Rig:
                 "--orders", str(self.orders_per_pump), "--rate", str(self.rate),
                 "--seed", str(self.seed + n), "--fill-seconds", str(self.fill_seconds),
                 "--port-number", str(n),
+                # The guest's ports are 8N1 (image.write_config) and qemu's pty
+                # chardev passes bytes, not a line setting: the pump at 8N1 too.
+                "--parity", "N",
             ]  # fmt: skip
             self.dispensers.append(StampedProc(f"dispenser{n}", argv, self.work))
             stack.wait_until(link.exists, 20, f"the simulator's link {link}")
