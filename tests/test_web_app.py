@@ -24,7 +24,11 @@ DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.toml"
 
 def test_login_csrf_and_cookies(tmp_path: Path) -> None:
     config_file = tmp_path / "station.toml"
-    config_file.write_text(DEMO_CONFIG.read_text())
+    # A store that is not there (the demo's own, .demo/store.sqlite, may be).
+    absent = tmp_path / "absent.sqlite"
+    config_file.write_text(
+        DEMO_CONFIG.read_text().replace('path = ".demo/store.sqlite"', f'path = "{absent}"')
+    )
     password_file = tmp_path / "web-password"
     collector = Collector(load_config(config_file), config_file)
     app = WebApp(collector, password_file, config_file)
