@@ -57,16 +57,32 @@ def make_monitor(port: PortConfig, tz: tzinfo) -> Any:
 def _with_options(cls: Any, port: PortConfig, tz: tzinfo, *, only_taken: bool) -> Any:
     """``cls(addresses, **options)``; ``only_taken``: the options its signature
     names (a driver takes them all: one it does not is a bug, and raises)."""
-    import inspect
     from datetime import datetime
 
-    taken = inspect.signature(cls).parameters
+    taken = _parameters(cls)
     kwargs = option_kwargs(port.options)
     if only_taken:
         kwargs = {k: v for k, v in kwargs.items() if k in taken}
     if "clock" in taken:
         kwargs["clock"] = lambda: datetime.now(tz).replace(tzinfo=None)
     return cls(port.addresses, **kwargs)
+
+
+def _parameters(cls: Any) -> set[str]:
+    """The keyword parameters ``cls(...)`` takes: a constructor that passes
+    ``**options`` on (the CK1313 and Lanfeng monitors) takes its base's, so
+    those get the port's decimals and the station's clock too."""
+    import inspect
+
+    names: set[str] = set()
+    for klass in inspect.getmro(cls):
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names |= {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+        if all(p.kind is not p.VAR_KEYWORD for p in params):
+            break
+    return names
 
 
 def option_kwargs(options: Any) -> dict[str, Any]:

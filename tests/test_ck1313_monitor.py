@@ -230,3 +230,26 @@ def test_unanswered_requests_take_a_pump_offline_foreign_and_changing_counted() 
     events += monitor.receive_response(ack_head + bytes([checksum(ack_head)]))
     assert only(events, PumpLink) == [PumpLink(1, True)]
     assert monitor.counters["changing"] == 2
+
+
+@pytest.mark.parametrize("protocol", ["ck1313", "lanfeng"])
+def test_the_port_config_reaches_the_totals_monitors(protocol: str) -> None:
+    """collector.assembly.make_monitor: a monitor whose constructor passes
+    ``**options`` on gets its base's options all the same — the port's
+    decimals and the station's clock (a relay's sales were stamped with the
+    machine's own zone, 8 h off on a UTC host with a +08:00 station)."""
+    from datetime import datetime, timedelta, timezone
+    from decimal import Decimal
+
+    from collector.assembly import make_monitor
+    from config.models_ports import PortConfig
+
+    port = PortConfig(
+        number=1, device="/dev/ttyS1", protocol=protocol, mode="relay", addresses=[1],
+        pos_device="/dev/ttyS2", **{protocol: {"volume_decimals": 3, "price_decimals": 3}},
+    )  # fmt: skip
+    tz = timezone(timedelta(hours=8))
+    monitor = make_monitor(port, tz)
+    assert (monitor._dp.volume, monitor._dp.price) == (3, 3)
+    assert abs(monitor._clock() - datetime.now(tz).replace(tzinfo=None)) < timedelta(minutes=1)
+    assert Decimal(1).scaleb(-monitor._dp.amount) == Decimal("0.01")

@@ -129,7 +129,7 @@ def test_relay_passes_every_byte_and_records_every_order(
     assert sorted((o["nozzle"], o["order_no"]) for o in orders) == sorted(
         (t["nozzle"], t["order_no"]) for t in truth
     )
-    assert all(o["flags"] == [] for o in orders)
+    assert all(o["flags"] == [] for o in orders), [o["flags"] for o in orders if o["flags"]]
     pos_tx, pos_rx = (tmp_path / "pos.tx").read_bytes(), (tmp_path / "pos.rx").read_bytes()
     pump_tx, pump_rx = (tmp_path / "pump.tx").read_bytes(), (tmp_path / "pump.rx").read_bytes()
     assert len(pos_tx) > 200 and len(pump_tx) > 500  # 4-byte questions, longer answers
