@@ -367,7 +367,9 @@ def _order_problems(t: dict[str, Any], got: dict[str, Any], station: str) -> lis
     problems = [
         f"{name}: {k} is {got.get(k)!r}, the dispenser said {v!r}"
         for k, v in t.items()
-        if k != "hung_up_ms" and got.get(k) != v
+        # hung_up_ms and a harness's own stamps (``_t``: when a line was read)
+        # are not fields of the order.
+        if k != "hung_up_ms" and not k.startswith("_") and got.get(k) != v
     ]
     for k in ("totalizer_amount_start", "totalizer_amount_end"):
         if k not in t and got.get(k) is not None:
