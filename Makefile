@@ -43,7 +43,7 @@ lint: deps
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q -n 2 --dist worksteal
+	$(BIN)/pytest -q -n 3 --dist worksteal
 
 # A node of a 3-node RabbitMQ 3.10 cluster (Debian's rabbitmq-server, its MQTT
 # plugin) killed while a simulated dispenser sells, kept down a minute, brought

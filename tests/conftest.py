@@ -19,9 +19,9 @@ settings.load_profile("forecourt")
 
 
 #: Test files whose tests run longest (fuzz of 35 000 examples, end-to-end runs
-#: of a minute), first in the order. `make test` runs two workers with
-#: `--dist worksteal`: the first takes the head of the list, the second the
-#: rest, and a worker out of tests takes from the tail of the other's; so the
+#: of a minute), first in the order. `make test` runs three workers with
+#: `--dist worksteal`: each takes a slice of the list in order, and a worker
+#: out of tests takes from the tail of another's; so the
 #: long ones start at once and the run ends on short tests, where a 60 s test
 #: drawn last would run alone at the end. Order only; every test still runs.
 #: Slowest first, from `pytest --durations`.
