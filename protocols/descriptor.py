@@ -45,13 +45,21 @@ The parts (each optional but ``describer``):
     the ``hil/dispenser`` simulator's wire half for this protocol
     (a ``hil.dispenser.responder.Responder`` class). Named here as text
     only: ``protocols`` never imports ``hil``.
+
+A built-in family builds its descriptor with :func:`family`, which spells
+its parts from its name by the tree's one convention (``<Name>`` is the
+name capitalised, ``Ck1313`` for ``ck1313``): ``protocols.<name>.driver:<Name>Poller``,
+``protocols.<name>.monitor:<Name>Monitor``, ``protocols.<name>.describe:describe``,
+``protocols.<name>.census:census``, ``protocols.<name>.options:<Name>Options``
+and ``hil.dispenser.<name>:<Name>Responder`` — no driver when the family says
+why poll is refused. The package says only its facts.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 Parity = Literal["N", "E", "O"]
 
@@ -145,3 +153,38 @@ def load_target(target: str) -> Any:
     for name in attribute.split("."):
         value = getattr(value, name)
     return value
+
+
+class Facts(TypedDict, total=False):
+    """What a built-in family says of itself beyond its name and title: the
+    :class:`ProtocolDescriptor` fields of the same names, passed on as they are."""
+
+    line_settings: tuple[LineSetting, ...]
+    inter_frame_gap_ms: int
+    reply_within_ms: int | None
+    address_range: tuple[int, int]
+    poll_refused: str | None
+    sources: tuple[str, ...]
+
+
+def family(
+    name: str, title: str, *, bus_monitor: bool, **facts: Unpack[Facts]
+) -> ProtocolDescriptor:
+    """The descriptor of built-in package ``protocols/<name>/``, its parts
+    named by the tree's convention (module docstring); a family that gives
+    ``poll_refused`` has no driver. ``bus_monitor`` is every family's own
+    judgement, so it is never left to a default."""
+    kind = name.capitalize()
+    package = f"protocols.{name}"
+    return ProtocolDescriptor(
+        name=name,
+        title=title,
+        describer=f"{package}.describe:describe",
+        driver=None if facts.get("poll_refused") else f"{package}.driver:{kind}Poller",
+        monitor=f"{package}.monitor:{kind}Monitor",
+        bus_monitor=bus_monitor,
+        options=f"{package}.options:{kind}Options",
+        census=f"{package}.census:census",
+        responder=f"hil.dispenser.{name}:{kind}Responder",
+        **facts,
+    )

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import protocols
-from protocols.descriptor import LineSetting, ProtocolDescriptor, load_target
+from protocols.descriptor import LineSetting, ProtocolDescriptor, family, load_target
 
 
 def test_every_builtin_package_exports_a_descriptor_whose_parts_load() -> None:
@@ -24,6 +24,24 @@ def test_every_builtin_package_exports_a_descriptor_whose_parts_load() -> None:
             assert found.poll_refused, f"{found.name}: no driver and no reason"
         if found.monitor is not None:
             assert found.load("monitor").name == found.name
+        for part in ("census", "options", "responder"):
+            if getattr(found, part) is not None:
+                assert callable(found.load(part)), f"{found.name}: {part}"
+
+
+def test_a_family_names_its_parts_by_the_convention() -> None:
+    polled = family("ck1313", "t", bus_monitor=False, address_range=(1, 6))
+    assert polled.driver == "protocols.ck1313.driver:Ck1313Poller"
+    assert polled.monitor == "protocols.ck1313.monitor:Ck1313Monitor"
+    assert polled.describer == "protocols.ck1313.describe:describe"
+    assert polled.census == "protocols.ck1313.census:census"
+    assert polled.options == "protocols.ck1313.options:Ck1313Options"
+    assert polled.responder == "hil.dispenser.ck1313:Ck1313Responder"
+    assert (polled.bus_monitor, polled.address_range) == (False, (1, 6))
+    refused = family("udc", "t", bus_monitor=True, poll_refused="it changes the pump")
+    assert refused.driver is None
+    assert refused.poll_refused == "it changes the pump"
+    assert refused.monitor == "protocols.udc.monitor:UdcMonitor"
 
 
 def test_the_registry_imports_no_part_until_asked() -> None:

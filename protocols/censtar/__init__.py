@@ -1,17 +1,12 @@
 """正星 Censtar protocol 5.0, ``fangym0335/first src/lischn005.c``: relay and
 listen only (docs/protocols/censtar.md)."""
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="censtar",
-    title="正星 Censtar 5.0",
-    monitor="protocols.censtar.monitor:CenstarMonitor",
+DESCRIPTOR = family(
+    "censtar",
+    "正星 Censtar 5.0",
     bus_monitor=True,
-    describer="protocols.censtar.describe:describe",
-    census="protocols.censtar.census:census",
-    options="protocols.censtar.options:CenstarOptions",
-    responder="hil.dispenser.censtar:CenstarResponder",
     # Current loop, 9600 8E1 (lischn005.c:4, 2031-2044).
     line_settings=(LineSetting(9600, "E"),),
     # The fuelling point's configured number (lischn005.c:115); no range in

@@ -1,18 +1,12 @@
 """CK1313 (宝德尔 Baodeer, 老长空 Changkong non-card), read-only master and monitor, sans-IO."""
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="ck1313",
-    title="CK1313 宝德尔 Baodeer / 老长空 Changkong non-card (4-wire current loop)",
-    driver="protocols.ck1313.driver:Ck1313Poller",
-    monitor="protocols.ck1313.monitor:Ck1313Monitor",
+DESCRIPTOR = family(
+    "ck1313",
+    "CK1313 宝德尔 Baodeer / 老长空 Changkong non-card (4-wire current loop)",
     # Replies name their pump and command: a tap on the pumps' pair reads them.
     bus_monitor=True,
-    describer="protocols.ck1313.describe:describe",
-    options="protocols.ck1313.options:Ck1313Options",
-    census="protocols.ck1313.census:census",
-    responder="hil.dispenser.ck1313:Ck1313Responder",
     # "4 Line CL, 4800,8,e,1" (fangym0335/first src/lischn006.c:4, board
     # command :1669-1675; lischn010.c:4 the same).
     line_settings=(LineSetting(4800, "E"),),

@@ -1,19 +1,13 @@
 """Wayne DART (protocols.md §3): a read-only poll master, sans-IO."""
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="dart",
-    title="Wayne DART (RS-485)",
-    driver="protocols.dart.driver:DartPoller",
-    monitor="protocols.dart.monitor:DartMonitor",
+DESCRIPTOR = family(
+    "dart",
+    "Wayne DART (RS-485)",
     # One RS-485 pair carries both directions; the conversation tells them
     # apart (protocols/dart/monitor.py, docs/protocols/dart.md).
     bus_monitor=True,
-    describer="protocols.dart.describe:describe",
-    census="protocols.dart.census:census",
-    options="protocols.dart.options:DartOptions",
-    responder="hil.dispenser.dart:DartResponder",
     # protocols.md §3, "Physical": 9600 or 19200 baud, 8O1 seen.
     line_settings=(LineSetting(9600, "O"), LineSetting(19200, "O")),
     inter_frame_gap_ms=5,

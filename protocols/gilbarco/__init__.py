@@ -3,20 +3,14 @@
 Layout, sources and where they differ: docs/protocols/gilbarco.md.
 """
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="gilbarco",
-    title="Gilbarco two-wire current loop (美国长吉 / 北京长吉)",
-    driver="protocols.gilbarco.driver:GilbarcoPoller",
-    monitor="protocols.gilbarco.monitor:GilbarcoMonitor",
+DESCRIPTOR = family(
+    "gilbarco",
+    "Gilbarco two-wire current loop (美国长吉 / 北京长吉)",
     # The loop is shared: a tap sees command, then reply, on one line
     # (§4), and the line reader tells them apart (protocols/gilbarco/line.py).
     bus_monitor=True,
-    describer="protocols.gilbarco.describe:describe",
-    options="protocols.gilbarco.options:GilbarcoOptions",
-    census="protocols.gilbarco.census:census",
-    responder="hil.dispenser.gilbarco:GilbarcoResponder",
     # §4 "Physical": 9600 8N1 today, 5787 8E1 on older sites, driven at 5760
     # by the FCC's IO board (fangym0335/first src/lischn001.c:4, 2464-2466).
     line_settings=(LineSetting(9600, "N"), LineSetting(5787, "E"), LineSetting(5760, "E")),

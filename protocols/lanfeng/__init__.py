@@ -1,18 +1,12 @@
 """Lanfeng (温州蓝峰 Wenzhou Lanfeng), read-only master and relay monitor, sans-IO."""
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="lanfeng",
-    title="Lanfeng 温州蓝峰 Wenzhou Lanfeng (RS-422)",
-    driver="protocols.lanfeng.driver:LanfengPoller",
-    monitor="protocols.lanfeng.monitor:LanfengMonitor",
+DESCRIPTOR = family(
+    "lanfeng",
+    "Lanfeng 温州蓝峰 Wenzhou Lanfeng (RS-422)",
     # A reply does not say which question it answers: relay only.
     bus_monitor=False,
-    describer="protocols.lanfeng.describe:describe",
-    options="protocols.lanfeng.options:LanfengOptions",
-    census="protocols.lanfeng.census:census",
-    responder="hil.dispenser.lanfeng:LanfengResponder",
     # "RS422, 9600,N,8,1" (fangym0335/first src/lischn017.c:4; board command
     # :1731-1737, speed code 03, no parity).
     line_settings=(LineSetting(9600, "N"),),

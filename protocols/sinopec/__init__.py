@@ -1,17 +1,11 @@
 """Sinopec card-dispenser link protocol (卡机联动 V1.1), protocols.md §2."""
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="sinopec",
-    title="Sinopec card-dispenser link 卡机联动 V1.1",
-    driver="protocols.sinopec.driver:SinopecPoller",
-    monitor="protocols.sinopec.monitor:SinopecMonitor",
+DESCRIPTOR = family(
+    "sinopec",
+    "Sinopec card-dispenser link 卡机联动 V1.1",
     bus_monitor=True,
-    describer="protocols.sinopec.describe:describe",
-    census="protocols.sinopec.census:census",
-    options="protocols.sinopec.options:SinopecOptions",
-    responder="hil.dispenser.sinopec:SinopecResponder",
     # protocols.md §2, "Line settings seen in Chinese dispenser drivers".
     line_settings=(
         LineSetting(9600, "E"),

@@ -1,17 +1,12 @@
 """恒山 UDC (UDC Protocol P1 & P2), ``fangym0335/first src/lischn019.c`` /
 ``lischn020.c``: relay and listen only (docs/protocols/udc.md)."""
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="udc",
-    title="恒山 Hengshan UDC (UDC Protocol P1 & P2)",
-    monitor="protocols.udc.monitor:UdcMonitor",
+DESCRIPTOR = family(
+    "udc",
+    "恒山 Hengshan UDC (UDC Protocol P1 & P2)",
     bus_monitor=True,
-    describer="protocols.udc.describe:describe",
-    census="protocols.udc.census:census",
-    options="protocols.udc.options:UdcOptions",
-    responder="hil.dispenser.udc:UdcResponder",
     # 3-wire current loop, 9600 8N1 (lischn019.c:4, 2332-2338).
     line_settings=(LineSetting(9600, "N"),),
     # The fuelling point's number; the wire carries number − 1 in 4 bits

@@ -1,22 +1,16 @@
 """Changkong 长空 "Uninfo" (``fangym0335/first src/lischn011.c``): read-only poll
 master, passive monitor, describer; docs/protocols/uninfo.md."""
 
-from protocols.descriptor import LineSetting, ProtocolDescriptor
+from protocols.descriptor import LineSetting, family
 
-DESCRIPTOR = ProtocolDescriptor(
-    name="uninfo",
-    title="Changkong 长空 Uninfo (two-wire current loop)",
-    driver="protocols.uninfo.driver:UninfoPoller",
-    monitor="protocols.uninfo.monitor:UninfoMonitor",
+DESCRIPTOR = family(
+    "uninfo",
+    "Changkong 长空 Uninfo (two-wire current loop)",
     # One pair carries both directions; a request byte's high nibble is a
     # command (7..D, FE), a status reply's a state (0..6), and every other
     # reply follows the request that fixes its shape (protocols/uninfo/
     # framer.py BusReader, docs/protocols/uninfo.md).
     bus_monitor=True,
-    describer="protocols.uninfo.describe:describe",
-    census="protocols.uninfo.census:census",
-    options="protocols.uninfo.options:UninfoOptions",
-    responder="hil.dispenser.uninfo:UninfoResponder",
     # lischn011.c:4 ("2Line CL,9600,e,8,1") and its board command, :1892-1898.
     line_settings=(LineSetting(9600, "E"),),
     # The FCC waits 80 ms before each command (INTERVAL, :38-39).
