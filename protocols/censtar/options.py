@@ -13,17 +13,13 @@ from typing import Annotated
 
 from annotated_types import Interval
 
-from protocols.options import Decimals, OfflineAfter
+from protocols.options import DecimalOptions
 
 
 @dataclass(frozen=True, slots=True)
-class CenstarOptions:
+class CenstarOptions(DecimalOptions):
     """Keyword arguments of :class:`protocols.censtar.monitor.CenstarMonitor`."""
 
-    offline_after: OfflineAfter = 3
-    volume_decimals: Decimals = 2
-    amount_decimals: Decimals = 2
-    price_decimals: Decimals = 2
     #: The nozzle number every state and sale of a fuelling point is reported
     #: under: the FCC treats a fuelling point as one nozzle (005:1855-1862);
     #: the record's own nozzle field is not known.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from protocols.options import Decimals, OfflineAfter
+from protocols.options import DecimalOptions
 
 #: A nozzle number as a TOML key: DART's NOZIO carries nozzles 1..15 in
 #: four bits (protocols.md §3, DC3); TOML keys are always text.
@@ -15,13 +15,9 @@ NozzleNumber = Literal[
 
 
 @dataclass(frozen=True, slots=True)
-class DartOptions:
+class DartOptions(DecimalOptions):
     """Keyword arguments of :class:`protocols.dart.driver.DartPoller`."""
 
-    offline_after: OfflineAfter = 3
-    volume_decimals: Decimals = 2
-    amount_decimals: Decimals = 2
-    price_decimals: Decimals = 2
     #: DART carries no grade code: nozzle number ("1".."15") → grade code as
     #: the platform knows it (e.g. "1092"). A nozzle not listed reports "".
     grades: dict[NozzleNumber, str] = field(default_factory=dict)

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Interval
 
-from protocols.options import Decimals, OfflineAfter, ReadEvery
+from protocols.options import DecimalOptions, ReadEvery
 
 #: Nozzles of the fuelling point: ctrl ``F0 | n`` names nozzles 1..8
 #: (``fangym0335/first src/lischn009.c:1581``).
@@ -22,7 +22,7 @@ SaleReads = Annotated[int, Interval(ge=1, le=10)]
 
 
 @dataclass(frozen=True, slots=True)
-class FurenOptions:
+class FurenOptions(DecimalOptions):
     """Keyword arguments of :class:`protocols.furen.driver.FurenPoller`."""
 
     #: Nozzles of the fuelling point. The protocol cannot tell (without the
@@ -40,10 +40,6 @@ class FurenOptions:
     escaped: bool = False
     sale_reads: SaleReads = 2
     totals_every: ReadEvery = 50
-    offline_after: OfflineAfter = 3
-    volume_decimals: Decimals = 2
-    amount_decimals: Decimals = 2
-    price_decimals: Decimals = 2
     #: Furen carries no grade code: nozzle number ("1".."8") → grade code as
     #: the platform knows it (e.g. "1092"). A nozzle not listed reports "".
     grades: dict[NozzleNumber, str] = field(default_factory=dict)

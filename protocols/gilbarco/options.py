@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocols.options import Decimals, OfflineAfter
+from protocols.options import Decimals, PumpOptions
 
 
 @dataclass(frozen=True, slots=True)
-class GilbarcoOptions:
+class GilbarcoOptions(PumpOptions):
     """Keyword arguments of :class:`protocols.gilbarco.driver.GilbarcoPoller`."""
 
-    offline_after: OfflineAfter = 3
     volume_decimals: Decimals = 2
     money_decimals: Decimals = 2
     price_decimals: Decimals = 2

@@ -1,26 +1,13 @@
-"""Keyword options of the Lanfeng poll driver, for ``[ports.lanfeng]`` (config validates them).
-
-Defaults are the common field setting: two decimals everywhere (the FCC's
-fixed-point fields, protocols/lanfeng/messages.py), three missed requests
-before a pump is offline (``fangym0335/first src/pub.h:99``).
-"""
+"""Keyword options of the Lanfeng poll driver, for ``[ports.lanfeng]`` (config
+validates them): the totals poll master's (protocols/totalpoll_options.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocols.options import Decimals, OfflineAfter, ReadEvery
-from protocols.totalpoll import TOTALS_EVERY
+from protocols.totalpoll_options import TotalsPollOptions
 
 
 @dataclass(frozen=True, slots=True)
-class LanfengOptions:
-    #: Requests in a row without a byte back before a pump is offline.
-    offline_after: OfflineAfter = 3
-    #: Idle status polls of a pump between two totals checks (protocols/totalpoll.py).
-    totals_every: ReadEvery = TOTALS_EVERY
-    #: Implied decimals of the volume (and volume total), amount (and amount
-    #: total) and price fields: not on the wire (unverified per model).
-    volume_decimals: Decimals = 2
-    amount_decimals: Decimals = 2
-    price_decimals: Decimals = 2
+class LanfengOptions(TotalsPollOptions):
+    """Keyword arguments of :class:`protocols.lanfeng.driver.LanfengPoller`."""

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Interval
 
-from protocols.options import Decimals, OfflineAfter
+from protocols.options import DecimalOptions
 from protocols.udc.messages import MAX_PRICE_NOZZLES, PRICE_NOZZLES
 
 #: A nozzle number as a TOML key (C·A1 and F·A9 name nozzles 1..4 on the
@@ -22,13 +22,9 @@ NozzleNumber = Literal["1", "2", "3", "4", "5", "6", "7", "8"]
 
 
 @dataclass(frozen=True, slots=True)
-class UdcOptions:
+class UdcOptions(DecimalOptions):
     """Keyword arguments of :class:`protocols.udc.monitor.UdcMonitor`."""
 
-    offline_after: OfflineAfter = 3
-    volume_decimals: Decimals = 2
-    amount_decimals: Decimals = 2
-    price_decimals: Decimals = 2
     #: Nozzles per side in the price read (F·AC) and write (C·A3): their
     #: length depends on it. The FCC fixes 4 (019:157).
     price_nozzles: Annotated[int, Interval(ge=1, le=MAX_PRICE_NOZZLES)] = PRICE_NOZZLES

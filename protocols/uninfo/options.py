@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from annotated_types import Interval
 
-from protocols.options import Decimals, OfflineAfter, ReadEvery
+from protocols.options import DecimalOptions, ReadEvery
 
 #: A nozzle number as a TOML key (TOML keys are always text): 1..4, the
 #: FCC's nozzles per fuelling point (``MAX_FP_LN_CNT``, ``src/ifsf_dsp.h:35``).
@@ -20,7 +20,7 @@ Reads = Annotated[int, Interval(ge=1, le=5)]
 
 
 @dataclass(frozen=True, slots=True)
-class UninfoOptions:
+class UninfoOptions(DecimalOptions):
     """Keyword arguments of :class:`protocols.uninfo.driver.UninfoPoller`."""
 
     #: The loop echoes every request before the pump's reply (a Gilbarco
@@ -33,10 +33,6 @@ class UninfoOptions:
     reads: Reads = 2
     #: Turns of a pump between two totals reads when no fill asks for one.
     totals_every: ReadEvery = 50
-    offline_after: OfflineAfter = 3
-    volume_decimals: Decimals = 2
-    amount_decimals: Decimals = 2
-    price_decimals: Decimals = 2
     #: Uninfo carries no grade code: nozzle number ("1".."4") → grade code as
     #: the platform knows it (e.g. "1092"). A nozzle not listed reports "".
     grades: dict[NozzleNumber, str] = field(default_factory=dict)
