@@ -2,14 +2,16 @@
 of line bytes, good or bad, by side, with a few lines of evidence.
 
 A protocol's ``census`` (protocols/<name>/census.py) walks its frames with
-:func:`frames` and tells, for each good one, which side sent it, which pump
-it names and how to say it; :class:`Tally` keeps the counts and makes the
+:func:`frames` (or its describer's walk), lets :meth:`Tally.sift` (or
+:meth:`Tally.sift_walk`) count the framing errors, and tells, for each good
+frame, which side sent it, which pump it names and how to say it;
+:class:`Tally` keeps the counts and makes the
 :class:`~protocols.descriptor.Census`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from protocols.descriptor import Census
@@ -43,6 +45,20 @@ class Tally:
         self.addresses: set[int] = set()
         self.evidence: list[str] = []
 
+    def sift(self, items: Iterable[Frame | ProtocolError]) -> Iterator[Frame]:
+        """The frames among ``items``, in order; each framing error is counted bad."""
+        for item in items:
+            if isinstance(item, ProtocolError):
+                self.bad += 1
+            else:
+                yield item
+
+    def sift_walk(self, walk: Iterable[tuple[int, Frame | ProtocolError]]) -> Iterator[Frame]:
+        """The frames of a describer's walk, ``(offset, item)`` in line order, as
+        :meth:`sift`; its ``truncated`` error, a frame cut by the end of the
+        bytes, is not counted."""
+        return self.sift(item for _, item in walk if not _cut(item))
+
     def frame(self, side: str | None, address: int | None, say: str | None) -> None:
         """A good frame: sent by ``side`` (``master``, ``pump``, None: not
         told), naming pump ``address`` (None: none); ``say`` is its line of
@@ -64,3 +80,7 @@ class Tally:
             self.pump,
             tuple(self.evidence),
         )
+
+
+def _cut(item: object) -> bool:
+    return isinstance(item, ProtocolError) and item.kind == "truncated"

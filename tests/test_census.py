@@ -11,9 +11,11 @@ from protocols.dart.census import census as dart_census
 from protocols.dart.framer import Frame as DartFrame
 from protocols.dart.framer import encode_frame as dart_encode
 from protocols.descriptor import Census
+from protocols.events import ProtocolError
 from protocols.sinopec.census import census as sinopec_census
 from protocols.sinopec.framer import Frame as SinopecFrame
 from protocols.sinopec.framer import encode_frame as sinopec_encode
+from protocols.tally import Tally
 from protocols.uninfo.census import census as uninfo_census
 from tests.test_uninfo_monitor import CONVERSATION as UNINFO_CONVERSATION
 
@@ -115,3 +117,14 @@ def test_every_descriptors_census_loads_and_reads_nothing_from_nothing() -> None
     assert {"sinopec", "dart"} <= {d.name for d in with_census}
     for found in with_census:
         assert found.load("census")(b"") == Census(), found.name
+
+
+def test_a_tally_counts_framing_errors_and_a_walks_cut_frame_not() -> None:
+    bad = ProtocolError("bad_crc", "x")
+    cut = ProtocolError("truncated", "a frame cut by the end")
+    tally = Tally(evidence=1)
+    assert list(tally.sift(["a", bad, "b", cut])) == ["a", "b"]
+    assert tally.bad == 2  # a framer's truncated frame is an error
+    walked = Tally(evidence=1)
+    assert list(walked.sift_walk([(0, "a"), (1, bad), (5, "b"), (9, cut)])) == ["a", "b"]
+    assert walked.bad == 1  # the walk's cut frame is not counted

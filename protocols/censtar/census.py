@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from protocols.censtar.describe import walk
 from protocols.descriptor import Census
-from protocols.events import ProtocolError
 from protocols.tally import Tally
 
 #: Frames described in ``evidence``: enough to recognise the traffic.
@@ -20,10 +19,7 @@ MAX_EVIDENCE = 4
 
 def census(data: bytes) -> Census:
     tally = Tally(MAX_EVIDENCE)
-    for _, item in walk(data):
-        if isinstance(item, ProtocolError):
-            tally.bad += item.kind != "truncated"
-            continue
+    for item in tally.sift_walk(walk(data)):
         side = "request" if item.request else "reply"
         say = f"censtar {item.name} {side}, pump {item.address}"
         tally.frame("master" if item.request else "pump", item.address, say)

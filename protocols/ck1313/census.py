@@ -9,7 +9,7 @@ no known shape and garbage runs are ``bad_frames``, one each.
 
 from __future__ import annotations
 
-from protocols.ck1313.framer import Frame, decode_at
+from protocols.ck1313.framer import decode_at
 from protocols.ck1313.messages import COMMAND_NAMES, direction
 from protocols.descriptor import Census
 from protocols.tally import Tally, frames
@@ -20,9 +20,9 @@ EVIDENCE = 3
 
 def census(data: bytes) -> Census:
     tally = Tally(EVIDENCE)
-    for result in frames(data, decode_at):
-        side = direction(result) if isinstance(result, Frame) else None
-        if not isinstance(result, Frame) or side is None:
+    for result in tally.sift(frames(data, decode_at)):
+        side = direction(result)
+        if side is None:
             tally.bad += 1
             continue
         name = COMMAND_NAMES[result.command]

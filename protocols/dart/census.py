@@ -19,7 +19,6 @@ from protocols.dart.framer import Frame, decode_at
 from protocols.dart.messages import REPLY_LNG, REQUEST_LNG
 from protocols.dart.pumpstate import ADR_OFFSET
 from protocols.descriptor import Census
-from protocols.events import ProtocolError
 from protocols.tally import Tally, frames
 
 #: (TRANS, LNG) of the replies only a pump sends (module doc).
@@ -46,10 +45,7 @@ def census(data: bytes) -> Census:
     master / pump split of ``data``. A frame cut by the end of ``data`` is not
     counted either way."""
     tally = Tally(MAX_EVIDENCE)
-    for item in frames(data, decode_at):
-        if isinstance(item, ProtocolError):
-            tally.bad += 1
-            continue
+    for item in tally.sift(frames(data, decode_at)):
         trans = " ".join(f"{t:02X}/{len(d)}" for t, d in item.transactions)
         pump = item.adr - ADR_OFFSET
         tally.frame(_side(item), pump, f"dart pump {pump} {item.kind} {trans}".rstrip())

@@ -13,7 +13,6 @@ stays empty.
 from __future__ import annotations
 
 from protocols.descriptor import Census
-from protocols.events import ProtocolError
 from protocols.furen.framer import UNESCAPED
 from protocols.furen.messages import side
 from protocols.tally import Tally, frames
@@ -26,10 +25,7 @@ def census(data: bytes) -> Census:
     """Good frames, framing errors (one per garbage run) and the master / pump
     split of ``data``. A frame cut by the end of ``data`` is not counted."""
     tally = Tally(MAX_EVIDENCE)
-    for item in frames(data, UNESCAPED.decode_at):
-        if isinstance(item, ProtocolError):
-            tally.bad += 1
-            continue
+    for item in tally.sift(frames(data, UNESCAPED.decode_at)):
         sender = side(item)
         say = (
             f"furen {sender or 'either side'} [3] {item.ctrl:02X} [6] {item.command:02X}"

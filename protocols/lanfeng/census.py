@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from protocols.descriptor import Census
 from protocols.events import ProtocolError
-from protocols.lanfeng.framer import Frame, decode_at
+from protocols.lanfeng.framer import decode_at
 from protocols.lanfeng.messages import (
     CMD_STATUS,
     CMD_VOLUME_TOTAL,
@@ -30,10 +30,7 @@ REPLIES = (CMD_STATUS, CMD_VOLUME_TOTAL)
 
 def census(data: bytes) -> Census:
     tally = Tally(EVIDENCE)
-    for result in frames(data, decode_at):
-        if not isinstance(result, Frame):
-            tally.bad += 1
-            continue
+    for result in tally.sift(frames(data, decode_at)):
         command = request_command(result)
         if command is not None:
             side, what = "master", COMMAND_NAMES[command]

@@ -11,7 +11,6 @@ the POS range to a pump is the master's and one back is the pump's.
 from __future__ import annotations
 
 from protocols.descriptor import Census
-from protocols.events import ProtocolError
 from protocols.sinopec.framer import decode_at
 from protocols.tally import Tally, frames
 
@@ -28,10 +27,7 @@ def census(data: bytes) -> Census:
     the master / pump split of ``data``. A frame cut by the end of ``data``
     is not counted either way."""
     tally = Tally(MAX_EVIDENCE)
-    for item in frames(data, decode_at):
-        if isinstance(item, ProtocolError):
-            tally.bad += 1
-            continue
+    for item in tally.sift(frames(data, decode_at)):
         from_master = item.src in MASTER_ADDRESSES
         side: str | None = None
         address: int | None = None

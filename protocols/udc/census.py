@@ -11,7 +11,6 @@ names none). A frame cut by the end of the bytes is not counted.
 from __future__ import annotations
 
 from protocols.descriptor import Census
-from protocols.events import ProtocolError
 from protocols.tally import Tally
 from protocols.udc.describe import walk
 from protocols.udc.framer import Request
@@ -22,10 +21,8 @@ MAX_EVIDENCE = 4
 
 def census(data: bytes) -> Census:
     tally = Tally(MAX_EVIDENCE)
-    for _, item in walk(data):
-        if isinstance(item, ProtocolError):
-            tally.bad += item.kind != "truncated"
-        elif isinstance(item, Request):
+    for item in tally.sift_walk(walk(data)):
+        if isinstance(item, Request):
             tally.frame("master", item.address, f"udc {item.name} to pump {item.address}")
         else:
             tally.frame("pump", None, None)
