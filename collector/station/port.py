@@ -82,17 +82,12 @@ class PollPort:
         self.number = number
         self.line = line
         self.driver = driver
-        self.store = store
-        self.nozzles = nozzles
-        self.station = station
-        self.tz = tz
         self.poll_interval_s = poll_interval_s
         self.idle_poll_interval_s = max(poll_interval_s, idle_poll_interval_s or 0.0)
         if inter_frame_gap_s is None:
             inter_frame_gap_s = protocol_gap_ms(driver.name) / 1000
         self.inter_frame_gap_s = inter_frame_gap_s
         self.response_timeout_s = response_timeout_s
-        self.on_commit = on_commit
         self.stats = PortStats()
         self.sink = PortSink(
             number=number,
@@ -102,7 +97,7 @@ class PollPort:
             tz=tz,
             on_commit=on_commit,
             stats=self.stats,
-            edge=edge,
+            edge=edge or EdgeSettings(),
             protocol=driver.name,
             nozzles_per_pump=nozzles_per_pump,
         )
