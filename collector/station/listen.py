@@ -21,6 +21,7 @@ import structlog
 
 from collector.device.serialfd import LineSettings, open_line
 from collector.station import capture
+from collector.station.books import ticking
 from collector.station.sink import PortSink, PortStats
 
 log = structlog.get_logger("collector.station.listen")
@@ -69,15 +70,11 @@ class ListenPort:
         self._failed = loop.create_future()
         fd = self._fd
         loop.add_reader(fd, self._readable)
-        books = self.sink.books  # the reconciliation's timeouts (collector/station/books.py)
-        if books is not None:
-            books.start(loop)
-        try:
-            await self._failed
-        finally:
-            loop.remove_reader(fd)
-            if books is not None:
-                books.stop()
+        with ticking(self.sink.books, loop):
+            try:
+                await self._failed
+            finally:
+                loop.remove_reader(fd)
 
     def _readable(self) -> None:
         assert self._fd is not None and self._failed is not None

@@ -32,6 +32,7 @@ import structlog
 
 from collector.device.serialfd import LineSettings, open_line
 from collector.station import capture
+from collector.station.books import ticking
 from collector.station.sink import PortSink, PortStats
 from protocols.events import Event
 
@@ -128,14 +129,10 @@ class RelayPort:
         assert d.fd is not None and p.fd is not None
         loop.add_reader(d.fd, self._readable, d, p, self.monitor.receive_response)
         loop.add_reader(p.fd, self._readable, p, d, self.monitor.receive_request)
-        books = self.sink.books  # the reconciliation's timeouts (collector/station/books.py)
-        if books is not None:
-            books.start(loop)
         try:
-            await self._failed
+            with ticking(self.sink.books, loop):
+                await self._failed
         finally:
-            if books is not None:
-                books.stop()
             for side in (d, p):
                 if side.fd is not None:
                     loop.remove_reader(side.fd)
