@@ -22,6 +22,7 @@ import structlog
 from collector.device.serialfd import LineSettings, open_line
 from collector.station import capture
 from collector.station.books import ticking
+from collector.station.one_line import OneLinePort
 from collector.station.sink import PortSink, PortStats
 
 log = structlog.get_logger("collector.station.listen")
@@ -30,18 +31,16 @@ log = structlog.get_logger("collector.station.listen")
 READ_CHUNK = 4096
 
 
-class ListenPort:
+class ListenPort(OneLinePort):
     """Read a bus, never write to it; feed what passes to a bus monitor."""
 
     def __init__(self, *, number: int, line: LineSettings, monitor: Any, sink: PortSink) -> None:
-        self.number = number
-        self.line = line
+        super().__init__(number, line)
         self.monitor = monitor
         self.sink = sink
         self.stats: PortStats = sink.stats
         self.parsing = True
         self.received = 0
-        self._fd: int | None = None
         self._failed: asyncio.Future[None] | None = None
 
     @property
@@ -49,26 +48,14 @@ class ListenPort:
         """Bytes read from the bus (collector/station/linecheck.py)."""
         return self.received
 
-    @property
-    def is_open(self) -> bool:
-        return self._fd is not None
-
     async def open(self) -> None:
         self._fd = open_line(self.line, writable=False)
         log.info("tap_open", port=self.number, device=self.line.device)
 
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
-
     async def run(self) -> None:
-        if self._fd is None:
-            await self.open()
-        assert self._fd is not None
+        fd = await self._opened()
         loop = asyncio.get_running_loop()
         self._failed = loop.create_future()
-        fd = self._fd
         loop.add_reader(fd, self._readable)
         with ticking(self.sink.books, loop):
             try:
