@@ -42,7 +42,7 @@ from typing import Any
 
 import structlog
 
-from collector.retry import Retry
+from collector.retry import Retry, every
 from collector.station.alarm_store import store_alarm
 from collector.station.edge import Finding
 from collector.station.pulse_check import NozzleSignals, PulseSettings
@@ -324,9 +324,7 @@ class PulseInputs:
 
     async def run(self) -> None:
         try:
-            while True:
-                self.tick()
-                await asyncio.sleep(TICK_S)
+            await every(TICK_S, self.tick)
         finally:
             for chip in self.chips.values():
                 if chip.request is not None:
