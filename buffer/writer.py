@@ -94,6 +94,14 @@ class _Fault:
     handed_back: int = 0
     not_taken: int = 0
 
+    def counts(self) -> dict[str, int]:
+        """What the episode cost: its alarm's detail and its end's log line."""
+        return {
+            "refused_commits": self.refused_commits,
+            "handed_back": self.handed_back,
+            "not_taken": self.not_taken,
+        }
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -253,11 +261,7 @@ class RecordWriter:
             fault_ended = self._fault
             self._fault = None
             log.warning(
-                "store_takes_records_again",
-                refused_commits=fault_ended.refused_commits,
-                handed_back=fault_ended.handed_back,
-                not_taken=fault_ended.not_taken,
-                since_ms=fault_ended.since_ms,
+                "store_takes_records_again", **fault_ended.counts(), since_ms=fault_ended.since_ms
             )
         outcomes = outcomes[len(fault) :]
         self.commits += 1
@@ -293,12 +297,7 @@ class RecordWriter:
         if fault is None:
             return []
         now = _now_ms()
-        detail = {
-            "error": fault.error,
-            "refused_commits": fault.refused_commits,
-            "handed_back": fault.handed_back,
-            "not_taken": fault.not_taken,
-        }
+        detail = {"error": fault.error, **fault.counts()}
         out = []
         for state, ms, what in (("raised", fault.since_ms, detail), ("cleared", now, {})):
             body = {"code": FAULT_CODE, "state": state, "source": "store", "at": _iso(ms)}

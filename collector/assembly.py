@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import tzinfo
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from collector import version
 from config.view import ConfigView
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from buffer.store import OrderStore
     from collector.device.leds import LedTask
     from collector.station.edge import EdgeSettings
     from collector.station.gauge import GaugeTask
-    from collector.station.gpio_inputs import PulseInputs
+    from collector.station.gpio_inputs import PulseInput, PulseInputs
     from collector.station.linecheck import LineCheckTask
     from collector.station.listen import ListenPort
     from collector.station.nozzles import NozzleTable
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from uplink.mqtt import Uplink, UplinkSettings
 
     Port = PollPort | RelayPort | ListenPort
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def make_driver(port: PortConfig, tz: tzinfo) -> Any:
@@ -85,6 +89,38 @@ def _parameters(cls: Any) -> set[str]:
     return names
 
 
+def from_section(cls: type[T], section: Any, **given: Any) -> T:
+    """``cls(**given)`` and, for every other field of dataclass ``cls``, the value of
+    the same name in config ``section`` (a model or its view), where it has one: a
+    value a part takes as configured keeps the config's name. A field the section
+    lacks keeps its default."""
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in given]
+    taken = {name: getattr(section, name) for name in fields if hasattr(section, name)}
+    return cls(**taken, **given)
+
+
+def pulse_settings(p: Any) -> PulseInput:
+    """A ``[[pulses]]`` entry (config model or the daemon's view of it) as input."""
+    from collector.station.gpio_inputs import PulseInput
+    from collector.station.pulse_check import PulseSettings
+
+    def dec(value: float) -> Decimal:
+        return Decimal(str(value))
+
+    settings = PulseSettings(
+        nozzle=p.nozzle,
+        litres_per_pulse=dec(p.litres_per_pulse),
+        has_switch=p.nozzle_line is not None,
+        tolerance_pct=dec(p.tolerance_pct),
+        time_tolerance_s=float(p.time_tolerance_s),
+        sale_wait_s=float(p.sale_wait_s),
+        unreported_min_l=dec(p.unreported_min_l),
+    )
+    return from_section(PulseInput, p, settings=settings, chip=str(p.chip))
+
+
 def option_kwargs(options: Any) -> dict[str, Any]:
     """A port's protocol options as the driver's keyword arguments: the daemon's
     view of them (config/handoff.py), or the dataclass itself (tools, tests)."""
@@ -111,15 +147,9 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
     def dec(value: float | None) -> Decimal | None:
         return None if value is None else Decimal(str(value))
 
-    settings = GaugeSettings(
-        link=g.link,
-        device=g.device,
-        baudrate=g.baudrate,
-        bytesize=g.bytesize,
-        parity=g.parity,
-        stopbits=g.stopbits,
-        host=g.host,
-        port=g.port,
+    settings = from_section(
+        GaugeSettings,
+        g,
         security_code=g.security_code.get_secret_value() if g.security_code else None,
         periods={
             "i201": g.inventory_s,
@@ -129,7 +159,6 @@ def make_gauge(cfg: Config, store: OrderStore, on_commit: Callable[[], None]) ->
             "i208": g.leak_s,
         },
         response_timeout_s=g.response_timeout_ms / 1000,
-        offline_after=g.offline_after,
     )
     analytics = WetstockSettings(
         min_rise_l=Decimal(str(w.delivery_min_rise_l)),
@@ -159,35 +188,16 @@ def make_uplink_settings(cfg: Config, key: bytes) -> UplinkSettings:
         endpoints.append(
             Endpoint(e.label, at.host, at.port, e.interface, at.tls, at.scheme, at.path)
         )
-    return UplinkSettings(
+    return from_section(
+        UplinkSettings,
+        u,
         device_id=cfg.device.id,
-        host=u.host,
-        port=u.port,
-        kid=u.kid,
         key=key,
-        keepalive_s=u.keepalive_s,
-        tls=u.tls,
-        username=u.username,
         password=u.password.get_secret_value() if u.password else None,
-        zip=u.zip,
-        batch_max_records=u.batch_max_records,
-        max_inflight=u.max_inflight,
-        heartbeat_s=u.heartbeat_s,
-        reconnect_min_s=u.reconnect_min_s,
-        reconnect_max_s=u.reconnect_max_s,
         version=version(),
         endpoints=tuple(endpoints),
-        attempts_per_endpoint=u.attempts_per_endpoint,
-        probe_primary_s=u.probe_primary_s,
-        network_loss_after_s=u.network_loss_after_s,
         clean_session=u.session == "clean",
-        ack_timeout_s=u.ack_timeout_s,
-        command_refusals_per_endpoint=u.command_refusals_per_endpoint,
-        command_retry_max_s=u.command_retry_max_s,
-        command_down_alarm_s=u.command_down_alarm_s,
         ca_file=None if u.ca_file is None else str(u.ca_file),
-        http_command_poll_s=u.http_command_poll_s,
-        http_timeout_s=u.http_timeout_s,
     )
 
 
@@ -263,13 +273,7 @@ def make_books(cfg: Config, sink: Any, monitor: Any) -> Any:
     from collector.station.books import PortBooks
     from collector.station.reconcile import BooksSettings
 
-    settings = BooksSettings(
-        confirm_within_s=books.confirm_within_s,
-        count_window_s=books.count_window_s,
-        pos_silent_after_s=books.pos_silent_after_s,
-        start_grace_s=books.start_grace_s,
-    )
-    return PortBooks(sink, monitor, settings)
+    return PortBooks(sink, monitor, from_section(BooksSettings, books))
 
 
 def make_line_check(cfg: Config, ports: Sequence[Port], store: OrderStore) -> LineCheckTask:
@@ -311,7 +315,7 @@ def make_pulses(
 ) -> PulseInputs:
     """The pulse and nozzle-switch inputs of ``[[pulses]]``, each port with a
     nozzle among them asking them about its sales (the sink's second source)."""
-    from collector.station.gpio_inputs import PulseInputs, pulse_settings
+    from collector.station.gpio_inputs import PulseInputs
 
     pulses = PulseInputs(
         [pulse_settings(p) for p in cfg.pulses], store, cfg.device.tzinfo, uplink.wake

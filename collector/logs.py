@@ -21,6 +21,7 @@ import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Hashable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import structlog
@@ -55,6 +56,7 @@ OVERFLOW: tuple[str, str] = ("*", "other")
 _REGISTRY: dict[str, Repeats] = {}
 
 
+@dataclass(eq=False)
 class Repeats:
     """Warnings named ``event``, each with a ``kind`` and a ``source``,
     counted always and logged at most twice per (source, kind) a window.
@@ -69,28 +71,22 @@ class Repeats:
     or None when the kind alone says enough (one web server, one socket).
     """
 
-    def __init__(
-        self,
-        log: Any,
-        event: str,
-        *,
-        source_field: str | None = "source",
-        window_s: float = REPEAT_WINDOW_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.log = log
-        self.event = event
-        self.source_field = source_field
-        self.window_s = window_s
-        self.clock = clock
-        #: Events since start by (source, kind).
-        self.totals: Counter[tuple[Hashable, str]] = Counter()
-        #: Lines written: events in full and summaries.
-        self.lines = 0
-        self._window: Counter[tuple[Hashable, str]] = Counter()
-        self._window_end: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        _REGISTRY[event] = self
+    log: Any
+    event: str
+    _: KW_ONLY
+    source_field: str | None = "source"
+    window_s: float = REPEAT_WINDOW_S
+    clock: Callable[[], float] = time.monotonic
+    #: Events since start by (source, kind).
+    totals: Counter[tuple[Hashable, str]] = field(default_factory=Counter, init=False)
+    #: Lines written: events in full and summaries.
+    lines: int = field(default=0, init=False)
+    _window: Counter[tuple[Hashable, str]] = field(default_factory=Counter, init=False)
+    _window_end: float | None = field(default=None, init=False)
+    _timer: asyncio.TimerHandle | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        _REGISTRY[self.event] = self
 
     def add(
         self, kind: str, source: Hashable = "", *, exc: BaseException | None = None, **fields: Any

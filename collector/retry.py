@@ -1,5 +1,6 @@
 """The pause before trying again: a serial port, the tank gauge's link, a
-bundle download, a config revert the flash refused.
+bundle download, a config revert the flash refused; and the steady pace of a
+task that looks again every tick (:func:`every`).
 
 Each pause is drawn in [½, 1] of a step that starts at ``minimum`` and
 doubles up to ``maximum`` ("equal jitter"): never a tight loop, never a
@@ -11,7 +12,10 @@ broker for it, docs/scaling.md).
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Callable
+from typing import NoReturn
 
 
 class Retry:
@@ -33,3 +37,10 @@ class Retry:
         delay = self._step * self._rng.uniform(0.5, 1.0)
         self._step = min(self._step * 2, self.maximum)
         return delay
+
+
+async def every(period_s: float, step: Callable[[], object]) -> NoReturn:
+    """``step()`` now and every ``period_s`` after, until cancelled."""
+    while True:
+        step()
+        await asyncio.sleep(period_s)

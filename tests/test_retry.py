@@ -1,12 +1,15 @@
-"""collector/retry.py: the pauses of every local retry (ports, gauge, download, revert)."""
+"""collector/retry.py: the pauses of every local retry (ports, gauge, download, revert),
+and the pace of a task that looks again every tick."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
 
 import pytest
 
-from collector.retry import Retry
+from collector.retry import Retry, every
 
 
 def test_pauses_double_to_the_cap_within_half_to_whole_steps() -> None:
@@ -31,3 +34,21 @@ def test_many_retries_spread_out_and_never_exceed_the_cap() -> None:
 def test_bounds_that_would_spin_or_invert_are_refused(bounds: tuple[float, float]) -> None:
     with pytest.raises(ValueError, match="minimum"):
         Retry(*bounds)
+
+
+class _Enough(Exception):
+    pass
+
+
+def test_every_steps_at_once_then_again_after_each_period_until_stopped() -> None:
+    stamps: list[float] = []
+
+    def step() -> None:
+        stamps.append(asyncio.get_running_loop().time())
+        if len(stamps) == 3:
+            raise _Enough
+
+    with pytest.raises(_Enough):
+        asyncio.run(every(0.01, step))
+    assert len(stamps) == 3
+    assert all(later - earlier >= 0.009 for earlier, later in itertools.pairwise(stamps))

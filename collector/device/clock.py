@@ -26,7 +26,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 #: hwclock may wait for the RTC's next second edge: bound it.
@@ -99,25 +99,17 @@ class SyncResult:
         }
 
 
+@dataclass(eq=False, kw_only=True)
 class ClockSync:
     """Measure the offset to the platform, step when it is too large, remember it."""
 
-    def __init__(
-        self,
-        *,
-        step_threshold_ms: int,
-        alarm_threshold_ms: int,
-        now: Callable[[], float] = time.time,
-        set_clock: Callable[[float], None] = system_set_clock,
-        write_rtc: Callable[[], bool] = system_write_rtc,
-    ) -> None:
-        self.step_threshold_ms = step_threshold_ms
-        self.alarm_threshold_ms = alarm_threshold_ms
-        self.now = now
-        self.set_clock = set_clock
-        self.write_rtc = write_rtc
-        #: The offset left after the last sync (0 after a step): the heartbeat's.
-        self.offset_ms = 0
+    step_threshold_ms: int
+    alarm_threshold_ms: int
+    now: Callable[[], float] = time.time
+    set_clock: Callable[[float], None] = system_set_clock
+    write_rtc: Callable[[], bool] = system_write_rtc
+    #: The offset left after the last sync (0 after a step): the heartbeat's.
+    offset_ms: int = field(default=0, init=False)
 
     def sync(self, platform_ts_ms: int) -> SyncResult:
         offset = platform_ts_ms - round(self.now() * 1000)

@@ -18,13 +18,14 @@ config. The pattern logic is pure (:func:`patterns`, :func:`level_at`);
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
+
+from collector.retry import every
 
 log = structlog.get_logger("collector.device.leds")
 
@@ -109,8 +110,6 @@ class LedTask:
 
     async def run(self) -> None:
         try:
-            while True:
-                self.show()
-                await asyncio.sleep(TICK_S)
+            await every(TICK_S, self.show)
         finally:
             self.off()  # a stopped collector shows both LEDs dark

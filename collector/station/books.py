@@ -28,7 +28,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -199,3 +200,17 @@ class PortBooks:
         source = finding.source
         if self.sink.alarm(LINK_BYPASSED, source, finding.raised, finding.detail):
             self.reconciler.bypass_taken(finding.raised)
+
+
+@contextmanager
+def ticking(books: PortBooks | None, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+    """A relay's or a tap's books tick on ``loop`` while the port runs inside
+    (their timeouts); None: the port has no books."""
+    if books is None:
+        yield
+        return
+    books.start(loop)
+    try:
+        yield
+    finally:
+        books.stop()

@@ -98,7 +98,21 @@ def tank_record(t: TankInventory, at: datetime, grade: str, tz: timezone) -> Rec
 
 
 def gauge_delivery_record(tank: int, d: Delivery, grade: str, tz: timezone) -> Record:
-    body = {
+    body = _delivery_body(tank, d, grade, tz, source="gauge", flags=[])
+    return f"{tank}:g:{minute(d.start)}", body
+
+
+def edge_delivery_record(d: EdgeDelivery, grade: str, tz: timezone, flags: list[str]) -> Record:
+    sold = decimal_string(d.sold_during, "volume")
+    body = _delivery_body(d.tank, d, grade, tz, sold_during_l=sold, source="edge", flags=flags)
+    return f"{d.tank}:e:{minute(d.start)}", body
+
+
+def _delivery_body(
+    tank: int, d: Delivery | EdgeDelivery, grade: str, tz: timezone, **more: object
+) -> dict[str, object]:
+    """A ``delivery`` body, the gauge's or the edge's: what both measure, then ``more``."""
+    return {
         "tank": tank,
         "grade": grade,
         "started_at": stamp(d.start, tz),
@@ -107,27 +121,8 @@ def gauge_delivery_record(tank: int, d: Delivery, grade: str, tz: timezone) -> R
         "end_volume_l": decimal_string(d.end_volume, "volume"),
         "volume_l": decimal_string(d.volume, "volume"),
         "tc_volume_l": decimal_string(d.tc_volume, "volume"),
-        "source": "gauge",
-        "flags": [],
+        **more,
     }
-    return f"{tank}:g:{minute(d.start)}", body
-
-
-def edge_delivery_record(d: EdgeDelivery, grade: str, tz: timezone, flags: list[str]) -> Record:
-    body = {
-        "tank": d.tank,
-        "grade": grade,
-        "started_at": stamp(d.start, tz),
-        "ended_at": stamp(d.end, tz),
-        "start_volume_l": decimal_string(d.start_volume, "volume"),
-        "end_volume_l": decimal_string(d.end_volume, "volume"),
-        "volume_l": decimal_string(d.volume, "volume"),
-        "tc_volume_l": decimal_string(d.tc_volume, "volume"),
-        "sold_during_l": decimal_string(d.sold_during, "volume"),
-        "source": "edge",
-        "flags": flags,
-    }
-    return f"{d.tank}:e:{minute(d.start)}", body
 
 
 def leak_record(tank: int, r: LeakTestResult, tz: timezone) -> Record:

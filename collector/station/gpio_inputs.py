@@ -38,12 +38,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
 
 import structlog
 
-from collector.retry import Retry
+from collector.retry import Retry, every
 from collector.station.alarm_store import store_alarm
 from collector.station.edge import Finding
 from collector.station.pulse_check import NozzleSignals, PulseSettings
@@ -325,39 +324,10 @@ class PulseInputs:
 
     async def run(self) -> None:
         try:
-            while True:
-                self.tick()
-                await asyncio.sleep(TICK_S)
+            await every(TICK_S, self.tick)
         finally:
             for chip in self.chips.values():
                 if chip.request is not None:
                     asyncio.get_running_loop().remove_reader(chip.request.fd)
                     chip.request.release()
                     chip.request = None
-
-
-def pulse_settings(p: Any) -> PulseInput:
-    """A ``[[pulses]]`` entry (config model or the daemon's view of it) as input."""
-
-    def dec(value: float) -> Decimal:
-        return Decimal(str(value))
-
-    settings = PulseSettings(
-        nozzle=p.nozzle,
-        litres_per_pulse=dec(p.litres_per_pulse),
-        has_switch=p.nozzle_line is not None,
-        tolerance_pct=dec(p.tolerance_pct),
-        time_tolerance_s=float(p.time_tolerance_s),
-        sale_wait_s=float(p.sale_wait_s),
-        unreported_min_l=dec(p.unreported_min_l),
-    )
-    return PulseInput(
-        settings=settings,
-        chip=str(p.chip),
-        pulse_line=p.pulse_line,
-        pulse_edge=p.pulse_edge,
-        nozzle_line=p.nozzle_line,
-        lifted_level=p.lifted_level,
-        debounce_ms=p.debounce_ms,
-        bias=p.bias,
-    )

@@ -14,87 +14,50 @@ byte to pass on, so nothing else changes.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import structlog
 
 from collector.device.serialfd import LineSettings, open_line
 from collector.station import capture
-from collector.station.sink import PortSink, PortStats
+from collector.station.one_line import OneLinePort
+from collector.station.passive import PassivePort
+from collector.station.sink import PortSink
 
 log = structlog.get_logger("collector.station.listen")
 
-#: Bytes read per wakeup: a few frames.
-READ_CHUNK = 4096
 
-
-class ListenPort:
+class ListenPort(OneLinePort, PassivePort):
     """Read a bus, never write to it; feed what passes to a bus monitor."""
 
     def __init__(self, *, number: int, line: LineSettings, monitor: Any, sink: PortSink) -> None:
-        self.number = number
-        self.line = line
-        self.monitor = monitor
-        self.sink = sink
-        self.stats: PortStats = sink.stats
-        self.parsing = True
+        OneLinePort.__init__(self, number, line)
+        PassivePort.__init__(self, monitor, sink, "TAP_PARSER_FAILED")
         self.received = 0
-        self._fd: int | None = None
-        self._failed: asyncio.Future[None] | None = None
 
     @property
     def rx_bytes(self) -> int:
         """Bytes read from the bus (collector/station/linecheck.py)."""
         return self.received
 
-    @property
-    def is_open(self) -> bool:
-        return self._fd is not None
-
     async def open(self) -> None:
         self._fd = open_line(self.line, writable=False)
         log.info("tap_open", port=self.number, device=self.line.device)
 
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        self._fd = None
-
     async def run(self) -> None:
-        if self._fd is None:
-            await self.open()
-        assert self._fd is not None
+        fd = await self._opened()
         loop = asyncio.get_running_loop()
-        self._failed = loop.create_future()
-        fd = self._fd
         loop.add_reader(fd, self._readable)
-        books = self.sink.books  # the reconciliation's timeouts (collector/station/books.py)
-        if books is not None:
-            books.start(loop)
         try:
-            await self._failed
+            await self._until_failed(loop)
         finally:
             loop.remove_reader(fd)
-            if books is not None:
-                books.stop()
 
     def _readable(self) -> None:
         assert self._fd is not None and self._failed is not None
-        try:
-            data = os.read(self._fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            if not self._failed.done():
-                self._failed.set_exception(ConnectionError(f"{self.line.device}: {exc}"))
-            return
+        data = self._read(self._fd, self.line.device)
         if not data:
-            if not self._failed.done():
-                self._failed.set_exception(ConnectionError(f"{self.line.device}: line closed"))
             return
         self.received += len(data)
         capture.feed(self.number, "bus", data)
-        if not self.parsing:
-            return
-        self.parsing = self.sink.parse_guarded(self.monitor.receive_bus, data, "TAP_PARSER_FAILED")
+        self._parse(self.monitor.receive_bus, data)

@@ -25,6 +25,7 @@ from collector.device.serialfd import LineSettings, open_line
 from collector.station import capture
 from collector.station.edge import EdgeSettings
 from collector.station.nozzles import NozzleTable
+from collector.station.one_line import OneLinePort
 from collector.station.sink import PortSink, PortStats
 from protocols.base import PollDriver
 from protocols.events import Event
@@ -58,7 +59,7 @@ def protocol_gap_ms(name: str) -> int:
         return DEFAULT_INTER_FRAME_GAP_MS
 
 
-class PollPort:
+class PollPort(OneLinePort):
     """The collector as master on one line (a dedicated data / tax-control port)."""
 
     def __init__(
@@ -79,20 +80,14 @@ class PollPort:
         edge: EdgeSettings | None = None,
         nozzles_per_pump: int | None = None,
     ) -> None:
-        self.number = number
-        self.line = line
+        super().__init__(number, line)
         self.driver = driver
-        self.store = store
-        self.nozzles = nozzles
-        self.station = station
-        self.tz = tz
         self.poll_interval_s = poll_interval_s
         self.idle_poll_interval_s = max(poll_interval_s, idle_poll_interval_s or 0.0)
         if inter_frame_gap_s is None:
             inter_frame_gap_s = protocol_gap_ms(driver.name) / 1000
         self.inter_frame_gap_s = inter_frame_gap_s
         self.response_timeout_s = response_timeout_s
-        self.on_commit = on_commit
         self.stats = PortStats()
         self.sink = PortSink(
             number=number,
@@ -102,12 +97,10 @@ class PollPort:
             tz=tz,
             on_commit=on_commit,
             stats=self.stats,
-            edge=edge,
+            edge=edge or EdgeSettings(),
             protocol=driver.name,
             nozzles_per_pump=nozzles_per_pump,
         )
-        self._fd: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[bool] | None = None  # True: response complete
         self._failure: ConnectionError | None = None
         self.rx_bytes = 0  # every byte the line brought (collector/station/linecheck.py)
@@ -118,26 +111,12 @@ class PollPort:
         self._failure = None
         log.info("port_open", port=self.number, device=self.line.device)
 
-    @property
-    def is_open(self) -> bool:
-        return self._fd is not None
-
-    def close(self) -> None:
-        if self._fd is not None:
-            if self._loop is not None:
-                self._loop.remove_reader(self._fd)
-                self._loop.remove_writer(self._fd)
-            os.close(self._fd)
-        self._fd = None
-
     async def run(self) -> None:
-        if self._fd is None:
-            await self.open()
-        assert self._fd is not None
+        fd = await self._opened()
         loop = self._loop = asyncio.get_running_loop()
         # One reader for the port's whole life: no per-read registration, so
         # an idle poll costs one write, one read and one timer (bench/ports32.py).
-        loop.add_reader(self._fd, self._readable)
+        loop.add_reader(fd, self._readable)
         follow_ups = 0
         while True:
             changes = self.sink.changes

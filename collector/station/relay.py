@@ -32,13 +32,11 @@ import structlog
 
 from collector.device.serialfd import LineSettings, open_line
 from collector.station import capture
-from collector.station.sink import PortSink, PortStats
+from collector.station.passive import PassivePort
+from collector.station.sink import PortSink
 from protocols.events import Event
 
 log = structlog.get_logger("collector.station.relay")
-
-#: Bytes read per wakeup: a few frames; a relay never needs to batch.
-READ_CHUNK = 4096
 
 #: Bytes held for a side that does not take them. 4 KiB is seconds of line
 #: at 9600 baud: far past any protocol's response timeout, so anything
@@ -58,7 +56,7 @@ class _Side:
         self.received = 0  # bytes read from this side
 
 
-class RelayPort:
+class RelayPort(PassivePort):
     """Forward dispenser ⇄ POS and feed both directions to a passive monitor."""
 
     def __init__(
@@ -70,14 +68,10 @@ class RelayPort:
         monitor: Any,
         sink: PortSink,
     ) -> None:
+        super().__init__(monitor, sink, "RELAY_PARSER_FAILED")
         self.number = number
-        self.monitor = monitor
-        self.sink = sink
-        self.stats: PortStats = sink.stats
-        self.parsing = True
         self._dispenser = _Side("dispenser", dispenser)
         self._pos = _Side("pos", pos)
-        self._failed: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -123,19 +117,13 @@ class RelayPort:
         if not self.is_open:
             await self.open()
         loop = self._loop = asyncio.get_running_loop()
-        self._failed = loop.create_future()
         d, p = self._dispenser, self._pos
         assert d.fd is not None and p.fd is not None
         loop.add_reader(d.fd, self._readable, d, p, self.monitor.receive_response)
         loop.add_reader(p.fd, self._readable, p, d, self.monitor.receive_request)
-        books = self.sink.books  # the reconciliation's timeouts (collector/station/books.py)
-        if books is not None:
-            books.start(loop)
         try:
-            await self._failed
+            await self._until_failed(loop)
         finally:
-            if books is not None:
-                books.stop()
             for side in (d, p):
                 if side.fd is not None:
                     loop.remove_reader(side.fd)
@@ -143,28 +131,18 @@ class RelayPort:
 
     # ------------------------------------------------------------ the loop callbacks
 
-    def _fail(self, reason: str) -> None:
-        if self._failed is not None and not self._failed.done():
-            self._failed.set_exception(ConnectionError(reason))
-
     def _readable(self, src: _Side, dst: _Side, parse: Callable[[bytes], list[Event]]) -> None:
         assert src.fd is not None
-        try:
-            data = os.read(src.fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._fail(f"{src.line.device}: {exc.strerror or exc}")
-            return
+        data = self._read(src.fd, src.line.device)
         if not data:
-            self._fail(f"{src.line.device}: line closed")
             return
         src.received += len(data)
         self._forward(dst, data)
         # After the forward: the dispenser's bytes are "rx", the POS's "tx".
         capture.feed(self.number, "rx" if src is self._dispenser else "tx", data)
-        if self.parsing:
-            self._parse(parse, data)
+        # The bytes are already on their way: a parser bug must cost the
+        # records, never the station's link.
+        self._parse(parse, data)
 
     def _forward(self, dst: _Side, data: bytes) -> None:
         assert dst.fd is not None
@@ -199,8 +177,3 @@ class RelayPort:
         del dst.pending[:written]
         if not dst.pending:
             self._loop.remove_writer(dst.fd)
-
-    def _parse(self, parse: Callable[[bytes], list[Event]], data: bytes) -> None:
-        # The bytes are already on their way: a parser bug must cost the
-        # records, never the station's link.
-        self.parsing = self.sink.parse_guarded(parse, data, "RELAY_PARSER_FAILED")

@@ -92,36 +92,25 @@ class PortStats:
     flags: dict[str, int] = field(default_factory=dict)  # edge findings by code
 
 
+@dataclass(eq=False, kw_only=True)
 class PortSink:
     """Turns one port's protocol events into store records and live state."""
 
-    def __init__(
-        self,
-        *,
-        number: int,
-        store: OrderStore,
-        nozzles: NozzleTable,
-        station: str,
-        tz: timezone,
-        on_commit: Callable[[], None],
-        stats: PortStats | None = None,
-        edge: EdgeSettings | None = None,
-        protocol: str = "",
-        nozzles_per_pump: int | None = None,
-    ) -> None:
-        self.number = number
-        self.store = store
-        self.nozzles = nozzles
-        self.station = station
-        self.tz = tz
-        self.on_commit = on_commit
-        self.stats = stats if stats is not None else PortStats()
-        self.edge = edge if edge is not None else EdgeSettings()
-        self.protocol = protocol
-        #: Nozzles of each pump are numbered 1..this (the port's ``nozzles``);
-        #: None: any number is a nozzle (tools, tests). Another number never
-        #: becomes a nozzle: see :meth:`_unknown_nozzle`.
-        self.nozzles_per_pump = nozzles_per_pump
+    number: int
+    store: OrderStore
+    nozzles: NozzleTable
+    station: str
+    tz: timezone
+    on_commit: Callable[[], None]
+    stats: PortStats = field(default_factory=PortStats)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
+    protocol: str = ""
+    #: Nozzles of each pump are numbered 1..this (the port's ``nozzles``);
+    #: None: any number is a nozzle (tools, tests). Another number never
+    #: becomes a nozzle: see :meth:`_unknown_nozzle`.
+    nozzles_per_pump: int | None = None
+
+    def __post_init__(self) -> None:
         self._unknown_seen: set[tuple[int, int]] = set()  # NOZZLE_UNKNOWN alarmed
         #: Last order per nozzle and last counter per pump prefix, read from
         #: the store on first use (so the checks hold across restarts).
@@ -139,7 +128,7 @@ class PortSink:
         self._tokens: dict[str, tuple[float, float]] = {}  # key → (tokens, at)
         #: Last identity stored per pump / nozzle (read from the store on first
         #: use): orders carry the nozzle's uid from it; reports compare with it.
-        self._identities = Identities(store)
+        self._identities = Identities(self.store)
         #: Signals beside the dispenser's (collector/station/gpio_inputs.py), asked for
         #: each sale's flags before it is stored; None: none are wired.
         self.second_source: SecondSource | None = None

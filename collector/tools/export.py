@@ -28,22 +28,11 @@ def rows(store: str, since_ms: int | None, until_ms: int | None) -> Any:
     import sqlite_utils
 
     from buffer.codec import to_text
-    from collector.tools.storeview import open_readonly
+    from collector.tools.storeview import open_readonly, select_orders
 
     db = sqlite_utils.Database(open_readonly(store))
-    where, args = ["kind='order'"], []
-    if since_ms is not None:
-        where.append("created_ms >= ?")
-        args.append(since_ms)
-    if until_ms is not None:
-        where.append("created_ms < ?")
-        args.append(until_ms)
-    sql = (
-        "SELECT id, nseq, h, prev, created_ms, sent_ms, body FROM records WHERE "
-        + " AND ".join(where)
-        + " ORDER BY id"
-    )
-    for row in db.query(sql, args):
+    sql, args = select_orders(since_ms=since_ms, until_ms=until_ms)
+    for row in db.query(sql + " ORDER BY id", args):
         order = json.loads(to_text(row.pop("body"), row.pop("h"), row.pop("prev")))
         order.update(row)
         order["sent"] = order.pop("sent_ms") is not None

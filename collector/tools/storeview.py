@@ -69,13 +69,12 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     return db
 
 
-def orders(
-    db: sqlite3.Connection,
-    nozzle: str | None = None,
-    since_ms: int | None = None,
-    limit: int = 20,
-) -> list[dict[str, Any]]:
-    """The most recent orders first (store order), with their sent state."""
+def select_orders(
+    nozzle: str | None = None, since_ms: int | None = None, until_ms: int | None = None
+) -> tuple[str, list[Any]]:
+    """The query of stored orders (of ``nozzle``, committed from ``since_ms`` to
+    before ``until_ms``) and its arguments; the caller orders it. Its columns:
+    id, nseq, created_ms, sent_ms, body, h, prev."""
     where: list[str] = ["kind='order'"]
     args: list[Any] = []
     if nozzle:
@@ -84,12 +83,22 @@ def orders(
     if since_ms is not None:
         where.append("created_ms>=?")
         args.append(since_ms)
-    sql = (
-        "SELECT id, nseq, created_ms, sent_ms, body, h, prev FROM records WHERE "
-        + " AND ".join(where)
-        + " ORDER BY id DESC LIMIT ?"
-    )
-    rows = db.execute(sql, (*args, max(1, min(limit, MAX_ROWS)))).fetchall()
+    if until_ms is not None:
+        where.append("created_ms<?")
+        args.append(until_ms)
+    sql = "SELECT id, nseq, created_ms, sent_ms, body, h, prev FROM records WHERE "
+    return sql + " AND ".join(where), args
+
+
+def orders(
+    db: sqlite3.Connection,
+    nozzle: str | None = None,
+    since_ms: int | None = None,
+    limit: int = 20,
+) -> list[dict[str, Any]]:
+    """The most recent orders first (store order), with their sent state."""
+    sql, args = select_orders(nozzle, since_ms)
+    rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, max(1, min(limit, MAX_ROWS))))
     out = []
     for rid, nseq, created, sent, body, h, prev in rows:
         order = json.loads(to_text(body, h, prev))
