@@ -66,10 +66,16 @@ Source = Literal["master", "pump"] | None
 
 
 @dataclass(frozen=True, slots=True)
-class _PumpByte:
-    """One byte of the loop: a code in the high nibble, the pump in the low."""
+class _At:
+    """What every item has: where it starts, as an offset in the stream."""
 
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class _PumpByte(_At):
+    """One byte of the loop: a code in the high nibble, the pump in the low."""
+
     byte: int
 
     @property
@@ -85,10 +91,9 @@ class Command(_PumpByte):
 
 
 @dataclass(frozen=True, slots=True)
-class Echo:
+class Echo(_At):
     """The master's own bytes heard back on the loop."""
 
-    offset: int
     size: int
 
 
@@ -102,36 +107,32 @@ class StatusReply(_PumpByte):
 
 
 @dataclass(frozen=True, slots=True)
-class DataReply:
+class DataReply(_At):
     """A frame from the pump: the reply to ``request`` (4 or 5), or to none seen."""
 
-    offset: int
     frame: Frame
     request: int | None
 
 
 @dataclass(frozen=True, slots=True)
-class RunningReply:
+class RunningReply(_At):
     """The reply to 6: the running display's data words."""
 
-    offset: int
     words: bytes
     request: int
 
 
 @dataclass(frozen=True, slots=True)
-class MasterData:
+class MasterData(_At):
     """A data frame the master sent (after D answered its 2)."""
 
-    offset: int
     frame: Frame
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(_At):
     """``size`` bytes that are not what the line allows there."""
 
-    offset: int
     size: int
     error: ProtocolError
     request: int | None = None
