@@ -295,6 +295,8 @@ _BOUNDS = {
     "less_than_equal": ("<=", "le"),
 }
 
+_COUNTS = {"too_short": ("at least", "min_length"), "too_long": ("at most", "max_length")}
+
 
 def _reason(err: ErrorDetails) -> str:
     kind = err["type"]
@@ -319,10 +321,9 @@ def _reason(err: ErrorDetails) -> str:
         return f"must be at least {ctx['min_length']} characters, got {shown}"
     if kind == "string_too_long":
         return f"must be at most {ctx['max_length']} characters, got {len(err['input'])}"
-    if kind == "too_short":
-        return f"must have at least {_items(ctx['min_length'])}, got {ctx['actual_length']}"
-    if kind == "too_long":
-        return f"must have at most {_items(ctx['max_length'])}, got {ctx['actual_length']}"
+    if kind in _COUNTS:
+        word, name = _COUNTS[kind]
+        return f"must have {word} {_items(ctx[name])}, got {ctx['actual_length']}"
     if kind == "invalid":  # config/models*.py's own checks: the message is the reason
         return err["msg"]
     message = err["msg"].removeprefix("Value error, ")

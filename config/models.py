@@ -40,10 +40,11 @@ from config.models_base import (
     _MODEL_CONFIG,
     FilePath,
     PathText,
+    Whole,
     _fail,
     _invalid,
     _LocatedError,
-    _reject_non_int,
+    _matching,
 )
 from config.models_base import HOST_MAX_CHARS as HOST_MAX_CHARS
 from config.models_base import PATH_MAX_BYTES as PATH_MAX_BYTES
@@ -130,19 +131,15 @@ EVIDENCE_DAYS_MAX = 366
 class DeviceConfig(DeviceDerived, BaseModel):
     model_config = _MODEL_CONFIG
 
-    id: str
+    id: Annotated[
+        str,
+        _matching(
+            DEVICE_ID_PATTERN,
+            "must be 1..64 of A-Z a-z 0-9 _ - (it is the MQTT client id and a topic segment)",
+        ),
+    ]
     station: Annotated[str, Field(min_length=1, max_length=STATION_MAX_CHARS)]
     timezone: str = "+08:00"
-
-    @field_validator("id")
-    @classmethod
-    def _check_id(cls, value: str) -> str:
-        if not DEVICE_ID_PATTERN.match(value):
-            raise _invalid(
-                "must be 1..64 of A-Z a-z 0-9 _ - (it is the MQTT client id and a topic"
-                f" segment), got {value!r}"
-            )
-        return value
 
     @field_validator("timezone")
     @classmethod
@@ -345,33 +342,16 @@ class SealConfig(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    name: str
+    name: Annotated[str, _matching(SEAL_NAME_PATTERN, "must be 1..32 of A-Z a-z 0-9 _ . -")]
     #: The dispenser it guards, as alarm sources name a pump: ``p01.a1``.
-    dispenser: str
+    dispenser: Annotated[
+        str, _matching(DISPENSER_KEY_PATTERN, "must be a pump key like p01.a1 (port, address)")
+    ]
     #: The input's sysfs value file, e.g. /sys/class/gpio/gpio17/value.
     value: FilePath
     #: What the input reads while the seal's loop is closed (intact).
-    intact_level: Literal[0, 1] = 1
+    intact_level: Whole[Literal[0, 1]] = 1
     poll_ms: Annotated[int, Field(ge=SEAL_PERIOD_MIN_MS, le=SEAL_PERIOD_MAX_MS)] = 500
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not SEAL_NAME_PATTERN.match(value):
-            raise _invalid(f"must be 1..32 of A-Z a-z 0-9 _ . -, got {value!r}")
-        return value
-
-    @field_validator("dispenser")
-    @classmethod
-    def _check_dispenser(cls, value: str) -> str:
-        if not DISPENSER_KEY_PATTERN.match(value):
-            raise _invalid(f"must be a pump key like p01.a1 (port, address), got {value!r}")
-        return value
-
-    @field_validator("intact_level", mode="before")
-    @classmethod
-    def _check_level(cls, value: Any) -> Any:
-        return _reject_non_int(value)
 
 
 #: Largest bundle ``ota.upgrade`` accepts by default: today's is ~14 MB; 64 MB

@@ -8,11 +8,11 @@ to fix (``ports.1.number``) with the reason as the message, verbatim.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 #: Shared by every model: unknown keys are errors, no type coercion, and no
@@ -88,6 +88,26 @@ def _reject_non_int(value: Any) -> Any:
     return value
 
 
+def _repeats(values: Iterable[H]) -> Iterator[tuple[int, H]]:
+    """``(index, value)`` of each value that stands at an earlier index too."""
+    seen: set[H] = set()
+    for index, value in enumerate(values):
+        if value in seen:
+            yield index, value
+        seen.add(value)
+
+
+def _matching(pattern: re.Pattern[str], must: str) -> AfterValidator:
+    """Text ``pattern`` matches; else the reason ``"{must}, got 'text'"``."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise _invalid(f"{must}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
+
+
 def _check_path_text(text: str) -> None:
     if "\x00" in text:
         raise _invalid("a path cannot contain a NUL character")
@@ -117,6 +137,12 @@ def _checked_host(value: str) -> str:
 FilePath = Annotated[Path, Field(strict=False), AfterValidator(_checked_path)]
 #: A path kept as text (a device, a socket, a password file), same bounds.
 PathText = Annotated[str, Field(min_length=1), AfterValidator(_checked_path_text)]
+T = TypeVar("T")
+H = TypeVar("H", bound=Hashable)
+
+#: A choice of whole numbers, ``Whole[Literal[7, 8]]``: strict ``Literal``
+#: alone takes true and 1.0 (they compare equal), this refuses them.
+Whole = Annotated[T, BeforeValidator(_reject_non_int)]
 #: A broker's or gauge's host name or address.
 HostName = Annotated[
     str, Field(min_length=1, max_length=HOST_MAX_CHARS), AfterValidator(_checked_host)

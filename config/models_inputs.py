@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from config.models_base import _MODEL_CONFIG, PathText, _fail, _invalid, _reject_non_int
+from config.models_base import _MODEL_CONFIG, PathText, Whole, _fail, _matching
 from config.models_tanks import NOZZLE_KEY_PATTERN
 
 #: Line offsets on one GPIO chip: the kernel's uAPI numbers them 0..n-1 and
@@ -48,7 +48,7 @@ class PulseConfig(BaseModel):
     model_config = _MODEL_CONFIG
 
     #: The nozzle, as orders name it: ``p01.a1.n2``.
-    nozzle: str
+    nozzle: Annotated[str, _matching(NOZZLE_KEY_PATTERN, "must be a nozzle key like p01.a1.n1")]
     #: The GPIO character device both lines are on, e.g. /dev/gpiochip0.
     chip: PathText
     pulse_line: Annotated[int, Field(ge=0, le=GPIO_LINE_MAX)]
@@ -59,7 +59,7 @@ class PulseConfig(BaseModel):
     #: The nozzle switch; absent: pulses are judged between consecutive sales.
     nozzle_line: Annotated[int, Field(ge=0, le=GPIO_LINE_MAX)] | None = None
     #: What the contact line reads while the nozzle is out of its holder.
-    lifted_level: Literal[0, 1] = 1
+    lifted_level: Whole[Literal[0, 1]] = 1
     debounce_ms: Annotated[int, Field(ge=0, le=DEBOUNCE_MAX_MS)] = 20
     bias: Literal["as-is", "pull-up", "pull-down", "disabled"] = "as-is"
     tolerance_pct: Annotated[float, Field(ge=TOLERANCE_PCT_MIN, le=TOLERANCE_PCT_MAX)] = 0.6
@@ -68,18 +68,6 @@ class PulseConfig(BaseModel):
     )
     sale_wait_s: Annotated[float, Field(ge=SALE_WAIT_MIN_S, le=SALE_WAIT_MAX_S)] = 120.0
     unreported_min_l: Annotated[float, Field(ge=0, le=UNREPORTED_MAX_L)] = 0.05
-
-    @field_validator("nozzle")
-    @classmethod
-    def _check_nozzle(cls, value: str) -> str:
-        if not NOZZLE_KEY_PATTERN.match(value):
-            raise _invalid(f"must be a nozzle key like p01.a1.n1, got {value!r}")
-        return value
-
-    @field_validator("lifted_level", mode="before")
-    @classmethod
-    def _check_level(cls, value: Any) -> Any:
-        return _reject_non_int(value)
 
     @model_validator(mode="after")
     def _check_lines(self) -> PulseConfig:

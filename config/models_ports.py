@@ -13,6 +13,7 @@ import dataclasses
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     Field,
     SerializerFunctionWrapHandler,
@@ -27,10 +28,11 @@ import protocols
 from config.models_base import (
     _MODEL_CONFIG,
     PathText,
+    Whole,
     _fail,
     _invalid,
     _LocatedError,
-    _reject_non_int,
+    _repeats,
 )
 from config.protocol_options import validate_options
 from protocols.descriptor import ProtocolDescriptor
@@ -49,6 +51,21 @@ BAUDRATES = (1200, 2400, 4800, 5760, 5787, 9600, 19200, 38400, 57600, 115200)
 #: Poll period and response timeout: below 20 ms a 9600-baud frame cannot even
 #: be sent; above 10 s an order's end is no longer "real time" (SPEC D2).
 TIMING_MIN_MS, TIMING_MAX_MS = 20, 10_000
+
+
+def _checked_baudrate(value: int) -> int:
+    if value not in BAUDRATES:
+        rates = ", ".join(str(rate) for rate in BAUDRATES)
+        raise _invalid(f"must be one of {rates}; got {value}")
+    return value
+
+
+#: A serial line's settings (a port's, the gauge's): the rate, one of
+#: :data:`BAUDRATES`; data bits, parity and stop bits.
+Baudrate = Annotated[int, AfterValidator(_checked_baudrate)]
+ByteSize = Whole[Literal[7, 8]]
+Parity = Literal["N", "E", "O"]
+StopBits = Whole[Literal[1, 2]]
 
 #: Line self-check thresholds, seconds (SPEC F1; collector/station/linecheck.py has
 #: the defaults and why): below 1 s a poll port's idle pace (1 s) would look
@@ -79,10 +96,10 @@ class PortConfig(BaseModel):
     pos_device: PathText | None = None
     #: Line settings; each one the TOML omits is the protocol's most common
     #: (its descriptor's first ``line_settings``), these only without any.
-    baudrate: int = 9600
-    bytesize: Literal[7, 8] = 8
-    parity: Literal["N", "E", "O"] = "E"
-    stopbits: Literal[1, 2] = 1
+    baudrate: Baudrate = 9600
+    bytesize: ByteSize = 8
+    parity: Parity = "E"
+    stopbits: StopBits = 1
     addresses: Annotated[
         list[Annotated[int, Field(ge=PUMP_ADDRESS_MIN, le=PUMP_ADDRESS_MAX)]],
         Field(min_length=1),
@@ -206,28 +223,10 @@ class PortConfig(BaseModel):
             raise _fail([(("mode",), reason, self.mode)])
         return self
 
-    @field_validator("baudrate")
-    @classmethod
-    def _check_baudrate(cls, value: int) -> int:
-        if value not in BAUDRATES:
-            rates = ", ".join(str(rate) for rate in BAUDRATES)
-            raise _invalid(f"must be one of {rates}; got {value}")
-        return value
-
-    @field_validator("bytesize", "stopbits", mode="before")
-    @classmethod
-    def _check_int_literal(cls, value: Any) -> Any:
-        return _reject_non_int(value)
-
     @field_validator("addresses")
     @classmethod
     def _check_addresses(cls, value: list[int]) -> list[int]:
-        seen: set[int] = set()
-        duplicates: list[_LocatedError] = []
-        for index, address in enumerate(value):
-            if address in seen:
-                duplicates.append(((index,), f"duplicate address {address}", address))
-            seen.add(address)
+        duplicates = [((i,), f"duplicate address {a}", a) for i, a in _repeats(value)]
         if duplicates:
             raise _fail(duplicates)
         return value

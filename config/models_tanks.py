@@ -6,7 +6,7 @@ Part of the config schema (config/models.py re-exports every name here).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
@@ -20,9 +20,16 @@ from config.models_base import (
     _fail,
     _invalid,
     _LocatedError,
-    _reject_non_int,
+    _repeats,
 )
-from config.models_ports import OFFLINE_AFTER_MAX, OFFLINE_AFTER_MIN, PortConfig
+from config.models_ports import (
+    OFFLINE_AFTER_MAX,
+    OFFLINE_AFTER_MIN,
+    Baudrate,
+    ByteSize,
+    Parity,
+    StopBits,
+)
 
 #: Nozzle keys as the collector builds them (collector/station/records.py): port,
 #: bus address, nozzle — ``p01.a1.n2``.
@@ -57,10 +64,10 @@ class GaugeConfig(BaseModel):
     enabled: bool = False
     link: Literal["serial", "tcp"] = "serial"
     device: PathText | None = None
-    baudrate: int = 9600
-    bytesize: Literal[7, 8] = 8
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
+    baudrate: Baudrate = 9600
+    bytesize: ByteSize = 8
+    parity: Parity = "N"
+    stopbits: StopBits = 1
     host: HostName = "127.0.0.1"
     port: Annotated[int, Field(ge=TCP_PORT_MIN, le=TCP_PORT_MAX)] = 10001
     security_code: SecretStr | None = None
@@ -72,16 +79,6 @@ class GaugeConfig(BaseModel):
         2000
     )
     offline_after: Annotated[int, Field(ge=OFFLINE_AFTER_MIN, le=OFFLINE_AFTER_MAX)] = 3
-
-    @field_validator("baudrate")
-    @classmethod
-    def _check_baudrate(cls, value: int) -> int:
-        return PortConfig._check_baudrate(value)
-
-    @field_validator("bytesize", "stopbits", mode="before")
-    @classmethod
-    def _check_int_literal(cls, value: Any) -> Any:
-        return _reject_non_int(value)
 
     @field_validator("security_code")
     @classmethod
@@ -111,13 +108,12 @@ class TankConfig(BaseModel):
     @classmethod
     def _check_nozzles(cls, value: list[str]) -> list[str]:
         errors: list[_LocatedError] = []
-        seen: set[str] = set()
+        repeated = dict(_repeats(value))
         for index, key in enumerate(value):
             if not NOZZLE_KEY_PATTERN.match(key):
                 errors.append(((index,), f"must be a nozzle key like p01.a1.n2, got {key!r}", key))
-            elif key in seen:
+            elif index in repeated:
                 errors.append(((index,), f"duplicate nozzle {key!r}", key))
-            seen.add(key)
         if errors:
             raise _fail(errors)
         return value

@@ -82,6 +82,7 @@ instead of walked byte by byte; a test holds both paths to the same results.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from protocols.crc import crc16_arc
@@ -103,6 +104,7 @@ Buffer = bytes | bytearray
 F = TypeVar("F")
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class FaFraming(Generic[F]):
     """One family's framing rules (module doc): build, and decode with recovery.
 
@@ -112,24 +114,17 @@ class FaFraming(Generic[F]):
     encoding in a bad-length report ("BCD").
     """
 
-    def __init__(
-        self,
-        *,
-        make: Callable[[int, int, int, bytes], F],
-        read_length: Callable[[bytes], int | None],
-        write_length: Callable[[int], bytes],
-        length_kind: str,
-        max_data_len: int,
-        escaped: bool,
-    ) -> None:
-        self.make = make
-        self.length_kind = length_kind
-        self.read_length = read_length
-        self.write_length = write_length
-        self.max_data_len = max_data_len
-        self.escaped = escaped
-        #: Longest frame on the wire (escaped: every byte after the FA doubled).
-        self.max_wire_frame = 1 + (2 if escaped else 1) * (HEADER_LEN + max_data_len + CRC_LEN)
+    make: Callable[[int, int, int, bytes], F]
+    read_length: Callable[[bytes], int | None]
+    write_length: Callable[[int], bytes]
+    length_kind: str
+    max_data_len: int
+    escaped: bool
+
+    @property
+    def max_wire_frame(self) -> int:
+        """Longest frame on the wire (escaped: every byte after the FA doubled)."""
+        return 1 + (2 if self.escaped else 1) * (HEADER_LEN + self.max_data_len + CRC_LEN)
 
     # ------------------------------------------------------------ building
 

@@ -22,7 +22,7 @@ from hil.platform.commands import command_body, seal_command, wrap_key
 from uplink import commands as c
 from uplink.crypto import sm2_generate, sm2_sign
 from uplink.device_commands import KeyRing, register_device_commands
-from uplink.envelope import canonical_json, open_envelope, seal, seal_plaintext
+from uplink.envelope import canonical_json, open_envelope, seal
 from uplink.keys import load_keys
 
 DEV = "dev-001"
@@ -217,7 +217,7 @@ def seal_text(text: str | bytes, seq: int) -> bytes:
     """A ``down/cmd`` payload whose body is ``text`` exactly (JSON our own
     canonical_json would never write: floats, lone surrogates, duplicates)."""
     raw = text if isinstance(text, bytes) else text.encode("utf-8")
-    return seal_plaintext(raw, dev=DEV, kid=KID, key=KEY, seq=seq, ts_ms=1, type="cmd")
+    return seal(raw, dev=DEV, kid=KID, key=KEY, seq=seq, ts_ms=1, type="cmd")
 
 
 def signed_text(extra: str, command_id: str = "cmd-1", args: str = '{"n":1}') -> str:

@@ -102,7 +102,7 @@ def test_a_record_that_cannot_be_hashed_is_a_mismatch_not_a_dead_receiver() -> N
     import io
 
     from hil.fleet.receiver import FleetReceiver
-    from uplink.envelope import seal_plaintext
+    from uplink.envelope import seal
 
     key, kid, dev = bytes(range(16)), "k-fleet", "gw-fleet"
     out = io.StringIO()
@@ -110,7 +110,7 @@ def test_a_record_that_cannot_be_hashed_is_a_mismatch_not_a_dead_receiver() -> N
     bad = b'{"items":[{"rid":"n:1","nozzle":"n","nseq":1,"volume":1.5,"h":"00"}]}'
     good = b'{"items":[{"rid":"tank:1","tank":1}]}'
     for seq, (kind, body) in enumerate([("order", bad), ("tank", good)], start=1):
-        sealed = seal_plaintext(body, dev=dev, kid=kid, key=key, seq=seq, ts_ms=seq, type=kind)
+        sealed = seal(body, dev=dev, kid=kid, key=key, seq=seq, ts_ms=seq, type=kind)
         rx.handle(f"forecourt/v1/{dev}/up/{kind}", sealed, 1)
     lines = [line.split("\t") for line in out.getvalue().splitlines()]
     assert [(fields[1], fields[9]) for fields in lines] == [("order", "0"), ("tank", "1")]

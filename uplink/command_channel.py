@@ -21,6 +21,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
@@ -60,28 +61,22 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(eq=False)
 class CommandChannel:
-    def __init__(
-        self,
-        policy: CommandPolicy,
-        topic: str,
-        emit: Callable[[list[LinkAlarm]], None],
-        stats: UplinkStats,
-        *,
-        qos: int,
-    ) -> None:
-        self.policy = policy
-        self.topic = topic
-        #: The subscription's QoS: 1 with a persistent session; 0 with a clean
-        #: one (docs/uplink-protocol.md "Session": nothing of it outlives the
-        #: connection, and RabbitMQ keeps a QoS 1 subscription's queue durable,
-        #: on one node, even for a clean session).
-        self.qos = qos
-        self._emit = emit
-        self.stats = stats
-        self._on_command: Callable[[bytes], Awaitable[None]] | None = None
-        self.dropped = 0
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(COMMAND_QUEUE_MAX)
+    policy: CommandPolicy
+    topic: str
+    emit: Callable[[list[LinkAlarm]], None]
+    stats: UplinkStats
+    #: The subscription's QoS: 1 with a persistent session; 0 with a clean
+    #: one (docs/uplink-protocol.md "Session": nothing of it outlives the
+    #: connection, and RabbitMQ keeps a QoS 1 subscription's queue durable,
+    #: on one node, even for a clean session).
+    qos: int = field(kw_only=True)
+    _on_command: Callable[[bytes], Awaitable[None]] | None = field(init=False, default=None)
+    dropped: int = field(init=False, default=0)
+    _queue: asyncio.Queue[bytes] = field(
+        init=False, default_factory=lambda: asyncio.Queue(COMMAND_QUEUE_MAX)
+    )
 
     @property
     def on_command(self) -> Callable[[bytes], Awaitable[None]] | None:
@@ -115,7 +110,7 @@ class CommandChannel:
             else:
                 codes = [getattr(c, "value", c) for c in granted]
                 if all(isinstance(c, int) and c < SUBACK_FAILURE for c in codes):
-                    self._emit(policy.subscribed_now(time.monotonic(), _now_ms()))
+                    self.emit(policy.subscribed_now(time.monotonic(), _now_ms()))
                     self.stats.recovered("commands")
                     log.info("commands_subscribed", topic=self.topic)
                     return
@@ -149,7 +144,7 @@ class CommandChannel:
                     raise MoveForCommands(move) from None
                 continue
             if not policy.subscribed:
-                self._emit(policy.subscribed_now(time.monotonic(), _now_ms()))
+                self.emit(policy.subscribed_now(time.monotonic(), _now_ms()))
                 self.stats.recovered("commands")
                 log.info("commands_polling", every_s=every_s)
             for payload in found:
@@ -176,8 +171,8 @@ class CommandChannel:
         while (due := policy.attempt_in(time.monotonic())) > 0:
             alarm_due = policy.alarm_in(time.monotonic())
             await asyncio.sleep(min(due, alarm_due, 3600.0))
-            self._emit(policy.check_alarm(time.monotonic(), _now_ms()))
-        self._emit(policy.check_alarm(time.monotonic(), _now_ms()))
+            self.emit(policy.check_alarm(time.monotonic(), _now_ms()))
+        self.emit(policy.check_alarm(time.monotonic(), _now_ms()))
 
     def queue(self, message: aiomqtt.Message) -> None:
         if self.on_command is None or not message.topic.matches(self.topic):

@@ -52,6 +52,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,11 @@ def reply_body(
     return {"id": command_id, "ok": False, "error": {"code": error.code, "message": str(error)}}
 
 
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(kw_only=True, eq=False, repr=False)
 class CommandProcessor:
     """Checks and runs commands; :meth:`register` is where new commands plug in.
 
@@ -206,32 +212,24 @@ class CommandProcessor:
     the replies to envelopes that do not authenticate.
     """
 
-    def __init__(
-        self,
-        *,
-        device_id: str,
-        platform_public: str,
-        keys: Mapping[str, bytes],
-        replay: ReplayLog,
-        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-        bucket: TokenBucket | None = None,
-        unauthenticated_replies: TokenBucket | None = None,
-        on_refused: RefusalHook | None = None,
-    ) -> None:
-        self.device_id = device_id
-        self.platform_public = platform_public
-        self.keys = keys
-        self.replay = replay
-        self.clock_ms = clock_ms
-        self.bucket = bucket or TokenBucket(VERIFY_RATE_PER_S, VERIFY_BURST)
-        self.unauthenticated_replies = unauthenticated_replies or TokenBucket(
+    device_id: str
+    platform_public: str
+    keys: Mapping[str, bytes]
+    replay: ReplayLog
+    clock_ms: Callable[[], int] = _wall_ms
+    bucket: TokenBucket = field(
+        default_factory=lambda: TokenBucket(VERIFY_RATE_PER_S, VERIFY_BURST)
+    )
+    unauthenticated_replies: TokenBucket = field(
+        default_factory=lambda: TokenBucket(
             UNAUTHENTICATED_REPLY_RATE_PER_S, UNAUTHENTICATED_REPLY_BURST
         )
-        self.on_refused = on_refused
-        self.handlers: dict[str, Handler] = {}
-        #: Commands by outcome: ``OK`` or the refusal's code; ``UNANSWERED``
-        #: counts the refusals that got no reply (rate, unauthenticated budget).
-        self.counters: Counter[str] = Counter()
+    )
+    on_refused: RefusalHook | None = None
+    handlers: dict[str, Handler] = field(init=False, default_factory=dict)
+    #: Commands by outcome: ``OK`` or the refusal's code; ``UNANSWERED``
+    #: counts the refusals that got no reply (rate, unauthenticated budget).
+    counters: Counter[str] = field(init=False, default_factory=Counter)
 
     def register(self, name: str, handler: Handler) -> None:
         """Add a command (e.g. ``orders.resend``, ``config.set``, ``ota.upgrade``)."""

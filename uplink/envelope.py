@@ -88,7 +88,7 @@ def aad(v: int, dev: str, kid: str, seq: int, ts: int, type: str, zip: str) -> b
 
 
 def seal(
-    body: Mapping[str, Any],
+    body: Mapping[str, Any] | bytes,
     *,
     dev: str,
     kid: str,
@@ -98,25 +98,11 @@ def seal(
     type: str,
     zip: str = "deflate",
 ) -> bytes:
-    """Seal ``body`` into a UTF-8 JSON envelope ready to publish."""
-    return seal_plaintext(
-        canonical_json(body), dev=dev, kid=kid, key=key, seq=seq, ts_ms=ts_ms, type=type, zip=zip
-    )
-
-
-def seal_plaintext(
-    plaintext: bytes,
-    *,
-    dev: str,
-    kid: str,
-    key: bytes,
-    seq: int,
-    ts_ms: int,
-    type: str,
-    zip: str = "deflate",
-) -> bytes:
-    """Seal a body already serialised as UTF-8 JSON (the uplink splices the
-    store's canonical record texts into ``{"items":[…]}`` without re-parsing)."""
+    """Seal ``body`` into a UTF-8 JSON envelope ready to publish: a mapping as
+    canonical JSON; bytes as a body already serialised as UTF-8 JSON (the
+    uplink splices the store's canonical record texts into ``{"items":[…]}``
+    without re-parsing)."""
+    plaintext = body if isinstance(body, bytes) else canonical_json(body)
     for name, label in (("dev", dev), ("kid", kid), ("type", type)):
         if not _is_label(label):
             raise ValueError(
@@ -160,12 +146,7 @@ def open_envelope(
     from the MQTT topic, which ``dev`` must equal. A key of the wrong size in
     ``keys`` is the caller's bug, not the sender's, and raises ValueError.
     """
-    try:
-        env = _parse_json(payload)
-    except ValueError as exc:
-        raise EnvelopeError("bad_json", f"envelope is not UTF-8 JSON: {exc}") from None
-    if not isinstance(env, dict):
-        raise EnvelopeError("bad_json", "envelope is not a JSON object")
+    env = _json_object(payload, "bad_json", "envelope")
 
     v = env.get("v")
     if not _is_json_int(v):
@@ -197,13 +178,19 @@ def open_envelope(
 
     if zip_ == "deflate":
         plaintext = _bounded_inflate(plaintext)
-    try:
-        body = _parse_json(plaintext)
-    except ValueError as exc:
-        raise EnvelopeError("bad_body", f"body is not UTF-8 JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise EnvelopeError("bad_body", "body is not a JSON object")
+    body = _json_object(plaintext, "bad_body", "body")
     return Opened(v=v, dev=dev, kid=kid, seq=seq, ts=ts, type=type_, zip=zip_, body=body)
+
+
+def _json_object(data: bytes, code: ErrorCode, what: str) -> dict[str, Any]:
+    """``data`` parsed as a JSON object; else :class:`EnvelopeError` ``code``."""
+    try:
+        parsed = _parse_json(data)
+    except ValueError as exc:
+        raise EnvelopeError(code, f"{what} is not UTF-8 JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise EnvelopeError(code, f"{what} is not a JSON object")
+    return parsed
 
 
 def _bounded_inflate(data: bytes) -> bytes:

@@ -28,7 +28,7 @@ import base64
 import json
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 
 import structlog
 
@@ -79,33 +79,31 @@ def seq_of(payload: bytes) -> int:
     return seq
 
 
+@dataclass(eq=False, repr=False)
 class HttpLink:
-    def __init__(
-        self,
-        connection: HttpConnection,
-        settings: UplinkSettings,
-        endpoint: Endpoint,
-        acks: AckClock,
-        stats: UplinkStats,
-    ) -> None:
-        self.connection = connection
-        self.settings = settings
-        self.acks = acks
-        self.stats = stats
+    connection: HttpConnection
+    settings: UplinkSettings
+    endpoint: InitVar[Endpoint]
+    acks: AckClock
+    stats: UplinkStats
+    #: Requests, and POSTs sent again with the same bytes, this session.
+    requests: int = field(init=False, default=0)
+    retries: int = field(init=False, default=0)
+    _queue: deque[_Queued] = field(init=False, default_factory=deque)
+    _ready: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    #: One request at a time on the connection.
+    _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+
+    def __post_init__(self, endpoint: Endpoint) -> None:
+        settings = self.settings
         base = f"{endpoint.path}/{settings.device_id}"
         self.up_target, self.commands_target = f"{base}/up", f"{base}/down/cmd"
         self.max_envelopes = settings.max_inflight + 1  # the sender's bound, and a heartbeat
-        self._queue: deque[_Queued] = deque()
-        self._ready = asyncio.Event()
-        self._lock = asyncio.Lock()  # one request at a time on the connection
         self._headers = [("User-Agent", f"forecourt-collector/{settings.version}")]
         if settings.username is not None:
             secret = f"{settings.username}:{settings.password or ''}".encode()
             auth = "Basic " + base64.b64encode(secret).decode("ascii")
             self._headers.append(("Authorization", auth))
-        #: Requests, and POSTs sent again with the same bytes, this session.
-        self.requests = 0
-        self.retries = 0
 
     # --- what the sender and the heartbeat hand over -------------------
 

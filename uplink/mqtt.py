@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiomqtt
@@ -40,7 +40,7 @@ from uplink import links, session, status, transport
 from uplink.batching import PAGE_BATCHES, BatchLink, batches
 from uplink.command_channel import CommandChannel, MoveForCommands
 from uplink.command_policy import CommandPolicy
-from uplink.envelope import seal, seal_plaintext
+from uplink.envelope import seal
 from uplink.failover import HEALTHY_AFTER_S, Backoff, Endpoint, FailoverPolicy, LinkAlarm
 from uplink.session import PUBLISH_TIMEOUT_S, BackToPrimary
 from uplink.settings import UplinkSettings, UplinkStats
@@ -390,19 +390,10 @@ class Uplink:
         items = ",".join(
             f"{str(r.text)[:-1]},{_RESENT_TRUE if r.resent else _RESENT_FALSE}}}" for r in run
         )
-        s = self.settings
-        return seal_plaintext(
-            f'{{"items":[{items}]}}'.encode(),
-            dev=s.device_id,
-            kid=s.kid,
-            key=s.key,
-            seq=self.store.next_seq(),
-            ts_ms=time.time_ns() // 1_000_000,
-            type=kind,
-            zip=s.zip,
-        )
+        return self._seal(f'{{"items":[{items}]}}'.encode(), kind)
 
-    def _seal(self, body: dict[str, Any], kind: str) -> bytes:
+    def _seal(self, body: Mapping[str, Any] | bytes, kind: str) -> bytes:
+        """``body`` sealed as the next envelope of ``kind`` (a heartbeat not deflated)."""
         s = self.settings
         return seal(
             body,

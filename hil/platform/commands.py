@@ -14,7 +14,7 @@ from typing import Any
 
 from uplink.commands import signed_bytes
 from uplink.crypto import sm2_encrypt, sm2_sign
-from uplink.envelope import seal, seal_plaintext
+from uplink.envelope import seal
 
 
 def command_body(
@@ -53,7 +53,7 @@ def seal_command(body: dict[str, Any], *, dev: str, kid: str, key: bytes, seq: i
 def seal_command_text(text: bytes, *, dev: str, kid: str, key: bytes, seq: int) -> bytes:
     """A ``down/cmd`` payload whose body is ``text`` as given: JSON a careless
     platform might send (a float, a lone surrogate) that :func:`seal` refuses."""
-    return seal_plaintext(
+    return seal(
         text, dev=dev, kid=kid, key=key, seq=seq, ts_ms=time.time_ns() // 1_000_000, type="cmd"
     )
 

@@ -42,6 +42,7 @@ with ``request=None``. Every byte of the input ends up in exactly one item;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -65,13 +66,17 @@ Source = Literal["master", "pump"] | None
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
-    offset: int
-    byte: int
+class _At:
+    """What every item has: where it starts, as an offset in the stream."""
 
-    @property
-    def command(self) -> int:
-        return self.byte >> 4
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class _PumpByte(_At):
+    """One byte of the loop: a code in the high nibble, the pump in the low."""
+
+    byte: int
 
     @property
     def pump(self) -> int:
@@ -79,59 +84,55 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
-class Echo:
+class Command(_PumpByte):
+    @property
+    def command(self) -> int:
+        return self.byte >> 4
+
+
+@dataclass(frozen=True, slots=True)
+class Echo(_At):
     """The master's own bytes heard back on the loop."""
 
-    offset: int
     size: int
 
 
 @dataclass(frozen=True, slots=True)
-class StatusReply:
-    offset: int
-    byte: int
+class StatusReply(_PumpByte):
     request: int | None  # the command it answers, None when none was seen
 
     @property
     def status(self) -> int:
         return self.byte >> 4
 
-    @property
-    def pump(self) -> int:
-        return nibble_pump(self.byte)
-
 
 @dataclass(frozen=True, slots=True)
-class DataReply:
+class DataReply(_At):
     """A frame from the pump: the reply to ``request`` (4 or 5), or to none seen."""
 
-    offset: int
     frame: Frame
     request: int | None
 
 
 @dataclass(frozen=True, slots=True)
-class RunningReply:
+class RunningReply(_At):
     """The reply to 6: the running display's data words."""
 
-    offset: int
     words: bytes
     request: int
 
 
 @dataclass(frozen=True, slots=True)
-class MasterData:
+class MasterData(_At):
     """A data frame the master sent (after D answered its 2)."""
 
-    offset: int
     frame: Frame
 
 
 @dataclass(frozen=True, slots=True)
-class Rejected:
+class Rejected(_At):
     """``size`` bytes that are not what the line allows there."""
 
-    offset: int
     size: int
     error: ProtocolError
     request: int | None = None
@@ -144,6 +145,14 @@ _STATUS_CODES = frozenset(STATUS_NAMES)
 
 def _fits_status(byte: int, request: int) -> bool:
     return byte & NIBBLE == request & NIBBLE and byte >> 4 in _STATUS_CODES
+
+
+def _run(buf: bytearray, pos: int, stop: Callable[[int], bool]) -> int:
+    """Bytes from ``pos`` (one at least) up to the first one that ``stop``s the run."""
+    end = pos + 1
+    while end < len(buf) and not stop(buf[end]):
+        end += 1
+    return end - pos
 
 
 class LineReader:
@@ -219,6 +228,25 @@ class LineReader:
     ) -> Rejected:
         return Rejected(self._base + pos, size, ProtocolError(kind, detail), request)
 
+    def _frame(
+        self,
+        buf: bytearray,
+        pos: int,
+        item: Callable[[int, Frame], Item],
+        out: list[Item],
+        request: int | None = None,
+    ) -> int:
+        """The data frame at ``pos`` (its STX) as ``item(offset, frame)``, or the
+        framer's error: the bytes taken, 0 when more are needed."""
+        result, taken = decode_at(buf, pos)
+        if result is None:
+            return 0
+        at = self._base + pos
+        out.append(
+            item(at, result) if isinstance(result, Frame) else Rejected(at, taken, result, request)
+        )
+        return taken
+
     def _step(self, buf: bytearray, pos: int, source: Source, out: list[Item]) -> int:
         """Read what stands at ``pos``; return the bytes taken (0: need more)."""
         byte = buf[pos]
@@ -254,22 +282,16 @@ class LineReader:
             self._start(byte)
             return 1
         if byte == STX:
-            result, taken = decode_at(buf, pos)
-            if result is None:
-                return 0
-            if isinstance(result, Frame):
-                out.append(MasterData(self._base + pos, result))
-                self._echo[:] = result.raw[-MAX_FRAME_LEN:]
-            else:
-                out.append(Rejected(self._base + pos, taken, result))
-            self._master_data, self._after_master = False, True
+            taken = self._frame(buf, pos, MasterData, out)
+            if taken:
+                if isinstance(last := out[-1], MasterData):
+                    self._echo[:] = last.frame.raw[-MAX_FRAME_LEN:]
+                self._master_data, self._after_master = False, True
             return taken
-        end = pos + 1
-        while end < len(buf) and not is_command(buf[end]) and buf[end] != STX:
-            end += 1
-        detail = f"{end - pos} bytes from the master that are neither commands nor a frame"
-        out.append(self._reject(pos, end - pos, "garbage", detail))
-        return end - pos
+        size = _run(buf, pos, lambda b: is_command(b) or b == STX)
+        detail = f"{size} bytes from the master that are neither commands nor a frame"
+        out.append(self._reject(pos, size, "garbage", detail))
+        return size
 
     def _reply(self, buf: bytearray, pos: int, source: Source, out: list[Item]) -> int:
         """The awaited reply at ``pos``: bytes taken, 0 need more, -1 it is not one."""
@@ -290,25 +312,17 @@ class LineReader:
             return 1
         if kind in FRAME_REPLY:
             if byte == STX:
-                result, taken = decode_at(buf, pos)
-                if result is None:
-                    return 0
-                if isinstance(result, Frame):
-                    out.append(DataReply(self._base + pos, result, request))
-                else:
-                    out.append(Rejected(self._base + pos, taken, result, request))
-                self.pending = None
+                taken = self._frame(buf, pos, lambda at, f: DataReply(at, f, request), out, request)
+                if taken:
+                    self.pending = None
                 return taken
             if next_command:
                 return -1
-            end = pos + 1
-            while (
-                end < len(buf) and buf[end] != STX and not (source is None and is_command(buf[end]))
-            ):
-                end += 1
-            detail = f"{end - pos} bytes before the data frame"
-            out.append(self._reject(pos, end - pos, "garbage", detail, request))
-            return end - pos
+            size = _run(buf, pos, lambda b: b == STX or (source is None and is_command(b)))
+            out.append(
+                self._reject(pos, size, "garbage", f"{size} bytes before the data frame", request)
+            )
+            return size
         assert kind == CMD_RUNNING
         size = 0
         limit = min(len(buf) - pos, RUNNING_DIGITS)
@@ -335,30 +349,20 @@ class LineReader:
         seen, pump data after a master frame, or garbage."""
         byte = buf[pos]
         if byte == STX:
-            result, taken = decode_at(buf, pos)
-            if result is None:
-                return 0
-            if isinstance(result, Frame):
-                out.append(DataReply(self._base + pos, result, None))
-            else:
-                out.append(Rejected(self._base + pos, taken, result))
-            return taken
-        if not self._after_master and byte < DATA_WORD and byte >> 4 in _STATUS_CODES:
+            return self._frame(buf, pos, lambda at, f: DataReply(at, f, None), out)
+
+        def status_like(b: int) -> bool:
+            return not self._after_master and b < DATA_WORD and b >> 4 in _STATUS_CODES
+
+        if status_like(byte):
             out.append(StatusReply(self._base + pos, byte, None))
             return 1
-        end = pos + 1
-        while end < len(buf):
-            nxt = buf[end]
-            if nxt == STX or (source is None and is_command(nxt)):
-                break
-            if not self._after_master and nxt < DATA_WORD and nxt >> 4 in _STATUS_CODES:
-                break
-            end += 1
+        size = _run(
+            buf, pos, lambda b: b == STX or (source is None and is_command(b)) or status_like(b)
+        )
         if self._after_master:
-            detail = f"{end - pos} bytes after the master's data frame, not read"
-            out.append(self._reject(pos, end - pos, "unexpected", detail))
+            detail = f"{size} bytes after the master's data frame, not read"
+            out.append(self._reject(pos, size, "unexpected", detail))
         else:
-            out.append(
-                self._reject(pos, end - pos, "garbage", f"{end - pos} bytes outside a reply")
-            )
-        return end - pos
+            out.append(self._reject(pos, size, "garbage", f"{size} bytes outside a reply"))
+        return size

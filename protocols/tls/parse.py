@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, TypeVar
 
 from protocols.tls.reports import (
     AlarmEvent,
@@ -84,6 +85,8 @@ STATUS_GROUP_LEN = 6
 
 _DIGITS = frozenset("0123456789")
 _HEXDIGITS = frozenset("0123456789ABCDEFabcdef")
+
+E = TypeVar("E")
 
 
 class LayoutError(ValueError):
@@ -196,12 +199,8 @@ def parse_deliveries(c: Cursor) -> list[TankDeliveries]:
     while c.more():
         tank = c.required(2, "i202 TT")
         product = c.char("i202 product")
-        count = c.number(2, "i202 dd")
-        if count is None:
-            c.unknown_run()
-            count = 0
         deliveries = []
-        for _ in range(count):
+        for _ in range(_counted(c, "i202 dd", 10)):
             start, end = c.stamp("delivery start"), c.stamp("delivery end")
             floats = c.floats(c.float_count("delivery NN"), "delivery")
             v, x = _pad(floats, DELIVERY_FIELDS)
@@ -221,64 +220,60 @@ def _counted(c: Cursor, what: str, base: int) -> int:
     return count
 
 
-def parse_i205(c: Cursor) -> dict[int, list[TankAlarmCode | int]]:
-    tanks: dict[int, list[TankAlarmCode | int]] = {}
+def _per_tank(
+    c: Cursor, function: str, count: str, base: int, entry: Callable[[Cursor], E]
+) -> dict[int, list[E]]:
+    """``TT`` + a count (named ``count``, in ``base``) + that many entries, per tank."""
+    tanks: dict[int, list[E]] = {}
     while c.more():
-        tank = c.required(2, "i205 TT")
-        count = _counted(c, "i205 nn", 16)
-        tanks[tank] = [tank_alarm(c.required(2, "i205 alarm")) for _ in range(count)]
+        tank = c.required(2, f"{function} TT")
+        tanks[tank] = [entry(c) for _ in range(_counted(c, f"{function} {count}", base))]
     return tanks
+
+
+def _i205_alarm(c: Cursor) -> TankAlarmCode | int:
+    return tank_alarm(c.required(2, "i205 alarm"))
+
+
+def _i206_event(c: Cursor) -> AlarmEvent:
+    at = c.stamp("i206 alarm time")
+    return AlarmEvent(at, tank_alarm(c.required(4, "i206 aaaa", 16)))
+
+
+def _i207_entry(c: Cursor) -> LeakTestHistoryEntry:
+    report_type = c.required(2, "i207 RR")
+    number = c.required(2, "i207 nn")
+    test_type = c.required(2, "i207 tt")
+    start = c.stamp("i207 start")
+    hours, volume, percent = c.floats(LEAK_FLOATS, "i207")
+    return LeakTestHistoryEntry(report_type, number, test_type, start, hours, volume, percent)
+
+
+def _i208_result(c: Cursor) -> LeakTestResult:
+    test_type = c.required(2, "i208 tt")
+    manifold = c.required(2, "i208 mm")
+    if manifold not in (0, 1):
+        raise LayoutError(f"i208 mm: {manifold:02d} is neither 00 nor 01")
+    start = c.stamp("i208 start")
+    result = c.required(2, "i208 RR")
+    rate, hours, volume = c.floats(LEAK_FLOATS, "i208")
+    return LeakTestResult(test_type, manifold == 1, start, result, rate, hours, volume)
+
+
+def parse_i205(c: Cursor) -> dict[int, list[TankAlarmCode | int]]:
+    return _per_tank(c, "i205", "nn", 16, _i205_alarm)
 
 
 def parse_i206(c: Cursor) -> dict[int, list[AlarmEvent]]:
-    tanks: dict[int, list[AlarmEvent]] = {}
-    while c.more():
-        tank = c.required(2, "i206 TT")
-        count = _counted(c, "i206 nn", 10)
-        events = []
-        for _ in range(count):
-            at = c.stamp("i206 alarm time")
-            events.append(AlarmEvent(at, tank_alarm(c.required(4, "i206 aaaa", 16))))
-        tanks[tank] = events
-    return tanks
+    return _per_tank(c, "i206", "nn", 10, _i206_event)
 
 
 def parse_i207(c: Cursor) -> dict[int, list[LeakTestHistoryEntry]]:
-    tanks: dict[int, list[LeakTestHistoryEntry]] = {}
-    while c.more():
-        tank = c.required(2, "i207 TT")
-        entries = []
-        for _ in range(_counted(c, "i207 NN", 16)):
-            report_type = c.required(2, "i207 RR")
-            number = c.required(2, "i207 nn")
-            test_type = c.required(2, "i207 tt")
-            start = c.stamp("i207 start")
-            hours, volume, percent = c.floats(LEAK_FLOATS, "i207")
-            entries.append(
-                LeakTestHistoryEntry(report_type, number, test_type, start, hours, volume, percent)
-            )
-        tanks[tank] = entries
-    return tanks
+    return _per_tank(c, "i207", "NN", 16, _i207_entry)
 
 
 def parse_i208(c: Cursor) -> dict[int, list[LeakTestResult]]:
-    tanks: dict[int, list[LeakTestResult]] = {}
-    while c.more():
-        tank = c.required(2, "i208 TT")
-        results = []
-        for _ in range(_counted(c, "i208 NN", 16)):
-            test_type = c.required(2, "i208 tt")
-            manifold = c.required(2, "i208 mm")
-            if manifold not in (0, 1):
-                raise LayoutError(f"i208 mm: {manifold:02d} is neither 00 nor 01")
-            start = c.stamp("i208 start")
-            result = c.required(2, "i208 RR")
-            rate, hours, volume = c.floats(LEAK_FLOATS, "i208")
-            results.append(
-                LeakTestResult(test_type, manifold == 1, start, result, rate, hours, volume)
-            )
-        tanks[tank] = results
-    return tanks
+    return _per_tank(c, "i208", "NN", 16, _i208_result)
 
 
 def parse_i101(c: Cursor) -> list[SystemAlarm]:
@@ -290,44 +285,18 @@ def parse_i101(c: Cursor) -> list[SystemAlarm]:
     return alarms
 
 
-def _inventory(at: datetime, c: Cursor, function: str, query: int) -> Report:
-    return Inventory(at, parse_i201(c), function, query)
-
-
-def _deliveries(at: datetime, c: Cursor, function: str, query: int) -> Report:
-    return Deliveries(at, parse_deliveries(c), function, query)
-
-
-def _alarms(at: datetime, c: Cursor, function: str, query: int) -> Report:
-    return TankAlarms(at, parse_i205(c), function, query)
-
-
-def _history(at: datetime, c: Cursor, function: str, query: int) -> Report:
-    return AlarmHistory(at, parse_i206(c), function, query)
-
-
-def _leak_history(at: datetime, c: Cursor, function: str, query: int) -> Report:
-    return LeakTestHistory(at, parse_i207(c), function, query)
-
-
-def _leak_results(at: datetime, c: Cursor, function: str, query: int) -> Report:
-    return LeakTestResults(at, parse_i208(c), function, query)
-
-
-def _status(at: datetime, c: Cursor, function: str, query: int) -> Report:
-    return SystemStatus(at, parse_i101(c), function, query)
-
-
-#: Function (``i`` + 3-char code, hex digits upper case) → data-field parser.
-PARSERS: dict[str, Callable[[datetime, Cursor, str, int], Report]] = {
-    "i201": _inventory,
-    "i202": _deliveries,
-    "i20C": _deliveries,
-    "i205": _alarms,
-    "i206": _history,
-    "i207": _leak_history,
-    "i208": _leak_results,
-    "i101": _status,
+#: Function (``i`` + 3-char code, hex digits upper case) → its report type
+#: (built from the clock, the records, the function and the ``TT`` asked
+#: for) and the parser of its records' layout.
+PARSERS: dict[str, tuple[Callable[[datetime, Any, str, int], Report], Callable[[Cursor], Any]]] = {
+    "i201": (Inventory, parse_i201),
+    "i202": (Deliveries, parse_deliveries),
+    "i20C": (Deliveries, parse_deliveries),
+    "i205": (TankAlarms, parse_i205),
+    "i206": (AlarmHistory, parse_i206),
+    "i207": (LeakTestHistory, parse_i207),
+    "i208": (LeakTestResults, parse_i208),
+    "i101": (SystemStatus, parse_i101),
 }
 
 
@@ -342,12 +311,12 @@ def parse_data(function_code: str, data: str) -> Report:
     if function_code[0] == "I":
         raise LayoutError("display-format (upper-case I) response has no computer layout")
     name = "i" + function_code[1:4].upper()
-    parser = PARSERS.get(name)
-    if parser is None:
+    if name not in PARSERS:
         return RawResponse(function_code, data)
+    report, parse_records = PARSERS[name]
     tt = function_code[4:6]
     if not all(ch in _DIGITS for ch in tt):
         raise LayoutError(f"function code {function_code!r}: TT is not decimal")
     c = Cursor(data)
     at = c.stamp("report time")
-    return parser(at, c, name, int(tt))
+    return report(at, parse_records(c), name, int(tt))

@@ -14,11 +14,12 @@ import enum
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from protocols.tls.wire import decimal_string
 
 Value = Decimal | None
+T = TypeVar("T")
 
 
 class TankAlarmCode(enum.IntEnum):
@@ -171,13 +172,21 @@ class TankInventory:
 
 
 @dataclass(frozen=True, slots=True)
-class Inventory:
-    """i201 In-Tank Inventory Report."""
+class TankReport(Generic[T]):
+    """A report of per-tank records: the console's clock (``YYMMDDHHmm``, §7),
+    the records, the function echoed and the ``TT`` asked for (0 = all)."""
 
     at: datetime
-    tanks: list[TankInventory]
+    tanks: T
+    function: str
+    query: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Inventory(TankReport[list[TankInventory]]):
+    """i201 In-Tank Inventory Report."""
+
     function: str = "i201"
-    query: int = 0  # the TT asked for (0 = all)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,23 +230,17 @@ class TankDeliveries:
 
 
 @dataclass(frozen=True, slots=True)
-class Deliveries:
+class Deliveries(TankReport[list[TankDeliveries]]):
     """i202 In-Tank Delivery Report, or i20C Most Recent Delivery Report."""
 
-    at: datetime
-    tanks: list[TankDeliveries]
     function: str = "i202"
-    query: int = 0
 
 
 @dataclass(frozen=True, slots=True)
-class TankAlarms:
+class TankAlarms(TankReport[dict[int, list[TankAlarmCode | int]]]):
     """i205 In-Tank Status Report: active alarm codes per tank (§7.2.2 i205)."""
 
-    at: datetime
-    tanks: dict[int, list[TankAlarmCode | int]]
     function: str = "i205"
-    query: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,13 +250,10 @@ class AlarmEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class AlarmHistory:
+class AlarmHistory(TankReport[dict[int, list[AlarmEvent]]]):
     """i206 In-Tank Alarm History Report (§7.2.2 i206)."""
 
-    at: datetime
-    tanks: dict[int, list[AlarmEvent]]
     function: str = "i206"
-    query: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,13 +270,10 @@ class LeakTestHistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class LeakTestHistory:
+class LeakTestHistory(TankReport[dict[int, list[LeakTestHistoryEntry]]]):
     """i207 In-Tank Leak Test History Report (§7.2.2 i207)."""
 
-    at: datetime
-    tanks: dict[int, list[LeakTestHistoryEntry]]
     function: str = "i207"
-    query: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,13 +290,10 @@ class LeakTestResult:
 
 
 @dataclass(frozen=True, slots=True)
-class LeakTestResults:
+class LeakTestResults(TankReport[dict[int, list[LeakTestResult]]]):
     """i208 In-Tank Leak Test Results Report (§7.2.2 i208)."""
 
-    at: datetime
-    tanks: dict[int, list[LeakTestResult]]
     function: str = "i208"
-    query: int = 0
 
 
 LeakTests = LeakTestHistory | LeakTestResults
