@@ -42,7 +42,9 @@ A sale T + S (S holding T's grade) is emitted once
 - S minus an earlier totals entry of that grade is T's volume and money
   (two readings that agree by arithmetic; earlier entries of every grade
   are kept, so a pump that queued sales, showing totals already past some
-  of them, still adds up), or
+  of them, still adds up) and T's money is its price × volume (the totals
+  carry no price: an E0 word added inside T's price passes the LRC and
+  makes it ten times more), or
 - the pump starts its next fill (8 / 9) with one T and one S entry read,
   nothing confirmed, and T's money is its price × volume (give or take a rounding):
   the master will not read them again; emitted as read (counted
@@ -367,7 +369,11 @@ class GilbarcoMonitor:
             found = [(s, grade) for s, grade in entries if grade is not None]
             for s, grade in reversed(found):
                 alike = sum(other.count for other, seen in found if seen == grade)
-                confirmed = (t.count >= 2 and alike >= 2) or self._adds_up(watch, grade, txn)
+                # The totals carry no price: a price is taken once read twice or
+                # when money is its price × volume.
+                confirmed = (t.count >= 2 and alike >= 2) or (
+                    self._adds_up(watch, grade, txn) and self._plausible(txn)
+                )
                 single = closing and len(watch.t) == 1 and len({g for _, g in found}) == 1
                 if confirmed or (single and self._plausible(txn)):
                     return self._emit(address, watch, t, s, grade, confirmed)
