@@ -5,7 +5,9 @@ each side and reads what its pumps answer: its protocol's own. The skeleton
 they all share lives here, in :class:`PassiveMonitor`; it never builds a
 byte (SPEC D19, D20).
 
-- Counters: the family's own (``_COUNTERS``), the POS's commands by name
+- Counters: the requests, the responses, those of our pumps
+  (``own_responses``) and the ``foreign`` frames; the family's own
+  (``_COUNTERS``), the POS's commands by name
   (``pos_cmd_<name>``, :meth:`~PassiveMonitor._command`) and each decoder's
   under its side's prefix (``_decoders``: ``pos_`` the POS's side, none the
   pumps', ``bus_`` a tap; :func:`protocols.stream.with_decoders`).
@@ -17,15 +19,19 @@ byte (SPEC D19, D20).
   the family forgets of a pump gone offline, :meth:`~PassiveMonitor._offline`).
 - A :class:`NozzleStatus` is reported when it differs from the pump's last
   (:meth:`~PassiveMonitor._report`; forgotten when the pump goes offline).
-- The walk over a decoder's items: an error as it is, any other item to the
-  family (:meth:`~PassiveMonitor._walk`).
+- The two wires of a relay (:class:`Wire`: a decoder, what the family does
+  with its items, what it gives up on spoilt bytes): ``receive_request``
+  reads the POS's, ``receive_response`` the pumps'; a family that hears both
+  on one line adds ``receive_bus``. The walk over a decoder's items: an
+  error as it is, any other item to the family (:func:`walk`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from protocols.bcd import scaled
 from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Totals
@@ -37,15 +43,59 @@ from protocols.totalsale import Decimals
 OFFLINE_AFTER = 3
 
 Item = TypeVar("Item")
+Item_co = TypeVar("Item_co", covariant=True)
+
+
+def walk(
+    items: Iterable[Item | ProtocolError],
+    take: Callable[[Item], list[Event]],
+    lost: Callable[[], object] | None = None,
+) -> list[Event]:
+    """The events of a decoder's ``items`` in order: an error as it is (after
+    ``lost()``: what the family gives up on spoilt bytes), any other item
+    through ``take``."""
+    events: list[Event] = []
+    for item in items:
+        if isinstance(item, ProtocolError):
+            if lost is not None:
+                lost()
+            events.append(item)
+        else:
+            events += take(item)
+    return events
+
+
+class Decoder(Protocol[Item_co]):
+    """A wire's framer: bytes in, items and errors out, counted."""
+
+    @property
+    def counters(self) -> dict[str, int]: ...
+
+    def receive_data(self, data: bytes) -> Sequence[Item_co | ProtocolError]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Wire(Generic[Item]):
+    """One wire of a relay (the POS's or the pumps'): its decoder, what the
+    family does with each item and what it gives up on spoilt bytes."""
+
+    decoder: Decoder[Item]
+    take: Callable[[Item], list[Event]]
+    lost: Callable[[], object] | None = None
+
+    def receive(self, data: bytes) -> list[Event]:
+        return walk(self.decoder.receive_data(data), self.take, self.lost)
 
 
 class PassiveMonitor:
     """The skeleton of a family's monitor (module doc); a family sets ``name``,
-    ``_COUNTERS`` (every counter it keeps, ``foreign`` among them) and
-    ``_decoders``."""
+    ``_COUNTERS`` (the counters of its own) and its wires (:meth:`_wire`)."""
+
+    _pos_wire: Wire[Any]
+    _pump_wire: Wire[Any]
 
     name: ClassVar[str]
-    _COUNTERS: ClassVar[tuple[str, ...]]
+    _COUNTERS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -66,10 +116,12 @@ class PassiveMonitor:
         self._online: dict[int, bool | None] = dict.fromkeys(addresses)
         self._unanswered: dict[int, int] = dict.fromkeys(addresses, 0)
         self._reported: dict[int, NozzleStatus] = {}
-        self._counts: dict[str, int] = dict.fromkeys(self._COUNTERS, 0)
+        self._counts: dict[str, int] = dict.fromkeys(
+            ("requests", "responses", "own_responses", "foreign", *self._COUNTERS), 0
+        )
         #: The POS's commands seen, by name (a fixed set of names: bounded).
         self._commands: dict[str, int] = {}
-        #: Each decoder with its side's prefix (the family sets them).
+        #: Each decoder with its wire's prefix (:meth:`_wire`).
         self._decoders: tuple[tuple[str, Counting], ...] = ()
         #: Frames to or from each pump not in ``addresses`` (bounded by the
         #: family's address space).
@@ -81,7 +133,24 @@ class PassiveMonitor:
         out.update((f"pos_cmd_{name}", n) for name, n in self._commands.items())
         return with_decoders(out, self._decoders)
 
+    def receive_request(self, data: bytes) -> list[Event]:
+        """Bytes the POS sent (relay: read on its side)."""
+        return self._pos_wire.receive(data)
+
+    def receive_response(self, data: bytes) -> list[Event]:
+        """Bytes the pumps sent (relay: read on the dispenser side)."""
+        return self._pump_wire.receive(data)
+
     # ------------------------------------------------------------ for the family
+
+    def _wire(self, pos: Wire[Any], pumps: Wire[Any], bus: Counting | None = None) -> None:
+        """The family's wires: the POS's, the pumps' and, for a family that
+        listens on one line, its tap's decoder (counters under ``pos_``, none
+        and ``bus_``)."""
+        self._pos_wire, self._pump_wire = pos, pumps
+        self._decoders = (("pos_", pos.decoder), ("", pumps.decoder))
+        if bus is not None:
+            self._decoders += (("bus_", bus),)
 
     def _count(self, name: str) -> None:
         self._counts[name] += 1
@@ -143,22 +212,3 @@ class PassiveMonitor:
         return Totals(
             address, nozzle, scaled(volume, self._dp.volume), scaled(amount, self._dp.amount)
         )
-
-    @staticmethod
-    def _walk(
-        items: Iterable[Item | ProtocolError],
-        take: Callable[[Item], list[Event]],
-        lost: Callable[[], object] | None = None,
-    ) -> list[Event]:
-        """The events of a decoder's ``items`` in order: an error as it is (after
-        ``lost()``: what the family gives up on spoilt bytes), any other item
-        through ``take``."""
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                if lost is not None:
-                    lost()
-                events.append(item)
-            else:
-                events += take(item)
-        return events

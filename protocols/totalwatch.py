@@ -68,8 +68,8 @@ class TotalsMonitor(PassiveMonitor):
     state, foreign pumps and counters: :class:`protocols.passive.PassiveMonitor`."""
 
     _COUNTERS: ClassVar[tuple[str, ...]] = (
-        *("requests", "responses", "foreign", "own_responses", "changing", "ambiguous"),
-        *("unexpected", "sales", "held", "rejected", "rereads", "no_price"),
+        *("changing", "ambiguous", "unexpected", "sales", "held", "rejected", "rereads"),
+        "no_price",
     )
     #: The commands of one reading, in order: totals first.
     STEPS: ClassVar[tuple[int, ...]]

@@ -85,7 +85,7 @@ from protocols.censtar.messages import (
     parse_totals,
 )
 from protocols.events import Confirmation, Event, NozzleState, NozzleStatus, ProtocolError, Sale
-from protocols.passive import PassiveMonitor
+from protocols.passive import PassiveMonitor, Wire, walk
 
 #: Records remembered per pump to know one read again: the buffer holds a
 #: few sales at most while the controller is present (it lets no nozzle
@@ -126,8 +126,7 @@ class CenstarMonitor(PassiveMonitor):
 
     name: ClassVar[str] = "censtar"
     _COUNTERS: ClassVar[tuple[str, ...]] = (
-        *("requests", "responses", "own_responses", "foreign", "sales", "acks"),
-        *("controls", "rereads", "totals_unmatched", "unexpected"),
+        *("sales", "acks", "controls", "rereads", "totals_unmatched", "unexpected"),
     )
 
     def __init__(
@@ -145,7 +144,9 @@ class CenstarMonitor(PassiveMonitor):
         self._requests = FrameDecoder("request")
         self._replies = FrameDecoder("reply")
         self._bus = FrameDecoder("bus")
-        self._decoders = (("pos_", self._requests), ("", self._replies), ("bus_", self._bus))
+        self._wire(
+            Wire(self._requests, self._on_frame), Wire(self._replies, self._on_frame), self._bus
+        )
         self._replies_seen = 0
 
     @property
@@ -154,14 +155,8 @@ class CenstarMonitor(PassiveMonitor):
         collector/station/books.py watches it."""
         return self._counts["requests"]
 
-    def receive_request(self, data: bytes) -> list[Event]:
-        return self._walk(self._requests.receive_data(data), self._on_frame)
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        return self._walk(self._replies.receive_data(data), self._on_frame)
-
     def receive_bus(self, data: bytes) -> list[Event]:
-        return self._walk(self._bus.receive_data(data), self._on_frame)
+        return walk(self._bus.receive_data(data), self._on_frame)
 
     # ------------------------------------------------------------ internals
 

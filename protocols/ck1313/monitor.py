@@ -56,6 +56,7 @@ from protocols.ck1313.messages import (
     parse_reply,
 )
 from protocols.events import Event, ProtocolError
+from protocols.passive import Wire, walk
 from protocols.totalwatch import TotalsMonitor
 
 #: The key of a frame whose address nibble names no pump (0..9).
@@ -74,11 +75,10 @@ class Ck1313Monitor(TotalsMonitor):
         self._requests = FrameDecoder()
         self._responses = FrameDecoder()
         self._bus = FrameDecoder()
-        self._decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
+        pos = Wire(self._requests, self._request, self._request_lost)
+        # A spoilt reply is the one asked for: the POS asks again.
+        self._wire(pos, Wire(self._responses, self._answer, self._reply_lost), self._bus)
         self._asked: tuple[int, int] | None = None  # (unit, command) of the last request
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        return self._walk(self._requests.receive_data(data), self._request, self._request_lost)
 
     def _request_lost(self) -> None:
         """Spoilt bytes on the POS's pair: a question to any pump may be in there."""
@@ -91,17 +91,12 @@ class Ck1313Monitor(TotalsMonitor):
             return None
         return (pump_of(self._asked[0]) or NO_PUMP, self._asked[1])
 
-    def receive_response(self, data: bytes) -> list[Event]:
-        # A spoilt reply is the one asked for: the POS asks again.
-        return self._walk(
-            self._responses.receive_data(data),
-            self._answer,
-            lambda: self._lost(self._outstanding()),
-        )
+    def _reply_lost(self) -> None:
+        self._lost(self._outstanding())
 
     def receive_bus(self, data: bytes) -> list[Event]:
         # A spoilt frame may have been a status, or a question.
-        return self._walk(self._bus.receive_data(data), self._on_bus, self._lost)
+        return walk(self._bus.receive_data(data), self._on_bus, self._lost)
 
     # ------------------------------------------------------------ internals
 

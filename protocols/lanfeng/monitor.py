@@ -34,6 +34,7 @@ from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError
 from protocols.lanfeng.driver import READ_STEPS, running_status
 from protocols.lanfeng.framer import Frame, FrameDecoder
 from protocols.lanfeng.messages import READ_COMMANDS, TOTAL_DIGITS, parse_reply, request_command
+from protocols.passive import Wire
 from protocols.totalpoll import Reply
 from protocols.totalwatch import TotalsMonitor
 
@@ -50,19 +51,14 @@ class LanfengMonitor(TotalsMonitor):
         self._requests = FrameDecoder()
         self._responses = FrameDecoder()
         self._asked: tuple[int, int | None] | None = None  # (address, command) asked last
-        self._decoders = (("pos_", self._requests), ("", self._responses))
+        pos = Wire(self._requests, self._request, self._request_lost)
+        # A spoilt reply is the one asked for: the POS asks again.
+        self._wire(pos, Wire(self._responses, self._reply, self._reply_lost))
         self._stale = 0  # reply bytes dropped when the POS asked again
 
     @property
     def counters(self) -> dict[str, int]:
         return {**super().counters, "stale_bytes": self._stale}
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        return self._walk(self._requests.receive_data(data), self._request, self._request_lost)
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        # A spoilt reply is the one asked for: the POS asks again.
-        return self._walk(self._responses.receive_data(data), self._reply, self._reply_lost)
 
     # ------------------------------------------------------------ internals
 

@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 
 from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
-from protocols.passive import PassiveMonitor
+from protocols.passive import PassiveMonitor, Wire
 from protocols.udc.framer import (
     BusDecoder,
     Item,
@@ -127,8 +127,7 @@ class UdcMonitor(PassiveMonitor):
 
     name: ClassVar[str] = "udc"
     _COUNTERS: ClassVar[tuple[str, ...]] = (
-        *("requests", "responses", "own_responses", "foreign", "sales"),
-        *("acks", "acks_refused", "controls", "stale_totals", "zero_sales"),
+        *("sales", "acks", "acks_refused", "controls", "stale_totals", "zero_sales"),
         *("ends_unread", "unconfirmed_sales"),
     )
 
@@ -146,13 +145,9 @@ class UdcMonitor(PassiveMonitor):
         self._requests = RequestDecoder(price_nozzles)
         self._replies = ReplyDecoder(price_nozzles)
         self._bus = BusDecoder(price_nozzles)
-        self._decoders = (("pos_", self._requests), ("", self._replies), ("bus_", self._bus))
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        return self._walk(self._requests.receive_data(data), self._on_relayed)
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        return self._walk(self._replies.receive_data(data), self._on_reply)
+        self._wire(
+            Wire(self._requests, self._on_relayed), Wire(self._replies, self._on_reply), self._bus
+        )
 
     def receive_bus(self, data: bytes) -> list[Event]:
         events: list[Event] = []
