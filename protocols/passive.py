@@ -22,7 +22,7 @@ byte (SPEC D19, D20).
 - The two wires of a relay (:class:`Wire`: a decoder, what the family does
   with its items, what it gives up on spoilt bytes): ``receive_request``
   reads the POS's, ``receive_response`` the pumps'; a family that hears both
-  on one line adds ``receive_bus``. The walk over a decoder's items: an
+  on one line adds ``receive_bus`` (:class:`Tap`, or its own). The walk over a decoder's items: an
   error as it is, any other item to the family (:func:`walk`).
 """
 
@@ -74,7 +74,7 @@ class Decoder(Protocol[Item_co]):
     def receive_data(self, data: bytes) -> Sequence[Item_co | ProtocolError]: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Wire(Generic[Item]):
     """One wire of a relay (the POS's or the pumps'): its decoder, what the
     family does with each item and what it gives up on spoilt bytes."""
@@ -93,6 +93,7 @@ class PassiveMonitor:
 
     _pos_wire: Wire[Any]
     _pump_wire: Wire[Any]
+    _tap_wire: Wire[Any]
 
     name: ClassVar[str]
     _COUNTERS: ClassVar[tuple[str, ...]] = ()
@@ -102,15 +103,11 @@ class PassiveMonitor:
         addresses: Sequence[int],
         *,
         offline_after: int = OFFLINE_AFTER,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
         if offline_after < 1:
             raise ValueError("offline_after must be at least 1")
         self._offline_after = offline_after
-        self._dp = Decimals(volume_decimals, amount_decimals, price_decimals)
         self._clock = clock
         #: Per pump: online (None: not heard of yet), requests in a row unanswered.
         self._online: dict[int, bool | None] = dict.fromkeys(addresses)
@@ -143,13 +140,19 @@ class PassiveMonitor:
 
     # ------------------------------------------------------------ for the family
 
-    def _wire(self, pos: Wire[Any], pumps: Wire[Any], bus: Counting | None = None) -> None:
+    def _wire(
+        self, pos: Wire[Any], pumps: Wire[Any], bus: Wire[Any] | Counting | None = None
+    ) -> None:
         """The family's wires: the POS's, the pumps' and, for a family that
-        listens on one line, its tap's decoder (counters under ``pos_``, none
-        and ``bus_``)."""
+        listens on one line, its tap (a :class:`Tap`'s wire, or the decoder of
+        the family's own ``receive_bus``); their decoders' counters under
+        ``pos_``, none and ``bus_``."""
         self._pos_wire, self._pump_wire = pos, pumps
         self._decoders = (("pos_", pos.decoder), ("", pumps.decoder))
-        if bus is not None:
+        if isinstance(bus, Wire):
+            self._tap_wire = bus
+            self._decoders += (("bus_", bus.decoder),)
+        elif bus is not None:
             self._decoders += (("bus_", bus),)
 
     def _count(self, name: str) -> None:
@@ -207,8 +210,41 @@ class PassiveMonitor:
         self._reported[status.address] = status
         return [status]
 
+
+class Tap:
+    """A monitor that also listens: one line carrying both sides, read through
+    the tap's wire (:meth:`PassiveMonitor._wire`)."""
+
+    _tap_wire: Wire[Any]
+
+    def receive_bus(self, data: bytes) -> list[Event]:
+        """Bytes of one line carrying both sides (port mode ``listen``)."""
+        return self._tap_wire.receive(data)
+
+
+class ScaledMonitor(PassiveMonitor):
+    """A monitor that scales the wire's counts itself: the port's decimal
+    places (``volume_decimals``, ``amount_decimals``, ``price_decimals``), which
+    a family that passes ``**options`` on takes through this signature."""
+
+    def __init__(
+        self,
+        addresses: Sequence[int],
+        *,
+        offline_after: int = OFFLINE_AFTER,
+        volume_decimals: int = 2,
+        amount_decimals: int = 2,
+        price_decimals: int = 2,
+        clock: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        super().__init__(addresses, offline_after=offline_after, clock=clock)
+        self._dp = Decimals(volume_decimals, amount_decimals, price_decimals)
+
     def _totals(self, address: int, nozzle: int, volume: int, amount: int) -> Totals:
         """A Totals event from the wire's counts."""
         return Totals(
-            address, nozzle, scaled(volume, self._dp.volume), scaled(amount, self._dp.amount)
+            address,
+            nozzle,
+            scaled(volume, self._dp.volume),
+            scaled(amount, self._dp.amount),
         )

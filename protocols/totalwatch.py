@@ -43,7 +43,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from protocols.events import Event, NozzleState, NozzleStatus
-from protocols.passive import PassiveMonitor
+from protocols.passive import ScaledMonitor
 from protocols.totalpoll import BUSY, Reply
 from protocols.totalsale import NOZZLE, Reading, SaleCheck, sale_of
 
@@ -63,11 +63,11 @@ class _Watch:
     held_at: datetime | None = None  # when the held reading (SaleCheck) completed
 
 
-class TotalsMonitor(PassiveMonitor):
+class TotalsMonitor(ScaledMonitor):
     """Events from the exchanges a family's monitor decodes (module doc); link
-    state, foreign pumps and counters: :class:`protocols.passive.PassiveMonitor`."""
+    state, foreign pumps, counters and decimals: :class:`protocols.passive.ScaledMonitor`."""
 
-    _COUNTERS: ClassVar[tuple[str, ...]] = (
+    _COUNTERS = (
         *("changing", "ambiguous", "unexpected", "sales", "held", "rejected", "rereads"),
         "no_price",
     )

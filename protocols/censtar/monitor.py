@@ -85,7 +85,7 @@ from protocols.censtar.messages import (
     parse_totals,
 )
 from protocols.events import Confirmation, Event, NozzleState, NozzleStatus, ProtocolError, Sale
-from protocols.passive import PassiveMonitor, Wire, walk
+from protocols.passive import ScaledMonitor, Tap, Wire
 
 #: Records remembered per pump to know one read again: the buffer holds a
 #: few sales at most while the controller is present (it lets no nozzle
@@ -120,14 +120,11 @@ class _Pump:
     recent: deque[bytes] = field(default_factory=lambda: deque(maxlen=RECENT_RECORDS))
 
 
-class CenstarMonitor(PassiveMonitor):
-    """Passive interpreter of one Censtar line (relay or listen); link state,
-    foreign pumps and counters: :class:`protocols.passive.PassiveMonitor`."""
+class CenstarMonitor(ScaledMonitor, Tap):
+    """Passive interpreter of one Censtar line (relay or listen)."""
 
     name: ClassVar[str] = "censtar"
-    _COUNTERS: ClassVar[tuple[str, ...]] = (
-        *("sales", "acks", "controls", "rereads", "totals_unmatched", "unexpected"),
-    )
+    _COUNTERS = ("sales", "acks", "controls", "rereads", "totals_unmatched", "unexpected")
 
     def __init__(
         self,
@@ -144,9 +141,8 @@ class CenstarMonitor(PassiveMonitor):
         self._requests = FrameDecoder("request")
         self._replies = FrameDecoder("reply")
         self._bus = FrameDecoder("bus")
-        self._wire(
-            Wire(self._requests, self._on_frame), Wire(self._replies, self._on_frame), self._bus
-        )
+        tap = Wire(self._bus, self._on_frame)
+        self._wire(Wire(self._requests, self._on_frame), Wire(self._replies, self._on_frame), tap)
         self._replies_seen = 0
 
     @property
@@ -154,9 +150,6 @@ class CenstarMonitor(PassiveMonitor):
         """Frames the controller sent (is the POS still on the line?);
         collector/station/books.py watches it."""
         return self._counts["requests"]
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        return walk(self._bus.receive_data(data), self._on_frame)
 
     # ------------------------------------------------------------ internals
 
@@ -189,7 +182,10 @@ class CenstarMonitor(PassiveMonitor):
             running = parse_running(frame)
             if running is None:
                 return [*events, ProtocolError("bad_message", "running digits", pump.address)]
-            live = (scaled(running[0], self._dp.volume), scaled(running[1], self._dp.amount))
+            live = (
+                scaled(running[0], self._dp.volume),
+                scaled(running[1], self._dp.amount),
+            )
             events.extend(self._status(pump, NozzleState.FUELLING, *live))
         elif frame.command == CMD_TOTALS:
             pump.latest, pump.latest_at = parse_totals(frame), self._replies_seen

@@ -56,14 +56,14 @@ from protocols.ck1313.messages import (
     parse_reply,
 )
 from protocols.events import Event, ProtocolError
-from protocols.passive import Wire, walk
+from protocols.passive import Tap, Wire
 from protocols.totalwatch import TotalsMonitor
 
 #: The key of a frame whose address nibble names no pump (0..9).
 NO_PUMP = -1
 
 
-class Ck1313Monitor(TotalsMonitor):
+class Ck1313Monitor(TotalsMonitor, Tap):
     """Passive interpreter of one CK1313 loop (relay or listen)."""
 
     name: ClassVar[str] = "ck1313"
@@ -77,7 +77,9 @@ class Ck1313Monitor(TotalsMonitor):
         self._bus = FrameDecoder()
         pos = Wire(self._requests, self._request, self._request_lost)
         # A spoilt reply is the one asked for: the POS asks again.
-        self._wire(pos, Wire(self._responses, self._answer, self._reply_lost), self._bus)
+        pumps = Wire(self._responses, self._answer, self._reply_lost)
+        # A spoilt frame on the tap may have been a status, or a question.
+        self._wire(pos, pumps, Wire(self._bus, self._on_bus, self._lost))
         self._asked: tuple[int, int] | None = None  # (unit, command) of the last request
 
     def _request_lost(self) -> None:
@@ -93,10 +95,6 @@ class Ck1313Monitor(TotalsMonitor):
 
     def _reply_lost(self) -> None:
         self._lost(self._outstanding())
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        # A spoilt frame may have been a status, or a question.
-        return walk(self._bus.receive_data(data), self._on_bus, self._lost)
 
     # ------------------------------------------------------------ internals
 

@@ -151,12 +151,10 @@ def command_names(frame: Frame) -> list[str]:
 
 
 class DartMonitor(PassiveMonitor):
-    """Passive interpreter of one DART line (relay or listen); see the module doc.
-    Link state, foreign pumps (by number) and counters:
-    :class:`protocols.passive.PassiveMonitor`."""
+    """Passive interpreter of one DART line (relay or listen); see the module doc."""
 
     name: ClassVar[str] = "dart"
-    _COUNTERS: ClassVar[tuple[str, ...]] = ("unknown_trans", "unknown_side", "unconfirmed_answers")
+    _COUNTERS = ("unknown_trans", "unknown_side", "unconfirmed_answers")
 
     def __init__(
         self,

@@ -66,7 +66,7 @@ from protocols.furen.messages import (
     side,
 )
 from protocols.furen.reading import PumpReader, Scale, nozzle_grades, sale_key
-from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Wire, walk
+from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Tap, Wire, walk
 
 #: The one address a Furen line has (protocols/furen/driver.py).
 ADDRESS = 1
@@ -75,15 +75,11 @@ ADDRESS = 1
 _BY_LENGTH = {SALE_LEN: CMD_SALE, TOTALS_LEN: CMD_TOTALS, PRICE_LEN: CMD_PRICE}
 
 
-class FurenMonitor(PassiveMonitor):
-    """Passive interpreter of one Furen line (relay or listen); see the module doc.
-    Link state and counters: :class:`protocols.passive.PassiveMonitor` (a
-    Furen frame names no pump: none is ``foreign``)."""
+class FurenMonitor(PassiveMonitor, Tap):
+    """Passive interpreter of one Furen line (relay or listen); see the module doc."""
 
     name: ClassVar[str] = "furen"
-    _COUNTERS: ClassVar[tuple[str, ...]] = (
-        *("unknown_side", "unexpected", "records_while_fuelling", "acks"),
-    )
+    _COUNTERS = ("unknown_side", "unexpected", "records_while_fuelling", "acks")
 
     def __init__(
         self,
@@ -117,16 +113,13 @@ class FurenMonitor(PassiveMonitor):
             Wire(self._requests, self._on_relayed),
             Wire(self._responses, self._on_response),
         )
-        self._wire(pos, pumps, self._bus)
+        self._wire(pos, pumps, Wire(self._bus, self._on_bus))
         self._asked: tuple[int, int | None] | None = None  # (command, nozzle) not yet answered
         self._last_key: dict[int, str] = {}  # nozzle → key of the last sale reported
 
     @property
     def counters(self) -> dict[str, int]:
         return {**super().counters, "status_transients": self._reader.transients}
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        return walk(self._bus.receive_data(data), self._on_bus)
 
     # ------------------------------------------------------------ each side
 

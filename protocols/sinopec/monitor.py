@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from protocols.events import Event, ProtocolError
-from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Wire, walk
+from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Tap, Wire
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.framer import Frame, FrameDecoder
 from protocols.sinopec.messages import CMD_CONFIRM, confirm_event
@@ -48,9 +48,8 @@ from protocols.sinopec.messages import CMD_CONFIRM, confirm_event
 MASTER_ADDRESSES = range(0xE0, 0xFA)
 
 
-class SinopecMonitor(PassiveMonitor):
-    """Passive interpreter of one Sinopec line (relay or listen); link state,
-    foreign pumps and counters: :class:`protocols.passive.PassiveMonitor`."""
+class SinopecMonitor(PassiveMonitor, Tap):
+    """Passive interpreter of one Sinopec line (relay or listen)."""
 
     name: ClassVar[str] = "sinopec"
 
@@ -63,7 +62,7 @@ class SinopecMonitor(PassiveMonitor):
             Wire(self._requests, self._on_request),
             Wire(self._responses, self._on_response),
         )
-        self._wire(pos, pumps, self._bus)
+        self._wire(pos, pumps, Wire(self._bus, self._on_bus))
         self._reader = AnswerReader()
 
     @property
@@ -75,9 +74,6 @@ class SinopecMonitor(PassiveMonitor):
     @property
     def counters(self) -> dict[str, int]:
         return {**super().counters, "unchanged_reports": self._reader.unchanged_reports}
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        return walk(self._bus.receive_data(data), self._on_bus)
 
     # ------------------------------------------------------------ internals
 

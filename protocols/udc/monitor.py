@@ -59,10 +59,9 @@ from typing import Any, ClassVar
 
 from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
-from protocols.passive import PassiveMonitor, Wire
+from protocols.passive import ScaledMonitor, Tap, Wire
 from protocols.udc.framer import (
     BusDecoder,
-    Item,
     Reply,
     ReplyDecoder,
     Request,
@@ -121,12 +120,11 @@ class _Pump:
     state: NozzleState = NozzleState.IDLE  # as last reported by the pump
 
 
-class UdcMonitor(PassiveMonitor):
-    """Passive interpreter of one UDC line (relay or listen); link state,
-    foreign pumps and counters: :class:`protocols.passive.PassiveMonitor`."""
+class UdcMonitor(ScaledMonitor, Tap):
+    """Passive interpreter of one UDC line (relay or listen)."""
 
     name: ClassVar[str] = "udc"
-    _COUNTERS: ClassVar[tuple[str, ...]] = (
+    _COUNTERS = (
         *("sales", "acks", "acks_refused", "controls", "stale_totals", "zero_sales"),
         *("ends_unread", "unconfirmed_sales"),
     )
@@ -145,21 +143,12 @@ class UdcMonitor(PassiveMonitor):
         self._requests = RequestDecoder(price_nozzles)
         self._replies = ReplyDecoder(price_nozzles)
         self._bus = BusDecoder(price_nozzles)
-        self._wire(
-            Wire(self._requests, self._on_relayed), Wire(self._replies, self._on_reply), self._bus
-        )
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._bus.receive_data(data):
-            events += self._on_item(item)
-        return events
+        pos, pumps = Wire(self._requests, self._on_relayed), Wire(self._replies, self._on_reply)
+        self._wire(pos, pumps, Wire[Request | Reply](self._bus, self._on_item))
 
     # ------------------------------------------------------------ internals
 
-    def _on_item(self, item: Item) -> list[Event]:
-        if isinstance(item, ProtocolError):
-            return [item]
+    def _on_item(self, item: Request | Reply) -> list[Event]:
         return self._on_request(item) if isinstance(item, Request) else self._on_reply(item)
 
     def _on_relayed(self, request: Request) -> list[Event]:
@@ -328,7 +317,10 @@ class UdcMonitor(PassiveMonitor):
         else:
             order_no = after.digits
             key = f"{nozzle}:{order_no}"
-            totals = (scaled(after.volume, self._dp.volume), scaled(after.amount, self._dp.amount))
+            totals = (
+                scaled(after.volume, self._dp.volume),
+                scaled(after.amount, self._dp.amount),
+            )
         self._counts["sales"] += 1
         return [
             Sale(
