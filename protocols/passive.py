@@ -5,25 +5,31 @@ each side and reads what its pumps answer: its protocol's own. The skeleton
 they all share lives here, in :class:`PassiveMonitor`; it never builds a
 byte (SPEC D19, D20).
 
-- Counters: the requests, the responses, those of our pumps
-  (``own_responses``) and the ``foreign`` frames; the family's own
-  (``_COUNTERS``), the POS's commands by name
-  (``pos_cmd_<name>``, :meth:`~PassiveMonitor._command`) and each decoder's
-  under its side's prefix (``_decoders``: ``pos_`` the POS's side, none the
-  pumps', ``bus_`` a tap; :func:`protocols.stream.with_decoders`).
+- The wires of a relay (:class:`Wire`: a decoder, what the family does
+  with its items, what it gives up on spoilt bytes): ``receive_request``
+  reads the POS's, ``receive_response`` the pumps'; a family that hears
+  both on one line has a tap too (:class:`Tap`, ``receive_bus``), or reads
+  its bus itself. Each wire walks its decoder's items: an error as it is,
+  any other item to the family (:func:`walk`).
+- Counters: ``requests``, ``responses``, ``own_responses`` (of our pumps)
+  and ``foreign``; the family's own (``_COUNTERS``); the POS's commands by
+  name (``pos_cmd_<name>``, :meth:`~PassiveMonitor._command`); each
+  decoder's under its wire's prefix (``pos_`` the POS's, none the pumps',
+  ``bus_`` a tap; :func:`protocols.stream.with_decoders`).
 - Pumps not in ``addresses`` are counted ``foreign``, by address in
   ``foreign_addresses`` (:meth:`~PassiveMonitor._known`).
-- Link state: a pump is online from its first reply; after ``offline_after``
-  requests to it in a row with no reply, offline (:meth:`~PassiveMonitor._asking`,
-  :meth:`~PassiveMonitor._answered`: a :class:`PumpLink` either way; what
-  the family forgets of a pump gone offline, :meth:`~PassiveMonitor._offline`).
+- Link state: a pump is online from its first reply; after
+  ``offline_after`` requests to it in a row with no reply, offline
+  (:meth:`~PassiveMonitor._asking`, :meth:`~PassiveMonitor._answered`: a
+  :class:`PumpLink` either way; what the family forgets of a pump gone
+  offline: :meth:`~PassiveMonitor._offline`).
 - A :class:`NozzleStatus` is reported when it differs from the pump's last
-  (:meth:`~PassiveMonitor._report`; forgotten when the pump goes offline).
-- The two wires of a relay (:class:`Wire`: a decoder, what the family does
-  with its items, what it gives up on spoilt bytes): ``receive_request``
-  reads the POS's, ``receive_response`` the pumps'; a family that hears both
-  on one line adds ``receive_bus`` (:class:`Tap`, or its own). The walk over a decoder's items: an
-  error as it is, any other item to the family (:func:`walk`).
+  one (:meth:`~PassiveMonitor._report`; forgotten when the pump goes
+  offline).
+- The port's decimal places, for a family that scales the wire's counts
+  itself (:class:`ScaledMonitor`: Censtar, UDC, the totals families).
+
+Uninfo's monitor keeps its own link state and counters.
 """
 
 from __future__ import annotations

@@ -141,8 +141,8 @@ class CenstarMonitor(ScaledMonitor, Tap):
         self._requests = FrameDecoder("request")
         self._replies = FrameDecoder("reply")
         self._bus = FrameDecoder("bus")
-        tap = Wire(self._bus, self._on_frame)
-        self._wire(Wire(self._requests, self._on_frame), Wire(self._replies, self._on_frame), tap)
+        take = self._on_frame  # a frame says its side: every wire reads it alike
+        self._wire(Wire(self._requests, take), Wire(self._replies, take), Wire(self._bus, take))
         self._replies_seen = 0
 
     @property
@@ -188,8 +188,8 @@ class CenstarMonitor(ScaledMonitor, Tap):
             )
             events.extend(self._status(pump, NozzleState.FUELLING, *live))
         elif frame.command == CMD_TOTALS:
-            pump.latest, pump.latest_at = parse_totals(frame), self._replies_seen
-            latest = pump.latest
+            latest = parse_totals(frame)
+            pump.latest, pump.latest_at = latest, self._replies_seen
             events.append(self._totals(pump.address, self._nozzle, latest.volume, latest.amount))
         elif frame.command == CMD_SALE:
             events.extend(self._record(pump, frame))
