@@ -20,12 +20,12 @@ class _Error(Protocol):
     def kind(self) -> str: ...
 
 
-class _Counting(Protocol):
+class Counting(Protocol):
     @property
     def counters(self) -> dict[str, int]: ...
 
 
-def with_decoders(out: dict[str, int], decoders: Iterable[tuple[str, _Counting]]) -> dict[str, int]:
+def with_decoders(out: dict[str, int], decoders: Iterable[tuple[str, Counting]]) -> dict[str, int]:
     """A monitor's counters: ``out`` plus each of its decoders' under the
     decoder's prefix (``pos_`` for the POS side, ``bus_`` for a tap), summed
     where two share a name."""

@@ -37,24 +37,15 @@ when the reading completed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from protocols.bcd import scaled
-from protocols.events import Event, NozzleState, NozzleStatus, PumpLink, Totals
+from protocols.events import Event, NozzleState, NozzleStatus
+from protocols.passive import ScaledMonitor
 from protocols.totalpoll import BUSY, Reply
-from protocols.totalsale import NOZZLE, Decimals, Reading, SaleCheck, sale_of
-
-#: Requests to a pump in a row with no reply before it is reported offline:
-#: the poll drivers' default (``fangym0335/first src/pub.h:99``).
-OFFLINE_AFTER = 3
-
-_COUNTERS = (
-    *("requests", "responses", "foreign", "own_responses", "changing", "ambiguous"),
-    *("unexpected", "sales", "held", "rejected", "rereads", "no_price"),
-)
+from protocols.totalsale import NOZZLE, Reading, SaleCheck, sale_of
 
 _TOTALS = ("volume_total", "amount_total")
 _FIELDS = (*_TOTALS, "volume", "amount", "price")
@@ -62,10 +53,7 @@ _FIELDS = (*_TOTALS, "volume", "amount", "price")
 
 @dataclass
 class _Watch:
-    unanswered: int = 0
-    online: bool | None = None
     state: NozzleState | None = None
-    reported: NozzleStatus | None = None
     totals: tuple[int, int] | None = None  # last Totals reported
     price: int | None = None  # last price seen
     step: int = 0  # steps of the reading under way done (0: none)
@@ -75,81 +63,44 @@ class _Watch:
     held_at: datetime | None = None  # when the held reading (SaleCheck) completed
 
 
-class TotalsMonitor:
-    """Events from the exchanges a family's monitor decodes (module doc)."""
+class TotalsMonitor(ScaledMonitor):
+    """Events from the exchanges a family's monitor decodes (module doc); link
+    state, foreign pumps, counters and decimals: :class:`protocols.passive.ScaledMonitor`."""
 
-    name: ClassVar[str]
+    _COUNTERS = (
+        *("changing", "ambiguous", "unexpected", "sales", "held", "rejected", "rereads"),
+        "no_price",
+    )
     #: The commands of one reading, in order: totals first.
     STEPS: ClassVar[tuple[int, ...]]
     #: Digits of a totalizer on the wire (``order_no`` and the key).
     TOTAL_DIGITS: ClassVar[int]
 
-    def __init__(
-        self,
-        addresses: Sequence[int],
-        *,
-        offline_after: int = OFFLINE_AFTER,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
-        clock: Callable[[], datetime] = datetime.now,
-    ) -> None:
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        self._offline_after = offline_after
-        self._dp = Decimals(volume_decimals, amount_decimals, price_decimals)
-        self._clock = clock
+    def __init__(self, addresses: Sequence[int], **options: Any) -> None:
+        super().__init__(addresses, **options)
         self._check = SaleCheck(self._dp)
         self._watch = {a: _Watch() for a in addresses}
-        self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
-        #: Frames to or from each pump not in ``addresses`` (bounded by the
-        #: family's address space: a nibble or a byte).
-        self.foreign_addresses: dict[int, int] = {}
 
     # ------------------------------------------------------------ for the family
-
-    def _count(self, name: str) -> None:
-        self._counts[name] += 1
-
-    def _foreign(self, address: int) -> None:
-        self._counts["foreign"] += 1
-        self.foreign_addresses[address] = self.foreign_addresses.get(address, 0) + 1
 
     def _on_request(self, address: int, command: int | None) -> list[Event]:
         """The POS asked pump ``address`` ``command`` (None: a command that changes it)."""
         self._counts["requests"] += 1
         if command is None:
             self._counts["changing"] += 1
-        watch = self._watch.get(address)
-        if watch is None:
-            self._foreign(address)
+        if not self._known(address):
             return []
-        events = self._next_step(address, watch, command)
-        watch.unanswered += 1
-        if watch.unanswered > self._offline_after and watch.online is not False:
-            # More than offline_after requests in a row: the one before this
-            # had its chance to be answered.
-            watch.online, watch.state, watch.reported = False, None, None
-            self._drop(watch)
-            events.append(PumpLink(address, online=False))
-        return events
+        return self._next_step(address, self._watch[address], command) + self._asking(address)
 
     def _on_reply(
         self, address: int, command: int | None, reply: Reply | None, raw: bytes
     ) -> list[Event]:
         """Pump ``address`` answered ``command`` with ``reply`` (both None: the
         acknowledgement of a command that changes the pump)."""
-        self._counts["responses"] += 1
-        watch = self._watch.get(address)
-        if watch is None:
-            self._foreign(address)
+        events = self._reply_from(address)
+        if events is None:
             return []
-        self._counts["own_responses"] += 1
-        watch.unanswered = 0
-        events: list[Event] = []
-        if watch.online is not True:
-            watch.online = True
-            events.append(PumpLink(address, online=True))
+        watch = self._watch[address]
         if command is None or reply is None:
             self._counts["changing"] += 1
             return events + self._next_step(address, watch, None)
@@ -179,11 +130,12 @@ class TotalsMonitor:
         """The state as reported; a family adds the running fill's values it has."""
         return NozzleStatus(address, NOZZLE, state)
 
-    @property
-    def counters(self) -> dict[str, int]:
-        return dict(self._counts)
-
     # ------------------------------------------------------------ internals
+
+    def _offline(self, address: int) -> None:
+        watch = self._watch[address]
+        watch.state = None
+        self._drop(watch)
 
     @staticmethod
     def _drop(watch: _Watch) -> None:
@@ -225,8 +177,7 @@ class TotalsMonitor:
             self._check.totals_seen(address, pair)
             if pair != watch.totals:
                 watch.totals = pair
-                volume = scaled(pair[0], self._dp.volume)
-                events.append(Totals(address, NOZZLE, volume, scaled(pair[1], self._dp.amount)))
+                events.append(self._totals(address, NOZZLE, *pair))
         if watch.step < len(self.STEPS):
             return events
         price = watch.parts.get("price")
@@ -276,8 +227,4 @@ class TotalsMonitor:
         elif watch.state in BUSY:
             watch.end_seen_at = self._clock()
         watch.state = state
-        status = self._nozzle_status(address, state, reply)
-        if status == watch.reported:
-            return []
-        watch.reported = status
-        return [status]
+        return self._report(self._nozzle_status(address, state, reply))

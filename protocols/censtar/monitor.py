@@ -54,14 +54,13 @@ in ``addresses`` count as ``foreign``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from protocols.bcd import scaled
-from protocols.censtar.framer import FrameDecoder, Item
+from protocols.censtar.framer import FrameDecoder
 from protocols.censtar.messages import (
     CMD_CLEAR,
     CMD_RUNNING,
@@ -85,19 +84,8 @@ from protocols.censtar.messages import (
     parse_running,
     parse_totals,
 )
-from protocols.events import (
-    Confirmation,
-    Event,
-    NozzleState,
-    NozzleStatus,
-    ProtocolError,
-    PumpLink,
-    Sale,
-)
-from protocols.events import Totals as TotalsEvent
-
-#: Requests to a pump in a row with no reply before it is reported offline.
-OFFLINE_AFTER = 3
+from protocols.events import Confirmation, Event, NozzleState, NozzleStatus, ProtocolError, Sale
+from protocols.passive import ScaledMonitor, Tap, Wire
 
 #: Records remembered per pump to know one read again: the buffer holds a
 #: few sales at most while the controller is present (it lets no nozzle
@@ -124,56 +112,38 @@ CLEAR_DATA_LEN = 2
 @dataclass
 class _Pump:
     address: int
-    online: bool | None = None
-    waiting: bool = False
-    misses: int = 0
     #: Totals including every sale reported so far (see the module doc).
     base: Totals | None = None
     latest: Totals | None = None
     latest_at: int = 0  # the reply count when ``latest`` was read
     active_at: int = 0  # the reply count at the last state of a fill
     recent: deque[bytes] = field(default_factory=lambda: deque(maxlen=RECENT_RECORDS))
-    reported: tuple[object, ...] = ()
 
 
-class CenstarMonitor:
+class CenstarMonitor(ScaledMonitor, Tap):
     """Passive interpreter of one Censtar line (relay or listen)."""
 
     name: ClassVar[str] = "censtar"
+    _COUNTERS = ("sales", "acks", "controls", "rereads", "totals_unmatched", "unexpected")
 
     def __init__(
         self,
         addresses: Sequence[int],
         *,
-        offline_after: int = OFFLINE_AFTER,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
         nozzle: int = 1,
         grades: Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = datetime.now,
+        **options: Any,
     ) -> None:
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        super().__init__(addresses, **options)
         self._pumps = {a: _Pump(a) for a in addresses}
-        self._offline_after = offline_after
-        self._decimals = (volume_decimals, amount_decimals, price_decimals)
         self._nozzle = nozzle
         self._grades = dict(grades or {})
-        self._clock = clock
         self._requests = FrameDecoder("request")
         self._replies = FrameDecoder("reply")
         self._bus = FrameDecoder("bus")
+        take = self._on_frame  # a frame says its side: every wire reads it alike
+        self._wire(Wire(self._requests, take), Wire(self._replies, take), Wire(self._bus, take))
         self._replies_seen = 0
-        self._counts = dict.fromkeys(
-            (
-                *("requests", "responses", "own_responses", "foreign", "sales", "acks"),
-                *("controls", "rereads", "totals_unmatched", "unexpected"),
-            ),
-            0,
-        )
-        #: Frames to or from each pump not in ``addresses`` (≤ 256 keys).
-        self.foreign_addresses: dict[int, int] = {}
 
     @property
     def master_frames(self) -> int:
@@ -181,47 +151,10 @@ class CenstarMonitor:
         collector/station/books.py watches it."""
         return self._counts["requests"]
 
-    @property
-    def counters(self) -> dict[str, int]:
-        out = dict(self._counts)
-        for prefix, counts in (
-            ("pos_", self._requests.counters),
-            ("", self._replies.counters),
-            ("bus_", self._bus.counters),
-        ):
-            for key, value in counts.items():
-                out[prefix + key] = out.get(prefix + key, 0) + value
-        return out
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        return self._take(self._requests.receive_data(data))
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        return self._take(self._replies.receive_data(data))
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        return self._take(self._bus.receive_data(data))
-
     # ------------------------------------------------------------ internals
 
-    def _take(self, items: list[Item]) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-            elif item.request:
-                events.extend(self._on_request(item))
-            else:
-                events.extend(self._on_reply(item))
-        return events
-
-    def _pump(self, frame: Frame) -> _Pump | None:
-        pump = self._pumps.get(frame.address)
-        if pump is None:
-            self._counts["foreign"] += 1
-            n = self.foreign_addresses.get(frame.address, 0)
-            self.foreign_addresses[frame.address] = n + 1
-        return pump
+    def _on_frame(self, frame: Frame) -> list[Event]:
+        return self._on_request(frame) if frame.request else self._on_reply(frame)
 
     def _on_request(self, frame: Frame) -> list[Event]:
         self._counts["requests"] += 1
@@ -229,46 +162,35 @@ class CenstarMonitor:
             self._counts["controls"] += 1
         if frame.command == CMD_CLEAR:
             self._counts["acks"] += 1
-        pump = self._pump(frame)
-        if pump is None:
+        if not self._known(frame.address):
             return []
         events: list[Event] = []
         if frame.command == CMD_CLEAR and len(frame.data) == CLEAR_DATA_LEN:
             # The controller books the sale it names (collector/station/reconcile.py).
-            events.append(Confirmation(pump.address, int.from_bytes(frame.data, "big")))
-        if pump.waiting:
-            pump.misses += 1
-        pump.waiting = True
-        if pump.misses >= self._offline_after and pump.online is not False:
-            pump.online = False
-            pump.reported = ()
-            events.append(PumpLink(pump.address, online=False))
-        return events
+            events.append(Confirmation(frame.address, int.from_bytes(frame.data, "big")))
+        return events + self._asking(frame.address)
 
     def _on_reply(self, frame: Frame) -> list[Event]:
-        self._counts["responses"] += 1
-        pump = self._pump(frame)
-        if pump is None:
+        events = self._reply_from(frame.address)
+        if events is None:
             return []
-        self._counts["own_responses"] += 1
+        pump = self._pumps[frame.address]
         self._replies_seen += 1
-        pump.waiting, pump.misses = False, 0
-        events: list[Event] = []
-        if pump.online is not True:
-            pump.online = True
-            events.append(PumpLink(pump.address, online=True))
         if frame.command == CMD_STATUS:
             events.extend(self._state(pump, frame.at(3)))
         elif frame.command == CMD_RUNNING:
             running = parse_running(frame)
             if running is None:
                 return [*events, ProtocolError("bad_message", "running digits", pump.address)]
-            volume_decimals, amount_decimals, _ = self._decimals
-            live = (scaled(running[0], volume_decimals), scaled(running[1], amount_decimals))
-            events.extend(self._report(pump, NozzleState.FUELLING, *live))
+            live = (
+                scaled(running[0], self._dp.volume),
+                scaled(running[1], self._dp.amount),
+            )
+            events.extend(self._status(pump, NozzleState.FUELLING, *live))
         elif frame.command == CMD_TOTALS:
-            pump.latest, pump.latest_at = parse_totals(frame), self._replies_seen
-            events.append(self._totals_event(pump, pump.latest))
+            latest = parse_totals(frame)
+            pump.latest, pump.latest_at = latest, self._replies_seen
+            events.append(self._totals(pump.address, self._nozzle, latest.volume, latest.amount))
         elif frame.command == CMD_SALE:
             events.extend(self._record(pump, frame))
         return events
@@ -282,25 +204,12 @@ class CenstarMonitor:
             pump.active_at = self._replies_seen
         elif not state & UNCLEARED and pump.latest is not None and pump.latest_at > pump.active_at:
             pump.base = pump.latest  # idle, nothing uncleared, no fill since the read
-        return self._report(pump, nozzle_state, None, None)
+        return self._status(pump, nozzle_state, None, None)
 
-    def _report(
+    def _status(
         self, pump: _Pump, state: NozzleState, volume: Decimal | None, amount: Decimal | None
     ) -> list[Event]:
-        report = (state, volume, amount)
-        if report == pump.reported:
-            return []
-        pump.reported = report
-        return [NozzleStatus(pump.address, self._nozzle, state, volume, amount)]
-
-    def _totals_event(self, pump: _Pump, totals: Totals) -> TotalsEvent:
-        volume_decimals, amount_decimals, _ = self._decimals
-        return TotalsEvent(
-            pump.address,
-            self._nozzle,
-            scaled(totals.volume, volume_decimals),
-            scaled(totals.amount, amount_decimals),
-        )
+        return self._report(NozzleStatus(pump.address, self._nozzle, state, volume, amount))
 
     def _record(self, pump: _Pump, frame: Frame) -> list[Event]:
         record = parse_record(frame)
@@ -312,7 +221,7 @@ class CenstarMonitor:
             return []
         pump.recent.append(body)
         end = self._end_totals(pump, record.volume, record.amount)
-        volume_decimals, amount_decimals, price_decimals = self._decimals
+        dp = self._dp
         seq = record.seq.hex().upper()
         self._counts["sales"] += 1
         return [
@@ -322,11 +231,11 @@ class CenstarMonitor:
                 order_no=seq,
                 ended_at=self._clock(),
                 grade=self._grades.get(str(pump.address), ""),
-                price=scaled(record.price, price_decimals),
-                volume=scaled(record.volume, volume_decimals),
-                amount=scaled(record.amount, amount_decimals),
-                totalizer_volume_end=None if end is None else scaled(end.volume, volume_decimals),
-                totalizer_amount_end=None if end is None else scaled(end.amount, amount_decimals),
+                price=scaled(record.price, dp.price),
+                volume=scaled(record.volume, dp.volume),
+                amount=scaled(record.amount, dp.amount),
+                totalizer_volume_end=None if end is None else scaled(end.volume, dp.volume),
+                totalizer_amount_end=None if end is None else scaled(end.amount, dp.amount),
                 key=f"{seq}:{record.volume}:{record.amount}",
                 raw=bytes(frame.data),
                 booking=int.from_bytes(record.seq, "big"),

@@ -56,14 +56,14 @@ from protocols.ck1313.messages import (
     parse_reply,
 )
 from protocols.events import Event, ProtocolError
-from protocols.stream import with_decoders
+from protocols.passive import Tap, Wire
 from protocols.totalwatch import TotalsMonitor
 
 #: The key of a frame whose address nibble names no pump (0..9).
 NO_PUMP = -1
 
 
-class Ck1313Monitor(TotalsMonitor):
+class Ck1313Monitor(TotalsMonitor, Tap):
     """Passive interpreter of one CK1313 loop (relay or listen)."""
 
     name: ClassVar[str] = "ck1313"
@@ -75,23 +75,17 @@ class Ck1313Monitor(TotalsMonitor):
         self._requests = FrameDecoder()
         self._responses = FrameDecoder()
         self._bus = FrameDecoder()
+        pos = Wire(self._requests, self._request, self._request_lost)
+        # A spoilt reply is the one asked for: the POS asks again.
+        pumps = Wire(self._responses, self._answer, self._reply_lost)
+        # A spoilt frame on the tap may have been a status, or a question.
+        self._wire(pos, pumps, Wire(self._bus, self._on_bus, self._lost))
         self._asked: tuple[int, int] | None = None  # (unit, command) of the last request
 
-    @property
-    def counters(self) -> dict[str, int]:
-        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
-        return with_decoders(super().counters, decoders)
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._requests.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                self._asked = None
-                self._lost()  # a question to any pump may be in there
-            else:
-                events += self._request(item)
-        return events
+    def _request_lost(self) -> None:
+        """Spoilt bytes on the POS's pair: a question to any pump may be in there."""
+        self._asked = None
+        self._lost()
 
     def _outstanding(self) -> tuple[int, int | None] | None:
         """(pump, command) of the question the POS asked last and no reply answered."""
@@ -99,40 +93,30 @@ class Ck1313Monitor(TotalsMonitor):
             return None
         return (pump_of(self._asked[0]) or NO_PUMP, self._asked[1])
 
-    def receive_response(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._responses.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                self._lost(self._outstanding())  # the reply asked for, spoilt: asked again
-                continue
-            asked, self._asked = self._asked, None
-            if asked is not None and asked[0] == item.unit and len(item.raw) == REPLY_LEN[asked[1]]:
-                events += self._reply(item, asked[1])  # as the POS asked (framer: expect)
-            else:
-                events += self._reply(item, None)
-        return events
+    def _reply_lost(self) -> None:
+        self._lost(self._outstanding())
 
-    def receive_bus(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._bus.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                self._lost()  # it may have been a status, or a question
-                continue
-            side = direction(item)
-            if side == "master":
-                events += self._request(item)
-            elif side == "pump":
-                events += self._reply(item, None)
-            elif side == "either":
-                self._count("ambiguous")  # an E5 / CA ack and its request look alike
-            else:
-                self._lost()
-                self._count("unexpected")
-                detail = f"{item.raw.hex(' ').upper()} is no CK1313 frame"
-                events.append(ProtocolError("unexpected", detail))
-        return events
+    # ------------------------------------------------------------ internals
+
+    def _answer(self, frame: Frame) -> list[Event]:
+        asked, self._asked = self._asked, None
+        if asked is not None and asked[0] == frame.unit and len(frame.raw) == REPLY_LEN[asked[1]]:
+            return self._reply(frame, asked[1])  # as the POS asked (framer: expect)
+        return self._reply(frame, None)
+
+    def _on_bus(self, frame: Frame) -> list[Event]:
+        side = direction(frame)
+        if side == "master":
+            return self._request(frame)
+        if side == "pump":
+            return self._reply(frame, None)
+        if side == "either":
+            self._count("ambiguous")  # an E5 / CA ack and its request look alike
+            return []
+        self._lost()
+        self._count("unexpected")
+        detail = f"{frame.raw.hex(' ').upper()} is no CK1313 frame"
+        return [ProtocolError("unexpected", detail)]
 
     # ------------------------------------------------------------ internals
 

@@ -80,12 +80,8 @@ from typing import ClassVar, Literal
 from protocols.dart.framer import Frame, FrameDecoder, Kind
 from protocols.dart.messages import DCC_RETURN_STATUS, TRANS_CD1, TRANS_CD101
 from protocols.dart.pumpstate import ADR_OFFSET, MAX_PUMP, MIN_PUMP, Fill, PumpState, Scale
-from protocols.events import Event, ProtocolError, PumpLink
-from protocols.stream import with_decoders
-
-#: POLL / DATA / NAK to a pump in a row with no frame from it before it is
-#: reported offline: the poller's ``offline_after`` default.
-OFFLINE_AFTER = 3
+from protocols.events import Event, ProtocolError
+from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Wire
 
 #: Master → pump TRANS codes by name, for counting what a POS sends (never
 #: sent by us). Wayne, Protocol Specification Dart Pump Interface rev. 2.11,
@@ -154,10 +150,11 @@ def command_names(frame: Frame) -> list[str]:
     return names
 
 
-class DartMonitor:
+class DartMonitor(PassiveMonitor):
     """Passive interpreter of one DART line (relay or listen); see the module doc."""
 
     name: ClassVar[str] = "dart"
+    _COUNTERS = ("unknown_trans", "unknown_side", "unconfirmed_answers")
 
     def __init__(
         self,
@@ -178,15 +175,17 @@ class DartMonitor:
         for decimals in (volume_decimals, amount_decimals, price_decimals):
             if not 0 <= decimals <= 9:
                 raise ValueError("decimal places must be 0..9")
+        super().__init__(addresses, offline_after=offline_after, clock=clock)
         self._pumps = {ADR_OFFSET + n: PumpState(n) for n in addresses}
-        self._offline_after = offline_after
         self._scale = Scale(volume_decimals, amount_decimals, price_decimals)
         # TOML keys are text: nozzle numbers as the driver reads them.
         self._grades = {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
-        self._clock = clock
         self._requests = FrameDecoder()
         self._responses = FrameDecoder()
         self._bus = FrameDecoder()
+        self._wire(
+            Wire(self._requests, self._on_master), Wire(self._responses, self._on_pump), self._bus
+        )
         #: ADR → its master's last DATA asked for the status (CD1 DCC 00).
         self._asked_status: dict[int, bool] = {}
         #: ADR → a completed fill read in that pump's last DATA frame, not yet
@@ -196,42 +195,6 @@ class DartMonitor:
         #: known (None after an error), and a DATA awaiting the master's ACK.
         self._last: tuple[Side, Kind, int] | None = None
         self._pending: Frame | None = None
-        self._counts = dict.fromkeys(
-            (
-                "requests",
-                "responses",
-                "foreign",
-                "own_responses",
-                "unknown_trans",
-                "unknown_side",
-                "unconfirmed_answers",
-            ),
-            0,
-        )
-        #: POS commands seen, by name (a fixed set of names: bounded).
-        self._commands: dict[str, int] = {}
-        #: Frames to or from each pump number not in ``addresses`` (at most
-        #: 32 keys): a re-wired line names what it carries.
-        self.foreign_addresses: dict[int, int] = {}
-
-    @property
-    def counters(self) -> dict[str, int]:
-        out = dict(self._counts)
-        out.update((f"pos_cmd_{name}", n) for name, n in self._commands.items())
-        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
-        return with_decoders(out, decoders)
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._requests.receive_data(data):
-            events += [item] if isinstance(item, ProtocolError) else self._on_master(item)
-        return events
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._responses.receive_data(data):
-            events += [item] if isinstance(item, ProtocolError) else self._on_pump(item)
-        return events
 
     def receive_bus(self, data: bytes) -> list[Event]:
         events: list[Event] = []
@@ -291,12 +254,8 @@ class DartMonitor:
     # ------------------------------------------------------------ each side
 
     def _pump(self, adr: int) -> PumpState | None:
-        pump = self._pumps.get(adr)
-        if pump is None:
-            self._counts["foreign"] += 1
-            number = adr - ADR_OFFSET
-            self.foreign_addresses[number] = self.foreign_addresses.get(number, 0) + 1
-        return pump
+        """The pump at ``adr`` if it is ours (others are counted by number)."""
+        return self._pumps[adr] if self._known(adr - ADR_OFFSET) else None
 
     def _on_master(self, frame: Frame) -> list[Event]:
         self._counts["requests"] += 1
@@ -306,31 +265,18 @@ class DartMonitor:
         if frame.kind == "data":
             names = command_names(frame)
             for name in names:
-                self._commands[name] = self._commands.get(name, 0) + 1
+                self._command(name)
             self._asked_status[frame.adr] = CD1_COMMANDS[DCC_RETURN_STATUS] in names
         if frame.kind == "ack":
             return []  # asks for no answer
-        pump.misses += 1
-        if pump.misses > self._offline_after and pump.online is not False:
-            # More than offline_after in a row: the last one had its chance to
-            # be answered before this one was sent.
-            pump.online = False
-            return [PumpLink(pump.number, online=False)]
-        return []
+        return self._asking(pump.number)
 
     def _on_pump(self, frame: Frame) -> list[Event]:
-        self._counts["responses"] += 1
-        pump = self._pump(frame.adr)
-        if pump is None:
+        events = self._reply_from(frame.adr - ADR_OFFSET)
+        if events is None:
             return []
-        self._counts["own_responses"] += 1
-        pump.misses = 0
-        events: list[Event] = []
-        if pump.online is not True:
-            pump.online = True
-            events.append(PumpLink(pump.number, online=True))
         if frame.kind == "data":
-            events += self._on_data(pump, frame)
+            events += self._on_data(self._pumps[frame.adr], frame)
         return events
 
     def _on_data(self, pump: PumpState, frame: Frame) -> list[Event]:

@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from protocols.events import Event, ProtocolError, PumpLink
+from protocols.events import Event, ProtocolError
 from protocols.furen.framer import MAX_NOZZLE, Frame, FrameDecoder
 from protocols.furen.messages import (
     ACK_LEN,
@@ -66,11 +66,7 @@ from protocols.furen.messages import (
     side,
 )
 from protocols.furen.reading import PumpReader, Scale, nozzle_grades, sale_key
-from protocols.stream import with_decoders
-
-#: Requests in a row with no answer before the pump is reported offline:
-#: the poller's ``offline_after`` default.
-OFFLINE_AFTER = 3
+from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Tap, Wire, walk
 
 #: The one address a Furen line has (protocols/furen/driver.py).
 ADDRESS = 1
@@ -79,10 +75,11 @@ ADDRESS = 1
 _BY_LENGTH = {SALE_LEN: CMD_SALE, TOTALS_LEN: CMD_TOTALS, PRICE_LEN: CMD_PRICE}
 
 
-class FurenMonitor:
+class FurenMonitor(PassiveMonitor, Tap):
     """Passive interpreter of one Furen line (relay or listen); see the module doc."""
 
     name: ClassVar[str] = "furen"
+    _COUNTERS = ("unknown_side", "unexpected", "records_while_fuelling", "acks")
 
     def __init__(
         self,
@@ -101,8 +98,7 @@ class FurenMonitor:
             raise ValueError(f"a Furen line has one fuelling point: addresses must be [{ADDRESS}]")
         if not 1 <= nozzles <= MAX_NOZZLE:
             raise ValueError(f"nozzles must be 1..{MAX_NOZZLE}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        super().__init__(addresses, offline_after=offline_after, clock=clock)
         self._reader = PumpReader(
             ADDRESS,
             nozzles,
@@ -110,103 +106,53 @@ class FurenMonitor:
             grades=nozzle_grades(grades),
             clock=clock,
         )
-        self._offline_after = offline_after
         self._requests = FrameDecoder(escaped=escaped)
         self._responses = FrameDecoder(escaped=escaped)
         self._bus = FrameDecoder(escaped=escaped)
-        self._asked: tuple[int, int | None] | None = None  # (command, nozzle) not yet answered
-        self._unanswered = 0
-        self._online: bool | None = None
-        self._last_key: dict[int, str] = {}  # nozzle → key of the last sale reported
-        self._counts = dict.fromkeys(
-            (
-                "requests",
-                "responses",
-                "own_responses",
-                "foreign",
-                "unknown_side",
-                "unexpected",
-                "records_while_fuelling",
-                "acks",
-            ),
-            0,
+        pos, pumps = (
+            Wire(self._requests, self._on_relayed),
+            Wire(self._responses, self._on_response),
         )
-        #: Requests that change the pump, by name (a fixed set: bounded).
-        self._commands: dict[str, int] = {}
-        #: Frames of pumps not in ``addresses``: none can be, a Furen frame
-        #: names no pump (kept for the monitor contract).
-        self.foreign_addresses: dict[int, int] = {}
+        self._wire(pos, pumps, Wire(self._bus, self._on_bus))
+        self._asked: tuple[int, int | None] | None = None  # (command, nozzle) not yet answered
+        self._last_key: dict[int, str] = {}  # nozzle → key of the last sale reported
 
     @property
     def counters(self) -> dict[str, int]:
-        out = dict(self._counts)
-        out["status_transients"] = self._reader.transients
-        out.update((f"pos_cmd_{name}", n) for name, n in self._commands.items())
-        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
-        return with_decoders(out, decoders)
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._requests.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                continue
-            # A new request closes the last answer's window: what the answer
-            # side still holds is given up now, and any frame it hid is read
-            # as that answer, not as the answer to this request.
-            for held in self._responses.flush():
-                events += [held] if isinstance(held, ProtocolError) else self._on_response(held)
-            events += self._on_request(item)
-        return events
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._responses.receive_data(data):
-            events += [item] if isinstance(item, ProtocolError) else self._on_response(item)
-        return events
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._bus.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                continue
-            sender = side(item)
-            if sender == "master":
-                events += self._on_request(item)
-            elif sender == "pump":
-                events += self._on_response(item)
-            else:
-                self._counts["unknown_side"] += 1
-        return events
+        return {**super().counters, "status_transients": self._reader.transients}
 
     # ------------------------------------------------------------ each side
+
+    def _on_relayed(self, frame: Frame) -> list[Event]:
+        # A new request closes the last answer's window: what the answer
+        # side still holds is given up now, and any frame it hid is read
+        # as that answer, not as the answer to this request.
+        events = walk(self._responses.flush(), self._on_response)
+        return events + self._on_request(frame)
+
+    def _on_bus(self, frame: Frame) -> list[Event]:
+        sender = side(frame)
+        if sender == "master":
+            return self._on_request(frame)
+        if sender == "pump":
+            return self._on_response(frame)
+        self._counts["unknown_side"] += 1
+        return []
 
     def _on_request(self, frame: Frame) -> list[Event]:
         self._counts["requests"] += 1
         command = frame.command
         if command not in READ_REQUESTS:
-            name = REQUEST_NAMES.get(command, "unknown")
-            self._commands[name] = self._commands.get(name, 0) + 1
+            self._command(REQUEST_NAMES.get(command, "unknown"))
         self._asked = (command, frame.nozzle_byte)
-        self._unanswered += 1
-        if self._unanswered > self._offline_after and self._online is not False:
-            # More than offline_after in a row: the last one had its chance to
-            # be answered before this one was sent.
-            self._online = False
-            self._reader.forget()
-            return [PumpLink(ADDRESS, online=False)]
-        return []
+        return self._asking(ADDRESS)
+
+    def _offline(self, address: int) -> None:
+        self._reader.forget()
 
     def _on_response(self, frame: Frame) -> list[Event]:
-        self._counts["responses"] += 1
-        self._counts["own_responses"] += 1
+        events = self._reply_from(ADDRESS) or []  # the one pump: always ours
         asked, self._asked = self._asked, None
-        self._unanswered = 0
-        events: list[Event] = []
-        if self._online is not True:
-            self._online = True
-            events.append(PumpLink(ADDRESS, online=True))
         command, nozzle = self._what(frame, asked)
         if command is None:
             self._counts["unexpected"] += 1

@@ -74,7 +74,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import ClassVar
 
-from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
 from protocols.gilbarco.codes import (
     ANSWERED,
     CMD_TOTALS,
@@ -110,10 +110,7 @@ from protocols.gilbarco.messages import (
     scaled,
     words_value,
 )
-
-#: Commands to a pump in a row with no reply before it is reported offline:
-#: the poller's default ``offline_after``.
-OFFLINE_AFTER = 3
+from protocols.passive import OFFLINE_AFTER, PassiveMonitor
 
 #: Statuses that start a new fill: the shown transaction is about to change.
 FILL_STATUSES = frozenset({STATUS_AUTHORISED, STATUS_BUSY})
@@ -144,11 +141,8 @@ def _totals(reading: _Reading) -> TotalsData:
 
 @dataclass
 class _Watch:
-    """What the monitor knows of one pump."""
+    """What the monitor knows of one pump (its link: the skeleton's)."""
 
-    online: bool | None = None
-    unanswered: int = 0
-    shown: tuple[NozzleState, Decimal | None] | None = None  # the last NozzleStatus
     t: list[_Reading] = field(default_factory=list)  # distinct readings, oldest first
     s: list[_Reading] = field(default_factory=list)
     #: Per grade, the distinct totals entries seen lately: where a sale's
@@ -159,10 +153,15 @@ class _Watch:
     emitted: deque[str] = field(default_factory=lambda: deque(maxlen=MAX_COMMITTED_KEYS))
 
 
-class GilbarcoMonitor:
+class GilbarcoMonitor(PassiveMonitor):
     """Passive interpreter of one Gilbarco loop (relay or listen)."""
 
     name: ClassVar[str] = "gilbarco"
+    _COUNTERS = (
+        *("echo", "status_rx", "frames", "running_rx", "master_frames", "unsolicited"),
+        *("sales", "unconfirmed_sales", "unresolved", "bad_readings", "bad_lrc"),
+        *("bad_message", "truncated", "unexpected", "garbage_bytes"),
+    )
 
     def __init__(
         self,
@@ -176,8 +175,7 @@ class GilbarcoMonitor:
         money_total_decimals: int = 2,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        super().__init__(addresses, offline_after=offline_after, clock=clock)
         self._watch = {a: _Watch() for a in addresses}
         self._offline_after = offline_after
         self._dp = Decimals(
@@ -189,21 +187,6 @@ class GilbarcoMonitor:
         )
         self._clock = clock
         self._reader = LineReader()
-        self._counts = dict.fromkeys(
-            (
-                *("requests", "responses", "own_responses", "foreign", "echo", "status_rx"),
-                *("frames", "running_rx", "master_frames", "unsolicited", "sales"),
-                *("unconfirmed_sales", "unresolved", "bad_readings", "bad_lrc", "bad_message"),
-                *("truncated", "unexpected", "garbage_bytes"),
-            ),
-            0,
-        )
-        #: Commands to each pump not in ``addresses`` (at most 16 keys).
-        self.foreign_addresses: dict[int, int] = {}
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return dict(self._counts)
 
     def receive_request(self, data: bytes) -> list[Event]:
         return self._take(data, "master")
@@ -236,14 +219,11 @@ class GilbarcoMonitor:
         if item.request is None:  # a reply to a command not seen: whose, we cannot tell
             self._counts["unsolicited"] += 1
             return [ProtocolError("unexpected", f"{type(item).__name__} without its command")]
-        self._counts["responses"] += 1
         address = nibble_pump(item.request)
-        watch = self._watch.get(address)
-        if watch is None:
-            self._foreign(address)
+        events = self._reply_from(address)
+        if events is None:
             return []
-        self._counts["own_responses"] += 1
-        events = self._link_up(address, watch)
+        watch = self._watch[address]
         if isinstance(item, StatusReply):
             self._counts["status_rx"] += 1
             events += self._on_status(address, watch, item.status)
@@ -256,9 +236,7 @@ class GilbarcoMonitor:
                     *events,
                     ProtocolError("bad_message", "running display not digits", address),
                 ]
-            events += self._show(
-                address, watch, NozzleState.FUELLING, scaled(money, self._dp.money)
-            )
+            events += self._show(address, NozzleState.FUELLING, scaled(money, self._dp.money))
         else:
             self._counts["frames"] += 1
             events += self._on_frame(address, watch, item)
@@ -273,41 +251,14 @@ class GilbarcoMonitor:
         address = None if item.request is None else nibble_pump(item.request)
         return [ProtocolError(kind, item.error.detail, address)]
 
-    def _foreign(self, address: int) -> None:
-        self._counts["foreign"] += 1
-        self.foreign_addresses[address] = self.foreign_addresses.get(address, 0) + 1
-
     def _on_command(self, item: Command) -> list[Event]:
         self._counts["requests"] += 1
-        address = item.pump
-        watch = self._watch.get(address)
-        if watch is None:
-            self._foreign(address)
+        if not self._known(item.pump) or item.command not in ANSWERED:
             return []
-        if item.command not in ANSWERED:
-            return []
-        watch.unanswered += 1
-        if watch.unanswered > self._offline_after and watch.online is not False:
-            # More than offline_after commands in a row: the last one had its
-            # chance to be answered before this one was sent.
-            watch.online, watch.shown = False, None
-            return [PumpLink(address, online=False)]
-        return []
+        return self._asking(item.pump)
 
-    def _link_up(self, address: int, watch: _Watch) -> list[Event]:
-        watch.unanswered = 0
-        if watch.online is True:
-            return []
-        watch.online = True
-        return [PumpLink(address, online=True)]
-
-    def _show(
-        self, address: int, watch: _Watch, state: NozzleState, amount: Decimal | None = None
-    ) -> list[Event]:
-        if watch.shown == (state, amount):
-            return []
-        watch.shown = (state, amount)
-        return [NozzleStatus(address, PUMP_NOZZLE, state, amount=amount)]
+    def _show(self, address: int, state: NozzleState, amount: Decimal | None = None) -> list[Event]:
+        return self._report(NozzleStatus(address, PUMP_NOZZLE, state, amount=amount))
 
     def _on_status(self, address: int, watch: _Watch, status: int) -> list[Event]:
         state = STATUS_STATE.get(status)
@@ -318,7 +269,7 @@ class GilbarcoMonitor:
             events += self._close(address, watch)
         elif watch.end_seen_at is None:
             watch.end_seen_at = self._clock()
-        return events + self._show(address, watch, state)
+        return events + self._show(address, state)
 
     def _on_frame(self, address: int, watch: _Watch, item: DataReply) -> list[Event]:
         kind = item.request >> 4 if item.request is not None else -1

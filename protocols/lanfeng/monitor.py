@@ -34,7 +34,7 @@ from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError
 from protocols.lanfeng.driver import READ_STEPS, running_status
 from protocols.lanfeng.framer import Frame, FrameDecoder
 from protocols.lanfeng.messages import READ_COMMANDS, TOTAL_DIGITS, parse_reply, request_command
-from protocols.stream import with_decoders
+from protocols.passive import Wire
 from protocols.totalpoll import Reply
 from protocols.totalwatch import TotalsMonitor
 
@@ -51,47 +51,39 @@ class LanfengMonitor(TotalsMonitor):
         self._requests = FrameDecoder()
         self._responses = FrameDecoder()
         self._asked: tuple[int, int | None] | None = None  # (address, command) asked last
+        pos = Wire(self._requests, self._request, self._request_lost)
+        # A spoilt reply is the one asked for: the POS asks again.
+        self._wire(pos, Wire(self._responses, self._reply, self._reply_lost))
         self._stale = 0  # reply bytes dropped when the POS asked again
 
     @property
     def counters(self) -> dict[str, int]:
-        out = {**super().counters, "stale_bytes": self._stale}
-        return with_decoders(out, (("pos_", self._requests), ("", self._responses)))
+        return {**super().counters, "stale_bytes": self._stale}
 
-    def receive_request(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._requests.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                self._asked = None
-                self._lost()  # a question to any pump may be in there
-                continue
-            command = request_command(item)
-            if command is None:
-                self._asked = None
-                self._lost()
-                self._count("unexpected")
-                detail = f"{item.raw.hex(' ').upper()} is no Lanfeng request"
-                events.append(ProtocolError("unexpected", detail))
-                continue
-            read_only = command in READ_COMMANDS
-            # Bytes of an earlier reply still held are stale now: left in, a
-            # window one byte early checks whenever a reply's address equals
-            # its check byte (framer doc), and the misframing would repeat.
-            self._stale += self._responses.reset()
-            self._asked = (item.address, command if read_only else None)
-            events += self._on_request(item.address, command if read_only else None)
-        return events
+    # ------------------------------------------------------------ internals
 
-    def receive_response(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._responses.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                self._lost(self._asked)  # the reply asked for, spoilt: it is asked again
-                continue
-            events += self._reply(item)
-        return events
+    def _request_lost(self) -> None:
+        """Spoilt bytes on the POS's pair: a question to any pump may be in there."""
+        self._asked = None
+        self._lost()
+
+    def _reply_lost(self) -> None:
+        self._lost(self._asked)
+
+    def _request(self, frame: Frame) -> list[Event]:
+        command = request_command(frame)
+        if command is None:
+            self._request_lost()
+            self._count("unexpected")
+            detail = f"{frame.raw.hex(' ').upper()} is no Lanfeng request"
+            return [ProtocolError("unexpected", detail)]
+        read_only = command in READ_COMMANDS
+        # Bytes of an earlier reply still held are stale now: left in, a
+        # window one byte early checks whenever a reply's address equals
+        # its check byte (framer doc), and the misframing would repeat.
+        self._stale += self._responses.reset()
+        self._asked = (frame.address, command if read_only else None)
+        return self._on_request(frame.address, command if read_only else None)
 
     def _reply(self, frame: Frame) -> list[Event]:
         asked, self._asked = self._asked, None

@@ -38,40 +38,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocols.events import Event, ProtocolError, PumpLink
+from protocols.events import Event, ProtocolError
+from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Tap, Wire
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.framer import Frame, FrameDecoder
 from protocols.sinopec.messages import CMD_CONFIRM, confirm_event
-from protocols.stream import with_decoders
 
 #: The POS / PC side's address range (protocols.md §2, "Addresses").
 MASTER_ADDRESSES = range(0xE0, 0xFA)
 
-#: Requests to a pump in a row with no frame from it before it is reported
-#: offline: the same default as the poller's ``offline_after``.
-OFFLINE_AFTER = 3
 
-
-class SinopecMonitor:
+class SinopecMonitor(PassiveMonitor, Tap):
     """Passive interpreter of one Sinopec line (relay or listen)."""
 
     name: ClassVar[str] = "sinopec"
 
     def __init__(self, addresses: Sequence[int], *, offline_after: int = OFFLINE_AFTER) -> None:
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        self._addresses = frozenset(addresses)
-        self._offline_after = offline_after
+        super().__init__(addresses, offline_after=offline_after)
         self._requests = FrameDecoder()
         self._responses = FrameDecoder()
         self._bus = FrameDecoder()
-        self._unanswered: dict[int, int] = {}
-        self._online: dict[int, bool] = {}
+        pos, pumps = (
+            Wire(self._requests, self._on_request),
+            Wire(self._responses, self._on_response),
+        )
+        self._wire(pos, pumps, Wire(self._bus, self._on_bus))
         self._reader = AnswerReader()
-        self._counts = {"requests": 0, "responses": 0, "foreign": 0, "own_responses": 0}
-        #: Frames to or from each pump not in ``addresses`` (at most 256 keys:
-        #: an address is one byte): a re-wired line names what it carries.
-        self.foreign_addresses: dict[int, int] = {}
 
     @property
     def master_frames(self) -> int:
@@ -81,39 +73,19 @@ class SinopecMonitor:
 
     @property
     def counters(self) -> dict[str, int]:
-        out = {**self._counts, "unchanged_reports": self._reader.unchanged_reports}
-        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
-        return with_decoders(out, decoders)
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        return self._take(self._requests.receive_data(data), from_master=True)
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        return self._take(self._responses.receive_data(data), from_master=False)
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        return self._take(self._bus.receive_data(data), from_master=None)
+        return {**super().counters, "unchanged_reports": self._reader.unchanged_reports}
 
     # ------------------------------------------------------------ internals
 
-    def _take(self, items: list[Frame | ProtocolError], from_master: bool | None) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                continue
-            master = item.src in MASTER_ADDRESSES if from_master is None else from_master
-            if master:
-                events.extend(self._on_request(item))
-            else:
-                events.extend(self._on_response(item))
-        return events
+    def _on_bus(self, frame: Frame) -> list[Event]:
+        if frame.src in MASTER_ADDRESSES:
+            return self._on_request(frame)
+        return self._on_response(frame)
 
     def _on_request(self, frame: Frame) -> list[Event]:
         self._counts["requests"] += 1
         address = frame.dst
-        if address not in self._addresses:
-            self._foreign(address)
+        if not self._known(address):
             return []
         events: list[Event] = []
         if frame.command == CMD_CONFIRM:
@@ -121,34 +93,16 @@ class SinopecMonitor:
             if isinstance(confirmed, ProtocolError):
                 confirmed = ProtocolError(confirmed.kind, confirmed.detail, address)
             events.append(confirmed)
-        misses = self._unanswered.get(address, 0) + 1
-        self._unanswered[address] = misses
-        if misses > self._offline_after and self._online.get(address) is not False:
-            # More than offline_after requests in a row: the last one had its
-            # chance to be answered before this one was sent.
-            self._online[address] = False
-            self._reader.forget_report(address)
-            events.append(PumpLink(address, online=False))
-        return events
+        return events + self._asking(address)
+
+    def _offline(self, address: int) -> None:
+        self._reader.forget_report(address)
 
     def _on_response(self, frame: Frame) -> list[Event]:
-        self._counts["responses"] += 1
-        address = frame.src
-        if address not in self._addresses:
-            self._foreign(address)
+        events = self._reply_from(frame.src)
+        if events is None:
             return []
-        self._counts["own_responses"] += 1
-        self._unanswered[address] = 0
-        events: list[Event] = []
-        if self._online.get(address) is not True:
-            self._online[address] = True
-            events.append(PumpLink(address, online=True))
-        events.extend(self._content(frame, address))
-        return events
-
-    def _foreign(self, address: int) -> None:
-        self._counts["foreign"] += 1
-        self.foreign_addresses[address] = self.foreign_addresses.get(address, 0) + 1
+        return events + self._content(frame, frame.src)
 
     def _content(self, frame: Frame, address: int) -> list[Event]:
         events = self._reader.events(frame, address)

@@ -51,17 +51,17 @@ requests to it in a row with no reply, offline. Requests to pumps not in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from protocols.bcd import scaled
-from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale, Totals
+from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
+from protocols.passive import ScaledMonitor, Tap, Wire
 from protocols.udc.framer import (
     BusDecoder,
-    Item,
     Reply,
     ReplyDecoder,
     Request,
@@ -89,9 +89,6 @@ from protocols.udc.messages import (
     parse_totals,
 )
 
-#: Requests to a pump in a row with no reply before it is reported offline.
-OFFLINE_AFTER = 3
-
 #: Platform state of each masked pump state (docs/protocols/udc.md).
 NOZZLE_STATES: dict[int, NozzleState] = {
     ST_IDLE: NozzleState.IDLE,
@@ -117,139 +114,74 @@ class _Cycle:
 @dataclass
 class _Pump:
     address: int
-    online: bool | None = None
-    waiting: bool = False  # a request to it got no reply yet
-    misses: int = 0
     cycle: _Cycle | None = None
     readings: dict[int, NozzleTotals] = field(default_factory=dict)
     nozzle: int = 0  # the nozzle of the last cycle, for its state reports
     state: NozzleState = NozzleState.IDLE  # as last reported by the pump
-    reported: tuple[object, ...] = ()
 
 
-class UdcMonitor:
+class UdcMonitor(ScaledMonitor, Tap):
     """Passive interpreter of one UDC line (relay or listen)."""
 
     name: ClassVar[str] = "udc"
+    _COUNTERS = (
+        *("sales", "acks", "acks_refused", "controls", "stale_totals", "zero_sales"),
+        *("ends_unread", "unconfirmed_sales"),
+    )
 
     def __init__(
         self,
         addresses: Sequence[int],
         *,
-        offline_after: int = OFFLINE_AFTER,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
         price_nozzles: int = PRICE_NOZZLES,
         grades: Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = datetime.now,
+        **options: Any,
     ) -> None:
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        super().__init__(addresses, **options)
         self._pumps = {a: _Pump(a) for a in addresses}
-        self._offline_after = offline_after
-        self._decimals = (volume_decimals, amount_decimals, price_decimals)
         self._grades = dict(grades or {})
-        self._clock = clock
         self._requests = RequestDecoder(price_nozzles)
         self._replies = ReplyDecoder(price_nozzles)
         self._bus = BusDecoder(price_nozzles)
-        self._counts = dict.fromkeys(
-            (
-                *("requests", "responses", "own_responses", "foreign", "sales"),
-                *("acks", "acks_refused", "controls", "stale_totals", "zero_sales"),
-                *("ends_unread", "unconfirmed_sales"),
-            ),
-            0,
-        )
-        #: Requests to each pump not in ``addresses`` (at most 16 keys).
-        self.foreign_addresses: dict[int, int] = {}
-
-    @property
-    def counters(self) -> dict[str, int]:
-        out = dict(self._counts)
-        for prefix, counts in (
-            ("pos_", self._requests.counters),
-            ("", self._replies.counters),
-            ("bus_", self._bus.counters),
-        ):
-            for key, value in counts.items():
-                out[prefix + key] = out.get(prefix + key, 0) + value
-        return out
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._requests.receive_data(data):
-            if isinstance(item, Request):
-                events.extend(self._replies.expect(item))
-            events.extend(self._take(item))
-        return events
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._replies.receive_data(data):
-            events.extend(self._take(item))
-        return events
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._bus.receive_data(data):
-            events.extend(self._take(item))
-        return events
+        pos, pumps = Wire(self._requests, self._on_relayed), Wire(self._replies, self._on_reply)
+        self._wire(pos, pumps, Wire[Request | Reply](self._bus, self._on_item))
 
     # ------------------------------------------------------------ internals
 
-    def _take(self, item: Item) -> list[Event]:
-        if isinstance(item, ProtocolError):
-            return [item]
-        if isinstance(item, Request):
-            return self._on_request(item)
-        return self._on_reply(item)
+    def _on_item(self, item: Request | Reply) -> list[Event]:
+        return self._on_request(item) if isinstance(item, Request) else self._on_reply(item)
+
+    def _on_relayed(self, request: Request) -> list[Event]:
+        """A request on the controller's side of a relay: the pumps' next reply answers it."""
+        events: list[Event] = [*self._replies.expect(request)]
+        return events + self._on_request(request)
 
     def _on_request(self, request: Request) -> list[Event]:
         self._counts["requests"] += 1
         if request.command in PUMP_CHANGING:
             self._counts["controls"] += 1
-        pump = self._pumps.get(request.address)
-        if pump is None:
-            self._counts["foreign"] += 1
-            n = self.foreign_addresses.get(request.address, 0)
-            self.foreign_addresses[request.address] = n + 1
-            return []
-        if pump.waiting:
-            pump.misses += 1
-        pump.waiting = True
-        if pump.misses >= self._offline_after and pump.online is not False:
-            pump.online = False
-            pump.reported = ()
-            return [PumpLink(pump.address, online=False)]
-        return []
+        return self._asking(request.address) if self._known(request.address) else []
 
     def _on_reply(self, reply: Reply) -> list[Event]:
-        self._counts["responses"] += 1
-        pump = self._pumps.get(reply.request.address)
-        if pump is None:
+        # A reply names no pump: its request's (counted foreign there).
+        events = self._reply_from(reply.request.address, foreign=False)
+        if events is None:
             return []
-        self._counts["own_responses"] += 1
-        pump.waiting, pump.misses = False, 0
-        events: list[Event] = []
-        if pump.online is not True:
-            pump.online = True
-            events.append(PumpLink(pump.address, online=True))
+        pump = self._pumps[reply.request.address]
         command, data = reply.request.command, reply.data
         if command == READ_STATUS:
             events.extend(self._state(pump, data[0], polled=True))
         elif command == READ_DISPLAY:
             events.extend(self._display(pump, reply))
         elif command == READ_TOTALS:
-            events.extend(self._totals(pump, reply))
+            events.extend(self._totals_read(pump, reply))
         elif command == READ_NOZZLE:
             nozzle = lifted_nozzle(data)
             if nozzle:
                 pump.nozzle = nozzle
                 if pump.cycle is not None:
                     pump.cycle.nozzle = nozzle
-                    events.extend(self._report(pump, pump.state, None))
+                    events.extend(self._status(pump, pump.state, None))
         elif command == ACK_HANGUP:
             events.extend(self._ack(pump, data[0]))
         return events
@@ -275,10 +207,10 @@ class UdcMonitor:
         elif state != ST_UNINITIALISED:
             return [ProtocolError("bad_message", f"state {state:02X}", pump.address)]
         pump.state = NOZZLE_STATES[state]
-        events.extend(self._report(pump, pump.state, display))
+        events.extend(self._status(pump, pump.state, display))
         return events
 
-    def _report(self, pump: _Pump, state: NozzleState, display: Display | None) -> list[Event]:
+    def _status(self, pump: _Pump, state: NozzleState, display: Display | None) -> list[Event]:
         """A NozzleStatus for the cycle's nozzle once it is known (idle: the
         last cycle's), when it changed."""
         nozzle = pump.cycle.nozzle if pump.cycle is not None else 0
@@ -289,11 +221,7 @@ class UdcMonitor:
         volume = amount = price = None
         if display is not None and state == NozzleState.FUELLING:
             volume, amount, price = self._values(display)
-        report = (nozzle, state, volume, amount)
-        if report == pump.reported:
-            return []
-        pump.reported = report
-        return [NozzleStatus(pump.address, nozzle, state, volume, amount, price)]
+        return self._report(NozzleStatus(pump.address, nozzle, state, volume, amount, price))
 
     def _display(self, pump: _Pump, reply: Reply) -> list[Event]:
         display = parse_display(reply.data)
@@ -313,7 +241,7 @@ class UdcMonitor:
         cycle.reads.append(reply.data)
         return events
 
-    def _totals(self, pump: _Pump, reply: Reply) -> list[Event]:
+    def _totals_read(self, pump: _Pump, reply: Reply) -> list[Event]:
         nozzle = nozzle_of_selector(reply.request.data[0])
         totals = parse_totals(reply.data)
         if totals is None or nozzle is None:
@@ -323,15 +251,7 @@ class UdcMonitor:
         cycle = pump.cycle
         if cycle is not None and cycle.ended_at is not None:
             cycle.after[nozzle] = totals
-        volume_decimals, amount_decimals, _ = self._decimals
-        return [
-            Totals(
-                pump.address,
-                nozzle,
-                scaled(totals.volume, volume_decimals),
-                scaled(totals.amount, amount_decimals),
-            )
-        ]
+        return [self._totals(pump.address, nozzle, totals.volume, totals.amount)]
 
     def _ack(self, pump: _Pump, answer: int) -> list[Event]:
         if answer != ACCEPTED:
@@ -368,7 +288,7 @@ class UdcMonitor:
         if display is None:
             return False
         volume, amount, price = self._values(display)
-        return abs(price * volume - amount) <= Decimal(1).scaleb(-self._decimals[1])
+        return abs(price * volume - amount) <= Decimal(1).scaleb(-self._dp.amount)
 
     def _emit(self, pump: _Pump, cycle: _Cycle, raw: bytes | None) -> list[Event]:
         """The cycle's sale from display data ``raw`` (None: none was read)."""
@@ -390,7 +310,6 @@ class UdcMonitor:
             self._counts["stale_totals"] += 1
             after = None
         volume, amount, price = self._values(display)
-        volume_decimals, amount_decimals, _ = self._decimals
         if after is None:
             order_no = ""
             key = f"{nozzle}:{cycle.ended_at:%Y%m%d%H%M%S}:{display.volume}:{display.amount}"
@@ -398,7 +317,10 @@ class UdcMonitor:
         else:
             order_no = after.digits
             key = f"{nozzle}:{order_no}"
-            totals = (scaled(after.volume, volume_decimals), scaled(after.amount, amount_decimals))
+            totals = (
+                scaled(after.volume, self._dp.volume),
+                scaled(after.amount, self._dp.amount),
+            )
         self._counts["sales"] += 1
         return [
             Sale(
@@ -424,9 +346,9 @@ class UdcMonitor:
         return moved[0] if len(moved) == 1 else 0
 
     def _values(self, display: Display) -> tuple[Decimal, Decimal, Decimal]:
-        volume_decimals, amount_decimals, price_decimals = self._decimals
+        dp = self._dp
         return (
-            scaled(display.volume, volume_decimals),
-            scaled(display.amount, amount_decimals),
-            scaled(display.price, price_decimals),
+            scaled(display.volume, dp.volume),
+            scaled(display.amount, dp.amount),
+            scaled(display.price, dp.price),
         )
