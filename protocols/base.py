@@ -25,9 +25,9 @@ proves nothing else leaves it.
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
-from protocols.events import Event, Sale
+from protocols.events import Event, ProtocolError, Sale
 
 
 class ForbiddenCommand(RuntimeError):
@@ -65,3 +65,76 @@ class PollDriver(Protocol):
     def sale_committed(self, sale: Sale) -> None:
         """The sale is durable in the store: confirm it on the next request."""
         ...
+
+
+class Framer(Protocol):
+    """A framer as a driver uses it: bytes in, frames and errors out."""
+
+    counters: dict[str, int]
+
+    def receive_data(self, data: bytes) -> list[Any]: ...
+
+    def flush(self) -> list[Any]: ...
+
+
+class OneInFlight:
+    """A poll master with at most one request in flight: ``_expect``, what
+    it awaits (None when nothing)."""
+
+    _expect: Any
+
+    @property
+    def awaiting_response(self) -> bool:
+        return self._expect is not None
+
+
+class RequestReply(OneInFlight):
+    """A poll master with one request in flight that reads its replies
+    through a framer (DART, Furen, Sinopec): counting, feeding, and the
+    deadline's first steps.
+
+    A subclass sets ``_decoder`` (its framer), ``_counts`` (its own counters,
+    ``frames_rx`` and ``timeouts`` among them) and ``_expect``, and says
+    what a frame means (:meth:`_on_frame`) and what a request left
+    unanswered means (:meth:`_no_answer`).
+    """
+
+    _decoder: Framer
+    _counts: dict[str, int]
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return {**self._decoder.counters, **self._counts}
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        return self._take(self._decoder.receive_data(data))
+
+    def response_timeout(self) -> list[Event]:
+        if self._expect is None:
+            return []
+        # An incomplete frame will not be completed now; a good frame it hid
+        # may even be the answer (see the framer's flush).
+        events = self._take(self._decoder.flush())
+        if self._expect is None:
+            return events
+        self._counts["timeouts"] += 1
+        return events + self._no_answer()
+
+    def _take(self, items: list[Any]) -> list[Event]:
+        events: list[Event] = []
+        for item in items:
+            if isinstance(item, ProtocolError):
+                events.append(item)
+            else:
+                self._counts["frames_rx"] += 1
+                events.extend(self._on_frame(item))
+        return events
+
+    def _on_frame(self, frame: Any) -> list[Event]:
+        """The events of one good frame (its own or ``unexpected``)."""
+        raise NotImplementedError
+
+    def _no_answer(self) -> list[Event]:
+        """The deadline passed with no answer to ``_expect``: the timeout
+        error, a retry, a pump gone offline …; ``_expect`` ends here."""
+        raise NotImplementedError

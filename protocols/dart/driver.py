@@ -77,7 +77,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from protocols.base import ForbiddenCommand
+from protocols.base import ForbiddenCommand, RequestReply
 from protocols.dart.framer import (
     SEQ_MASK,
     Frame,
@@ -113,7 +113,7 @@ from protocols.events import Event, ProtocolError, PumpLink, Sale
 MAX_RETRIES = 2
 
 
-class DartPoller:
+class DartPoller(RequestReply):
     """Read-only master for Wayne DART pumps on one line (port mode ``poll``)."""
 
     name: ClassVar[str] = "dart"
@@ -167,14 +167,6 @@ class DartPoller:
     # ------------------------------------------------------------ PollDriver
 
     @property
-    def awaiting_response(self) -> bool:
-        return self._expect is not None
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return {**self._decoder.counters, **self._counts}
-
-    @property
     def mid_exchange(self) -> bool:
         """A cycle has steps left (ACK, POLL, the final goal): the port sends
         the next one after the inter-frame gap, not a poll interval later."""
@@ -200,22 +192,14 @@ class DartPoller:
         self._counts["requests"] += 1
         return wire
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        return self._take(self._decoder.receive_data(data))
-
-    def response_timeout(self) -> list[Event]:
-        if self._expect is None:
-            return []
-        # An incomplete frame will not be completed now; a good frame it hid
-        # may even be the response (see FrameDecoder.flush).
-        events = self._take(self._decoder.flush())
+    def _no_answer(self) -> list[Event]:
         cycle = self._cycle
-        if self._expect is None or cycle is None:
-            return events
+        assert cycle is not None  # a request is always a step of a cycle
         self._expect = None
         pump = cycle.pump
-        self._counts["timeouts"] += 1
-        events.append(ProtocolError("timeout", f"pump {pump.number} did not answer", pump.number))
+        events: list[Event] = [
+            ProtocolError("timeout", f"pump {pump.number} did not answer", pump.number)
+        ]
         pump.misses += 1
         if pump.misses >= self._offline_after and pump.online is not False:
             pump.online = False
@@ -278,16 +262,6 @@ class DartPoller:
         cycle.answered, cycle.attempts = False, 0
 
     # ------------------------------------------------------------ responses
-
-    def _take(self, items: list[Frame | ProtocolError]) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-            else:
-                self._counts["frames_rx"] += 1
-                events.extend(self._on_frame(item))
-        return events
 
     def _unexpected(self, frame: Frame, why: str) -> list[Event]:
         self._counts["unexpected"] += 1

@@ -50,7 +50,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand
+from protocols.base import ForbiddenCommand, RequestReply
 from protocols.events import Event, ProtocolError, PumpLink, Sale
 from protocols.furen.framer import MAX_NOZZLE, Frame, FrameDecoder, encode_frame
 from protocols.furen.messages import (
@@ -83,7 +83,7 @@ SALE_READS = 2
 MAX_COMMITTED = 32
 
 
-class FurenPoller:
+class FurenPoller(RequestReply):
     """Read-only master of one Furen fuelling point (port mode ``poll``)."""
 
     name: ClassVar[str] = "furen"
@@ -143,18 +143,13 @@ class FurenPoller:
     # ------------------------------------------------------------ PollDriver
 
     @property
-    def awaiting_response(self) -> bool:
-        return self._expect is not None
-
-    @property
     def mid_exchange(self) -> bool:
         """Never: each request is a whole exchange (its pace is the port's)."""
         return False
 
     @property
     def counters(self) -> dict[str, int]:
-        transients = {"status_transients": self._reader.transients}
-        return {**self._decoder.counters, **self._counts, **transients}
+        return {**super().counters, "status_transients": self._reader.transients}
 
     def next_request(self) -> bytes | None:
         if not self._plan:
@@ -169,22 +164,12 @@ class FurenPoller:
         self._counts["requests"] += 1
         return wire
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        return self._take(self._decoder.receive_data(data))
-
-    def response_timeout(self) -> list[Event]:
-        if self._expect is None:
-            return []
-        # An incomplete frame will not be completed now; a good frame it hid
-        # may even be the answer (FaFrameDecoder.flush).
-        events = self._take(self._decoder.flush())
-        if self._expect is None:
-            return events
+    def _no_answer(self) -> list[Event]:
+        assert self._expect is not None  # RequestReply.response_timeout checked
         command, nozzle = self._expect
         self._expect = None
-        self._counts["timeouts"] += 1
         what = "status" if command == CMD_STATUS else f"nozzle {nozzle} {command:02X}"
-        events.append(ProtocolError("timeout", f"no answer to {what}", ADDRESS))
+        events: list[Event] = [ProtocolError("timeout", f"no answer to {what}", ADDRESS)]
         self._misses += 1
         if self._misses >= self._offline_after and self._online is not False:
             self._online = False
@@ -224,16 +209,6 @@ class FurenPoller:
             self._plan.append((CMD_SALE, nozzle))
 
     # ------------------------------------------------------------ replies
-
-    def _take(self, items: list[Frame | ProtocolError]) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-            else:
-                self._counts["frames_rx"] += 1
-                events.extend(self._on_frame(item))
-        return events
 
     def _answers(self, frame: Frame) -> bool:
         """Is ``frame`` the answer to the request in flight (module doc)?"""

@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand
+from protocols.base import ForbiddenCommand, RequestReply
 from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.extensions import (
@@ -109,7 +109,7 @@ UNSUPPORTED_AFTER = 5
 _READS = (CMD_TOTALS, CMD_READ_INFO, CMD_ERROR_INFO)
 
 
-class SinopecPoller:
+class SinopecPoller(RequestReply):
     """Read-only master for Sinopec pumps on one line (port mode ``poll``)."""
 
     name: ClassVar[str] = "sinopec"
@@ -189,13 +189,8 @@ class SinopecPoller:
     # ------------------------------------------------------------ PollDriver
 
     @property
-    def awaiting_response(self) -> bool:
-        return self._expect is not None
-
-    @property
     def counters(self) -> dict[str, int]:
-        unchanged = {"unchanged_reports": self._reader.unchanged_reports}
-        return {**self._decoder.counters, **self._counts, **unchanged}
+        return {**super().counters, "unchanged_reports": self._reader.unchanged_reports}
 
     def next_request(self) -> bytes | None:
         address = self._addresses[self._turn]
@@ -221,22 +216,12 @@ class SinopecPoller:
         self._counts["requests"] += 1
         return wire
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        return self._take(self._decoder.receive_data(data))
-
-    def response_timeout(self) -> list[Event]:
-        if self._expect is None:
-            return []
-        # Bytes of an incomplete frame will not be completed now; a good frame
-        # they hid may even be the response (see FrameDecoder.flush).
-        events = self._take(self._decoder.flush())
-        if self._expect is None:
-            return events
+    def _no_answer(self) -> list[Event]:
+        assert self._expect is not None  # RequestReply.response_timeout checked
         address, _, command = self._expect
         self._expect = None
         self._confirming = None  # stays in _unconfirmed: sent again next turn
-        self._counts["timeouts"] += 1
-        events.append(ProtocolError("timeout", f"pump {address} did not answer", address))
+        events: list[Event] = [ProtocolError("timeout", f"pump {address} did not answer", address)]
         if command in _READS:
             misses = self._read_misses[address]
             misses[command] = misses.get(command, 0) + 1
@@ -303,16 +288,6 @@ class SinopecPoller:
         self._nozzles[address][nzn] = None  # at most 255: NZN is one byte
         self._queue(address, build_info_query(nzn))
         self._queue(address, build_totals_query(nzn))
-
-    def _take(self, items: list[Frame | ProtocolError]) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-            else:
-                self._counts["frames_rx"] += 1
-                events.extend(self._on_frame(item))
-        return events
 
     def _on_frame(self, frame: Frame) -> list[Event]:
         expect = self._expect
