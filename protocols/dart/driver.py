@@ -73,9 +73,8 @@ Events:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import ClassVar, Literal
+from collections.abc import Sequence
+from typing import ClassVar, Literal, Unpack
 
 from protocols.base import ForbiddenCommand, RequestReply
 from protocols.dart.framer import (
@@ -101,10 +100,10 @@ from protocols.dart.pumpstate import (
     MIN_PUMP,
     Cycle,
     PumpState,
-    Scale,
     remember,
 )
 from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.saleline import SaleLine, SaleOptions
 
 #: Extra attempts per goal after a timeout, NAK, EOT or unsolicited frame. A
 #: 1 % byte-error line garbles ~1 frame in 4; three attempts lose a goal ~1.6 %
@@ -113,7 +112,7 @@ from protocols.events import Event, ProtocolError, PumpLink, Sale
 MAX_RETRIES = 2
 
 
-class DartPoller(RequestReply):
+class DartPoller(SaleLine, RequestReply):
     """Read-only master for Wayne DART pumps on one line (port mode ``poll``)."""
 
     name: ClassVar[str] = "dart"
@@ -123,37 +122,17 @@ class DartPoller(RequestReply):
     #: CD1 command codes allowed: 00 return status, 04 return filling information.
     ALLOWED_DCC: ClassVar[frozenset[int]] = frozenset({DCC_RETURN_STATUS, DCC_RETURN_FILLING_INFO})
 
-    def __init__(
-        self,
-        addresses: Sequence[int],
-        *,
-        offline_after: int = 3,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
-        grades: Mapping[int, str] | Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = datetime.now,
-    ) -> None:
-        if not addresses:
-            raise ValueError("at least one pump address is needed")
-        if len(set(addresses)) != len(addresses):
-            raise ValueError("pump addresses must be distinct")
+    def __init__(self, addresses: Sequence[int], **options: Unpack[SaleOptions]) -> None:
+        """``options``: :class:`~protocols.saleline.SaleLine`'s."""
+        if not addresses or len(set(addresses)) != len(addresses):
+            raise ValueError("pump addresses: at least one, each once")
         for number in addresses:
             if not MIN_PUMP <= number <= MAX_PUMP:
                 raise ValueError(f"pump address {number} is not {MIN_PUMP}..{MAX_PUMP}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        for decimals in (volume_decimals, amount_decimals, price_decimals):
-            if not 0 <= decimals <= 9:
-                raise ValueError("decimal places must be 0..9")
+        super().__init__(**options)
         self._pumps = [PumpState(number) for number in addresses]
         self._by_adr = {pump.adr: pump for pump in self._pumps}
         self._by_number = {pump.number: pump for pump in self._pumps}
-        self._offline_after = offline_after
-        self._scale = Scale(volume_decimals, amount_decimals, price_decimals)
-        # By nozzle number; a config table's keys are TOML text ("1").
-        self._grades = {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
-        self._clock = clock
         self._decoder = FrameDecoder()
         self._turn = 0  # index of the pump whose cycle starts next
         self._cycle: Cycle | None = None

@@ -69,6 +69,7 @@ from protocols.events import (
     Sale,
     Totals,
 )
+from protocols.saleline import Scale
 
 #: Pump number n (1..32, what a config's ``addresses`` list) ↔ ADR 0x4F + n:
 #: the 32 fuelling points of protocols.md §3 map onto ADR 0x50–0x6F.
@@ -104,15 +105,6 @@ def as_sent(trans: int, data: bytes) -> bytes:
     """A transaction of a decoded frame as it sat in the frame (TRANS, LNG, data):
     plain bytes, as construct's build costs ~5 µs a piece on every sale read."""
     return bytes((trans, len(data))) + data
-
-
-@dataclass(frozen=True)
-class Scale:
-    """Implied decimal places of the BCD values (configuration, protocols.md §3)."""
-
-    volume: int = 2
-    amount: int = 2
-    price: int = 2
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,8 @@ reported); :class:`PumpLink` online at the first reply, offline after
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import ClassVar, Unpack
 
 from protocols.base import ForbiddenCommand, RequestReply
 from protocols.events import Event, ProtocolError, PumpLink, Sale
@@ -65,7 +64,8 @@ from protocols.furen.messages import (
     build_read,
     build_status,
 )
-from protocols.furen.reading import PumpReader, Scale, nozzle_grades, sale_key
+from protocols.furen.reading import PumpReader, sale_key
+from protocols.saleline import SaleLine, SaleOptions
 
 #: The one address a Furen line has (module doc).
 ADDRESS = 1
@@ -83,7 +83,7 @@ SALE_READS = 2
 MAX_COMMITTED = 32
 
 
-class FurenPoller(RequestReply):
+class FurenPoller(SaleLine, RequestReply):
     """Read-only master of one Furen fuelling point (port mode ``poll``)."""
 
     name: ClassVar[str] = "furen"
@@ -102,32 +102,23 @@ class FurenPoller(RequestReply):
         escaped: bool = False,
         sale_reads: int = SALE_READS,
         totals_every: int = TOTALS_EVERY,
-        offline_after: int = 3,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
-        grades: Mapping[int, str] | Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = datetime.now,
+        **options: Unpack[SaleOptions],
     ) -> None:
+        """``options``: :class:`~protocols.saleline.SaleLine`'s."""
         if list(addresses) != [ADDRESS]:
             raise ValueError(f"a Furen line has one fuelling point: addresses must be [{ADDRESS}]")
         if not 1 <= nozzles <= MAX_NOZZLE:
             raise ValueError(f"nozzles must be 1..{MAX_NOZZLE}")
-        if min(sale_reads, totals_every, offline_after) < 1:
-            raise ValueError("sale_reads, totals_every and offline_after must be at least 1")
+        if min(sale_reads, totals_every) < 1:
+            raise ValueError("sale_reads and totals_every must be at least 1")
+        super().__init__(**options)
         self._nozzles = nozzles
         self._status = status_with_clock
         self._escaped = escaped
         self._sale_reads = sale_reads
         self._totals_every = totals_every
-        self._offline_after = offline_after
-        self._clock = clock
         self._reader = PumpReader(
-            ADDRESS,
-            nozzles,
-            scale=Scale(volume_decimals, amount_decimals, price_decimals),
-            grades=nozzle_grades(grades),
-            clock=clock,
+            ADDRESS, nozzles, scale=self._scale, grades=self._grades, clock=self._clock
         )
         self._decoder = FrameDecoder(escaped=escaped)
         self._plan: deque[tuple[int, int]] = deque()  # (command, nozzle) still to send

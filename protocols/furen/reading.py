@@ -34,40 +34,20 @@ later reading of it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
+from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale, Totals
 from protocols.furen.framer import MAX_NOZZLE, Frame
 from protocols.furen.messages import SaleRecord, parse_record, parse_status, parse_totals
 
+# nozzle_grades: the drivers and monitors of this family import it from here.
+from protocols.saleline import Scale
+from protocols.saleline import nozzle_grades as nozzle_grades
+
 #: Sale keys whose first-seen time is remembered: a pump holds one record
 #: per nozzle (at most 8), so a few per nozzle is plenty; bounded all the same.
 MAX_REMEMBERED = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Scale:
-    """Decimal places of volume, amount and price (totals: volume's and amount's)."""
-
-    volume: int = 2
-    amount: int = 2
-    price: int = 2
-
-    def __post_init__(self) -> None:
-        for decimals in (self.volume, self.amount, self.price):
-            if not 0 <= decimals <= 9:
-                raise ValueError("decimal places must be 0..9")
-
-
-def scaled(raw: int, decimals: int) -> Decimal:
-    return Decimal(raw).scaleb(-decimals)
-
-
-def nozzle_grades(grades: Mapping[int, str] | Mapping[str, str] | None) -> dict[int, str]:
-    """Grades by nozzle number (TOML keys are text)."""
-    return {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
 
 
 class PumpReader:

@@ -53,11 +53,14 @@ the key (the wire has no time), the same on every later reading.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
+from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale, Totals
+
+# nozzle_grades: the drivers and monitors of this family import it from here.
+from protocols.saleline import Scale
+from protocols.saleline import nozzle_grades as nozzle_grades
 from protocols.uninfo.messages import (
     ST_AUTHORISED,
     ST_END,
@@ -92,24 +95,6 @@ NOZZLE_STATE = {
 #: Sale keys whose first-seen time is remembered: one record per pump, so a
 #: few are plenty; bounded all the same.
 MAX_REMEMBERED = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Scale:
-    """Decimal places of volume, amount and price (totals: volume's and amount's)."""
-
-    volume: int = 2
-    amount: int = 2
-    price: int = 2
-
-
-def scaled(raw: int, decimals: int) -> Decimal:
-    return Decimal(raw).scaleb(-decimals)
-
-
-def nozzle_grades(grades: Mapping[int, str] | Mapping[str, str] | None) -> dict[int, str]:
-    """Grades by nozzle number (TOML keys are text)."""
-    return {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
 
 
 def attribute(
