@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocols.describing import walk
+from protocols.describing import Told, told, walk
 from protocols.events import ProtocolError
 from protocols.furen.framer import UNESCAPED, Frame
 from protocols.furen.messages import (
@@ -55,14 +55,12 @@ from protocols.furen.reading import scaled
 PROTOCOL = "furen"
 DECIMALS = 2
 
-Described = tuple[str, dict[str, Any], dict[str, Any]]  # message, fields, values
-
 
 def _money(raw: int) -> str:
     return str(scaled(raw, DECIMALS))
 
 
-def _request(frame: Frame) -> Described | ProtocolError:
+def _request(frame: Frame) -> Told | ProtocolError:
     command, data = frame.command, frame.data
     name = REQUEST_NAMES[command]
     if command == CMD_STATUS:
@@ -75,7 +73,7 @@ def _request(frame: Frame) -> Described | ProtocolError:
     return name, {"data": data[1:].hex().upper()}, {}
 
 
-def _answer(frame: Frame) -> Described | ProtocolError:
+def _answer(frame: Frame) -> Told | ProtocolError:
     data = frame.data
     if data[0] in (0x5A, 0x5B):
         reply = parse_status(frame)
@@ -135,22 +133,8 @@ def _frame(frame: Frame, offset: int) -> dict[str, Any]:
     )
     result = _request(frame) if is_request else _answer(frame)
     header = {"b1": frame.b1, "b2": frame.b2, "ctrl": frame.ctrl}
-    if isinstance(result, ProtocolError):
-        where = ", ".join(f"{k} {v:02X}" for k, v in header.items())
-        detail = f"{result.detail} ({where}; data {frame.data.hex(' ').upper()})"
-        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
-    message, fields, values = result
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
-        "message": message,
-        "side": sender,
-        **header,
-        "nozzle": frame.nozzle_byte,
-        "fields": fields,
-        "values": values,
-    }
+    shown = {"side": sender, **header, "nozzle": frame.nozzle_byte}
+    return told(offset, PROTOCOL, result, header, frame.data, **shown)
 
 
 def describe(data: bytes) -> list[dict[str, Any]]:
