@@ -25,9 +25,10 @@ proves nothing else leaves it.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any, ClassVar, Protocol
 
-from protocols.events import Event, ProtocolError, Sale
+from protocols.events import Event, ProtocolError, PumpLink, Sale
 
 
 class ForbiddenCommand(RuntimeError):
@@ -138,3 +139,32 @@ class RequestReply(OneInFlight):
         """The deadline passed with no answer to ``_expect``: the timeout
         error, a retry, a pump gone offline …; ``_expect`` ends here."""
         raise NotImplementedError
+
+
+class Linked(Protocol):
+    """A pump's link as its master keeps it: None until its first answer."""
+
+    online: bool | None
+    misses: int
+
+
+def link_up(pump: Linked, address: int) -> list[Event]:
+    """``pump`` answered: its misses start again; ``PumpLink(online=True)``
+    when it was not online."""
+    pump.misses = 0
+    if pump.online is True:
+        return []
+    pump.online = True
+    return [PumpLink(address, online=True)]
+
+
+def answered(
+    online: MutableMapping[int, bool | None], misses: MutableMapping[int, int], address: int
+) -> list[Event]:
+    """:func:`link_up` for a master that keeps its pumps' links by address
+    (``online`` may lack a pump that never answered)."""
+    misses[address] = 0
+    if online.get(address) is True:
+        return []
+    online[address] = True
+    return [PumpLink(address, online=True)]

@@ -76,7 +76,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Unpack
 
-from protocols.base import ForbiddenCommand, RequestReply
+from protocols.base import ForbiddenCommand, RequestReply, link_up
 from protocols.dart.framer import (
     SEQ_MASK,
     Frame,
@@ -281,11 +281,7 @@ class DartPoller(SaleLine, RequestReply):
         return events + self._on_data(cycle, frame)
 
     def _link_up(self, pump: PumpState) -> list[Event]:
-        pump.misses = 0
-        if pump.online is True:
-            return []
-        pump.online = True
-        return [PumpLink(pump.number, online=True)]
+        return link_up(pump, pump.number)
 
     def _on_data(self, cycle: Cycle, frame: Frame) -> list[Event]:
         pump = cycle.pump

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand, OneInFlight
+from protocols.base import ForbiddenCommand, OneInFlight, link_up
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale
 from protocols.gilbarco.codes import (
     CMD_RUNNING,
@@ -355,11 +355,7 @@ class GilbarcoPoller(OneInFlight):
         return events
 
     def _link_up(self, pump: _Pump) -> list[Event]:
-        pump.misses = 0
-        if pump.online is True:
-            return []
-        pump.online = True
-        return [PumpLink(pump.address, online=True)]
+        return link_up(pump, pump.address)
 
     def _on_status(self, pump: _Pump, status: int) -> list[Event]:
         self._counts["status_rx"] += 1

@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand, RequestReply
+from protocols.base import ForbiddenCommand, RequestReply, answered
 from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.extensions import (
@@ -171,7 +171,7 @@ class SinopecPoller(RequestReply):
         self._confirming: tuple[int, int] | None = None  # (address, POS_TTC) in flight
         self._unconfirmed: dict[int, dict[int, None]] = {a: {} for a in self._addresses}
         self._misses: dict[int, int] = dict.fromkeys(self._addresses, 0)
-        self._online: dict[int, bool] = {}  # absent: never answered yet
+        self._online: dict[int, bool | None] = {}  # absent: never answered yet
         self._reader = AnswerReader()  # last 31 and 3B per pump
         self._polls: dict[int, int] = dict.fromkeys(self._addresses, 0)
         self._reads: dict[int, dict[bytes, None]] = {a: {} for a in self._addresses}
@@ -335,10 +335,9 @@ class SinopecPoller(RequestReply):
         return events
 
     def _link_up(self, address: int) -> list[Event]:
-        self._misses[address] = 0
-        if self._online.get(address) is True:
+        events = answered(self._online, self._misses, address)
+        if not events:
             return []
-        self._online[address] = True
         # Back online: report every nozzle again, even if nothing changed.
         self._reader.forget_report(address)
         # (Back) online: parts may have been changed while it was away.
@@ -349,4 +348,4 @@ class SinopecPoller(RequestReply):
             self._queue(address, build_info_query(nzn))
         for nzn in self._nozzles[address]:
             self._queue(address, build_totals_query(nzn))
-        return [PumpLink(address, online=True)]
+        return events

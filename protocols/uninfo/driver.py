@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Unpack
 
-from protocols.base import ForbiddenCommand
+from protocols.base import ForbiddenCommand, answered
 from protocols.events import Event, ProtocolError, PumpLink, Sale
 from protocols.saleline import SaleLine, SaleOptions
 from protocols.uninfo.framer import Reply, ReplyReader, request_of
@@ -255,11 +255,7 @@ class UninfoPoller(SaleLine):
         command, address, purpose = step
         self._step = None
         self._counts["replies"] += 1
-        self._misses[address] = 0
-        events: list[Event] = []
-        if self._online[address] is not True:
-            self._online[address] = True
-            events.append(PumpLink(address, online=True))
+        events = answered(self._online, self._misses, address)
         point = self._points[address]
         value = reply.value
         if command == CMD_STATUS:
