@@ -23,7 +23,7 @@ errors; layouts in :mod:`protocols.sinopec.messages` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from protocols.describing import Told, told, walk
 from protocols.events import NozzleState, ProtocolError
@@ -34,6 +34,8 @@ from protocols.sinopec.extensions import (
     ERROR_QUERY_LEN,
     PUMP_WIDE,
     QUERY_LEN,
+    InfoReading,
+    TotalsReading,
     alarm_code,
     parse_errors,
     parse_info,
@@ -57,6 +59,8 @@ from protocols.sinopec.messages import (
 )
 
 PROTOCOL = "sinopec"
+
+_Reading = TypeVar("_Reading")
 
 
 def _money(value: int) -> str:
@@ -124,35 +128,33 @@ def _confirm(data: bytes) -> Told | ProtocolError:
     return "confirm", {"pos_ttc": pos_ttc}, {"order_no": str(pos_ttc)}
 
 
-def _query(name: str) -> Callable[[bytes], Told | ProtocolError | None]:
-    def query(data: bytes) -> Told | ProtocolError | None:
-        if len(data) != QUERY_LEN:
-            return None  # not a query: an answer
-        nozzle = None if data[1] == PUMP_WIDE and name == "info_query" else data[1]
-        return name, {"nzn": data[1]}, {"nozzle": nozzle}
+def _query_or_answer(
+    name: str,
+    parse: Callable[[bytes], _Reading | ProtocolError],
+    tell: Callable[[bytes, _Reading], Told],
+) -> Callable[[bytes], Told | ProtocolError]:
+    """A 38 / 3A frame: the query (``<name>_query``, by its length) or the
+    answer ``parse`` reads and ``tell`` tells."""
 
-    return query
+    def message(data: bytes) -> Told | ProtocolError:
+        if len(data) == QUERY_LEN:
+            nozzle = None if data[1] == PUMP_WIDE and name == "info" else data[1]
+            return f"{name}_query", {"nzn": data[1]}, {"nozzle": nozzle}
+        reading = parse(data)
+        if isinstance(reading, ProtocolError):
+            return reading
+        return tell(data, reading)
+
+    return message
 
 
-def _totals(data: bytes) -> Told | ProtocolError:
-    query = _query("totals_query")(data)
-    if query is not None:
-        return query
-    reading = parse_totals(data)
-    if isinstance(reading, ProtocolError):
-        return reading
+def _totals_answer(data: bytes, reading: TotalsReading) -> Told:
     fields = {"nzn": reading.nzn, "v_tot": reading.v_tot, "a_tot": reading.a_tot}
     values = {"nozzle": reading.nzn, "volume": _money(reading.v_tot)}
     return "totals", fields, {**values, "amount": _money(reading.a_tot)}
 
 
-def _info(data: bytes) -> Told | ProtocolError:
-    query = _query("info_query")(data)
-    if query is not None:
-        return query
-    reading = parse_info(data)
-    if isinstance(reading, ProtocolError):
-        return reading
+def _info_answer(data: bytes, reading: InfoReading) -> Told:
     items, pos = [], 3  # command, NZN, COUNT: the items follow (extensions layout)
     for _ in range(data[2]):
         length = data[pos + 1]
@@ -161,6 +163,10 @@ def _info(data: bytes) -> Told | ProtocolError:
     fields = {"nzn": reading.nzn, "count": data[2], "items": items}
     nozzle = None if reading.nzn == PUMP_WIDE else reading.nzn
     return "info", fields, {"nozzle": nozzle, "components": dict(reading.components)}
+
+
+_totals = _query_or_answer("totals", parse_totals, _totals_answer)
+_info = _query_or_answer("info", parse_info, _info_answer)
 
 
 def _errors(data: bytes) -> Told | ProtocolError:
