@@ -13,9 +13,12 @@ them all by the constructors' signatures.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
+
+from protocols.bcd import scaled
+from protocols.events import Sale
 
 #: A port's ``grades`` table: nozzle → grade; a TOML table's keys are text.
 Grades = Mapping[int, str] | Mapping[str, str] | None
@@ -72,3 +75,53 @@ class SaleLine:
         self._scale = Scale(volume_decimals, amount_decimals, price_decimals)
         self._grades = nozzle_grades(grades)
         self._clock = clock
+
+
+@dataclass
+class SaleMaker:
+    """One pump's sales from records that carry no time and no number (Furen,
+    Uninfo): keyed by the nozzle's volume total after the fill, which is the
+    ``order_no``; ``ended_at`` is when a key was first seen (the last
+    ``remembered`` keys), the same on every later reading of the record."""
+
+    address: int
+    scale: Scale
+    grades: Mapping[int, str]
+    clock: Callable[[], datetime]
+    remembered: int
+    _ended_at: dict[str, datetime] = field(default_factory=dict)
+
+    def sale(
+        self,
+        nozzle: int,
+        counts: tuple[int, int, int],
+        totals: tuple[int, int | None],
+        key: str,
+        raw: bytes,
+    ) -> Sale:
+        """The sale of the raw (price, volume, amount) ``counts`` on
+        ``nozzle`` with the (volume, amount) ``totals`` after it (amount
+        None: not reported)."""
+        ended_at = self._ended_at.get(key)
+        if ended_at is None:
+            ended_at = self._ended_at[key] = self.clock()
+            while len(self._ended_at) > self.remembered:
+                del self._ended_at[next(iter(self._ended_at))]
+        scale = self.scale
+        price, volume, amount = counts
+        volume_total, amount_total = totals
+        amount_end = None if amount_total is None else scaled(amount_total, scale.amount)
+        return Sale(
+            address=self.address,
+            nozzle=nozzle,
+            order_no=str(volume_total),
+            ended_at=ended_at,
+            grade=self.grades.get(nozzle, ""),
+            price=scaled(price, scale.price),
+            volume=scaled(volume, scale.volume),
+            amount=scaled(amount, scale.amount),
+            totalizer_volume_end=scaled(volume_total, scale.volume),
+            totalizer_amount_end=amount_end,
+            key=key,
+            raw=raw,
+        )

@@ -85,25 +85,27 @@ def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any
         )
         message = "status"
     elif isinstance(reply, SaleShown):
-        fields.update(volume=reply.volume, amount=reply.amount)
-        values.update(
-            volume=str(scaled(reply.volume, volume_dp)),
-            amount=str(scaled(reply.amount, amount_dp)),
-        )
+        _show(fields, values, volume=(reply.volume, volume_dp), amount=(reply.amount, amount_dp))
         message = "sale"
     elif isinstance(reply, TotalsShown):
-        fields.update(volume_total=reply.volume_total, amount_total=reply.amount_total)
-        values.update(
-            volume_total=str(scaled(reply.volume_total, volume_dp)),
-            amount_total=str(scaled(reply.amount_total, amount_dp)),
+        volume_total, amount_total = (
+            (reply.volume_total, volume_dp),
+            (reply.amount_total, amount_dp),
         )
+        _show(fields, values, volume_total=volume_total, amount_total=amount_total)
         message = "totals"
     else:
         assert isinstance(reply, PriceShown)
-        fields["price"] = reply.price
-        values["price"] = str(scaled(reply.price, price_dp))
+        _show(fields, values, price=(reply.price, price_dp))
         message = "price"
     return {**ok, "message": message, "fields": fields, "values": values}
+
+
+def _show(fields: dict[str, Any], values: dict[str, Any], **counts: tuple[int, int]) -> None:
+    """Each count ``name=(raw, decimals)``: raw in ``fields``, scaled in ``values``."""
+    for name, (raw, decimals) in counts.items():
+        fields[name] = raw
+        values[name] = str(scaled(raw, decimals))
 
 
 #: Every frame and byte run of a capture, accepted or rejected (module doc).

@@ -215,19 +215,27 @@ def _bcd(data: bytes, start: int, width: int, name: str) -> int | ProtocolError:
     return value
 
 
+def _bcd_fields(data: bytes, *fields: tuple[int, int, str]) -> list[int] | ProtocolError:
+    """The BCD fields ``(start, width, name)`` of ``data``, or the first that is not BCD."""
+    values = []
+    for start, width, name in fields:
+        value = _bcd(data, start, width, name)
+        if isinstance(value, ProtocolError):
+            return value
+        values.append(value)
+    return values
+
+
 def parse_status(frame: Frame) -> StatusReply | ProtocolError:
     """A status reply (module doc); ProtocolError when it is none."""
     data = frame.data
     if data[0] == ST_FUELLING:
         if len(data) < FUELLING_MIN_LEN:
             return ProtocolError("bad_message", f"5B with {len(data)} bytes, no volume and amount")
-        volume = _bcd(data, 1, VOLUME_BCD, "5B volume")
-        amount = _bcd(data, 4, AMOUNT_BCD, "5B amount")
-        if isinstance(volume, ProtocolError):
-            return volume
-        if isinstance(amount, ProtocolError):
-            return amount
-        return StatusReply(True, True, data[1], volume, amount)
+        live = _bcd_fields(data, (1, VOLUME_BCD, "5B volume"), (4, AMOUNT_BCD, "5B amount"))
+        if isinstance(live, ProtocolError):
+            return live
+        return StatusReply(True, True, data[1], *live)
     if data[0] == ST_IDLE_OR_LIFTED:
         code7 = data[1] if len(data) > 1 else None
         return StatusReply(False, frame.lifted, code7, None, None)
@@ -238,33 +246,27 @@ def parse_record(data: bytes) -> SaleRecord | ProtocolError:
     """The answer to 56 (LEN 19)."""
     if len(data) != SALE_LEN:
         return ProtocolError("bad_message", f"sale record of {len(data)} bytes, not {SALE_LEN}")
-    fields = (
-        _bcd(data, 1, VOLUME_BCD, "volume"),
-        _bcd(data, 4, AMOUNT_BCD, "amount"),
-        _bcd(data, 7, PRICE_BCD, "price"),
-        _bcd(data, 9, TOTAL_BCD, "volume total"),
-        _bcd(data, 14, TOTAL_BCD, "amount total"),
+    fields = _bcd_fields(
+        data,
+        (1, VOLUME_BCD, "volume"),
+        (4, AMOUNT_BCD, "amount"),
+        (7, PRICE_BCD, "price"),
+        (9, TOTAL_BCD, "volume total"),
+        (14, TOTAL_BCD, "amount total"),
     )
-    for value in fields:
-        if isinstance(value, ProtocolError):
-            return value
-    volume, amount, price, volume_total, amount_total = fields
-    assert isinstance(volume, int) and isinstance(amount, int) and isinstance(price, int)
-    assert isinstance(volume_total, int) and isinstance(amount_total, int)
-    return SaleRecord(volume, amount, price, volume_total, amount_total)
+    if isinstance(fields, ProtocolError):
+        return fields
+    return SaleRecord(*fields)
 
 
 def parse_totals(data: bytes) -> TotalsReply | ProtocolError:
     """The answer to 58 (LEN 11)."""
     if len(data) != TOTALS_LEN:
         return ProtocolError("bad_message", f"totals of {len(data)} bytes, not {TOTALS_LEN}")
-    volume = _bcd(data, 1, TOTAL_BCD, "volume total")
-    amount = _bcd(data, 6, TOTAL_BCD, "amount total")
-    if isinstance(volume, ProtocolError):
-        return volume
-    if isinstance(amount, ProtocolError):
-        return amount
-    return TotalsReply(volume, amount)
+    totals = _bcd_fields(data, (1, TOTAL_BCD, "volume total"), (6, TOTAL_BCD, "amount total"))
+    if isinstance(totals, ProtocolError):
+        return totals
+    return TotalsReply(*totals)
 
 
 def parse_price(data: bytes) -> int | ProtocolError:

@@ -42,7 +42,7 @@ from protocols.furen.framer import MAX_NOZZLE, Frame
 from protocols.furen.messages import SaleRecord, parse_record, parse_status, parse_totals
 
 # nozzle_grades: the drivers and monitors of this family import it from here.
-from protocols.saleline import Scale
+from protocols.saleline import SaleMaker, Scale
 from protocols.saleline import nozzle_grades as nozzle_grades
 
 #: Sale keys whose first-seen time is remembered: a pump holds one record
@@ -68,12 +68,13 @@ class PumpReader:
         self.nozzles = nozzles
         self._scale = scale
         self._grades = dict(grades)
-        self._clock = clock
         #: Nozzle → the state last reported (absent: not reported since forget()).
         self._shown: dict[int, tuple[NozzleState, int | None, int | None]] = {}
         #: (nozzle, raw volume) of the fill the last status showed going on.
         self._live: tuple[int, int] | None = None
-        self._ended_at: dict[str, datetime] = {}
+        self._sales = SaleMaker(
+            address, scale=scale, grades=self._grades, clock=clock, remembered=MAX_REMEMBERED
+        )
         self.transients = 0
 
     # ------------------------------------------------------------ nozzles
@@ -151,27 +152,9 @@ class PumpReader:
         """The :class:`Sale` a record is, or None (volume 0: no sale)."""
         if record.volume == 0:
             return None
-        key = sale_key(nozzle, record)
-        ended_at = self._ended_at.get(key)
-        if ended_at is None:
-            ended_at = self._ended_at[key] = self._clock()
-            while len(self._ended_at) > MAX_REMEMBERED:
-                del self._ended_at[next(iter(self._ended_at))]
-        scale = self._scale
-        return Sale(
-            address=self.address,
-            nozzle=nozzle,
-            order_no=str(record.volume_total),
-            ended_at=ended_at,
-            grade=self._grades.get(nozzle, ""),
-            price=scaled(record.price, scale.price),
-            volume=scaled(record.volume, scale.volume),
-            amount=scaled(record.amount, scale.amount),
-            totalizer_volume_end=scaled(record.volume_total, scale.volume),
-            totalizer_amount_end=scaled(record.amount_total, scale.amount),
-            key=key,
-            raw=raw,
-        )
+        totals = (record.volume_total, record.amount_total)
+        counts = (record.price, record.volume, record.amount)
+        return self._sales.sale(nozzle, counts, totals, sale_key(nozzle, record), raw)
 
     def totals(self, frame: Frame, nozzle: int) -> Totals | ProtocolError:
         """The answer to 58."""
