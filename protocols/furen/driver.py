@@ -51,7 +51,7 @@ from typing import ClassVar, Unpack
 
 from protocols.base import ForbiddenCommand, RequestReply
 from protocols.events import Event, ProtocolError, PumpLink, Sale
-from protocols.furen.framer import MAX_NOZZLE, Frame, FrameDecoder, encode_frame
+from protocols.furen.framer import Frame, FrameDecoder, encode_frame
 from protocols.furen.messages import (
     CMD_SALE,
     CMD_STATUS,
@@ -64,11 +64,8 @@ from protocols.furen.messages import (
     build_read,
     build_status,
 )
-from protocols.furen.reading import PumpReader, sale_key
+from protocols.furen.reading import ADDRESS, PumpReader, one_point, sale_key
 from protocols.saleline import SaleLine, SaleOptions
-
-#: The one address a Furen line has (module doc).
-ADDRESS = 1
 
 #: Rounds (every nozzle's 56 once) between two 58 reads of every nozzle.
 #: Each sale already carries its totals; reading them apart only catches fuel
@@ -105,10 +102,7 @@ class FurenPoller(SaleLine, RequestReply):
         **options: Unpack[SaleOptions],
     ) -> None:
         """``options``: :class:`~protocols.saleline.SaleLine`'s."""
-        if list(addresses) != [ADDRESS]:
-            raise ValueError(f"a Furen line has one fuelling point: addresses must be [{ADDRESS}]")
-        if not 1 <= nozzles <= MAX_NOZZLE:
-            raise ValueError(f"nozzles must be 1..{MAX_NOZZLE}")
+        one_point(addresses)  # its nozzles: PumpReader checks them
         if min(sale_reads, totals_every) < 1:
             raise ValueError("sale_reads and totals_every must be at least 1")
         super().__init__(**options)

@@ -33,7 +33,7 @@ later reading of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from protocols.bcd import scaled
@@ -45,9 +45,19 @@ from protocols.furen.messages import SaleRecord, parse_record, parse_status, par
 from protocols.saleline import SaleMaker, Scale
 from protocols.saleline import nozzle_grades as nozzle_grades
 
+#: The one address a Furen line has: the protocol carries none (the
+#: driver's module doc).
+ADDRESS = 1
+
 #: Sale keys whose first-seen time is remembered: a pump holds one record
 #: per nozzle (at most 8), so a few per nozzle is plenty; bounded all the same.
 MAX_REMEMBERED = 64
+
+
+def one_point(addresses: Sequence[int]) -> None:
+    """A Furen line has one fuelling point: ``addresses`` must be [:data:`ADDRESS`]."""
+    if list(addresses) != [ADDRESS]:
+        raise ValueError(f"a Furen line has one fuelling point: addresses must be [{ADDRESS}]")
 
 
 class PumpReader:
