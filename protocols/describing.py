@@ -13,9 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from protocols.bcd import scaled
 from protocols.events import ProtocolError
 
 Frame = TypeVar("Frame")
+
+#: Decimal places ``values`` show on a wire whose describer takes no setting
+#: (Furen, Uninfo, UDC, Censtar: the common setting; docs/protocols/udc.md,
+#: docs/protocols/censtar.md).
+DECIMALS = 2
+
+
+def decimal_text(raw: int, decimals: int = DECIMALS) -> str:
+    """A raw count as ``values`` show it (``decimal_text(1234)`` = "12.34")."""
+    return str(scaled(raw, decimals))
 
 
 def walk(
@@ -70,6 +81,9 @@ def accepted(
     line = {"ok": True, "offset": offset, "protocol": protocol, "message": message}
     return line | header | {"fields": fields, "values": values}
 
+
+#: A message's raw ``fields`` and their ``values`` (UDC, Censtar).
+Described = tuple[dict[str, Any], dict[str, Any]]
 
 #: What a message reader makes of a frame: (message, fields, values).
 Told = tuple[str, dict[str, Any], dict[str, Any]]
