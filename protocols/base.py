@@ -168,3 +168,11 @@ def answered(
         return []
     online[address] = True
     return [PumpLink(address, online=True)]
+
+
+def at_least_one(**counts: int) -> None:
+    """A driver's counts (``offline_after``, ``totals_every`` …) are 1 or
+    more: ValueError names those that are not."""
+    low = [name for name, count in counts.items() if count < 1]
+    if low:
+        raise ValueError(f"{' and '.join(low)} must be at least 1")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypedDict
 
+from protocols.base import at_least_one
 from protocols.bcd import scaled
 from protocols.events import Sale
 
@@ -69,8 +70,7 @@ class SaleLine:
         grades: Grades = None,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        at_least_one(offline_after=offline_after)
         self._offline_after = offline_after
         self._scale = Scale(volume_decimals, amount_decimals, price_decimals)
         self._grades = nozzle_grades(grades)

@@ -51,7 +51,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Protocol
 
-from protocols.base import ForbiddenCommand, OneInFlight
+from protocols.base import ForbiddenCommand, OneInFlight, at_least_one
 from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale, Totals
 from protocols.totalsale import NOZZLE, Decimals, Finished, SaleRead, sale_of
@@ -160,8 +160,7 @@ class TotalsPoller(OneInFlight):
     ) -> None:
         if not addresses or len(set(addresses)) != len(addresses):
             raise ValueError("pump addresses: at least one, each once")
-        if offline_after < 1 or totals_every < 1:
-            raise ValueError("offline_after and totals_every must be at least 1")
+        at_least_one(offline_after=offline_after, totals_every=totals_every)
         for address in addresses:
             self._check_address(address)
         self._pumps = {a: _Pump(a) for a in addresses}

@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar, Unpack
 
-from protocols.base import ForbiddenCommand, RequestReply
+from protocols.base import ForbiddenCommand, RequestReply, at_least_one
 from protocols.events import Event, ProtocolError, PumpLink, Sale
 from protocols.furen.framer import Frame, FrameDecoder, encode_frame
 from protocols.furen.messages import (
@@ -103,8 +103,7 @@ class FurenPoller(SaleLine, RequestReply):
     ) -> None:
         """``options``: :class:`~protocols.saleline.SaleLine`'s."""
         one_point(addresses)  # its nozzles: PumpReader checks them
-        if min(sale_reads, totals_every) < 1:
-            raise ValueError("sale_reads and totals_every must be at least 1")
+        at_least_one(sale_reads=sale_reads, totals_every=totals_every)
         super().__init__(**options)
         self._nozzles = nozzles
         self._status = status_with_clock

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand, OneInFlight, link_up
+from protocols.base import ForbiddenCommand, OneInFlight, at_least_one, link_up
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale
 from protocols.gilbarco.codes import (
     CMD_RUNNING,
@@ -187,8 +187,7 @@ class GilbarcoPoller(OneInFlight):
             raise ValueError("pump addresses: at least one, each once")
         if any(not MIN_PUMP <= a <= MAX_PUMP for a in addresses):
             raise ValueError(f"pump addresses must be {MIN_PUMP}..{MAX_PUMP}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        at_least_one(offline_after=offline_after)
         self._pumps = {a: _Pump(a) for a in addresses}
         self._order = tuple(self._pumps.values())
         self._offline_after = offline_after

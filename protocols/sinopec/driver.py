@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand, RequestReply, answered
+from protocols.base import ForbiddenCommand, RequestReply, answered, at_least_one
 from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.extensions import (
@@ -154,10 +154,12 @@ class SinopecPoller(RequestReply):
         for address in (*addresses, master_address):
             if not 0 <= address <= 0xFF or address == SYNC:
                 raise ValueError(f"address {address} is not a byte other than 0xFA")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        if min(totals_every, info_every, errors_every) < 1:
-            raise ValueError("totals_every, info_every and errors_every must be at least 1")
+        at_least_one(
+            offline_after=offline_after,
+            totals_every=totals_every,
+            info_every=info_every,
+            errors_every=errors_every,
+        )
         self._addresses = tuple(dict.fromkeys(addresses))
         self._master = master_address
         self._caller_ctrl = CALLER_BIT if caller_bit_set else 0

@@ -49,7 +49,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Unpack
 
-from protocols.base import ForbiddenCommand, answered
+from protocols.base import ForbiddenCommand, answered, at_least_one
 from protocols.events import Event, ProtocolError, PumpLink, Sale
 from protocols.saleline import SaleLine, SaleOptions
 from protocols.uninfo.framer import Reply, ReplyReader, request_of
@@ -112,8 +112,7 @@ class UninfoPoller(SaleLine):
             raise ValueError("at least one pump, each address once")
         if not all(MIN_ADDRESS <= a <= MAX_ADDRESS for a in addresses):
             raise ValueError(f"Uninfo addresses are {MIN_ADDRESS}..{MAX_ADDRESS}")
-        if min(reads, totals_every) < 1:
-            raise ValueError("reads and totals_every must be at least 1")
+        at_least_one(reads=reads, totals_every=totals_every)
         super().__init__(**options)
         self._points = {
             a: FuellingPoint(a, scale=self._scale, grades=self._grades, clock=self._clock)
