@@ -108,6 +108,20 @@ def told(
     return accepted(offset, protocol, message, fields, values, **header)
 
 
+def shown(
+    offset: int, protocol: str, described: Described | str, where: str, header: dict[str, Any]
+) -> dict[str, Any]:
+    """A request or reply read as ``described`` (fields, values) with its
+    ``header`` keys first; or, when its reading gave why not (text), a
+    ``bad_message`` that says ``where`` (UDC, Censtar)."""
+    if isinstance(described, str):
+        detail = f"{described} ({where})"
+        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
+    fields, values = described
+    line = {"ok": True, "offset": offset, "protocol": protocol}
+    return line | header | {"fields": fields, "values": values}
+
+
 def decimals_describer(
     protocol: str,
     decode_at: Callable[[bytes, int], tuple[Frame | ProtocolError | None, int]],

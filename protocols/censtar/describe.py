@@ -39,7 +39,7 @@ from protocols.censtar.messages import (
     parse_running,
     parse_totals,
 )
-from protocols.describing import Described, decimal_text
+from protocols.describing import Described, decimal_text, shown
 from protocols.events import ProtocolError
 
 PROTOCOL = "censtar"
@@ -107,21 +107,13 @@ def _entry(item: Item, offset: int) -> dict[str, Any]:
     if isinstance(item, ProtocolError):
         return {"ok": False, "offset": offset, "error": item.kind, "detail": item.detail}
     described = _request(item) if item.request else _reply(item)
-    if isinstance(described, str):
-        detail = f"{described} ({item.name} of pump {item.address})"
-        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
-    fields, values = described
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
+    header: dict[str, Any] = {
         "direction": "request" if item.request else "reply",
         "message": item.name,
-        "address": item.address,
-        "read_only": item.command not in PUMP_CHANGING,
-        "fields": fields,
-        "values": values,
     }
+    header.update(address=item.address, read_only=item.command not in PUMP_CHANGING)
+    where = f"{item.name} of pump {item.address}"
+    return shown(offset, PROTOCOL, described, where, header)
 
 
 def walk(data: bytes) -> list[tuple[int, Item]]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from protocols.describing import Described, decimal_text
+from protocols.describing import Described, decimal_text, shown
 from protocols.events import ProtocolError
 from protocols.udc.framer import BusDecoder, Item, Reply, Request
 from protocols.udc.messages import (
@@ -155,23 +155,14 @@ def _frame(item: Request | Reply, offset: int) -> dict[str, Any]:
         direction, described = "request", _request_fields(item)
     else:
         direction, described = "reply", _REPLIES[request.command](item.data)
-    if isinstance(described, str):
-        where = f"{direction} {request.name} of pump {request.address}"
-        detail = f"{described} ({where})"
-        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
-    fields, values = described
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
+    where = f"{direction} {request.name} of pump {request.address}"
+    header: dict[str, Any] = {
         "direction": direction,
         "message": request.name,
         "address": request.address,
-        "pump": request.pump,
-        "read_only": request.command not in PUMP_CHANGING,
-        "fields": fields,
-        "values": values,
     }
+    header.update(pump=request.pump, read_only=request.command not in PUMP_CHANGING)
+    return shown(offset, PROTOCOL, described, where, header)
 
 
 def _entry(item: Item, offset: int) -> dict[str, Any]:
