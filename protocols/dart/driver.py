@@ -96,10 +96,9 @@ from protocols.dart.messages import (
 )
 from protocols.dart.pumpstate import (
     FUELLING_STATUSES,
-    MAX_PUMP,
-    MIN_PUMP,
     Cycle,
     PumpState,
+    check_pumps,
     remember,
 )
 from protocols.events import Event, ProtocolError, PumpLink, Sale
@@ -126,9 +125,7 @@ class DartPoller(SaleLine, RequestReply):
         """``options``: :class:`~protocols.saleline.SaleLine`'s."""
         if not addresses or len(set(addresses)) != len(addresses):
             raise ValueError("pump addresses: at least one, each once")
-        for number in addresses:
-            if not MIN_PUMP <= number <= MAX_PUMP:
-                raise ValueError(f"pump address {number} is not {MIN_PUMP}..{MAX_PUMP}")
+        check_pumps(addresses)
         super().__init__(**options)
         self._pumps = [PumpState(number) for number in addresses]
         self._by_adr = {pump.adr: pump for pump in self._pumps}

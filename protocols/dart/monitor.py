@@ -77,9 +77,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar, Literal
 
+from protocols.base import at_least_one
 from protocols.dart.framer import Frame, FrameDecoder, Kind
 from protocols.dart.messages import DCC_RETURN_STATUS, TRANS_CD1, TRANS_CD101
-from protocols.dart.pumpstate import ADR_OFFSET, MAX_PUMP, MIN_PUMP, Fill, PumpState, Scale
+from protocols.dart.pumpstate import ADR_OFFSET, Fill, PumpState, Scale, check_pumps
 from protocols.events import Event, ProtocolError, PumpLink
 from protocols.stream import with_decoders
 
@@ -170,14 +171,8 @@ class DartMonitor:
         grades: Mapping[int, str] | Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
-        for number in addresses:
-            if not MIN_PUMP <= number <= MAX_PUMP:
-                raise ValueError(f"pump address {number} is not {MIN_PUMP}..{MAX_PUMP}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        for decimals in (volume_decimals, amount_decimals, price_decimals):
-            if not 0 <= decimals <= 9:
-                raise ValueError("decimal places must be 0..9")
+        check_pumps(addresses)
+        at_least_one(offline_after=offline_after)  # the decimals: Scale checks them
         self._pumps = {ADR_OFFSET + n: PumpState(n) for n in addresses}
         self._offline_after = offline_after
         self._scale = Scale(volume_decimals, amount_decimals, price_decimals)

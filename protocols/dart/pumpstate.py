@@ -76,6 +76,14 @@ from protocols.saleline import Scale
 ADR_OFFSET = ADR_MIN - 1
 MIN_PUMP, MAX_PUMP = 1, 32
 
+
+def check_pumps(numbers: Iterable[int]) -> None:
+    """ValueError unless every pump number is :data:`MIN_PUMP`..:data:`MAX_PUMP`."""
+    for number in numbers:
+        if not MIN_PUMP <= number <= MAX_PUMP:
+            raise ValueError(f"pump address {number} is not {MIN_PUMP}..{MAX_PUMP}")
+
+
 #: DC1 statuses grouped by what they mean for a nozzle or a sale.
 FUELLING_STATUSES = frozenset({ST_FILLING, ST_SUSPENDED})
 ABNORMAL_STATUSES = frozenset({ST_NOT_PROGRAMMED, ST_SWITCHED_OFF})
