@@ -17,6 +17,11 @@ Pace: a driver whose exchanges take several requests (DART, Gilbarco) may
 offer a ``mid_exchange`` property; while it is True the port sends the next
 request after the line's inter-frame gap instead of a poll interval later.
 
+Shared by the pollers: :class:`RequestReply` (one request in flight, its
+replies read through a framer, the deadline's first steps), :func:`link_up`
+and :func:`answered` (a pump is online at its first answer) and
+:func:`at_least_one` (the check of a driver's counts).
+
 Read-only (SPEC D20): every driver declares ``ALLOWED_COMMANDS``, the only
 command codes it may ever put on the wire, and checks each request against
 it before returning it. A test drives every driver with arbitrary input and
@@ -118,8 +123,9 @@ class RequestReply(OneInFlight):
         events = self._take(self._decoder.flush())
         if self._expect is None:
             return events
+        expect, self._expect = self._expect, None
         self._counts["timeouts"] += 1
-        return events + self._no_answer()
+        return events + self._no_answer(expect)
 
     def _take(self, items: list[Any]) -> list[Event]:
         events: list[Event] = []
@@ -135,9 +141,9 @@ class RequestReply(OneInFlight):
         """The events of one good frame (its own or ``unexpected``)."""
         raise NotImplementedError
 
-    def _no_answer(self) -> list[Event]:
-        """The deadline passed with no answer to ``_expect``: the timeout
-        error, a retry, a pump gone offline …; ``_expect`` ends here."""
+    def _no_answer(self, expect: Any) -> list[Event]:
+        """The deadline passed with no answer to ``expect`` (no longer
+        awaited): the timeout error, a retry, a pump gone offline …"""
         raise NotImplementedError
 
 

@@ -168,10 +168,9 @@ class DartPoller(SaleLine, RequestReply):
         self._counts["requests"] += 1
         return wire
 
-    def _no_answer(self) -> list[Event]:
+    def _no_answer(self, expect: Literal["ack", "data"]) -> list[Event]:
         cycle = self._cycle
         assert cycle is not None  # a request is always a step of a cycle
-        self._expect = None
         pump = cycle.pump
         events: list[Event] = [
             ProtocolError("timeout", f"pump {pump.number} did not answer", pump.number)

@@ -148,10 +148,8 @@ class FurenPoller(SaleLine, RequestReply):
         self._counts["requests"] += 1
         return wire
 
-    def _no_answer(self) -> list[Event]:
-        assert self._expect is not None  # RequestReply.response_timeout checked
-        command, nozzle = self._expect
-        self._expect = None
+    def _no_answer(self, expect: tuple[int, int]) -> list[Event]:
+        command, nozzle = expect
         what = "status" if command == CMD_STATUS else f"nozzle {nozzle} {command:02X}"
         events: list[Event] = [ProtocolError("timeout", f"no answer to {what}", ADDRESS)]
         self._misses += 1

@@ -218,10 +218,8 @@ class SinopecPoller(RequestReply):
         self._counts["requests"] += 1
         return wire
 
-    def _no_answer(self) -> list[Event]:
-        assert self._expect is not None  # RequestReply.response_timeout checked
-        address, _, command = self._expect
-        self._expect = None
+    def _no_answer(self, expect: tuple[int, int, int]) -> list[Event]:
+        address, _, command = expect
         self._confirming = None  # stays in _unconfirmed: sent again next turn
         events: list[Event] = [ProtocolError("timeout", f"pump {address} did not answer", address)]
         if command in _READS:
