@@ -19,7 +19,8 @@ request after the line's inter-frame gap instead of a poll interval later.
 
 Shared by the pollers: :class:`RequestReply` (one request in flight, its
 replies read through a framer, the deadline's first steps), :func:`link_up`
-and :func:`answered` (a pump is online at its first answer) and
+and :func:`answered` (a pump is online at its first answer), :func:`link_down`
+and :func:`missed` (offline after ``offline_after`` requests without one) and
 :func:`at_least_one` (the check of a driver's counts).
 
 Read-only (SPEC D20): every driver declares ``ALLOWED_COMMANDS``, the only
@@ -164,6 +165,16 @@ def link_up(pump: Linked, address: int) -> list[Event]:
     return [PumpLink(address, online=True)]
 
 
+def link_down(pump: Linked, address: int, offline_after: int) -> list[Event]:
+    """``pump`` left a request unanswered: ``PumpLink(online=False)`` when
+    that makes ``offline_after`` in a row and it was not offline already."""
+    pump.misses += 1
+    if pump.misses < offline_after or pump.online is False:
+        return []
+    pump.online = False
+    return [PumpLink(address, online=False)]
+
+
 def answered(
     online: MutableMapping[int, bool | None], misses: MutableMapping[int, int], address: int
 ) -> list[Event]:
@@ -174,6 +185,20 @@ def answered(
         return []
     online[address] = True
     return [PumpLink(address, online=True)]
+
+
+def missed(
+    online: MutableMapping[int, bool | None],
+    misses: MutableMapping[int, int],
+    address: int,
+    offline_after: int,
+) -> list[Event]:
+    """:func:`link_down` for a master that keeps its pumps' links by address."""
+    misses[address] += 1
+    if misses[address] < offline_after or online.get(address) is False:
+        return []
+    online[address] = False
+    return [PumpLink(address, online=False)]
 
 
 def at_least_one(**counts: int) -> None:

@@ -51,7 +51,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Protocol
 
-from protocols.base import ForbiddenCommand, OneInFlight, at_least_one
+from protocols.base import ForbiddenCommand, OneInFlight, at_least_one, link_down
 from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale, Totals
 from protocols.totalsale import NOZZLE, Decimals, Finished, SaleRead, sale_of
@@ -243,13 +243,12 @@ class TotalsPoller(OneInFlight):
         if aw.received:
             self._spoilt()
             return events
-        pump.misses += 1
         if self._read is not None and self._read.address == address:
             self._give_up()  # a silent pump is not helped by asking again
-        if pump.misses >= self._offline_after and pump.online is not False:
-            pump.online, pump.state, pump.reported, pump.parked = False, None, None, None
-            events.append(PumpLink(address, online=False))
-        return events
+        down = link_down(pump, address, self._offline_after)
+        if down:
+            pump.state, pump.reported, pump.parked = None, None, None
+        return events + down
 
     def sale_committed(self, sale: Sale) -> None:
         pump = self._pumps.get(sale.address)

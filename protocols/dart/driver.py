@@ -76,7 +76,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Unpack
 
-from protocols.base import ForbiddenCommand, RequestReply, link_up
+from protocols.base import ForbiddenCommand, RequestReply, link_down, link_up
 from protocols.dart.framer import (
     SEQ_MASK,
     Frame,
@@ -101,7 +101,7 @@ from protocols.dart.pumpstate import (
     check_pumps,
     remember,
 )
-from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.events import Event, ProtocolError, Sale
 from protocols.saleline import SaleLine, SaleOptions
 
 #: Extra attempts per goal after a timeout, NAK, EOT or unsolicited frame. A
@@ -175,10 +175,7 @@ class DartPoller(SaleLine, RequestReply):
         events: list[Event] = [
             ProtocolError("timeout", f"pump {pump.number} did not answer", pump.number)
         ]
-        pump.misses += 1
-        if pump.misses >= self._offline_after and pump.online is not False:
-            pump.online = False
-            events.append(PumpLink(pump.number, online=False))
+        events += link_down(pump, pump.number, self._offline_after)
         self._retry(cycle)  # the same step again: a DATA keeps its seq, a POLL repeats
         return events
 

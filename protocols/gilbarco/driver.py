@@ -68,8 +68,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand, OneInFlight, at_least_one, link_up
-from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.base import ForbiddenCommand, OneInFlight, at_least_one, link_down, link_up
+from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
 from protocols.gilbarco.codes import (
     CMD_RUNNING,
     CMD_STATUS,
@@ -342,10 +342,7 @@ class GilbarcoPoller(OneInFlight):
         events: list[Event] = []
         pump = aw.pump
         if not aw.received:
-            pump.misses += 1
-            if pump.misses >= self._offline_after and pump.online is not False:
-                pump.online = False
-                events.append(PumpLink(pump.address, online=False))
+            events += link_down(pump, pump.address, self._offline_after)
         if self._read is not None and self._read.address == pump.address:
             if not aw.received:
                 self._give_up()

@@ -40,8 +40,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand, RequestReply, answered, at_least_one
-from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.base import ForbiddenCommand, RequestReply, answered, at_least_one, missed
+from protocols.events import Event, NozzleStatus, ProtocolError, Sale
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.extensions import (
     CMD_ERROR_INFO,
@@ -230,12 +230,10 @@ class SinopecPoller(RequestReply):
                 for data in [d for d in reads if d[0] == command]:
                     del reads[data]
             return events  # a read left unanswered says nothing about the link
-        self._misses[address] += 1
-        if self._misses[address] >= self._offline_after and self._online.get(address) is not False:
-            self._online[address] = False
+        down = missed(self._online, self._misses, address, self._offline_after)
+        if down:
             self._reads[address].clear()
-            events.append(PumpLink(address, online=False))
-        return events
+        return events + down
 
     def sale_committed(self, sale: Sale) -> None:
         waiting = self._unconfirmed.get(sale.address)

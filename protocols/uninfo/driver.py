@@ -49,8 +49,8 @@ from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar, Literal, Unpack
 
-from protocols.base import ForbiddenCommand, answered, at_least_one
-from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.base import ForbiddenCommand, answered, at_least_one, missed
+from protocols.events import Event, ProtocolError, Sale
 from protocols.saleline import SaleLine, SaleOptions
 from protocols.uninfo.framer import Reply, ReplyReader, request_of
 from protocols.uninfo.messages import (
@@ -195,14 +195,13 @@ class UninfoPoller(SaleLine):
         events.append(
             ProtocolError("timeout", f"no answer to {command:X} of pump {address}", address)
         )
-        self._misses[address] += 1
         self._failed()
-        if self._misses[address] >= self._offline_after and self._online[address] is not False:
+        down = missed(self._online, self._misses, address, self._offline_after)
+        if down:
             self._abort()
-            self._online[address] = False
             self._points[address].forget()
             self._pending.pop(address, None)
-            events.append(PumpLink(address, online=False))
+        events += down
         return events
 
     def sale_committed(self, sale: Sale) -> None:
