@@ -32,6 +32,7 @@ proves nothing else leaves it.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from protocols.events import Event, ProtocolError, PumpLink, Sale
@@ -153,6 +154,14 @@ class Linked(Protocol):
 
     online: bool | None
     misses: int
+
+
+@dataclass
+class Link:
+    """A :class:`Linked` of its own, for a master with one pump (Furen)."""
+
+    online: bool | None = None
+    misses: int = 0
 
 
 def link_up(pump: Linked, address: int) -> list[Event]:

@@ -49,8 +49,15 @@ from collections import deque
 from collections.abc import Sequence
 from typing import ClassVar, Unpack
 
-from protocols.base import ForbiddenCommand, RequestReply, at_least_one
-from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.base import (
+    ForbiddenCommand,
+    Link,
+    RequestReply,
+    at_least_one,
+    link_down,
+    link_up,
+)
+from protocols.events import Event, ProtocolError, Sale
 from protocols.furen.framer import Frame, FrameDecoder, encode_frame
 from protocols.furen.messages import (
     CMD_SALE,
@@ -117,8 +124,7 @@ class FurenPoller(SaleLine, RequestReply):
         self._plan: deque[tuple[int, int]] = deque()  # (command, nozzle) still to send
         self._rounds = 0
         self._expect: tuple[int, int] | None = None  # (command, nozzle) in flight
-        self._online: bool | None = None  # None: never answered yet
-        self._misses = 0
+        self._link = Link()
         #: Nozzle → (the record's bytes, identical reads in a row so far).
         self._seen: dict[int, tuple[bytes, int]] = {}
         self._committed: dict[str, None] = {}
@@ -152,13 +158,11 @@ class FurenPoller(SaleLine, RequestReply):
         command, nozzle = expect
         what = "status" if command == CMD_STATUS else f"nozzle {nozzle} {command:02X}"
         events: list[Event] = [ProtocolError("timeout", f"no answer to {what}", ADDRESS)]
-        self._misses += 1
-        if self._misses >= self._offline_after and self._online is not False:
-            self._online = False
+        down = link_down(self._link, ADDRESS, self._offline_after)
+        if down:
             self._reader.forget()
             self._seen.clear()
-            events.append(PumpLink(ADDRESS, online=False))
-        return events
+        return events + down
 
     def sale_committed(self, sale: Sale) -> None:
         if sale.address != ADDRESS:
@@ -214,16 +218,13 @@ class FurenPoller(SaleLine, RequestReply):
             return [ProtocolError("unexpected", detail, ADDRESS)]
         command, nozzle = self._expect
         self._expect = None
-        self._misses = 0
-        events: list[Event] = []
-        if self._online is not True:
-            self._online = True
+        events = link_up(self._link, ADDRESS)
+        if events:
             # (Back) online: every nozzle's totals next, unless this answer or
             # the plan already has them.
             due = [(CMD_TOTALS, n) for n in range(1, self._nozzles + 1)]
             skip = {*self._plan, (command, nozzle)}
             self._plan.extendleft(reversed([t for t in due if t not in skip]))
-            events.append(PumpLink(ADDRESS, online=True))
         if command == CMD_STATUS:
             events += self._reader.status(frame)
         elif command == CMD_TOTALS:
