@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
+from protocols.base import at_least_one
 from protocols.bcd import scaled
 from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Totals
 from protocols.stream import Counting, with_decoders
@@ -111,8 +112,7 @@ class PassiveMonitor:
         offline_after: int = OFFLINE_AFTER,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        at_least_one(offline_after=offline_after)
         self._offline_after = offline_after
         self._clock = clock
         #: Per pump: online (None: not heard of yet), requests in a row unanswered.

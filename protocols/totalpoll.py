@@ -51,7 +51,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar, Literal, Protocol
 
-from protocols.base import ForbiddenCommand
+from protocols.base import ForbiddenCommand, OneInFlight, at_least_one, link_down
 from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale, Totals
 from protocols.totalsale import NOZZLE, Decimals, Finished, SaleRead, sale_of
@@ -136,7 +136,7 @@ class _Await:
     received: bool = False  # any byte: the pump is there, even if the reply is spoilt
 
 
-class TotalsPoller:
+class TotalsPoller(OneInFlight):
     """Read-only master for one line of a family keyed by totals (module doc)."""
 
     name: ClassVar[str]
@@ -160,8 +160,7 @@ class TotalsPoller:
     ) -> None:
         if not addresses or len(set(addresses)) != len(addresses):
             raise ValueError("pump addresses: at least one, each once")
-        if offline_after < 1 or totals_every < 1:
-            raise ValueError("offline_after and totals_every must be at least 1")
+        at_least_one(offline_after=offline_after, totals_every=totals_every)
         for address in addresses:
             self._check_address(address)
         self._pumps = {a: _Pump(a) for a in addresses}
@@ -173,14 +172,10 @@ class TotalsPoller:
         self._decoder = self._new_decoder()
         self._turn = 0
         self._read: SaleRead | None = None
-        self._await: _Await | None = None
+        self._expect: _Await | None = None
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
     # ------------------------------------------------------------ PollDriver
-
-    @property
-    def awaiting_response(self) -> bool:
-        return self._await is not None
 
     @property
     def counters(self) -> dict[str, int]:
@@ -192,8 +187,8 @@ class TotalsPoller:
         return self._read is not None
 
     def next_request(self) -> bytes | None:
-        if self._await is not None:  # the port moved on without telling us
-            self._await = None
+        if self._expect is not None:  # the port moved on without telling us
+            self._expect = None
             self._spoilt()
         if self._read is None:
             pump = self._order[self._turn]
@@ -209,17 +204,17 @@ class TotalsPoller:
             command = self.STATUS
         wire = self._emit(command, pump.address)
         self._counts["stale_bytes"] += self._decoder.reset()  # an earlier reply's rest
-        self._expect(command)
-        self._await = _Await(pump, command, wire)
+        self._prepare(command)
+        self._expect = _Await(pump, command, wire)
         self._counts["requests"] += 1
         return wire
 
     def receive_data(self, data: bytes) -> list[Event]:
-        if self._await is not None and data:
-            self._await.received = True
+        if self._expect is not None and data:
+            self._expect.received = True
         events: list[Event] = []
         for item in self._decoder.receive_data(data):
-            aw = self._await
+            aw = self._expect
             address = None if aw is None else aw.pump.address
             if isinstance(item, ProtocolError):
                 events.append(ProtocolError(item.kind, item.detail, address))
@@ -231,7 +226,7 @@ class TotalsPoller:
         return events
 
     def response_timeout(self) -> list[Event]:
-        aw = self._await
+        aw = self._expect
         if aw is None:
             return []
         address = aw.pump.address
@@ -243,18 +238,17 @@ class TotalsPoller:
         self._counts["timeouts"] += 1
         detail = "no complete reply" if aw.received else "no reply"
         events.append(ProtocolError("timeout", f"pump {address}: {detail}", address))
-        self._await = None
+        self._expect = None
         pump = aw.pump
         if aw.received:
             self._spoilt()
             return events
-        pump.misses += 1
         if self._read is not None and self._read.address == address:
             self._give_up()  # a silent pump is not helped by asking again
-        if pump.misses >= self._offline_after and pump.online is not False:
-            pump.online, pump.state, pump.reported, pump.parked = False, None, None, None
-            events.append(PumpLink(address, online=False))
-        return events
+        down = link_down(pump, address, self._offline_after)
+        if down:
+            pump.state, pump.reported, pump.parked = None, None, None
+        return events + down
 
     def sale_committed(self, sale: Sale) -> None:
         pump = self._pumps.get(sale.address)
@@ -276,7 +270,7 @@ class TotalsPoller:
         """The bytes of the read-only query ``command`` to ``address`` (already allowed)."""
         raise NotImplementedError
 
-    def _expect(self, command: int) -> None:
+    def _prepare(self, command: int) -> None:
         """A request of ``command`` is about to leave: prepare the decoder for its reply."""
 
     def _spoils(self, error: ProtocolError) -> bool:
@@ -298,7 +292,7 @@ class TotalsPoller:
         return self._request(command, address)
 
     def _on_frame(self, frame: Any) -> list[Event]:
-        aw = self._await
+        aw = self._expect
         if aw is None:
             self._counts["unexpected"] += 1
             return [ProtocolError("unexpected", f"{_show(frame)} while no reply is awaited")]
@@ -314,7 +308,7 @@ class TotalsPoller:
             error = taken[1]
             return [ProtocolError(error.kind, error.detail, address), *self._spoilt_reply(aw)]
         reply = taken[1]
-        self._await = None
+        self._expect = None
         events = self._link_up(aw.pump)
         read = self._read
         if read is None:
@@ -335,7 +329,7 @@ class TotalsPoller:
     def _spoilt_reply(self, aw: _Await) -> list[Event]:
         """A reply came but does not count: the pump is there; ask the step again."""
         self._counts["bad_readings"] += 1
-        self._await = None
+        self._expect = None
         events = self._link_up(aw.pump)
         self._spoilt()
         return events

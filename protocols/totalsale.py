@@ -52,6 +52,7 @@ from typing import Literal, NamedTuple
 
 from protocols.bcd import scaled
 from protocols.events import Sale
+from protocols.saleline import Scale
 
 #: These pumps have one nozzle per fuelling point: the FCC always uses
 #: logical nozzle 1 ("one nozzle per channel", "single-nozzle pump",
@@ -91,13 +92,9 @@ MAX_REPORTED_KEYS = 8
 MIN_CHECKED = Decimal(1)
 
 
-@dataclass(frozen=True, slots=True)
-class Decimals:
-    """Implied decimal places of the wire's counts (a site setting, docs/brands.md)."""
-
-    volume: int = 2
-    amount: int = 2
-    price: int = 2
+#: Implied decimal places of the wire's counts: the scale every family of
+#: sales in counts shares (protocols/saleline.py).
+Decimals = Scale
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocols.bcd import scaled
 from protocols.censtar.framer import FrameDecoder, Item, decode_at
 from protocols.censtar.messages import (
     CMD_CLEAR,
@@ -40,20 +39,13 @@ from protocols.censtar.messages import (
     parse_running,
     parse_totals,
 )
+from protocols.describing import Described, decimal_text, shown
 from protocols.events import ProtocolError
 
 PROTOCOL = "censtar"
-#: Decimal places ``values`` show (docs/protocols/censtar.md).
-DECIMALS = 2
-
-Described = tuple[dict[str, Any], dict[str, Any]]
 
 #: Replies whose byte [3] is the pump's state (005:1773, 1362, 1522, 1577).
 _STATE_REPLIES = frozenset({CMD_STATUS, CMD_CLEAR, 0x05, 0x06, CMD_MODE})
-
-
-def _d(raw: int) -> str:
-    return str(scaled(raw, DECIMALS))
 
 
 def _state(state: int) -> dict[str, Any]:
@@ -73,26 +65,29 @@ def _reply(frame: Frame) -> Described | str:
         if running is None:
             return "running digits are not BCD"
         return {"volume": running[0], "amount": running[1]}, {
-            "volume": _d(running[0]),
-            "amount": _d(running[1]),
+            "volume": decimal_text(running[0]),
+            "amount": decimal_text(running[1]),
         }
     if command == CMD_TOTALS:
         totals = parse_totals(frame)
         fields = {"amount": totals.amount, "volume": totals.volume}
-        return fields, {"amount": _d(totals.amount), "volume": _d(totals.volume)}
+        return fields, {
+            "amount": decimal_text(totals.amount),
+            "volume": decimal_text(totals.volume),
+        }
     if command == CMD_PRICE_READ:
         price = parse_price(frame)
         if price is None:
             return "price digits are not BCD"
-        return {"price": price}, {"price": _d(price)}
+        return {"price": price}, {"price": decimal_text(price)}
     if command == CMD_SALE:
         record = parse_record(frame)
         if record is None:
             return "record price is not BCD"
         seq = record.seq.hex().upper()
         raw = {"amount": record.amount, "volume": record.volume, "price": record.price, "seq": seq}
-        values = {"amount": _d(record.amount), "volume": _d(record.volume)}
-        values.update(price=_d(record.price), order_no=seq)
+        values = {"amount": decimal_text(record.amount), "volume": decimal_text(record.volume)}
+        values.update(price=decimal_text(record.price), order_no=seq)
         return raw, values
     return {"data": frame.data.hex().upper()}, {}
 
@@ -112,21 +107,13 @@ def _entry(item: Item, offset: int) -> dict[str, Any]:
     if isinstance(item, ProtocolError):
         return {"ok": False, "offset": offset, "error": item.kind, "detail": item.detail}
     described = _request(item) if item.request else _reply(item)
-    if isinstance(described, str):
-        detail = f"{described} ({item.name} of pump {item.address})"
-        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
-    fields, values = described
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
+    header: dict[str, Any] = {
         "direction": "request" if item.request else "reply",
         "message": item.name,
-        "address": item.address,
-        "read_only": item.command not in PUMP_CHANGING,
-        "fields": fields,
-        "values": values,
     }
+    header.update(address=item.address, read_only=item.command not in PUMP_CHANGING)
+    where = f"{item.name} of pump {item.address}"
+    return shown(offset, PROTOCOL, described, where, header)
 
 
 def walk(data: bytes) -> list[tuple[int, Item]]:

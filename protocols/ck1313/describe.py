@@ -37,26 +37,10 @@ from protocols.ck1313.messages import (
     direction,
     parse_reply,
 )
-from protocols.describing import walk
+from protocols.describing import decimals_describer, rejected
 from protocols.events import ProtocolError
 
 PROTOCOL = "ck1313"
-
-
-def describe(
-    data: bytes,
-    *,
-    volume_decimals: int = 2,
-    amount_decimals: int = 2,
-    price_decimals: int = 2,
-) -> list[dict[str, Any]]:
-    """Every frame and byte run of ``data``, accepted or rejected."""
-    dp = (volume_decimals, amount_decimals, price_decimals)
-    return walk(data, decode_at, Frame, lambda frame, at: _frame(at, frame, dp), protocol=PROTOCOL)
-
-
-def _error(offset: int, kind: str, detail: str) -> dict[str, Any]:
-    return {"ok": False, "offset": offset, "protocol": PROTOCOL, "error": kind, "detail": detail}
 
 
 def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any]:
@@ -71,7 +55,9 @@ def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any
     values: dict[str, Any] = {"command": COMMAND_NAMES.get(command, f"unknown {command:02X}")}
     shape = f"{len(frame.raw)}-byte frame with command {command:02X}"
     if side is None:
-        return _error(offset, "bad_message", f"good check, but a {shape} is no CK1313 frame")
+        return rejected(
+            offset, "bad_message", f"good check, but a {shape} is no CK1313 frame", PROTOCOL
+        )
     ok = {"ok": True, "offset": offset, "protocol": PROTOCOL, "direction": side}
     if side in ("master", "either"):
         values["read_only"] = command in READ_COMMANDS and len(frame.raw) == 4
@@ -88,7 +74,7 @@ def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any
         return {**ok, "message": "acknowledgement", "fields": fields, "values": values}
     reply = parse_reply(frame, command)
     if isinstance(reply, ProtocolError):
-        return _error(offset, reply.kind, reply.detail)
+        return rejected(offset, reply.kind, reply.detail, PROTOCOL)
     volume_dp, amount_dp, price_dp = dp
     if isinstance(reply, Status):
         fields["status"] = reply.status
@@ -99,22 +85,28 @@ def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any
         )
         message = "status"
     elif isinstance(reply, SaleShown):
-        fields.update(volume=reply.volume, amount=reply.amount)
-        values.update(
-            volume=str(scaled(reply.volume, volume_dp)),
-            amount=str(scaled(reply.amount, amount_dp)),
-        )
+        _show(fields, values, volume=(reply.volume, volume_dp), amount=(reply.amount, amount_dp))
         message = "sale"
     elif isinstance(reply, TotalsShown):
-        fields.update(volume_total=reply.volume_total, amount_total=reply.amount_total)
-        values.update(
-            volume_total=str(scaled(reply.volume_total, volume_dp)),
-            amount_total=str(scaled(reply.amount_total, amount_dp)),
+        volume_total, amount_total = (
+            (reply.volume_total, volume_dp),
+            (reply.amount_total, amount_dp),
         )
+        _show(fields, values, volume_total=volume_total, amount_total=amount_total)
         message = "totals"
     else:
         assert isinstance(reply, PriceShown)
-        fields["price"] = reply.price
-        values["price"] = str(scaled(reply.price, price_dp))
+        _show(fields, values, price=(reply.price, price_dp))
         message = "price"
     return {**ok, "message": message, "fields": fields, "values": values}
+
+
+def _show(fields: dict[str, Any], values: dict[str, Any], **counts: tuple[int, int]) -> None:
+    """Each count ``name=(raw, decimals)``: raw in ``fields``, scaled in ``values``."""
+    for name, (raw, decimals) in counts.items():
+        fields[name] = raw
+        values[name] = str(scaled(raw, decimals))
+
+
+#: Every frame and byte run of a capture, accepted or rejected (module doc).
+describe = decimals_describer(PROTOCOL, decode_at, Frame, _frame)

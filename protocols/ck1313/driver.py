@@ -71,7 +71,7 @@ class Ck1313Poller(TotalsPoller):
     def _request(self, command: int, address: int) -> bytes:
         return build_request(address, command)
 
-    def _expect(self, command: int) -> None:
+    def _prepare(self, command: int) -> None:
         self._frames.expect = REPLY_LEN[command]  # read as the FCC reads it
 
     def _spoils(self, error: ProtocolError) -> bool:

@@ -73,11 +73,10 @@ Events:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import ClassVar, Literal
+from collections.abc import Sequence
+from typing import ClassVar, Literal, Unpack
 
-from protocols.base import ForbiddenCommand
+from protocols.base import ForbiddenCommand, RequestReply, link_down, link_up
 from protocols.dart.framer import (
     SEQ_MASK,
     Frame,
@@ -97,14 +96,13 @@ from protocols.dart.messages import (
 )
 from protocols.dart.pumpstate import (
     FUELLING_STATUSES,
-    MAX_PUMP,
-    MIN_PUMP,
     Cycle,
     PumpState,
-    Scale,
+    check_pumps,
     remember,
 )
-from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.events import Event, ProtocolError, Sale
+from protocols.saleline import SaleLine, SaleOptions
 
 #: Extra attempts per goal after a timeout, NAK, EOT or unsolicited frame. A
 #: 1 % byte-error line garbles ~1 frame in 4; three attempts lose a goal ~1.6 %
@@ -113,7 +111,7 @@ from protocols.events import Event, ProtocolError, PumpLink, Sale
 MAX_RETRIES = 2
 
 
-class DartPoller:
+class DartPoller(SaleLine, RequestReply):
     """Read-only master for Wayne DART pumps on one line (port mode ``poll``)."""
 
     name: ClassVar[str] = "dart"
@@ -123,37 +121,15 @@ class DartPoller:
     #: CD1 command codes allowed: 00 return status, 04 return filling information.
     ALLOWED_DCC: ClassVar[frozenset[int]] = frozenset({DCC_RETURN_STATUS, DCC_RETURN_FILLING_INFO})
 
-    def __init__(
-        self,
-        addresses: Sequence[int],
-        *,
-        offline_after: int = 3,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
-        grades: Mapping[int, str] | Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = datetime.now,
-    ) -> None:
-        if not addresses:
-            raise ValueError("at least one pump address is needed")
-        if len(set(addresses)) != len(addresses):
-            raise ValueError("pump addresses must be distinct")
-        for number in addresses:
-            if not MIN_PUMP <= number <= MAX_PUMP:
-                raise ValueError(f"pump address {number} is not {MIN_PUMP}..{MAX_PUMP}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        for decimals in (volume_decimals, amount_decimals, price_decimals):
-            if not 0 <= decimals <= 9:
-                raise ValueError("decimal places must be 0..9")
+    def __init__(self, addresses: Sequence[int], **options: Unpack[SaleOptions]) -> None:
+        """``options``: :class:`~protocols.saleline.SaleLine`'s."""
+        if not addresses or len(set(addresses)) != len(addresses):
+            raise ValueError("pump addresses: at least one, each once")
+        check_pumps(addresses)
+        super().__init__(**options)
         self._pumps = [PumpState(number) for number in addresses]
         self._by_adr = {pump.adr: pump for pump in self._pumps}
         self._by_number = {pump.number: pump for pump in self._pumps}
-        self._offline_after = offline_after
-        self._scale = Scale(volume_decimals, amount_decimals, price_decimals)
-        # By nozzle number; a config table's keys are TOML text ("1").
-        self._grades = {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
-        self._clock = clock
         self._decoder = FrameDecoder()
         self._turn = 0  # index of the pump whose cycle starts next
         self._cycle: Cycle | None = None
@@ -165,14 +141,6 @@ class DartPoller:
         )
 
     # ------------------------------------------------------------ PollDriver
-
-    @property
-    def awaiting_response(self) -> bool:
-        return self._expect is not None
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return {**self._decoder.counters, **self._counts}
 
     @property
     def mid_exchange(self) -> bool:
@@ -200,26 +168,14 @@ class DartPoller:
         self._counts["requests"] += 1
         return wire
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        return self._take(self._decoder.receive_data(data))
-
-    def response_timeout(self) -> list[Event]:
-        if self._expect is None:
-            return []
-        # An incomplete frame will not be completed now; a good frame it hid
-        # may even be the response (see FrameDecoder.flush).
-        events = self._take(self._decoder.flush())
+    def _no_answer(self, expect: Literal["ack", "data"]) -> list[Event]:
         cycle = self._cycle
-        if self._expect is None or cycle is None:
-            return events
-        self._expect = None
+        assert cycle is not None  # a request is always a step of a cycle
         pump = cycle.pump
-        self._counts["timeouts"] += 1
-        events.append(ProtocolError("timeout", f"pump {pump.number} did not answer", pump.number))
-        pump.misses += 1
-        if pump.misses >= self._offline_after and pump.online is not False:
-            pump.online = False
-            events.append(PumpLink(pump.number, online=False))
+        events: list[Event] = [
+            ProtocolError("timeout", f"pump {pump.number} did not answer", pump.number)
+        ]
+        events += link_down(pump, pump.number, self._offline_after)
         self._retry(cycle)  # the same step again: a DATA keeps its seq, a POLL repeats
         return events
 
@@ -279,16 +235,6 @@ class DartPoller:
 
     # ------------------------------------------------------------ responses
 
-    def _take(self, items: list[Frame | ProtocolError]) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-            else:
-                self._counts["frames_rx"] += 1
-                events.extend(self._on_frame(item))
-        return events
-
     def _unexpected(self, frame: Frame, why: str) -> list[Event]:
         self._counts["unexpected"] += 1
         detail = f"{frame.kind} frame from ADR {frame.adr:02X} (CTRL {frame.ctrl:02X}): {why}"
@@ -328,11 +274,7 @@ class DartPoller:
         return events + self._on_data(cycle, frame)
 
     def _link_up(self, pump: PumpState) -> list[Event]:
-        pump.misses = 0
-        if pump.online is True:
-            return []
-        pump.online = True
-        return [PumpLink(pump.number, online=True)]
+        return link_up(pump, pump.number)
 
     def _on_data(self, cycle: Cycle, frame: Frame) -> list[Event]:
         pump = cycle.pump

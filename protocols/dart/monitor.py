@@ -79,7 +79,7 @@ from typing import ClassVar, Literal
 
 from protocols.dart.framer import Frame, FrameDecoder, Kind
 from protocols.dart.messages import DCC_RETURN_STATUS, TRANS_CD1, TRANS_CD101
-from protocols.dart.pumpstate import ADR_OFFSET, MAX_PUMP, MIN_PUMP, Fill, PumpState, Scale
+from protocols.dart.pumpstate import ADR_OFFSET, Fill, PumpState, Scale, check_pumps
 from protocols.events import Event, ProtocolError
 from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Wire
 
@@ -167,14 +167,7 @@ class DartMonitor(PassiveMonitor):
         grades: Mapping[int, str] | Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
-        for number in addresses:
-            if not MIN_PUMP <= number <= MAX_PUMP:
-                raise ValueError(f"pump address {number} is not {MIN_PUMP}..{MAX_PUMP}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        for decimals in (volume_decimals, amount_decimals, price_decimals):
-            if not 0 <= decimals <= 9:
-                raise ValueError("decimal places must be 0..9")
+        check_pumps(addresses)  # the decimals: Scale checks them
         super().__init__(addresses, offline_after=offline_after, clock=clock)
         self._pumps = {ADR_OFFSET + n: PumpState(n) for n in addresses}
         self._scale = Scale(volume_decimals, amount_decimals, price_decimals)

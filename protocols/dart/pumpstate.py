@@ -69,11 +69,20 @@ from protocols.events import (
     Sale,
     Totals,
 )
+from protocols.saleline import Scale
 
 #: Pump number n (1..32, what a config's ``addresses`` list) ↔ ADR 0x4F + n:
 #: the 32 fuelling points of protocols.md §3 map onto ADR 0x50–0x6F.
 ADR_OFFSET = ADR_MIN - 1
 MIN_PUMP, MAX_PUMP = 1, 32
+
+
+def check_pumps(numbers: Iterable[int]) -> None:
+    """ValueError unless every pump number is :data:`MIN_PUMP`..:data:`MAX_PUMP`."""
+    for number in numbers:
+        if not MIN_PUMP <= number <= MAX_PUMP:
+            raise ValueError(f"pump address {number} is not {MIN_PUMP}..{MAX_PUMP}")
+
 
 #: DC1 statuses grouped by what they mean for a nozzle or a sale.
 FUELLING_STATUSES = frozenset({ST_FILLING, ST_SUSPENDED})
@@ -104,15 +113,6 @@ def as_sent(trans: int, data: bytes) -> bytes:
     """A transaction of a decoded frame as it sat in the frame (TRANS, LNG, data):
     plain bytes, as construct's build costs ~5 µs a piece on every sale read."""
     return bytes((trans, len(data))) + data
-
-
-@dataclass(frozen=True)
-class Scale:
-    """Implied decimal places of the BCD values (configuration, protocols.md §3)."""
-
-    volume: int = 2
-    amount: int = 2
-    price: int = 2
 
 
 @dataclass(frozen=True)

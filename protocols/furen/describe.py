@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocols.describing import walk
+from protocols.describing import Told, decimal_text, told, walk
 from protocols.events import ProtocolError
 from protocols.furen.framer import UNESCAPED, Frame
 from protocols.furen.messages import (
@@ -50,19 +50,11 @@ from protocols.furen.messages import (
     parse_totals,
     side,
 )
-from protocols.furen.reading import scaled
 
 PROTOCOL = "furen"
-DECIMALS = 2
-
-Described = tuple[str, dict[str, Any], dict[str, Any]]  # message, fields, values
 
 
-def _money(raw: int) -> str:
-    return str(scaled(raw, DECIMALS))
-
-
-def _request(frame: Frame) -> Described | ProtocolError:
+def _request(frame: Frame) -> Told | ProtocolError:
     command, data = frame.command, frame.data
     name = REQUEST_NAMES[command]
     if command == CMD_STATUS:
@@ -75,7 +67,7 @@ def _request(frame: Frame) -> Described | ProtocolError:
     return name, {"data": data[1:].hex().upper()}, {}
 
 
-def _answer(frame: Frame) -> Described | ProtocolError:
+def _answer(frame: Frame) -> Told | ProtocolError:
     data = frame.data
     if data[0] in (0x5A, 0x5B):
         reply = parse_status(frame)
@@ -85,8 +77,8 @@ def _answer(frame: Frame) -> Described | ProtocolError:
         if reply.fuelling:
             fields.update(volume=reply.volume, amount=reply.amount)
             assert reply.volume is not None and reply.amount is not None
-            values = {"state": "fuelling", "volume": _money(reply.volume)}
-            values["amount"] = _money(reply.amount)
+            values = {"state": "fuelling", "volume": decimal_text(reply.volume)}
+            values["amount"] = decimal_text(reply.amount)
             return "status", fields, values
         fields["code7"] = reply.code7
         if not reply.out:
@@ -110,19 +102,19 @@ def _answer(frame: Frame) -> Described | ProtocolError:
             "volume_total": record.volume_total,
             "amount_total": record.amount_total,
         }
-        values = {name: _money(value) for name, value in raw.items()}
+        values = {name: decimal_text(value) for name, value in raw.items()}
         return "sale", raw, {**values, "order_no": str(record.volume_total)}
     if command == CMD_TOTALS:
         totals = parse_totals(data)
         if isinstance(totals, ProtocolError):
             return totals
         raw = {"volume_total": totals.volume_total, "amount_total": totals.amount_total}
-        return "totals", raw, {name: _money(value) for name, value in raw.items()}
+        return "totals", raw, {name: decimal_text(value) for name, value in raw.items()}
     if command == CMD_PRICE:
         price = parse_price(data)
         if isinstance(price, ProtocolError):
             return price
-        return "price", {"price": price}, {"price": _money(price)}
+        return "price", {"price": price}, {"price": decimal_text(price)}
     if len(data) == ACK_LEN:
         return "ack", {"result": data[1]}, {"accepted": data[1] == 0x01}
     return ProtocolError("bad_message", f"no message is {len(data)} bytes with [6] {data[0]:02X}")
@@ -135,22 +127,8 @@ def _frame(frame: Frame, offset: int) -> dict[str, Any]:
     )
     result = _request(frame) if is_request else _answer(frame)
     header = {"b1": frame.b1, "b2": frame.b2, "ctrl": frame.ctrl}
-    if isinstance(result, ProtocolError):
-        where = ", ".join(f"{k} {v:02X}" for k, v in header.items())
-        detail = f"{result.detail} ({where}; data {frame.data.hex(' ').upper()})"
-        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
-    message, fields, values = result
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
-        "message": message,
-        "side": sender,
-        **header,
-        "nozzle": frame.nozzle_byte,
-        "fields": fields,
-        "values": values,
-    }
+    shown = {"side": sender, **header, "nozzle": frame.nozzle_byte}
+    return told(offset, PROTOCOL, result, header, frame.data, **shown)
 
 
 def describe(data: bytes) -> list[dict[str, Any]]:

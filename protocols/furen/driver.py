@@ -46,13 +46,19 @@ reported); :class:`PumpLink` online at the first reply, offline after
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import ClassVar, Unpack
 
-from protocols.base import ForbiddenCommand
-from protocols.events import Event, ProtocolError, PumpLink, Sale
-from protocols.furen.framer import MAX_NOZZLE, Frame, FrameDecoder, encode_frame
+from protocols.base import (
+    ForbiddenCommand,
+    Link,
+    RequestReply,
+    at_least_one,
+    link_down,
+    link_up,
+)
+from protocols.events import Event, ProtocolError, Sale
+from protocols.furen.framer import Frame, FrameDecoder, encode_frame
 from protocols.furen.messages import (
     CMD_SALE,
     CMD_STATUS,
@@ -65,10 +71,8 @@ from protocols.furen.messages import (
     build_read,
     build_status,
 )
-from protocols.furen.reading import PumpReader, Scale, nozzle_grades, sale_key
-
-#: The one address a Furen line has (module doc).
-ADDRESS = 1
+from protocols.furen.reading import ADDRESS, PumpReader, one_point, sale_key
+from protocols.saleline import SaleLine, SaleOptions
 
 #: Rounds (every nozzle's 56 once) between two 58 reads of every nozzle.
 #: Each sale already carries its totals; reading them apart only catches fuel
@@ -83,7 +87,7 @@ SALE_READS = 2
 MAX_COMMITTED = 32
 
 
-class FurenPoller:
+class FurenPoller(SaleLine, RequestReply):
     """Read-only master of one Furen fuelling point (port mode ``poll``)."""
 
     name: ClassVar[str] = "furen"
@@ -102,39 +106,25 @@ class FurenPoller:
         escaped: bool = False,
         sale_reads: int = SALE_READS,
         totals_every: int = TOTALS_EVERY,
-        offline_after: int = 3,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
-        grades: Mapping[int, str] | Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = datetime.now,
+        **options: Unpack[SaleOptions],
     ) -> None:
-        if list(addresses) != [ADDRESS]:
-            raise ValueError(f"a Furen line has one fuelling point: addresses must be [{ADDRESS}]")
-        if not 1 <= nozzles <= MAX_NOZZLE:
-            raise ValueError(f"nozzles must be 1..{MAX_NOZZLE}")
-        if min(sale_reads, totals_every, offline_after) < 1:
-            raise ValueError("sale_reads, totals_every and offline_after must be at least 1")
+        """``options``: :class:`~protocols.saleline.SaleLine`'s."""
+        one_point(addresses)  # its nozzles: PumpReader checks them
+        at_least_one(sale_reads=sale_reads, totals_every=totals_every)
+        super().__init__(**options)
         self._nozzles = nozzles
         self._status = status_with_clock
         self._escaped = escaped
         self._sale_reads = sale_reads
         self._totals_every = totals_every
-        self._offline_after = offline_after
-        self._clock = clock
         self._reader = PumpReader(
-            ADDRESS,
-            nozzles,
-            scale=Scale(volume_decimals, amount_decimals, price_decimals),
-            grades=nozzle_grades(grades),
-            clock=clock,
+            ADDRESS, nozzles, scale=self._scale, grades=self._grades, clock=self._clock
         )
         self._decoder = FrameDecoder(escaped=escaped)
         self._plan: deque[tuple[int, int]] = deque()  # (command, nozzle) still to send
         self._rounds = 0
         self._expect: tuple[int, int] | None = None  # (command, nozzle) in flight
-        self._online: bool | None = None  # None: never answered yet
-        self._misses = 0
+        self._link = Link()
         #: Nozzle → (the record's bytes, identical reads in a row so far).
         self._seen: dict[int, tuple[bytes, int]] = {}
         self._committed: dict[str, None] = {}
@@ -143,18 +133,13 @@ class FurenPoller:
     # ------------------------------------------------------------ PollDriver
 
     @property
-    def awaiting_response(self) -> bool:
-        return self._expect is not None
-
-    @property
     def mid_exchange(self) -> bool:
         """Never: each request is a whole exchange (its pace is the port's)."""
         return False
 
     @property
     def counters(self) -> dict[str, int]:
-        transients = {"status_transients": self._reader.transients}
-        return {**self._decoder.counters, **self._counts, **transients}
+        return {**super().counters, "status_transients": self._reader.transients}
 
     def next_request(self) -> bytes | None:
         if not self._plan:
@@ -169,29 +154,15 @@ class FurenPoller:
         self._counts["requests"] += 1
         return wire
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        return self._take(self._decoder.receive_data(data))
-
-    def response_timeout(self) -> list[Event]:
-        if self._expect is None:
-            return []
-        # An incomplete frame will not be completed now; a good frame it hid
-        # may even be the answer (FaFrameDecoder.flush).
-        events = self._take(self._decoder.flush())
-        if self._expect is None:
-            return events
-        command, nozzle = self._expect
-        self._expect = None
-        self._counts["timeouts"] += 1
+    def _no_answer(self, expect: tuple[int, int]) -> list[Event]:
+        command, nozzle = expect
         what = "status" if command == CMD_STATUS else f"nozzle {nozzle} {command:02X}"
-        events.append(ProtocolError("timeout", f"no answer to {what}", ADDRESS))
-        self._misses += 1
-        if self._misses >= self._offline_after and self._online is not False:
-            self._online = False
+        events: list[Event] = [ProtocolError("timeout", f"no answer to {what}", ADDRESS)]
+        down = link_down(self._link, ADDRESS, self._offline_after)
+        if down:
             self._reader.forget()
             self._seen.clear()
-            events.append(PumpLink(ADDRESS, online=False))
-        return events
+        return events + down
 
     def sale_committed(self, sale: Sale) -> None:
         if sale.address != ADDRESS:
@@ -225,16 +196,6 @@ class FurenPoller:
 
     # ------------------------------------------------------------ replies
 
-    def _take(self, items: list[Frame | ProtocolError]) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-            else:
-                self._counts["frames_rx"] += 1
-                events.extend(self._on_frame(item))
-        return events
-
     def _answers(self, frame: Frame) -> bool:
         """Is ``frame`` the answer to the request in flight (module doc)?"""
         assert self._expect is not None
@@ -257,16 +218,13 @@ class FurenPoller:
             return [ProtocolError("unexpected", detail, ADDRESS)]
         command, nozzle = self._expect
         self._expect = None
-        self._misses = 0
-        events: list[Event] = []
-        if self._online is not True:
-            self._online = True
+        events = link_up(self._link, ADDRESS)
+        if events:
             # (Back) online: every nozzle's totals next, unless this answer or
             # the plan already has them.
             due = [(CMD_TOTALS, n) for n in range(1, self._nozzles + 1)]
             skip = {*self._plan, (command, nozzle)}
             self._plan.extendleft(reversed([t for t in due if t not in skip]))
-            events.append(PumpLink(ADDRESS, online=True))
         if command == CMD_STATUS:
             events += self._reader.status(frame)
         elif command == CMD_TOTALS:

@@ -66,9 +66,10 @@ default 2 (unverified beyond that reading).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 from protocols.bcd import bcd_decode, bcd_encode
 from protocols.events import ProtocolError
@@ -207,6 +208,9 @@ class TotalsReply:
     amount_total: int
 
 
+_T = TypeVar("_T")
+
+
 def _bcd(data: bytes, start: int, width: int, name: str) -> int | ProtocolError:
     value = bcd_decode(data[start : start + width])
     if value is None:
@@ -215,63 +219,69 @@ def _bcd(data: bytes, start: int, width: int, name: str) -> int | ProtocolError:
     return value
 
 
+def _bcd_fields(data: bytes, *fields: tuple[int, int, str]) -> list[int] | ProtocolError:
+    """The BCD fields ``(start, width, name)`` of ``data``, or the first that is not BCD."""
+    values = []
+    for start, width, name in fields:
+        value = _bcd(data, start, width, name)
+        if isinstance(value, ProtocolError):
+            return value
+        values.append(value)
+    return values
+
+
 def parse_status(frame: Frame) -> StatusReply | ProtocolError:
     """A status reply (module doc); ProtocolError when it is none."""
     data = frame.data
     if data[0] == ST_FUELLING:
         if len(data) < FUELLING_MIN_LEN:
             return ProtocolError("bad_message", f"5B with {len(data)} bytes, no volume and amount")
-        volume = _bcd(data, 1, VOLUME_BCD, "5B volume")
-        amount = _bcd(data, 4, AMOUNT_BCD, "5B amount")
-        if isinstance(volume, ProtocolError):
-            return volume
-        if isinstance(amount, ProtocolError):
-            return amount
-        return StatusReply(True, True, data[1], volume, amount)
+        live = _bcd_fields(data, (1, VOLUME_BCD, "5B volume"), (4, AMOUNT_BCD, "5B amount"))
+        if isinstance(live, ProtocolError):
+            return live
+        return StatusReply(True, True, data[1], *live)
     if data[0] == ST_IDLE_OR_LIFTED:
         code7 = data[1] if len(data) > 1 else None
         return StatusReply(False, frame.lifted, code7, None, None)
     return ProtocolError("bad_message", f"status reply {data[0]:02X} is neither 5A nor 5B")
 
 
+def _answer(
+    data: bytes, length: int, what: str, make: Callable[..., _T], *fields: tuple[int, int, str]
+) -> _T | ProtocolError:
+    """An answer of ``length`` bytes whose BCD ``fields`` make ``make(*values)``."""
+    if len(data) != length:
+        return ProtocolError("bad_message", f"{what} of {len(data)} bytes, not {length}")
+    values = _bcd_fields(data, *fields)
+    if isinstance(values, ProtocolError):
+        return values
+    return make(*values)
+
+
 def parse_record(data: bytes) -> SaleRecord | ProtocolError:
     """The answer to 56 (LEN 19)."""
-    if len(data) != SALE_LEN:
-        return ProtocolError("bad_message", f"sale record of {len(data)} bytes, not {SALE_LEN}")
-    fields = (
-        _bcd(data, 1, VOLUME_BCD, "volume"),
-        _bcd(data, 4, AMOUNT_BCD, "amount"),
-        _bcd(data, 7, PRICE_BCD, "price"),
-        _bcd(data, 9, TOTAL_BCD, "volume total"),
-        _bcd(data, 14, TOTAL_BCD, "amount total"),
+    return _answer(
+        data,
+        SALE_LEN,
+        "sale record",
+        SaleRecord,
+        (1, VOLUME_BCD, "volume"),
+        (4, AMOUNT_BCD, "amount"),
+        (7, PRICE_BCD, "price"),
+        (9, TOTAL_BCD, "volume total"),
+        (14, TOTAL_BCD, "amount total"),
     )
-    for value in fields:
-        if isinstance(value, ProtocolError):
-            return value
-    volume, amount, price, volume_total, amount_total = fields
-    assert isinstance(volume, int) and isinstance(amount, int) and isinstance(price, int)
-    assert isinstance(volume_total, int) and isinstance(amount_total, int)
-    return SaleRecord(volume, amount, price, volume_total, amount_total)
 
 
 def parse_totals(data: bytes) -> TotalsReply | ProtocolError:
     """The answer to 58 (LEN 11)."""
-    if len(data) != TOTALS_LEN:
-        return ProtocolError("bad_message", f"totals of {len(data)} bytes, not {TOTALS_LEN}")
-    volume = _bcd(data, 1, TOTAL_BCD, "volume total")
-    amount = _bcd(data, 6, TOTAL_BCD, "amount total")
-    if isinstance(volume, ProtocolError):
-        return volume
-    if isinstance(amount, ProtocolError):
-        return amount
-    return TotalsReply(volume, amount)
+    volume, amount = (1, TOTAL_BCD, "volume total"), (6, TOTAL_BCD, "amount total")
+    return _answer(data, TOTALS_LEN, "totals", TotalsReply, volume, amount)
 
 
 def parse_price(data: bytes) -> int | ProtocolError:
     """The answer to 50 (LEN 3)."""
-    if len(data) != PRICE_LEN:
-        return ProtocolError("bad_message", f"price of {len(data)} bytes, not {PRICE_LEN}")
-    return _bcd(data, 1, PRICE_BCD, "price")
+    return _answer(data, PRICE_LEN, "price", int, (1, PRICE_BCD, "price"))
 
 
 # ------------------------------------------------------------------ simulator side

@@ -49,7 +49,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from protocols.events import Event, ProtocolError
-from protocols.furen.framer import MAX_NOZZLE, Frame, FrameDecoder
+from protocols.furen.framer import Frame, FrameDecoder
 from protocols.furen.messages import (
     ACK_LEN,
     CMD_PRICE,
@@ -65,7 +65,7 @@ from protocols.furen.messages import (
     TOTALS_LEN,
     side,
 )
-from protocols.furen.reading import PumpReader, Scale, nozzle_grades, sale_key
+from protocols.furen.reading import PumpReader, Scale, nozzle_grades, one_point, sale_key
 from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Tap, Wire, walk
 
 #: The one address a Furen line has (protocols/furen/driver.py).
@@ -94,10 +94,7 @@ class FurenMonitor(PassiveMonitor, Tap):
         grades: Mapping[int, str] | Mapping[str, str] | None = None,
         clock: Callable[[], datetime] = datetime.now,
     ) -> None:
-        if list(addresses) != [ADDRESS]:
-            raise ValueError(f"a Furen line has one fuelling point: addresses must be [{ADDRESS}]")
-        if not 1 <= nozzles <= MAX_NOZZLE:
-            raise ValueError(f"nozzles must be 1..{MAX_NOZZLE}")
+        one_point(addresses)  # its nozzles: PumpReader checks them
         super().__init__(addresses, offline_after=offline_after, clock=clock)
         self._reader = PumpReader(
             ADDRESS,

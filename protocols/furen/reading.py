@@ -33,41 +33,31 @@ later reading of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal
 
+from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale, Totals
 from protocols.furen.framer import MAX_NOZZLE, Frame
 from protocols.furen.messages import SaleRecord, parse_record, parse_status, parse_totals
+
+# nozzle_grades: the drivers and monitors of this family import it from here.
+from protocols.saleline import SaleMaker, Scale
+from protocols.saleline import nozzle_grades as nozzle_grades
+
+#: The one address a Furen line has: the protocol carries none (the
+#: driver's module doc).
+ADDRESS = 1
 
 #: Sale keys whose first-seen time is remembered: a pump holds one record
 #: per nozzle (at most 8), so a few per nozzle is plenty; bounded all the same.
 MAX_REMEMBERED = 64
 
 
-@dataclass(frozen=True, slots=True)
-class Scale:
-    """Decimal places of volume, amount and price (totals: volume's and amount's)."""
-
-    volume: int = 2
-    amount: int = 2
-    price: int = 2
-
-    def __post_init__(self) -> None:
-        for decimals in (self.volume, self.amount, self.price):
-            if not 0 <= decimals <= 9:
-                raise ValueError("decimal places must be 0..9")
-
-
-def scaled(raw: int, decimals: int) -> Decimal:
-    return Decimal(raw).scaleb(-decimals)
-
-
-def nozzle_grades(grades: Mapping[int, str] | Mapping[str, str] | None) -> dict[int, str]:
-    """Grades by nozzle number (TOML keys are text)."""
-    return {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
+def one_point(addresses: Sequence[int]) -> None:
+    """A Furen line has one fuelling point: ``addresses`` must be [:data:`ADDRESS`]."""
+    if list(addresses) != [ADDRESS]:
+        raise ValueError(f"a Furen line has one fuelling point: addresses must be [{ADDRESS}]")
 
 
 class PumpReader:
@@ -88,12 +78,13 @@ class PumpReader:
         self.nozzles = nozzles
         self._scale = scale
         self._grades = dict(grades)
-        self._clock = clock
         #: Nozzle → the state last reported (absent: not reported since forget()).
         self._shown: dict[int, tuple[NozzleState, int | None, int | None]] = {}
         #: (nozzle, raw volume) of the fill the last status showed going on.
         self._live: tuple[int, int] | None = None
-        self._ended_at: dict[str, datetime] = {}
+        self._sales = SaleMaker(
+            address, scale=scale, grades=self._grades, clock=clock, remembered=MAX_REMEMBERED
+        )
         self.transients = 0
 
     # ------------------------------------------------------------ nozzles
@@ -171,27 +162,9 @@ class PumpReader:
         """The :class:`Sale` a record is, or None (volume 0: no sale)."""
         if record.volume == 0:
             return None
-        key = sale_key(nozzle, record)
-        ended_at = self._ended_at.get(key)
-        if ended_at is None:
-            ended_at = self._ended_at[key] = self._clock()
-            while len(self._ended_at) > MAX_REMEMBERED:
-                del self._ended_at[next(iter(self._ended_at))]
-        scale = self._scale
-        return Sale(
-            address=self.address,
-            nozzle=nozzle,
-            order_no=str(record.volume_total),
-            ended_at=ended_at,
-            grade=self._grades.get(nozzle, ""),
-            price=scaled(record.price, scale.price),
-            volume=scaled(record.volume, scale.volume),
-            amount=scaled(record.amount, scale.amount),
-            totalizer_volume_end=scaled(record.volume_total, scale.volume),
-            totalizer_amount_end=scaled(record.amount_total, scale.amount),
-            key=key,
-            raw=raw,
-        )
+        totals = (record.volume_total, record.amount_total)
+        counts = (record.price, record.volume, record.amount)
+        return self._sales.sale(nozzle, counts, totals, sale_key(nozzle, record), raw)
 
     def totals(self, frame: Frame, nozzle: int) -> Totals | ProtocolError:
         """The answer to 58."""

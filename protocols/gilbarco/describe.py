@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocols.describing import accepted, rejected
 from protocols.events import ProtocolError
 from protocols.gilbarco.codes import (
     ALL_STOP,
@@ -105,18 +106,11 @@ def describe_item(item: Item, dp: Decimals) -> dict[str, Any]:
 def _ok(
     offset: int, message: str, fields: dict[str, Any], values: dict[str, Any]
 ) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
-        "message": message,
-        "fields": fields,
-        "values": values,
-    }
+    return accepted(offset, PROTOCOL, message, fields, values)
 
 
 def _error(offset: int, kind: str, detail: str) -> dict[str, Any]:
-    return {"ok": False, "offset": offset, "protocol": PROTOCOL, "error": kind, "detail": detail}
+    return rejected(offset, kind, detail, PROTOCOL)
 
 
 def _command(item: Command) -> dict[str, Any]:

@@ -68,8 +68,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand
-from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.base import ForbiddenCommand, OneInFlight, at_least_one, link_down, link_up
+from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale
 from protocols.gilbarco.codes import (
     CMD_RUNNING,
     CMD_STATUS,
@@ -160,7 +160,7 @@ class _Await:
     answered: bool = False  # a complete reply came, good or spoilt
 
 
-class GilbarcoPoller:
+class GilbarcoPoller(OneInFlight):
     """Read-only master for Gilbarco pumps on one two-wire loop (port mode ``poll``)."""
 
     name: ClassVar[str] = "gilbarco"
@@ -187,8 +187,7 @@ class GilbarcoPoller:
             raise ValueError("pump addresses: at least one, each once")
         if any(not MIN_PUMP <= a <= MAX_PUMP for a in addresses):
             raise ValueError(f"pump addresses must be {MIN_PUMP}..{MAX_PUMP}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        at_least_one(offline_after=offline_after)
         self._pumps = {a: _Pump(a) for a in addresses}
         self._order = tuple(self._pumps.values())
         self._offline_after = offline_after
@@ -204,14 +203,10 @@ class GilbarcoPoller:
         self._turn = 0
         self._read: SaleRead | None = None
         self._live: _Pump | None = None  # its running display is asked next
-        self._await: _Await | None = None
+        self._expect: _Await | None = None
         self._counts: dict[str, int] = dict.fromkeys(_COUNTERS, 0)
 
     # ------------------------------------------------------------ PollDriver
-
-    @property
-    def awaiting_response(self) -> bool:
-        return self._await is not None
 
     @property
     def counters(self) -> dict[str, int]:
@@ -224,8 +219,8 @@ class GilbarcoPoller:
         return self._read is not None or self._live is not None
 
     def next_request(self) -> bytes | None:
-        if self._await is not None:  # the port task moved on without telling us
-            self._await = None
+        if self._expect is not None:  # the port task moved on without telling us
+            self._expect = None
             self._fail_step()
         if self._live is not None:
             pump, command, self._live = self._live, CMD_RUNNING, None
@@ -242,7 +237,7 @@ class GilbarcoPoller:
         wire = self._emit(command, pump.address)
         self._counts["stale_bytes"] += self._reader.reset()  # an earlier reply's rest
         self._reader.sent(wire[0])
-        self._await = _Await(pump, command, wire[0])
+        self._expect = _Await(pump, command, wire[0])
         self._counts["requests"] += 1
         return wire
 
@@ -252,7 +247,7 @@ class GilbarcoPoller:
             if isinstance(item, Echo):
                 self._counts["echo"] += 1
                 continue
-            aw = self._await
+            aw = self._expect
             if aw is None or getattr(item, "request", None) != aw.request:
                 events += self._unexpected(item)
                 continue
@@ -261,7 +256,7 @@ class GilbarcoPoller:
                 events += self._rejected(aw, item)
                 continue
             events += self._link_up(aw.pump)
-            self._await = None
+            self._expect = None
             if isinstance(item, StatusReply):
                 events += self._on_status(aw.pump, item.status)
             elif isinstance(item, DataReply):
@@ -270,18 +265,18 @@ class GilbarcoPoller:
             elif isinstance(item, RunningReply):
                 self._counts["running_rx"] += 1
                 events += self._on_running(aw.pump, item.words)
-        aw = self._await
+        aw = self._expect
         if aw is not None and self._reader.buffered:
             aw.received = True  # part of a reply: the pump is there
         if aw is not None and self._reader.pending is None and not self._reader.buffered:
-            self._await = None  # the exchange ended without a good reply: spoilt
+            self._expect = None  # the exchange ended without a good reply: spoilt
             if aw.answered:
                 events += self._link_up(aw.pump)
             self._fail_step()
         return events
 
     def response_timeout(self) -> list[Event]:
-        aw = self._await
+        aw = self._expect
         if aw is None:
             return []
         events: list[Event] = []
@@ -318,7 +313,7 @@ class GilbarcoPoller:
         self._counts["unexpected"] += 1
         if isinstance(item, Rejected):
             self._count_error(item)
-        address = self._await.pump.address if self._await is not None else None
+        address = self._expect.pump.address if self._expect is not None else None
         detail = f"{type(item).__name__} while no reply of ours is awaited"
         return [ProtocolError("unexpected", detail, address)]
 
@@ -341,16 +336,13 @@ class GilbarcoPoller:
         Nothing but the echo is a miss, and a read then stops at once (a
         silent pump is not helped by asking again); a spoilt reply is retried.
         """
-        aw = self._await
+        aw = self._expect
         assert aw is not None
-        self._await = None
+        self._expect = None
         events: list[Event] = []
         pump = aw.pump
         if not aw.received:
-            pump.misses += 1
-            if pump.misses >= self._offline_after and pump.online is not False:
-                pump.online = False
-                events.append(PumpLink(pump.address, online=False))
+            events += link_down(pump, pump.address, self._offline_after)
         if self._read is not None and self._read.address == pump.address:
             if not aw.received:
                 self._give_up()
@@ -359,11 +351,7 @@ class GilbarcoPoller:
         return events
 
     def _link_up(self, pump: _Pump) -> list[Event]:
-        pump.misses = 0
-        if pump.online is True:
-            return []
-        pump.online = True
-        return [PumpLink(pump.address, online=True)]
+        return link_up(pump, pump.address)
 
     def _on_status(self, pump: _Pump, status: int) -> list[Event]:
         self._counts["status_rx"] += 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from protocols.bcd import bcd_decode, scaled
-from protocols.describing import walk
+from protocols.describing import decimals_describer, rejected
 from protocols.events import ProtocolError
 from protocols.lanfeng.framer import Frame, decode_at
 from protocols.lanfeng.messages import (
@@ -39,22 +39,6 @@ from protocols.lanfeng.messages import (
 )
 
 PROTOCOL = "lanfeng"
-
-
-def describe(
-    data: bytes,
-    *,
-    volume_decimals: int = 2,
-    amount_decimals: int = 2,
-    price_decimals: int = 2,
-) -> list[dict[str, Any]]:
-    """Every frame and byte run of ``data``, accepted or rejected."""
-    dp = (volume_decimals, amount_decimals, price_decimals)
-    return walk(data, decode_at, Frame, lambda frame, at: _frame(at, frame, dp), protocol=PROTOCOL)
-
-
-def _error(offset: int, kind: str, detail: str) -> dict[str, Any]:
-    return {"ok": False, "offset": offset, "protocol": PROTOCOL, "error": kind, "detail": detail}
 
 
 def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any]:
@@ -74,7 +58,7 @@ def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any
     total = parse_reply(frame, CMD_VOLUME_TOTAL)
     if isinstance(status, ProtocolError) and isinstance(total, ProtocolError):
         detail = f"good check, but neither a request nor a reply layout: {raw.hex(' ').upper()}"
-        return _error(offset, "bad_message", detail)
+        return rejected(offset, "bad_message", detail, PROTOCOL)
     as_status = None
     if isinstance(status, StatusShown):
         as_status = {
@@ -97,3 +81,7 @@ def _frame(offset: int, frame: Frame, dp: tuple[int, int, int]) -> dict[str, Any
 
 def _body(fields: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     return {"fields": fields, "values": values}
+
+
+#: Every frame and byte run of a capture, accepted or rejected (module doc).
+describe = decimals_describer(PROTOCOL, decode_at, Frame, _frame)

@@ -23,9 +23,9 @@ errors; layouts in :mod:`protocols.sinopec.messages` and
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from protocols.describing import walk
+from protocols.describing import Told, told, walk
 from protocols.events import NozzleState, ProtocolError
 from protocols.sinopec.extensions import (
     CMD_ERROR_INFO,
@@ -34,6 +34,8 @@ from protocols.sinopec.extensions import (
     ERROR_QUERY_LEN,
     PUMP_WIDE,
     QUERY_LEN,
+    InfoReading,
+    TotalsReading,
     alarm_code,
     parse_errors,
     parse_info,
@@ -58,20 +60,20 @@ from protocols.sinopec.messages import (
 
 PROTOCOL = "sinopec"
 
-Described = tuple[str, dict[str, Any], dict[str, Any]]  # message, fields, values
+_Reading = TypeVar("_Reading")
 
 
 def _money(value: int) -> str:
     return str(hundredths(value))
 
 
-def _poll(data: bytes) -> Described | ProtocolError:
+def _poll(data: bytes) -> Told | ProtocolError:
     if len(data) != 1:
         return ProtocolError("bad_message", f"30 poll must be 1 byte, got {len(data)}")
     return "poll", {}, {}
 
 
-def _realtime(data: bytes) -> Described | ProtocolError:
+def _realtime(data: bytes) -> Told | ProtocolError:
     entries = parse_realtime(data)
     if isinstance(entries, ProtocolError):
         return entries
@@ -94,7 +96,7 @@ def _realtime(data: bytes) -> Described | ProtocolError:
     return "realtime", {"num": len(entries), "entries": fields}, {"nozzles": nozzles}
 
 
-def _record(data: bytes) -> Described | ProtocolError:
+def _record(data: bytes) -> Told | ProtocolError:
     record = parse_record(data)
     if isinstance(record, ProtocolError):
         return record
@@ -119,42 +121,40 @@ def _record_values(record: TransactionRecord) -> dict[str, Any]:
     }
 
 
-def _confirm(data: bytes) -> Described | ProtocolError:
+def _confirm(data: bytes) -> Told | ProtocolError:
     pos_ttc = parse_confirm(data)
     if isinstance(pos_ttc, ProtocolError):
         return pos_ttc
     return "confirm", {"pos_ttc": pos_ttc}, {"order_no": str(pos_ttc)}
 
 
-def _query(name: str) -> Callable[[bytes], Described | ProtocolError | None]:
-    def query(data: bytes) -> Described | ProtocolError | None:
-        if len(data) != QUERY_LEN:
-            return None  # not a query: an answer
-        nozzle = None if data[1] == PUMP_WIDE and name == "info_query" else data[1]
-        return name, {"nzn": data[1]}, {"nozzle": nozzle}
+def _query_or_answer(
+    name: str,
+    parse: Callable[[bytes], _Reading | ProtocolError],
+    tell: Callable[[bytes, _Reading], Told],
+) -> Callable[[bytes], Told | ProtocolError]:
+    """A 38 / 3A frame: the query (``<name>_query``, by its length) or the
+    answer ``parse`` reads and ``tell`` tells."""
 
-    return query
+    def message(data: bytes) -> Told | ProtocolError:
+        if len(data) == QUERY_LEN:
+            nozzle = None if data[1] == PUMP_WIDE and name == "info" else data[1]
+            return f"{name}_query", {"nzn": data[1]}, {"nozzle": nozzle}
+        reading = parse(data)
+        if isinstance(reading, ProtocolError):
+            return reading
+        return tell(data, reading)
+
+    return message
 
 
-def _totals(data: bytes) -> Described | ProtocolError:
-    query = _query("totals_query")(data)
-    if query is not None:
-        return query
-    reading = parse_totals(data)
-    if isinstance(reading, ProtocolError):
-        return reading
+def _totals_answer(data: bytes, reading: TotalsReading) -> Told:
     fields = {"nzn": reading.nzn, "v_tot": reading.v_tot, "a_tot": reading.a_tot}
     values = {"nozzle": reading.nzn, "volume": _money(reading.v_tot)}
     return "totals", fields, {**values, "amount": _money(reading.a_tot)}
 
 
-def _info(data: bytes) -> Described | ProtocolError:
-    query = _query("info_query")(data)
-    if query is not None:
-        return query
-    reading = parse_info(data)
-    if isinstance(reading, ProtocolError):
-        return reading
+def _info_answer(data: bytes, reading: InfoReading) -> Told:
     items, pos = [], 3  # command, NZN, COUNT: the items follow (extensions layout)
     for _ in range(data[2]):
         length = data[pos + 1]
@@ -165,7 +165,11 @@ def _info(data: bytes) -> Described | ProtocolError:
     return "info", fields, {"nozzle": nozzle, "components": dict(reading.components)}
 
 
-def _errors(data: bytes) -> Described | ProtocolError:
+_totals = _query_or_answer("totals", parse_totals, _totals_answer)
+_info = _query_or_answer("info", parse_info, _info_answer)
+
+
+def _errors(data: bytes) -> Told | ProtocolError:
     if len(data) == ERROR_QUERY_LEN:
         return "errors_query", {}, {}
     active = parse_errors(data)
@@ -179,7 +183,7 @@ def _errors(data: bytes) -> Described | ProtocolError:
     return "errors", {"count": len(active), "entries": entries}, {"alarms": alarms}
 
 
-_MESSAGES: dict[int, Callable[[bytes], Described | ProtocolError]] = {
+_MESSAGES: dict[int, Callable[[bytes], Told | ProtocolError]] = {
     CMD_POLL: _poll,
     CMD_REALTIME: _realtime,
     CMD_RECORD: _record,
@@ -198,20 +202,7 @@ def _frame(frame: Frame, offset: int) -> dict[str, Any]:
         if parse is None
         else parse(frame.data)
     )
-    if isinstance(result, ProtocolError):
-        where = ", ".join(f"{k} {v:02X}" for k, v in header.items())
-        detail = f"{result.detail} ({where}; data {frame.data.hex(' ').upper()})"
-        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
-    message, fields, values = result
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
-        "message": message,
-        **header,
-        "fields": fields,
-        "values": values,
-    }
+    return told(offset, PROTOCOL, result, header, frame.data, **header)
 
 
 def describe(data: bytes) -> list[dict[str, Any]]:

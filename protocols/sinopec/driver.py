@@ -40,8 +40,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from protocols.base import ForbiddenCommand
-from protocols.events import Event, NozzleStatus, ProtocolError, PumpLink, Sale
+from protocols.base import ForbiddenCommand, RequestReply, answered, at_least_one, missed
+from protocols.events import Event, NozzleStatus, ProtocolError, Sale
 from protocols.sinopec.content import AnswerReader
 from protocols.sinopec.extensions import (
     CMD_ERROR_INFO,
@@ -109,7 +109,7 @@ UNSUPPORTED_AFTER = 5
 _READS = (CMD_TOTALS, CMD_READ_INFO, CMD_ERROR_INFO)
 
 
-class SinopecPoller:
+class SinopecPoller(RequestReply):
     """Read-only master for Sinopec pumps on one line (port mode ``poll``)."""
 
     name: ClassVar[str] = "sinopec"
@@ -154,10 +154,12 @@ class SinopecPoller:
         for address in (*addresses, master_address):
             if not 0 <= address <= 0xFF or address == SYNC:
                 raise ValueError(f"address {address} is not a byte other than 0xFA")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
-        if min(totals_every, info_every, errors_every) < 1:
-            raise ValueError("totals_every, info_every and errors_every must be at least 1")
+        at_least_one(
+            offline_after=offline_after,
+            totals_every=totals_every,
+            info_every=info_every,
+            errors_every=errors_every,
+        )
         self._addresses = tuple(dict.fromkeys(addresses))
         self._master = master_address
         self._caller_ctrl = CALLER_BIT if caller_bit_set else 0
@@ -171,7 +173,7 @@ class SinopecPoller:
         self._confirming: tuple[int, int] | None = None  # (address, POS_TTC) in flight
         self._unconfirmed: dict[int, dict[int, None]] = {a: {} for a in self._addresses}
         self._misses: dict[int, int] = dict.fromkeys(self._addresses, 0)
-        self._online: dict[int, bool] = {}  # absent: never answered yet
+        self._online: dict[int, bool | None] = {}  # absent: never answered yet
         self._reader = AnswerReader()  # last 31 and 3B per pump
         self._polls: dict[int, int] = dict.fromkeys(self._addresses, 0)
         self._reads: dict[int, dict[bytes, None]] = {a: {} for a in self._addresses}
@@ -189,13 +191,8 @@ class SinopecPoller:
     # ------------------------------------------------------------ PollDriver
 
     @property
-    def awaiting_response(self) -> bool:
-        return self._expect is not None
-
-    @property
     def counters(self) -> dict[str, int]:
-        unchanged = {"unchanged_reports": self._reader.unchanged_reports}
-        return {**self._decoder.counters, **self._counts, **unchanged}
+        return {**super().counters, "unchanged_reports": self._reader.unchanged_reports}
 
     def next_request(self) -> bytes | None:
         address = self._addresses[self._turn]
@@ -221,22 +218,10 @@ class SinopecPoller:
         self._counts["requests"] += 1
         return wire
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        return self._take(self._decoder.receive_data(data))
-
-    def response_timeout(self) -> list[Event]:
-        if self._expect is None:
-            return []
-        # Bytes of an incomplete frame will not be completed now; a good frame
-        # they hid may even be the response (see FrameDecoder.flush).
-        events = self._take(self._decoder.flush())
-        if self._expect is None:
-            return events
-        address, _, command = self._expect
-        self._expect = None
+    def _no_answer(self, expect: tuple[int, int, int]) -> list[Event]:
+        address, _, command = expect
         self._confirming = None  # stays in _unconfirmed: sent again next turn
-        self._counts["timeouts"] += 1
-        events.append(ProtocolError("timeout", f"pump {address} did not answer", address))
+        events: list[Event] = [ProtocolError("timeout", f"pump {address} did not answer", address)]
         if command in _READS:
             misses = self._read_misses[address]
             misses[command] = misses.get(command, 0) + 1
@@ -245,12 +230,10 @@ class SinopecPoller:
                 for data in [d for d in reads if d[0] == command]:
                     del reads[data]
             return events  # a read left unanswered says nothing about the link
-        self._misses[address] += 1
-        if self._misses[address] >= self._offline_after and self._online.get(address) is not False:
-            self._online[address] = False
+        down = missed(self._online, self._misses, address, self._offline_after)
+        if down:
             self._reads[address].clear()
-            events.append(PumpLink(address, online=False))
-        return events
+        return events + down
 
     def sale_committed(self, sale: Sale) -> None:
         waiting = self._unconfirmed.get(sale.address)
@@ -304,16 +287,6 @@ class SinopecPoller:
         self._queue(address, build_info_query(nzn))
         self._queue(address, build_totals_query(nzn))
 
-    def _take(self, items: list[Frame | ProtocolError]) -> list[Event]:
-        events: list[Event] = []
-        for item in items:
-            if isinstance(item, ProtocolError):
-                events.append(item)
-            else:
-                self._counts["frames_rx"] += 1
-                events.extend(self._on_frame(item))
-        return events
-
     def _on_frame(self, frame: Frame) -> list[Event]:
         expect = self._expect
         if (
@@ -360,10 +333,9 @@ class SinopecPoller:
         return events
 
     def _link_up(self, address: int) -> list[Event]:
-        self._misses[address] = 0
-        if self._online.get(address) is True:
+        events = answered(self._online, self._misses, address)
+        if not events:
             return []
-        self._online[address] = True
         # Back online: report every nozzle again, even if nothing changed.
         self._reader.forget_report(address)
         # (Back) online: parts may have been changed while it was away.
@@ -374,4 +346,4 @@ class SinopecPoller:
             self._queue(address, build_info_query(nzn))
         for nzn in self._nozzles[address]:
             self._queue(address, build_totals_query(nzn))
-        return [PumpLink(address, online=True)]
+        return events

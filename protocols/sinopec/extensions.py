@@ -39,6 +39,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from construct import (
     ConstructError,
@@ -127,6 +128,18 @@ def _expect(data: bytes, command: int, name: str) -> ProtocolError | None:
     return None
 
 
+def _answer(data: bytes, command: int, name: str, layout: Any, malformed: str | None = None) -> Any:
+    """``data``, the answer ``name`` to ``command``, parsed by ``layout``; or
+    the ProtocolError that says why not (``malformed`` when it does not parse)."""
+    wrong = _expect(data, command, name)
+    if wrong is not None:
+        return wrong
+    try:
+        return layout.parse(data)
+    except _PARSE_ERRORS as exc:
+        return _bad(malformed or f"{command:02X} answer malformed: {type(exc).__name__}")
+
+
 # ---------------------------------------------------------------- queries
 
 
@@ -168,13 +181,10 @@ def build_totals(reading: TotalsReading) -> bytes:
 
 
 def parse_totals(data: bytes) -> TotalsReading | ProtocolError:
-    wrong = _expect(data, CMD_TOTALS, "totals answer")
-    if wrong is not None:
-        return wrong
-    try:
-        msg = TOTALS.parse(data)
-    except _PARSE_ERRORS:
-        return _bad(f"38 totals answer must be 10 bytes, got {len(data)}")
+    malformed = f"38 totals answer must be 10 bytes, got {len(data)}"
+    msg = _answer(data, CMD_TOTALS, "totals answer", TOTALS, malformed)
+    if isinstance(msg, ProtocolError):
+        return msg
     return TotalsReading(msg.nzn, msg.v_tot, msg.a_tot)
 
 
@@ -209,13 +219,9 @@ def build_info(reading: InfoReading) -> bytes:
 
 
 def parse_info(data: bytes) -> InfoReading | ProtocolError:
-    wrong = _expect(data, CMD_READ_INFO, "read-info answer")
-    if wrong is not None:
-        return wrong
-    try:
-        msg = INFO.parse(data)
-    except _PARSE_ERRORS as exc:
-        return _bad(f"3A answer malformed: {type(exc).__name__}")
+    msg = _answer(data, CMD_READ_INFO, "read-info answer", INFO)
+    if isinstance(msg, ProtocolError):
+        return msg
     components: dict[str, str] = {}
     seen: set[int] = set()
     for item in msg["items"]:
@@ -256,13 +262,9 @@ def build_errors(active: Iterable[ActiveError]) -> bytes:
 
 
 def parse_errors(data: bytes) -> list[ActiveError] | ProtocolError:
-    wrong = _expect(data, CMD_ERROR_INFO, "error-info answer")
-    if wrong is not None:
-        return wrong
-    try:
-        msg = ERRORS.parse(data)
-    except _PARSE_ERRORS as exc:
-        return _bad(f"3B answer malformed: {type(exc).__name__}")
+    msg = _answer(data, CMD_ERROR_INFO, "error-info answer", ERRORS)
+    if isinstance(msg, ProtocolError):
+        return msg
     out = []
     for entry in msg.entries:
         digits = f"{entry.code:02X}"

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from protocols.bcd import scaled
+from protocols.describing import Described, decimal_text, shown
 from protocols.events import ProtocolError
 from protocols.udc.framer import BusDecoder, Item, Reply, Request
 from protocols.udc.messages import (
@@ -56,14 +56,6 @@ from protocols.udc.messages import (
 )
 
 PROTOCOL = "udc"
-#: Decimal places ``values`` show (docs/protocols/udc.md: the common setting).
-DECIMALS = 2
-
-Described = tuple[dict[str, Any], dict[str, Any]]
-
-
-def _d(raw: int) -> str:
-    return str(scaled(raw, DECIMALS))
 
 
 def _state(data: bytes) -> Described:
@@ -82,8 +74,8 @@ def _display(data: bytes) -> Described | str:
         "volume": display.volume,
         "state": display.state,
     }
-    values = {"price": _d(display.price), "amount": _d(display.amount)}
-    values.update(volume=_d(display.volume), state=_state(data[8:])[1]["state"])
+    values = {"price": decimal_text(display.price), "amount": decimal_text(display.amount)}
+    values.update(volume=decimal_text(display.volume), state=_state(data[8:])[1]["state"])
     return fields, values
 
 
@@ -92,7 +84,7 @@ def _totals(data: bytes) -> Described | str:
     if totals is None:
         return "totals digits are not BCD"
     fields = {"volume": totals.volume, "amount": totals.amount}
-    return fields, {"volume": _d(totals.volume), "amount": _d(totals.amount)}
+    return fields, {"volume": decimal_text(totals.volume), "amount": decimal_text(totals.amount)}
 
 
 def _prices(data: bytes) -> Described | str:
@@ -100,7 +92,7 @@ def _prices(data: bytes) -> Described | str:
     if found is None:
         return "price digits are not BCD"
     prices, grades = found
-    return {"prices": prices, "grades": grades}, {"prices": [_d(p) for p in prices]}
+    return {"prices": prices, "grades": grades}, {"prices": [decimal_text(p) for p in prices]}
 
 
 def _nozzle(data: bytes) -> Described:
@@ -141,13 +133,17 @@ def _request_fields(request: Request) -> Described | str:
             return "authorisation digits are not BCD"
         fields = {"slow_flow": auth.slow_flow, "price": auth.price}
         fields.update(amount=auth.amount, volume=auth.volume)
-        values = {"price": _d(auth.price), "amount": _d(auth.amount), "volume": _d(auth.volume)}
+        values = {
+            "price": decimal_text(auth.price),
+            "amount": decimal_text(auth.amount),
+            "volume": decimal_text(auth.volume),
+        }
         return fields, values
     if command == WRITE_PRICES:
         prices = parse_price_write(data)
         if prices is None:
             return "price digits are not BCD"
-        return {"prices": [list(p) for p in prices]}, {"cash": [_d(c) for c, _ in prices]}
+        return {"prices": [list(p) for p in prices]}, {"cash": [decimal_text(c) for c, _ in prices]}
     if command == WRITE_DISPLAY:
         return _display(data + b"\x00")
     return {}, {}
@@ -159,23 +155,14 @@ def _frame(item: Request | Reply, offset: int) -> dict[str, Any]:
         direction, described = "request", _request_fields(item)
     else:
         direction, described = "reply", _REPLIES[request.command](item.data)
-    if isinstance(described, str):
-        where = f"{direction} {request.name} of pump {request.address}"
-        detail = f"{described} ({where})"
-        return {"ok": False, "offset": offset, "error": "bad_message", "detail": detail}
-    fields, values = described
-    return {
-        "ok": True,
-        "offset": offset,
-        "protocol": PROTOCOL,
+    where = f"{direction} {request.name} of pump {request.address}"
+    header: dict[str, Any] = {
         "direction": direction,
         "message": request.name,
         "address": request.address,
-        "pump": request.pump,
-        "read_only": request.command not in PUMP_CHANGING,
-        "fields": fields,
-        "values": values,
     }
+    header.update(pump=request.pump, read_only=request.command not in PUMP_CHANGING)
+    return shown(offset, PROTOCOL, described, where, header)
 
 
 def _entry(item: Item, offset: int) -> dict[str, Any]:

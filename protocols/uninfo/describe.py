@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocols.describing import decimal_text
 from protocols.events import ProtocolError
 from protocols.uninfo.framer import BusReader, Reply, Request
 from protocols.uninfo.messages import (
@@ -38,14 +39,8 @@ from protocols.uninfo.messages import (
     Display,
     SaleRecord,
 )
-from protocols.uninfo.reading import scaled
 
 PROTOCOL = "uninfo"
-DECIMALS = 2
-
-
-def _money(raw: int) -> str:
-    return str(scaled(raw, DECIMALS))
 
 
 def _request(request: Request) -> tuple[str, dict[str, Any]]:
@@ -71,11 +66,11 @@ def _reply(reply: Reply) -> tuple[str, dict[str, Any], dict[str, Any]]:
     if kind == "display":
         assert isinstance(value, Display)
         raw = {"amount": value.amount, "volume": value.volume}
-        return "display", raw, {k: _money(v) for k, v in raw.items()}
+        return "display", raw, {k: decimal_text(v) for k, v in raw.items()}
     if kind == "sale":
         assert isinstance(value, SaleRecord)
         raw = {"price": value.price, "volume": value.volume, "amount": value.amount}
-        return "sale", raw, {k: _money(v) for k, v in raw.items()}
+        return "sale", raw, {k: decimal_text(v) for k, v in raw.items()}
     if kind == "totals":
         assert isinstance(value, tuple)
         fields = {
@@ -87,7 +82,7 @@ def _reply(reply: Reply) -> tuple[str, dict[str, Any], dict[str, Any]]:
             for g in value
         }
         values = {
-            nozzle: {k: _money(v) for k, v in raw_totals.items()}
+            nozzle: {k: decimal_text(v) for k, v in raw_totals.items()}
             for nozzle, raw_totals in fields.items()
         }
         return "totals", fields, values

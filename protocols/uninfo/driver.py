@@ -46,12 +46,12 @@ in a row to it without one.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
-from typing import ClassVar, Literal
+from collections.abc import Sequence
+from typing import ClassVar, Literal, Unpack
 
-from protocols.base import ForbiddenCommand
-from protocols.events import Event, ProtocolError, PumpLink, Sale
+from protocols.base import ForbiddenCommand, answered, at_least_one, missed
+from protocols.events import Event, ProtocolError, Sale
+from protocols.saleline import SaleLine, SaleOptions
 from protocols.uninfo.framer import Reply, ReplyReader, request_of
 from protocols.uninfo.messages import (
     CMD_DISPLAY,
@@ -66,7 +66,7 @@ from protocols.uninfo.messages import (
     SaleRecord,
     request_byte,
 )
-from protocols.uninfo.reading import READ_STATES, FuellingPoint, Scale, nozzle_grades
+from protocols.uninfo.reading import READ_STATES, FuellingPoint
 
 #: Turns of a pump between two totals reads when nothing else asks for one:
 #: each sale brings its own, this only catches fuel drawn with no record.
@@ -88,7 +88,7 @@ MAX_COMMITTED = 64
 Purpose = Literal["poll", "confirm"]
 
 
-class UninfoPoller:
+class UninfoPoller(SaleLine):
     """Read-only master of one Uninfo loop (port mode ``poll``)."""
 
     name: ClassVar[str] = "uninfo"
@@ -105,29 +105,23 @@ class UninfoPoller:
         live_display: bool = True,
         reads: int = READS,
         totals_every: int = TOTALS_EVERY,
-        offline_after: int = 3,
-        volume_decimals: int = 2,
-        amount_decimals: int = 2,
-        price_decimals: int = 2,
-        grades: Mapping[int, str] | Mapping[str, str] | None = None,
-        clock: Callable[[], datetime] = datetime.now,
+        **options: Unpack[SaleOptions],
     ) -> None:
+        """``options``: :class:`~protocols.saleline.SaleLine`'s."""
         if not addresses or len(set(addresses)) != len(addresses):
             raise ValueError("at least one pump, each address once")
         if not all(MIN_ADDRESS <= a <= MAX_ADDRESS for a in addresses):
             raise ValueError(f"Uninfo addresses are {MIN_ADDRESS}..{MAX_ADDRESS}")
-        if min(reads, totals_every, offline_after) < 1:
-            raise ValueError("reads, totals_every and offline_after must be at least 1")
-        scale = Scale(volume_decimals, amount_decimals, price_decimals)
-        by_nozzle = nozzle_grades(grades)
+        at_least_one(reads=reads, totals_every=totals_every)
+        super().__init__(**options)
         self._points = {
-            a: FuellingPoint(a, scale=scale, grades=by_nozzle, clock=clock) for a in addresses
+            a: FuellingPoint(a, scale=self._scale, grades=self._grades, clock=self._clock)
+            for a in addresses
         }
         self._order = list(addresses)
         self._live_display = live_display
         self._reads = reads
         self._totals_every = totals_every
-        self._offline_after = offline_after
         self._reader = ReplyReader(echo=echo)
         self._turn = -1
         self._plan: deque[tuple[int, Purpose]] = deque()
@@ -201,14 +195,13 @@ class UninfoPoller:
         events.append(
             ProtocolError("timeout", f"no answer to {command:X} of pump {address}", address)
         )
-        self._misses[address] += 1
         self._failed()
-        if self._misses[address] >= self._offline_after and self._online[address] is not False:
+        down = missed(self._online, self._misses, address, self._offline_after)
+        if down:
             self._abort()
-            self._online[address] = False
             self._points[address].forget()
             self._pending.pop(address, None)
-            events.append(PumpLink(address, online=False))
+        events += down
         return events
 
     def sale_committed(self, sale: Sale) -> None:
@@ -260,11 +253,7 @@ class UninfoPoller:
         command, address, purpose = step
         self._step = None
         self._counts["replies"] += 1
-        self._misses[address] = 0
-        events: list[Event] = []
-        if self._online[address] is not True:
-            self._online[address] = True
-            events.append(PumpLink(address, online=True))
+        events = answered(self._online, self._misses, address)
         point = self._points[address]
         value = reply.value
         if command == CMD_STATUS:

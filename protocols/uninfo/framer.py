@@ -68,7 +68,7 @@ Good replies never depend on how the bytes were split into reads.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from protocols.events import ProtocolError
 from protocols.stream import BufferedDecoder
@@ -103,6 +103,8 @@ from protocols.uninfo.messages import (
     status_state,
     totals_len,
 )
+
+_Item = TypeVar("_Item")
 
 Kind = Literal["status", "display", "totals", "sale", "data", "none"]
 
@@ -214,19 +216,43 @@ def _checked(request: Request, words: bytes) -> Reply | ProtocolError:
     return Reply(request, words, value)
 
 
-class ReplyReader(BufferedDecoder[Reply | ProtocolError]):
-    """The replies of one request at a time (module doc)."""
+class _Window(BufferedDecoder[_Item]):
+    """The window of one request (``_request``) on a line that may hear its
+    own requests back (``echo``: the wire's echo of each byte we, or the
+    controller, sent, before the reply)."""
 
     MAX_BUFFER = MAX_BUFFER
     ERROR_KINDS = ERRORS
     ERROR_TYPE = ProtocolError
 
-    def __init__(self, *, echo: bool = False) -> None:
+    def __init__(self, *, echo: bool = False, **counters: int) -> None:
         super().__init__()
         self.echo = echo
-        self.counters.update(echoes=0, echo_missing=0)
+        self.counters.update(echoes=0, **counters)
         self._request: Request | None = None
         self._echo_left = b""
+
+    def _open(self, request: Request) -> None:
+        """``request`` was sent: its window, after its echo when the line has one."""
+        self._request = request
+        self._echo_left = request.raw if self.echo else b""
+
+    def _echo_at(self, buf: bytearray, pos: int) -> bool:
+        """Whether ``buf[pos]`` is the next byte of the echo (taken); any other
+        byte ends the echo."""
+        if self._echo_left and buf[pos] == self._echo_left[0]:
+            self._echo_left = self._echo_left[1:]
+            self.counters["echoes"] += not self._echo_left
+            return True
+        self._echo_left = b""
+        return False
+
+
+class ReplyReader(_Window[Reply | ProtocolError]):
+    """The replies of one request at a time (module doc)."""
+
+    def __init__(self, *, echo: bool = False) -> None:
+        super().__init__(echo=echo, echo_missing=0)
 
     @property
     def waiting(self) -> Request | None:
@@ -238,8 +264,7 @@ class ReplyReader(BufferedDecoder[Reply | ProtocolError]):
         """Open the window of ``request``'s reply (for a request with none: of its
         echo); bytes still held are given up (returned as ``truncated``) first."""
         out = self.flush()
-        self._request = request
-        self._echo_left = request.raw if self.echo else b""
+        self._open(request)
         return out
 
     def flush(self) -> list[Reply | ProtocolError]:
@@ -260,11 +285,8 @@ class ReplyReader(BufferedDecoder[Reply | ProtocolError]):
         if pos >= len(buf):
             return None, 0
         if request is not None and self._echo_left:
-            if buf[pos] == self._echo_left[0]:
-                self._echo_left = self._echo_left[1:]
-                self.counters["echoes"] += not self._echo_left
+            if self._echo_at(buf, pos):
                 return None, 1
-            self._echo_left = b""
             self.counters["echo_missing"] += 1
         if request is None or request.kind == "none":
             detail = f"{len(buf) - pos} bytes with no request before them"
@@ -314,19 +336,11 @@ def lex_request(buf: bytearray, pos: int) -> tuple[Request | ProtocolError | Non
 BusItem = Request | Reply | ProtocolError
 
 
-class BusReader(BufferedDecoder[BusItem]):
+class BusReader(_Window[BusItem]):
     """Requests and replies on one line (``listen``), see the module doc."""
 
-    MAX_BUFFER = MAX_BUFFER
-    ERROR_KINDS = ERRORS
-    ERROR_TYPE = ProtocolError
-
     def __init__(self, *, echo: bool = False) -> None:
-        super().__init__()
-        self.echo = echo
-        self.counters.update(echoes=0, unanswered=0)
-        self._request: Request | None = None
-        self._echo_left = b""
+        super().__init__(echo=echo, unanswered=0)
 
     def step(self, buf: bytearray, pos: int) -> tuple[list[BusItem], int]:
         """One step at ``buf[pos]`` without the buffer (also ``forecourt decode``
@@ -337,11 +351,8 @@ class BusReader(BufferedDecoder[BusItem]):
         request = self._request
         failed: list[BusItem] = []
         if request is not None and pos < len(buf):
-            if self._echo_left and buf[pos] == self._echo_left[0]:
-                self._echo_left = self._echo_left[1:]
-                self.counters["echoes"] += not self._echo_left
+            if self._echo_at(buf, pos):
                 return [], 1
-            self._echo_left = b""
             if request.kind == "status" and status_state(buf[pos]) is None:
                 # Not a status at all: the pump did not answer, a request follows.
                 self.counters["unanswered"] += 1
@@ -359,8 +370,9 @@ class BusReader(BufferedDecoder[BusItem]):
                 failed.append(item)
         found, length = lex_request(buf, pos)
         if isinstance(found, Request):
-            self._request = None if found.kind == "none" else found
-            self._echo_left = found.raw if self.echo else b""
+            self._open(found)
+            if found.kind == "none":
+                self._request = None  # its echo is still heard
         return failed + ([] if found is None else [found]), length
 
     def _drain(self, out: list[BusItem]) -> None:

@@ -53,6 +53,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
+from protocols.base import answered
 from protocols.events import Event, ProtocolError, PumpLink, Sale
 from protocols.stream import with_decoders
 from protocols.uninfo.framer import BusReader, Reply, ReplyReader, Request, RequestReader
@@ -214,11 +215,7 @@ class UninfoMonitor:
         if address is None or self._foreign(address):
             return []
         self._counts["replies"] += 1
-        self._unanswered[address] = 0
-        events: list[Event] = []
-        if self._online[address] is not True:
-            self._online[address] = True
-            events.append(PumpLink(address, online=True))
+        events = answered(self._online, self._unanswered, address)
         point = self._points[address]
         value = reply.value
         command = reply.request.command

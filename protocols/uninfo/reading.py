@@ -53,11 +53,14 @@ the key (the wire has no time), the same on every later reading.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
+from protocols.bcd import scaled
 from protocols.events import Event, NozzleState, NozzleStatus, ProtocolError, Sale, Totals
+
+# nozzle_grades: the drivers and monitors of this family import it from here.
+from protocols.saleline import SaleMaker, Scale
+from protocols.saleline import nozzle_grades as nozzle_grades
 from protocols.uninfo.messages import (
     ST_AUTHORISED,
     ST_END,
@@ -92,24 +95,6 @@ NOZZLE_STATE = {
 #: Sale keys whose first-seen time is remembered: one record per pump, so a
 #: few are plenty; bounded all the same.
 MAX_REMEMBERED = 16
-
-
-@dataclass(frozen=True, slots=True)
-class Scale:
-    """Decimal places of volume, amount and price (totals: volume's and amount's)."""
-
-    volume: int = 2
-    amount: int = 2
-    price: int = 2
-
-
-def scaled(raw: int, decimals: int) -> Decimal:
-    return Decimal(raw).scaleb(-decimals)
-
-
-def nozzle_grades(grades: Mapping[int, str] | Mapping[str, str] | None) -> dict[int, str]:
-    """Grades by nozzle number (TOML keys are text)."""
-    return {int(nozzle): grade for nozzle, grade in (grades or {}).items()}
 
 
 def attribute(
@@ -165,7 +150,6 @@ class FuellingPoint:
         self.address = address
         self._scale = scale
         self._grades = dict(grades)
-        self._clock = clock
         self.state: int | None = None
         #: The latest totals, and whether a fill may have moved them since.
         self.after: tuple[GradeTotals, ...] | None = None
@@ -173,7 +157,9 @@ class FuellingPoint:
         #: The totals every sale up to now is accounted against (None: not yet).
         self.before: dict[int, GradeTotals] | None = None
         self._shown: dict[int, tuple[NozzleState, int | None, int | None]] = {}
-        self._ended_at: dict[str, datetime] = {}
+        self._sales = SaleMaker(
+            address, scale=scale, grades=self._grades, clock=clock, remembered=MAX_REMEMBERED
+        )
         #: Sales whose amount total did not move by their amount (not reported).
         self.amounts_unmatched = 0
 
@@ -286,25 +272,6 @@ class FuellingPoint:
             amount_total = None
             self.amounts_unmatched += 1
         key = sale_key(found.nozzle, found.volume_total)
-        ended_at = self._ended_at.get(key)
-        if ended_at is None:
-            ended_at = self._ended_at[key] = self._clock()
-            while len(self._ended_at) > MAX_REMEMBERED:
-                del self._ended_at[next(iter(self._ended_at))]
-        scale = self._scale
-        return Sale(
-            address=self.address,
-            nozzle=found.nozzle,
-            order_no=str(found.volume_total),
-            ended_at=ended_at,
-            grade=self._grades.get(found.nozzle, ""),
-            price=scaled(record.price, scale.price),
-            volume=scaled(record.volume, scale.volume),
-            amount=scaled(record.amount, scale.amount),
-            totalizer_volume_end=scaled(found.volume_total, scale.volume),
-            totalizer_amount_end=None
-            if amount_total is None
-            else scaled(amount_total, scale.amount),
-            key=key,
-            raw=raw,
-        )
+        totals = (found.volume_total, amount_total)
+        counts = (record.price, record.volume, record.amount)
+        return self._sales.sale(found.nozzle, counts, totals, key, raw)
