@@ -146,6 +146,11 @@ def _totals(reading: _Reading) -> TotalsData:
     return reading.value
 
 
+def _transaction(reading: _Reading) -> TransactionData:
+    assert isinstance(reading.value, TransactionData)
+    return reading.value
+
+
 @dataclass
 class _Watch:
     """What the monitor knows of one pump."""
@@ -368,10 +373,9 @@ class GilbarcoMonitor:
         # the LRC: of the readings, those whose money is their price × volume
         # are tried first, the latest first; one that is not is still stored
         # when confirmed (the edge checks flag its amount, SPEC A2).
-        readings = sorted(reversed(watch.t), key=lambda t: not self._plausible(t.value))
+        readings = sorted(reversed(watch.t), key=lambda t: not self._plausible(_transaction(t)))
         for t in readings:
-            txn = t.value
-            assert isinstance(txn, TransactionData)
+            txn = _transaction(t)
             # Totals readings agree for this sale when its grade's entry does:
             # another hose's totals may move between two readings.
             entries = [(s, _totals(s).of(txn.grade)) for s in watch.s]
