@@ -291,3 +291,30 @@ def test_mutated_streams_never_raise_nor_invent_a_sale(
             sale.totalizer_volume_end,
             sale.totalizer_amount_end,
         ) in real
+
+
+def test_a_price_that_does_not_add_up_is_stored_not_dropped() -> None:
+    """A master that reads each data frame once, on a port set with the wrong
+    price decimals: no reading's money is its price × volume, yet every sale
+    the totals confirm is emitted as read (the edge checks flag its amount);
+    only the first sale of each pump, with no earlier totals, is unresolved."""
+    emitted: list[Sale] = []
+    unresolved = 0
+    for seed in range(3):
+        exchanges, _, read = _run(seed)
+        monitor = GilbarcoMonitor([1, 2], price_decimals=3)
+        seen: set[tuple[bytes, bytes]] = set()
+        events: list[Event] = []
+        for request, reply in exchanges:
+            if len(reply) > 8:  # a data frame: read once
+                if (request, reply) in seen:
+                    continue
+                seen.add((request, reply))
+            events += monitor.receive_request(request) + monitor.receive_response(reply)
+        by_key = {s.key: s for s in read}
+        for sale in sales(events):
+            assert by_key[sale.key].price == sale.price * 10
+            assert (sale.volume, sale.amount) == (by_key[sale.key].volume, by_key[sale.key].amount)
+        emitted += sales(events)
+        unresolved += sum(isinstance(e, ProtocolError) and e.kind == "unresolved" for e in events)
+    assert (len(emitted), unresolved) == (6, 6)

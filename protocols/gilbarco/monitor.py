@@ -42,9 +42,7 @@ A sale T + S (S holding T's grade) is emitted once
 - S minus an earlier totals entry of that grade is T's volume and money
   (two readings that agree by arithmetic; earlier entries of every grade
   are kept, so a pump that queued sales, showing totals already past some
-  of them, still adds up) and T's money is its price × volume (the totals
-  carry no price: an E0 word added inside T's price passes the LRC and
-  makes it ten times more), or
+  of them, still adds up), or
 - the pump starts its next fill (8 / 9) with one T and one S entry read,
   nothing confirmed, and T's money is its price × volume (give or take a rounding):
   the master will not read them again; emitted as read (counted
@@ -53,6 +51,12 @@ A sale T + S (S holding T's grade) is emitted once
   sale read once and not confirmable (the first after the monitor starts,
   before any totals were seen) is recorded when that pump's next fill
   starts.
+
+The totals carry no price, and an E0 word added inside T's price passes
+the LRC and makes it ten times more: of several readings T, those whose
+money is their price × volume are tried first. One that is not is still
+emitted when confirmed, never dropped: the edge checks flag its amount
+(SPEC A2, AMOUNT_MISMATCH).
 
 Once the end's sale is out, a reading unlike the ones before starts a new
 end (a pump that queued two sales, or a master that read across a fill
@@ -136,6 +140,11 @@ class _Reading:
 
 def _totals(reading: _Reading) -> TotalsData:
     assert isinstance(reading.value, TotalsData)
+    return reading.value
+
+
+def _transaction(reading: _Reading) -> TransactionData:
+    assert isinstance(reading.value, TransactionData)
     return reading.value
 
 
@@ -311,20 +320,20 @@ class GilbarcoMonitor(PassiveMonitor):
         ``closing``, an unconfirmed but unambiguous one (module doc)."""
         if watch.done or not watch.t or not watch.s:
             return []
-        for t in reversed(watch.t):
-            txn = t.value
-            assert isinstance(txn, TransactionData)
+        # The totals carry no price, and an E0 word inserted in a price passes
+        # the LRC: of the readings, those whose money is their price × volume
+        # are tried first, the latest first; one that is not is still stored
+        # when confirmed (the edge checks flag its amount, SPEC A2).
+        readings = sorted(reversed(watch.t), key=lambda t: not self._plausible(_transaction(t)))
+        for t in readings:
+            txn = _transaction(t)
             # Totals readings agree for this sale when its grade's entry does:
             # another hose's totals may move between two readings.
             entries = [(s, _totals(s).of(txn.grade)) for s in watch.s]
             found = [(s, grade) for s, grade in entries if grade is not None]
             for s, grade in reversed(found):
                 alike = sum(other.count for other, seen in found if seen == grade)
-                # The totals carry no price: a price is taken once read twice or
-                # when money is its price × volume.
-                confirmed = (t.count >= 2 and alike >= 2) or (
-                    self._adds_up(watch, grade, txn) and self._plausible(txn)
-                )
+                confirmed = (t.count >= 2 and alike >= 2) or self._adds_up(watch, grade, txn)
                 single = closing and len(watch.t) == 1 and len({g for _, g in found}) == 1
                 if confirmed or (single and self._plausible(txn)):
                     return self._emit(address, watch, t, s, grade, confirmed)
