@@ -2,7 +2,9 @@
 
 Off unless ``[web] listen`` is set. collector/web/http.py parses requests
 (sans-IO), collector/web/server.py holds the connections and their limits,
-collector/web/app.py the pages, collector/web/auth.py the login
+collector/web/app.py the routes, collector/web/page.py what every page is
+made of, collector/web/login.py and collector/web/auth.py the login,
+collector/web/config_editor.py the config editor
 (docs/security.md: every bound and what a client gets past it).
 
 Beside the tools room, at its rank. May import: every other room (the

@@ -1,49 +1,44 @@
-"""The local web page's routes: dashboard, orders, config, log tail, detect.
+"""The local web page's assembly: its routes, what every request goes through, serve().
 
 Served by the collector itself (one process, one loop) on the bounded
 server of collector/web/server.py when ``[web] listen`` is set. Everything
 but ``/`` (login form plus a minimal status), ``/api/status`` and the two
-static files needs a login (collector/web/auth.py). The live data are the
-control socket's own queries (collector/tools/control.py), so the CLI and the page
-never disagree; the anonymous status reads only what the daemon holds in
-memory (no store query for a stranger). No CDN, no external file, no inline
-script or style: page.js and page.css are package data served from memory,
-so the Content-Security-Policy allows nothing but this origin. Labels in
-Chinese and English.
+static files needs a login (collector/web/auth.py). The route groups: the
+login form, login and logout in collector/web/login.py, the config editor
+in collector/web/config_editor.py; here the views that read (dashboard,
+state, orders, log tail, charts) and the detect actions (drawn and run by
+collector/web/detect_view.py). What every page is made of (the template,
+the headers, the cookies, the session of a request) is collector/web/page.py.
+
+The live data are the control socket's own queries
+(collector/tools/control.py), so the CLI and the page never disagree; the
+anonymous status reads only what the daemon holds in memory (no store
+query for a stranger). No CDN, no external file, no inline script or
+style: page.js and page.css are package data served from memory, so the
+Content-Security-Policy allows nothing but this origin. Labels in Chinese
+and English.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import json
-import re
-import secrets
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from collector import logs
-from collector.remote.config_check import check_config_text
 from collector.tools import control, storeview
 from collector.tools.history import SAMPLE_EVERY_S, History, history_path, sample
-from collector.web.auth import (
-    ChecksBusy,
-    LoginGuard,
-    PasswordChecks,
-    Session,
-    Sessions,
-    hash_is_usable,
-    read_hash_file,
-)
+from collector.web.auth import Session, Sessions
 from collector.web.chart_views import ChartsView
+from collector.web.config_editor import ConfigEditor
 from collector.web.detect_view import DetectView
 from collector.web.http import (
     FORM_TYPE,
@@ -53,9 +48,9 @@ from collector.web.http import (
     decode_form,
     host_allowed,
     media_type,
-    parse_cookies,
 )
-from collector.web.secrets_mask import MaskError, mask, mask_checked, unmask
+from collector.web.login import Login
+from collector.web.page import HTML, SECURITY_HEADERS, Pages, package_file, redirect
 from collector.web.server import Request, WebServer
 
 if TYPE_CHECKING:
@@ -63,62 +58,19 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("collector.web")
 
-COOKIE = "fc_session"
-PRE_COOKIE = "fc_login"  # the login form's CSRF token (no session yet)
 #: A body from a logged-in session: the documented example config is ~12 KiB.
 MAX_BODY = 64 * 1024
 #: A body without a session: the login form (a token and a password).
 MAX_ANONYMOUS_BODY = 1024
-HTML = "text/html; charset=utf-8"
-#: Sent with every answer. Scripts, styles and fetches from this origin
-#: only (no inline script: page.js), no framing, no referrer, no sniffing.
-SECURITY_HEADERS = (
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-        "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
-    ("Cache-Control", "no-store"),
-)
 #: What a store query may raise (a missing or damaged store): answered, not a 500.
 STORE_ERRORS = (storeview.StoreUnavailable, sqlite3.Error)
 STATIC = {"/static/page.js": "text/javascript; charset=utf-8", "/static/page.css": "text/css"}
-_PLACEHOLDER = re.compile(r"(\{\{[A-Z]+\}\})")
-
-
-def _package_file(name: str) -> str:
-    return resources.files("collector.web").joinpath(name).read_text("utf-8")
-
-
-class Template:
-    """page.html split once at its ``{{NAME}}`` slots; a value put in a slot is
-    never read for slots again (``{{CSRF}}`` in a config file stays text)."""
-
-    def __init__(self, text: str) -> None:
-        self.parts = _PLACEHOLDER.split(text)
-
-    def render(self, values: dict[str, str]) -> str:
-        # Odd indexes are the slots (re.split keeps the captured group).
-        return "".join(values[part[2:-2]] if i % 2 else part for i, part in enumerate(self.parts))
-
-
-def _cookie(name: str, value: str, max_age: int | None = None) -> tuple[str, str]:
-    age = "" if max_age is None else f"; Max-Age={max_age}"
-    return ("Set-Cookie", f"{name}={value}; Path=/; HttpOnly; SameSite=Strict{age}")
-
-
-def redirect(location: str, *headers: tuple[str, str]) -> Response:
-    return Response(302, b"", headers=[("Location", location), *headers])
-
 
 Route = Callable[[Request, dict[str, str]], Awaitable[Response]]
 
 
 class WebApp:
-    """The page: routes, the login and what every answer carries."""
+    """The page: its routes, the body limits and what every answer carries."""
 
     def __init__(
         self,
@@ -128,22 +80,22 @@ class WebApp:
         hosts: Sequence[str] = (),
     ) -> None:
         self.collector = collector
-        self.password_file = password_file
-        self.config_path = config_path
         self.hosts = tuple(hosts)
-        self.guard, self.sessions, self.checks = LoginGuard(), Sessions(), PasswordChecks()
-        self.template = Template(_package_file("static/page.html"))
-        self.static = {path: _package_file(path[1:]).encode() for path in STATIC}
+        self.sessions = Sessions()
+        self.pages = Pages(self.sessions)
+        self.login = Login(self.pages, password_file, self.count)
+        self.editor = ConfigEditor(self.pages, collector, config_path)
+        self.static = {path: package_file(path[1:]).encode() for path in STATIC}
         self.server: WebServer | None = None  # set by serve(): its counters on the dashboard
         self.routes: dict[tuple[str, str], Route] = {
             ("GET", "/"): self.index,
-            ("POST", "/login"): self.login,
-            ("POST", "/logout"): self.logout,
+            ("POST", "/login"): self.login.login,
+            ("POST", "/logout"): self.login.logout,
             ("GET", "/api/status"): self.minimal_status,
             ("GET", "/api/state"): self.state,
             ("GET", "/orders"): self.orders,
-            ("GET", "/config"): self.config_view,
-            ("POST", "/config"): self.config_save,
+            ("GET", "/config"): self.editor.view,
+            ("POST", "/config"): self.editor.save,
             ("GET", "/logs"): self.log_tail,
             ("GET", "/charts"): self.charts_fragment,
             ("GET", "/detect"): self.detect_view,
@@ -159,7 +111,7 @@ class WebApp:
     # -- what every request goes through -------------------------------
 
     def session_of(self, head: RequestHead) -> Session | None:
-        return self.sessions.get(parse_cookies(head.headers.get("cookie", "")).get(COOKIE))
+        return self.pages.session_of(head)
 
     def body_limit(self, head: RequestHead) -> int:
         """A body the server reads: a logged-in session's, or the login form."""
@@ -191,63 +143,13 @@ class WebApp:
         if self.server is not None:
             self.server.refusals.add(kind, peer=peer, detail=detail)
 
-    def page(
-        self,
-        view: str,
-        body: str,
-        session: Session | None,
-        *headers: tuple[str, str],
-        charts: str = "",
-    ) -> Response:
-        text = self.template.render(
-            {
-                "VIEW": view,
-                "BODY": body,
-                "CSRF": html.escape(session.csrf if session else ""),
-                "AUTH": "1" if session else "0",
-                "CHARTS": charts,
-            }
-        )
-        return Response(200, text.encode(), HTML, list(headers))
-
-    # -- login -----------------------------------------------------------
-
-    def login_page(self, peer: str, message: str = "", status: int = 200) -> Response:
-        pre = secrets.token_urlsafe(32)  # the login form's CSRF token, bound to a cookie
-        stored = read_hash_file(self.password_file)
-        set_it = (
-            "On the gateway run: "
-            f"<code>forecourt web passwd --file {html.escape(str(self.password_file))}</code>"
-        )
-        if stored is None:
-            form = f'<p class="err">未设置密码 No password is set. {set_it}</p>'
-        elif not hash_is_usable(stored):
-            form = f'<p class="err">密码文件需要更新 The password file needs renewing. {set_it}</p>'
-        else:
-            locked = self.guard.locked_for(peer)
-            lock = (
-                f'<p class="err" id="locked">登录已锁定 Login locked for {locked:.0f} s</p>'
-                if locked
-                else ""
-            )
-            form = (
-                f'{lock}<form method="post" action="/login" id="login">'
-                f'<input type="hidden" name="csrf" value="{pre}">'
-                '<label>密码 Password <input type="password" name="password" id="password" '
-                'autocomplete="current-password"></label>'
-                '<button type="submit" id="login-button">登录 Log in</button></form>'
-            )
-        msg = f'<p class="err" id="message">{html.escape(message)}</p>' if message else ""
-        response = self.page("login", f'<div id="mini"></div>{msg}{form}', None)
-        response.status = status
-        response.headers.append(_cookie(PRE_COOKIE, pre))
-        return response
+    # -- the pages that read -------------------------------------------------
 
     async def index(self, request: Request, form: dict[str, str]) -> Response:
         session = self.session_of(request.head)
         if session is None:
-            return self.login_page(request.peer)
-        return self.page("dashboard", "", session, charts=self.charts_html())
+            return self.login.form_page(request.peer)
+        return self.pages.page("dashboard", "", session, charts=self.charts_html())
 
     def charts_html(self) -> str:
         """The charts from the store, drawn now (an unreadable store: its reason)."""
@@ -262,36 +164,6 @@ class WebApp:
         if self.session_of(request.head) is None:
             return Response(401, b"login required\n")
         return Response(200, self.charts_html().encode(), HTML)
-
-    async def login(self, request: Request, form: dict[str, str]) -> Response:
-        peer = request.peer
-        pre = parse_cookies(request.head.headers.get("cookie", "")).get(PRE_COOKIE)
-        if not pre or not secrets.compare_digest(form.get("csrf", ""), pre):
-            return self.login_page(peer, "表单已过期 The form expired; try again")
-        stored = read_hash_file(self.password_file)
-        if stored is None or not hash_is_usable(stored):
-            return self.login_page(peer)
-        if (wait := self.guard.locked_for(peer)) > 0:
-            self.count("login_locked", peer, f"{wait:.0f} s to wait")
-            return self.login_page(peer, f"登录已锁定 Login locked for {wait:.0f} s", 429)
-        try:
-            ok = await self.checks.verify(peer, form.get("password", ""), stored)
-        except ChecksBusy:
-            self.count("login_busy", peer, f"{self.checks.pending} checks pending")
-            return self.login_page(peer, "稍后再试 Busy checking passwords; try again", 429)
-        if not self.guard.attempt(peer, ok):
-            self.count("wrong_password", peer)
-            return self.login_page(peer, "密码错误 Wrong password")
-        log.info("web_login", peer=peer)
-        return redirect("/", _cookie(COOKIE, self.sessions.create()))
-
-    async def logout(self, request: Request, form: dict[str, str]) -> Response:
-        # Always ends the session, token or not: ending one is never harmful.
-        token = parse_cookies(request.head.headers.get("cookie", "")).get(COOKIE)
-        self.sessions.drop(token)
-        return redirect("/", _cookie(COOKIE, "", 0))
-
-    # -- data --------------------------------------------------------------
 
     async def minimal_status(self, request: Request, form: dict[str, str]) -> Response:
         """For anyone: what the daemon holds in memory, never a store query."""
@@ -327,21 +199,23 @@ class WebApp:
         try:
             rows = await control.q_orders(self.collector, {"query": "orders", "limit": 100})
         except STORE_ERRORS as exc:
-            return self.page("orders", f'<p class="err">{html.escape(str(exc))}</p>', session)
+            return self.pages.page("orders", f'<p class="err">{html.escape(str(exc))}</p>', session)
         cols = ("nozzle", "nseq", "order_no", "grade", "volume", "amount", "ended_at", "sent")
         head = "".join(f"<th>{c}</th>" for c in cols)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
             for r in rows
         )
-        return self.page("orders", f'<table id="orders"><tr>{head}</tr>{body}</table>', session)
+        return self.pages.page(
+            "orders", f'<table id="orders"><tr>{head}</tr>{body}</table>', session
+        )
 
     async def log_tail(self, request: Request, form: dict[str, str]) -> Response:
         session = self.session_of(request.head)
         if session is None:
             return redirect("/")
         lines = "\n".join(html.escape(line) for line in logs.RECENT)
-        return self.page("logs", f'<pre id="log">{lines}</pre>', session)
+        return self.pages.page("logs", f'<pre id="log">{lines}</pre>', session)
 
     # -- detect ------------------------------------------------------------
 
@@ -349,117 +223,36 @@ class WebApp:
         session = self.session_of(request.head)
         if session is None:
             return redirect("/")
-        return self.page("detect", self.detect.render(session.csrf), session)
+        return self.pages.page("detect", self.detect.render(session.csrf), session)
 
-    def _detect_form(self, request: Request, form: dict[str, str]) -> Response | int:
+    def _detect_form(
+        self, request: Request, form: dict[str, str]
+    ) -> tuple[Session, int] | Response:
         """The session and port number of a detect form, or the answer refusing it."""
-        session = self.session_of(request.head)
-        if session is None:
-            return redirect("/")
-        if not Sessions.csrf_ok(session, form.get("csrf")):
-            return Response(403, b"CSRF token missing or wrong\n")
+        session = self.pages.posted(request, form)
+        if not isinstance(session, Session):
+            return session
         try:
-            return int(form.get("port", ""))
+            return session, int(form.get("port", ""))
         except ValueError:
-            return self.page("detect", self.detect.render(session.csrf, "no port"), session)
+            return self.pages.page("detect", self.detect.render(session.csrf, "no port"), session)
 
     async def detect_start(self, request: Request, form: dict[str, str]) -> Response:
-        number = self._detect_form(request, form)
-        if not isinstance(number, int):
-            return number
-        why = self.detect.start(number)
-        if why:
-            session = self.session_of(request.head)
-            assert session is not None
-            return self.page("detect", self.detect.render(session.csrf, why), session)
+        posted = self._detect_form(request, form)
+        if isinstance(posted, Response):
+            return posted
+        session, number = posted
+        if why := self.detect.start(number):
+            return self.pages.page("detect", self.detect.render(session.csrf, why), session)
         return redirect("/detect")
 
     async def detect_apply(self, request: Request, form: dict[str, str]) -> Response:
-        number = self._detect_form(request, form)
-        if not isinstance(number, int):
-            return number
+        posted = self._detect_form(request, form)
+        if isinstance(posted, Response):
+            return posted
+        session, number = posted
         why = await self.detect.apply(number)
-        session = self.session_of(request.head)
-        assert session is not None
-        return self.page("detect", self.detect.render(session.csrf, why), session)
-
-    # -- config editor -------------------------------------------------
-
-    async def config_view(self, request: Request, form: dict[str, str]) -> Response:
-        session = self.session_of(request.head)
-        if session is None:
-            return redirect("/")
-        return self.config_page(session, None, [])
-
-    def config_page(
-        self, session: Session, edited: str | None, errors: list[str], saved: bool = False
-    ) -> Response:
-        if self.config_path is None:
-            return self.page("config", "<p>配置文件未知 The config file is not known.</p>", session)
-        if edited is None:
-            try:  # secrets never reach the page (D9): proven, or no text at all
-                text = mask_checked(self.config_path.read_text("utf-8"))
-            except (MaskError, OSError, UnicodeDecodeError) as exc:
-                reason = html.escape(str(exc))
-                body = f'<p class="err" id="unshown">配置无法显示 Not shown: {reason}</p>'
-                return self.page("config", body, session)
-        else:
-            text = mask(edited)  # what this session sent, placeholders kept
-        note = (
-            '<p class="ok" id="saved">已保存，重启后生效 Saved (previous kept as .prev). '
-            "A restart of the collector applies it.</p>"
-            if saved
-            else ""
-        )
-        errs = "".join(f"<li>{html.escape(e)}</li>" for e in errors)
-        errs = f'<ul class="err" id="errors">{errs}</ul>' if errors else ""
-        body = (
-            f"{note}{errs}<p>{html.escape(str(self.config_path))}</p>"
-            f'<form method="post" action="/config" id="config-form">'
-            f'<input type="hidden" name="csrf" value="{html.escape(session.csrf)}">'
-            '<textarea name="toml" id="toml" rows="30" spellcheck="false">'
-            f"{html.escape(text)}</textarea>"
-            '<button type="submit" id="save">校验并保存 Check and save</button></form>'
-        )
-        return self.page("config", body, session)
-
-    async def config_save(self, request: Request, form: dict[str, str]) -> Response:
-        session = self.session_of(request.head)
-        if session is None:
-            return redirect("/")
-        if not Sessions.csrf_ok(session, form.get("csrf")):
-            return Response(403, b"CSRF token missing or wrong\n")
-        if self.config_path is None:
-            return self.config_page(session, None, [])
-        edited = form.get("toml", "").replace("\r\n", "\n")
-        from config import toml_read
-
-        try:  # before the secret scan, which recurses into the text as the parser does
-            toml_read.check_text(edited)
-        except toml_read.TomlBoundError as exc:
-            return self.config_page(session, None, [f"config: {exc}"])
-        changes = self.collector.config_changes
-        # One writer at a time with config.set / rollback (their file lock).
-        async with changes.file_lock if changes is not None else contextlib.nullcontext():
-            text, errors = unmask(edited, self.config_path.read_text("utf-8"))
-            errors = errors or await check_config_text(text, self.config_path.parent)
-            from collector.remote.config_files import pending_path
-
-            if pending_path(self.config_path).exists():
-                # Saving now would replace .prev, which a revert puts back.
-                errors = ["config: a remote change (config.set) waits for confirmation; try later"]
-            if errors:
-                return self.config_page(session, edited, errors)
-            write_config_atomically(self.config_path, text)
-        return self.config_page(session, None, [], saved=True)
-
-
-def write_config_atomically(path: Path, text: str) -> None:
-    """Temp file + fsync + rename + fsync dir; the file it replaces is kept as
-    ``<file>.prev`` (the same writer ``config.set`` uses: collector/remote/config_files.py)."""
-    from collector.remote.config_files import replace_keeping_prev
-
-    replace_keeping_prev(path, text.encode("utf-8"))
+        return self.pages.page("detect", self.detect.render(session.csrf, why), session)
 
 
 async def serve(
