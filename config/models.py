@@ -6,14 +6,17 @@ or ``tls = 1`` is a mistake to report, not to guess at. Cross-field checks
 raise errors located at the offending key (``ports.1.number``) so a
 technician can find the line to fix.
 
-This module holds the root :class:`Config`, its cross-table checks and the
-small tables; the larger ones live beside it and are re-exported here, so
-``from config.models import X`` works for every name: config/models_ports.py
-(``[[ports]]``; each protocol's options are its package's, validated by
-config/protocol_options.py), config/models_uplink.py
-(``[uplink]``, ``[[uplink.endpoints]]``), config/models_tanks.py
-(``[gauge]``, ``[[tanks]]``, ``[wetstock]``), config/models_base.py (the
-strict model config and located errors every model shares).
+This module holds the root :class:`Config` and its cross-table checks; the
+tables live beside it and are re-exported here, so ``from config.models
+import X`` works for every name: config/models_device.py (``[device]``,
+``[store]``, ``[clock]``, ``[leds]``, ``[ota]``, ``[log]``, ``[control]``,
+``[web]``), config/models_ports.py (``[[ports]]``; each protocol's options
+are its package's, validated by config/protocol_options.py),
+config/models_uplink.py (``[uplink]``, ``[[uplink.endpoints]]``),
+config/models_tanks.py (``[gauge]``, ``[[tanks]]``, ``[wetstock]``),
+config/models_checks.py (``[edge]``, ``[books]``), config/models_inputs.py
+(``[[seals]]``, ``[[pulses]]``), config/models_base.py (the strict model
+config and located errors every model shares).
 
 pydantic costs ~100 ms at import; only ``config.models`` (with its parts) and
 ``config.loader`` import it, never the poll loop.
@@ -21,9 +24,7 @@ pydantic costs ~100 ms at import; only ``config.models`` (with its parts) and
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -34,26 +35,75 @@ from pydantic import (
     model_validator,
 )
 
-import protocols
-from config.derived import DeviceDerived, WebDerived, parse_listen, parse_offset
-from config.models_base import (
-    _MODEL_CONFIG,
-    FilePath,
-    PathText,
-    Whole,
-    _fail,
-    _invalid,
-    _LocatedError,
-    _matching,
-)
+# Every name this module held before its tables moved beside it stays
+# importable from here, the helpers they use included.
+from config.derived import DeviceDerived as DeviceDerived
+from config.derived import WebDerived as WebDerived
+from config.derived import parse_listen as parse_listen
+from config.derived import parse_offset as parse_offset
+from config.models_base import _MODEL_CONFIG, _fail, _LocatedError
 from config.models_base import HOST_MAX_CHARS as HOST_MAX_CHARS
 from config.models_base import PATH_MAX_BYTES as PATH_MAX_BYTES
 from config.models_base import STATION_MAX_CHARS as STATION_MAX_CHARS
 from config.models_base import TCP_PORT_MAX as TCP_PORT_MAX
 from config.models_base import TCP_PORT_MIN as TCP_PORT_MIN
+from config.models_base import FilePath as FilePath
+from config.models_base import PathText as PathText
+from config.models_base import Whole as Whole
+from config.models_base import _invalid as _invalid
+from config.models_base import _matching as _matching
+from config.models_checks import AMOUNT_TOLERANCE_MAX_YUAN as AMOUNT_TOLERANCE_MAX_YUAN
+from config.models_checks import BOOKS_TIMEOUT_MAX_S as BOOKS_TIMEOUT_MAX_S
+from config.models_checks import BOOKS_TIMEOUT_MIN_S as BOOKS_TIMEOUT_MIN_S
+from config.models_checks import EDGE_GRADES_MAX as EDGE_GRADES_MAX
+from config.models_checks import HELD_SALE_MAX_S as HELD_SALE_MAX_S
+from config.models_checks import HELD_SALE_MIN_S as HELD_SALE_MIN_S
+from config.models_checks import LONGEST_FILL_MAX_S as LONGEST_FILL_MAX_S
+from config.models_checks import LONGEST_FILL_MIN_S as LONGEST_FILL_MIN_S
+from config.models_checks import MAX_FLOW_MAX_L_PER_MIN as MAX_FLOW_MAX_L_PER_MIN
+from config.models_checks import PRICE_MAX_YUAN_PER_L as PRICE_MAX_YUAN_PER_L
+from config.models_checks import PUMP_CLOCK_SKEW_MAX_S as PUMP_CLOCK_SKEW_MAX_S
+from config.models_checks import BooksConfig as BooksConfig
+from config.models_checks import EdgeConfig as EdgeConfig
+from config.models_checks import _Grade as _Grade
+from config.models_checks import _Prices as _Prices
+from config.models_device import CLOCK_THRESHOLD_MAX_MS as CLOCK_THRESHOLD_MAX_MS
+from config.models_device import DEVICE_ID_PATTERN as DEVICE_ID_PATTERN
+from config.models_device import EVIDENCE_DAYS_MAX as EVIDENCE_DAYS_MAX
+from config.models_device import EVIDENCE_MAX_BYTES_MAX as EVIDENCE_MAX_BYTES_MAX
+from config.models_device import EVIDENCE_MAX_BYTES_MIN as EVIDENCE_MAX_BYTES_MIN
+from config.models_device import OTA_BUNDLE_MAX_BYTES as OTA_BUNDLE_MAX_BYTES
+from config.models_device import OTA_BUNDLE_MIN_BYTES as OTA_BUNDLE_MIN_BYTES
+from config.models_device import OTA_HOLD_MAX_S as OTA_HOLD_MAX_S
+from config.models_device import OTA_MAX_BUNDLE_BYTES as OTA_MAX_BUNDLE_BYTES
+from config.models_device import OTA_WINDOW_MAX_S as OTA_WINDOW_MAX_S
+from config.models_device import STORE_MAX_BYTES_MAX as STORE_MAX_BYTES_MAX
+from config.models_device import STORE_MAX_BYTES_MIN as STORE_MAX_BYTES_MIN
+from config.models_device import STORE_MAX_RECORDS_MAX as STORE_MAX_RECORDS_MAX
+from config.models_device import STORE_MAX_RECORDS_MIN as STORE_MAX_RECORDS_MIN
+from config.models_device import STORE_RETAIN_MAX as STORE_RETAIN_MAX
+from config.models_device import STORE_RETAIN_MIN as STORE_RETAIN_MIN
+from config.models_device import UNIX_SOCKET_PATH_MAX_BYTES as UNIX_SOCKET_PATH_MAX_BYTES
+from config.models_device import WEB_HOST_PATTERN as WEB_HOST_PATTERN
+from config.models_device import WEB_HOSTS_MAX as WEB_HOSTS_MAX
+from config.models_device import ClockConfig as ClockConfig
+from config.models_device import ControlConfig as ControlConfig
+from config.models_device import DeviceConfig as DeviceConfig
+from config.models_device import LedsConfig as LedsConfig
+from config.models_device import LogConfig as LogConfig
+from config.models_device import OtaConfig as OtaConfig
+from config.models_device import StoreConfig as StoreConfig
+from config.models_device import WebConfig as WebConfig
+from config.models_device import _parse_offset as _parse_offset
+from config.models_inputs import DISPENSER_KEY_PATTERN as DISPENSER_KEY_PATTERN
 from config.models_inputs import MAX_PULSE_INPUTS as MAX_PULSE_INPUTS
+from config.models_inputs import MAX_SEALS as MAX_SEALS
+from config.models_inputs import SEAL_NAME_PATTERN as SEAL_NAME_PATTERN
+from config.models_inputs import SEAL_PERIOD_MAX_MS as SEAL_PERIOD_MAX_MS
+from config.models_inputs import SEAL_PERIOD_MIN_MS as SEAL_PERIOD_MIN_MS
 from config.models_inputs import PulseConfig as PulseConfig
-from config.models_inputs import pulse_errors
+from config.models_inputs import SealConfig as SealConfig
+from config.models_inputs import pulse_errors as pulse_errors
 from config.models_ports import BAUDRATES as BAUDRATES
 from config.models_ports import LINE_CHECK_MAX_S as LINE_CHECK_MAX_S
 from config.models_ports import LINE_CHECK_MIN_S as LINE_CHECK_MIN_S
@@ -100,378 +150,6 @@ from config.models_uplink import PROBE_PRIMARY_MIN_S as PROBE_PRIMARY_MIN_S
 from config.models_uplink import URL_MAX_CHARS as URL_MAX_CHARS
 from config.models_uplink import EndpointConfig as EndpointConfig
 from config.models_uplink import UplinkConfig as UplinkConfig
-
-#: The device id is the MQTT client id and a topic segment
-#: (``forecourt/v1/{id}/…``): MQTT wildcards ``+ #`` and the level separator
-#: ``/`` would break the topic tree, and 64 characters stay well inside the
-#: 23..65535 client-id range every broker accepts once configured.
-DEVICE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-#: SPEC D4 is a floor: a config cannot promise fewer retained orders per nozzle.
-STORE_RETAIN_MIN = 2000
-#: Below 32 ports x 2 nozzles x 2000 retained orders, the cap could never be met.
-STORE_MAX_RECORDS_MIN = 128_000
-#: 16 MiB: below it the D4 floor of a small station would not fit either.
-STORE_MAX_BYTES_MIN = 16 * 1024 * 1024
-#: 10 million records at ≥ 280 B each is ≥ 2.8 GB: more than the flash of any
-#: gateway this runs on (256 MB NAND, or an SD card of a few GB) can hold.
-STORE_MAX_RECORDS_MAX = 10_000_000
-#: 50 times the D4 floor: a nozzle's year of sales at a busy station.
-STORE_RETAIN_MAX = 100_000
-#: 64 GiB: past the largest storage a gateway carries; the disk fills first
-#: (STORE_FULL) and the cap never binds.
-STORE_MAX_BYTES_MAX = 64 * 1024**3
-#: The raw log (buffer/rawlog.py): 1 MiB holds an idle port's weeks, the
-#: smallest budget that means anything; 16 GiB is past any gateway's storage.
-EVIDENCE_MAX_BYTES_MIN = 1024 * 1024
-EVIDENCE_MAX_BYTES_MAX = 16 * 1024**3
-#: Days of raw log: 0 is off; a year is past any inspection window.
-EVIDENCE_DAYS_MAX = 366
-
-
-class DeviceConfig(DeviceDerived, BaseModel):
-    model_config = _MODEL_CONFIG
-
-    id: Annotated[
-        str,
-        _matching(
-            DEVICE_ID_PATTERN,
-            "must be 1..64 of A-Z a-z 0-9 _ - (it is the MQTT client id and a topic segment)",
-        ),
-    ]
-    station: Annotated[str, Field(min_length=1, max_length=STATION_MAX_CHARS)]
-    timezone: str = "+08:00"
-
-    @field_validator("timezone")
-    @classmethod
-    def _check_timezone(cls, value: str) -> str:
-        _parse_offset(value)
-        return value
-
-
-def _parse_offset(text: str) -> dt.timedelta:
-    try:
-        return parse_offset(text)
-    except ValueError as exc:
-        raise _invalid(str(exc)) from None
-
-
-class StoreConfig(BaseModel):
-    model_config = _MODEL_CONFIG
-
-    #: The SQLite file (SPEC D4, D6). TOML gives a string: allow str → Path.
-    #: An existing file must be one of our stores (collector/remote/config_env.py).
-    path: FilePath
-    #: Total records kept (every kind), sized for 30 days of a busy station
-    #: (SPEC A9; arithmetic in docs/store.md). Above it acknowledged records go
-    #: first, oldest first; unsent ones only when they alone exceed it (alarmed).
-    max_records: Annotated[int, Field(ge=STORE_MAX_RECORDS_MIN, le=STORE_MAX_RECORDS_MAX)] = 250_000
-    #: Newest orders per nozzle never evicted (SPEC D4: at least 2000).
-    retain_per_nozzle: Annotated[int, Field(ge=STORE_RETAIN_MIN, le=STORE_RETAIN_MAX)] = 2000
-    #: Bytes of SQLite pages in use the records may take (same eviction rules).
-    max_bytes: Annotated[int, Field(ge=STORE_MAX_BYTES_MIN, le=STORE_MAX_BYTES_MAX)] = (
-        100 * 1024 * 1024
-    )
-    #: Days the raw bytes of every dispenser line are kept (buffer/rawlog.py,
-    #: ``<store>.evidence.sqlite``; ``evidence.fetch``); 0: no raw log.
-    evidence_days: Annotated[int, Field(ge=0, le=EVIDENCE_DAYS_MAX)] = 30
-    #: Bytes of raw-log pages in use; past it (or past ``evidence_days``) the
-    #: oldest blocks go first, counted per port (docs/store.md "Raw log").
-    evidence_max_bytes: Annotated[
-        int, Field(ge=EVIDENCE_MAX_BYTES_MIN, le=EVIDENCE_MAX_BYTES_MAX)
-    ] = 64 * 1024 * 1024
-
-
-#: A unit price in yuan/L: fuel sells for about 5–10; 1 000 is a typo at any
-#: decimal place a pump uses.
-PRICE_MAX_YUAN_PER_L = 1000.0
-#: Grades a station sells: a handful; 64 is every code a province uses.
-EDGE_GRADES_MAX = 64
-#: An amount mismatch wider than 100 yuan is no rounding: it is the finding.
-AMOUNT_TOLERANCE_MAX_YUAN = 100.0
-#: Flow: JJG 443-2023 covers dispensers up to 200 L/min; 10 000 leaves room
-#: for any bulk meter a station might run, and above it the rule checks nothing.
-MAX_FLOW_MAX_L_PER_MIN = 10_000.0
-#: Longest fill allowed when the lift was not seen: a minute to a day.
-LONGEST_FILL_MIN_S, LONGEST_FILL_MAX_S = 60, 86_400
-#: Pump clock skew: 1 s (a pump synchronised with the gateway) to a day.
-PUMP_CLOCK_SKEW_MAX_S = 86_400
-#: A held sale's age: an hour to a year.
-HELD_SALE_MIN_S, HELD_SALE_MAX_S = 3600, 366 * 86_400
-
-_Grade = Annotated[str, Field(min_length=1, max_length=STATION_MAX_CHARS)]
-_Prices = Annotated[
-    dict[_Grade, Annotated[float, Field(gt=0, le=PRICE_MAX_YUAN_PER_L)]],
-    Field(max_length=EDGE_GRADES_MAX),
-]
-
-
-class EdgeConfig(BaseModel):
-    """Edge checks on every order (SPEC A1, A2, A7, A10, and the plausibility
-    rules; collector/station/edge.py, docs/alarms.md). The plausibility defaults pass
-    any real station; each is a default to configure for the station's own."""
-
-    model_config = _MODEL_CONFIG
-
-    #: grade code → lowest plausible unit price, yuan/L (A10: dumping).
-    price_floors: _Prices = Field(default_factory=dict)
-    #: |price × volume − amount| above this many yuan is AMOUNT_MISMATCH (A2).
-    amount_tolerance: Annotated[float, Field(ge=0, le=AMOUNT_TOLERANCE_MAX_YUAN)] = 0.01
-    #: grade code → highest plausible unit price (PRICE_ABOVE_CEILING); a
-    #: grade without one: ``price_max``.
-    price_ceilings: _Prices = Field(default_factory=dict)
-    price_max: Annotated[float, Field(gt=0, le=PRICE_MAX_YUAN_PER_L)] = 100.0
-    #: The most a nozzle delivers, L/min (VOLUME_BEYOND_FLOW). 200: the top of
-    #: JJG 443-2023's scope; a car nozzle delivers 40–60.
-    max_flow_l_per_min: Annotated[float, Field(gt=0, le=MAX_FLOW_MAX_L_PER_MIN)] = 200.0
-    #: A fill whose lift was not seen is allowed this long at that flow.
-    longest_fill_s: Annotated[int, Field(ge=LONGEST_FILL_MIN_S, le=LONGEST_FILL_MAX_S)] = 3600
-    #: PUMP_CLOCK_SKEW beyond this many seconds between the pump's sale time
-    #: and the gateway's clock.
-    pump_clock_skew_s: Annotated[int, Field(ge=1, le=PUMP_CLOCK_SKEW_MAX_S)] = 300
-    #: A sale older than this when received: PUMP_CLOCK_SKEW (a wrong date).
-    held_sale_max_age_s: Annotated[int, Field(ge=HELD_SALE_MIN_S, le=HELD_SALE_MAX_S)] = 30 * 86_400
-    #: The grade codes the station sells, as its dispensers report them
-    #: (GRADE_UNKNOWN for another); empty: not checked.
-    grades: Annotated[list[_Grade], Field(max_length=EDGE_GRADES_MAX)] = Field(default_factory=list)
-    #: Protocols whose dispensers record a lift without fuel as a 0 L, 0 yuan
-    #: sale; from any other such a sale is ZERO_SALE.
-    zero_sale_protocols: Annotated[list[str], Field(max_length=EDGE_GRADES_MAX)] = Field(
-        default_factory=list
-    )
-
-    @field_validator("zero_sale_protocols")
-    @classmethod
-    def _check_protocols(cls, value: list[str]) -> list[str]:
-        known = protocols.available()
-        for name in value:
-            if name not in known:
-                raise _invalid(f"unknown protocol {name!r}; known: {', '.join(known)}")
-        return value
-
-    @model_validator(mode="after")
-    def _check_band(self) -> EdgeConfig:
-        bad = [
-            ((("price_floors", grade)), f"above the grade's ceiling {ceiling}", floor)
-            for grade, floor in self.price_floors.items()
-            if floor > (ceiling := self.price_ceilings.get(grade, self.price_max))
-        ]
-        if bad:
-            raise _fail(bad)
-        return self
-
-
-#: A week: a POS that has not confirmed a sale in a week never will; longer
-#: would only hold more sales open in memory (collector/station/reconcile.py bounds them).
-BOOKS_TIMEOUT_MAX_S = 604_800.0
-#: Under a second is below the reconciliation's tick (collector/station/books.py).
-BOOKS_TIMEOUT_MIN_S = 1.0
-
-
-class BooksConfig(BaseModel):
-    """The link against the books on relay and listen ports (collector/station/reconcile.py;
-    the rules in docs/alarms.md)."""
-
-    model_config = _MODEL_CONFIG
-
-    #: Reconcile at all (ports whose protocol carries the POS's confirmation).
-    enabled: bool = True
-    #: A reported sale not confirmed by the POS this long after → SALE_UNCONFIRMED.
-    confirm_within_s: Annotated[float, Field(ge=BOOKS_TIMEOUT_MIN_S, le=BOOKS_TIMEOUT_MAX_S)] = (
-        120.0
-    )
-    #: Per-nozzle count windows from local midnight (must divide a day) → ORDER_COUNT_IMBALANCE.
-    count_window_s: Annotated[int, Field(ge=60, le=86_400)] = 86_400
-    #: No POS frame this long while the dispenser reports a sale → LINK_BYPASSED.
-    pos_silent_after_s: Annotated[float, Field(ge=BOOKS_TIMEOUT_MIN_S, le=BOOKS_TIMEOUT_MAX_S)] = (
-        60.0
-    )
-    #: After a port starts, a confirmation of an unknown number is not a
-    #: CONFIRM_MISMATCH this long (its record may have passed before the start).
-    start_grace_s: Annotated[float, Field(ge=0, le=BOOKS_TIMEOUT_MAX_S)] = 300.0
-
-    @model_validator(mode="after")
-    def _check_window(self) -> BooksConfig:
-        if 86_400 % self.count_window_s:
-            got = str(self.count_window_s)
-            raise _fail([(("count_window_s",), "must divide a day (86400 s)", got)])
-        return self
-
-
-#: A day: a clock further off than that is not drift but a wrong date, and the
-#: alarm threshold beyond it would never fire.
-CLOCK_THRESHOLD_MAX_MS = 86_400_000
-
-
-class ClockConfig(BaseModel):
-    """``time.sync`` (SPEC D16; collector/device/clock.py)."""
-
-    model_config = _MODEL_CONFIG
-
-    #: Step the system clock (and write the RTC) when the platform's time is
-    #: further than this, ms. Transit of the command (< 1 s on 4G) is inside
-    #: the measured offset, so a step below ~1 s would chase the network.
-    step_threshold_ms: Annotated[int, Field(ge=0, le=CLOCK_THRESHOLD_MAX_MS)] = 1000
-    #: CLOCK_DRIFT alarm above this offset, ms: data were stamped by a wrong clock.
-    alarm_threshold_ms: Annotated[int, Field(ge=0, le=CLOCK_THRESHOLD_MAX_MS)] = 5000
-
-
-class LedsConfig(BaseModel):
-    """Run and network LEDs (SPEC D12): directories of /sys/class/leds.
-
-    Absent: no LED is driven. Patterns: collector/device/leds.py."""
-
-    model_config = _MODEL_CONFIG
-
-    run: FilePath | None = None
-    network: FilePath | None = None
-
-
-#: A pump as an alarm source names it: ``p01.a1`` (port 1, bus address 1).
-DISPENSER_KEY_PATTERN = re.compile(r"^p(\d{2})\.a(\d{1,2})$")
-#: Seal names appear in alarm details and status: short, no spaces.
-SEAL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
-#: Seal read period, ms: 100 ms finds a cut within half a second (3 reads);
-#: a minute is the slowest a tamper alarm may lag.
-SEAL_PERIOD_MIN_MS, SEAL_PERIOD_MAX_MS = 100, 60_000
-#: 32 dispensers x 4 seals (meter, encoder, main board, cabinet).
-MAX_SEALS = 128
-
-
-class SealConfig(BaseModel):
-    """One smart lead seal (SPEC F3; collector/station/seals.py): a digital input."""
-
-    model_config = _MODEL_CONFIG
-
-    name: Annotated[str, _matching(SEAL_NAME_PATTERN, "must be 1..32 of A-Z a-z 0-9 _ . -")]
-    #: The dispenser it guards, as alarm sources name a pump: ``p01.a1``.
-    dispenser: Annotated[
-        str, _matching(DISPENSER_KEY_PATTERN, "must be a pump key like p01.a1 (port, address)")
-    ]
-    #: The input's sysfs value file, e.g. /sys/class/gpio/gpio17/value.
-    value: FilePath
-    #: What the input reads while the seal's loop is closed (intact).
-    intact_level: Whole[Literal[0, 1]] = 1
-    poll_ms: Annotated[int, Field(ge=SEAL_PERIOD_MIN_MS, le=SEAL_PERIOD_MAX_MS)] = 500
-
-
-#: Largest bundle ``ota.upgrade`` accepts by default: today's is ~14 MB; 64 MB
-#: leaves room to grow and still fits twice on the gateway's 256 MB NAND.
-OTA_MAX_BUNDLE_BYTES = 64 * 1024 * 1024
-#: A bundle of at least 1 MiB (today's is ~14 MB) and at most 1 GiB: four
-#: times the gateway's whole NAND is a typo, not a release.
-OTA_BUNDLE_MIN_BYTES, OTA_BUNDLE_MAX_BYTES = 1024 * 1024, 1024**3
-#: A day: the longest a health window or a download may take before the
-#: upgrade is given up (a longer one leaves the box in a trial for days).
-OTA_WINDOW_MAX_S = 86_400
-#: An hour of staying healthy is proof enough before a release is marked good.
-OTA_HOLD_MAX_S = 3600
-
-
-class OtaConfig(BaseModel):
-    """Signed A/B upgrades (SPEC D8; collector/ota/, docs/upgrade.md).
-
-    Off unless both ``root`` and ``release_public_key_file`` are set (and
-    platform commands are on)."""
-
-    model_config = _MODEL_CONFIG
-
-    #: The launcher's ``--root``: releases/, current, ota-state.json.
-    root: FilePath | None = None
-    #: The platform's release SM2 public key (``public = "<128 hex>"``).
-    release_public_key_file: FilePath | None = None
-    #: A new release must pass its health gate within this many seconds of
-    #: the switch, or it is rolled back. 10 min covers a slow start and a 4G
-    #: link that takes minutes to attach.
-    health_window_s: Annotated[float, Field(gt=0, le=OTA_WINDOW_MAX_S)] = 600
-    #: ... and stay healthy this long before it is marked good: a release that
-    #: dies a minute after start is not good.
-    health_hold_s: Annotated[float, Field(ge=0, le=OTA_HOLD_MAX_S)] = 60
-    max_bundle_bytes: Annotated[int, Field(ge=OTA_BUNDLE_MIN_BYTES, le=OTA_BUNDLE_MAX_BYTES)] = (
-        OTA_MAX_BUNDLE_BYTES
-    )
-    #: Whole download, resumes included: 14 MB at 20 kB/s of poor 4G is 12 min.
-    download_timeout_s: Annotated[float, Field(gt=0, le=OTA_WINDOW_MAX_S)] = 3600
-
-    @model_validator(mode="after")
-    def _check_both(self) -> OtaConfig:
-        # One without the other cannot upgrade: the start would refuse it.
-        for key, other in (
-            ("root", "release_public_key_file"),
-            ("release_public_key_file", "root"),
-        ):
-            if getattr(self, key) is None and getattr(self, other) is not None:
-                raise _fail([((key,), f"required with ota.{other} (or set neither)", None)])
-        return self
-
-
-class LogConfig(BaseModel):
-    model_config = _MODEL_CONFIG
-
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    #: ``auto``: key=value on a terminal, JSON lines otherwise (journald).
-    format: Literal["auto", "json", "console"] = "auto"
-
-
-#: A unix socket's path is at most 107 bytes (sun_path is 108 with its NUL).
-UNIX_SOCKET_PATH_MAX_BYTES = 107
-
-
-class ControlConfig(BaseModel):
-    """The technician CLI's unix socket (collector/tools/control.py)."""
-
-    model_config = _MODEL_CONFIG
-
-    #: Created mode 0660: root and the ``forecourt`` group may query the daemon.
-    socket: PathText = "/run/forecourt/control.sock"
-
-    @field_validator("socket")
-    @classmethod
-    def _check_socket(cls, value: str) -> str:
-        size = len(value.encode("utf-8", "surrogatepass"))
-        if size > UNIX_SOCKET_PATH_MAX_BYTES:
-            raise _invalid(
-                f"a unix socket path is at most {UNIX_SOCKET_PATH_MAX_BYTES} bytes, got {size}"
-            )
-        return value
-
-
-#: Names in ``[web] hosts``: a TLS proxy's name or two is all a station needs.
-WEB_HOSTS_MAX = 8
-WEB_HOST_PATTERN = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,253}$")
-
-
-class WebConfig(WebDerived, BaseModel):
-    """The local technician web page; off unless ``listen`` is set."""
-
-    model_config = _MODEL_CONFIG
-
-    #: ``host:port`` to serve on; a port alone (``"8080"``) is loopback only.
-    #: Other interfaces are named explicitly (``"0.0.0.0:8080"``); put TLS in
-    #: front for a LAN (docs/security.md).
-    listen: str | None = None
-    #: Other names the page is reached by (``Host``), e.g. a TLS proxy's
-    #: ``collector.station.lan``; the address it is bound to always works.
-    hosts: Annotated[list[str], Field(max_length=WEB_HOSTS_MAX)] = Field(default_factory=list)
-    #: The salted scrypt hash file ``forecourt web passwd`` writes (mode 0600).
-    password_file: PathText = "/etc/forecourt/web-password"
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_listen(value)
-            except ValueError as exc:
-                raise _invalid(str(exc)) from None
-        return value
-
-    @field_validator("hosts")
-    @classmethod
-    def _check_hosts(cls, value: list[str]) -> list[str]:
-        for host in value:
-            if not WEB_HOST_PATTERN.match(host):
-                raise _invalid(f"must be host names or host:port, got {host!r}")
-        return value
 
 
 class Config(BaseModel):

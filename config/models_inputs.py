@@ -1,19 +1,51 @@
-"""``[[pulses]]``: a nozzle's encoder pulses and lift / hang contact on GPIO lines.
+"""``[[seals]]`` and ``[[pulses]]``: digital inputs beside the dispensers.
 
+A seal is one input (a smart lead seal's loop, read from sysfs); a pulse
+input is a nozzle's encoder pulses and lift / hang contact on GPIO lines.
 Part of the config schema (config/models.py re-exports every name here; the
-cross-table check that each nozzle belongs to a polled pump is there).
-What the collector does with them: collector/station/pulse_check.py (the rules),
-collector/station/gpio_inputs.py (the lines), docs/alarms.md (codes, thresholds).
+cross-table checks that each seal and nozzle belongs to a polled pump are
+there). What the collector does with them: collector/station/seals.py,
+collector/station/pulse_check.py (the rules), collector/station/gpio_inputs.py
+(the lines), docs/alarms.md (codes, thresholds).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from config.models_base import _MODEL_CONFIG, PathText, Whole, _fail, _matching
+from config.models_base import _MODEL_CONFIG, FilePath, PathText, Whole, _fail, _matching
 from config.models_tanks import NOZZLE_KEY_PATTERN
+
+#: A pump as an alarm source names it: ``p01.a1`` (port 1, bus address 1).
+DISPENSER_KEY_PATTERN = re.compile(r"^p(\d{2})\.a(\d{1,2})$")
+#: Seal names appear in alarm details and status: short, no spaces.
+SEAL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+#: Seal read period, ms: 100 ms finds a cut within half a second (3 reads);
+#: a minute is the slowest a tamper alarm may lag.
+SEAL_PERIOD_MIN_MS, SEAL_PERIOD_MAX_MS = 100, 60_000
+#: 32 dispensers x 4 seals (meter, encoder, main board, cabinet).
+MAX_SEALS = 128
+
+
+class SealConfig(BaseModel):
+    """One smart lead seal (SPEC F3; collector/station/seals.py): a digital input."""
+
+    model_config = _MODEL_CONFIG
+
+    name: Annotated[str, _matching(SEAL_NAME_PATTERN, "must be 1..32 of A-Z a-z 0-9 _ . -")]
+    #: The dispenser it guards, as alarm sources name a pump: ``p01.a1``.
+    dispenser: Annotated[
+        str, _matching(DISPENSER_KEY_PATTERN, "must be a pump key like p01.a1 (port, address)")
+    ]
+    #: The input's sysfs value file, e.g. /sys/class/gpio/gpio17/value.
+    value: FilePath
+    #: What the input reads while the seal's loop is closed (intact).
+    intact_level: Whole[Literal[0, 1]] = 1
+    poll_ms: Annotated[int, Field(ge=SEAL_PERIOD_MIN_MS, le=SEAL_PERIOD_MAX_MS)] = 500
+
 
 #: Line offsets on one GPIO chip: the kernel's uAPI numbers them 0..n-1 and
 #: no gateway SoC bank or expander has more than a few hundred.

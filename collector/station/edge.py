@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 #: those roundings stays within one fen of the exact product.
 AMOUNT_TOLERANCE = Decimal("0.01")
 
-#: Defaults of the plausibility rules (each a key of ``[edge]``; config/models.py).
+#: Defaults of the plausibility rules (each a key of ``[edge]``; config/models_checks.py).
 #: Flow: JJG 443-2023 covers dispensers of a maximum flow up to 200 L/min
 #: (a vendor's summary of the regulation's scope, runyun888.cn/news/332.html;
 #: not checked against the regulation's own text),

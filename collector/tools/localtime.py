@@ -22,7 +22,7 @@ from typing import Any
 #: Keys whose string values are times (contract records, status, capture).
 TIME_KEYS = frozenset({"at", "started_at", "ended_at", "clock"})
 
-#: ``device.timezone``'s default (config/models.py), for a config without it.
+#: ``device.timezone``'s default (config/models_device.py), for a config without it.
 DEFAULT_OFFSET = "+08:00"
 
 
