@@ -192,11 +192,11 @@ class GilbarcoPoller(OneInFlight):
         self._order = tuple(self._pumps.values())
         self._offline_after = offline_after
         self._dp = Decimals(
-            volume_decimals,
-            money_decimals,
-            price_decimals,
-            volume_total_decimals,
-            money_total_decimals,
+            volume=volume_decimals,
+            money=money_decimals,
+            price=price_decimals,
+            volume_total=volume_total_decimals,
+            money_total=money_total_decimals,
         )
         self._clock = clock
         self._reader = LineReader()

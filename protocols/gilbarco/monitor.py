@@ -187,11 +187,11 @@ class GilbarcoMonitor(PassiveMonitor):
         super().__init__(addresses, offline_after=offline_after, clock=clock)
         self._watch = {a: _Watch() for a in addresses}
         self._dp = Decimals(
-            volume_decimals,
-            money_decimals,
-            price_decimals,
-            volume_total_decimals,
-            money_total_decimals,
+            volume=volume_decimals,
+            money=money_decimals,
+            price=price_decimals,
+            volume_total=volume_total_decimals,
+            money_total=money_total_decimals,
         )
         self._reader = LineReader()
 
