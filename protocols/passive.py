@@ -29,7 +29,9 @@ byte (SPEC D19, D20).
 - The port's decimal places, for a family that scales the wire's counts
   itself (:class:`ScaledMonitor`: Censtar, UDC, the totals families).
 
-Uninfo's monitor keeps its own link state and counters.
+Uninfo's monitor names the replies of its pumps ``replies`` (not
+``responses``, ``own_responses``) and gives up what a spoilt reply names
+(``spoilt``, :func:`walk`).
 """
 
 from __future__ import annotations
@@ -57,15 +59,19 @@ def walk(
     items: Iterable[Item | ProtocolError],
     take: Callable[[Item], list[Event]],
     lost: Callable[[], object] | None = None,
+    spoilt: Callable[[ProtocolError], object] | None = None,
 ) -> list[Event]:
     """The events of a decoder's ``items`` in order: an error as it is (after
-    ``lost()``: what the family gives up on spoilt bytes), any other item
-    through ``take``."""
+    ``lost()``: what the family gives up on spoilt bytes, and ``spoilt(error)``
+    for a family that gives up what the error names), any other item through
+    ``take``."""
     events: list[Event] = []
     for item in items:
         if isinstance(item, ProtocolError):
             if lost is not None:
                 lost()
+            if spoilt is not None:
+                spoilt(item)
             events.append(item)
         else:
             events += take(item)
@@ -84,14 +90,15 @@ class Decoder(Protocol[Item_co]):
 @dataclass(frozen=True)
 class Wire(Generic[Item]):
     """One wire of a relay (the POS's or the pumps'): its decoder, what the
-    family does with each item and what it gives up on spoilt bytes."""
+    family does with each item and what it gives up on spoilt bytes (:func:`walk`)."""
 
     decoder: Decoder[Item]
     take: Callable[[Item], list[Event]]
     lost: Callable[[], object] | None = None
+    spoilt: Callable[[ProtocolError], object] | None = None
 
     def receive(self, data: bytes) -> list[Event]:
-        return walk(self.decoder.receive_data(data), self.take, self.lost)
+        return walk(self.decoder.receive_data(data), self.take, self.lost, self.spoilt)
 
 
 class PassiveMonitor:
@@ -103,6 +110,9 @@ class PassiveMonitor:
     _tap_wire: Wire[Any]
 
     name: ClassVar[str]
+    #: The counters the skeleton keeps (Uninfo's name its pumps' replies
+    #: ``replies``), then the family's own.
+    _SHARED: ClassVar[tuple[str, ...]] = ("requests", "responses", "own_responses", "foreign")
     _COUNTERS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -119,9 +129,7 @@ class PassiveMonitor:
         self._online: dict[int, bool | None] = dict.fromkeys(addresses)
         self._unanswered: dict[int, int] = dict.fromkeys(addresses, 0)
         self._reported: dict[int, NozzleStatus] = {}
-        self._counts: dict[str, int] = dict.fromkeys(
-            ("requests", "responses", "own_responses", "foreign", *self._COUNTERS), 0
-        )
+        self._counts: dict[str, int] = dict.fromkeys((*self._SHARED, *self._COUNTERS), 0)
         #: The POS's commands seen, by name (a fixed set of names: bounded).
         self._commands: dict[str, int] = {}
         #: Each decoder with its wire's prefix (:meth:`_wire`).

@@ -255,7 +255,7 @@ class GilbarcoPoller(OneInFlight):
             if isinstance(item, Rejected):
                 events += self._rejected(aw, item)
                 continue
-            events += self._link_up(aw.pump)
+            events += link_up(aw.pump, aw.pump.address)
             self._expect = None
             if isinstance(item, StatusReply):
                 events += self._on_status(aw.pump, item.status)
@@ -271,7 +271,7 @@ class GilbarcoPoller(OneInFlight):
         if aw is not None and self._reader.pending is None and not self._reader.buffered:
             self._expect = None  # the exchange ended without a good reply: spoilt
             if aw.answered:
-                events += self._link_up(aw.pump)
+                events += link_up(aw.pump, aw.pump.address)
             self._fail_step()
         return events
 
@@ -349,9 +349,6 @@ class GilbarcoPoller(OneInFlight):
             else:
                 self._fail_step()
         return events
-
-    def _link_up(self, pump: _Pump) -> list[Event]:
-        return link_up(pump, pump.address)
 
     def _on_status(self, pump: _Pump, status: int) -> list[Event]:
         self._counts["status_rx"] += 1

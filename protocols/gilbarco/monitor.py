@@ -186,7 +186,6 @@ class GilbarcoMonitor(PassiveMonitor):
     ) -> None:
         super().__init__(addresses, offline_after=offline_after, clock=clock)
         self._watch = {a: _Watch() for a in addresses}
-        self._offline_after = offline_after
         self._dp = Decimals(
             volume=volume_decimals,
             money=money_decimals,
@@ -194,7 +193,6 @@ class GilbarcoMonitor(PassiveMonitor):
             volume_total=volume_total_decimals,
             money_total=money_total_decimals,
         )
-        self._clock = clock
         self._reader = LineReader()
 
     def receive_request(self, data: bytes) -> list[Event]:

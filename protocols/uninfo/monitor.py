@@ -53,9 +53,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import ClassVar
 
-from protocols.base import answered
-from protocols.events import Event, ProtocolError, PumpLink, Sale
-from protocols.stream import with_decoders
+from protocols.events import Event, ProtocolError, Sale
+from protocols.passive import OFFLINE_AFTER, PassiveMonitor, Tap, Wire, walk
 from protocols.uninfo.framer import BusReader, Reply, ReplyReader, Request, RequestReader
 from protocols.uninfo.messages import (
     CMD_DATA,
@@ -73,17 +72,16 @@ from protocols.uninfo.messages import (
 )
 from protocols.uninfo.reading import FuellingPoint, Scale, nozzle_grades
 
-#: Requests in a row with no reply before a pump is reported offline: the
-#: poller's ``offline_after`` default.
-OFFLINE_AFTER = 3
-
 _BLOCK_NAMES = {FN_PRICE: "price", FN_PRESET: "preset"}
 
 
-class UninfoMonitor:
+class UninfoMonitor(PassiveMonitor, Tap):
     """Passive interpreter of one Uninfo loop (relay or listen); see the module doc."""
 
     name: ClassVar[str] = "uninfo"
+    #: Its pumps' replies are counted ``replies``.
+    _SHARED = ("requests", "replies", "foreign")
+    _COUNTERS = ("records_again", "records_unpaired", "acks")
 
     def __init__(
         self,
@@ -99,111 +97,57 @@ class UninfoMonitor:
     ) -> None:
         if not addresses or not all(MIN_ADDRESS <= a <= MAX_ADDRESS for a in addresses):
             raise ValueError(f"Uninfo addresses are {MIN_ADDRESS}..{MAX_ADDRESS}")
-        if offline_after < 1:
-            raise ValueError("offline_after must be at least 1")
+        super().__init__(addresses, offline_after=offline_after, clock=clock)
         scale = Scale(volume_decimals, amount_decimals, price_decimals)
         by_nozzle = nozzle_grades(grades)
         self._points = {
             a: FuellingPoint(a, scale=scale, grades=by_nozzle, clock=clock) for a in addresses
         }
-        self._offline_after = offline_after
-        self._requests = RequestReader()
         self._responses = ReplyReader(echo=echo)
-        self._bus = BusReader(echo=echo)
-        self._online: dict[int, bool | None] = dict.fromkeys(addresses)
-        self._unanswered = dict.fromkeys(addresses, 0)
+        self._wire(
+            Wire(RequestReader(), self._on_relayed),
+            Wire(self._responses, self._on_reply, spoilt=self._spoilt),
+            Wire(BusReader(echo=echo), self._on_bus, spoilt=self._spoilt),
+        )
         #: Pump → a record seen before the totals it pairs with.
         self._waiting: dict[int, Reply] = {}
         #: Pump → its last good reply when it was totals or a record with no
         #: other reply of it, nor a failed one, since (module doc).
         self._chain: dict[int, str] = {}
         self._last_key: dict[int, str] = {}
-        self._counts = dict.fromkeys(
-            (
-                "requests",
-                "replies",
-                "foreign",
-                "records_again",
-                "records_unpaired",
-                "acks",
-            ),
-            0,
-        )
-        #: Requests that change a pump, by name (a fixed set: bounded).
-        self._commands: dict[str, int] = {}
-        #: Requests or replies naming pumps not in ``addresses`` (at most 16).
-        self.foreign_addresses: dict[int, int] = {}
-
-    @property
-    def counters(self) -> dict[str, int]:
-        out = dict(self._counts)
-        out.update((f"pos_cmd_{name}", n) for name, n in self._commands.items())
-        decoders = (("pos_", self._requests), ("", self._responses), ("bus_", self._bus))
-        return with_decoders(out, decoders)
-
-    def receive_request(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._requests.receive_data(data):
-            if isinstance(item, ProtocolError):
-                events.append(item)
-                continue
-            for held in self._responses.expect(item):
-                events += self._on_item(held)
-            events += self._on_request(item)
-        return events
-
-    def receive_response(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._responses.receive_data(data):
-            events += self._on_item(item)
-        return events
-
-    def receive_bus(self, data: bytes) -> list[Event]:
-        events: list[Event] = []
-        for item in self._bus.receive_data(data):
-            if isinstance(item, Request):
-                events += self._on_request(item)
-            else:
-                events += self._on_item(item)
-        return events
 
     # ------------------------------------------------------------ each side
 
-    def _foreign(self, address: int | None) -> bool:
-        if address is None or address in self._points:
-            return False
-        self._counts["foreign"] += 1
-        self.foreign_addresses[address] = self.foreign_addresses.get(address, 0) + 1
-        return True
+    def _on_relayed(self, request: Request) -> list[Event]:
+        """A request on the controller's side: it closes the window of the
+        reply before (held bytes: ``truncated``) and opens its own."""
+        held = walk(self._responses.expect(request), self._on_reply, spoilt=self._spoilt)
+        return held + self._on_request(request)
+
+    def _on_bus(self, item: Request | Reply) -> list[Event]:
+        return self._on_request(item) if isinstance(item, Request) else self._on_reply(item)
 
     def _on_request(self, request: Request) -> list[Event]:
-        self._counts["requests"] += 1
+        self._count("requests")
         command, address = request.command, request.address
         if command not in READ_COMMANDS:
             name = REQUEST_NAMES[command]
             if request.block is not None:
                 name = _BLOCK_NAMES.get(request.block.function, name)
-            self._commands[name] = self._commands.get(name, 0) + 1
-        if address is None or self._foreign(address) or request.kind == "none":
+            self._command(name)
+        if address is None or not self._known(address) or request.kind == "none":
             return []
-        self._unanswered[address] += 1
-        if self._unanswered[address] > self._offline_after and self._online[address] is not False:
-            # More than offline_after in a row: the last one had its chance to
-            # be answered before this one was sent.
-            self._online[address] = False
-            self._points[address].forget()
-            self._waiting.pop(address, None)
-            return [PumpLink(address, online=False)]
-        return []
+        return self._asking(address)
 
-    def _on_item(self, item: Reply | ProtocolError) -> list[Event]:
-        if isinstance(item, Reply):
-            return self._on_reply(item)
-        # A reply that failed breaks its pump's pairing (every pump's when
-        # the error names none): a record never pairs across it.
-        for address in self._points if item.address is None else [item.address]:
+    def _offline(self, address: int) -> None:
+        self._points[address].forget()
+        self._waiting.pop(address, None)
+
+    def _spoilt(self, error: ProtocolError) -> None:
+        """A reply that failed breaks its pump's pairing (every pump's when
+        the error names none): a record never pairs across it."""
+        for address in self._points if error.address is None else [error.address]:
             self._break(address)
-        return [item]
 
     def _break(self, address: int) -> None:
         self._chain.pop(address, None)
@@ -212,10 +156,10 @@ class UninfoMonitor:
 
     def _on_reply(self, reply: Reply) -> list[Event]:
         address = reply.request.address
-        if address is None or self._foreign(address):
+        if address is None or not self._known(address):
             return []
-        self._counts["replies"] += 1
-        events = answered(self._online, self._unanswered, address)
+        self._count("replies")
+        events = self._answered(address)
         point = self._points[address]
         value = reply.value
         command = reply.request.command
@@ -255,7 +199,7 @@ class UninfoMonitor:
         record = reply.value
         assert isinstance(record, SaleRecord)
         if not point.moved:
-            self._counts["records_again"] += 1
+            self._count("records_again")
             return []
         found = point.sale(record, reply.words)
         point.account()
