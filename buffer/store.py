@@ -431,7 +431,7 @@ class OrderStore(EvictionSteps, StoreQueries):
         # Two evictions can commit in one millisecond: each alarm is its own
         # record (a BUFFER_OVERFLOW count dropped as a "duplicate" would make
         # the loss silent), so a taken rid moves to the next free millisecond
-        # (as collector/station/sink.py bumps its rids: the documented rid form holds).
+        # (as collector/station/port_writer.py bumps its rids: the documented rid form holds).
         attempts = 1 if rid is not None else STORE_ALARM_RID_ATTEMPTS
         for attempt in range(attempts):
             this = rid or f"store:{code}:raised:{now + attempt}"

@@ -32,7 +32,7 @@ from buffer.store import OrderStore
 from collector import logs
 from collector.device.serialfd import LineSettings
 from collector.logs import Repeats
-from collector.station import sink
+from collector.station import nozzle_records, port_alarms, port_writer, sink
 from collector.station.listen import ListenPort
 from collector.station.nozzles import NozzleTable
 from collector.station.sink import PortSink
@@ -59,7 +59,9 @@ def test_three_minutes_of_line_noise_cost_a_few_kib_of_log_a_minute(
         logger, "protocol_error", source_field="port", clock=lambda: fed[0] / BYTES_PER_S
     )
     monkeypatch.setattr(sink, "PROTOCOL_ERRORS", errors)
-    monkeypatch.setattr(sink, "log", logger)  # every line the port's sink writes is measured
+    # Every line the port's sink and its parts write is measured.
+    for module in (sink, port_writer, port_alarms, nozzle_records):
+        monkeypatch.setattr(module, "log", logger)
     master, slave = os.openpty()
     tty.setraw(master)
     store = OrderStore(tmp_path / "store.sqlite")

@@ -2,7 +2,8 @@
 
 Owns the port tasks (port: poll, relay, listen), what a port does with its
 events (sink: the nozzle model in nozzles, the edge checks in edge, the
-order body in records, the identities), the raw-frame capture tap, the tank
+order body in records, the identities; its parts nozzle_records,
+port_alarms, port_writer, port_stats), the raw-frame capture tap, the tank
 gauge (gauge, gauge_records, wetstock), the smart seals, the nozzles'
 own pulse and switch inputs (gpio_inputs, pulse_check), a relay's or tap's
 reconciliation with the POS's books (books, reconcile), a poll port's line

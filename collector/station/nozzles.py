@@ -2,7 +2,7 @@
 
 In-memory and derived: everything here can be rebuilt from the next poll,
 so none of it needs to survive a restart. It feeds the heartbeat and the
-``nozzle`` records (collector/station/sink.py), and gives each order its
+``nozzle`` records (collector/station/nozzle_records.py), and gives each order its
 ``started_at`` (the moment the nozzle was seen lifted).
 """
 

@@ -19,6 +19,13 @@ def nozzle_key(port: int, address: int, nozzle: int) -> str:
     return f"p{port:02d}.a{address}.n{nozzle}"
 
 
+def source_key(port: int, address: int, nozzle: int | None) -> str:
+    """A nozzle's key, or the pump's own (``p03.a1``) for a pump-wide report."""
+    if nozzle is None:
+        return f"p{port:02d}.a{address}"
+    return nozzle_key(port, address, nozzle)
+
+
 def iso(dt: datetime) -> str:
     """ISO 8601 with milliseconds and the offset (``2026-11-22T08:15:02.120+08:00``)."""
     if dt.tzinfo is None:

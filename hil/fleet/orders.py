@@ -63,7 +63,7 @@ class OrderMaker:
 
 
 def nozzle_body(nozzle: str, state: str, totalizer_centilitres: int) -> dict[str, Any]:
-    """A state-change ``nozzle`` record as collector/station/sink.py writes one."""
+    """A state-change ``nozzle`` record as collector/station/nozzle_records.py writes one."""
     return {
         "nozzle": nozzle,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S.000+08:00", time.localtime()),

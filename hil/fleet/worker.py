@@ -100,7 +100,7 @@ class Station:
 
     async def sale(self, nozzle: str) -> None:
         """A sale as the port records it: lifted, fuelling, the order, idle
-        (collector/station/sink.py: three state changes per sale)."""
+        (collector/station/nozzle_records.py: three state changes per sale)."""
         self.busy.add(nozzle)
         try:
             self.state_record(nozzle, "lifted")
