@@ -161,9 +161,12 @@ def test_a_nozzle_swapped_in_the_simulator_reaches_the_orders_and_the_alarm(
     tmp_path: Path, procs: list[Proc]
 ) -> None:
     link, store = tmp_path / "pump", tmp_path / "store.sqlite"
-    fault = ["--fault", "at=2:component=nozzle_uid:pump=1:nozzle=1"]
+    # The swap comes 5 s into about 10 s of sales: the collector, started after
+    # the pump, must have read the nozzle's identity once before it (its
+    # start takes 1-4 s on a busy test machine; at 2 s it sometimes had not).
+    fault = ["--fault", "at=5:component=nozzle_uid:pump=1:nozzle=1"]
     sim = stack.dispenser(
-        tmp_path, link, orders=8, nozzles=1, rate=2, seed=3, fill_seconds=0.2, extra=fault
+        tmp_path, link, orders=16, nozzles=1, rate=1.5, seed=3, fill_seconds=0.2, extra=fault
     )
     procs.append(sim)
     overrides = [
@@ -174,13 +177,13 @@ def test_a_nozzle_swapped_in_the_simulator_reaches_the_orders_and_the_alarm(
         f"uplink.port={stack.free_port()}",  # nobody listens: everything stays in the store
     ]
     procs.append(stack.collector(tmp_path, DEMO_CONFIG, overrides))
-    sim.wait_lines(lambda line: "order_no" in line, 8, 60)
+    sim.wait_lines(lambda line: "order_no" in line, 16, 60)
 
     def swapped() -> bool:
         orders, raised = read_store(store)
-        return len(orders) == 8 and any(a["code"] == "NOZZLE_UID_CHANGED" for _, a in raised)
+        return len(orders) == 16 and any(a["code"] == "NOZZLE_UID_CHANGED" for _, a in raised)
 
-    stack.wait_until(swapped, 60, "8 orders and NOZZLE_UID_CHANGED in the store")
+    stack.wait_until(swapped, 60, "16 orders and NOZZLE_UID_CHANGED in the store")
     notes = [json.loads(line) for line in (tmp_path / "dispenser.log").read_text().splitlines()]
     [new_uid] = [n["value"] for n in notes if n.get("component") == "nozzle_uid"]
     orders, raised = read_store(store)
@@ -189,6 +192,6 @@ def test_a_nozzle_swapped_in_the_simulator_reaches_the_orders_and_the_alarm(
     assert alarm["source"] == "p01.a1.n1" and alarm["detail"]["after"] == new_uid != old_uid
     before = [o["nozzle_uid"] for o in orders if o["id"] < alarm_id]
     after = [o["nozzle_uid"] for o in orders if o["id"] > alarm_id]
-    assert before and after, "sales on both sides of the swap"
+    assert before and after, f"sales on both sides of the swap: {len(before)}, {len(after)}"
     assert set(before) <= {old_uid, None} and old_uid in before
     assert set(after) == {new_uid}
