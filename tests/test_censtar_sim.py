@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from hil.dispenser.censtar import CenstarResponder, order_no_of
 from hil.dispenser.faults import LineFaults
 from hil.dispenser.model import PumpModel, SimSale
-from hil.masters.censtar import Master
+from hil.masters.censtar import TRIES, Master
+from protocols.censtar.messages import CMD_AUTHORISE
 from protocols.censtar.monitor import CenstarMonitor
 from protocols.events import Sale
 
@@ -178,3 +179,35 @@ def test_mutated_lines_never_raise_and_spoil_no_sale_unflagged(
         sales += [e for e in monitor.receive_bus(bytes(data[i : i + 64])) if isinstance(e, Sale)]
     made = {truth_values(s) for s in truth}
     assert all(values_of(s) in made or flagged(s) for s in sales)
+
+
+def test_an_authorise_lost_for_good_is_sent_again() -> None:
+    """Every try of the first authorise is lost (TRIES of them): the pump
+    keeps calling, and the controller authorises it again
+    REAUTHORISE_TURNS turns on, so the fill still ends in one sale."""
+    rng = random.Random(1)
+    pump = PumpModel.create(1, 1, rng)
+    responder = CenstarResponder([pump])
+    master = Master([1])
+    lost, sold = 0, []
+    for turn in range(600):
+        now = turn * 0.02
+        nozzle = pump.nozzle(1)
+        if turn == 40:
+            pump.lift(nozzle, 500)
+        if nozzle.state == "lifted" and pump.may_fuel(nozzle):
+            pump.start_fuel(nozzle, now, 0.3)
+        if nozzle.state == "fuelling" and nozzle.live_volume(now) >= nozzle.target:
+            sold.append(pump.hang_up(nozzle, T0))
+        request = master.next_request()
+        assert request is not None
+        if request[1] == CMD_AUTHORISE and lost < TRIES:
+            lost += 1
+            master.response_timeout()
+            continue
+        answer = responder.receive_data(request, now)
+        if answer:
+            master.receive_data(answer)
+        if master.awaiting_response:
+            master.response_timeout()
+    assert (lost, master.counters["reauthorised"], len(sold)) == (TRIES, 1, 1)

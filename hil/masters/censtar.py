@@ -15,7 +15,11 @@ does in that state:
 - idle, every :data:`TOTALS_EVERY` turns of a pump: its totals (a back
   office reading them);
 - calling, nothing uncleared: authorise (06; the FCC lets no nozzle fuel
-  while a sale is uncleared, 005:630-645);
+  while a sale is uncleared, 005:630-645); a pump still calling
+  :data:`REAUTHORISE_TURNS` turns later is authorised again (counted
+  ``reauthorised``: the simulator's own recovery, so that an authorise lost
+  on a loaded test machine does not leave a pump calling for ever; the
+  source says nothing of it);
 - fuelling: the running fill (18, 005:667-693).
 
 A reply that fails its XOR or does not come repeats the request (up to
@@ -63,6 +67,9 @@ OFFLINE_AFTER = 3
 #: Turns of an idle pump between two reads of its totals.
 TOTALS_EVERY = 20
 
+#: Turns a pump may stay calling after its authorise before it is sent again.
+REAUTHORISE_TURNS = 5
+
 
 @dataclass
 class _Step:
@@ -78,6 +85,7 @@ class _Pump:
     started: bool = False
     fuelled: bool = False  # a fill was seen since the last sale read
     authorised: bool = False
+    authorised_at: int = 0  # the turn of the last authorise
     turns: int = 0
     silent: int = 0  # requests in a row without a reply
 
@@ -94,7 +102,12 @@ class Master:
         self.monitor = CenstarMonitor(addresses)
         self.step: _Step | None = None
         self.buffer = bytearray()
-        self.counters: dict[str, int] = {"requests": 0, "timeouts": 0, "retries": 0}
+        self.counters: dict[str, int] = {
+            "requests": 0,
+            "timeouts": 0,
+            "retries": 0,
+            "reauthorised": 0,
+        }
 
     @property
     def awaiting_response(self) -> bool:
@@ -184,8 +197,13 @@ class Master:
                 self._queue(address, CMD_SALE)
             elif pump.turns % TOTALS_EVERY == 0:
                 self._queue(address, CMD_TOTALS)
-        elif low == ST_CALLING and not state & UNCLEARED and not pump.authorised:
+        elif low == ST_CALLING and not state & UNCLEARED:
+            if pump.authorised and pump.turns - pump.authorised_at < REAUTHORISE_TURNS:
+                return
+            if pump.authorised:
+                self.counters["reauthorised"] += 1
             pump.authorised = pump.fuelled = True
+            pump.authorised_at = pump.turns
             self._queue(address, CMD_AUTHORISE)
         elif low == ST_FUELLING:
             pump.fuelled = True
